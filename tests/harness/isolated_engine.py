@@ -1,0 +1,350 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A second, throw-away Docker engine for tests that prune, remove or fill disks.
+
+``start_isolated_engine(name)`` starts a dockerd with its own data root, exec root,
+pidfile, socket, containerd namespace and bridge, so nothing it does reaches the main
+engine on /var/run/docker.sock. ``IsolatedEngine.stop()`` kills it and removes every
+trace (processes started under its directory, the bridge, mounts, directories).
+
+Never start a second dockerd with ``--bridge none``: on 20.10 that deletes the main
+engine's ``docker0`` (see /work/shared/harness-notes.md). The bridge is created here
+first with ``ip link add`` and handed over with ``-b``.
+
+Slots: each engine takes a slot N (1..250) by creating ``/tmp/rbo-eng/slots/N``
+atomically; N gives the bridge name ``rboeN`` and the subnet ``172.31.N.1/24``. A slot
+whose owner process is gone is reclaimed, so concurrent test runs do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+BASE_DIR = "/tmp/rbo-eng"
+SLOTS_DIR = os.path.join(BASE_DIR, "slots")
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+START_TIMEOUT = 60
+
+
+def _run(argv, check=True):
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode,
+                                                   proc.stderr.strip()))
+    return proc
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _subnets_in_use():
+    out = _run(["ip", "-o", "-4", "addr", "show"], check=False).stdout
+    return set(int(m) for m in re.findall(r"inet 172\.31\.(\d+)\.", out))
+
+
+def _mounts_under(path):
+    """Mount points at or below ``path``, deepest first (from /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = line.split()[4].replace("\\040", " ")
+            if point == path or point.startswith(path + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def _pids_referring_to(path):
+    """Processes whose command line names ``path`` (containerd, shims left behind)."""
+    pids = []
+    needle = (path.rstrip("/") + "/").encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                if needle in fh.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def _unmount_all(path):
+    for _ in range(3):
+        points = _mounts_under(path)
+        if not points:
+            return
+        for point in points:
+            if _run(["umount", point], check=False).returncode != 0:
+                _run(["umount", "-l", point], check=False)
+
+
+def _teardown_dir(path, bridge):
+    """Kill what runs under ``path``, unmount it, drop ``bridge`` and the directory."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _pids_referring_to(path)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if _pid_alive(p)]
+            time.sleep(0.1)
+    _unmount_all(path)
+    if bridge and os.path.exists("/sys/class/net/%s" % bridge):
+        _run(["ip", "link", "del", bridge], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _claim_slot():
+    """Take a free slot number; reclaim slots whose owner is dead."""
+    os.makedirs(SLOTS_DIR, exist_ok=True)
+    in_use = _subnets_in_use()
+    for n in range(1, 251):
+        slot = os.path.join(SLOTS_DIR, str(n))
+        if os.path.isdir(slot):
+            try:
+                with open(os.path.join(slot, "owner")) as fh:
+                    owner = int(fh.read().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and _pid_alive(owner):
+                continue
+            if owner == 0 and time.time() - os.path.getmtime(slot) < 30:
+                continue  # being claimed right now
+            _reclaim_slot(n)
+        if n in in_use:
+            continue
+        try:
+            os.mkdir(slot)
+        except FileExistsError:
+            continue
+        with open(os.path.join(slot, "owner"), "w") as fh:
+            fh.write(str(os.getpid()))
+        return n
+    raise RuntimeError("no free isolated-engine slot under %s" % SLOTS_DIR)
+
+
+def _reclaim_slot(n):
+    slot = os.path.join(SLOTS_DIR, str(n))
+    try:
+        with open(os.path.join(slot, "dir")) as fh:
+            engine_dir = fh.read().strip()
+    except OSError:
+        engine_dir = ""
+    if engine_dir.startswith(BASE_DIR + "/"):
+        _teardown_dir(engine_dir, "rboe%d" % n)
+    elif os.path.exists("/sys/class/net/rboe%d" % n):
+        _run(["ip", "link", "del", "rboe%d" % n], check=False)
+    shutil.rmtree(slot, ignore_errors=True)
+
+
+class IsolatedEngine:
+    """A running isolated dockerd. Use ``.host``/``.env``/``.client()``; ``.stop()`` ends it."""
+
+    def __init__(self, name, slot, directory, data_root_size):
+        self.name = name
+        self.slot = slot
+        self.dir = directory
+        self.bridge = "rboe%d" % slot
+        self.subnet = "172.31.%d.0/24" % slot
+        self.bridge_ip = "172.31.%d.1" % slot
+        self.data_root = os.path.join(directory, "data")
+        self.exec_root = os.path.join(directory, "exec")
+        self.pidfile = os.path.join(directory, "docker.pid")
+        self.socket = os.path.join(directory, "docker.sock")
+        self.log_path = os.path.join(directory, "dockerd.log")
+        self.host = "unix://" + self.socket
+        self.env = {"DOCKER_HOST": self.host}
+        self.data_root_size = data_root_size
+        self.proc = None
+        self._stopped = False
+
+    def client(self, **kwargs):
+        """A ``docker.DockerClient`` talking to this engine."""
+        import docker
+
+        kwargs.setdefault("timeout", 120)
+        return docker.DockerClient(base_url=self.host, **kwargs)
+
+    def api(self, **kwargs):
+        """A low-level ``docker.APIClient`` talking to this engine."""
+        import docker
+
+        kwargs.setdefault("timeout", 120)
+        return docker.APIClient(base_url=self.host, **kwargs)
+
+    def docker_cli(self, *args, check=True, env=None, cli="/usr/bin/docker"):
+        """Run Debian's docker client (20.10) against this engine; returns CompletedProcess."""
+        full_env = dict(os.environ)
+        full_env.update(self.env)
+        full_env.update(env or {})
+        proc = subprocess.run([cli] + list(args), capture_output=True, text=True, env=full_env)
+        if check and proc.returncode != 0:
+            raise RuntimeError("docker %s failed (%d): %s" % (" ".join(args), proc.returncode,
+                                                              proc.stderr.strip()))
+        return proc
+
+    def log_tail(self, lines=30):
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def _start(self):
+        os.makedirs(self.data_root)
+        os.makedirs(self.exec_root)
+        if self.data_root_size:
+            _run(["mount", "-t", "tmpfs", "-o", "size=%s" % self.data_root_size,
+                  "rbo-eng-%d" % self.slot, self.data_root])
+        if os.path.exists("/sys/class/net/%s" % self.bridge):
+            _run(["ip", "link", "del", self.bridge], check=False)
+        _run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        _run(["ip", "addr", "add", self.bridge_ip + "/24", "dev", self.bridge])
+        _run(["ip", "link", "set", self.bridge, "up"])
+        argv = [DOCKERD,
+                "--data-root", self.data_root,
+                "--exec-root", self.exec_root,
+                "--pidfile", self.pidfile,
+                "-H", self.host,
+                "-b", self.bridge,
+                "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+                "--containerd-namespace", "rbo-eng-%d" % self.slot,
+                "--containerd-plugins-namespace", "rbo-eng-%d-plugins" % self.slot,
+                "--storage-driver", "overlay2",
+                "--shutdown-timeout", "2",
+                "--log-level", "warn"]
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("isolated dockerd %s exited with %s:\n%s"
+                                   % (self.name, self.proc.returncode, self.log_tail()))
+            if os.path.exists(self.socket):
+                try:
+                    api = self.api(timeout=5)
+                    try:
+                        api.ping()
+                        api.info()
+                        return
+                    finally:
+                        api.close()
+                except Exception as exc:  # noqa: BLE001 - still starting
+                    last_error = exc
+            time.sleep(0.2)
+        raise RuntimeError("isolated dockerd %s did not answer within %d s (%s):\n%s"
+                           % (self.name, START_TIMEOUT, last_error, self.log_tail()))
+
+    def stop(self):
+        """Stop dockerd, kill leftovers, remove the bridge, unmount, remove the directory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            _teardown_dir(self.dir, self.bridge)
+        finally:
+            shutil.rmtree(os.path.join(SLOTS_DIR, str(self.slot)), ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def __repr__(self):
+        return "IsolatedEngine(%r, host=%r)" % (self.name, self.host)
+
+
+def start_isolated_engine(name, data_root_size=None):
+    """Start an isolated dockerd and wait until it answers.
+
+    ``name``: a short label (letters, digits, ``-``/``_``) used in the directory name.
+    ``data_root_size``: e.g. ``"300m"`` puts the data root on a tmpfs of that size (for
+    disk-full scenarios); ``None`` keeps it on the disk under /tmp.
+    Returns an ``IsolatedEngine``; on any failure everything started is torn down first.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:24] or "engine"
+    slot = _claim_slot()
+    directory = os.path.join(BASE_DIR, "%s-%d" % (safe, slot))
+    slot_dir = os.path.join(SLOTS_DIR, str(slot))
+    try:
+        if os.path.exists(directory):
+            _teardown_dir(directory, "rboe%d" % slot)
+        os.makedirs(directory)
+        with open(os.path.join(slot_dir, "dir"), "w") as fh:
+            fh.write(directory)
+        engine = IsolatedEngine(safe, slot, directory, data_root_size)
+    except BaseException:
+        shutil.rmtree(slot_dir, ignore_errors=True)
+        raise
+    try:
+        engine._start()
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
+
+
+# --- pytest fixtures (registered by tests/conftest.py) ---------------------------------
+
+try:
+    import pytest
+except ImportError:  # the harness is also usable from plain scripts (benchmarks/)
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def isolated_engine():
+        """One isolated engine (data root on disk) shared by the whole test session."""
+        engine = start_isolated_engine("session")
+        try:
+            yield engine
+        finally:
+            engine.stop()
+
+    @pytest.fixture
+    def isolated_engine_factory():
+        """``factory(name, data_root_size=None)`` -> a fresh engine, stopped after the test."""
+        engines = []
+
+        def factory(name="test", data_root_size=None):
+            engine = start_isolated_engine(name, data_root_size=data_root_size)
+            engines.append(engine)
+            return engine
+
+        try:
+            yield factory
+        finally:
+            for engine in reversed(engines):
+                engine.stop()
