@@ -1,0 +1,278 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Alerts to Telegram: one cooldown per key, escalation at once, one recovery message.
+
+Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under a
+lock, decides (``decide``), formats (``format_alert``), delivers (``send_telegram``)
+and records the outcome. The state is best effort: when it cannot be written (full
+disk) the message still goes out and the result says ``state_saved: False``.
+
+The bot token is read from a file and only ever placed in the request URL. Errors
+raised here name the API host, never the URL (the token is in its path) nor the token.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .errors import OpsError
+from .state import read_json, write_json_atomic
+
+LEVELS = {"ok": 0, "warning": 1, "critical": 2}
+TELEGRAM_MAX_CHARS = 4096
+_CUT_MARK = "\n… (cut)"
+_LEVEL_STYLE = {
+    "warning": ("⚠️", "WARNING"),
+    "critical": ("🚨", "CRITICAL"),
+    "ok": ("✅", "recovered"),
+}
+
+
+def format_alert(level, host, text, subject="") -> str:
+    """The runbook's message style: ``⚠️ host [subject] WARNING: text``.
+
+    ``critical`` uses 🚨 CRITICAL; ``ok`` is a recovery, ``✅ host [subject] recovered: text``.
+    """
+    if level not in _LEVEL_STYLE:
+        raise OpsError("alert level %r is not one of ok, warning, critical" % (level,))
+    emoji, word = _LEVEL_STYLE[level]
+    head = " ".join(part for part in (emoji, host, subject, word) if part)
+    return "%s: %s" % (head, text)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut_message(text: str, limit: int = TELEGRAM_MAX_CHARS) -> str:
+    """Cut ``text`` to Telegram's limit (counted in UTF-16 units, as Telegram does)."""
+    if _utf16_len(text) <= limit:
+        return text
+    budget = limit - _utf16_len(_CUT_MARK)
+    # Characters outside the BMP take two units: shrink until it fits.
+    cut = text[:budget]
+    while _utf16_len(cut) > budget:
+        cut = cut[:-max(1, (_utf16_len(cut) - budget) // 2)]
+    return cut + _CUT_MARK
+
+
+def read_token(token_file) -> str:
+    """The bot token from ``token_file`` (stripped); ``""`` when the file is missing or empty."""
+    try:
+        with open(token_file, "r", encoding="utf-8") as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise OpsError("cannot read the Telegram token file %s: %s; it must be readable by "
+                       "the user running runbook-ops" % (token_file, exc.strerror or exc))
+
+
+def _api_host(api_url) -> str:
+    return urllib.parse.urlsplit(api_url).hostname or "the Telegram API"
+
+
+def _redact(text, token, api_url):
+    for secret in (token, urllib.parse.quote(token, safe=""), urllib.parse.quote(token)):
+        if secret:
+            text = text.replace(secret, "<token>")
+    return text
+
+
+def _describe_body(body, token, api_url) -> tuple:
+    """(description, retry_after) from a Bot API error body; redacted, short."""
+    try:
+        data = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return "", None
+    if not isinstance(data, dict):
+        return "", None
+    description = str(data.get("description") or "")[:200]
+    params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+    retry_after = params.get("retry_after")
+    if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
+        retry_after = None
+    return _redact(description, token, api_url), retry_after
+
+
+def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
+                  backoff_seconds=1.0, max_retry_after=30.0, sleep=time.sleep) -> dict:
+    """POST ``text`` (cut to 4096) to ``<api_url>/bot<token>/sendMessage``.
+
+    Retries 429 (waiting ``retry_after``, capped at ``max_retry_after``), 5xx and network
+    errors with exponential backoff, ``attempts`` tries in all. Returns
+    ``{"sent": True, "attempts": n, "message_id": id}``; raises ``OpsError`` whose
+    message names the API host and the reason, never the URL or the token.
+    """
+    if not token:
+        raise OpsError("no Telegram bot token; set runbook_ops_telegram_bot_token")
+    if not str(chat_id):
+        raise OpsError("no Telegram chat id; set runbook_ops_telegram_chat_id")
+    host = _api_host(api_url)
+    url = "%s/bot%s/sendMessage" % (api_url.rstrip("/"), token)
+    payload = json.dumps({"chat_id": str(chat_id), "text": cut_message(text),
+                          "disable_web_page_preview": True}).encode("utf-8")
+    problem = "no attempt made"
+    for attempt in range(1, max(1, attempts) + 1):
+        wait = backoff_seconds * (2 ** (attempt - 1))
+        request = urllib.request.Request(url, data=payload, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                body = response.read()
+            try:
+                message_id = json.loads(body.decode("utf-8", "replace"))["result"]["message_id"]
+            except (ValueError, KeyError, TypeError):
+                message_id = None
+            return {"sent": True, "attempts": attempt, "message_id": message_id}
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            try:
+                body = exc.read()
+            except Exception:  # pylint: disable=broad-except
+                body = b""
+            finally:
+                exc.close()
+            description, retry_after = _describe_body(body, token, api_url)
+            problem = "HTTP %d%s" % (status, (" (%s)" % description) if description else "")
+            if status == 429:
+                wait = min(float(retry_after if retry_after is not None else wait),
+                           max_retry_after)
+            elif status < 500:
+                break
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            problem = _redact(str(getattr(reason, "strerror", None) or reason), token, api_url)
+        if attempt < attempts:
+            sleep(max(0.0, wait))
+    raise OpsError("Telegram message not delivered by %s after %d attempt(s): %s; check "
+                   "runbook_ops_telegram_api_url, the bot token and the chat id"
+                   % (host, attempt, problem))
+
+
+class _StateLock:
+    """An advisory lock beside the state file; proceeds unlocked if it cannot be had."""
+
+    def __init__(self, path, wait_seconds=120.0):
+        self.path = path
+        self.wait_seconds = wait_seconds
+        self.handle = None
+
+    def __enter__(self):
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self.handle = open(self.path, "a")
+        except OSError:
+            return self
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                    return self
+                time.sleep(0.1)
+
+    def __exit__(self, *exc_info):
+        if self.handle is not None:
+            self.handle.close()
+
+
+def decide(previous, level, now, cooldown_seconds) -> tuple:
+    """Whether to send ``level`` for a key whose stored entry is ``previous``.
+
+    Returns ``(send, reason)``. Rules: a rise in severity sends at once; the same (or a
+    lower non-ok) level sends once its cooldown has passed; ``ok`` after a non-ok level
+    sends one recovery; ``ok`` after ``ok`` sends nothing.
+    """
+    previous = previous or {}
+    before = previous.get("level", "ok")
+    if before not in LEVELS:
+        before = "ok"
+    if level == "ok":
+        if before == "ok":
+            return False, "already ok"
+        return True, "recovery from %s" % before
+    if LEVELS[level] > LEVELS[before]:
+        return True, "rise from %s to %s" % (before, level)
+    sent_at = (previous.get("sent") or {}).get(level)
+    if not isinstance(sent_at, (int, float)):
+        return True, "%s not yet delivered" % level
+    left = sent_at + cooldown_seconds - now
+    if left <= 0:
+        return True, "cooldown passed"
+    return False, "in cooldown for %d s more" % int(left + 0.999)
+
+
+def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
+    """Decide, deliver and record one alert; never raises for delivery or state problems.
+
+    Returns ``{"key", "level", "previous", "sent", "reason", "state_saved"}`` plus
+    ``"error"`` when delivery failed and ``"configured": False`` when no chat id or token
+    is set. Raises ``OpsError`` only for a bad ``level`` or ``key``.
+    """
+    if level not in LEVELS:
+        raise OpsError("alert level %r is not one of ok, warning, critical" % (level,))
+    if not isinstance(key, str) or not key.strip():
+        raise OpsError("alert key must be a non-empty string")
+    send = send or send_telegram
+    now = time.time() if now is None else now
+    alert = runtime["alert"]
+    state_path = os.path.join(runtime["state_dir"], "alerts.json")
+    with _StateLock(os.path.join(runtime["state_dir"], "locks", "alerts.lock")):
+        state = read_json(state_path, {})
+        if not isinstance(state, dict):
+            state = {}
+        previous = state.get(key) if isinstance(state.get(key), dict) else {}
+        should_send, reason = decide(previous, level, now, alert["cooldown_seconds"])
+        result = {"key": key, "level": level, "previous": previous.get("level", "ok"),
+                  "sent": False, "reason": reason, "configured": True}
+        delivered = False
+        if should_send:
+            token = read_token(alert["telegram_token_file"]) if alert["telegram_chat_id"] else ""
+            if not alert["telegram_chat_id"] or not token:
+                result["configured"] = False
+                result["reason"] = "%s; telegram not configured (no %s)" % (
+                    reason, "chat id" if not alert["telegram_chat_id"] else "token")
+            else:
+                message = format_alert(level, runtime["host_label"], text)
+                try:
+                    outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
+                                   message)
+                    delivered = True
+                    result["sent"] = True
+                    result["attempts"] = outcome.get("attempts")
+                except OpsError as exc:
+                    result["error"] = exc.message
+        entry = dict(previous)
+        sent = dict(entry.get("sent") or {})
+        if level == "ok":
+            if should_send and not delivered and result["configured"]:
+                # Keep the old level so the next ok run retries the recovery message.
+                result["state_saved"] = True
+                return result
+            sent = {}
+        elif delivered:
+            sent[level] = now
+        if entry.get("level") != level:
+            entry["since"] = now
+        entry.update({"level": level, "sent": sent, "updated": now})
+        state[key] = entry
+        result["state_saved"] = write_json_atomic(state_path, state)
+    return result
+
+
+def send_test(runtime, text="runbook-ops test alert: delivery works") -> dict:
+    """Send one message straight away (no cooldown, no state); for ``alert --test``."""
+    alert = runtime["alert"]
+    token = read_token(alert["telegram_token_file"])
+    message = "✅ %s: %s" % (runtime["host_label"], text)
+    return send_telegram(alert["telegram_api_url"], token, alert["telegram_chat_id"], message)

@@ -1,0 +1,60 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops run --job NAME [--timeout S] [--wait S] [--json] -- COMMAND...``.
+
+Exit 0 when the command succeeded or when another run of the job holds the lock (it
+says so on stdout), 1 when the command failed or timed out (its exit status is in the
+log and in ``<state_dir>/jobs/NAME.json``), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .errors import OpsError
+from .jobs import run_job
+
+
+def _positive_float(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number of seconds" % value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("seconds must be >= 0, got %s" % value)
+    return number
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run", help="run a cron job under its lock, log, state, alert and dead-man ping",
+        description="Run COMMAND as job NAME: never overlapping, output timestamped into "
+                    "<log_dir>/NAME.log, status in <state_dir>/jobs/NAME.json, an alert "
+                    "when it fails and a recovery when it succeeds again.")
+    parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
+    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                        help="kill the job's process group after this long")
+    parser.add_argument("--wait", type=_positive_float, default=0.0, metavar="SECONDS",
+                        help="wait this long for a running instance to finish (default: skip)")
+    parser.add_argument("--json", action="store_true", help="print the run record as JSON")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    parser.set_defaults(func=run_command_line)
+
+
+def run_command_line(args, runtime) -> int:
+    """The ``run`` subcommand: 0 success or skipped, 1 job failed."""
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise OpsError("no command given; use: runbook-ops run --job NAME -- COMMAND [ARGS...]")
+    if args.timeout == 0:
+        args.timeout = None
+    record = run_job(runtime, args.job, command, timeout=args.timeout, wait_seconds=args.wait)
+    if args.json:
+        print(json.dumps(record, sort_keys=True))
+    if record.get("skipped"):
+        return 0
+    return 0 if record["rc"] == 0 else 1

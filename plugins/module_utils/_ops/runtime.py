@@ -1,0 +1,123 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host runtime settings in ``/etc/runbook-ops/runtime.json`` (written by role base).
+
+``load_runtime`` returns a complete dict: every key the base role writes, with the
+defaults below for whatever the file leaves out (or for a missing file, so the CLI
+works before the role has run). Keys starting with ``_`` (comments) are ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import socket
+
+from .errors import OpsError
+
+DEFAULT_RUNTIME_PATH = "/etc/runbook-ops/runtime.json"
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+DEFAULT_TOKEN_FILE = "/etc/runbook-ops/telegram.token"
+DEFAULT_COOLDOWN_SECONDS = 86400
+
+JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def default_runtime() -> dict:
+    """The settings used for anything runtime.json does not set."""
+    return {
+        "host_label": socket.gethostname().split(".")[0] or "localhost",
+        "state_dir": "/var/lib/runbook-ops",
+        "log_dir": "/var/log",
+        "alert": {
+            "telegram_api_url": DEFAULT_TELEGRAM_API_URL,
+            "telegram_chat_id": "",
+            "telegram_token_file": DEFAULT_TOKEN_FILE,
+            "cooldown_seconds": DEFAULT_COOLDOWN_SECONDS,
+        },
+        "jobs": {},
+    }
+
+
+def _fail(path, problem):
+    raise OpsError("runtime config %s: %s; fix the file or re-run the runbook.ops.base role"
+                   % (path, problem), path=str(path))
+
+
+def _check_string(path, where, value, allow_empty=True):
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        _fail(path, "%s must be a %sstring, got %r" % (
+            where, "" if allow_empty else "non-empty ", value))
+
+
+def _check_url(path, where, value):
+    _check_string(path, where, value, allow_empty=False)
+    if not re.match(r"^https?://[^/\s]+", value):
+        _fail(path, "%s must be an http:// or https:// URL" % where)
+
+
+def merge_runtime(data, path="<runtime>") -> dict:
+    """Check ``data`` (the parsed file) and return it merged over the defaults."""
+    if not isinstance(data, dict):
+        _fail(path, "top level must be a JSON object")
+    runtime = default_runtime()
+    for key, value in data.items():
+        if key.startswith("_"):
+            continue
+        if key == "alert":
+            if not isinstance(value, dict):
+                _fail(path, "'alert' must be a JSON object")
+            runtime["alert"].update({k: v for k, v in value.items() if not k.startswith("_")})
+        elif key == "jobs":
+            if not isinstance(value, dict):
+                _fail(path, "'jobs' must be a JSON object of job name -> settings")
+            runtime["jobs"] = value
+        else:
+            runtime[key] = value
+
+    for key in ("host_label", "state_dir", "log_dir"):
+        _check_string(path, key, runtime[key], allow_empty=False)
+    alert = runtime["alert"]
+    _check_url(path, "alert.telegram_api_url", alert["telegram_api_url"])
+    if isinstance(alert["telegram_chat_id"], int) and not isinstance(alert["telegram_chat_id"], bool):
+        alert["telegram_chat_id"] = str(alert["telegram_chat_id"])
+    _check_string(path, "alert.telegram_chat_id", alert["telegram_chat_id"])
+    _check_string(path, "alert.telegram_token_file", alert["telegram_token_file"], allow_empty=False)
+    cooldown = alert["cooldown_seconds"]
+    if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+        _fail(path, "alert.cooldown_seconds must be a whole number >= 0, got %r" % (cooldown,))
+    for name, settings in runtime["jobs"].items():
+        if not JOB_NAME_PATTERN.match(name):
+            _fail(path, "job name %r may only use letters, digits, '.', '_' and '-'" % name)
+        if not isinstance(settings, dict):
+            _fail(path, "jobs.%s must be a JSON object" % name)
+        ping_url = settings.get("ping_url")
+        if ping_url not in (None, ""):
+            _check_url(path, "jobs.%s.ping_url" % name, ping_url)
+    return runtime
+
+
+def load_runtime(path=DEFAULT_RUNTIME_PATH) -> dict:
+    """Read, check and complete the runtime settings; defaults if the file is missing.
+
+    Raises ``OpsError`` naming the file and the problem for bad JSON or bad values.
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return copy.deepcopy(default_runtime())
+    except OSError as exc:
+        raise OpsError("cannot read runtime config %s: %s; check the path and its permissions"
+                       % (path, exc.strerror or exc), path=str(path))
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        _fail(path, "not valid JSON (%s)" % exc)
+    return merge_runtime(data, path)
+
+
+def job_settings(runtime, name) -> dict:
+    """The settings of job ``name`` (``{}`` when runtime.json names none)."""
+    return dict(runtime.get("jobs", {}).get(name) or {})

@@ -1,0 +1,134 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""State files under ``/var/lib/runbook-ops``: atomic JSON and append-only JSON lines.
+
+State is a convenience (cooldowns, last runs, history), never a precondition: a disk
+that is full, read-only or over quota must not stop a job or an alert. So the writers
+return ``False`` for those conditions instead of raising, and the readers fall back to
+a default for a missing or corrupt file. Any other ``OSError`` (a permission problem,
+a path that is a directory) is a bug or a misconfiguration and is raised.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+
+# Conditions of the filesystem, not of the code: report them, never raise them.
+_FULL_OR_READ_ONLY = frozenset((errno.ENOSPC, errno.EROFS, errno.EDQUOT))
+
+
+def _is_full_or_read_only(exc: OSError) -> bool:
+    return exc.errno in _FULL_OR_READ_ONLY
+
+
+def read_json(path, default=None):
+    """Return the JSON value stored in ``path``; ``default`` if it is missing or corrupt."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return default
+    except ValueError:
+        # A torn or hand-edited state file: start over rather than stop the job.
+        return default
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, data, mode: int = 0o644) -> bool:
+    """Write ``data`` as JSON to ``path`` through a temp file, fsync and rename.
+
+    Readers see the old content or the new one, never a torn file. Creates the parent
+    directory. Returns ``True`` when written, ``False`` when the filesystem is full,
+    read-only or over quota (the old content, if any, stays in place).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    tmp_path = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
+                                        suffix=".tmp", dir=directory)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_path, path)
+        tmp_path = None
+        _fsync_directory(directory)
+        return True
+    except OSError as exc:
+        if _is_full_or_read_only(exc):
+            return False
+        raise
+    finally:
+        if tmp_path is not None:
+            try:
+                os.unlink(tmp_path)
+            except OSError:
+                pass
+
+
+def append_jsonl(path, record) -> bool:
+    """Append ``record`` as one JSON line to ``path`` (created with its directory).
+
+    If an earlier append was cut short (disk full), the new record starts on a fresh
+    line so only the torn line is lost. Returns ``False`` on a full, read-only or
+    over-quota filesystem.
+    """
+    path = os.fspath(path)
+    line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "a+b") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+    except OSError as exc:
+        if _is_full_or_read_only(exc):
+            return False
+        raise
+
+
+def read_jsonl(path) -> list:
+    """Return the records of a JSON-lines file in order; skips blank and corrupt lines."""
+    records = []
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+    except FileNotFoundError:
+        return []
+    return records
