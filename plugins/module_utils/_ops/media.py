@@ -1,0 +1,694 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Media growth tracking and the photo-cleanup activation gate.
+
+Control flow:
+
+* ``record_baseline`` measures the media directory (``disk.measure_tree``: du -s
+  semantics) and appends one JSON line ``{"ts", "path", "bytes", "files"}`` to the
+  baseline file (``state.append_jsonl``).
+* ``evaluate_gate`` gathers the inputs (a fresh measurement, the baselines, the
+  record count, the disk usage and the disk-check history) and hands them to
+  ``decide_gate``, a pure function that returns ``{activate, triggers, media_bytes,
+  media_files}``. Each trigger is ``{name, value, limit, hit, unit, detail}``.
+
+The runbook's activation triggers (any one fires the gate):
+
+``size``     media directory bytes > ``size_limit`` (default 500MB)
+``growth``   bytes per week > ``growth_limit_per_week`` (default 100MB), from the
+             baselines: the oldest sample within four weeks of the newest one, or,
+             when there is none (monthly samples), the newest older sample; samples
+             less than a day before the newest are never the base. A shrinking
+             directory gives a negative rate (not a hit); fewer than two usable
+             samples make the trigger say so (value ``None``) instead of guessing.
+``records``  application record count > ``record_limit`` (default 1000); skipped
+             when neither a count nor a command is given.
+``disk``     the disk holding ``disk_path`` is at or above ``disk_limit_percent``
+             (default 70) now, or the disk-check history's trend reaches it within
+             ``disk_trend_days`` (default 90).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import shutil
+from decimal import Decimal, InvalidOperation
+
+from .errors import OpsError
+from .runner import run_command
+
+DEFAULT_BASELINE_FILE = "/var/lib/runbook-ops/media-baseline.jsonl"
+DEFAULT_DISK_HISTORY_FILE = "/var/lib/runbook-ops/disk-history.jsonl"
+DEFAULT_SIZE_LIMIT = "500MB"
+DEFAULT_GROWTH_LIMIT_PER_WEEK = "100MB"
+DEFAULT_RECORD_LIMIT = 1000
+DEFAULT_DISK_PATH = "/"
+DEFAULT_DISK_LIMIT_PERCENT = 70
+DEFAULT_DISK_TREND_DAYS = 90
+GROWTH_WINDOW_DAYS = 28
+MIN_GROWTH_SPAN_SECONDS = 86400
+WEEK_SECONDS = 7 * 86400
+
+_UNITS = {
+    "B": 1,
+    "kB": 10 ** 3, "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12,
+    "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40,
+}
+_SIZE_RE = re.compile(r"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[A-Za-z]*)\s*$")
+_UNITS_TEXT = "B, kB/KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024)"
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def parse_size(value, name="size"):
+    """Return the number of bytes in ``value``: an int, or a string like ``500MB``.
+
+    Decimal units are powers of 1000 (``MB`` = 10^6), binary units powers of 1024
+    (``MiB`` = 2^20); a bare number is bytes. Units are case-sensitive apart from
+    ``kB``/``KB`` (``mb`` would be millibits). Fractions are allowed with a unit and
+    rounded down to whole bytes. Raises ``OpsError`` naming ``name`` for anything else
+    (negative numbers, unknown units, fractional bytes, booleans).
+    """
+    if isinstance(value, bool):
+        raise OpsError("%s: %r is not a size; use a number of bytes or e.g. 500MB, 1.5GiB"
+                       % (name, value))
+    if isinstance(value, int):
+        if value < 0:
+            raise OpsError("%s: %d is negative; sizes are 0 or more bytes" % (name, value))
+        return value
+    if not isinstance(value, str):
+        raise OpsError("%s: %r is not a size; use a number of bytes or e.g. 500MB, 1.5GiB"
+                       % (name, value))
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise OpsError("%s: %r is not a size; write a number and a unit, e.g. 500MB or "
+                       "1.5GiB (units: %s)" % (name, value, _UNITS_TEXT))
+    unit = match.group("unit") or "B"
+    if unit not in _UNITS:
+        raise OpsError("%s: unknown unit %r in %r; use %s" % (name, unit, value, _UNITS_TEXT))
+    try:
+        number = Decimal(match.group("num"))
+    except InvalidOperation:  # pragma: no cover - the regex only lets digits through
+        raise OpsError("%s: %r is not a number" % (name, value))
+    if unit == "B" and number != number.to_integral_value():
+        raise OpsError("%s: %r has a fraction of a byte; give whole bytes or a unit"
+                       % (name, value))
+    return int(number * _UNITS[unit])
+
+
+def format_size(num_bytes):
+    """Return ``num_bytes`` as a short human string in decimal units (``47.0 MB``)."""
+    if num_bytes is None:
+        return "n/a"
+    sign = "-" if num_bytes < 0 else ""
+    value = float(abs(num_bytes))
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000:
+            return "%s%d %s" % (sign, value, unit) if unit == "B" else "%s%.1f %s" % (
+                sign, value, unit)
+        value /= 1000.0
+    return "%s%.1f TB" % (sign, value)
+
+
+# ---------------------------------------------------------------------------- time
+
+
+def utc_now():
+    """Return the current time as an aware UTC datetime (whole seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def format_ts(moment):
+    """Return ``moment`` (aware datetime) as ISO-8601 UTC with a ``Z`` suffix."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(text):
+    """Return an aware UTC datetime for an ISO-8601 string, or ``None`` if it is not one.
+
+    Accepts a ``Z`` suffix or an offset; a string without a zone is taken as UTC.
+    """
+    if not isinstance(text, str):
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def measure_media(media_path, timeout=None):
+    """Measure ``media_path`` with ``disk.measure_tree`` (du -s bytes, file count).
+
+    Returns ``{"path", "bytes", "files", "partial", "unreadable"}``. Raises ``OpsError``
+    when the path is missing or not a directory.
+    """
+    from .disk import measure_tree
+
+    path = os.path.abspath(media_path)
+    if not os.path.isdir(path):
+        raise OpsError("media path %s does not exist or is not a directory; set the media "
+                       "directory the application stores uploads in" % path)
+    tree = measure_tree(path, one_file_system=True, timeout=timeout)
+    return {
+        "path": path,
+        "bytes": int(tree["bytes"]),
+        "files": int(tree["files"]),
+        "partial": bool(tree.get("partial")),
+        "unreadable": int(tree.get("unreadable") or 0),
+    }
+
+
+def make_baseline_sample(measurement, now=None):
+    """Return the baseline line for a measurement: ``{"ts", "path", "bytes", "files"}``.
+
+    A measurement that missed unreadable entries gets ``"partial": true`` so the growth
+    rate can leave it out.
+    """
+    sample = {
+        "ts": format_ts(now or utc_now()),
+        "path": measurement["path"],
+        "bytes": measurement["bytes"],
+        "files": measurement["files"],
+    }
+    if measurement.get("partial"):
+        sample["partial"] = True
+    return sample
+
+
+def record_baseline(media_path, baseline_file=DEFAULT_BASELINE_FILE, now=None, timeout=None,
+                    dry_run=False):
+    """Measure ``media_path`` and append the sample to ``baseline_file``.
+
+    Returns ``{"sample", "written", "partial", "unreadable", "growth"}`` where ``growth``
+    is ``growth_per_week`` over the baselines including the new sample. ``written`` is
+    False in ``dry_run`` and when the append failed (full disk): the caller reports it.
+    """
+    from .state import append_jsonl
+
+    measurement = measure_media(media_path, timeout=timeout)
+    sample = make_baseline_sample(measurement, now=now)
+    written = False
+    if not dry_run:
+        parent = os.path.dirname(os.path.abspath(baseline_file))
+        if parent and not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+        written = bool(append_jsonl(baseline_file, sample))
+    samples = read_baselines(baseline_file, sample["path"])
+    if not written:
+        samples.append(sample)
+    return {
+        "sample": sample,
+        "written": written,
+        "partial": measurement["partial"],
+        "unreadable": measurement["unreadable"],
+        "growth": growth_per_week(samples),
+    }
+
+
+def read_baselines(baseline_file, media_path=None):
+    """Return the usable baseline samples of ``baseline_file``, oldest first.
+
+    A missing file is no samples. Lines without a parseable ``ts`` or an integer
+    ``bytes`` are skipped; with ``media_path`` only that directory's samples are kept
+    (the file can hold several directories, or an old path after a move).
+    """
+    from .state import read_jsonl
+
+    if not os.path.exists(baseline_file):
+        return []
+    wanted = os.path.abspath(media_path) if media_path else None
+    samples = []
+    for record in read_jsonl(baseline_file) or []:
+        if not isinstance(record, dict):
+            continue
+        if wanted is not None and record.get("path") not in (None, wanted):
+            continue
+        samples.append(record)
+    return _usable_samples(samples)
+
+
+def _usable_samples(samples):
+    usable = []
+    for record in samples:
+        moment = parse_ts(record.get("ts"))
+        size = record.get("bytes")
+        if moment is None or isinstance(size, bool) or not isinstance(size, int):
+            continue
+        usable.append((moment, record))
+    usable.sort(key=lambda item: item[0])
+    return [record for _moment, record in usable]
+
+
+def growth_per_week(samples, window_days=GROWTH_WINDOW_DAYS,
+                    min_span_seconds=MIN_GROWTH_SPAN_SECONDS):
+    """Return the media growth rate from baseline ``samples`` (any order).
+
+    The newest sample is compared with a base: the oldest sample within ``window_days``
+    of it, else the newest sample before that window (a month gap is fine: the rate is
+    per elapsed time). Samples less than ``min_span_seconds`` before the newest one and
+    ``partial`` samples are never used. Returns ``{"status": "ok", "bytes_per_week",
+    "method": "window"|"previous", "from_ts", "to_ts", "from_bytes", "to_bytes", "days",
+    "samples"}``, or ``{"status": "insufficient", "bytes_per_week": None, "samples",
+    "detail"}`` when there is no usable pair.
+    """
+    usable = [s for s in _usable_samples(samples) if not s.get("partial")]
+    count = len(usable)
+    if count < 2:
+        return {"status": "insufficient", "bytes_per_week": None, "samples": count,
+                "detail": "%d baseline sample%s; growth needs two at least a day apart"
+                          % (count, "" if count == 1 else "s")}
+    newest = usable[-1]
+    newest_ts = parse_ts(newest["ts"])
+    window_start = newest_ts - datetime.timedelta(days=window_days)
+    latest_base = newest_ts - datetime.timedelta(seconds=min_span_seconds)
+    candidates = [s for s in usable[:-1] if parse_ts(s["ts"]) <= latest_base]
+    if not candidates:
+        return {"status": "insufficient", "bytes_per_week": None, "samples": count,
+                "detail": "%d baseline samples, all within a day of the newest; growth "
+                          "needs two at least a day apart" % count}
+    in_window = [s for s in candidates if parse_ts(s["ts"]) >= window_start]
+    if in_window:
+        base, method = in_window[0], "window"
+    else:
+        base, method = candidates[-1], "previous"
+    seconds = (newest_ts - parse_ts(base["ts"])).total_seconds()
+    delta = newest["bytes"] - base["bytes"]
+    return {
+        "status": "ok",
+        "bytes_per_week": int(round(delta * WEEK_SECONDS / seconds)),
+        "method": method,
+        "from_ts": base["ts"],
+        "to_ts": newest["ts"],
+        "from_bytes": base["bytes"],
+        "to_bytes": newest["bytes"],
+        "days": round(seconds / 86400.0, 2),
+        "samples": count,
+    }
+
+
+# ---------------------------------------------------------------------------- record count
+
+
+def parse_record_count(output):
+    """Return the integer the record-count command printed (its last non-empty line).
+
+    Raises ``OpsError`` quoting the start of the output when that line is not a
+    non-negative integer.
+    """
+    lines = [line.strip() for line in (output or "").splitlines() if line.strip()]
+    if lines and re.match(r"^[0-9]+$", lines[-1]):
+        return int(lines[-1])
+    shown = (output or "").strip()[:200] or "(nothing)"
+    raise OpsError("record_count_command must print the record count as an integer on its "
+                   "last line; it printed: %s" % shown)
+
+
+def count_records(command, chdir=None, timeout=120):
+    """Run ``command`` and return the integer it prints.
+
+    ``command`` is an argv list, or a string run with ``/bin/sh -c`` (so ``cd`` and
+    pipes work). ``chdir`` is the working directory (the Compose project directory).
+    Raises ``OpsError`` when it fails, times out or prints no integer.
+    """
+    if isinstance(command, str):
+        argv = ["/bin/sh", "-c", command]
+    elif isinstance(command, (list, tuple)) and command and all(
+            isinstance(part, str) for part in command):
+        argv = list(command)
+    else:
+        raise OpsError("record_count_command must be a command line string or a non-empty "
+                       "list of strings")
+    if chdir and not os.path.isdir(chdir):
+        raise OpsError("chdir %s does not exist; set it to the application's directory"
+                       % chdir)
+    result = run_command(argv, timeout=timeout, cwd=chdir or None)
+    if result.timed_out:
+        raise OpsError("record_count_command did not finish within %s s; raise "
+                       "record_count_timeout or fix the command" % timeout)
+    if result.rc != 0:
+        tail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
+        raise OpsError("record_count_command exited with status %d%s" % (
+            result.rc, (": " + " | ".join(tail)) if tail else ""))
+    return parse_record_count(result.stdout)
+
+
+# ---------------------------------------------------------------------------- disk
+
+
+def mount_point(path):
+    """Return the mount point holding ``path`` (walks up with ``os.path.ismount``)."""
+    current = os.path.realpath(path)
+    while not os.path.ismount(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def disk_usage(path):
+    """Return ``{"mount", "used_bytes", "total_bytes", "used_percent"}`` for ``path``.
+
+    ``used_percent`` is used / (used + available), as ``df`` shows it.
+    """
+    if not os.path.exists(path):
+        raise OpsError("disk_path %s does not exist; give a path on the disk to watch" % path)
+    usage = shutil.disk_usage(path)
+    visible = usage.used + usage.free
+    percent = round(100.0 * usage.used / visible, 1) if visible else 0.0
+    return {"mount": mount_point(path), "used_bytes": usage.used,
+            "total_bytes": usage.total, "avail_bytes": usage.free, "used_percent": percent}
+
+
+def read_disk_history(history_file, mount):
+    """Return the disk-check history samples of ``mount``, oldest first (none if missing)."""
+    from .state import read_jsonl
+
+    if not history_file or not os.path.exists(history_file):
+        return []
+    samples = []
+    for record in read_jsonl(history_file) or []:
+        if not isinstance(record, dict) or record.get("mount") != mount:
+            continue
+        moment = parse_ts(record.get("ts"))
+        used, total = record.get("used_bytes"), record.get("total_bytes")
+        if moment is None or not isinstance(used, int) or not isinstance(total, int) or total <= 0:
+            continue
+        samples.append((moment, record))
+    samples.sort(key=lambda item: item[0])
+    return [record for _moment, record in samples]
+
+
+def disk_days_to_limit(history, usage, limit_percent, now):
+    """Return ``(bytes_per_day, days)``: the disk's growth and the days until it reaches
+    ``limit_percent`` of its size at that rate, or ``(rate, None)`` when it never does.
+
+    The rate is a least-squares fit over the history samples plus the current usage;
+    with fewer than two points spanning a day the rate is ``None``.
+    """
+    points = [(parse_ts(s["ts"]), s["used_bytes"]) for s in history]
+    points.append((now, usage["used_bytes"]))
+    start = min(p[0] for p in points)
+    xs = [(p[0] - start).total_seconds() / 86400.0 for p in points]
+    ys = [float(p[1]) for p in points]
+    if len(points) < 2 or max(xs) - min(xs) < 1.0:
+        return None, None
+    mean_x = sum(xs) / len(xs)
+    mean_y = sum(ys) / len(ys)
+    var_x = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var_x
+    visible = usage["used_bytes"] + usage.get("avail_bytes", usage["total_bytes"] - usage["used_bytes"])
+    limit_bytes = visible * limit_percent / 100.0
+    remaining = limit_bytes - usage["used_bytes"]
+    if remaining <= 0:
+        return slope, 0.0
+    if slope <= 0:
+        return slope, None
+    return slope, remaining / slope
+
+
+# ---------------------------------------------------------------------------- gate
+
+
+def _trigger(name, value, limit, hit, unit, detail):
+    return {"name": name, "value": value, "limit": limit, "hit": bool(hit), "unit": unit,
+            "detail": detail}
+
+
+def decide_gate(media, growth, records, disk, limits):
+    """Return the gate decision from gathered inputs (pure: no I/O).
+
+    ``media``: ``{"bytes", "files"}``; ``growth``: a ``growth_per_week`` result;
+    ``records``: an int or ``None`` (not configured); ``disk``: ``{"used_percent",
+    "bytes_per_day", "days_to_limit"}``; ``limits``: ``{"size_limit", "growth_limit_per_week",
+    "record_limit", "disk_limit_percent", "disk_trend_days"}`` (sizes in bytes).
+    Returns ``{"activate", "triggers", "media_bytes", "media_files", "growth"}``.
+    """
+    triggers = []
+    size_limit = limits["size_limit"]
+    triggers.append(_trigger(
+        "size", media["bytes"], size_limit, media["bytes"] > size_limit, "bytes",
+        "media is %s, limit %s" % (format_size(media["bytes"]), format_size(size_limit))))
+
+    growth_limit = limits["growth_limit_per_week"]
+    rate = growth.get("bytes_per_week")
+    if rate is None:
+        triggers.append(_trigger("growth", None, growth_limit, False, "bytes/week",
+                                 "not enough baselines: %s" % growth.get("detail", "")))
+    else:
+        triggers.append(_trigger(
+            "growth", rate, growth_limit, rate > growth_limit, "bytes/week",
+            "media grows %s/week (%s to %s, %.1f days), limit %s/week" % (
+                format_size(rate), growth["from_ts"], growth["to_ts"], growth["days"],
+                format_size(growth_limit))))
+
+    record_limit = limits["record_limit"]
+    if records is None:
+        triggers.append(_trigger("records", None, record_limit, False, "records",
+                                 "no record count configured"))
+    else:
+        triggers.append(_trigger("records", records, record_limit, records > record_limit,
+                                 "records", "%d records, limit %d" % (records, record_limit)))
+
+    disk_limit = limits["disk_limit_percent"]
+    horizon = limits["disk_trend_days"]
+    days = disk.get("days_to_limit")
+    now_hit = disk["used_percent"] >= disk_limit
+    trend_hit = days is not None and days <= horizon
+    if now_hit:
+        detail = "disk %s%% used, limit %s%%" % (disk["used_percent"], disk_limit)
+    elif days is not None:
+        detail = "disk %s%% used, trend reaches %s%% in %.0f days (horizon %d)" % (
+            disk["used_percent"], disk_limit, days, horizon)
+    elif disk.get("bytes_per_day") is None:
+        detail = "disk %s%% used, limit %s%%; no disk-check history for a trend" % (
+            disk["used_percent"], disk_limit)
+    else:
+        detail = "disk %s%% used, limit %s%%; not growing" % (disk["used_percent"], disk_limit)
+    disk_trigger = _trigger("disk", disk["used_percent"], disk_limit, now_hit or trend_hit,
+                            "percent", detail)
+    disk_trigger["days_to_limit"] = None if days is None else round(days, 1)
+    triggers.append(disk_trigger)
+
+    return {
+        "activate": any(t["hit"] for t in triggers),
+        "triggers": triggers,
+        "media_bytes": media["bytes"],
+        "media_files": media["files"],
+        "growth": growth,
+    }
+
+
+def check_limits(size_limit=DEFAULT_SIZE_LIMIT, growth_limit_per_week=DEFAULT_GROWTH_LIMIT_PER_WEEK,
+                 record_limit=DEFAULT_RECORD_LIMIT, disk_limit_percent=DEFAULT_DISK_LIMIT_PERCENT,
+                 disk_trend_days=DEFAULT_DISK_TREND_DAYS):
+    """Return the gate limits parsed and checked (sizes in bytes); ``OpsError`` if bad."""
+    for name, value in (("record_limit", record_limit), ("disk_trend_days", disk_trend_days)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise OpsError("%s must be a whole number of 0 or more, not %r" % (name, value))
+    if isinstance(disk_limit_percent, bool) or not isinstance(disk_limit_percent, (int, float)) \
+            or not 0 < disk_limit_percent <= 100:
+        raise OpsError("disk_limit_percent must be a number above 0 and at most 100, not %r"
+                       % (disk_limit_percent,))
+    return {
+        "size_limit": parse_size(size_limit, "size_limit"),
+        "growth_limit_per_week": parse_size(growth_limit_per_week, "growth_limit_per_week"),
+        "record_limit": record_limit,
+        "disk_limit_percent": disk_limit_percent,
+        "disk_trend_days": disk_trend_days,
+    }
+
+
+def evaluate_gate(media_path, size_limit=DEFAULT_SIZE_LIMIT,
+                  growth_limit_per_week=DEFAULT_GROWTH_LIMIT_PER_WEEK,
+                  baseline_file=DEFAULT_BASELINE_FILE, record_count=None,
+                  record_count_command=None, record_limit=DEFAULT_RECORD_LIMIT,
+                  disk_path=DEFAULT_DISK_PATH, disk_limit_percent=DEFAULT_DISK_LIMIT_PERCENT,
+                  disk_trend_days=DEFAULT_DISK_TREND_DAYS,
+                  disk_history_file=DEFAULT_DISK_HISTORY_FILE, chdir=None,
+                  record_count_timeout=120, measure_timeout=None, now=None):
+    """Measure, read the baselines and history, and return ``decide_gate``'s result.
+
+    Read-only. ``record_count`` wins over ``record_count_command``; with neither the
+    records trigger is skipped. Raises ``OpsError`` on bad limits, a missing media or
+    disk path, or a record-count command that fails or prints no integer.
+    """
+    limits = check_limits(size_limit, growth_limit_per_week, record_limit, disk_limit_percent,
+                          disk_trend_days)
+    if record_count is not None and (isinstance(record_count, bool)
+                                     or not isinstance(record_count, int) or record_count < 0):
+        raise OpsError("record_count must be a whole number of 0 or more, not %r"
+                       % (record_count,))
+    now = now or utc_now()
+    media = measure_media(media_path, timeout=measure_timeout)
+    growth = growth_per_week(read_baselines(baseline_file, media["path"]))
+    records = record_count
+    if records is None and record_count_command:
+        records = count_records(record_count_command, chdir=chdir, timeout=record_count_timeout)
+    usage = disk_usage(disk_path)
+    history = read_disk_history(disk_history_file, usage["mount"])
+    rate, days = disk_days_to_limit(history, usage, limits["disk_limit_percent"], now)
+    disk = dict(usage, bytes_per_day=rate, days_to_limit=days)
+    result = decide_gate(media, growth, records, disk, limits)
+    result["media_path"] = media["path"]
+    result["media_partial"] = media["partial"]
+    return result
+
+
+def summarize_gate(result):
+    """Return a short multi-line text of a gate result (alerts and logs)."""
+    head = "media cleanup gate %s for %s (%s, %d files)" % (
+        "FIRED" if result["activate"] else "quiet", result.get("media_path", "media"),
+        format_size(result["media_bytes"]), result["media_files"])
+    lines = [head]
+    for trig in result["triggers"]:
+        lines.append("%s %s: %s" % ("[HIT]" if trig["hit"] else "[ok] ", trig["name"],
+                                    trig["detail"]))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- job configs
+
+
+def _require_path(config, key, where):
+    value = config.get(key)
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise OpsError("%s: %s must be an absolute path, not %r" % (where, key, value))
+    return value
+
+
+def _check_keys(config, allowed, where):
+    if not isinstance(config, dict):
+        raise OpsError("%s: the config must be a JSON object" % where)
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise OpsError("%s: unknown setting(s) %s; allowed: %s" % (
+            where, ", ".join(unknown), ", ".join(sorted(allowed))))
+
+
+def _check_command(value, key, where):
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(p, str) and p for p in value):
+        return value
+    raise OpsError("%s: %s must be a command line string or a non-empty list of strings"
+                   % (where, key))
+
+
+def _check_timeout(config, key, where):
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise OpsError("%s: %s must be a whole number of seconds above 0, not %r"
+                       % (where, key, value))
+    return value
+
+
+BASELINE_CONFIG_KEYS = ("media_path", "baseline_file", "timeout_seconds")
+GATE_CONFIG_KEYS = ("media_path", "baseline_file", "size_limit", "growth_limit_per_week",
+                    "record_count_command", "record_count_timeout", "record_limit", "chdir",
+                    "disk_path", "disk_limit_percent", "disk_trend_days", "disk_history_file")
+CLEANUP_CONFIG_KEYS = ("command", "chdir", "timeout_seconds", "media_path")
+
+
+def check_baseline_config(config, where="media-baseline config"):
+    """Return the media-baseline job config with defaults filled in; ``OpsError`` if bad.
+
+    Keys: ``media_path`` (required), ``baseline_file``, ``timeout_seconds``.
+    """
+    _check_keys(config, BASELINE_CONFIG_KEYS, where)
+    return {
+        "media_path": _require_path(config, "media_path", where),
+        "baseline_file": _require_path(dict({"baseline_file": DEFAULT_BASELINE_FILE}, **config),
+                                       "baseline_file", where),
+        "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
+    }
+
+
+def check_gate_config(config, where="media-gate config"):
+    """Return ``evaluate_gate`` keyword arguments from a media-gate config; ``OpsError`` if bad.
+
+    ``disk_history_file`` stays unset when not given: the CLI takes it from the runtime's
+    ``state_dir``.
+    """
+    _check_keys(config, GATE_CONFIG_KEYS, where)
+    merged = dict({
+        "baseline_file": DEFAULT_BASELINE_FILE,
+        "size_limit": DEFAULT_SIZE_LIMIT,
+        "growth_limit_per_week": DEFAULT_GROWTH_LIMIT_PER_WEEK,
+        "record_limit": DEFAULT_RECORD_LIMIT,
+        "disk_path": DEFAULT_DISK_PATH,
+        "disk_limit_percent": DEFAULT_DISK_LIMIT_PERCENT,
+        "disk_trend_days": DEFAULT_DISK_TREND_DAYS,
+    }, **config)
+    for key in ("media_path", "baseline_file", "disk_path"):
+        _require_path(merged, key, where)
+    if merged.get("disk_history_file") is not None:
+        _require_path(merged, "disk_history_file", where)
+    try:
+        check_limits(merged["size_limit"], merged["growth_limit_per_week"],
+                     merged["record_limit"], merged["disk_limit_percent"],
+                     merged["disk_trend_days"])
+    except OpsError as exc:
+        raise OpsError("%s: %s" % (where, exc.message))
+    if merged.get("record_count_command") is not None:
+        _check_command(merged["record_count_command"], "record_count_command", where)
+    if merged.get("chdir") is not None:
+        _require_path(merged, "chdir", where)
+    merged["record_count_timeout"] = _check_timeout(merged, "record_count_timeout", where) or 120
+    return merged
+
+
+def check_cleanup_config(config, where="media-cleanup config"):
+    """Return the weekly cleanup job config checked; ``OpsError`` if bad.
+
+    Keys: ``command`` (string run with /bin/sh -c, or argv list; required), ``chdir``
+    (the application's directory), ``timeout_seconds``, ``media_path`` (measured before
+    and after, for the log).
+    """
+    _check_keys(config, CLEANUP_CONFIG_KEYS, where)
+    checked = {
+        "command": _check_command(config.get("command"), "command", where),
+        "chdir": _require_path(config, "chdir", where) if config.get("chdir") else None,
+        "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
+        "media_path": _require_path(config, "media_path", where)
+        if config.get("media_path") else None,
+    }
+    return checked
+
+
+def run_cleanup(config, dry_run=False):
+    """Run the configured cleanup command once (the weekly job); return a plain result.
+
+    Returns ``{"rc", "stdout", "stderr", "seconds", "timed_out", "before_bytes",
+    "after_bytes"}``; sizes are measured when ``media_path`` is set. With ``dry_run``
+    the command is not run (``rc`` is ``None``).
+    """
+    command = config["command"]
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    before = measure_media(config["media_path"])["bytes"] if config.get("media_path") else None
+    if dry_run:
+        return {"rc": None, "stdout": "", "stderr": "", "seconds": 0.0, "timed_out": False,
+                "before_bytes": before, "after_bytes": before, "argv": argv}
+    if config.get("chdir") and not os.path.isdir(config["chdir"]):
+        raise OpsError("chdir %s does not exist; set it to the application's directory"
+                       % config["chdir"])
+    result = run_command(argv, timeout=config.get("timeout_seconds"),
+                         cwd=config.get("chdir") or None)
+    after = measure_media(config["media_path"])["bytes"] if config.get("media_path") else None
+    return {"rc": result.rc, "stdout": result.stdout, "stderr": result.stderr,
+            "seconds": round(result.seconds, 1), "timed_out": result.timed_out,
+            "before_bytes": before, "after_bytes": after, "argv": argv}

@@ -1,0 +1,137 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops`` subcommands for media growth and the photo-cleanup activation.
+
+    runbook-ops media-baseline --config /etc/runbook-ops/media-baseline.json [--validate] [--json]
+        measure the media directory, append a baseline line, print a human line
+    runbook-ops media-gate --config /etc/runbook-ops/media-gate.json [--validate] [--json] [--no-alert]
+        evaluate the activation triggers; alert (key media-cleanup) when they fire
+    runbook-ops media-cleanup --config /etc/runbook-ops/meal-photos-cleanup.json [--validate] [--json]
+        run the application's cleanup command once (the weekly cron job)
+
+Exit status: 0 ran, 1 the job failed (partial measurement, baseline not written,
+cleanup command failed), 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .errors import OpsError
+from . import media
+
+ALERT_KEY = "media-cleanup"
+
+
+def add_parser(subparsers):
+    """Register the media subcommands on the ``runbook-ops`` argparse ``subparsers``."""
+    baseline = subparsers.add_parser(
+        "media-baseline", help="record the media directory's size and file count")
+    _common(baseline)
+    baseline.set_defaults(func=cmd_media_baseline)
+
+    gate = subparsers.add_parser(
+        "media-gate", help="evaluate the photo-cleanup activation triggers")
+    _common(gate)
+    gate.add_argument("--no-alert", action="store_true",
+                      help="print the result without alerting")
+    gate.set_defaults(func=cmd_media_gate)
+
+    cleanup = subparsers.add_parser(
+        "media-cleanup", help="run the application's media cleanup command once")
+    _common(cleanup)
+    cleanup.set_defaults(func=cmd_media_cleanup)
+
+
+def _common(parser):
+    parser.add_argument("--config", required=True, help="the job's JSON settings file")
+    parser.add_argument("--validate", action="store_true",
+                        help="only parse and check the config file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _load_config(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
+
+
+def _print(args, payload, text):
+    if getattr(args, "json", False):
+        print(json.dumps(payload, sort_keys=True))
+    else:
+        print(text)
+
+
+def _notify(runtime, level, text):
+    """Send through the runtime's alerts; never let a delivery problem fail the job."""
+    from .alerts import notify
+
+    try:
+        return notify(runtime, ALERT_KEY, level, text)
+    except OpsError as exc:
+        print("alert not delivered: %s" % exc.message, file=sys.stderr)
+        return None
+
+
+def cmd_media_baseline(args, runtime):
+    """Measure, append the baseline line, print it; 1 when partial or not written."""
+    config = media.check_baseline_config(_load_config(args.config), where=args.config)
+    if args.validate:
+        print("%s: ok" % args.config)
+        return 0
+    result = media.record_baseline(config["media_path"], config["baseline_file"],
+                                   timeout=config["timeout_seconds"])
+    sample, growth = result["sample"], result["growth"]
+    rate = growth.get("bytes_per_week")
+    text = "%s %s %s (%d bytes), %d files, growth %s" % (
+        sample["ts"], sample["path"], media.format_size(sample["bytes"]), sample["bytes"],
+        sample["files"], "%s/week" % media.format_size(rate) if rate is not None
+        else "n/a (%s)" % growth.get("detail", ""))
+    if result["partial"]:
+        text += "; PARTIAL: %d entries unreadable" % result["unreadable"]
+    if not result["written"]:
+        text += "; NOT WRITTEN to %s" % config["baseline_file"]
+    _print(args, result, text)
+    return 1 if result["partial"] or not result["written"] else 0
+
+
+def cmd_media_gate(args, runtime):
+    """Evaluate the gate, print it, alert warning when it fires (ok: recovery)."""
+    config = media.check_gate_config(_load_config(args.config), where=args.config)
+    if args.validate:
+        print("%s: ok" % args.config)
+        return 0
+    if not config.get("disk_history_file"):
+        config["disk_history_file"] = os.path.join(runtime["state_dir"], "disk-history.jsonl")
+    result = media.evaluate_gate(**config)
+    text = media.summarize_gate(result)
+    if not args.no_alert:
+        _notify(runtime, "warning" if result["activate"] else "ok", text)
+    _print(args, result, text)
+    return 0
+
+
+def cmd_media_cleanup(args, runtime):
+    """Run the cleanup command once, print its output and the size change."""
+    config = media.check_cleanup_config(_load_config(args.config), where=args.config)
+    if args.validate:
+        print("%s: ok" % args.config)
+        return 0
+    result = media.run_cleanup(config)
+    lines = [(result["stdout"] or "").rstrip(), (result["stderr"] or "").rstrip()]
+    if result["before_bytes"] is not None:
+        lines.append("media %s -> %s" % (media.format_size(result["before_bytes"]),
+                                          media.format_size(result["after_bytes"])))
+    if result["timed_out"]:
+        lines.append("cleanup command timed out after %s s" % config["timeout_seconds"])
+    elif result["rc"] != 0:
+        lines.append("cleanup command exited with status %d" % result["rc"])
+    _print(args, result, "\n".join(line for line in lines if line))
+    return 0 if result["rc"] == 0 and not result["timed_out"] else 1
