@@ -1,0 +1,887 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Service health: HTTP endpoints and Docker Compose containers.
+
+Two callers:
+
+* the ``health-monitor`` cron job (``runbook-ops health-check``), every few minutes:
+  ``load_config`` -> ``run_checks`` (``check_endpoint`` per endpoint,
+  ``check_compose_projects``) -> ``track_failures`` (consecutive failures and downtime,
+  state in ``<state_dir>/health.json``) -> one ``alerts.notify`` call per check that has
+  failed ``failures_before_alert`` runs in a row, and a recovery message with the
+  downtime when it is back;
+* the morning check playbook (``runbook-ops health-report``): ``build_report`` gathers
+  containers, endpoints, memory, error lines in container logs, the newest backup and
+  every installed job's last result, as plain data with a level per row.
+
+Cheap by design (it runs every 5 minutes): only the standard library at import time,
+the Docker SDK only when Compose projects are configured, no psutil.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+
+from .errors import OpsError
+
+LEVELS = ("ok", "warning", "critical")
+DEFAULT_CONFIG_PATH = "/etc/runbook-ops/health-monitor.json"
+STATE_FILE = "health.json"
+BODY_READ_LIMIT = 65536
+LOG_ERROR_PATTERN = re.compile(r"error|exception|traceback|critical", re.IGNORECASE)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+CONFIG_DEFAULTS = {
+    "failures_before_alert": 2,
+    "cooldown_seconds": 3600,
+    "docker_timeout_seconds": 10,
+}
+ENDPOINT_DEFAULTS = {
+    "host_header": "",
+    "expected_status": 200,
+    "expected_text": "",
+    "timeout_seconds": 5,
+    "latency_limit_ms": 500,
+    "validate_certs": True,
+}
+
+
+# --------------------------------------------------------------------------- config
+
+def _positive_number(value, where, integer=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise OpsError("%s must be a positive number, got %r; fix it in the health monitor "
+                       "settings" % (where, value))
+    if integer and int(value) != value:
+        raise OpsError("%s must be a whole number, got %r" % (where, value))
+    return int(value) if integer else value
+
+
+def validate_endpoint(raw, index):
+    """Return one endpoint with defaults filled in; raise ``OpsError`` naming the bad field."""
+    where = "endpoints[%d]" % index
+    if not isinstance(raw, dict):
+        raise OpsError("%s must be a mapping with name and url, got %r" % (where, raw))
+    unknown = sorted(set(raw) - set(ENDPOINT_DEFAULTS) - {"name", "url"})
+    if unknown:
+        raise OpsError("%s has unknown keys %s; known keys: name, url, %s" % (
+            where, ", ".join(unknown), ", ".join(sorted(ENDPOINT_DEFAULTS))))
+    endpoint = dict(ENDPOINT_DEFAULTS)
+    endpoint.update(raw)
+    name = endpoint.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise OpsError("%s.name must be a short name of letters, digits, '.', '_' or '-', "
+                       "got %r" % (where, name))
+    url = endpoint.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise OpsError("%s.url must start with http:// or https://, got %r" % (
+            where, display_url(url) if isinstance(url, str) else url))
+    status = endpoint["expected_status"]
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise OpsError("%s.expected_status must be an HTTP status (100-599), got %r" % (
+            where, status))
+    for key in ("host_header", "expected_text"):
+        if not isinstance(endpoint[key], str):
+            raise OpsError("%s.%s must be a string, got %r" % (where, key, endpoint[key]))
+    _positive_number(endpoint["timeout_seconds"], where + ".timeout_seconds")
+    _positive_number(endpoint["latency_limit_ms"], where + ".latency_limit_ms")
+    if not isinstance(endpoint["validate_certs"], bool):
+        raise OpsError("%s.validate_certs must be true or false" % where)
+    return endpoint
+
+
+def validate_project(raw, index):
+    """Return one Compose project as ``{"name", "services"}``; a bare string is a name."""
+    where = "compose_projects[%d]" % index
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict) or set(raw) - {"name", "services"}:
+        raise OpsError("%s must be a project name or a mapping with name and optional "
+                       "services, got %r" % (where, raw))
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise OpsError("%s.name must be a Compose project name, got %r" % (where, name))
+    services = raw.get("services") or []
+    if not isinstance(services, list) or not all(isinstance(s, str) and s for s in services):
+        raise OpsError("%s.services must be a list of service names" % where)
+    return {"name": name, "services": list(services)}
+
+
+def validate_config(data):
+    """Check a parsed health monitor config; return it with every default filled in.
+
+    Raises ``OpsError`` saying which key is wrong and what it should be.
+    """
+    if not isinstance(data, dict):
+        raise OpsError("the health monitor config must be a JSON object")
+    known = set(CONFIG_DEFAULTS) | {"endpoints", "compose_projects"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise OpsError("unknown keys in the health monitor config: %s; known keys: %s" % (
+            ", ".join(unknown), ", ".join(sorted(known))))
+    config = dict(CONFIG_DEFAULTS)
+    config.update(data)
+    config["failures_before_alert"] = _positive_number(
+        config["failures_before_alert"], "failures_before_alert", integer=True)
+    if isinstance(config["cooldown_seconds"], bool) or not isinstance(
+            config["cooldown_seconds"], (int, float)) or config["cooldown_seconds"] < 0:
+        raise OpsError("cooldown_seconds must be 0 or more seconds, got %r" % (
+            config["cooldown_seconds"],))
+    _positive_number(config["docker_timeout_seconds"], "docker_timeout_seconds")
+    endpoints = data.get("endpoints") or []
+    projects = data.get("compose_projects") or []
+    if not isinstance(endpoints, list) or not isinstance(projects, list):
+        raise OpsError("endpoints and compose_projects must be lists")
+    config["endpoints"] = [validate_endpoint(e, i) for i, e in enumerate(endpoints)]
+    config["compose_projects"] = [validate_project(p, i) for i, p in enumerate(projects)]
+    for kind, items in (("endpoint", config["endpoints"]),
+                        ("compose project", config["compose_projects"])):
+        names = [item["name"] for item in items]
+        duplicates = sorted(set(n for n in names if names.count(n) > 1))
+        if duplicates:
+            raise OpsError("%s names must be unique; repeated: %s" % (
+                kind, ", ".join(duplicates)))
+    return config
+
+
+def load_config(path):
+    """Read and validate the JSON config at ``path``; ``OpsError`` when missing or bad."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise OpsError("health monitor config %s does not exist; apply the "
+                       "runbook.ops.health_monitor role or pass --config" % path)
+    except (OSError, ValueError) as exc:
+        raise OpsError("cannot read health monitor config %s: %s" % (path, exc))
+    return validate_config(data)
+
+
+# --------------------------------------------------------------------------- endpoints
+
+def display_url(url):
+    """``url`` without credentials, query or fragment (they may carry secrets)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc = "%s:%d" % (netloc, parts.port)
+    except ValueError:
+        return "<unparsable URL>"
+    return "%s://%s%s" % (parts.scheme, netloc, parts.path or "/")
+
+
+def build_opener(tls_context=None):
+    """A urllib opener for health checks: no proxies, redirects handed back, not followed."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            return None
+
+    handlers = [urllib.request.ProxyHandler({}), NoRedirect()]
+    if tls_context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls_context))
+    return urllib.request.build_opener(*handlers)
+
+
+def _tls_context(validate):
+    import ssl
+
+    if validate:
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _reason(exc):
+    """A short reason for a connection-level failure."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return "name does not resolve"
+    text = str(reason) or reason.__class__.__name__
+    return text[:200]
+
+
+def check_endpoint(endpoint, opener=None, clock=time.monotonic):
+    """Request one endpoint once and judge the answer.
+
+    ``endpoint``: a dict from ``validate_endpoint`` (name, url, host_header,
+    expected_status, expected_text, timeout_seconds, latency_limit_ms, validate_certs).
+    Returns ``{"key", "kind", "name", "target", "level", "problem", "status",
+    "latency_ms"}``: ``critical`` when it does not answer, answers with another status
+    or without the expected text; ``warning`` when it answers right but slower than the
+    latency limit; ``ok`` otherwise.
+    """
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    if opener is None:
+        opener = build_opener()
+    result = {
+        "key": "endpoint:" + endpoint["name"],
+        "kind": "endpoint",
+        "name": endpoint["name"],
+        "target": display_url(endpoint["url"]),
+        "level": "ok",
+        "problem": "",
+        "status": None,
+        "latency_ms": None,
+    }
+    headers = {"User-Agent": "runbook-ops-health/1", "Connection": "close"}
+    if endpoint.get("host_header"):
+        headers["Host"] = endpoint["host_header"]
+    request = urllib.request.Request(endpoint["url"], headers=headers, method="GET")
+    timeout = endpoint["timeout_seconds"]
+    if endpoint["url"].startswith("https://") and not endpoint["validate_certs"]:
+        opener = build_opener(_tls_context(False))
+    started = clock()
+    body = b""
+    try:
+        try:
+            response = opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            response = exc
+        try:
+            result["status"] = response.getcode()
+            if endpoint.get("expected_text"):
+                body = response.read(BODY_READ_LIMIT) or b""
+            else:
+                response.read(BODY_READ_LIMIT)
+        finally:
+            response.close()
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        result["latency_ms"] = round((clock() - started) * 1000.0, 1)
+        reason = _reason(exc)
+        result["level"] = "critical"
+        if reason == "timeout":
+            result["problem"] = "no answer within %s s" % _seconds(timeout)
+        else:
+            result["problem"] = reason
+        return result
+    latency_ms = round((clock() - started) * 1000.0, 1)
+    result["latency_ms"] = latency_ms
+    expected = endpoint["expected_status"]
+    if result["status"] != expected:
+        result["level"] = "critical"
+        result["problem"] = "HTTP %s, expected %s" % (result["status"], expected)
+        if endpoint.get("host_header"):
+            result["problem"] += " (Host: %s)" % endpoint["host_header"]
+    elif endpoint.get("expected_text") and endpoint["expected_text"].encode(
+            "utf-8") not in body:
+        result["level"] = "critical"
+        result["problem"] = "answer does not contain %r" % endpoint["expected_text"]
+    elif latency_ms > endpoint["latency_limit_ms"]:
+        result["level"] = "warning"
+        result["problem"] = "slow: %d ms (limit %d ms)" % (
+            round(latency_ms), endpoint["latency_limit_ms"])
+    return result
+
+
+def _seconds(value):
+    return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- containers
+
+def docker_client(timeout=10):
+    """A Docker SDK client from the environment; ``OpsError`` when the engine is away."""
+    try:
+        import docker
+    except ImportError:
+        raise OpsError("the Docker SDK for Python is missing; install python3-docker")
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # the SDK raises many types; one clear message for all
+        raise OpsError("the Docker engine did not answer (%s); check `systemctl status "
+                       "docker`" % str(exc)[:200])
+    return client
+
+
+def describe_container(attrs):
+    """Plain facts about one container from its inspect data (``container.attrs``)."""
+    state = attrs.get("State") or {}
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    health = (state.get("Health") or {}).get("Status") or ""
+    return {
+        "id": (attrs.get("Id") or "")[:12],
+        "name": (attrs.get("Name") or "").lstrip("/"),
+        "project": labels.get("com.docker.compose.project", ""),
+        "service": labels.get("com.docker.compose.service", ""),
+        "number": labels.get("com.docker.compose.container-number", "1"),
+        "state": state.get("Status") or "unknown",
+        "health": health,
+        "restart_count": int(attrs.get("RestartCount") or 0),
+        "exit_code": int(state.get("ExitCode") or 0),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "started_at": state.get("StartedAt") or "",
+        "finished_at": state.get("FinishedAt") or "",
+    }
+
+
+def explain_exit(exit_code, oom_killed):
+    """Words for an exit code, calling out 137 and the OOM killer (runbook 3.7)."""
+    if oom_killed:
+        return "exit code %d: killed, out of memory (OOM)" % exit_code
+    if exit_code == 137:
+        return "exit code 137: killed (SIGKILL, often out of memory)"
+    if exit_code == 139:
+        return "exit code 139: segfault"
+    return "exit code %d" % exit_code
+
+
+def judge_container(info, previous_restart_count=None):
+    """Level and problem for one container.
+
+    ``critical``: not running (with its exit code), restarting (a restart loop) or
+    unhealthy. ``warning``: running but restarted since the last run (restarts in a row
+    therefore alert like any other failure). Health ``starting`` is not a failure.
+    """
+    restarts = 0
+    if previous_restart_count is not None and info["restart_count"] > previous_restart_count:
+        restarts = info["restart_count"] - previous_restart_count
+    exit_words = explain_exit(info["exit_code"], info["oom_killed"])
+    if info["state"] == "restarting":
+        return "critical", "restart loop (%d restarts, last %s)" % (
+            info["restart_count"], exit_words)
+    if info["state"] != "running":
+        problem = "%s" % info["state"]
+        if info["state"] in ("exited", "dead"):
+            problem += ", " + exit_words
+        return "critical", problem
+    if info["health"] == "unhealthy":
+        return "critical", "unhealthy (healthcheck failing)"
+    if restarts:
+        problem = "restarted %d time%s since the last check" % (
+            restarts, "" if restarts == 1 else "s")
+        if info["exit_code"] or info["oom_killed"]:
+            problem += " (last %s)" % exit_words
+        return "warning", problem
+    return "ok", ""
+
+
+def container_key(info):
+    key = "compose:%s/%s" % (info["project"], info["service"] or info["name"])
+    if info["number"] not in ("", "1"):
+        key += "#" + info["number"]
+    return key
+
+
+def list_project_containers(client, project):
+    """Inspect data of every container (running or not) of a Compose project."""
+    containers = client.containers.list(
+        all=True, filters={"label": "com.docker.compose.project=%s" % project})
+    return [c.attrs for c in containers]
+
+
+def check_compose_projects(projects, restart_baseline=None, client=None, timeout=10,
+                           lister=list_project_containers):
+    """Judge every container of every project; return ``(results, new_baseline)``.
+
+    ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: {"id",
+    "restart_count"}}`` from the last run (a recreated container starts a new baseline).
+    A project without containers and an expected service without one are critical.
+    When the engine does not answer, one critical ``compose:docker`` result says so.
+    """
+    restart_baseline = restart_baseline or {}
+    results = []
+    baseline = {}
+    if not projects:
+        return results, baseline
+    try:
+        if client is None:
+            client = docker_client(timeout)
+        listing = [(p, [describe_container(a) for a in lister(client, p["name"])])
+                   for p in projects]
+    except OpsError as exc:
+        return [_result("compose:docker", "compose", "docker engine", "docker",
+                        "critical", exc.message)], dict(restart_baseline)
+    except Exception as exc:  # SDK/HTTP errors while listing
+        return [_result("compose:docker", "compose", "docker engine", "docker", "critical",
+                        "listing containers failed: %s" % str(exc)[:200])], dict(
+                            restart_baseline)
+    for project, infos in listing:
+        name = project["name"]
+        if not infos:
+            results.append(_result("compose:" + name, "compose", name, name, "critical",
+                                   "no containers: project %s is not up" % name))
+            continue
+        seen = set()
+        for info in sorted(infos, key=lambda i: (i["service"], i["number"], i["name"])):
+            key = container_key(info)
+            seen.add(info["service"])
+            before = restart_baseline.get(key) or {}
+            previous = before.get("restart_count") if before.get("id") == info["id"] else None
+            level, problem = judge_container(info, previous)
+            baseline[key] = {"id": info["id"], "restart_count": info["restart_count"]}
+            result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
+                             info["name"], level, problem)
+            result.update({k: info[k] for k in (
+                "state", "health", "restart_count", "exit_code", "oom_killed")})
+            results.append(result)
+        for service in project["services"]:
+            if service not in seen:
+                results.append(_result("compose:%s/%s" % (name, service), "compose",
+                                       "%s/%s" % (name, service), service, "critical",
+                                       "no container for service %s" % service))
+    return results, baseline
+
+
+def _result(key, kind, name, target, level, problem):
+    return {"key": key, "kind": kind, "name": name, "target": target, "level": level,
+            "problem": problem}
+
+
+# --------------------------------------------------------------------------- failures
+
+def format_duration(seconds):
+    """``45 s``, ``12 min``, ``2 h 5 min``, ``3 d 4 h``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return "%d s" % seconds
+    minutes = seconds // 60
+    if minutes < 60:
+        return "%d min" % minutes
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return ("%d h %d min" % (hours, minutes)) if minutes else "%d h" % hours
+    days, hours = divmod(hours, 24)
+    return ("%d d %d h" % (days, hours)) if hours else "%d d" % days
+
+
+def alert_text(result, since, now):
+    """Text for a bad check; ``alerts.format_alert`` puts the icon, host and level first.
+
+    Delivered as ``🚨 HOST CRITICAL: health check failed (api: HTTP 404, expected 200)``.
+    """
+    word = "failed" if result["level"] == "critical" else "degraded"
+    text = "health check %s (%s: %s)" % (word, result["name"], result["problem"])
+    if now - since >= 60:
+        text += ", for %s" % format_duration(now - since)
+    return text
+
+
+def recovery_text(name, since, now):
+    """Text for a check that is good again: ``✅ HOST recovered: api is back after 12 min``."""
+    return "%s is back after %s" % (name, format_duration(now - since))
+
+
+def track_failures(previous, results, now, failures_before_alert):
+    """Count consecutive failures per check and decide which alerts to hand to notify.
+
+    ``previous``: ``{key: {"failures", "since", "alerted", "level", "problem"}}`` from the
+    last run. Returns ``(checks, actions)``: the new per-key state (only keys that are
+    failing now) and ``[{"key", "level", "text"}]`` for ``alerts.notify``. A bad check
+    reaches notify from its ``failures_before_alert``-th bad run in a row on (notify
+    holds repeats back for the cooldown); a check that comes back after it was alerted
+    gets one ``ok`` action with the downtime, counted from its first bad run. A check
+    that fails fewer times than that in a row and recovers stays silent.
+    """
+    checks = {}
+    actions = []
+    for result in results:
+        key = result["key"]
+        before = previous.get(key) or {}
+        if result["level"] == "ok":
+            if before.get("alerted"):
+                actions.append({"key": key, "level": "ok",
+                                "text": recovery_text(result["name"],
+                                                      before.get("since", now), now)})
+            continue
+        entry = {
+            "failures": int(before.get("failures", 0)) + 1,
+            "since": before.get("since", now),
+            "alerted": bool(before.get("alerted")),
+            "level": result["level"],
+            "problem": result["problem"],
+            "name": result["name"],
+        }
+        if entry["failures"] >= failures_before_alert:
+            entry["alerted"] = True
+            actions.append({"key": key, "level": result["level"],
+                            "text": alert_text(result, entry["since"], now)})
+        checks[key] = entry
+    # checks that vanished from the config or the engine: recover the alerted ones
+    seen = set(r["key"] for r in results)
+    for key, before in previous.items():
+        if key not in seen and before.get("alerted"):
+            actions.append({"key": key, "level": "ok",
+                            "text": recovery_text(before.get("name", key),
+                                                  before.get("since", now), now)})
+    return checks, actions
+
+
+# --------------------------------------------------------------------------- the job
+
+def run_checks(config, restart_baseline=None, opener=None, docker=None):
+    """Every check of ``config`` once; return ``(results, restart_baseline)``."""
+    results = []
+    if config["endpoints"]:
+        opener = opener or build_opener()
+        for endpoint in config["endpoints"]:
+            results.append(check_endpoint(endpoint, opener=opener))
+    compose_results, baseline = check_compose_projects(
+        config["compose_projects"], restart_baseline, client=docker,
+        timeout=config["docker_timeout_seconds"])
+    results.extend(compose_results)
+    return results, baseline
+
+
+def alert_runtime(runtime, cooldown_seconds):
+    """``runtime`` with this monitor's cooldown in place of the global one."""
+    copy = dict(runtime)
+    copy["alert"] = dict(runtime.get("alert") or {}, cooldown_seconds=cooldown_seconds)
+    return copy
+
+
+def run_health_check(config, runtime, notify=None, now=None, opener=None, docker=None):
+    """The health-monitor job: check, count, alert, save state; return a summary dict.
+
+    ``runtime``: from ``runtime.load_runtime`` (host_label, state_dir, alert{...}).
+    ``notify``: ``alerts.notify``-compatible callable (tests pass their own).
+    Returns ``{"host", "results", "alerts", "failing", "state_saved"}``; ``alerts`` lists
+    each action with what notify returned.
+    """
+    from . import state as state_store
+
+    if notify is None:
+        from .alerts import notify
+    now = time.time() if now is None else now
+    host = runtime.get("host_label") or socket.gethostname()
+    state_path = os.path.join(runtime.get("state_dir") or "/var/lib/runbook-ops", STATE_FILE)
+    saved = state_store.read_json(state_path, {})
+    if not isinstance(saved, dict):
+        saved = {}
+    results, baseline = run_checks(config, saved.get("restart_baseline"), opener=opener,
+                                   docker=docker)
+    checks, actions = track_failures(saved.get("checks") or {}, results, now,
+                                     config["failures_before_alert"])
+    alert_rt = alert_runtime(runtime, config["cooldown_seconds"])
+    delivered = []
+    for action in actions:
+        outcome = notify(alert_rt, "health:" + action["key"], action["level"], action["text"])
+        delivered.append(dict(action, outcome=outcome))
+    saved_ok = state_store.write_json_atomic(state_path, {
+        "updated_at": now, "checks": checks, "restart_baseline": baseline})
+    return {
+        "host": host,
+        "results": results,
+        "alerts": delivered,
+        "failing": sorted(checks),
+        "state_saved": bool(saved_ok),
+    }
+
+
+def format_check_lines(summary):
+    """Human lines for the job log: one per check, then one per alert handed on."""
+    lines = []
+    for result in summary["results"]:
+        detail = result["problem"]
+        if result["kind"] == "endpoint":
+            status = "HTTP %s" % result["status"] if result["status"] is not None else "-"
+            latency = ("%d ms" % round(result["latency_ms"])
+                       if result["latency_ms"] is not None else "-")
+            detail = ("%s (%s)" % (detail, latency)) if detail else "%s in %s" % (status, latency)
+        elif not detail:
+            detail = result.get("state", "")
+            if result.get("health"):
+                detail += " (%s)" % result["health"]
+        lines.append("%-8s %-30s %s" % (result["level"], result["name"], detail))
+    for action in summary["alerts"]:
+        lines.append("alert    %-30s %s -> %s" % (action["key"], action["level"],
+                                                   _outcome_word(action.get("outcome"))))
+    if not summary["state_saved"]:
+        lines.append("warning: could not save health state (disk full?); "
+                     "failure counts start over next run")
+    return lines
+
+
+def _outcome_word(outcome):
+    """``sent``, ``NOT delivered: ...`` or why notify held it back (its result dict)."""
+    if not isinstance(outcome, dict):
+        return str(outcome)
+    if outcome.get("sent"):
+        return "sent"
+    if outcome.get("error"):
+        return "NOT delivered: %s" % outcome["error"]
+    return "not sent: %s" % outcome.get("reason", "")
+
+
+# --------------------------------------------------------------------------- report
+
+def worst_level(levels):
+    """The most severe of ``levels`` (``ok`` for none)."""
+    worst = 0
+    for level in levels:
+        worst = max(worst, LEVELS.index(level) if level in LEVELS else 0)
+    return LEVELS[worst]
+
+
+def read_memory(meminfo_path="/proc/meminfo"):
+    """Host memory from ``/proc/meminfo``: totals in bytes and the used percentage."""
+    values = {}
+    with open(meminfo_path, encoding="ascii") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts:
+                values[name] = int(parts[0]) * 1024
+    total = values.get("MemTotal", 0)
+    available = values.get("MemAvailable", values.get("MemFree", 0))
+    swap_total = values.get("SwapTotal", 0)
+    swap_used = swap_total - values.get("SwapFree", 0)
+    return {
+        "total_bytes": total,
+        "available_bytes": available,
+        "used_percent": round(100.0 * (total - available) / total, 1) if total else 0.0,
+        "swap_total_bytes": swap_total,
+        "swap_used_bytes": swap_used,
+    }
+
+
+def count_log_errors(text, last=5, width=240):
+    """Count lines matching error|exception|traceback|critical; keep the ``last`` ones."""
+    matches = [line.strip()[:width] for line in text.splitlines()
+               if LOG_ERROR_PATTERN.search(line)]
+    return {"count": len(matches), "last": matches[-last:] if last else []}
+
+
+def container_log_errors(container, since_seconds, now=None, last=5):
+    """Error lines of one container's logs over the last ``since_seconds``."""
+    now = time.time() if now is None else now
+    raw = container.logs(stdout=True, stderr=True, since=int(now - since_seconds),
+                         timestamps=False)
+    return count_log_errors(raw.decode("utf-8", "replace"), last=last)
+
+
+def read_jobs(state_dir):
+    """Each installed job's last result from ``<state_dir>/jobs/*.json`` (jobs.py)."""
+    jobs_dir = os.path.join(state_dir, "jobs")
+    jobs = []
+    try:
+        names = sorted(n for n in os.listdir(jobs_dir) if n.endswith(".json"))
+    except OSError:
+        return jobs
+    for name in names:
+        try:
+            with open(os.path.join(jobs_dir, name), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            data = {}
+        jobs.append(describe_job(name[:-5], data if isinstance(data, dict) else {}))
+    return jobs
+
+
+def describe_job(name, data):
+    """A job's last run as ``{"name", "result", "rc", "finished_at", "level"}``."""
+    rc = _first(data, ("rc", "exit_code", "returncode", "last_rc"))
+    result = _first(data, ("result", "status", "last_result", "outcome"))
+    finished = _first(data, ("finished_at", "ended_at", "last_run", "finished", "updated_at"))
+    if result is None:
+        result = "unknown" if rc is None else ("ok" if rc == 0 else "failed")
+    result = str(result)
+    failed = (rc not in (None, 0)) or bool(data.get("timed_out")) or result.lower() in (
+        "failed", "failure", "error", "timeout", "timed_out", "killed")
+    running = result.lower() in ("running", "started")
+    return {"name": name, "result": result, "rc": rc, "finished_at": finished,
+            "level": "critical" if failed else ("ok" if (rc == 0 or running or result.lower()
+                                                         in ("ok", "success", "succeeded"))
+                                                else "warning")}
+
+
+def _first(data, keys):
+    for key in keys:
+        if data.get(key) is not None:
+            return data[key]
+    last = data.get("last")
+    if isinstance(last, dict):
+        for key in keys:
+            if last.get(key) is not None:
+                return last[key]
+    return None
+
+
+def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
+    """The newest backup's age and size from ``runbook-ops backup freshness --json``.
+
+    Returns ``{"available": bool, "age_hours", "size_bytes", "newest", "level",
+    "detail"}``; ``available`` is False (and values ``None``) when the backup role is not
+    installed or the command fails, so the report says "unknown".
+    """
+    unknown = {"available": False, "age_hours": None, "size_bytes": None, "newest": None,
+               "level": "warning", "detail": "unknown (no backup freshness check installed)"}
+    if runner is None:
+        from .runner import run_command as runner
+    if not os.path.exists(cli):
+        return unknown
+    try:
+        done = runner([cli, "backup", "freshness", "--json"], timeout=120)
+    except OpsError:
+        return unknown
+    try:
+        data = json.loads(done.stdout or "")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        if done.rc == 2 or done.rc is None:
+            return unknown
+        return dict(unknown, detail="unknown (backup freshness exited %s)" % done.rc)
+    age_hours = data.get("age_hours")
+    size = _first(data, ("size_bytes", "size", "total_size"))
+    if data.get("level") in LEVELS:
+        level = data["level"]
+    elif "ok" in data:
+        level = "ok" if data["ok"] else "critical"
+    else:
+        level = "ok" if done.rc == 0 and age_hours is not None else "critical"
+    if data.get("error"):
+        detail = "cannot read the backups: %s" % str(data["error"])[:160]
+    elif age_hours is None:
+        detail = "no backup found"
+    else:
+        detail = "newest %s" % (data.get("newest") or "?")
+        if data.get("max_age_hours") is not None:
+            detail += " (limit %s h)" % data["max_age_hours"]
+    detail += ", size %s" % (format_bytes(size) if size is not None else "unknown")
+    return {"available": True,
+            "age_hours": None if age_hours is None else round(float(age_hours), 1),
+            "size_bytes": size, "newest": data.get("newest"), "level": level,
+            "detail": detail}
+
+
+def format_bytes(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else "%.1f %s" % (value, unit)
+        value /= 1024.0
+    return str(value)
+
+
+def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_percent=80,
+                 memory_critical_percent=95, docker=None, opener=None, backup=None,
+                 meminfo_path="/proc/meminfo", now=None):
+    """The morning check of one host as plain data, rows with a level each.
+
+    ``config``: a validated health monitor config (endpoints to request; projects are not
+    needed: every container on the host is listed). ``docker``: a Docker SDK client, or
+    ``None`` to connect (a host without Docker reports that as a warning row).
+    ``backup``: a dict from ``read_backup_freshness`` (``None`` runs it).
+    Returns ``{"host", "level", "rows", "containers", "endpoints", "memory", "logs",
+    "backup", "jobs", "counts"}``; each row is ``{"section", "name", "status",
+    "detail", "level"}``.
+    """
+    now = time.time() if now is None else now
+    rows = []
+    containers = []
+    logs = []
+    try:
+        client = docker if docker is not None else docker_client(
+            config.get("docker_timeout_seconds", 10))
+    except OpsError as exc:
+        client = None
+        rows.append(_row("containers", "docker", "unavailable", exc.message, "warning"))
+    if client is not None:
+        try:
+            listed = client.containers.list(all=True)
+        except Exception as exc:
+            listed = []
+            rows.append(_row("containers", "docker", "error", str(exc)[:200], "critical"))
+        for container in sorted(listed, key=lambda c: c.name):
+            info = describe_container(container.attrs)
+            level, problem = judge_container(info)
+            if level == "ok" and info["restart_count"]:
+                level, problem = "warning", "%d restarts (last %s)" % (
+                    info["restart_count"], explain_exit(info["exit_code"], info["oom_killed"]))
+            info.update(level=level, problem=problem)
+            containers.append(info)
+            status = info["state"] + (" (%s)" % info["health"] if info["health"] else "")
+            rows.append(_row("container", info["name"], status,
+                             problem or "restarts %d" % info["restart_count"], level))
+            try:
+                errors = container_log_errors(container, since_hours * 3600, now, log_lines)
+            except Exception as exc:
+                errors = {"count": None, "last": [], "error": str(exc)[:200]}
+            errors["container"] = info["name"]
+            logs.append(errors)
+            if errors["count"]:
+                rows.append(_row("logs", info["name"], "%d errors" % errors["count"],
+                                 "last: " + errors["last"][-1][:120], "warning"))
+    endpoints = []
+    if config.get("endpoints"):
+        opener = opener or build_opener()
+        for endpoint in config["endpoints"]:
+            result = check_endpoint(endpoint, opener=opener)
+            endpoints.append(result)
+            status = "HTTP %s" % result["status"] if result["status"] is not None else "down"
+            latency = ("%d ms" % round(result["latency_ms"])
+                       if result["latency_ms"] is not None else "-")
+            rows.append(_row("endpoint", endpoint["name"], status,
+                             latency + ("; " + result["problem"] if result["problem"] else ""),
+                             result["level"]))
+    memory = read_memory(meminfo_path)
+    memory_level = ("critical" if memory["used_percent"] >= memory_critical_percent else
+                    "warning" if memory["used_percent"] >= memory_warning_percent else "ok")
+    memory["level"] = memory_level
+    rows.append(_row("memory", "ram", "%.0f%% used" % memory["used_percent"],
+                     "%s available of %s" % (format_bytes(memory["available_bytes"]),
+                                             format_bytes(memory["total_bytes"])),
+                     memory_level))
+    if backup is None:
+        backup = read_backup_freshness()
+    rows.append(_row("backup", "newest", "age %s" % (
+        format_duration(backup["age_hours"] * 3600) if backup.get("age_hours") is not None
+        else "unknown"), backup["detail"], backup["level"]))
+    jobs = read_jobs(runtime.get("state_dir") or "/var/lib/runbook-ops")
+    for job in jobs:
+        rows.append(_row("job", job["name"], job["result"],
+                         "rc %s, at %s" % (job["rc"], job["finished_at"] or "-"), job["level"]))
+    counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
+    return {
+        "host": runtime.get("host_label") or socket.gethostname(),
+        "level": worst_level(r["level"] for r in rows),
+        "rows": rows,
+        "counts": counts,
+        "containers": containers,
+        "endpoints": endpoints,
+        "memory": memory,
+        "logs": logs,
+        "backup": backup,
+        "jobs": jobs,
+    }
+
+
+def _row(section, name, status, detail, level):
+    return {"section": section, "name": name, "status": status, "detail": detail,
+            "level": level}
+
+
+def format_report_table(report):
+    """The report as a text table, one line per row, worst rows flagged with ``!!``/``!``."""
+    marks = {"ok": "  ", "warning": "! ", "critical": "!!"}
+    lines = ["%s  morning check: %s (%d critical, %d warning)" % (
+        report["host"], report["level"].upper(), report["counts"]["critical"],
+        report["counts"]["warning"]),
+        "   %-10s %-28s %-22s %s" % ("SECTION", "NAME", "STATUS", "DETAIL")]
+    for row in report["rows"]:
+        lines.append("%s %-10s %-28s %-22s %s" % (
+            marks.get(row["level"], "  "), row["section"], row["name"][:28],
+            row["status"][:22], row["detail"]))
+    return lines

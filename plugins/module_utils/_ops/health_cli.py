@@ -1,0 +1,92 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops health-check`` (the cron job) and ``runbook-ops health-report`` (the playbook).
+
+- ``health-check --config /etc/runbook-ops/health-monitor.json [--json]``: request every
+  endpoint, judge every container of the configured Compose projects, count failures in a
+  row and alert through ``alerts.notify``. Exit 0 when it ran and its alerts were handled
+  (a failing service is reported by its own alert after N failures in a row, not by the
+  job wrapper, so one blip does not page); 1 when an alert could not be delivered (the
+  wrapper then reports the job as failed); 2 for a bad config.
+- ``health-check --validate``: only check the config file (the role's ``validate:``).
+- ``health-report [--config FILE] [--json]``: the morning check of this host (containers,
+  endpoints, memory, error lines in container logs, newest backup, jobs' last results);
+  exit 0 nothing critical, 1 something critical, 2 bad config. A missing config file is
+  fine here: the report then requests no endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import health
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+
+
+def add_parser(subparsers) -> None:
+    """Register ``health-check`` and ``health-report``."""
+    check = subparsers.add_parser(
+        "health-check", help="check endpoints and Compose services; alert after N failures",
+        description="Request each endpoint and judge each Compose container once; alert "
+                    "when a check has failed N runs in a row, repeat after the cooldown, "
+                    "announce the recovery with the downtime.")
+    check.add_argument("--config", default=health.DEFAULT_CONFIG_PATH, metavar="FILE",
+                       help="health monitor settings (default: %(default)s)")
+    check.add_argument("--validate", action="store_true", help="only check the config file")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(func=health_check_command)
+
+    report = subparsers.add_parser(
+        "health-report", help="the morning check of this host as a table or JSON",
+        description="Containers, endpoints, memory, error lines in container logs, the "
+                    "newest backup and every job's last result, each with a level.")
+    report.add_argument("--config", default=health.DEFAULT_CONFIG_PATH, metavar="FILE",
+                        help="health monitor settings for the endpoints (optional)")
+    report.add_argument("--since-hours", type=float, default=24.0, metavar="HOURS",
+                        help="how far back to count error lines in logs (default: 24)")
+    report.add_argument("--log-lines", type=int, default=5, metavar="N",
+                        help="error lines to keep per container (default: 5)")
+    report.add_argument("--memory-warning-percent", type=float, default=80.0, metavar="P")
+    report.add_argument("--memory-critical-percent", type=float, default=95.0, metavar="P")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.set_defaults(func=health_report_command)
+
+
+def health_check_command(args, runtime) -> int:
+    """``health-check``: run the checks once, print them, exit as documented above."""
+    config = health.load_config(args.config)
+    if args.validate:
+        _print(args, {"valid": True, "config": args.config},
+               ["health monitor config %s is valid: %d endpoints, %d compose projects" % (
+                   args.config, len(config["endpoints"]), len(config["compose_projects"]))])
+        return EXIT_OK
+    summary = health.run_health_check(config, runtime)
+    _print(args, summary, health.format_check_lines(summary))
+    undelivered = [a for a in summary["alerts"]
+                   if isinstance(a.get("outcome"), dict) and a["outcome"].get("error")]
+    return EXIT_PROBLEM if undelivered else EXIT_OK
+
+
+def health_report_command(args, runtime) -> int:
+    """``health-report``: build the report, print it, exit 1 when anything is critical."""
+    if os.path.exists(args.config):
+        config = health.load_config(args.config)
+    else:
+        config = health.validate_config({})
+    report = health.build_report(
+        config, runtime, since_hours=args.since_hours, log_lines=args.log_lines,
+        memory_warning_percent=args.memory_warning_percent,
+        memory_critical_percent=args.memory_critical_percent)
+    _print(args, report, health.format_report_table(report))
+    return EXIT_PROBLEM if report["level"] == "critical" else EXIT_OK
+
+
+def _print(args, data, lines) -> None:
+    if args.json:
+        print(json.dumps(data, sort_keys=True, default=str))
+    else:
+        for line in lines:
+            print(line)
