@@ -20,7 +20,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 _SEND = re.compile(r"^/bot(?P<token>[^/]+)/sendMessage/?$")
 _PING = re.compile(r"^/ping/(?P<rest>[A-Za-z0-9_.-]+(?:/(?:start|fail|\d+))?)/?$")
@@ -76,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fake = self.server.fake
         data = self._body()
-        token_ok = match.group("token") == fake.token
+        token_ok = unquote(match.group("token")) == fake.token
         status = fake.next_status(token_ok)
         entry = {"token_ok": token_ok, "chat_id": str(data.get("chat_id", "")),
                  "text": data.get("text", ""), "status": status}

@@ -80,7 +80,8 @@ def _api_host(api_url) -> str:
 
 
 def _redact(text, token, api_url):
-    for secret in (token, urllib.parse.quote(token, safe=""), urllib.parse.quote(token)):
+    for secret in (token, urllib.parse.quote(token, safe=""), urllib.parse.quote(token, safe=":"),
+                   urllib.parse.quote(token)):
         if secret:
             text = text.replace(secret, "<token>")
     return text
@@ -116,7 +117,7 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     if not str(chat_id):
         raise OpsError("no Telegram chat id; set runbook_ops_telegram_chat_id")
     host = _api_host(api_url)
-    url = "%s/bot%s/sendMessage" % (api_url.rstrip("/"), token)
+    url = "%s/bot%s/sendMessage" % (api_url.rstrip("/"), urllib.parse.quote(token, safe=":"))
     payload = json.dumps({"chat_id": str(chat_id), "text": cut_message(text),
                           "disable_web_page_preview": True}).encode("utf-8")
     problem = "no attempt made"

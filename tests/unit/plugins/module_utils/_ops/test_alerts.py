@@ -1,0 +1,252 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""alerts.py against the real fake Bot API on loopback, real state files, a real full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+_REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
+sys.path.insert(0, os.path.join(_REPO, ".collections"))
+sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
+
+from fake_telegram import FakeTelegram  # noqa: E402
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import alerts  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
+    merge_runtime)
+
+TOKEN = "123456789:AAH-secret_Token_0123456789abcdefXYZ"
+DAY = 86400
+
+
+def _runtime(tmp_path, api_url, chat_id="-1001", token=TOKEN, state_dir=None):
+    token_file = tmp_path / "telegram.token"
+    if token is not None:
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+    return merge_runtime({
+        "host_label": "eatfit24.ru", "state_dir": str(state_dir or tmp_path / "state"),
+        "log_dir": str(tmp_path / "log"),
+        "alert": {"telegram_api_url": api_url, "telegram_chat_id": chat_id,
+                  "telegram_token_file": str(token_file), "cooldown_seconds": DAY}})
+
+
+@pytest.fixture
+def fake(tmp_path):
+    with FakeTelegram(TOKEN, record_path=str(tmp_path / "requests.jsonl")) as server:
+        yield server
+
+
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _assert_secret_free(text):
+    assert TOKEN not in text
+    assert "AAH-secret" not in text
+    assert "/bot" not in text
+    assert "sendMessage" not in text
+
+
+@pytest.mark.parametrize("level, text, expected", [
+    ("warning", "диск 70% used (free 15G, threshold 70%)",
+     "⚠️ eatfit24.ru WARNING: диск 70% used (free 15G, threshold 70%)"),
+    ("critical", "диск 85% used", "🚨 eatfit24.ru CRITICAL: диск 85% used"),
+    ("ok", "диск 40% used", "✅ eatfit24.ru recovered: диск 40% used"),
+], ids=["warning", "critical", "recovery"])
+def test_format_alert_uses_the_runbook_style(level, text, expected):
+    assert alerts.format_alert(level, "eatfit24.ru", text) == expected
+
+
+def test_format_alert_rejects_unknown_level():
+    with pytest.raises(OpsError):
+        alerts.format_alert("info", "h", "t")
+
+
+@pytest.mark.parametrize("text", ["x" * 5000, "🚨" * 3000, "a" * 4095 + "🚨" * 10],
+                         ids=["ascii", "astral", "boundary"])
+def test_cut_message_fits_telegram_limit_in_utf16_units(text):
+    cut = alerts.cut_message(text)
+    assert len(cut.encode("utf-16-le")) // 2 <= 4096
+    assert cut.endswith("(cut)")
+
+
+def test_cut_message_leaves_short_text_alone():
+    assert alerts.cut_message("short") == "short"
+
+
+@pytest.mark.parametrize("previous, level, now, send, reason", [
+    (None, "warning", 1000, True, "rise from ok to warning"),
+    ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY - 1, False, "in cooldown"),
+    ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY, True, "cooldown passed"),
+    ({"level": "warning", "sent": {"warning": 1000}}, "critical", 1001, True, "rise from warning"),
+    ({"level": "critical", "sent": {"critical": 1000}}, "warning", 1001, True, "warning not yet"),
+    ({"level": "critical", "sent": {"critical": 9, "warning": 1000}}, "warning", 1001, False,
+     "in cooldown"),
+    ({"level": "critical", "sent": {"critical": 1000}}, "ok", 1001, True, "recovery from critical"),
+    ({"level": "ok", "sent": {}}, "ok", 1001, False, "already ok"),
+    (None, "ok", 1001, False, "already ok"),
+    ({"level": "warning", "sent": {}}, "warning", 1001, True, "warning not yet delivered"),
+], ids=["first-warning", "same-in-cooldown", "same-after-cooldown", "rise", "drop-new-level",
+        "drop-in-cooldown", "recovery", "ok-after-ok", "ok-first", "undelivered-retried"])
+def test_decide_follows_the_alert_contract(previous, level, now, send, reason):
+    decided, why = alerts.decide(previous, level, now, DAY)
+    assert decided is send
+    assert why.startswith(reason)
+
+
+def test_notify_sends_once_per_cooldown_escalates_at_once_and_recovers_once(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    steps = [("warning", 0), ("warning", 60), ("critical", 120), ("critical", 180),
+             ("critical", DAY + 121), ("ok", DAY + 200), ("ok", DAY + 260)]
+    sent = [alerts.notify(runtime, "disk:/", level, "диск %s" % level, now=1e9 + t)["sent"]
+            for level, t in steps]
+    assert sent == [True, False, True, False, True, True, False]
+    texts = [r["text"] for r in fake.messages]
+    assert [t.split()[0] for t in texts] == ["⚠️", "🚨", "🚨", "✅"]
+    assert all(r["token_ok"] and r["chat_id"] == "-1001" for r in fake.requests)
+    state = json.loads((tmp_path / "state" / "alerts.json").read_text())
+    assert state["disk:/"]["level"] == "ok"
+    recorded = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert len(recorded) == 4
+
+
+def test_notify_keeps_cooldowns_per_key(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    assert alerts.notify(runtime, "disk:/", "warning", "a", now=1e9)["sent"]
+    assert alerts.notify(runtime, "job:backup", "warning", "b", now=1e9 + 1)["sent"]
+    assert not alerts.notify(runtime, "disk:/", "warning", "a", now=1e9 + 2)["sent"]
+
+
+def test_notify_without_chat_id_sends_nothing_and_says_so(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url, chat_id="")
+    result = alerts.notify(runtime, "disk:/", "critical", "x")
+    assert result["sent"] is False and result["configured"] is False
+    assert "telegram not configured" in result["reason"]
+    assert fake.requests == []
+
+
+def test_notify_without_token_file_sends_nothing_and_says_so(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url, token=None)
+    result = alerts.notify(runtime, "disk:/", "critical", "x")
+    assert result["sent"] is False and "no token" in result["reason"]
+    assert fake.requests == []
+
+
+def test_failed_delivery_is_retried_by_the_next_run(tmp_path):
+    runtime = _runtime(tmp_path, "http://127.0.0.1:%d" % _closed_port())
+    first = alerts.notify(runtime, "disk:/", "critical", "x", now=1e9,
+                          send=lambda *a: alerts.send_telegram(*a, attempts=1))
+    assert first["sent"] is False and "error" in first
+    with FakeTelegram(TOKEN) as fake:
+        runtime["alert"]["telegram_api_url"] = fake.url
+        assert alerts.notify(runtime, "disk:/", "critical", "x", now=1e9 + 60)["sent"] is True
+
+
+def test_send_retries_429_honouring_capped_retry_after(tmp_path):
+    waits = []
+    with FakeTelegram(TOKEN, fail_first=2, fail_status=429) as fake:
+        result = alerts.send_telegram(fake.url, TOKEN, "42", "hello", sleep=waits.append,
+                                      max_retry_after=0.5)
+    assert result["sent"] is True and result["attempts"] == 3
+    assert waits == [0.5, 0.5]  # retry_after=1 from the server, capped at 0.5
+    assert [r["status"] for r in fake.requests] == [429, 429, 200]
+
+
+def test_send_honours_retry_after_below_the_cap(tmp_path):
+    waits = []
+    with FakeTelegram(TOKEN, fail_first=1, fail_status=429) as fake:
+        alerts.send_telegram(fake.url, TOKEN, "42", "hello", sleep=waits.append)
+    assert waits == [1]
+
+
+def test_send_retries_5xx_with_growing_backoff():
+    waits = []
+    with FakeTelegram(TOKEN, fail_first=3, fail_status=500) as fake:
+        result = alerts.send_telegram(fake.url, TOKEN, "42", "hi", sleep=waits.append,
+                                      backoff_seconds=0.01)
+    assert result["attempts"] == 4
+    assert waits == [0.01, 0.02, 0.04]
+
+
+def test_send_cuts_long_messages_to_4096():
+    with FakeTelegram(TOKEN) as fake:
+        alerts.send_telegram(fake.url, TOKEN, "42", "🚨" + "y" * 10000)
+    assert len(fake.messages[0]["text"].encode("utf-16-le")) // 2 <= 4096
+
+
+def test_wrong_token_is_not_retried_and_not_echoed():
+    with FakeTelegram("other:token") as fake:
+        with pytest.raises(OpsError) as caught:
+            alerts.send_telegram(fake.url, TOKEN, "42", "hi", sleep=lambda s: None)
+    assert len(fake.requests) == 1
+    assert "HTTP 401 (Unauthorized)" in caught.value.message
+    _assert_secret_free(caught.value.message)
+
+
+def test_error_from_a_closed_port_never_contains_url_or_token():
+    port = _closed_port()
+    with pytest.raises(OpsError) as caught:
+        alerts.send_telegram("http://127.0.0.1:%d" % port, TOKEN, "42", "hi",
+                             sleep=lambda s: None)
+    message = caught.value.message
+    _assert_secret_free(message)
+    assert str(port) not in message
+    assert "127.0.0.1" in message and "refused" in message.lower()
+
+
+def test_error_from_a_500_that_echoes_the_path_never_contains_the_token():
+    with FakeTelegram(TOKEN, fail_first=99, fail_status=500, echo_path=True) as fake:
+        with pytest.raises(OpsError) as caught:
+            alerts.send_telegram(fake.url, TOKEN, "42", "hi", sleep=lambda s: None)
+    assert len(fake.requests) == 4
+    assert "HTTP 500" in caught.value.message
+    _assert_secret_free(caught.value.message.replace("/bot<token>/sendMessage", ""))
+    assert TOKEN not in caught.value.message
+    assert TOKEN not in repr(caught.value.details)
+
+
+def test_notify_result_never_contains_the_token(tmp_path):
+    runtime = _runtime(tmp_path, "http://127.0.0.1:%d" % _closed_port())
+    result = alerts.notify(runtime, "disk:/", "critical", "x",
+                           send=lambda *a: alerts.send_telegram(*a, attempts=1))
+    assert TOKEN not in json.dumps(result)
+    assert TOKEN not in (tmp_path / "state" / "alerts.json").read_text()
+
+
+@pytest.fixture
+def full_state_dir(tmp_path):
+    directory = tmp_path / "full-state"
+    directory.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
+    try:
+        (directory / "locks").mkdir()
+        subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % directory, "bs=4k"],
+                       capture_output=True)
+        subprocess.run(["dd", "if=/dev/zero", "of=%s/filler2" % directory, "bs=1"],
+                       capture_output=True)
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_alert_arrives_when_the_state_disk_is_full(tmp_path, fake, full_state_dir):
+    assert os.statvfs(full_state_dir).f_bavail == 0
+    runtime = _runtime(tmp_path, fake.url, state_dir=full_state_dir)
+    result = alerts.notify(runtime, "disk:/", "critical", "диск 100% used")
+    assert result["sent"] is True
+    assert result["state_saved"] is False
+    assert [r["text"] for r in fake.messages] == ["🚨 eatfit24.ru CRITICAL: диск 100% used"]
