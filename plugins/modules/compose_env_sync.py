@@ -1,0 +1,257 @@
+#!/usr/bin/python
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: compose_env_sync
+short_description: Recreate the Compose services whose containers hold a stale environment
+version_added: 0.1.0
+description:
+  - Compares, per service of a Docker Compose project, the environment each running container
+    holds (C(Config.Env)) with the environment compose resolves now (C(docker compose config
+    --format json), which includes C(env_file) contents and C(${VAR}) interpolation from C(.env)).
+  - Also notices when the content of files referenced by C(secrets:) and C(configs:) changed,
+    which compose's own config hash ignores.
+  - Recreates exactly the drifted services with C(docker compose up -d --force-recreate --no-deps),
+    waits until each runs and, where it has a healthcheck, is healthy, then verifies the drift is gone.
+    This prevents the C(.env) desync incident, where C(docker compose restart) or a partial
+    C(up -d backend) leaves C(celery-worker) with a stale C(AI_PROXY_SECRET).
+  - Only keys compose sets count. The expected environment of a container is its image's
+    C(Config.Env) overlaid with the resolved service environment. A key compose sets that the
+    container lacks is C(added); a different value is C(changed); a key the container holds that
+    compose no longer sets, and that the image does not provide with that value, is C(removed).
+    Keys from the image's C(ENV) and the runtime keys C(PATH), C(HOSTNAME), C(HOME), C(TERM) never
+    count as drift.
+  - "C(secrets:)/C(configs:) files: after every successful run the module writes
+    C(<state_dir>/compose-env-sync/<project>.json) (mode 0600) holding the project's container ids
+    and the sha256 of each referenced file, nothing else. A file whose digest differs from the one
+    recorded for the same containers is drift; without a record for the current containers, a file
+    modified after the service's container was created is drift."
+  - Only running (or restarting) containers are compared and recreated. Services whose containers
+    are stopped (for example one-shot migration jobs) are listed in RV(not_running) and left alone.
+  - No environment value ever appears in the result, in error messages, in the diff or in logs.
+    Values are shown as fingerprints, the first 12 hex digits of their sha256.
+author:
+  - runbook.ops maintainers
+requirements:
+  - Docker Compose v2 (C(docker compose) plugin or standalone C(docker-compose) 2.x) on the host.
+  - The Docker SDK for Python 5.0 or later (Debian/Ubuntu C(python3-docker)) on the host.
+attributes:
+  check_mode:
+    support: full
+    description: Reports the drift and the services that would be recreated, changes nothing.
+  diff_mode:
+    support: full
+    description: Shows the drifted keys per service with the fingerprints before and after, never values.
+  idempotent:
+    support: full
+    description: A second run right after a successful one finds no drift and changes nothing.
+options:
+  project_src:
+    description:
+      - The compose project directory (where C(compose.yaml) and C(.env) live).
+    type: path
+    required: true
+  files:
+    description:
+      - Compose files, relative to O(project_src) or absolute. Compose's defaults when omitted.
+    type: list
+    elements: path
+  env_files:
+    description:
+      - Environment files used for interpolation (C(--env-file)), relative to O(project_src) or
+        absolute. Compose's default (C(.env) in the project directory) when omitted.
+    type: list
+    elements: path
+  project_name:
+    description:
+      - The compose project name, when the project is not run under the directory's name.
+    type: str
+  services:
+    description:
+      - Limit the comparison and the recreation to these services. All services when omitted.
+    type: list
+    elements: str
+  consistent_keys:
+    description:
+      - Keys that must have the same value in every service that defines them, for example
+        C(AI_PROXY_SECRET). They are compared in the resolved configuration, since recreating
+        cannot fix a configuration that disagrees with itself. Running containers that disagree
+        are drift, which the module fixes.
+    type: list
+    elements: str
+    default: []
+    no_log: false
+  on_inconsistent:
+    description:
+      - What to do when a key of O(consistent_keys) differs between services.
+      - V(fail) fails the task before anything is recreated; V(warn) warns and syncs anyway.
+    type: str
+    choices: [fail, warn]
+    default: fail
+  force:
+    description:
+      - Recreate the selected running services even when nothing drifted.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for each recreated service to run and, with a healthcheck, to be healthy.
+    type: int
+    default: 120
+  compose_command:
+    description:
+      - The compose command, for example V(docker compose) or V(/usr/local/bin/docker-compose).
+      - Auto-detected when omitted, C(docker compose) first, then C(docker-compose).
+    type: list
+    elements: str
+  docker_host:
+    description:
+      - The Docker daemon to talk to, for example V(unix:///var/run/docker.sock). Passed to compose
+        as C(DOCKER_HOST). The C(DOCKER_HOST) environment variable or the default socket when omitted.
+    type: str
+  state_dir:
+    description:
+      - Directory for the per-project state file (C(compose-env-sync/<project>.json), hashes only).
+    type: path
+    default: /var/lib/runbook-ops
+notes:
+  - Run it with C(become) when the Docker socket or O(state_dir) needs root.
+  - Compose interpolates C(${VAR}) from C(.env) and from the environment of the process running it;
+    variables exported in an interactive shell but not in C(.env) are not seen by this module.
+seealso:
+  - name: docker compose up
+    description: The command the module runs to recreate services.
+    link: https://docs.docker.com/reference/cli/docker/compose/up/
+"""
+
+EXAMPLES = r"""
+- name: Recreate every service whose container holds a stale .env
+  runbook.ops.compose_env_sync:
+    project_src: /opt/eatfit24
+    consistent_keys:
+      - AI_PROXY_SECRET
+  become: true
+
+- name: Only report the drift (check mode), with fingerprints in the diff
+  runbook.ops.compose_env_sync:
+    project_src: /opt/eatfit24
+    services: [backend, celery-worker, celery-beat, bot]
+  check_mode: true
+  diff: true
+  register: env_drift
+
+- name: Force-recreate the workers after a secrets file change, with a longer health wait
+  runbook.ops.compose_env_sync:
+    project_src: /opt/app
+    files: [docker-compose.yml, docker-compose.prod.yml]
+    services: [celery-worker, celery-beat]
+    force: true
+    wait_timeout: 300
+    on_inconsistent: warn
+"""
+
+RETURN = r"""
+drifted:
+  description:
+    - Per drifted service, the key names compose sets that the container lacks (C(added)), no
+      longer sets (C(removed)) or sets to another value (C(changed)), and the changed
+      C(secrets:)/C(configs:) files as C(secret:NAME) or C(config:NAME) (C(files)).
+    - Always the drift found before the run, also when the services were then recreated.
+  returned: always
+  type: dict
+  sample:
+    celery-worker:
+      added: []
+      removed: []
+      changed: [AI_PROXY_SECRET]
+      files: []
+inconsistent:
+  description: Keys of O(consistent_keys) whose values differ between services, with the services defining them.
+  returned: always
+  type: dict
+  sample:
+    AI_PROXY_SECRET: [backend, bot]
+recreated:
+  description: Services recreated (in check mode, the services that would be recreated).
+  returned: always
+  type: list
+  elements: str
+  sample: [celery-beat, celery-worker]
+fingerprints:
+  description:
+    - Per running service, each key compose sets mapped to the first 12 hex digits of the sha256 of
+      the value the container holds at the end of the run, V((unset)) for a key without a value.
+    - For comparing by eye between services and hosts; never the value.
+  returned: always
+  type: dict
+  sample:
+    backend:
+      AI_PROXY_SECRET: 3f9a1c0b7e2d
+    celery-worker:
+      AI_PROXY_SECRET: 3f9a1c0b7e2d
+not_running:
+  description: Selected services without a running container; they were not compared or recreated.
+  returned: always
+  type: list
+  elements: str
+  sample: [migrate]
+project:
+  description: The compose project name.
+  returned: always
+  type: str
+  sample: eatfit24
+state_file:
+  description: The state file holding container ids and file digests of the project.
+  returned: always
+  type: str
+  sample: /var/lib/runbook-ops/compose-env-sync/eatfit24.json
+failed_services:
+  description: When recreated services did not come back, their state, health and exit code.
+  returned: failure
+  type: dict
+  sample:
+    celery-worker:
+      state: exited
+      health: null
+      exit_code: 1
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
+from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import sync_compose_env
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_src=dict(type="path", required=True),
+            files=dict(type="list", elements="path"),
+            env_files=dict(type="list", elements="path"),
+            project_name=dict(type="str"),
+            services=dict(type="list", elements="str"),
+            consistent_keys=dict(type="list", elements="str", default=[], no_log=False),
+            on_inconsistent=dict(type="str", choices=["fail", "warn"], default="fail"),
+            force=dict(type="bool", default=False),
+            wait_timeout=dict(type="int", default=120),
+            compose_command=dict(type="list", elements="str"),
+            docker_host=dict(type="str"),
+            state_dir=dict(type="path", default="/var/lib/runbook-ops"),
+        ),
+        supports_check_mode=True,
+    )
+    result = run_core(module, sync_compose_env, check_mode=module.check_mode, **module.params)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    diff = result.pop("diff")
+    if module._diff and result["changed"]:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
