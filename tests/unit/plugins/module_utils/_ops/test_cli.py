@@ -1,0 +1,183 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""cli.py, jobs_cli.py, alerts_cli.py: the runbook-ops CLI as installed on a host.
+
+The core is copied into ``<tmp>/lib/runbook_ops/`` and started by the same kind of
+launcher the base role installs, with ``/usr/bin/python3`` (the host's interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
+sys.path.insert(0, os.path.join(_REPO, ".collections"))
+sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
+
+from fake_telegram import FakeTelegram  # noqa: E402
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import cli  # noqa: E402
+
+TOKEN = "555:AACli_secret_token_0123456789abcdefGH"
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+@pytest.fixture
+def fake():
+    with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def host(tmp_path):
+    lib = tmp_path / "lib" / "runbook_ops"
+    lib.mkdir(parents=True)
+    source = os.path.join(_REPO, "plugins", "module_utils", "_ops")
+    for name in os.listdir(source):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(source, name), lib / name)
+    launcher = tmp_path / "runbook-ops"
+    launcher.write_text("#!%s\nimport sys\nsys.path.insert(0, %r)\n"
+                        "from runbook_ops.cli import main\nsys.exit(main())\n"
+                        % (PYTHON, str(lib.parent)))
+    launcher.chmod(0o755)
+    token_file = tmp_path / "telegram.token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    return tmp_path
+
+
+def _write_runtime(host, api_url, **extra):
+    data = {"host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
+            "alert": {"telegram_api_url": api_url, "telegram_chat_id": "42",
+                      "telegram_token_file": str(host / "telegram.token")}}
+    data.update(extra)
+    path = host / "runtime.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _run(host, *args, runtime=None):
+    argv = [str(host / "runbook-ops")]
+    if runtime is not None:
+        argv += ["--runtime", str(runtime)]
+    return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=60)
+
+
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_registry_modules_each_register_a_subcommand():
+    assert cli._COMMAND_MODULES[:2] == ("jobs_cli", "alerts_cli")
+    for name in cli._COMMAND_MODULES:
+        module = importlib.import_module(cli.__package__ + "." + name)
+        assert callable(module.add_parser)
+    help_text = cli.build_parser().format_help()
+    assert "run" in help_text and "alert" in help_text
+
+
+def test_help_works_from_the_host_layout(host):
+    proc = _run(host, "--help")
+    assert proc.returncode == 0 and "run" in proc.stdout and "alert" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_validate_accepts_a_good_runtime_file(host, fake):
+    runtime = _write_runtime(host, fake.url)
+    proc = _run(host, "alert", "--validate", runtime=runtime)
+    assert proc.returncode == 0 and "is valid" in proc.stdout
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", "not valid JSON"),
+    ('{"alert": {"cooldown_seconds": -5}}', "cooldown_seconds"),
+], ids=["bad-json", "bad-value"])
+def test_bad_runtime_exits_2_with_the_reason_on_stderr(host, content, words):
+    path = host / "runtime.json"
+    path.write_text(content)
+    proc = _run(host, "alert", "--validate", runtime=path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("runbook-ops: error: runtime config %s" % path)
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_validate_of_a_missing_file_exits_2(host):
+    proc = _run(host, "alert", "--validate", runtime=host / "nope.json")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_alert_sends_then_holds_back_within_cooldown(host, fake):
+    runtime = _write_runtime(host, fake.url)
+    first = _run(host, "alert", "--key", "disk:/", "--level", "warning", "--text",
+                 "диск 71% used", "--json", runtime=runtime)
+    second = _run(host, "alert", "--key", "disk:/", "--level", "warning", "--text",
+                  "диск 71% used", runtime=runtime)
+    assert first.returncode == 0 and json.loads(first.stdout)["sent"] is True
+    assert second.returncode == 0 and "not sent: in cooldown" in second.stdout
+    assert [m["text"] for m in fake.messages] == ["⚠️ web1 WARNING: диск 71% used"]
+
+
+def test_alert_test_sends_immediately(host, fake):
+    runtime = _write_runtime(host, fake.url)
+    for _ in range(2):
+        assert _run(host, "alert", "--test", runtime=runtime).returncode == 0
+    assert len(fake.messages) == 2 and fake.messages[0]["text"].startswith("✅ web1:")
+
+
+def test_alert_key_needs_level_and_text(host, fake):
+    runtime = _write_runtime(host, fake.url)
+    proc = _run(host, "alert", "--key", "x", runtime=runtime)
+    assert proc.returncode == 2 and "needs --level" in proc.stderr
+
+
+def test_undeliverable_alert_exits_1_and_never_shows_the_token(host):
+    runtime = _write_runtime(host, "http://127.0.0.1:%d" % _closed_port())
+    proc = _run(host, "alert", "--key", "job:x", "--level", "critical", "--text", "t",
+                runtime=runtime)
+    assert proc.returncode == 1 and "NOT delivered" in proc.stdout
+    assert TOKEN not in proc.stdout + proc.stderr
+    test = _run(host, "alert", "--test", runtime=runtime)
+    assert test.returncode == 1 and TOKEN not in test.stdout + test.stderr
+
+
+def test_500_echoing_the_path_never_shows_the_token(host):
+    with FakeTelegram(TOKEN, fail_first=99, fail_status=500, echo_path=True) as fake:
+        runtime = _write_runtime(host, fake.url)
+        proc = _run(host, "alert", "--test", runtime=runtime)
+    assert proc.returncode == 1 and "HTTP 500" in proc.stdout
+    assert TOKEN not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--job", "x"], "no command given"),
+    (["run", "--job", "x", "--"], "no command given"),
+    (["run", "--job", "../x", "--", "true"], "job name"),
+], ids=["no-command", "empty-after-dashes", "bad-name"])
+def test_run_usage_errors_exit_2(host, fake, args, words):
+    runtime = _write_runtime(host, fake.url)
+    proc = _run(host, *args, runtime=runtime)
+    assert proc.returncode == 2 and words in proc.stderr
+
+
+def test_run_passes_options_after_dashes_to_the_command(host, fake):
+    runtime = _write_runtime(host, fake.url)
+    proc = _run(host, "run", "--job", "echo", "--", "echo", "--timeout", "--job", runtime=runtime)
+    assert proc.returncode == 0
+    assert "--timeout --job" in (host / "log" / "echo.log").read_text()
+
+
+def test_unknown_subcommand_is_a_usage_error(host):
+    proc = _run(host, "frobnicate")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
