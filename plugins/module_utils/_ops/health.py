@@ -27,6 +27,7 @@ import socket
 import time
 
 from .errors import OpsError
+from .state import read_json, write_json_atomic
 
 LEVELS = ("ok", "warning", "critical")
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/health-monitor.json"
@@ -114,10 +115,12 @@ def validate_project(raw, index):
 def validate_config(data):
     """Check a parsed health monitor config; return it with every default filled in.
 
-    Raises ``OpsError`` saying which key is wrong and what it should be.
+    Keys starting with ``_`` are comments (the role writes ``_managed``). Raises
+    ``OpsError`` saying which key is wrong and what it should be.
     """
     if not isinstance(data, dict):
         raise OpsError("the health monitor config must be a JSON object")
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # comments
     known = set(CONFIG_DEFAULTS) | {"endpoints", "compose_projects"}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -556,14 +559,12 @@ def run_health_check(config, runtime, notify=None, now=None, opener=None, docker
     Returns ``{"host", "results", "alerts", "failing", "state_saved"}``; ``alerts`` lists
     each action with what notify returned.
     """
-    from . import state as state_store
-
     if notify is None:
         from .alerts import notify
     now = time.time() if now is None else now
     host = runtime.get("host_label") or socket.gethostname()
     state_path = os.path.join(runtime.get("state_dir") or "/var/lib/runbook-ops", STATE_FILE)
-    saved = state_store.read_json(state_path, {})
+    saved = read_json(state_path, {})
     if not isinstance(saved, dict):
         saved = {}
     results, baseline = run_checks(config, saved.get("restart_baseline"), opener=opener,
@@ -573,9 +574,10 @@ def run_health_check(config, runtime, notify=None, now=None, opener=None, docker
     alert_rt = alert_runtime(runtime, config["cooldown_seconds"])
     delivered = []
     for action in actions:
-        outcome = notify(alert_rt, "health:" + action["key"], action["level"], action["text"])
+        outcome = notify(alert_rt, "health:" + action["key"], action["level"], action["text"],
+                         now=now)
         delivered.append(dict(action, outcome=outcome))
-    saved_ok = state_store.write_json_atomic(state_path, {
+    saved_ok = write_json_atomic(state_path, {
         "updated_at": now, "checks": checks, "restart_baseline": baseline})
     return {
         "host": host,
