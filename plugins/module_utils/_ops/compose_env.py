@@ -42,12 +42,12 @@ import json
 import os
 import re
 import shlex
-import tempfile
 import time
 from datetime import datetime, timezone
 
 from .errors import OpsError
 from .runner import run_command
+from .state import read_json, write_json_atomic
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
@@ -276,35 +276,17 @@ def state_path(state_dir, project):
 
 def load_state(path):
     """Return a project's state (``{"services": {...}}``), empty when absent or unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
+    data = read_json(path, default={})
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         return {}
     return data
 
 
 def save_state(path, data):
-    """Write ``data`` as JSON atomically with mode 0600 (directory 0700). Raises OSError."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` atomically, mode 0600 in a 0700 directory; False when the disk is full.
+    Raises OSError for other failures (permissions)."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return write_json_atomic(path, data, mode=0o600)
 
 
 def build_state(project, project_src, analysis, previous=None):
@@ -697,7 +679,10 @@ def _write_state(path, project, project_src, plan, previous, warnings):
     if previous == document:
         return
     try:
-        save_state(path, document)
+        written = save_state(path, document)
+        reason = "the filesystem is full or read-only"
     except OSError as exc:
+        written, reason = False, exc.strerror or str(exc)
+    if not written:
         warnings.append("could not write state file %s (%s); changed secrets/configs files are "
-                        "then judged by modification time" % (path, exc.strerror or exc))
+                        "then judged by modification time" % (path, reason))

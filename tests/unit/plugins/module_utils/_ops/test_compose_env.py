@@ -1,0 +1,409 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests for compose_env: drift rules on captured real `docker compose config --format json`
+and `docker inspect` output (tests/unit/fixtures/compose_env/, Compose 2.40.3, Engine 20.10)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import compose_env  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import (  # noqa: E402
+    analyse, build_diff, build_state, changed_files, compare_environment, desired_environment,
+    find_inconsistent, fingerprint, load_config, load_state, make_redactor, parse_docker_time,
+    parse_env_list, referenced_files, save_state, select_services, state_path, sync_compose_env,
+    wait_for_services)
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures", "compose_env")
+# The values in the captured project (test data, not secrets of anyone).
+OLD_SECRET = "old-secret-value-1111"
+NEW_SECRET = "new-secret-value-2222"
+CAPTURED_DIR = "/tmp/envsync-iso/proj/app"
+COMPOSE_BIN = os.environ.get("RUNBOOK_OPS_COMPOSE_BIN") or ""
+
+
+def _load(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture
+def captured(tmp_path):
+    """The captured project after `.env` changed and only `backend` was recreated, with
+    its secrets/configs files moved into ``tmp_path`` (older than every container)."""
+    config = _load("config-after-env-change.json")
+    containers = _load("containers-backend-only-recreated.json")
+    image = _load("image-busybox.json")[0]
+    created = min(parse_docker_time(c["Created"]) for c in containers)
+    for section in ("secrets", "configs"):
+        for definition in config[section].values():
+            path = tmp_path / os.path.basename(definition["file"])
+            path.write_text("content of %s\n" % path.name)
+            os.utime(path, (created - 60, created - 60))
+            definition["file"] = str(path)
+    image_envs = {image["Id"]: parse_env_list(image["Config"]["Env"])}
+    return config, containers, image_envs
+
+
+def _by_service(containers, name):
+    return [c for c in containers if c["Config"]["Labels"]["com.docker.compose.service"] == name]
+
+
+# --------------------------------------------------------------------------- values
+
+
+def test_fingerprint_is_the_first_12_hex_digits_of_sha256():
+    assert fingerprint(NEW_SECRET) == hashlib.sha256(NEW_SECRET.encode()).hexdigest()[:12]
+    assert fingerprint(None) == "(unset)"
+    assert fingerprint("") != fingerprint(None)
+
+
+def test_parse_env_list_keeps_bare_keys_as_none_and_equals_signs_in_values():
+    assert parse_env_list(["A=1", "EMPTY_ONE", "B=x=y", "C="]) == {
+        "A": "1", "EMPTY_ONE": None, "B": "x=y", "C": ""}
+
+
+def test_desired_environment_reads_captured_env_file_and_interpolation(captured):
+    config = captured[0]
+    assert desired_environment(config["services"]["celery-worker"])["EMPTY_ONE"] is None
+    assert desired_environment(config["services"]["bot"])["AI_PROXY_SECRET"] == NEW_SECRET
+    assert desired_environment({"environment": ["A=1", "B"]}) == {"A": "1", "B": None}
+
+
+IMAGE_ENV = {"PATH": "/usr/bin:/bin", "IMAGE_LEVEL": "from-image"}
+
+
+@pytest.mark.parametrize("desired, actual, image_env, expected", [
+    ({"A": "1"}, {"A": "1", **IMAGE_ENV}, IMAGE_ENV, {}),
+    ({"A": "2"}, {"A": "1", **IMAGE_ENV}, IMAGE_ENV, {"changed": ["A"]}),
+    ({"A": "1", "B": "2"}, {"A": "1", **IMAGE_ENV}, IMAGE_ENV, {"added": ["B"]}),
+    ({}, {"OLD": "x", **IMAGE_ENV}, IMAGE_ENV, {"removed": ["OLD"]}),
+    ({}, dict(IMAGE_ENV), IMAGE_ENV, {}),
+    ({}, {"PATH": "/usr/bin:/bin", "IMAGE_LEVEL": "overridden"}, IMAGE_ENV, {"removed": ["IMAGE_LEVEL"]}),
+    ({"IMAGE_LEVEL": "overridden"}, {"PATH": "/bin", "IMAGE_LEVEL": "overridden"}, IMAGE_ENV, {}),
+    ({}, {"HOSTNAME": "abc", "TERM": "xterm", "HOME": "/root", "PATH": "/x"}, {}, {}),
+    ({"A": None}, {"A": None}, {}, {}),
+    ({"A": None}, {"A": "now-set"}, {}, {"changed": ["A"]}),
+    ({}, {"OLD": "x"}, None, {}),
+], ids=["same", "changed", "added", "removed-compose-key", "image-env-is-not-drift",
+        "dropped-override-of-image-key", "override-of-image-key-kept", "runtime-keys-ignored",
+        "declared-without-value", "value-appeared", "image-gone-no-removed"])
+def test_compare_environment_counts_only_keys_compose_sets(desired, actual, image_env, expected):
+    result = compare_environment(desired, actual, image_env)
+    assert result == {"added": [], "removed": [], "changed": [], **expected}
+
+
+def test_redactor_replaces_values_but_not_short_ones():
+    redact = make_redactor([NEW_SECRET, "1", None, ""])
+    assert redact("value %s here, 1 left" % NEW_SECRET) == "value *** here, 1 left"
+
+
+@pytest.mark.parametrize("text, epoch", [
+    ("2026-11-23T16:11:11.791386871Z", 1795450271.791386871),
+    ("2026-11-23T16:11:11Z", 1795450271.0),
+    ("2026-11-23T17:11:11.5+01:00", 1795450271.5),
+], ids=["nanoseconds", "whole-seconds", "offset"])
+def test_parse_docker_time_handles_nanoseconds_and_offsets(text, epoch):
+    assert parse_docker_time(text) == pytest.approx(epoch, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def test_analyse_names_the_stale_services_and_keys_of_the_incident(captured):
+    config, containers, image_envs = captured
+    plan = analyse(config, containers, image_envs, sorted(config["services"]),
+                   consistent_keys=["AI_PROXY_SECRET"])
+    stale = {"added": [], "removed": [], "changed": ["AI_PROXY_SECRET"], "files": []}
+    assert plan["drifted"] == {"bot": stale, "celery-beat": stale, "celery-worker": stale}
+    assert plan["to_recreate"] == ["bot", "celery-beat", "celery-worker"]
+    assert plan["inconsistent"] == {}
+    assert plan["not_running"] == []
+    assert plan["fingerprints"]["backend"]["AI_PROXY_SECRET"] == fingerprint(NEW_SECRET)
+    assert plan["fingerprints"]["celery-worker"]["AI_PROXY_SECRET"] == fingerprint(OLD_SECRET)
+    assert plan["fingerprints"]["celery-worker"]["EMPTY_ONE"] == "(unset)"
+    # the image's ENV (PATH, IMAGE_LEVEL) is neither drift nor fingerprinted, unless compose sets it
+    assert "PATH" not in plan["fingerprints"]["backend"]
+    assert "IMAGE_LEVEL" in plan["fingerprints"]["bot"]
+    assert "IMAGE_LEVEL" not in plan["fingerprints"]["backend"]
+    dumped = json.dumps(plan)
+    assert OLD_SECRET not in dumped and NEW_SECRET not in dumped
+
+
+def test_analyse_limits_to_selected_services_and_force_takes_all_running(captured):
+    config, containers, image_envs = captured
+    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"])
+    assert sorted(plan["drifted"]) == ["celery-worker"]
+    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"], force=True)
+    assert plan["to_recreate"] == ["backend", "celery-worker"]
+
+
+def test_analyse_leaves_stopped_and_one_off_containers_alone(captured):
+    config, containers, image_envs = captured
+    containers = copy.deepcopy(containers)
+    worker = _by_service(containers, "celery-worker")[0]
+    worker["State"]["Status"] = "exited"
+    oneoff = copy.deepcopy(_by_service(containers, "bot")[0])
+    oneoff["Id"] = "f" * 64
+    oneoff["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
+    plan = analyse(config, containers + [oneoff], image_envs, sorted(config["services"]))
+    assert plan["not_running"] == ["celery-worker"]
+    assert "celery-worker" not in plan["drifted"]
+    assert plan["container_ids"]["bot"] == [_by_service(containers, "bot")[0]["Id"]]
+
+
+def test_analyse_reports_an_image_that_is_gone_and_skips_removed_keys(captured):
+    config, containers, _ = captured
+    plan = analyse(config, containers, {}, ["bot"])
+    assert plan["drifted"]["bot"]["changed"] == ["AI_PROXY_SECRET"]
+    assert plan["warnings"] and "image of app-bot-1 is gone" in plan["warnings"][0]
+
+
+def test_find_inconsistent_names_every_service_defining_a_differing_key(captured):
+    config = copy.deepcopy(captured[0])
+    assert find_inconsistent(config, ["AI_PROXY_SECRET", "BOT_TOKEN", "NOT_THERE"]) == {}
+    config["services"]["bot"]["environment"]["AI_PROXY_SECRET"] = "typo-" + NEW_SECRET
+    config["services"]["celery-worker"]["environment"]["BOT_TOKEN"] = None
+    assert find_inconsistent(config, ["AI_PROXY_SECRET", "BOT_TOKEN"]) == {
+        "AI_PROXY_SECRET": ["backend", "bot", "celery-beat", "celery-worker"],
+        "BOT_TOKEN": ["backend", "bot", "celery-beat", "celery-worker"],
+    }
+
+
+def test_build_diff_holds_key_names_and_fingerprints_only(captured):
+    config, containers, image_envs = captured
+    plan = analyse(config, containers, image_envs, sorted(config["services"]))
+    diff = build_diff(plan, {})
+    assert diff["before"]["celery-worker"] == {"AI_PROXY_SECRET": fingerprint(OLD_SECRET)}
+    assert diff["after"]["celery-worker"] == {"AI_PROXY_SECRET": fingerprint(NEW_SECRET)}
+    assert NEW_SECRET not in json.dumps(diff) and OLD_SECRET not in json.dumps(diff)
+
+
+# --------------------------------------------------------------------------- secrets/configs files
+
+
+def test_referenced_files_reads_long_and_short_syntax_from_captured_config():
+    config = _load("config-after-env-change.json")
+    assert referenced_files(config, "backend") == {
+        "secret:db_password": CAPTURED_DIR + "/db_password.txt",
+        "config:app_conf": CAPTURED_DIR + "/app.conf"}
+    assert referenced_files(config, "celery-worker") == {
+        "secret:db_password": CAPTURED_DIR + "/db_password.txt"}
+    assert referenced_files(config, "bot") == {}
+    config["secrets"]["db_password"] = {"external": True, "name": "x"}
+    config["services"]["bot"]["secrets"] = ["db_password"]
+    assert referenced_files(config, "bot") == {}
+
+
+def test_file_changed_after_container_creation_counts_without_state(captured):
+    config, containers, image_envs = captured
+    os.utime(config["secrets"]["db_password"]["file"], None)  # modified now, after creation
+    plan = analyse(config, containers, image_envs, sorted(config["services"]))
+    assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
+    assert plan["drifted"]["celery-worker"]["files"] == ["secret:db_password"]
+    assert plan["drifted"]["bot"]["files"] == []  # bot references no files; drifted by env only
+
+
+def test_file_content_change_is_found_by_digest_for_recorded_containers(captured, tmp_path):
+    config, containers, image_envs = captured
+    selected = sorted(config["services"])
+    plan = analyse(config, containers, image_envs, selected)
+    state = build_state("app", CAPTURED_DIR, plan)
+    secret = config["secrets"]["db_password"]["file"]
+    mtime = os.stat(secret).st_mtime
+    with open(secret, "w") as handle:
+        handle.write("rotated\n")
+    os.utime(secret, (mtime, mtime))  # same mtime: only the digest can tell
+    plan = analyse(config, containers, image_envs, selected, state=state)
+    assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
+    assert plan["drifted"]["celery-worker"]["files"] == ["secret:db_password"]
+    assert "rotated" not in json.dumps(plan)
+    # the same digests recorded for other containers: back to the modification time rule
+    other = copy.deepcopy(state)
+    other["services"]["backend"]["containers"] = ["0" * 64]
+    plan = analyse(config, containers, image_envs, ["backend"], state=other)
+    assert "backend" not in plan["drifted"]
+
+
+def test_changed_files_counts_a_missing_file():
+    container = {"Id": "a", "Created": "2026-11-23T16:11:11Z"}
+    assert changed_files({"secret:x": "/nonexistent/x"}, {"secret:x": "missing"}, [container],
+                         None) == ["secret:x"]
+
+
+# --------------------------------------------------------------------------- state
+
+
+def test_state_file_is_0600_in_a_0700_directory_and_round_trips(tmp_path):
+    path = state_path(str(tmp_path / "state"), "my app")
+    assert path.endswith("compose-env-sync/my_app.json")
+    document = {"version": 1, "project": "my app", "services": {"a": {"containers": ["1"],
+                                                                     "files": {}}}}
+    assert save_state(path, document) is True
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert load_state(path) == document
+
+
+def test_load_state_ignores_corrupt_and_foreign_files(tmp_path):
+    path = tmp_path / "x.json"
+    assert load_state(str(path)) == {}
+    path.write_text("{torn")
+    assert load_state(str(path)) == {}
+    path.write_text('{"version": 99}')
+    assert load_state(str(path)) == {}
+
+
+def test_build_state_keeps_services_it_did_not_look_at():
+    previous = {"version": 1, "services": {"other": {"containers": ["9"], "files": {"a": "b"}}}}
+    plan = {"container_ids": {"web": ["1"]}, "file_digests": {"web": {}}}
+    assert build_state("p", "/srv/p", plan, previous)["services"] == {
+        "other": {"containers": ["9"], "files": {"a": "b"}},
+        "web": {"containers": ["1"], "files": {}}}
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+class FakeAPI:
+    """Answers containers()/inspect_container() from a list of snapshots, one per poll."""
+
+    def __init__(self, snapshots):
+        self.snapshots = snapshots
+        self.polls = 0
+
+    def containers(self, all=False, filters=None):  # noqa: A002 (the SDK's name)
+        snapshot = self.snapshots[min(self.polls, len(self.snapshots) - 1)]
+        self.polls += 1
+        self.current = snapshot
+        return [{"Id": c["Id"]} for c in snapshot]
+
+    def inspect_container(self, container_id):
+        return next(c for c in self.current if c["Id"] == container_id)
+
+
+def _container(service, status, health=None, exit_code=0, cid=None):
+    state = {"Status": status, "ExitCode": exit_code}
+    if health:
+        state["Health"] = {"Status": health}
+    return {"Id": cid or service, "State": state, "Config": {"Labels": {
+        "com.docker.compose.project": "app", "com.docker.compose.service": service,
+        "com.docker.compose.oneoff": "False"}}}
+
+
+def test_wait_returns_once_running_and_healthy():
+    api = FakeAPI([[_container("web", "running", "starting"), _container("bot", "created")],
+                   [_container("web", "running", "healthy"), _container("bot", "running")]])
+    wait_for_services(api, "app", ["web", "bot"], timeout=5, poll_interval=0)
+    assert api.polls == 2
+
+
+@pytest.mark.parametrize("container, expected", [
+    (_container("celery-worker", "exited", exit_code=3),
+     "celery-worker is exited, exit code 3"),
+    (_container("celery-worker", "running", "unhealthy"),
+     "celery-worker is running (health: unhealthy), exit code 0"),
+], ids=["exited", "unhealthy"])
+def test_wait_fails_naming_the_service_its_state_and_exit_code(container, expected):
+    api = FakeAPI([[_container("web", "running"), container]])
+    with pytest.raises(OpsError) as info:
+        wait_for_services(api, "app", ["web", "celery-worker"], timeout=5, poll_interval=0)
+    assert expected in info.value.message
+    assert "docker compose logs celery-worker" in info.value.message
+    assert set(info.value.details["failed_services"]) == {"celery-worker"}
+
+
+def test_wait_times_out_on_a_healthcheck_that_never_passes():
+    api = FakeAPI([[_container("web", "running", "starting")]])
+    started = time.monotonic()
+    with pytest.raises(OpsError) as info:
+        wait_for_services(api, "app", ["web"], timeout=0.3, poll_interval=0.05)
+    assert time.monotonic() - started < 5
+    assert "web is running (health: starting), exit code 0" in info.value.message
+
+
+# --------------------------------------------------------------------------- inputs and errors
+
+
+def test_select_services_rejects_unknown_names(captured):
+    assert select_services(captured[0], None) == ["backend", "bot", "celery-beat", "celery-worker"]
+    with pytest.raises(OpsError, match="unknown service celery in compose project app; known: "):
+        select_services(captured[0], ["celery", "bot"])
+
+
+def test_missing_project_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(OpsError, match="project directory .*/nope does not exist"):
+        sync_compose_env(str(tmp_path / "nope"), compose_command=["false"])
+
+
+def test_bad_on_inconsistent_value_is_rejected(tmp_path):
+    with pytest.raises(OpsError, match="on_inconsistent must be fail or warn"):
+        sync_compose_env(str(tmp_path), on_inconsistent="ignore")
+
+
+def _fake_compose(tmp_path, stdout="", stderr="", rc=0):
+    """A stand-in compose printing captured output (for the error paths only)."""
+    script = tmp_path / "fake-compose"
+    script.write_text("#!%s\nimport sys\nsys.stdout.write(%r)\nsys.stderr.write(%r)\nsys.exit(%d)\n"
+                      % (sys.executable, stdout, stderr, rc))
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def test_compose_that_prints_no_json_is_refused(tmp_path):
+    # what the venv's always-exit-0 docker-compose shim does with unknown arguments
+    compose = _fake_compose(tmp_path, stdout="Usage: docker-compose [OPTIONS]\n")
+    with pytest.raises(OpsError, match="printed no JSON"):
+        load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
+
+
+def test_compose_errors_are_quoted_without_values(tmp_path):
+    (tmp_path / ".env").write_text("AI_PROXY_SECRET=%s\n" % NEW_SECRET)
+    compose = _fake_compose(tmp_path, rc=15, stderr="yaml: line 3: value %s unexpected\n" % NEW_SECRET)
+    with pytest.raises(OpsError) as info:
+        sync_compose_env(str(tmp_path), compose_command=compose)
+    assert "could not resolve the project" in info.value.message
+    assert "exit 15" in info.value.message and "***" in info.value.message
+    assert NEW_SECRET not in info.value.message
+
+
+@pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")
+@pytest.mark.parametrize("compose_yaml, expected", [
+    ("services:\n  a:\n    image: x\n   environment: [\n", "yaml: line 1: did not find expected key"),
+    ("services:\n  a:\n    image: x\n    environment:\n      K: ${NEEDED:?set NEEDED in .env}\n",
+     "required variable NEEDED is missing a value: set NEEDED in .env"),
+    (None, "no configuration file provided"),
+], ids=["bad-yaml", "required-variable", "no-compose-file"])
+def test_real_compose_parse_errors_are_clear(tmp_path, compose_yaml, expected):
+    if compose_yaml is not None:
+        (tmp_path / "compose.yaml").write_text(compose_yaml)
+    with pytest.raises(OpsError) as info:
+        sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN])
+    assert expected in info.value.message
+    assert "fix the compose file or .env" in info.value.message
+
+
+@pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")
+def test_daemon_that_does_not_answer_is_a_clear_error(tmp_path):
+    pytest.importorskip("docker")
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
+    host = "unix://%s/no-daemon.sock" % tmp_path
+    with pytest.raises(OpsError, match="the Docker daemon at %s does not answer" % host):
+        sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN], docker_host=host)
+
+
+def test_core_imports_without_ansible_and_docker():
+    source = open(compose_env.__file__).read()
+    assert "import ansible" not in source and "from ansible" not in source
+    assert "\nimport docker" not in source and "\nfrom docker" not in source
