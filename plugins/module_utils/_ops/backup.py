@@ -1,0 +1,883 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backups proven by restores: restic (default) or self-contained archives.
+
+Control flow, as the CLI (``backup_cli.py``) drives it::
+
+    load_config(path) -> config (validated plain dict)
+    run_backup(config)        hooks -> restic backup -> size check -> forget --prune
+    run_check(config)         restic check --read-data-subset
+    check_freshness(config)   newest snapshot age from ``restic snapshots --json``
+    plan_restore / run_restore  scratch directory, or in place (stop, restore, start, health)
+
+Every subprocess goes through ``runner.run_command``. The repository password is
+only ever passed as ``RESTIC_PASSWORD_FILE`` (a 0600 file) and the repository
+location as ``RESTIC_REPOSITORY`` in the environment, never in argv, results or
+messages (a rest-server or S3 URL can carry credentials).
+
+Docker named volumes are backed up from the host: restic runs on the host and
+reads the volume's ``Mountpoint`` from ``docker volume inspect``; each snapshot is
+tagged ``volume:NAME`` so a restore can recreate the volume before putting the
+files back at the same path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+
+from .errors import OpsError
+from .runner import run_command
+
+SNAPSHOT_TAG = "runbook-ops"
+VOLUME_TAG_PREFIX = "volume:"
+RESTIC_INCOMPLETE_RC = 3
+DEFAULT_SCRATCH_ROOT = "/var/tmp/runbook-ops-restore"
+
+_DEFAULTS = {
+    "engine": "restic",
+    "job": "backup",
+    "host_label": "",
+    "repository": "",
+    "password_file": "/etc/runbook-ops/backup.password",
+    "env_file": "",
+    "restic_bin": "restic",
+    "paths": [],
+    "volumes": [],
+    "compose": {},
+    "excludes": [],
+    "hooks": [],
+    "dump_dir": "",
+    "retention": {"keep_daily": 30, "keep_weekly": 0, "keep_monthly": 0},
+    "check_read_data_subset": "5%",
+    "freshness_max_age_hours": 25,
+    "size_drop_percent": 50,
+    "backup_timeout_seconds": 6 * 3600,
+    "archive": {},
+}
+
+_ARCHIVE_DEFAULTS = {
+    "dir": "/var/backups/runbook-ops",
+    "compression": "zstd",
+    "gpg_recipient_file": "",
+    "retention_days": 30,
+    "min_size_bytes": 1024,
+}
+
+
+# --------------------------------------------------------------------------- config
+
+def load_config(path):
+    """Read and validate the job config at ``path``; return the completed dict.
+
+    Raises ``OpsError`` when the file is missing, not JSON, or a value is wrong.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read backup config %s (%s); run the runbook.ops.backup role"
+                       % (path, exc.strerror))
+    except ValueError as exc:
+        raise OpsError("backup config %s is not valid JSON (%s)" % (path, exc))
+    return validate_config(raw)
+
+
+def validate_config(raw):
+    """Fill defaults into ``raw`` and check every value; return the new dict."""
+    if not isinstance(raw, dict):
+        raise OpsError("backup config must be a JSON object")
+    unknown = sorted(set(raw) - set(_DEFAULTS))
+    if unknown:
+        raise OpsError("unknown backup config keys: %s" % ", ".join(unknown))
+    config = json.loads(json.dumps(_DEFAULTS))
+    config.update(json.loads(json.dumps(raw)))
+    retention = dict(_DEFAULTS["retention"])
+    retention.update(config["retention"] or {})
+    config["retention"] = retention
+    archive = dict(_ARCHIVE_DEFAULTS)
+    archive.update(config["archive"] or {})
+    config["archive"] = archive
+
+    if config["engine"] not in ("restic", "archive"):
+        raise OpsError("engine must be 'restic' or 'archive', not %r" % config["engine"])
+    if not re.match(r"^[A-Za-z0-9_.-]+$", str(config["job"])):
+        raise OpsError("job must be a simple name (letters, digits, . _ -)")
+    if config["engine"] == "restic":
+        if not config["repository"]:
+            raise OpsError("repository is empty; set backup_repository")
+        if not config["password_file"]:
+            raise OpsError("password_file is empty; set backup_password")
+    for key in ("paths", "volumes", "excludes", "hooks"):
+        if not isinstance(config[key], list):
+            raise OpsError("%s must be a list" % key)
+    for path in config["paths"]:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise OpsError("backup path %r must be absolute" % (path,))
+    for name in config["volumes"]:
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            raise OpsError("volume name %r is not a Docker volume name" % (name,))
+    for hook in config["hooks"]:
+        if not isinstance(hook, dict) or not hook.get("name") or not hook.get("command"):
+            raise OpsError("each hook needs a name and a command")
+        if not isinstance(hook["command"], (str, list)):
+            raise OpsError("hook %s: command must be a string or a list" % hook["name"])
+    compose = config["compose"] or {}
+    if not isinstance(compose, dict):
+        raise OpsError("compose must be an object")
+    if compose and not str(compose.get("project_dir", "")).startswith("/"):
+        raise OpsError("compose.project_dir must be an absolute path")
+    for key in ("keep_daily", "keep_weekly", "keep_monthly"):
+        value = retention[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise OpsError("retention.%s must be a whole number >= 0" % key)
+    if not _valid_subset(config["check_read_data_subset"]):
+        raise OpsError("check_read_data_subset must look like '5%', '1/10' or '500M'")
+    for key in ("freshness_max_age_hours", "size_drop_percent", "backup_timeout_seconds"):
+        if not isinstance(config[key], (int, float)) or config[key] <= 0:
+            raise OpsError("%s must be a positive number" % key)
+    if archive["compression"] not in ("zstd", "gzip"):
+        raise OpsError("archive.compression must be 'zstd' or 'gzip'")
+    if config["engine"] == "archive" and not str(archive["dir"]).startswith("/"):
+        raise OpsError("archive.dir must be an absolute path")
+    if int(archive["retention_days"]) < 1:
+        raise OpsError("archive.retention_days must be at least 1")
+    if not (config["paths"] or config["volumes"] or compose or config["hooks"]):
+        raise OpsError("nothing to back up: set backup_paths, backup_volumes, "
+                       "backup_compose_project_dir or backup_hooks")
+    return config
+
+
+def _valid_subset(value):
+    return bool(re.match(r"^(\d+(\.\d+)?%|\d+/\d+|\d+[KMGT]?)$", str(value)))
+
+
+# --------------------------------------------------------------------------- restic basics
+
+def restic_env(config):
+    """The environment restic needs: repository and password file, plus ``env_file`` lines.
+
+    ``env_file`` (0600, ``KEY=VALUE`` lines) carries S3/B2/rest-server credentials.
+    """
+    env = {
+        "RESTIC_REPOSITORY": config["repository"],
+        "RESTIC_PASSWORD_FILE": config["password_file"],
+    }
+    if config.get("env_file"):
+        env.update(read_env_file(config["env_file"]))
+    return env
+
+
+def read_env_file(path):
+    """Parse ``KEY=VALUE`` lines (``#`` comments, optional ``export``); values are secrets."""
+    values = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line or line.startswith("#") or "=" not in line:
+                    continue
+                key, value = line.split("=", 1)
+                key = key.strip()
+                if key.startswith("export "):
+                    key = key[len("export "):].strip()
+                values[key] = value.strip().strip("'\"")
+    except OSError as exc:
+        raise OpsError("cannot read restic env file %s (%s)" % (path, exc.strerror))
+    return values
+
+
+def restic_argv(config, *args):
+    """``[restic_bin, *args]``; the repository and password stay in the environment."""
+    return [config["restic_bin"]] + [str(arg) for arg in args]
+
+
+def _restic(config, *args, timeout=None):
+    _require_password_file(config)
+    return run_command(restic_argv(config, *args), env=restic_env(config), timeout=timeout)
+
+
+def _require_password_file(config):
+    path = config["password_file"]
+    if not os.path.isfile(path):
+        raise OpsError("password file %s is missing; run the runbook.ops.backup role" % path)
+
+
+def _fail_text(result):
+    """Last lines of a failed command's output, with nothing secret in them."""
+    lines = (result.stderr or result.stdout or "").strip().splitlines()
+    if result.timed_out:
+        return "timed out"
+    return " | ".join(lines[-3:]) if lines else "exit status %d" % result.rc
+
+
+def ensure_repository(config, dry_run=False):
+    """Initialise the repository when it does not exist; return ``'exists'``/``'created'``."""
+    probe = _restic(config, "cat", "config", timeout=300)
+    if probe.ok:
+        return "exists"
+    text = probe.stderr or ""
+    if "Is there a repository" not in text and "does not exist" not in text \
+            and "no such file" not in text.lower():
+        raise OpsError("cannot open the restic repository: %s; check backup_repository, "
+                       "the password and the credentials" % _fail_text(probe))
+    if dry_run:
+        return "would-create"
+    init = _restic(config, "init", timeout=300)
+    if not init.ok:
+        raise OpsError("restic init failed: %s" % _fail_text(init))
+    return "created"
+
+
+def parse_restic_time(text):
+    """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        raise OpsError("unexpected snapshot time %r from restic" % text)
+    base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
+    micro = int((match.group(2) or ".0")[1:7].ljust(6, "0"))
+    zone = match.group(3)
+    if zone == "Z":
+        offset = datetime.timedelta(0)
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        offset = sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return base.replace(microsecond=micro, tzinfo=datetime.timezone(offset))
+
+
+def parse_snapshots(stdout):
+    """``restic snapshots --json`` output -> list of snapshots, oldest first.
+
+    Each: ``{"id", "short_id", "time" (aware datetime), "paths", "tags", "hostname"}``.
+    """
+    try:
+        data = json.loads(stdout or "[]") or []
+    except ValueError:
+        raise OpsError("restic snapshots --json did not return JSON")
+    snapshots = []
+    for item in data:
+        snapshots.append({
+            "id": item["id"],
+            "short_id": item.get("short_id", item["id"][:8]),
+            "time": parse_restic_time(item["time"]),
+            "paths": list(item.get("paths") or []),
+            "tags": list(item.get("tags") or []),
+            "hostname": item.get("hostname", ""),
+        })
+    snapshots.sort(key=lambda snap: snap["time"])
+    return snapshots
+
+
+def list_snapshots(config):
+    """This host's snapshots made by runbook.ops, oldest first."""
+    result = _restic(config, "snapshots", "--json", "--host", config["host_label"],
+                     "--tag", SNAPSHOT_TAG, timeout=600)
+    if not result.ok:
+        raise OpsError("restic snapshots failed: %s" % _fail_text(result))
+    return parse_snapshots(result.stdout)
+
+
+def snapshot_size(config, snapshot_id):
+    """Restore size in bytes of one snapshot (``restic stats --mode restore-size``)."""
+    result = _restic(config, "stats", "--mode", "restore-size", "--json", snapshot_id,
+                     timeout=1800)
+    if not result.ok:
+        raise OpsError("restic stats failed: %s" % _fail_text(result))
+    return int(json.loads(result.stdout)["total_size"])
+
+
+# --------------------------------------------------------------------------- sources and hooks
+
+def volume_mountpoint(name):
+    """The host directory behind Docker named volume ``name`` (``docker volume inspect``)."""
+    result = run_command(["docker", "volume", "inspect", "--format", "{{json .}}", name],
+                         timeout=60)
+    if not result.ok:
+        raise OpsError("docker volume %s not found (%s); check backup_volumes"
+                       % (name, _fail_text(result)))
+    return parse_volume_inspect(result.stdout)
+
+
+def parse_volume_inspect(stdout):
+    """``docker volume inspect --format '{{json .}}'`` output -> Mountpoint."""
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        raise OpsError("docker volume inspect did not return JSON")
+    if isinstance(data, list):
+        data = data[0] if data else {}
+    mountpoint = data.get("Mountpoint")
+    if not mountpoint:
+        raise OpsError("volume %s has no local Mountpoint (driver %s); only local volumes "
+                       "can be backed up from the host" % (data.get("Name"), data.get("Driver")))
+    return mountpoint
+
+
+def compose_files(config):
+    """The compose project's files to back up: ``.env`` and the compose files that exist."""
+    compose = config["compose"] or {}
+    if not compose:
+        return []
+    project = compose["project_dir"]
+    names = compose.get("files") or ["compose.yaml", "compose.yml", "docker-compose.yml",
+                                     "docker-compose.yaml"]
+    names = list(names) + [compose.get("env_file", ".env")]
+    found = []
+    for name in names:
+        path = name if name.startswith("/") else os.path.join(project, name)
+        if os.path.isfile(path) and path not in found:
+            found.append(path)
+    return found
+
+
+def plan_sources(config, mountpoint_of=volume_mountpoint):
+    """What a backup reads: ``{"paths": [...], "tags": [...], "volumes": {name: dir}}``.
+
+    Missing paths raise ``OpsError``: restic 0.14 only warns about them and would
+    make a snapshot that silently lacks the data.
+    """
+    paths = []
+    missing = []
+    for path in config["paths"]:
+        path = os.path.abspath(path)
+        if not os.path.lexists(path):
+            missing.append(path)
+        elif path not in paths:
+            paths.append(path)
+    if missing:
+        raise OpsError("backup source(s) missing: %s; fix backup_paths or create them"
+                       % ", ".join(missing))
+    volumes = {}
+    tags = [SNAPSHOT_TAG]
+    for name in config["volumes"]:
+        mountpoint = mountpoint_of(name)
+        volumes[name] = mountpoint
+        paths.append(mountpoint)
+        tags.append(VOLUME_TAG_PREFIX + name)
+    for path in compose_files(config):
+        if path not in paths:
+            paths.append(path)
+    if config["dump_dir"] and config["hooks"]:
+        if config["dump_dir"] not in paths:
+            paths.append(os.path.abspath(config["dump_dir"]))
+    return {"paths": paths, "tags": tags, "volumes": volumes}
+
+
+def run_hooks(config, dry_run=False):
+    """Run the pre-backup hooks in order; return a result per hook.
+
+    A string command runs under ``bash -o pipefail -c`` (so ``pg_dump | gzip > f``
+    fails when pg_dump fails) in the hook's ``cwd``. The first failure raises
+    ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is emptied
+    first so yesterday's dump is never mistaken for today's.
+    """
+    results = []
+    if config["dump_dir"] and config["hooks"] and not dry_run:
+        os.makedirs(config["dump_dir"], mode=0o700, exist_ok=True)
+        for entry in os.listdir(config["dump_dir"]):
+            target = os.path.join(config["dump_dir"], entry)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+    for hook in config["hooks"]:
+        command = hook["command"]
+        argv = ["bash", "-o", "pipefail", "-c", command] if isinstance(command, str) \
+            else list(command)
+        if dry_run:
+            results.append({"name": hook["name"], "rc": None, "seconds": 0.0})
+            continue
+        env = {"RUNBOOK_OPS_DUMP_DIR": config["dump_dir"]} if config["dump_dir"] else None
+        result = run_command(argv, cwd=hook.get("cwd") or None, env=env,
+                             timeout=hook.get("timeout_seconds") or 3600)
+        results.append({"name": hook["name"], "rc": result.rc,
+                        "seconds": round(result.seconds, 1)})
+        if not result.ok:
+            raise OpsError("backup hook %s failed (%s); the backup was not made"
+                           % (hook["name"], _fail_text(result)), hooks=results)
+    return results
+
+
+# --------------------------------------------------------------------------- backup
+
+def backup_argv(config, sources, when=None):
+    """argv for ``restic backup`` (``when``: forged snapshot time, ``YYYY-MM-DD HH:MM:SS``)."""
+    argv = ["backup", "--json", "--host", config["host_label"]]
+    for tag in sources["tags"]:
+        argv += ["--tag", tag]
+    for pattern in config["excludes"]:
+        argv += ["--exclude", pattern]
+    if when:
+        argv += ["--time", when]
+    return argv + list(sources["paths"])
+
+
+def parse_backup_summary(stdout):
+    """The ``summary`` message of ``restic backup --json`` (or ``{}``)."""
+    for line in reversed((stdout or "").splitlines()):
+        line = line.strip()
+        if line.startswith("{") and '"summary"' in line:
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {}
+
+
+def forget_argv(config):
+    """argv for the retention run; ``--keep-last 1`` always, so the newest stays."""
+    retention = config["retention"]
+    argv = ["forget", "--json", "--prune", "--host", config["host_label"],
+            "--tag", SNAPSHOT_TAG, "--group-by", "host", "--keep-last", "1"]
+    for key, flag in (("keep_daily", "--keep-daily"), ("keep_weekly", "--keep-weekly"),
+                      ("keep_monthly", "--keep-monthly")):
+        if retention[key]:
+            argv += [flag, str(retention[key])]
+    return argv
+
+
+def parse_forget(stdout):
+    """``restic forget --json`` (first line; prune's text follows) -> kept/removed ids."""
+    first = (stdout or "").lstrip().splitlines()[:1]
+    if not first:
+        return {"kept": [], "removed": []}
+    try:
+        groups = json.loads(first[0]) or []
+    except ValueError:
+        raise OpsError("restic forget --json did not return JSON")
+    kept, removed = [], []
+    for group in groups:
+        kept += [snap["id"] for snap in group.get("keep") or []]
+        removed += [snap["id"] for snap in group.get("remove") or []]
+    return {"kept": kept, "removed": removed}
+
+
+def size_drop(previous_bytes, current_bytes, drop_percent):
+    """``None`` when fine, else a dict saying how much smaller the new snapshot is."""
+    if not previous_bytes or current_bytes is None:
+        return None
+    limit = previous_bytes * (1 - drop_percent / 100.0)
+    if current_bytes >= limit:
+        return None
+    return {"previous_bytes": previous_bytes, "current_bytes": current_bytes,
+            "drop_percent": round(100.0 * (previous_bytes - current_bytes) / previous_bytes, 1)}
+
+
+def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint):
+    """Hooks, backup, size comparison, retention. Return a result dict.
+
+    ``result["ok"]`` is False when the backup failed; then nothing was pruned.
+    ``result["size_drop"]`` is set when the snapshot is far smaller than the previous one.
+    Raises ``OpsError`` for bad config and failed hooks.
+    """
+    if config["engine"] == "archive":
+        return run_archive(config, dry_run=dry_run, mountpoint_of=mountpoint_of)
+    sources = plan_sources(config, mountpoint_of=mountpoint_of)
+    result = {"engine": "restic", "ok": False, "paths": sources["paths"],
+              "tags": sources["tags"], "dry_run": dry_run}
+    result["repository"] = ensure_repository(config, dry_run=dry_run)
+    result["hooks"] = run_hooks(config, dry_run=dry_run)
+    if dry_run:
+        result["ok"] = True
+        result["plan"] = [restic_argv(config, *backup_argv(config, sources, when)),
+                          restic_argv(config, *forget_argv(config))]
+        return result
+    _restic(config, "unlock", timeout=300)
+    backup = _restic(config, *backup_argv(config, sources, when),
+                     timeout=config["backup_timeout_seconds"])
+    summary = parse_backup_summary(backup.stdout)
+    result["summary"] = summary
+    result["seconds"] = round(backup.seconds, 1)
+    if not backup.ok:
+        reason = _fail_text(backup)
+        if backup.rc == RESTIC_INCOMPLETE_RC:
+            reason = "some files could not be read, the snapshot is incomplete (%s)" % reason
+        result["error"] = "restic backup failed: %s" % reason
+        return result
+    result["ok"] = True
+    result["snapshot_id"] = summary.get("snapshot_id", "")
+    snapshots = list_snapshots(config)
+    result["size_drop"] = None
+    if len(snapshots) >= 2 and result["snapshot_id"]:
+        newest = [s for s in snapshots if s["id"].startswith(result["snapshot_id"])]
+        others = [s for s in snapshots if not s["id"].startswith(result["snapshot_id"])]
+        if newest and others:
+            current = snapshot_size(config, newest[0]["id"])
+            previous = snapshot_size(config, others[-1]["id"])
+            result["size_bytes"] = current
+            result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
+    result["forget"] = run_forget(config)
+    return result
+
+
+def run_forget(config):
+    """Apply retention with ``--prune``. Call only after a successful backup."""
+    forget = _restic(config, *forget_argv(config), timeout=6 * 3600)
+    if not forget.ok:
+        raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
+    return parse_forget(forget.stdout)
+
+
+def run_check(config):
+    """``restic check --read-data-subset``; ``{"ok", "subset", "error"?}``."""
+    if config["engine"] == "archive":
+        return verify_latest_archive(config)
+    subset = str(config["check_read_data_subset"])
+    _restic(config, "unlock", timeout=300)
+    check = _restic(config, "check", "--read-data-subset", subset, timeout=12 * 3600)
+    result = {"ok": check.ok, "subset": subset, "seconds": round(check.seconds, 1)}
+    if not check.ok:
+        result["error"] = "restic check failed: %s" % _fail_text(check)
+    return result
+
+
+def freshness(snapshot_times, max_age_hours, now=None):
+    """Judge the newest of ``snapshot_times`` (aware datetimes).
+
+    Returns ``{"ok", "newest", "age_hours", "max_age_hours"}``; no snapshot is not ok.
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if not snapshot_times:
+        return {"ok": False, "newest": None, "age_hours": None, "max_age_hours": max_age_hours}
+    newest = max(snapshot_times)
+    age = (now - newest).total_seconds() / 3600.0
+    return {"ok": age <= max_age_hours, "newest": newest.isoformat(),
+            "age_hours": round(age, 1), "max_age_hours": max_age_hours}
+
+
+def check_freshness(config, now=None):
+    """Freshness of the newest snapshot (restic) or archive file."""
+    if config["engine"] == "archive":
+        times = [datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc)
+                 for path in list_archives(config)]
+    else:
+        times = [snap["time"] for snap in list_snapshots(config)]
+    return freshness(times, config["freshness_max_age_hours"], now=now)
+
+
+# --------------------------------------------------------------------------- restore
+
+def resolve_snapshot(config, snapshot="latest"):
+    """The snapshot dict for ``snapshot`` (an id, a short id, or ``latest``)."""
+    snapshots = list_snapshots(config)
+    if not snapshots:
+        raise OpsError("no snapshots for host %s in the repository; run a backup first"
+                       % config["host_label"])
+    if snapshot in (None, "", "latest"):
+        return snapshots[-1]
+    for snap in snapshots:
+        if snap["id"].startswith(snapshot):
+            return snap
+    raise OpsError("snapshot %s not found for host %s; list them with "
+                   "`runbook-ops backup snapshots`" % (snapshot, config["host_label"]))
+
+
+def scratch_dir(host_label, snapshot_short_id, root=DEFAULT_SCRATCH_ROOT, now=None):
+    """A fresh scratch directory name for an out-of-place restore."""
+    stamp = (now or datetime.datetime.now()).strftime("%Y%m%dT%H%M%S")
+    return os.path.join(root, "%s-%s-%s" % (host_label, snapshot_short_id, stamp))
+
+
+def plan_restore(config, snapshot, target=None, in_place=False):
+    """The steps of a restore as plain data (``snapshot`` is a resolved snapshot dict).
+
+    Out of place (default): restore into ``target`` (a new directory; it must not
+    exist or be empty). In place: stop the compose services, recreate volumes,
+    restore over the original paths, remove files the snapshot does not have,
+    start the services, wait for the health check.
+    """
+    compose = config["compose"] or {}
+    volumes = [tag[len(VOLUME_TAG_PREFIX):] for tag in snapshot["tags"]
+               if tag.startswith(VOLUME_TAG_PREFIX)]
+    steps = []
+    if in_place:
+        if compose:
+            steps.append({"action": "compose_stop", "argv": compose_argv(config, "stop")})
+        for name in volumes:
+            steps.append({"action": "volume_create",
+                          "argv": ["docker", "volume", "create", name]})
+        steps.append({"action": "restore", "target": "/", "paths": snapshot["paths"]})
+        steps.append({"action": "prune_extra_files", "paths": snapshot["paths"]})
+        if compose:
+            steps.append({"action": "compose_start", "argv": compose_argv(config, "up")})
+            if compose.get("health_url"):
+                steps.append({"action": "health", "url": compose["health_url"],
+                              "timeout_seconds": int(compose.get("health_timeout_seconds", 120))})
+    else:
+        steps.append({"action": "restore", "target": target, "paths": snapshot["paths"]})
+    return {"snapshot": snapshot["id"], "short_id": snapshot["short_id"],
+            "time": snapshot["time"].isoformat(), "in_place": in_place, "target":
+            "/" if in_place else target, "volumes": volumes, "steps": steps}
+
+
+def compose_argv(config, action):
+    """``docker compose`` argv to stop or start the project's (chosen) services."""
+    compose = config["compose"]
+    argv = ["docker", "compose", "--project-directory", compose["project_dir"]]
+    for name in compose.get("files") or []:
+        argv += ["-f", name if name.startswith("/") else
+                 os.path.join(compose["project_dir"], name)]
+    argv += ["stop"] if action == "stop" else ["up", "-d"]
+    return argv + list(compose.get("services") or [])
+
+
+def snapshot_file_paths(config, snapshot_id):
+    """Every path in a snapshot (``restic ls --json``)."""
+    listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
+    if not listing.ok:
+        raise OpsError("restic ls failed: %s" % _fail_text(listing))
+    paths = set()
+    for line in listing.stdout.splitlines():
+        try:
+            node = json.loads(line)
+        except ValueError:
+            continue
+        if node.get("struct_type") == "node" and node.get("path"):
+            paths.add(node["path"])
+    return paths
+
+
+def prune_extra_files(roots, keep):
+    """Delete files and directories under ``roots`` that are not in ``keep``; return them."""
+    removed = []
+    for root in roots:
+        if not os.path.isdir(root) or os.path.islink(root):
+            continue
+        for current, dirs, files in os.walk(root, topdown=False):
+            for name in files + dirs:
+                path = os.path.join(current, name)
+                if path in keep:
+                    continue
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+                removed.append(path)
+    return removed
+
+
+def wait_healthy(url, timeout_seconds, interval=3.0):
+    """Poll ``url`` until it answers 2xx/3xx or ``timeout_seconds`` pass; return bool."""
+    import urllib.request
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                if response.status < 400:
+                    return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def run_restore(config, plan, dry_run=False):
+    """Carry out a ``plan_restore`` plan; return ``{"ok", "steps": [...]}``."""
+    if config["engine"] == "archive":
+        raise OpsError("restore of archive files: unpack the newest file in %s with tar"
+                       % config["archive"]["dir"])
+    done = []
+    result = {"ok": True, "snapshot": plan["snapshot"], "target": plan["target"],
+              "in_place": plan["in_place"], "steps": done, "dry_run": dry_run}
+    if dry_run:
+        done.extend(step["action"] for step in plan["steps"])
+        return result
+    for step in plan["steps"]:
+        action = step["action"]
+        if action in ("compose_stop", "compose_start", "volume_create"):
+            outcome = run_command(step["argv"], timeout=900)
+            if not outcome.ok:
+                raise OpsError("%s failed: %s" % (" ".join(step["argv"][:4]),
+                                                  _fail_text(outcome)), steps=done)
+        elif action == "restore":
+            target = step["target"]
+            if target != "/":
+                if os.path.exists(target) and os.listdir(target):
+                    raise OpsError("restore target %s is not empty; pick a new directory"
+                                   % target)
+                os.makedirs(target, mode=0o700, exist_ok=True)
+            restored = _restic(config, "restore", plan["snapshot"], "--target", target,
+                               "--verify", timeout=12 * 3600)
+            if not restored.ok:
+                raise OpsError("restic restore failed: %s" % _fail_text(restored), steps=done)
+        elif action == "prune_extra_files":
+            keep = snapshot_file_paths(config, plan["snapshot"])
+            result["removed_extra_files"] = len(prune_extra_files(step["paths"], keep))
+        elif action == "health":
+            if not wait_healthy(step["url"], step["timeout_seconds"]):
+                result["ok"] = False
+                result["error"] = ("services restarted but the health check did not pass "
+                                   "within %d s" % step["timeout_seconds"])
+        done.append(action)
+    return result
+
+
+# --------------------------------------------------------------------------- archive engine
+
+def archive_name(host_label, compression, encrypted, day):
+    """``<host>-<YYYY-MM-DD>.tar.<zst|gz>[.gpg]``: one file per day."""
+    suffix = ".tar.zst" if compression == "zstd" else ".tar.gz"
+    return "%s-%s%s%s" % (host_label, day.strftime("%Y-%m-%d"), suffix,
+                          ".gpg" if encrypted else "")
+
+
+_ARCHIVE_RE = re.compile(r"-(\d{4}-\d\d-\d\d)\.tar\.(zst|gz)(\.gpg)?$")
+
+
+def list_archives(config):
+    """This host's archive files, oldest first by the day in their name."""
+    directory = config["archive"]["dir"]
+    if not os.path.isdir(directory):
+        return []
+    prefix = config["host_label"] + "-"
+    found = []
+    for name in os.listdir(directory):
+        match = _ARCHIVE_RE.search(name)
+        if name.startswith(prefix) and match and name[len(prefix):].startswith(match.group(1)):
+            found.append((match.group(1), os.path.join(directory, name)))
+    return [path for _day, path in sorted(found)]
+
+
+def plan_archive_retention(archives, retention_days, today):
+    """Archives (paths named by day) older than ``retention_days``; never the newest."""
+    doomed = []
+    for path in archives[:-1]:
+        match = _ARCHIVE_RE.search(path)
+        day = datetime.datetime.strptime(match.group(1), "%Y-%m-%d").date()
+        if (today - day).days >= retention_days:
+            doomed.append(path)
+    return doomed
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tar_compress_flag(compression):
+    return ["--use-compress-program", "zstd -T0 -q"] if compression == "zstd" else ["-z"]
+
+
+def verify_archive(config, path, expected_sha256=None):
+    """Checksum, size and listing of one archive; ``{"ok", "error"?, ...}``.
+
+    Encrypted files are decrypted for listing when the host has the secret key
+    (``gpg --decrypt`` succeeds); otherwise their packet structure is checked with
+    ``gpg --list-packets`` and the listing was done before encryption.
+    """
+    archive = config["archive"]
+    result = {"ok": False, "path": path, "size_bytes": os.path.getsize(path)}
+    actual = sha256_file(path)
+    result["sha256"] = actual
+    sidecar = path + ".sha256"
+    if expected_sha256 is None and os.path.isfile(sidecar):
+        with open(sidecar, encoding="utf-8") as handle:
+            expected_sha256 = handle.read().split()[0]
+    if expected_sha256 and expected_sha256 != actual:
+        result["error"] = "checksum mismatch for %s" % path
+        return result
+    if result["size_bytes"] < int(archive["min_size_bytes"]):
+        result["error"] = "%s is only %d bytes (minimum %d)" % (
+            path, result["size_bytes"], int(archive["min_size_bytes"]))
+        return result
+    compress = _tar_compress_flag(archive["compression"])
+    if path.endswith(".gpg"):
+        packets = run_command(["gpg", "--batch", "--list-packets", path], timeout=600)
+        if "encrypted data packet" not in (packets.stdout + packets.stderr).lower() and \
+                ":pubkey enc packet" not in packets.stdout:
+            result["error"] = "%s is not a GPG-encrypted file" % path
+            return result
+        result["listed"] = False
+    else:
+        listing = run_command(["tar", "-t", "-f", path] + compress, timeout=6 * 3600)
+        if not listing.ok:
+            result["error"] = "tar cannot list %s: %s" % (path, _fail_text(listing))
+            return result
+        result["listed"] = True
+        result["entries"] = len(listing.stdout.splitlines())
+    result["ok"] = True
+    return result
+
+
+def verify_latest_archive(config):
+    archives = list_archives(config)
+    if not archives:
+        return {"ok": False, "error": "no archive files in %s" % config["archive"]["dir"]}
+    return verify_archive(config, archives[-1])
+
+
+def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoint):
+    """Hooks, then ``tar`` + zstd/gzip (+ gpg) into one file per day, verify, retention."""
+    archive = config["archive"]
+    sources = plan_sources(config, mountpoint_of=mountpoint_of)
+    today = today or datetime.date.today()
+    encrypted = bool(archive["gpg_recipient_file"])
+    final = os.path.join(archive["dir"], archive_name(
+        config["host_label"], archive["compression"], encrypted, today))
+    result = {"engine": "archive", "ok": False, "paths": sources["paths"], "file": final,
+              "dry_run": dry_run}
+    result["hooks"] = run_hooks(config, dry_run=dry_run)
+    if dry_run:
+        result["ok"] = True
+        return result
+    os.makedirs(archive["dir"], mode=0o700, exist_ok=True)
+    plain = os.path.join(archive["dir"], ".partial-" + os.path.basename(final).replace(".gpg", ""))
+    tar = run_command(["tar", "-c", "-f", plain] + _tar_compress_flag(archive["compression"])
+                      + ["--absolute-names"] + sources["paths"],
+                      timeout=config["backup_timeout_seconds"])
+    if not tar.ok:
+        _remove_quietly(plain)
+        result["error"] = "tar failed: %s" % _fail_text(tar)
+        return result
+    check = verify_archive(dict(config, archive=dict(archive, min_size_bytes=0)), plain)
+    if not check.get("ok"):
+        _remove_quietly(plain)
+        result["error"] = check.get("error")
+        return result
+    source = plain
+    if encrypted:
+        encrypted_partial = plain + ".gpg"
+        gpg = run_command(["gpg", "--batch", "--yes", "--trust-model", "always",
+                           "--recipient-file", archive["gpg_recipient_file"],
+                           "--output", encrypted_partial, "--encrypt", plain], timeout=6 * 3600)
+        _remove_quietly(plain)
+        if not gpg.ok:
+            _remove_quietly(encrypted_partial)
+            result["error"] = "gpg --encrypt failed: %s" % _fail_text(gpg)
+            return result
+        source = encrypted_partial
+    digest = sha256_file(source)
+    os.replace(source, final)
+    with open(final + ".sha256", "w", encoding="utf-8") as handle:
+        handle.write("%s  %s\n" % (digest, os.path.basename(final)))
+    verified = verify_archive(config, final, expected_sha256=digest)
+    result["verify"] = verified
+    result["size_bytes"] = verified["size_bytes"]
+    if not verified["ok"]:
+        result["error"] = verified["error"]
+        return result
+    result["ok"] = True
+    removed = []
+    for path in plan_archive_retention(list_archives(config), int(archive["retention_days"]),
+                                       today):
+        _remove_quietly(path)
+        _remove_quietly(path + ".sha256")
+        removed.append(path)
+    result["removed"] = removed
+    return result
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

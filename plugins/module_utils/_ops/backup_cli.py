@@ -1,0 +1,203 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops backup ACTION --config /etc/runbook-ops/backup.json``.
+
+Actions:
+
+- ``run``: hooks, backup, size comparison, retention (``forget --prune`` only after a
+  successful backup). Exit 1 when the backup failed: the cron wrapper
+  (``runbook-ops run --job backup``) alerts with the output tail. A snapshot far
+  smaller than the previous one alerts ``backup:<job>:size`` (warning) itself.
+- ``check``: ``restic check --read-data-subset`` (archive engine: verify the newest
+  file). Exit 1 on failure (the wrapper alerts).
+- ``freshness``: alerts ``backup:<job>:freshness`` (critical) when the newest snapshot
+  is older than ``freshness_max_age_hours`` or there is none, recovery when fresh again;
+  a separate cron job, so a dead backup job is noticed. Exit 0 once the alert was
+  handled, 1 when it could not be delivered.
+- ``snapshots``: list this host's snapshots.
+- ``restore``: into ``--target DIR`` (default: a fresh scratch directory, printed), or
+  ``--in-place --confirm-overwrite``: stop compose services, restore, start, health.
+
+``--validate`` only checks the config file (the role's ``validate:``); ``--json`` prints
+results as JSON. Nothing printed contains the password or the repository location.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from . import backup
+from .errors import OpsError
+
+DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
+ACTIONS = ("run", "check", "freshness", "snapshots", "restore")
+
+
+def add_parser(subparsers) -> None:
+    """Register the ``backup`` subcommand."""
+    parser = subparsers.add_parser(
+        "backup", help="restic/archive backups, checks, freshness alerts and restores")
+    parser.add_argument("action", choices=ACTIONS, help="what to do")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
+                        help="backup settings (default: %(default)s)")
+    parser.add_argument("--validate", action="store_true", help="only check the config file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be done")
+    parser.add_argument("--time", dest="when", metavar="'YYYY-MM-DD HH:MM:SS'",
+                        help="run: record the snapshot with this time (restore drills)")
+    parser.add_argument("--snapshot", default="latest", metavar="ID",
+                        help="restore: snapshot id (default: latest of this host)")
+    parser.add_argument("--target", metavar="DIR",
+                        help="restore: a new directory to restore into")
+    parser.add_argument("--in-place", action="store_true",
+                        help="restore: overwrite the original paths (needs --confirm-overwrite)")
+    parser.add_argument("--confirm-overwrite", action="store_true",
+                        help="restore: confirm that --in-place may overwrite live data")
+    parser.set_defaults(func=backup_command)
+
+
+def backup_command(args, runtime) -> int:
+    """Load the config (exit 2 when bad), then run the action."""
+    config = backup.load_config(args.config)
+    if not config["host_label"]:
+        config["host_label"] = runtime["host_label"]
+    if args.validate:
+        _say(args, {"valid": True, "config": args.config},
+             "backup config %s is valid" % args.config)
+        return 0
+    handler = {"run": _run, "check": _check, "freshness": _freshness,
+               "snapshots": _snapshots, "restore": _restore}[args.action]
+    try:
+        return handler(args, config, runtime)
+    except OpsError as exc:
+        # Failed hooks, an unreachable repository, a failed restore: the job failed.
+        _say(args, {"ok": False, "error": exc.message}, None)
+        sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
+        return 1
+
+
+def _run(args, config, runtime) -> int:
+    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run)
+    job = config["job"]
+    if result.get("size_drop"):
+        drop = result["size_drop"]
+        text = ("backup %s: the new snapshot is %.0f%% smaller than the previous one "
+                "(%s -> %s); check that no source went missing"
+                % (job, drop["drop_percent"], _human(drop["previous_bytes"]),
+                   _human(drop["current_bytes"])))
+        result["alert"] = _notify(runtime, "backup:%s:size" % job, "warning", text)
+    elif result.get("ok") and not args.dry_run:
+        result["alert"] = _notify(runtime, "backup:%s:size" % job, "ok",
+                                  "backup %s: snapshot size back to normal" % job)
+    if result["ok"]:
+        summary = result.get("summary") or {}
+        forget = result.get("forget") or {}
+        text = "backup %s %s: %d paths" % (job, "planned" if args.dry_run else "done",
+                                           len(result["paths"]))
+        if result.get("snapshot_id"):
+            text += ", snapshot %s, %s processed, %s added, kept %d, removed %d" % (
+                result["snapshot_id"], _human(summary.get("total_bytes_processed", 0)),
+                _human(summary.get("data_added", 0)), len(forget.get("kept", [])),
+                len(forget.get("removed", [])))
+        if result.get("file"):
+            text += ", %s (%s)" % (result["file"], _human(result.get("size_bytes", 0)))
+        _say(args, result, text)
+        return 0
+    _say(args, result, None)
+    sys.stderr.write("runbook-ops: backup %s FAILED: %s; nothing was pruned\n"
+                     % (job, result.get("error")))
+    return 1
+
+
+def _check(args, config, runtime) -> int:
+    result = backup.run_check(config)
+    if result["ok"]:
+        _say(args, result, "backup %s: repository check passed (%s of the data read)"
+             % (config["job"], result.get("subset", "all")))
+        return 0
+    _say(args, result, None)
+    sys.stderr.write("runbook-ops: backup %s check FAILED: %s\n"
+                     % (config["job"], result.get("error")))
+    return 1
+
+
+def _freshness(args, config, runtime) -> int:
+    key = "backup:%s:freshness" % config["job"]
+    try:
+        result = backup.check_freshness(config)
+    except OpsError as exc:
+        result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
+                  "max_age_hours": config["freshness_max_age_hours"]}
+    if result["ok"]:
+        text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])
+        alert = _notify(runtime, key, "ok", text)
+    else:
+        if result.get("error"):
+            text = "backup %s: cannot read the backups (%s)" % (config["job"], result["error"])
+        elif result["newest"] is None:
+            text = "backup %s: no backup exists for %s" % (config["job"], config["host_label"])
+        else:
+            text = ("backup %s: newest backup is %.1f h old (limit %s h, from %s); "
+                    "is the backup cron job running?" % (
+                        config["job"], result["age_hours"], result["max_age_hours"],
+                        result["newest"]))
+        alert = _notify(runtime, key, "critical", text)
+    result["alert"] = alert
+    _say(args, result, text)
+    return 1 if alert.get("error") else 0
+
+
+def _snapshots(args, config, runtime) -> int:
+    if config["engine"] == "archive":
+        items = [{"file": path} for path in backup.list_archives(config)]
+        _say(args, items, "\n".join(item["file"] for item in items) or "no archives")
+        return 0
+    snaps = backup.list_snapshots(config)
+    items = [{"id": s["short_id"], "time": s["time"].isoformat(), "paths": s["paths"],
+              "tags": s["tags"]} for s in snaps]
+    _say(args, items, "\n".join("%s  %s  %s" % (i["id"], i["time"], " ".join(i["paths"]))
+                                for i in items) or "no snapshots")
+    return 0
+
+
+def _restore(args, config, runtime) -> int:
+    if args.in_place and not args.confirm_overwrite:
+        raise OpsError("refusing to restore in place without --confirm-overwrite: it stops "
+                       "the services and overwrites live data; restore into a scratch "
+                       "directory (--target DIR) to look first")
+    if args.in_place and args.target:
+        raise OpsError("--in-place and --target exclude each other")
+    snapshot = backup.resolve_snapshot(config, args.snapshot)
+    target = args.target or backup.scratch_dir(config["host_label"], snapshot["short_id"])
+    plan = backup.plan_restore(config, snapshot, target=target, in_place=args.in_place)
+    result = backup.run_restore(config, plan, dry_run=args.dry_run)
+    where = "in place" if args.in_place else "into %s" % target
+    text = "restore of snapshot %s (%s) %s: %s" % (
+        plan["short_id"], plan["time"], where,
+        "ok" if result["ok"] else "FAILED: %s" % result.get("error"))
+    if not args.in_place:
+        text += "\nrestored files are under %s" % target
+    _say(args, result, text)
+    return 0 if result["ok"] else 1
+
+
+def _notify(runtime, key, level, text):
+    from .alerts import notify
+    return notify(runtime, key, level, text)
+
+
+def _say(args, result, text) -> None:
+    if args.json:
+        print(json.dumps(result, sort_keys=True, default=str))
+    elif text:
+        print(text)
+
+
+def _human(count) -> str:
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return "%.1f %s" % (value, unit) if unit != "B" else "%d B" % value
+        value /= 1024.0
+    return "%d B" % count
