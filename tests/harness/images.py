@@ -24,7 +24,7 @@ APPLETS = ("sh", "sleep", "md5sum", "env", "cat", "echo", "ls", "true", "false",
 
 
 def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=False,
-                        filler_bytes=0, run=None, cmd=None, timeout=300):
+                        filler_bytes=0, run=None, cmd=None, base=None, timeout=300):
     """Build a busybox scratch image on ``engine`` and return its id (``sha256:...``).
 
     ``tag``: the image reference (``name:tag``), or ``None`` for an untagged image.
@@ -33,6 +33,9 @@ def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=Fal
     ``filler_bytes``: size of a random file ``/filler.bin`` (makes the id unique).
     ``run``: shell lines appended as ``RUN`` steps (they run on the engine).
     ``cmd``: the image's CMD as a list (default ``["sleep", "infinity"]``).
+    ``base``: build ``FROM base`` (an image on the engine) instead of ``FROM scratch``;
+    busybox then comes from the base and only extra/filler files are added (with the
+    legacy builder the new image gets the base as its parent).
     Raises ``RuntimeError`` with the build output when the build fails.
     """
     context = tempfile.mkdtemp(prefix="rbo-img-")
@@ -40,10 +43,11 @@ def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=Fal
         rootfs = os.path.join(context, "rootfs")
         bindir = os.path.join(rootfs, "bin")
         os.makedirs(bindir)
-        shutil.copy2(BUSYBOX, os.path.join(bindir, "busybox"))
-        for applet in APPLETS:
-            os.symlink("busybox", os.path.join(bindir, applet))
-        os.makedirs(os.path.join(rootfs, "tmp"))
+        if not base:
+            shutil.copy2(BUSYBOX, os.path.join(bindir, "busybox"))
+            for applet in APPLETS:
+                os.symlink("busybox", os.path.join(bindir, applet))
+            os.makedirs(os.path.join(rootfs, "tmp"))
         for path, content in (extra_files or {}).items():
             dest = os.path.join(rootfs, path.lstrip("/"))
             os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -56,12 +60,15 @@ def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=Fal
                     chunk = min(remaining, 1 << 20)
                     fh.write(os.urandom(chunk))
                     remaining -= chunk
-        lines = ["FROM scratch", "COPY rootfs/ /"]
+        lines = ["FROM %s" % (base or "scratch")]
+        if not base or extra_files or filler_bytes:
+            lines.append("COPY rootfs/ /")
         for key, value in sorted((labels or {}).items()):
             lines.append("LABEL %s=%s" % (_quote(key), _quote(value)))
         for step in run or ():
             lines.append("RUN %s" % step)
-        lines.append("CMD %s" % _json_list(cmd or ["sleep", "infinity"]))
+        if cmd or not base:
+            lines.append("CMD %s" % _json_list(cmd or ["sleep", "infinity"]))
         with open(os.path.join(context, "Dockerfile"), "w") as fh:
             fh.write("\n".join(lines) + "\n")
         iidfile = os.path.join(context, "iid")

@@ -1,0 +1,261 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: docker_cleanup
+short_description: Reclaim Docker disk space without removing anything still in use
+version_added: 0.1.0
+description:
+  - Removes Docker build cache, stopped containers, unused images, unused volumes and
+    unused networks, in that order, each step only when enabled.
+  - Plans first from the engine's C(/system/df) inventory, then removes item by item.
+    Check mode shows exactly what each step would remove, with sizes and the estimated
+    bytes reclaimed, and removes nothing.
+  - Never removes an image that any container (running or stopped) uses, nor a parent
+    image of one; never removes a volume that any container references; never removes
+    anything carrying O(keep_label). It never forces a removal.
+  - O(volumes=anonymous) removes only volumes that were never named, on every engine
+    version (Docker 20.10's own C(volume prune) also removes unused named volumes).
+    A volume is anonymous when it carries the engine's C(com.docker.volume.anonymous)
+    label (Docker 23+) or, on older engines, when its name is 64 hex digits and it has
+    no C(com.docker.compose.volume) label. Only O(volumes=all) removes unused named volumes.
+  - Later steps see earlier ones done; for example an image used only by a stopped
+    container that O(containers) removes is unused by the time the images step runs.
+author:
+  - runbook.ops maintainers
+attributes:
+  check_mode:
+    support: full
+    description: The same plan, nothing removed; C(steps[].removed) lists what would be.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: A second run finds nothing left to remove and reports C(changed=false).
+options:
+  builder_cache:
+    description:
+      - Remove BuildKit build cache not used within O(until) (C(docker builder prune -af)).
+      - The engine selects the records; the module predicts them for check mode.
+        Records carry no labels, so O(keep_label) does not apply to them.
+    type: bool
+    default: true
+  images:
+    description:
+      - V(unused) removes images no container uses; V(dangling) only those of them with
+        neither tag nor digest; V(none) skips the step.
+    type: str
+    choices: [none, dangling, unused]
+    default: unused
+  until:
+    description:
+      - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)).
+        Images, containers, volumes and networks by creation time, build cache by
+        last use. V(0s) switches the age filter off.
+    type: str
+    default: 168h
+  containers:
+    description: Remove stopped (created, exited, dead) containers older than O(until).
+    type: bool
+    default: false
+  volumes:
+    description:
+      - V(anonymous) removes unused anonymous volumes; V(all) also unused named volumes
+        (for example the data volume of a Compose project that is down); V(none) skips.
+    type: str
+    choices: [none, anonymous, all]
+    default: none
+  networks:
+    description: Remove user-defined networks no container (running or stopped) is attached to.
+    type: bool
+    default: false
+  keep_label:
+    description: Anything carrying this label key (any value) is never removed.
+    type: str
+    default: runbook.ops.keep
+  target_percent:
+    description:
+      - Stop after the step that brings the file system holding Docker's data root below
+        this usage percentage. When usage is already below it, nothing is removed.
+      - Needs the engine's data root to be visible here (a local C(unix://) socket);
+        for a remote engine usage is reported as C(null), this option is ignored with a
+        warning and every enabled step runs.
+      - In check mode the stop is predicted from the estimated bytes.
+    type: float
+  docker_host:
+    description:
+      - The engine to clean, for example C(unix:///var/run/docker.sock) or C(tcp://host:2376).
+      - Defaults to the E(DOCKER_HOST) environment variable, then the local socket.
+        TLS settings come from E(DOCKER_TLS_VERIFY) and E(DOCKER_CERT_PATH).
+    type: str
+requirements:
+  - Docker SDK for Python 5.0 or newer (C(python3-docker) on Debian 12 / Ubuntu 22.04)
+  - Docker API 1.39 or newer (Docker 18.09+)
+notes:
+  - Estimates for images count each image's own layers and the layers it shares only with
+    other removed images; reclaimed bytes for the build cache are the engine's figure.
+seealso:
+  - module: community.docker.docker_prune
+    description: The engine's own prune; see the collection docs for where the two differ.
+"""
+
+EXAMPLES = r"""
+- name: Weekly cleanup as the runbook does it (build cache, unused images older than a week)
+  runbook.ops.docker_cleanup:
+
+- name: Show what an emergency cleanup would remove
+  runbook.ops.docker_cleanup:
+    until: 0s
+    volumes: anonymous
+  check_mode: true
+  register: cleanup_plan
+
+- name: Emergency cleanup, step by step, until the disk is below 80 percent
+  runbook.ops.docker_cleanup:
+    until: 0s
+    containers: true
+    volumes: anonymous
+    target_percent: 80
+  register: cleanup
+
+- name: Say how much was freed
+  ansible.builtin.debug:
+    msg: "freed {{ cleanup.reclaimed_bytes | human_readable }}, disk {{ cleanup.usage_before_percent }}% -> {{ cleanup.usage_after_percent }}%"
+"""
+
+RETURN = r"""
+steps:
+  description:
+    - One entry per step, in execution order C(builder_cache), C(containers), C(images),
+      C(volumes), C(networks).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The step.
+      type: str
+    enabled:
+      description: Whether the options turned the step on.
+      type: bool
+    removed:
+      description: IDs removed (or, in check mode, that would be); names for volumes and networks.
+      type: list
+      elements: str
+    items:
+      description: The planned removals with C(id), C(name) and C(size_bytes) (and per-type details).
+      type: list
+      elements: dict
+    estimated_bytes:
+      description: Bytes the plan expects the step to free.
+      type: int
+    reclaimed_bytes:
+      description: Bytes freed (check mode: the estimate).
+      type: int
+    skipped:
+      description: C(null), C(disabled) or C(target reached).
+      type: str
+    errors:
+      description: Items the engine refused to remove (for example a container started meanwhile).
+      type: list
+      elements: str
+  sample:
+    - {name: builder_cache, enabled: true, removed: [li7v0vz7us0hxdf1kdfrq83s6], estimated_bytes: 2248720,
+       reclaimed_bytes: 2248720, skipped: null, errors: [],
+       items: [{id: li7v0vz7us0hxdf1kdfrq83s6, name: local source for context, type: source.local, shared: false, size_bytes: 2248720}]}
+    - {name: images, enabled: true, removed: ["sha256:b65897d5..."], estimated_bytes: 2207760,
+       reclaimed_bytes: 2207760, skipped: null, errors: [],
+       items: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], size_bytes: 2207760}]}
+reclaimed_bytes:
+  description: Total bytes freed (check mode: estimated).
+  returned: success
+  type: int
+  sample: 4456480
+estimated_bytes:
+  description: Total bytes the whole plan expects to free, whether or not every step ran.
+  returned: success
+  type: int
+  sample: 4456480
+usage_before_percent:
+  description: Usage of the file system holding Docker's data root before the run; C(null) for a remote engine.
+  returned: success
+  type: float
+  sample: 86.4
+usage_after_percent:
+  description: Usage after the run (check mode: predicted); C(null) for a remote engine.
+  returned: success
+  type: float
+  sample: 71.2
+target_reached:
+  description: With O(target_percent), whether usage ended below it; C(null) otherwise.
+  returned: success
+  type: bool
+  sample: true
+data_root:
+  description: The engine's data root (C(DockerRootDir)).
+  returned: success
+  type: str
+  sample: /var/lib/docker
+data_root_measured:
+  description: Whether usage could be measured (the data root is visible on this host).
+  returned: success
+  type: bool
+  sample: true
+docker_host:
+  description: The engine that was cleaned.
+  returned: success
+  type: str
+  sample: unix:///var/run/docker.sock
+server_version:
+  description: The engine's version.
+  returned: success
+  type: str
+  sample: 20.10.24+dfsg1
+errors:
+  description: All per-item refusals of every step.
+  returned: success
+  type: list
+  elements: str
+  sample: []
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
+from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import (
+    run_docker_cleanup,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            builder_cache=dict(type="bool", default=True),
+            images=dict(type="str", default="unused", choices=["none", "dangling", "unused"]),
+            until=dict(type="str", default="168h"),
+            containers=dict(type="bool", default=False),
+            volumes=dict(type="str", default="none", choices=["none", "anonymous", "all"]),
+            networks=dict(type="bool", default=False),
+            keep_label=dict(type="str", default="runbook.ops.keep"),
+            target_percent=dict(type="float"),
+            docker_host=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    result = run_core(module, run_docker_cleanup, dict(module.params),
+                      check_mode=module.check_mode)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    if result["errors"]:
+        module.warn("%d item(s) could not be removed: %s"
+                    % (len(result["errors"]), "; ".join(result["errors"][:5])))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
