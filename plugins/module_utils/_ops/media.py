@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 from decimal import Decimal, InvalidOperation
 
 from .errors import OpsError
@@ -151,22 +150,23 @@ def parse_ts(text):
 def measure_media(media_path, timeout=None):
     """Measure ``media_path`` with ``disk.measure_tree`` (du -s bytes, file count).
 
-    Returns ``{"path", "bytes", "files", "partial", "unreadable"}``. Raises ``OpsError``
+    Returns ``{"path", "bytes", "files", "partial", "unreadable"}`` (``unreadable``: how
+    many entries could not be read). Raises ``OpsError``
     when the path is missing or not a directory.
     """
     from .disk import measure_tree
 
     path = os.path.abspath(media_path)
     if not os.path.isdir(path):
-        raise OpsError("media path %s does not exist or is not a directory; set the media "
-                       "directory the application stores uploads in" % path)
+        raise OpsError("media_path %s does not exist or is not a directory; set the directory "
+                       "the application stores its uploads in" % path)
     tree = measure_tree(path, one_file_system=True, timeout=timeout)
     return {
         "path": path,
         "bytes": int(tree["bytes"]),
         "files": int(tree["files"]),
         "partial": bool(tree.get("partial")),
-        "unreadable": int(tree.get("unreadable") or 0),
+        "unreadable": len(tree.get("unreadable") or ()),
     }
 
 
@@ -347,76 +347,25 @@ def count_records(command, chdir=None, timeout=120):
 # ---------------------------------------------------------------------------- disk
 
 
-def mount_point(path):
-    """Return the mount point holding ``path`` (walks up with ``os.path.ismount``)."""
-    current = os.path.realpath(path)
-    while not os.path.ismount(current):
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return current
+def disk_state(disk_path, history_file, limit_percent):
+    """Return the disk inputs of the gate for the filesystem holding ``disk_path``.
 
-
-def disk_usage(path):
-    """Return ``{"mount", "used_bytes", "total_bytes", "used_percent"}`` for ``path``.
-
-    ``used_percent`` is used / (used + available), as ``df`` shows it.
+    ``{"mount", "used_percent", "bytes_per_day", "days_to_limit"}``: usage as ``df`` shows
+    it (``disk.filesystem_usage``) and the trend of the disk check's history
+    (``disk.read_history`` + ``disk.compute_trend``, least squares over samples spanning at
+    least a day): days until ``limit_percent`` (0 when already there, ``None`` when not
+    growing or without history).
     """
-    if not os.path.exists(path):
-        raise OpsError("disk_path %s does not exist; give a path on the disk to watch" % path)
-    usage = shutil.disk_usage(path)
-    visible = usage.used + usage.free
-    percent = round(100.0 * usage.used / visible, 1) if visible else 0.0
-    return {"mount": mount_point(path), "used_bytes": usage.used,
-            "total_bytes": usage.total, "avail_bytes": usage.free, "used_percent": percent}
+    from .disk import compute_trend, filesystem_usage, read_history
 
-
-def read_disk_history(history_file, mount):
-    """Return the disk-check history samples of ``mount``, oldest first (none if missing)."""
-    from .state import read_jsonl
-
-    if not history_file or not os.path.exists(history_file):
-        return []
-    samples = []
-    for record in read_jsonl(history_file) or []:
-        if not isinstance(record, dict) or record.get("mount") != mount:
-            continue
-        moment = parse_ts(record.get("ts"))
-        used, total = record.get("used_bytes"), record.get("total_bytes")
-        if moment is None or not isinstance(used, int) or not isinstance(total, int) or total <= 0:
-            continue
-        samples.append((moment, record))
-    samples.sort(key=lambda item: item[0])
-    return [record for _moment, record in samples]
-
-
-def disk_days_to_limit(history, usage, limit_percent, now):
-    """Return ``(bytes_per_day, days)``: the disk's growth and the days until it reaches
-    ``limit_percent`` of its size at that rate, or ``(rate, None)`` when it never does.
-
-    The rate is a least-squares fit over the history samples plus the current usage;
-    with fewer than two points spanning a day the rate is ``None``.
-    """
-    points = [(parse_ts(s["ts"]), s["used_bytes"]) for s in history]
-    points.append((now, usage["used_bytes"]))
-    start = min(p[0] for p in points)
-    xs = [(p[0] - start).total_seconds() / 86400.0 for p in points]
-    ys = [float(p[1]) for p in points]
-    if len(points) < 2 or max(xs) - min(xs) < 1.0:
-        return None, None
-    mean_x = sum(xs) / len(xs)
-    mean_y = sum(ys) / len(ys)
-    var_x = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var_x
-    visible = usage["used_bytes"] + usage.get("avail_bytes", usage["total_bytes"] - usage["used_bytes"])
-    limit_bytes = visible * limit_percent / 100.0
-    remaining = limit_bytes - usage["used_bytes"]
-    if remaining <= 0:
-        return slope, 0.0
-    if slope <= 0:
-        return slope, None
-    return slope, remaining / slope
+    usage = filesystem_usage(disk_path)
+    trend = compute_trend(read_history(history_file, usage["mount"]), usage, limit_percent, 100)
+    return {
+        "mount": usage["mount"],
+        "used_percent": usage["used_percent"],
+        "bytes_per_day": trend["growth_bytes_per_day"] if trend else None,
+        "days_to_limit": trend["days_until_warn"] if trend else None,
+    }
 
 
 # ---------------------------------------------------------------------------- gate
@@ -518,7 +467,7 @@ def evaluate_gate(media_path, size_limit=DEFAULT_SIZE_LIMIT,
                   disk_path=DEFAULT_DISK_PATH, disk_limit_percent=DEFAULT_DISK_LIMIT_PERCENT,
                   disk_trend_days=DEFAULT_DISK_TREND_DAYS,
                   disk_history_file=DEFAULT_DISK_HISTORY_FILE, chdir=None,
-                  record_count_timeout=120, measure_timeout=None, now=None):
+                  record_count_timeout=120, measure_timeout=None):
     """Measure, read the baselines and history, and return ``decide_gate``'s result.
 
     Read-only. ``record_count`` wins over ``record_count_command``; with neither the
@@ -531,16 +480,12 @@ def evaluate_gate(media_path, size_limit=DEFAULT_SIZE_LIMIT,
                                      or not isinstance(record_count, int) or record_count < 0):
         raise OpsError("record_count must be a whole number of 0 or more, not %r"
                        % (record_count,))
-    now = now or utc_now()
     media = measure_media(media_path, timeout=measure_timeout)
     growth = growth_per_week(read_baselines(baseline_file, media["path"]))
     records = record_count
     if records is None and record_count_command:
         records = count_records(record_count_command, chdir=chdir, timeout=record_count_timeout)
-    usage = disk_usage(disk_path)
-    history = read_disk_history(disk_history_file, usage["mount"])
-    rate, days = disk_days_to_limit(history, usage, limits["disk_limit_percent"], now)
-    disk = dict(usage, bytes_per_day=rate, days_to_limit=days)
+    disk = disk_state(disk_path, disk_history_file, limits["disk_limit_percent"])
     result = decide_gate(media, growth, records, disk, limits)
     result["media_path"] = media["path"]
     result["media_partial"] = media["partial"]
@@ -570,9 +515,10 @@ def _require_path(config, key, where):
 
 
 def _check_keys(config, allowed, where):
+    """Reject settings outside ``allowed``; keys starting with ``_`` are comments."""
     if not isinstance(config, dict):
         raise OpsError("%s: the config must be a JSON object" % where)
-    unknown = sorted(set(config) - set(allowed))
+    unknown = sorted(key for key in set(config) - set(allowed) if not key.startswith("_"))
     if unknown:
         raise OpsError("%s: unknown setting(s) %s; allowed: %s" % (
             where, ", ".join(unknown), ", ".join(sorted(allowed))))
@@ -625,6 +571,7 @@ def check_gate_config(config, where="media-gate config"):
     ``state_dir``.
     """
     _check_keys(config, GATE_CONFIG_KEYS, where)
+    config = dict((k, v) for k, v in config.items() if not k.startswith("_"))
     merged = dict({
         "baseline_file": DEFAULT_BASELINE_FILE,
         "size_limit": DEFAULT_SIZE_LIMIT,

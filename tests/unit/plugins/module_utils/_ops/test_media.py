@@ -242,47 +242,127 @@ def test_gate_is_quiet_with_the_runbooks_current_baselines():
     assert all(set(t) >= {"name", "value", "limit", "hit"} for t in result["triggers"])
 
 
-# ---------------------------------------------------------------------------- disk trend
+# ---------------------------------------------------------------------------- real trees
 
 
-def _usage(used, total=100 * 10 ** 9):
-    return {"mount": "/", "used_bytes": used, "total_bytes": total, "avail_bytes": total - used,
-            "used_percent": round(100.0 * used / total, 1)}
+def make_media(root, sizes):
+    root.mkdir(parents=True, exist_ok=True)
+    for index, size in enumerate(sizes):
+        (root / ("photo-%03d.jpg" % index)).write_bytes(os.urandom(size))
+    return root
 
 
-def test_disk_trend_predicts_days_to_limit_from_history():
-    gb = 10 ** 9
-    history = [{"ts": media.format_ts(T0 + datetime.timedelta(days=d)), "mount": "/",
-                "used_bytes": (40 + d) * gb, "total_bytes": 100 * gb} for d in range(10)]
-    now = T0 + datetime.timedelta(days=10)
-    rate, days = media.disk_days_to_limit(history, _usage(50 * gb), 70, now)
-    assert rate == pytest.approx(gb)
-    assert days == pytest.approx(20.0)
+def du_bytes(path):
+    out = media.run_command(["du", "-s", "-x", "-B1", str(path)], check=True).stdout
+    return int(out.split()[0])
 
 
-def test_disk_trend_without_history_has_no_rate():
-    assert media.disk_days_to_limit([], _usage(10), 70, T0) == (None, None)
+def test_measure_media_matches_du_and_counts_files(tmp_path):
+    root = make_media(tmp_path / "uploads", [100, 5000, 70000])
+    (root / "2026").mkdir()
+    (root / "2026" / "meal.jpg").write_bytes(b"x" * 9000)
+    measured = media.measure_media(str(root))
+    assert measured["bytes"] == du_bytes(root)
+    assert measured["files"] == 4
+    assert measured["partial"] is False
 
 
-def test_disk_trend_of_a_shrinking_disk_never_reaches_the_limit():
-    gb = 10 ** 9
-    history = [{"ts": media.format_ts(T0), "mount": "/", "used_bytes": 60 * gb,
-                "total_bytes": 100 * gb}]
-    rate, days = media.disk_days_to_limit(history, _usage(50 * gb),
-                                          70, T0 + datetime.timedelta(days=5))
-    assert rate < 0 and days is None
+def test_measure_media_of_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(OpsError) as info:
+        media.measure_media(str(tmp_path / "nope"))
+    assert "media_path" in str(info.value)
 
 
-def test_read_disk_history_filters_by_mount(tmp_path):
-    path = tmp_path / "disk-history.jsonl"
-    write_jsonl(path, [
-        {"ts": "2026-01-02T00:00:00Z", "mount": "/", "used_bytes": 2, "total_bytes": 10},
-        {"ts": "2026-01-01T00:00:00Z", "mount": "/", "used_bytes": 1, "total_bytes": 10},
-        {"ts": "2026-01-01T00:00:00Z", "mount": "/data", "used_bytes": 5, "total_bytes": 10},
-        {"ts": "2026-01-03T00:00:00Z", "mount": "/", "used_bytes": "x", "total_bytes": 10},
-    ])
-    history = media.read_disk_history(str(path), "/")
-    assert [h["used_bytes"] for h in history] == [1, 2]
+def test_record_baseline_appends_one_line_per_sample(tmp_path):
+    root = make_media(tmp_path / "uploads", [4096] * 3)
+    baseline = tmp_path / "state" / "media-baseline.jsonl"
+    first = media.record_baseline(str(root), str(baseline), now=T0)
+    second = media.record_baseline(str(root), str(baseline), now=T0 + datetime.timedelta(days=31))
+    lines = [json.loads(line) for line in baseline.read_text().splitlines()]
+    assert len(lines) == 2
+    assert set(lines[0]) == {"ts", "path", "bytes", "files"}
+    assert lines[0]["ts"] == "2026-01-01T06:05:00Z" and lines[0]["files"] == 3
+    assert lines[0]["bytes"] == du_bytes(root)
+    assert first["written"] and first["growth"]["status"] == "insufficient"
+    assert second["growth"]["bytes_per_week"] == 0
+
+
+def test_record_baseline_dry_run_writes_nothing(tmp_path):
+    root = make_media(tmp_path / "uploads", [10])
+    baseline = tmp_path / "media-baseline.jsonl"
+    result = media.record_baseline(str(root), str(baseline), dry_run=True)
+    assert result["written"] is False and not baseline.exists()
+
+
+def _history(path, mount, used_by_day, total=100 * 10 ** 9):
+    write_jsonl(path, [{"ts": media.format_ts(media.utc_now() - datetime.timedelta(days=ago)),
+                        "mount": mount, "used_bytes": used, "total_bytes": total}
+                       for ago, used in used_by_day])
+
+
+def test_gate_on_a_real_tree_is_quiet_below_every_limit(tmp_path):
+    root = make_media(tmp_path / "uploads", [1000] * 5)
+    result = media.evaluate_gate(str(root), baseline_file=str(tmp_path / "none.jsonl"),
+                                 record_count=8, disk_path=str(tmp_path),
+                                 disk_limit_percent=100,
+                                 disk_history_file=str(tmp_path / "none-disk.jsonl"))
+    assert result["activate"] is False
+    assert result["media_files"] == 5
+    assert result["media_bytes"] == du_bytes(root)
+    assert trigger(result, "disk")["days_to_limit"] is None
+
+
+def test_gate_fires_on_size_just_above_the_measured_bytes(tmp_path):
+    root = make_media(tmp_path / "uploads", [3000] * 4)
+    size = du_bytes(root)
+    common = dict(baseline_file=str(tmp_path / "none.jsonl"), disk_path=str(tmp_path),
+                  disk_limit_percent=100, disk_history_file=str(tmp_path / "none.jsonl"))
+    assert media.evaluate_gate(str(root), size_limit=size, **common)["activate"] is False
+    assert media.evaluate_gate(str(root), size_limit=size - 1, **common)["activate"] is True
+
+
+def test_gate_growth_from_a_baseline_file_with_a_month_gap(tmp_path):
+    root = make_media(tmp_path / "uploads", [10])
+    baseline = tmp_path / "media-baseline.jsonl"
+    path = os.path.abspath(str(root))
+    write_jsonl(baseline, [sample(0, 47 * MB, path=path), sample(31, 600 * MB, path=path)])
+    result = media.evaluate_gate(path, baseline_file=str(baseline), disk_path=str(tmp_path),
+                                 disk_limit_percent=100,
+                                 disk_history_file=str(tmp_path / "none.jsonl"))
+    growth = trigger(result, "growth")
+    assert growth["hit"] is True
+    assert growth["value"] == round(553 * MB * 7 / 31)
+
+
+def test_gate_disk_trend_from_history_fires_within_the_horizon(tmp_path):
+    from ansible_collections.runbook.ops.plugins.module_utils._ops.disk import filesystem_usage
+
+    root = make_media(tmp_path / "uploads", [10])
+    usage = filesystem_usage(str(tmp_path))
+    visible = usage["used_bytes"] + usage["free_bytes"]
+    limit = min(100, usage["used_percent"] + 5)
+    gap = visible * limit / 100.0 - usage["used_bytes"]
+    # growing by gap/30 per day: the limit is about 30 days away
+    history = tmp_path / "disk-history.jsonl"
+    _history(history, usage["mount"], [(ago, int(usage["used_bytes"] - gap / 30 * ago))
+                                       for ago in (20, 10, 1)])
+    common = dict(baseline_file=str(tmp_path / "none.jsonl"), disk_path=str(tmp_path),
+                  disk_limit_percent=limit, disk_history_file=str(history))
+    near = media.evaluate_gate(str(root), disk_trend_days=90, **common)
+    assert trigger(near, "disk")["hit"] is True
+    assert 20 < trigger(near, "disk")["days_to_limit"] < 40
+    far = media.evaluate_gate(str(root), disk_trend_days=10, **common)
+    assert trigger(far, "disk")["hit"] is (usage["used_percent"] >= limit)
+
+
+def test_gate_record_count_command_feeds_the_records_trigger(tmp_path):
+    root = make_media(tmp_path / "uploads", [10])
+    common = dict(baseline_file=str(tmp_path / "none.jsonl"), disk_path=str(tmp_path),
+                  disk_limit_percent=100, disk_history_file=str(tmp_path / "none.jsonl"))
+    result = media.evaluate_gate(str(root), record_count_command="echo 1001", **common)
+    assert trigger(result, "records")["value"] == 1001 and result["activate"] is True
+    with pytest.raises(OpsError):
+        media.evaluate_gate(str(root), record_count_command="echo lots", **common)
 
 
 # ---------------------------------------------------------------------------- record count
