@@ -1,0 +1,341 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""docker_cleanup.py planning on real /system/df output captured from a Docker 20.10 engine.
+
+The fixture (tests/unit/fixtures/docker_cleanup/scenario-20.10.json) was captured by
+tests/harness/capture_docker_cleanup_state.py from tests/harness/cleanup_scenario.py's
+state; ``scenario`` maps the scenario's names to the ids the engine gave them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+_REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
+sys.path.insert(0, os.path.join(_REPO, ".collections"))
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cleanup as dc  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+
+FIXTURE = os.path.join(_REPO, "tests", "unit", "fixtures", "docker_cleanup", "scenario-20.10.json")
+
+
+@pytest.fixture(scope="module")
+def captured():
+    with open(FIXTURE) as fh:
+        return json.load(fh)
+
+
+def _names(captured):
+    """id -> scenario name, for images, containers, networks; volumes by name."""
+    out = {}
+    for kind in ("images", "containers", "networks"):
+        for name, value in captured["scenario"][kind].items():
+            for one in (value if isinstance(value, list) else [value]):
+                out[one] = name
+    for name, value in captured["scenario"]["volumes"].items():
+        out[value] = name
+    return out
+
+
+def _plan(captured, **options):
+    opts = dc.normalize_options(dict({"until": "0s"}, **options))
+    return dc.plan_cleanup_steps(captured["state"], opts, now=captured["captured_at"] + 60)
+
+
+def _removed(captured, plan):
+    names = _names(captured)
+    out = {}
+    for step in plan["steps"]:
+        if step["name"] == "builder_cache":
+            out[step["name"]] = len(step["items"])
+        else:
+            out[step["name"]] = sorted(names.get(i["id"], i["name"]) for i in step["items"])
+    return out
+
+
+UNUSED = ["app:compose", "app:old", "bk:1", "bk:2", "dang:latest", "dangling", "dangling"]
+
+PLAN_CASES = [
+    ("defaults", {},
+     {"builder_cache": 10, "containers": [], "images": UNUSED, "volumes": [], "networks": []}),
+    ("dangling-only", {"images": "dangling", "builder_cache": False},
+     {"builder_cache": 0, "containers": [], "images": ["dangling", "dangling"], "volumes": [],
+      "networks": []}),
+    ("anonymous-volumes", {"images": "none", "builder_cache": False, "volumes": "anonymous"},
+     {"builder_cache": 0, "containers": [], "images": [], "volumes": ["anon"], "networks": []}),
+    ("all-volumes", {"images": "none", "builder_cache": False, "volumes": "all"},
+     {"builder_cache": 0, "containers": [], "images": [], "networks": [],
+      "volumes": ["anon", "loose", "shop_data"]}),
+    ("networks", {"images": "none", "builder_cache": False, "networks": True},
+     {"builder_cache": 0, "containers": [], "images": [], "volumes": [],
+      "networks": ["unusednet"]}),
+    ("everything", {"containers": True, "volumes": "anonymous", "networks": True},
+     {"builder_cache": 10, "containers": ["derived-stopped", "stopped"],
+      "images": sorted(UNUSED + ["app:stopped", "base:1", "derived:1"]),
+      "volumes": ["anon", "stopped_anon"], "networks": ["stoppednet", "unusednet"]}),
+    ("custom-keep-label", {"builder_cache": False, "keep_label": "no.such.label"},
+     {"builder_cache": 0, "containers": [], "images": sorted(UNUSED + ["app:keep"]),
+      "volumes": [], "networks": []}),
+    ("too-young", {"until": "1h", "containers": True, "volumes": "all", "networks": True},
+     {"builder_cache": 0, "containers": [], "images": [], "volumes": [], "networks": []}),
+]
+
+
+@pytest.mark.parametrize("options,expected", [c[1:] for c in PLAN_CASES],
+                         ids=[c[0] for c in PLAN_CASES])
+def test_plan_removes_exactly_the_expected_set(captured, options, expected):
+    assert _removed(captured, _plan(captured, **options)) == expected
+
+
+def test_plan_never_touches_images_used_by_any_container(captured):
+    plan = _plan(captured, volumes="all", networks=True)
+    images = set(i["id"] for i in plan["steps"][2]["items"])
+    used = set(c["ImageID"] for c in captured["state"]["df"]["Containers"])
+    assert used and not images & used
+
+
+def test_plan_keeps_the_parent_of_an_image_a_stopped_container_uses(captured):
+    base = captured["scenario"]["images"]["base:1"]
+    assert base not in [i["id"] for i in _plan(captured)["steps"][2]["items"]]
+
+
+def test_plan_removes_children_before_their_parents(captured):
+    items = [i["id"] for i in _plan(captured, containers=True)["steps"][2]["items"]]
+    imgs = captured["scenario"]["images"]
+    assert items.index(imgs["derived:1"]) < items.index(imgs["base:1"])
+
+
+def test_plan_keeps_volumes_of_stopped_containers_and_compose_named_volumes(captured):
+    vols = captured["scenario"]["volumes"]
+    planned = [i["name"] for i in _plan(captured, volumes="anonymous")["steps"][3]["items"]]
+    assert planned == [vols["anon"]]
+    assert vols["stopped_anon"] not in planned and "shop_data" not in planned
+
+
+def test_plan_estimates_shared_layers_once(captured):
+    imgs = captured["scenario"]["images"]
+    df_images = captured["state"]["df"]["Images"]
+    layers = captured["state"]["image_layers"]
+    by_id = dict((i["Id"], i) for i in df_images)
+    both = dc.estimate_image_bytes(df_images, [imgs["base:1"], imgs["derived:1"]], layers)
+    child = dc.estimate_image_bytes(df_images, [imgs["derived:1"]], layers)
+    assert child == by_id[imgs["derived:1"]]["Size"] - by_id[imgs["derived:1"]]["SharedSize"]
+    assert both == by_id[imgs["derived:1"]]["Size"]
+
+
+def test_plan_builder_cache_estimate_leaves_out_records_shared_with_images(captured):
+    step = _plan(captured)["steps"][0]
+    records = captured["state"]["df"]["BuildCache"]
+    assert step["estimated_bytes"] == sum(r["Size"] for r in records if not r["Shared"])
+
+
+BUILD_RECORDS = [
+    {"ID": "old-parent", "Parent": "", "InUse": False, "Shared": False, "Size": 10,
+     "LastUsedAt": "2026-01-01T00:00:00Z"},
+    {"ID": "young-child", "Parent": "old-parent", "InUse": False, "Shared": False, "Size": 20,
+     "LastUsedAt": "2026-01-09T23:00:00Z"},
+    {"ID": "old-alone", "Parents": [], "InUse": False, "Shared": False, "Size": 30,
+     "LastUsedAt": "2026-01-02T00:00:00.123456789Z"},
+    {"ID": "in-use", "Parent": "", "InUse": True, "Shared": False, "Size": 40,
+     "LastUsedAt": "2026-01-01T00:00:00Z"},
+    {"ID": "never-used", "Parent": "", "InUse": False, "Shared": False, "Size": 50,
+     "LastUsedAt": None},
+]
+
+
+def test_plan_builder_cache_follows_the_engine_rules():
+    state = {"df": {"BuildCache": BUILD_RECORDS}}
+    opts = dc.normalize_options({"until": "24h", "images": "none"})
+    now = dc._timestamp("2026-01-10T00:00:00Z")
+    items = dc.plan_cleanup_steps(state, opts, now=now)["steps"][0]["items"]
+    assert [i["id"] for i in items] == ["old-alone", "never-used"]
+
+
+@pytest.mark.parametrize("volume,anonymous", [
+    ({"Name": "a" * 64, "Labels": None}, True),
+    ({"Name": "0123456789abcdef" * 4, "Labels": {"other": "x"}}, True),
+    ({"Name": "data", "Labels": {"com.docker.volume.anonymous": ""}}, True),
+    ({"Name": "a" * 64, "Labels": {"com.docker.compose.volume": "data"}}, False),
+    ({"Name": "shop_data", "Labels": {"com.docker.compose.volume": "data"}}, False),
+    ({"Name": "A" * 64, "Labels": None}, False),
+    ({"Name": "a" * 63, "Labels": None}, False),
+], ids=["hex64", "hex64-other-label", "engine-label", "compose-hex64", "compose-named",
+        "uppercase", "hex63"])
+def test_is_anonymous_volume(volume, anonymous):
+    assert dc.is_anonymous_volume(volume) is anonymous
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("168h", 168 * 3600), ("1h30m", 5400), ("90s", 90), ("0", 0), ("0s", 0), ("1.5h", 5400),
+    ("250ms", 0.25),
+])
+def test_parse_duration_accepts_go_durations(text, seconds):
+    assert dc.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "7d", "1 h", "h", "-1h", "168", "1h-", "abc"])
+def test_parse_duration_rejects_anything_else(text):
+    with pytest.raises(OpsError, match="until"):
+        dc.parse_duration(text)
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"images": "all"}, "images"),
+    ({"volumes": "named"}, "volumes"),
+    ({"until": "1 week"}, "until"),
+    ({"builder_cache": "yes"}, "builder_cache"),
+    ({"target_percent": 100}, "target_percent"),
+    ({"target_percent": "x"}, "target_percent"),
+    ({"keep_label": " "}, "keep_label"),
+    ({"prune_everything": True}, "unknown option"),
+])
+def test_normalize_options_rejects_bad_values(options, match):
+    with pytest.raises(OpsError, match=match):
+        dc.normalize_options(options)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (1700000000, 1700000000.0),
+    ("2026-11-23T16:13:15Z", 1795450395.0),
+    ("2026-11-23T16:13:15.5Z", 1795450395.5),
+    ("2026-11-23T16:13:15.086270889Z", 1795450395.086270889),
+    ("2026-11-23T18:13:15+02:00", 1795450395.0),
+    ("0001-01-01T00:00:00Z", None),
+    (None, None),
+    ("garbage", None),
+])
+def test_timestamp_reads_engine_formats(value, expected):
+    got = dc._timestamp(value)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def _usage_sequence(values, size=1000):
+    """A fake ``usage`` callable returning successive percentages of a ``size`` disk."""
+    it = iter(values)
+
+    def usage():
+        pct = next(it)
+        used = int(size * pct / 100)
+        return {"percent": pct, "used_bytes": used, "avail_bytes": size - used, "size_bytes": size}
+    return usage
+
+
+class FakeApi:
+    """Records removal calls; images answer like the engine (untag, then delete)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def remove_image(self, ref, force=False, noprune=False):
+        self.calls.append(("remove_image", ref, force, noprune))
+        return [{"Untagged": ref}, {"Deleted": self.ids.get(ref, ref)}]
+
+    def remove_container(self, cid, v=False, force=False):
+        self.calls.append(("remove_container", cid, v, force))
+
+    def remove_volume(self, name, force=False):
+        self.calls.append(("remove_volume", name, force))
+        if name == "busy":
+            raise RuntimeError("volume is in use")
+
+    def remove_network(self, nid):
+        self.calls.append(("remove_network", nid))
+
+
+def _plan_of(**steps):
+    out = []
+    for name in dc.STEP_ORDER:
+        items = steps.get(name, [])
+        out.append({"name": name, "enabled": name in steps, "items": items,
+                    "estimated_bytes": sum(i["size_bytes"] for i in items)})
+    return {"steps": out, "estimated_bytes": sum(s["estimated_bytes"] for s in out)}
+
+
+def test_execute_never_forces_and_removes_images_by_tag():
+    api = FakeApi()
+    api.ids = {"app:1": "sha256:a"}
+    plan = _plan_of(images=[{"id": "sha256:a", "name": "app:1", "tags": ["app:1"],
+                             "size_bytes": 5}],
+                    containers=[{"id": "c1", "name": "c1", "size_bytes": 1}],
+                    volumes=[{"id": "v", "name": "v", "size_bytes": 2},
+                             {"id": "busy", "name": "busy", "size_bytes": 3}])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert ("remove_image", "app:1", False, False) in api.calls
+    assert ("remove_container", "c1", False, False) in api.calls
+    assert all(call[-1] is False for call in api.calls)
+    assert result["reclaimed_bytes"] == 5 + 1 + 2
+    assert result["steps"][3]["removed"] == ["v"]
+    assert result["errors"] == ["volume busy: volume is in use"]
+    assert result["changed"] is True
+
+
+def test_execute_stops_after_the_step_that_reaches_the_target():
+    api = FakeApi()
+    api.ids = {}
+    plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 100}],
+                    images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 300}],
+                    volumes=[{"id": "v", "name": "v", "size_bytes": 200}])
+    opts = dc.normalize_options({"target_percent": 70})
+    result = dc.execute_plan(plan, opts, api=api, usage=_usage_sequence([90, 85, 65, 50]))
+    assert [s["skipped"] for s in result["steps"]] == [
+        "disabled", None, None, "target reached", "disabled"]
+    assert ("remove_volume", "v", False) not in api.calls
+    assert result["usage_before_percent"] == 90 and result["usage_after_percent"] == 65
+    assert result["target_reached"] is True
+
+
+def test_check_mode_predicts_the_stop_from_estimates_and_calls_nothing():
+    plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 100}],
+                    images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 300}],
+                    volumes=[{"id": "v", "name": "v", "size_bytes": 200}])
+    opts = dc.normalize_options({"target_percent": 55})
+    result = dc.execute_plan(plan, opts, api=None, usage=_usage_sequence([90]), check_mode=True)
+    assert [s["removed"] for s in result["steps"]] == [[], ["c1"], ["sha256:b"], [], []]
+    assert result["usage_after_percent"] == 50.0
+    assert result["reclaimed_bytes"] == 400 and result["changed"] is True
+
+
+def test_execute_does_nothing_when_usage_is_already_below_the_target():
+    plan = _plan_of(images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 1}])
+    result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 80}), api=FakeApi(),
+                             usage=_usage_sequence([40]))
+    assert result["changed"] is False and result["steps"][2]["skipped"] == "target reached"
+
+
+def test_remote_engine_ignores_target_with_a_warning():
+    api = FakeApi()
+    api.ids = {}
+    plan = _plan_of(images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 1}])
+    result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 80}), api=api,
+                             usage=None)
+    assert result["usage_before_percent"] is None and result["usage_after_percent"] is None
+    assert result["steps"][2]["removed"] == ["sha256:b"]
+    assert "target_percent ignored" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("host,expected", [
+    ("unix:///var/run/docker.sock", "DIR"),
+    ("tcp://10.0.0.5:2376", None),
+    ("ssh://user@host", None),
+    ("unix:///var/run/docker.sock", None),
+], ids=["local", "tcp", "ssh", "root-missing"])
+def test_local_data_root_only_for_a_visible_local_engine(tmp_path, host, expected):
+    root = str(tmp_path) if expected else str(tmp_path / "missing")
+    assert dc.local_data_root(host, root) == (str(tmp_path) if expected else None)
+
+
+def test_filesystem_usage_matches_statvfs(tmp_path):
+    usage = dc.filesystem_usage(str(tmp_path))
+    st = os.statvfs(str(tmp_path))
+    assert usage["avail_bytes"] == st.f_bavail * st.f_frsize
+    assert 0 <= usage["percent"] <= 100
+
+
+def test_connect_to_a_dead_socket_says_what_to_do(tmp_path):
+    with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix://.*docker_host"):
+        dc.connect("unix://%s/nothing.sock" % tmp_path, timeout=2)
