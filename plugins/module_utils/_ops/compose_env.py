@@ -123,7 +123,8 @@ def compare_environment(desired, actual, image_env):
 def find_inconsistent(config, keys):
     """Return ``{key: [services]}`` for keys whose resolved values differ between the
     services of ``config`` that define them (a key declared without a value counts as a
-    value of its own). Keys defined by fewer than two services are never inconsistent.
+    value of its own). The services listed are those that disagree with the value most
+    services share; all services defining the key when no value has a majority.
     """
     result = {}
     services = config.get("services") or {}
@@ -133,7 +134,16 @@ def find_inconsistent(config, keys):
             env = desired_environment(service)
             if key in env:
                 values[name] = env[key]
-        if len(set(values.values())) > 1:
+        if len(set(values.values())) < 2:
+            continue
+        counts = {}
+        for value in values.values():
+            counts[value] = counts.get(value, 0) + 1
+        ranked = sorted(counts.values(), reverse=True)
+        if ranked[0] > ranked[1]:
+            majority = next(v for v, n in counts.items() if n == ranked[0])
+            result[key] = sorted(n for n, v in values.items() if v != majority)
+        else:
             result[key] = sorted(values)
     return result
 
@@ -578,10 +588,13 @@ def _public(plan, recreated, diff=None):
 
 def _inconsistency_message(plan, config):
     parts = []
-    for key, names in sorted(plan["inconsistent"].items()):
-        services = config.get("services") or {}
-        parts.append("%s differs between %s" % (key, ", ".join(
-            "%s (%s)" % (n, fingerprint(desired_environment(services[n]).get(key))) for n in names)))
+    services = config.get("services") or {}
+    for key in sorted(plan["inconsistent"]):
+        defining = sorted(n for n, s in services.items() if key in desired_environment(s))
+        parts.append("%s differs in %s; fingerprints: %s" % (
+            key, ", ".join(plan["inconsistent"][key]), ", ".join(
+                "%s %s" % (n, fingerprint(desired_environment(services[n]).get(key)))
+                for n in defining)))
     return "; ".join(parts)
 
 

@@ -170,15 +170,18 @@ def test_analyse_reports_an_image_that_is_gone_and_skips_removed_keys(captured):
     assert plan["warnings"] and "image of app-bot-1 is gone" in plan["warnings"][0]
 
 
-def test_find_inconsistent_names_every_service_defining_a_differing_key(captured):
+@pytest.mark.parametrize("overrides, expected", [
+    ({}, {}),
+    ({"bot": {"AI_PROXY_SECRET": "typo-" + NEW_SECRET}}, {"AI_PROXY_SECRET": ["bot"]}),
+    ({"celery-worker": {"BOT_TOKEN": None}}, {"BOT_TOKEN": ["celery-worker"]}),
+    ({"bot": {"AI_PROXY_SECRET": "a-value"}, "backend": {"AI_PROXY_SECRET": "a-value"}},
+     {"AI_PROXY_SECRET": ["backend", "bot", "celery-beat", "celery-worker"]}),
+], ids=["consistent", "one-service-differs", "declared-without-value", "no-majority"])
+def test_find_inconsistent_names_the_services_that_disagree(captured, overrides, expected):
     config = copy.deepcopy(captured[0])
-    assert find_inconsistent(config, ["AI_PROXY_SECRET", "BOT_TOKEN", "NOT_THERE"]) == {}
-    config["services"]["bot"]["environment"]["AI_PROXY_SECRET"] = "typo-" + NEW_SECRET
-    config["services"]["celery-worker"]["environment"]["BOT_TOKEN"] = None
-    assert find_inconsistent(config, ["AI_PROXY_SECRET", "BOT_TOKEN"]) == {
-        "AI_PROXY_SECRET": ["backend", "bot", "celery-beat", "celery-worker"],
-        "BOT_TOKEN": ["backend", "bot", "celery-beat", "celery-worker"],
-    }
+    for service, env in overrides.items():
+        config["services"][service]["environment"].update(env)
+    assert find_inconsistent(config, ["AI_PROXY_SECRET", "BOT_TOKEN", "NOT_THERE"]) == expected
 
 
 def test_build_diff_holds_key_names_and_fingerprints_only(captured):
