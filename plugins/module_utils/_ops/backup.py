@@ -92,6 +92,7 @@ def validate_config(raw):
     """Fill defaults into ``raw`` and check every value; return the new dict."""
     if not isinstance(raw, dict):
         raise OpsError("backup config must be a JSON object")
+    raw = {key: value for key, value in raw.items() if not key.startswith("_")}
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
         raise OpsError("unknown backup config keys: %s" % ", ".join(unknown))

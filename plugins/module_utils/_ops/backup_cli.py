@@ -14,6 +14,8 @@ Actions:
   is older than ``freshness_max_age_hours`` or there is none, recovery when fresh again;
   a separate cron job, so a dead backup job is noticed. Exit 0 once the alert was
   handled, 1 when it could not be delivered.
+- ``init``: initialise the repository when it does not exist (prints ``created`` or
+  ``exists``); ``run`` does the same before its first backup.
 - ``snapshots``: list this host's snapshots.
 - ``restore``: into ``--target DIR`` (default: a fresh scratch directory, printed), or
   ``--in-place --confirm-overwrite``: stop compose services, restore, start, health.
@@ -31,7 +33,7 @@ from . import backup
 from .errors import OpsError
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
-ACTIONS = ("run", "check", "freshness", "snapshots", "restore")
+ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
 
 
 def add_parser(subparsers) -> None:
@@ -66,7 +68,7 @@ def backup_command(args, runtime) -> int:
         _say(args, {"valid": True, "config": args.config},
              "backup config %s is valid" % args.config)
         return 0
-    handler = {"run": _run, "check": _check, "freshness": _freshness,
+    handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
                "snapshots": _snapshots, "restore": _restore}[args.action]
     try:
         return handler(args, config, runtime)
@@ -75,6 +77,15 @@ def backup_command(args, runtime) -> int:
         _say(args, {"ok": False, "error": exc.message}, None)
         sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
         return 1
+
+
+def _init(args, config, runtime) -> int:
+    if config["engine"] == "archive":
+        _say(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
+        return 0
+    state = backup.ensure_repository(config, dry_run=args.dry_run)
+    _say(args, {"repository": state}, "repository %s" % state)
+    return 0
 
 
 def _run(args, config, runtime) -> int:
