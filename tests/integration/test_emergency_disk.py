@@ -1,0 +1,186 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/emergency-disk.yml end to end, on a Docker data root that is really full.
+
+An isolated engine keeps its data root on a 160 MiB tmpfs. It gets a running container,
+a named volume with a file in it (no container uses it: Docker 20.10's own
+``volume prune`` would delete it), build cache (BuildKit builds whose images were
+removed) and unused images, until the tmpfs is past the critical 85%. The playbook runs
+against localhost with the engine's socket; first in --check (nothing may change), then
+for real (usage ends below the 70% target, the running container's image and the named
+volume survive, the summary's byte counts match the drop measured here), then again
+(healthy: nothing to do, nothing changed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from images import build_busybox_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLAYBOOK = os.path.join(REPO, "playbooks", "emergency-disk.yml")
+ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
+MIB = 1024 * 1024
+
+
+def fs_used(path):
+    """(used_bytes, percent) as df shows them: used * 100 / (used + avail), rounded up."""
+    st = os.statvfs(path)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    avail = st.f_bavail * st.f_frsize
+    return used, -(-used * 100 // (used + avail))
+
+
+def run_emergency(engine, extra_vars, check=False):
+    """Run the playbook against localhost; returns (returncode, summary, json output)."""
+    env = dict(os.environ)
+    env.update(engine.env)
+    env.update({"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+                "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+                "ANSIBLE_COLLECTIONS_PATH": os.path.join(REPO, ".collections")})
+    argv = [ANSIBLE_PLAYBOOK, PLAYBOOK, "-e", json.dumps(extra_vars)]
+    if check:
+        argv.append("--check")
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail("ansible-playbook did not print JSON (rc %d):\n%s\n%s"
+                    % (proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+    summary = None
+    for play in out["plays"]:
+        for task in play["tasks"]:
+            result = task["hosts"].get("localhost", {})
+            facts = result.get("ansible_facts") or {}
+            if "emergency_disk_summary" in facts:
+                summary = facts["emergency_disk_summary"]
+    return proc.returncode, summary, out
+
+
+def changed_tasks(out):
+    return [task["task"]["name"] for play in out["plays"] for task in play["tasks"]
+            if task["hosts"].get("localhost", {}).get("changed")]
+
+
+def printed_table(out):
+    for play in out["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == "Print the summary":
+                return task["hosts"]["localhost"]["msg"]
+    return []
+
+
+@pytest.fixture
+def full_engine(isolated_engine_factory, tmp_path):
+    """An engine whose 160 MiB data root is at 86% or more; returns (engine, facts)."""
+    engine = isolated_engine_factory("emergency", data_root_size="160m")
+    client = engine.client()
+    root = engine.data_root
+    facts = {}
+    facts["app_image"] = build_busybox_image(engine, "shop/app:live", filler_bytes=2 * MIB)
+    app = client.containers.run("shop/app:live", name="app", detach=True)
+    facts["app_container"] = app.id
+    client.volumes.create("shop_media")
+    client.containers.run("shop/app:live", ["sh", "-c", "echo photo-1 > /media/keep.txt; "
+                                            "dd if=/dev/urandom of=/media/blob bs=1024 count=512"],
+                          volumes={"shop_media": {"bind": "/media", "mode": "rw"}}, remove=True)
+    # build cache: BuildKit builds whose images are removed again leave only cache records
+    # (about 2.5x the filler: the context snapshot and the layer), ~13% of the tmpfs, so
+    # the build-cache step alone does not reach the target and the images step runs too
+    build_busybox_image(engine, "cache/1:tmp", buildkit=True, filler_bytes=8 * MIB)
+    engine.docker_cli("rmi", "cache/1:tmp")
+    facts["build_cache_bytes"] = sum(r.get("Size") or 0 for r in engine.api().df()["BuildCache"] or [])
+    assert facts["build_cache_bytes"] >= 16 * MIB, engine.api().df()["BuildCache"]
+    # unused images until the tmpfs is past the critical threshold
+    facts["old_images"] = []
+    n = 0
+    while fs_used(root)[1] < 87:
+        st = os.statvfs(root)
+        room = st.f_bavail * st.f_frsize
+        # a build needs well over twice its filler while it copies the context
+        size = 8 * MIB if room > 40 * MIB else room // 5
+        facts["old_images"].append(build_busybox_image(engine, "shop/app:old%d" % n,
+                                                       filler_bytes=size))
+        n += 1
+        assert n < 20, "could not fill the data root (%d%% used)" % fs_used(root)[1]
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "app.log").write_text("current\n")
+    facts["log_dir"] = str(logs)
+    client.close()
+    return engine, facts
+
+
+def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
+    engine, facts = full_engine
+    root = engine.data_root
+    extra = {"emergency_disk_path": root,
+             "emergency_disk_docker_host": engine.host,
+             "emergency_disk_until": "0s",  # the images were built seconds ago
+             "emergency_disk_log_dir": facts["log_dir"],
+             "emergency_disk_journal_vacuum": False,  # never this machine's journal
+             "emergency_disk_telegram": False}
+    used_before, percent_before = fs_used(root)
+    assert percent_before >= 85
+
+    # --check: every step previewed, nothing removed
+    images_before = sorted(i.id for i in engine.client().images.list(all=True))
+    rc, summary, out = run_emergency(engine, extra, check=True)
+    assert rc == 0, printed_table(out)
+    assert summary["active"] and summary["check_mode"]
+    assert summary["before_percent"] == percent_before
+    assert summary["after_percent"] < 70
+    assert summary["steps"][0]["estimated_bytes"] > 0
+    assert sorted(i.id for i in engine.client().images.list(all=True)) == images_before
+    assert abs(fs_used(root)[0] - used_before) < MIB
+    # check mode reports changed for what it would remove: the cleanup steps, nothing else
+    assert all(name.startswith(("Docker ", "Stopped ", "Journal ")) for name in changed_tasks(out))
+
+    # for real
+    used_before, percent_before = fs_used(root)
+    rc, summary, out = run_emergency(engine, extra)
+    table = printed_table(out)
+    print("\n".join(table))
+    assert rc == 0, table
+    used_after, percent_after = fs_used(root)
+    assert percent_after < 70, table
+    assert summary["before_percent"] == percent_before
+    assert summary["after_percent"] == percent_after
+    assert not summary["escalate"]
+
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert steps["build_cache"]["ran"] and steps["images"]["ran"]
+    assert not steps["containers_volumes"]["ran"], "stops once below the target"
+    assert not steps["logs"]["ran"]
+    drop = used_before - used_after
+    assert drop > 0
+    assert summary["freed_bytes"] == pytest.approx(drop, rel=0.05)
+    assert sum(s["freed_bytes"] or 0 for s in summary["steps"]) == pytest.approx(drop, rel=0.05)
+    # what Docker says it reclaimed agrees with what the filesystem got back
+    assert summary["estimated_bytes"] == pytest.approx(drop, rel=0.05)
+    assert not engine.api().df()["BuildCache"]
+
+    client = engine.client()
+    app = client.containers.get("app")
+    assert app.status == "running"
+    assert app.image.id == facts["app_image"]
+    assert client.volumes.get("shop_media")
+    kept = client.containers.run("shop/app:live", ["cat", "/media/keep.txt"],
+                                 volumes={"shop_media": {"bind": "/media", "mode": "ro"}},
+                                 remove=True)
+    assert kept == b"photo-1\n"
+    remaining = {i.id for i in client.images.list(all=True)}
+    assert not remaining & set(facts["old_images"])
+    assert any(d["path"] == root for d in summary["largest"])
+
+    # now healthy: reports, changes nothing
+    rc, summary, out = run_emergency(engine, extra)
+    assert rc == 0
+    assert not summary["active"]
+    assert changed_tasks(out) == []
+    assert "nothing to do" in printed_table(out)[-1]
