@@ -35,7 +35,7 @@ description:
   - No environment value ever appears in the result, in error messages, in the diff or in logs.
     Values are shown as fingerprints, the first 12 hex digits of their sha256.
 author:
-  - runbook.ops maintainers
+  - runbook.ops maintainers (@runbook-ops)
 requirements:
   - Docker Compose v2 (C(docker compose) plugin or standalone C(docker-compose) 2.x) on the host.
   - The Docker SDK for Python 5.0 or later (Debian/Ubuntu C(python3-docker)) on the host.
@@ -84,7 +84,6 @@ options:
     type: list
     elements: str
     default: []
-    no_log: false
   on_inconsistent:
     description:
       - What to do when a key of O(consistent_keys) differs between services.

@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -102,7 +100,8 @@ class Project:
 
     def compose(self, *args):
         proc = subprocess.run([COMPOSE_BIN] + list(args), cwd=self.dir, capture_output=True,
-                              text=True, env=dict(os.environ, **self.engine.env), timeout=300)
+                              text=True, env=dict(os.environ, **self.engine.env), timeout=300,
+                              check=False)
         assert proc.returncode == 0, proc.stderr
         return proc
 
@@ -145,7 +144,7 @@ def project_factory(engine, tmp_path):
     yield factory
     for project in projects:
         subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=project.dir, capture_output=True,
-                       env=dict(os.environ, **engine.env), timeout=120)
+                       env=dict(os.environ, **engine.env), timeout=120, check=False)
 
 
 def run_module(engine, args, check=False, diff=False):
@@ -157,7 +156,8 @@ def run_module(engine, args, check=False, diff=False):
     if diff:
         argv.append("--diff")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **engine.env)
-    proc = subprocess.run(argv, cwd=_REPO, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(argv, cwd=_REPO, capture_output=True, text=True, env=env, timeout=600,
+                          check=False)
     output = proc.stdout + proc.stderr
     match = re.search(r"^localhost \| (?:CHANGED|SUCCESS|FAILED!) => (\{.*?^\})", proc.stdout,
                       re.S | re.M)
@@ -172,7 +172,8 @@ def assert_no_secret(*texts):
 
 
 def _compose_plugin_works():
-    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                          check=False)
     return proc.returncode == 0
 
 
@@ -346,7 +347,8 @@ def test_playbook_prints_the_drift_and_fails_a_host_with_inconsistent_keys(proje
         proc = subprocess.run(
             [os.path.join(_BIN, "ansible-playbook"), "playbooks/env-sync.yml", "-vvv",
              "-e", json.dumps(extra_vars)], cwd=_REPO, capture_output=True, text=True,
-            env=dict(os.environ, ANSIBLE_NOCOLOR="1", **project.engine.env), timeout=600)
+            env=dict(os.environ, ANSIBLE_NOCOLOR="1", **project.engine.env), timeout=600,
+            check=False)
         return proc.returncode, proc.stdout + proc.stderr
 
     rc, out = playbook(extra)

@@ -164,7 +164,7 @@ def test_analyse_leaves_stopped_and_one_off_containers_alone(captured):
 
 
 def test_analyse_reports_an_image_that_is_gone_and_skips_removed_keys(captured):
-    config, containers, _ = captured
+    config, containers = captured[0], captured[1]
     plan = analyse(config, containers, {}, ["bot"])
     assert plan["drifted"]["bot"]["changed"] == ["AI_PROXY_SECRET"]
     assert plan["warnings"] and "image of app-bot-1 is gone" in plan["warnings"][0]
@@ -251,8 +251,8 @@ def test_changed_files_counts_a_missing_file():
 def test_state_file_is_0600_in_a_0700_directory_and_round_trips(tmp_path):
     path = state_path(str(tmp_path / "state"), "my app")
     assert path.endswith("compose-env-sync/my_app.json")
-    document = {"version": 1, "project": "my app", "services": {"a": {"containers": ["1"],
-                                                                     "files": {}}}}
+    document = {"version": 1, "project": "my app",
+                "services": {"a": {"containers": ["1"], "files": {}}}}
     assert save_state(path, document) is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
