@@ -93,8 +93,38 @@ def _unmount_all(path):
                 _run(["umount", "-l", point], check=False)
 
 
+def _network_bridges(path):
+    """Host bridges of the user-defined networks of the engine whose socket is in ``path``.
+
+    dockerd keeps them when it stops (they outlive restarts by design), and each holds a
+    subnet from the host-wide default pools: leaked, they soon leave no pool for any
+    engine, the main one included. Empty when the daemon does not answer.
+    """
+    sock = os.path.join(path, "docker.sock")
+    if not os.path.exists(sock):
+        return []
+    try:
+        import docker
+
+        api = docker.APIClient(base_url="unix://" + sock, timeout=10)
+        try:
+            networks = api.networks()
+        finally:
+            api.close()
+    except Exception:  # noqa: BLE001 - dead daemon: nothing to learn
+        return []
+    out = []
+    for net in networks:
+        if net.get("Driver") != "bridge" or net.get("Name") == "bridge":
+            continue
+        name = (net.get("Options") or {}).get("com.docker.network.bridge.name")
+        out.append(name or "br-" + net["Id"][:12])
+    return out
+
+
 def _teardown_dir(path, bridge):
-    """Kill what runs under ``path``, unmount it, drop ``bridge`` and the directory."""
+    """Kill what runs under ``path``, unmount it, drop its bridges and the directory."""
+    bridges = _network_bridges(path)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = _pids_referring_to(path)
         for pid in pids:
@@ -107,8 +137,9 @@ def _teardown_dir(path, bridge):
             pids = [p for p in pids if _pid_alive(p)]
             time.sleep(0.1)
     _unmount_all(path)
-    if bridge and os.path.exists("/sys/class/net/%s" % bridge):
-        _run(["ip", "link", "del", bridge], check=False)
+    for name in bridges + [bridge]:
+        if name and os.path.exists("/sys/class/net/%s" % name):
+            _run(["ip", "link", "del", name], check=False)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -279,6 +310,7 @@ class IsolatedEngine:
             return
         self._stopped = True
         try:
+            bridges = _network_bridges(self.dir)
             if self.proc is not None and self.proc.poll() is None:
                 self._kill_containers()
                 self.proc.terminate()
@@ -288,6 +320,9 @@ class IsolatedEngine:
                     self.proc.kill()
                     self.proc.wait(timeout=10)
             _teardown_dir(self.dir, self.bridge)
+            for name in bridges:
+                if os.path.exists("/sys/class/net/%s" % name):
+                    _run(["ip", "link", "del", name], check=False)
         finally:
             shutil.rmtree(os.path.join(SLOTS_DIR, str(self.slot)), ignore_errors=True)
 

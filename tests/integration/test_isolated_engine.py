@@ -22,12 +22,17 @@ def test_isolated_engine_runs_containers_and_stops_cleanly(isolated_engine_facto
     engine = isolated_engine_factory("selftest", data_root_size="256m")
     assert engine.client().info()["DockerRootDir"] == engine.data_root
     image = build_busybox_image(engine, "selftest:1", labels={"a": "b"}, filler_bytes=4096)
-    out = engine.client().containers.run(image, ["sh", "-c", "echo hi; md5sum /filler.bin"],
-                                         remove=True)
+    client = engine.client()
+    net = client.networks.create("selftestnet")
+    out = client.containers.run(image, ["sh", "-c", "echo hi; md5sum /filler.bin"],
+                                remove=True, network="selftestnet")
     assert out.startswith(b"hi\n")
+    net_bridge = "br-" + net.id[:12]
+    assert os.path.exists("/sys/class/net/%s" % net_bridge)
     engine.stop()
     assert not os.path.exists(engine.dir)
     assert not os.path.exists("/sys/class/net/%s" % engine.bridge)
+    assert not os.path.exists("/sys/class/net/%s" % net_bridge), "network bridge leaked"
     assert _mounts_under(engine.dir) == []
     assert _docker0_addr() == before
     assert before[0] == 0, "the main engine's docker0 must exist"
