@@ -1,0 +1,219 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Behaviour of runbook.ops.base (and .logrotate) inside the converged container.
+
+The fake Telegram Bot API from prepare.yml listens on 127.0.0.1:8081 in the container
+and records every request to /opt/fake-telegram/requests.jsonl.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+TOKEN = "424242:MOLECULE_only_token_do_not_leak_0123"
+RECORD = "/opt/fake-telegram/requests.jsonl"
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.abspath(os.path.join(SCENARIO, "..", "..", "..", ".."))
+BIN = "/usr/local/bin/runbook-ops"
+
+
+def _unique(prefix):
+    """Job names unique per verify run, so a re-run does not meet an old cooldown."""
+    return "%s-%d" % (prefix, int(time.time() * 1000))
+
+
+def _records(host):
+    if not host.file(RECORD).exists:
+        return []
+    return [json.loads(line) for line in host.file(RECORD).content_string.splitlines() if line]
+
+
+def _messages(host, words):
+    return [r for r in _records(host) if "text" in r and words in r["text"]]
+
+
+def test_cli_is_installed_from_the_collection_core(host):
+    launcher = host.file(BIN)
+    assert launcher.mode == 0o755 and launcher.user == "root"
+    lines = launcher.content_string.splitlines()
+    assert lines[0] == "#!/usr/bin/python3"
+    assert "Ansible managed" in lines[1]
+    for source in glob.glob(os.path.join(REPO, "plugins", "module_utils", "_ops", "*.py")):
+        with open(source, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()
+        installed = host.file("/usr/local/lib/runbook-ops/runbook_ops/" + os.path.basename(source))
+        assert installed.sha256sum == digest, source
+    result = host.run(BIN + " --help")
+    assert result.rc == 0 and "run" in result.stdout and "alert" in result.stdout
+
+
+def test_runtime_settings_are_valid_and_hold_no_token(host):
+    runtime = host.file("/etc/runbook-ops/runtime.json")
+    assert runtime.mode == 0o644
+    data = json.loads(runtime.content_string)
+    assert data["alert"] == {"telegram_api_url": "http://127.0.0.1:8081",
+                             "telegram_chat_id": "-100123456",
+                             "telegram_token_file": "/etc/runbook-ops/telegram.token",
+                             "cooldown_seconds": 86400}
+    assert data["host_label"] == "eatfit24.ru"
+    assert data["jobs"] == {"pinged-job": {"ping_url": "http://127.0.0.1:8081/ping/molecule-uuid"}}
+    assert TOKEN not in runtime.content_string
+    assert host.run(BIN + " alert --validate").rc == 0
+
+
+def test_token_file_is_root_only(host):
+    token = host.file("/etc/runbook-ops/telegram.token")
+    assert token.mode == 0o600 and token.user == "root" and token.group == "root"
+    assert token.content_string.strip() == TOKEN
+
+
+def test_second_concurrent_run_skips_and_runs_never_overlap(host):
+    job = _unique("overlap")
+    script = "echo begin $(date +%s.%N); sleep 2; echo end $(date +%s.%N)"
+    result = host.run(
+        "%s run --job %s -- sh -c '%s' > /tmp/%s.first 2>&1 & first=$!; sleep 0.7; "
+        "%s run --job %s -- sh -c 'echo SECOND'; echo second_rc=$?; wait $first; "
+        "echo first_rc=$?" % (BIN, job, script, job, BIN, job))
+    assert "second_rc=0" in result.stdout and "first_rc=0" in result.stdout
+    assert re.search(r"job %s is already running \(pid \d+\); skipping" % job, result.stdout)
+    log = host.file("/var/log/%s.log" % job).content_string
+    assert "SECOND" not in log
+    assert len(re.findall(r" begin ", log)) == 1
+    state = json.loads(host.file("/var/lib/runbook-ops/jobs/%s.json" % job).content_string)
+    assert state["rc"] == 0 and state["job"] == job
+
+
+def test_concurrent_runs_with_wait_take_turns(host):
+    job = _unique("serial")
+    script = "echo begin $(date +%s.%N); sleep 1; echo end $(date +%s.%N)"
+    cmd = "%s run --job %s --wait 30 -- sh -c '%s'" % (BIN, job, script)
+    result = host.run("%s & a=$!; %s & b=$!; wait $a; ra=$?; wait $b; echo rc=$ra$?" % (cmd, cmd))
+    assert "rc=00" in result.stdout
+    marks = []
+    for line in host.file("/var/log/%s.log" % job).content_string.splitlines():
+        fields = line.split()
+        if fields[1] in ("begin", "end"):
+            marks.append((fields[1], float(fields[2])))
+    assert [kind for kind, _ in marks] == ["begin", "end", "begin", "end"]
+    assert marks[1][1] <= marks[2][1]
+
+
+def test_failing_job_alerts_exactly_once_within_cooldown_then_recovers(host):
+    job = _unique("failing")
+    for _ in range(2):
+        result = host.run("%s run --job %s -- sh -c 'echo no space left on device; exit 3'"
+                          % (BIN, job))
+        assert result.rc == 1
+        assert TOKEN not in result.stdout + result.stderr
+    alerts = _messages(host, "job %s " % job)
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["token_ok"] is True and alert["chat_id"] == "-100123456"
+    assert alert["status"] == 200
+    assert alert["text"].startswith("🚨 eatfit24.ru CRITICAL: job %s failed with exit status 3"
+                                    % job)
+    assert "no space left on device" in alert["text"]
+    assert host.run("%s run --job %s -- true" % (BIN, job)).rc == 0
+    texts = [r["text"] for r in _messages(host, "job %s " % job)]
+    assert len(texts) == 2 and texts[1].startswith("✅ eatfit24.ru recovered: job %s" % job)
+
+
+def test_timeout_kills_the_job_and_alerts(host):
+    job = _unique("hung")
+    started = time.time()
+    result = host.run("%s run --job %s --timeout 1 -- sleep 60" % (BIN, job))
+    assert result.rc == 1 and time.time() - started < 15
+    state = json.loads(host.file("/var/lib/runbook-ops/jobs/%s.json" % job).content_string)
+    assert state["rc"] == 124 and state["timed_out"] is True
+    assert host.run("pgrep -f 'sleep 60'").rc == 1
+    assert len(_messages(host, "job %s timed out" % job)) == 1
+
+
+def test_dead_man_pings_start_and_success(host):
+    before = len(_records(host))
+    assert host.run(BIN + " run --job pinged-job -- true").rc == 0
+    pings = [r["ping"] for r in _records(host)[before:] if "ping" in r]
+    assert pings == ["molecule-uuid/start", "molecule-uuid"]
+
+
+def test_alert_command_and_delivery_test(host):
+    key = _unique("disk")
+    first = host.run("%s alert --key %s --level warning --text 'диск 71%% used'" % (BIN, key))
+    second = host.run("%s alert --key %s --level warning --text 'диск 71%% used'" % (BIN, key))
+    assert first.rc == 0 and "sent" in first.stdout
+    assert second.rc == 0 and "in cooldown" in second.stdout
+    assert host.run(BIN + " alert --test").rc == 0
+
+
+def test_undeliverable_alert_never_shows_the_token(host):
+    host.run("python3 -c \"import json; d = json.load(open('/etc/runbook-ops/runtime.json')); "
+             "d['alert']['telegram_api_url'] = 'http://127.0.0.1:9'; "
+             "json.dump(d, open('/tmp/unreachable.json', 'w'))\"")
+    job = _unique("unreachable")
+    result = host.run("%s --runtime /tmp/unreachable.json run --job %s -- false" % (BIN, job))
+    assert result.rc == 1
+    test = host.run(BIN + " --runtime /tmp/unreachable.json alert --test")
+    assert test.rc == 1 and "NOT delivered" in test.stdout
+    log = host.file("/var/log/%s.log" % job).content_string
+    assert "alert critical NOT delivered" in log
+    for text in (result.stdout, result.stderr, test.stdout, test.stderr, log):
+        assert TOKEN not in text and "/bot" not in text
+
+
+def test_token_never_appears_in_logs_or_state(host):
+    # grep reads the pattern from a file so the token is not on a command line either.
+    result = host.run("grep -rlF -f /opt/fake-telegram/expected.token /var/log "
+                      "/var/lib/runbook-ops /etc/runbook-ops/runtime.json /usr/local")
+    assert result.rc == 1, "token found in: %s" % result.stdout
+
+
+def test_logrotate_config_validates_and_rotates(host):
+    config = host.file("/etc/logrotate.d/runbook-ops-molecule")
+    assert config.mode == 0o644 and config.user == "root"
+    assert config.content_string.startswith("#")
+    assert "Ansible managed" in config.content_string
+    assert host.run("logrotate -d /etc/logrotate.d/runbook-ops-molecule").rc == 0
+    assert host.run("/usr/local/libexec/runbook-ops/logrotate-validate "
+                    "/etc/logrotate.d/runbook-ops-molecule").rc == 0
+    assert not host.file("/etc/logrotate.d/runbook-ops-gone").exists
+    assert not host.file("/etc/logrotate.d/runbook-ops-broken").exists
+    host.run("echo line >> /var/log/molecule-job.log")
+    rotate = host.run("logrotate -f -s /tmp/logrotate.state /etc/logrotate.d/runbook-ops-molecule")
+    assert rotate.rc == 0, rotate.stderr
+    assert host.file("/var/log/molecule-job.log.1").exists
+    assert host.file("/var/log/molecule-job.log").size == 0
+
+
+def test_logrotate_validator_rejects_what_logrotate_d_lets_through(host):
+    host.run("printf '/var/log/x.log {\\n weekly\\n missingok\\n bogus\\n}\\n' > /tmp/bad.conf")
+    host.run("chmod 0644 /tmp/bad.conf")
+    assert host.run("logrotate -d /tmp/bad.conf").rc == 0  # why the validator exists
+    bad = host.run("/usr/local/libexec/runbook-ops/logrotate-validate /tmp/bad.conf")
+    assert bad.rc == 1 and "unknown option 'bogus'" in bad.stderr
+
+
+def test_ansible_output_never_shows_the_token():
+    """Converge again from here (-v --diff) and scan everything Ansible prints."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if not inventory or not ephemeral:
+        pytest.skip("not run by molecule verify")
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = os.path.join(ephemeral, "ansible.cfg")
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(REPO, ".collections"))
+    proc = subprocess.run(
+        ["ansible-playbook", "-v", "--diff", "-i", inventory,
+         os.path.join(SCENARIO, "converge.yml")],
+        capture_output=True, text=True, env=env, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert TOKEN not in output
+    assert re.search(r"changed=0\s", output), output[-2000:]
