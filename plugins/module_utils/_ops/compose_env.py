@@ -441,6 +441,11 @@ def load_config(base, project_src, env=None, redact=lambda text: text):
                          timeout=120)
     if not result.ok:
         tail = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
+        text = (result.stderr or "") + (result.stdout or "")
+        if "unknown flag: --format" in text or "Usage:" in text or "no such option" in text.lower():
+            raise OpsError("`%s config --format json` is not supported in %s (exit %s): %s; use "
+                           "Docker Compose v2 or set compose_command" % (
+                               " ".join(base[:2]), project_src, result.rc, redact(tail)))
         raise OpsError("docker compose could not resolve the project in %s (exit %s): %s; fix "
                        "the compose file or .env and check with `docker compose config`"
                        % (project_src, result.rc, redact(tail) or "no output"))
@@ -469,8 +474,9 @@ def connect_docker(docker_host=None):
         client = docker.APIClient(version="auto", timeout=60, **kwargs)
         client.ping()
     except Exception as exc:  # the SDK raises DockerException, requests errors, OSError
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise OpsError("the Docker daemon at %s does not answer (%s); start it or set docker_host"
-                       % (where, type(exc).__name__))
+                       % (where, reason))
     return client
 
 

@@ -371,6 +371,17 @@ def test_compose_that_prints_no_json_is_refused(tmp_path):
         load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
 
 
+@pytest.mark.parametrize("stderr", [
+    "unknown flag: --format\n",
+    "Validates and view the Compose file.\n\nUsage: config [options]\n",
+], ids=["old-compose-v2", "compose-v1-docopt"])
+def test_compose_without_config_format_json_is_named(tmp_path, stderr):
+    compose = _fake_compose(tmp_path, stderr=stderr, rc=1)
+    with pytest.raises(OpsError, match="config --format json` is not supported .*use Docker "
+                                       "Compose v2 or set compose_command"):
+        load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
+
+
 def test_compose_errors_are_quoted_without_values(tmp_path):
     (tmp_path / ".env").write_text("AI_PROXY_SECRET=%s\n" % NEW_SECRET)
     compose = _fake_compose(tmp_path, rc=15, stderr="yaml: line 3: value %s unexpected\n" % NEW_SECRET)
