@@ -375,17 +375,18 @@ def history_sample(usage, now=None):
 # ---------------------------------------------------------------------------- message
 
 
-def format_disk_message(host, filesystems, warn_percent, crit_percent,
-                        inode_warn_percent=None, inode_crit_percent=None):
-    """The one-line summary in the runbook's alert format.
+def format_disk_detail(filesystems, warn_percent, crit_percent,
+                       inode_warn_percent=None, inode_crit_percent=None):
+    """Return ``(status, detail)`` for the worst of ``filesystems``.
 
-    ``⚠️ web1 disk WARNING: 72% used (free 14G, threshold 70%)`` for the worst
-    filesystem (`` on MOUNT`` is added when it is not ``/`` or several were checked);
-    a filesystem that is worse by inodes reads ``inodes 91% used (free 1200 inodes, ...)``;
-    other filesystems that are not ok follow as ``; /data CRITICAL 90%``.
+    ``detail`` is what follows ``STATUS:`` in the alert line: ``72% used (free 14G,
+    threshold 70%)`` (`` on MOUNT`` after ``used`` when the mount is not ``/`` or several
+    mounts were checked); a filesystem that is worse by inodes reads ``inodes 91% used
+    (free 1200 inodes, threshold 70%)``; other filesystems that are not ok follow as
+    ``; /data CRITICAL 90%``.
     """
     if not filesystems:
-        return "%s %s disk OK: nothing checked" % (_ICONS["ok"], host)
+        return "ok", "nothing checked"
     rank = {s: i for i, s in enumerate(STATUSES)}
     ordered = sorted(filesystems, key=lambda fs: (-rank[fs["status"]], -fs["used_percent"]))
     head = ordered[0]
@@ -401,14 +402,95 @@ def format_disk_message(host, filesystems, warn_percent, crit_percent,
         inode_threshold = inode_crit_percent if status == "critical" else inode_warn_percent
         detail = "inodes %d%% used%s (free %d inodes, threshold %d%%)" % (
             head["inodes_used_percent"], where, head["inodes_free"], inode_threshold)
-    text = "%s %s disk %s: %s" % (_ICONS[status], host, status.upper(), detail)
     seen = {head["mount"]}
     for fs in ordered[1:]:
         if fs["status"] == "ok" or fs["mount"] in seen:
             continue
         seen.add(fs["mount"])
-        text += "; %s %s %d%%" % (fs["mount"], fs["status"].upper(), fs["used_percent"])
-    return text
+        detail += "; %s %s %d%%" % (fs["mount"], fs["status"].upper(), fs["used_percent"])
+    return status, detail
+
+
+def format_disk_message(host, filesystems, warn_percent, crit_percent,
+                        inode_warn_percent=None, inode_crit_percent=None):
+    """The one-line summary in the runbook's alert format.
+
+    ``⚠️ web1 disk WARNING: 72% used (free 14G, threshold 70%)``: icon, host, ``disk``,
+    the worst status, then ``format_disk_detail``.
+    """
+    status, detail = format_disk_detail(filesystems, warn_percent, crit_percent,
+                                        inode_warn_percent, inode_crit_percent)
+    return "%s %s disk %s: %s" % (_ICONS[status], host, status.upper(), detail)
+
+
+# ---------------------------------------------------------------------------- config
+
+CONFIG_DEFAULTS = {
+    "paths": ["/"],
+    "warn_percent": 70,
+    "crit_percent": 85,
+    "inode_warn_percent": 70,
+    "inode_crit_percent": 85,
+    "largest_under": [],
+    "largest_count": 20,
+    "one_file_system": True,
+    "scan_timeout": None,
+    "history_file": None,
+    "alert": True,
+    "alert_largest": 5,
+}
+
+
+def validate_config(data, source="<config>"):
+    """Check a disk-check job config (``/etc/runbook-ops/disk-monitor.json``).
+
+    Returns the settings with defaults filled in (``CONFIG_DEFAULTS``; ``history_file``
+    ``None`` means ``<state_dir>/disk-history.jsonl``). Raises ``OpsError`` naming the
+    file and the key for unknown keys, wrong types and impossible thresholds.
+    """
+    if not isinstance(data, dict):
+        raise OpsError("%s: the disk check config must be a JSON object" % source)
+    unknown = sorted(set(data) - set(CONFIG_DEFAULTS))
+    if unknown:
+        raise OpsError("%s: unknown key(s) %s; known keys: %s" % (
+            source, ", ".join(unknown), ", ".join(sorted(CONFIG_DEFAULTS))))
+    config = dict(CONFIG_DEFAULTS)
+    config.update(data)
+
+    def fail(key, wanted):
+        raise OpsError("%s: %s must be %s, got %r" % (source, key, wanted, config[key]))
+
+    for key in ("paths", "largest_under"):
+        value = config[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            fail(key, "a list of paths")
+    if not config["paths"]:
+        fail("paths", "a non-empty list of paths")
+    for key in ("warn_percent", "crit_percent", "inode_warn_percent", "inode_crit_percent"):
+        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
+            fail(key, "a number between 0 and 100")
+    for key in ("largest_count", "alert_largest"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
+            fail(key, "a whole number")
+    if config["largest_count"] < 1:
+        fail("largest_count", "at least 1")
+    for key in ("one_file_system", "alert"):
+        if not isinstance(config[key], bool):
+            fail(key, "true or false")
+    timeout = config["scan_timeout"]
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        fail("scan_timeout", "a positive number of seconds or null")
+    if config["history_file"] is not None and not (
+            isinstance(config["history_file"], str) and config["history_file"]):
+        fail("history_file", "a path or null")
+    try:
+        validate_thresholds(config["warn_percent"], config["crit_percent"])
+        validate_thresholds(config["inode_warn_percent"], config["inode_crit_percent"],
+                            "inode percent")
+    except OpsError as exc:
+        raise OpsError("%s: %s" % (source, exc.message))
+    return config
 
 
 # ---------------------------------------------------------------------------- check

@@ -1,0 +1,148 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops disk-check``: the daily disk check of the runbook (cron, 09:00).
+
+    runbook-ops disk-check --config /etc/runbook-ops/disk-monitor.json [--validate] [--json] [--no-alert]
+
+1. checks the filesystems of ``paths`` (``disk.check_disks``: df's Use%, inodes, the
+   largest directories under ``largest_under``, the trend from the history);
+2. appends today's sample per mount to ``<state_dir>/disk-history.jsonl`` (one line per
+   mount and UTC day; a full disk only skips the sample);
+3. alerts per mount through ``alerts.notify(runtime, "disk:<mount>", level, text)``:
+   WARNING/CRITICAL with the cooldown of the runtime, a recovery once back to ok. When
+   not ok, the text carries the largest directories (``alert_largest``, default 5).
+
+Exit status: 0 ran (alerts handled, whatever the disk's state: a full disk is reported by
+its alert, not by failing the job), 1 an alert could not be delivered or the scan was cut
+by ``scan_timeout``, 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import disk
+from .errors import OpsError
+from .state import append_jsonl
+
+DEFAULT_CONFIG_PATH = "/etc/runbook-ops/disk-monitor.json"
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+
+
+def add_parser(subparsers) -> None:
+    """Register ``disk-check``."""
+    check = subparsers.add_parser(
+        "disk-check", help="check disk usage, record the daily sample, alert on thresholds",
+        description="Check the filesystems of the configured paths as df shows them, list "
+                    "the largest directories as du counts them, record the daily sample "
+                    "for the trend and alert (WARNING/CRITICAL, recovery) per mount.")
+    check.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="FILE",
+                       help="disk check settings (default: %(default)s)")
+    check.add_argument("--validate", action="store_true", help="only check the config file")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--no-alert", action="store_true", help="check and record, do not alert")
+    check.set_defaults(func=disk_check_command)
+
+
+def load_config(path):
+    """Read and validate the JSON config at ``path`` (``OpsError`` when unusable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
+    return disk.validate_config(data, path)
+
+
+def run_disk_check(config, runtime, alert=True, now=None, notify=None):
+    """Check, record and alert once; return ``{"result", "samples", "alerts"}``.
+
+    ``samples`` lists ``{"mount", "recorded"}`` (``recorded`` false when today's sample
+    exists or the state disk is full); ``alerts`` holds ``notify``'s answer per mount.
+    """
+    history_file = config["history_file"] or os.path.join(runtime["state_dir"],
+                                                          "disk-history.jsonl")
+    result = disk.check_disks(
+        paths=config["paths"], warn_percent=config["warn_percent"],
+        crit_percent=config["crit_percent"], inode_warn_percent=config["inode_warn_percent"],
+        inode_crit_percent=config["inode_crit_percent"], largest_under=config["largest_under"],
+        largest_count=config["largest_count"], one_file_system=config["one_file_system"],
+        scan_timeout=config["scan_timeout"], history_file=history_file,
+        host_label=runtime.get("host_label"), now=now)
+    samples = []
+    seen = set()
+    for fs in result["filesystems"]:
+        if fs["mount"] in seen:
+            continue
+        seen.add(fs["mount"])
+        sample = disk.history_sample(fs, now=now)
+        recorded = False
+        history = disk.read_history(history_file, fs["mount"])
+        if not history or disk.format_ts(history[-1][0])[:10] != sample["ts"][:10]:
+            recorded = append_jsonl(history_file, sample)
+        samples.append({"mount": fs["mount"], "recorded": recorded})
+    alerts = []
+    if alert:
+        if notify is None:
+            from .alerts import notify
+        for mount in [s["mount"] for s in samples]:
+            mine = [fs for fs in result["filesystems"] if fs["mount"] == mount][:1]
+            level, detail = disk.format_disk_detail(
+                mine, config["warn_percent"], config["crit_percent"],
+                config["inode_warn_percent"], config["inode_crit_percent"])
+            text = "disk %s" % detail
+            if level != "ok" and result["largest"] and config["alert_largest"]:
+                text += "\nLargest directories:\n" + "\n".join(
+                    "%s %s" % (disk.human_size(row["bytes"]), row["path"])
+                    for row in result["largest"][:config["alert_largest"]])
+            outcome = notify(runtime, "disk:%s" % mount, level, text)
+            alerts.append(outcome)
+    return {"result": result, "samples": samples, "alerts": alerts}
+
+
+def disk_check_command(args, runtime) -> int:
+    """``disk-check``: run once, print, exit as documented in the module docstring."""
+    config = load_config(args.config)
+    if args.validate:
+        _print(args, {"valid": True, "config": args.config},
+               ["disk check config %s is valid: %d path(s), %d scan root(s)" % (
+                   args.config, len(config["paths"]), len(config["largest_under"]))])
+        return EXIT_OK
+    summary = run_disk_check(config, runtime, alert=config["alert"] and not args.no_alert)
+    result = summary["result"]
+    lines = [result["message"]]
+    for fs in result["filesystems"]:
+        lines.append("  %-20s %3d%% used, %s free, inodes %s%%, %s" % (
+            fs["mount"], fs["used_percent"], disk.human_size(fs["free_bytes"]),
+            "-" if fs["inodes_used_percent"] is None else fs["inodes_used_percent"],
+            fs["status"]))
+    for mount, trend in sorted((result.get("trend") or {}).items()):
+        lines.append("  trend %s: %s/day, warn in %s d, crit in %s d, full in %s d" % (
+            mount, disk.human_size(max(0, trend["growth_bytes_per_day"])),
+            trend["days_until_warn"], trend["days_until_crit"], trend["days_until_full"]))
+    for row in result["largest"]:
+        lines.append("  %8s  %s" % (disk.human_size(row["bytes"]), row["path"]))
+    scan = result.get("scan") or {}
+    for entry in scan.get("unreadable", []):
+        lines.append("  unreadable: %s (%s)" % (entry["path"], entry["error"]))
+    if scan.get("partial"):
+        lines.append("  scan stopped at scan_timeout: sizes are lower bounds")
+    for outcome in summary["alerts"]:
+        lines.append("  alert %s: %s%s" % (outcome.get("key"), outcome.get("reason"),
+                                           " (error: %s)" % outcome["error"]
+                                           if outcome.get("error") else ""))
+    _print(args, summary, lines)
+    undelivered = [a for a in summary["alerts"] if a.get("error")]
+    return EXIT_PROBLEM if undelivered or scan.get("partial") else EXIT_OK
+
+
+def _print(args, data, lines):
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
