@@ -26,15 +26,17 @@ description:
     C(runbook.ops.disk_monitor) role's job), fits the growth per day and the days until the
     thresholds and a full disk.
 author:
-  - runbook.ops maintainers
+  - runbook.ops maintainers (@runbook-ops)
 attributes:
   check_mode:
     support: full
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
+    description: Read-only; running it again reports the state of the moment and never changes it.
 options:
   paths:
     description:

@@ -337,8 +337,8 @@ def compute_trend(samples, usage, warn_percent, crit_percent):
     if len(samples) < 2:
         return None
     first = samples[0][0]
-    xs = [(epoch - first) / 86400.0 for epoch, _ in samples]
-    ys = [float(used) for _, used in samples]
+    xs = [(sample[0] - first) / 86400.0 for sample in samples]
+    ys = [float(sample[1]) for sample in samples]
     span = max(xs) - min(xs)
     if span < 1.0:
         return None

@@ -165,7 +165,7 @@ def _list_dir(fd, dev, nosort_devs):
     if len(names) > INODE_SORT_THRESHOLD and dev not in nosort_devs:
         with os.scandir(fd) as entries:
             pairs = sorted((entry.inode(), entry.name) for entry in entries)
-        names = [name for _, name in pairs]
+        names = [pair[1] for pair in pairs]
     return names
 
 
@@ -231,7 +231,7 @@ def _run_task(task, root_dev, xdev, nosort_devs, control):
                 page[_HUNGRY] = 0
                 _share(stack, names, parents, task, donate)
             frame = stack[-1]
-            fd, listing, i, base, cur, _ = frame
+            fd, listing, i, base, cur = frame[:5]
             n = len(listing)
             blocks = 0
             descended = False
@@ -453,7 +453,7 @@ def _walk_parallel(root, root_dev, xdev, nosort_devs, deadline, workers, started
     page = mmap.mmap(-1, mmap.PAGESIZE)
     children = []
     try:
-        for _ in range(workers):
+        for unused in range(workers):  # noqa: B007
             task_r, task_w = os.pipe()
             result_r, result_w = os.pipe()
             pid = os.fork()
@@ -494,7 +494,7 @@ def _walk_parallel(root, root_dev, xdev, nosort_devs, deadline, workers, started
             wait = None
             if deadline is not None:
                 wait = max(0.0, deadline - time.monotonic()) + 0.05
-            readable, _, _ = select.select([c[2] for c in children if c[3] is not None], [], [], wait)
+            readable = select.select([c[2] for c in children if c[3] is not None], [], [], wait)[0]
             if not readable:
                 if deadline is not None and time.monotonic() >= deadline:
                     page[_STOP] = 1
@@ -510,7 +510,7 @@ def _walk_parallel(root, root_dev, xdev, nosort_devs, deadline, workers, started
                     raise _WorkerFailed(failure)
                 kind = message[0]
                 if kind == "d":
-                    _, owner, node, sub_task = message
+                    owner, node, sub_task = message[1:]
                     tasks.append(sub_task)
                     parent_refs.append((owner, node))
                     results.append(None)
@@ -522,6 +522,7 @@ def _walk_parallel(root, root_dev, xdev, nosort_devs, deadline, workers, started
                 else:
                     raise _WorkerFailed(message[2])
     finally:
+        page[_STOP] = 1  # workers still walking (an error or a signal here) stop soon
         _stop_children(children)
         page.close()
     result = _assemble(root, results, parent_refs, workers, started)
