@@ -25,6 +25,8 @@ import urllib.request
 from .errors import OpsError
 from .state import read_json, write_json_atomic
 
+# The stdlib opener: Ansible's open_url is not available where runbook-ops runs.
+_OPENER = urllib.request.build_opener()
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 TELEGRAM_MAX_CHARS = 4096
 _CUT_MARK = "\n… (cut)"
@@ -126,7 +128,7 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
         request = urllib.request.Request(url, data=payload, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 body = response.read()
             try:
                 message_id = json.loads(body.decode("utf-8", "replace"))["result"]["message_id"]

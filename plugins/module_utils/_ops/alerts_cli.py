@@ -39,7 +39,7 @@ def alert_command(args, runtime) -> int:
     if args.validate:
         if not os.path.isfile(args.runtime):
             raise OpsError("runtime config %s does not exist" % args.runtime)
-        print("runtime config %s is valid" % args.runtime)
+        _say("runtime config %s is valid" % args.runtime)
         return 0
     if args.test:
         try:
@@ -56,15 +56,19 @@ def alert_command(args, runtime) -> int:
     return 1 if result.get("error") else 0
 
 
+def _say(text) -> None:
+    sys.stdout.write(text + "\n")
+
+
 def _report(args, result, what) -> None:
     if args.json:
-        print(json.dumps(result, sort_keys=True))
+        _say(json.dumps(result, sort_keys=True))
         return
     if result.get("sent"):
-        print("%s sent" % what)
+        _say("%s sent" % what)
     elif result.get("error"):
-        print("%s NOT delivered: %s" % (what, result["error"]))
+        _say("%s NOT delivered: %s" % (what, result["error"]))
     else:
-        print("%s not sent: %s" % (what, result.get("reason", "")))
+        _say("%s not sent: %s" % (what, result.get("reason", "")))
     if result.get("state_saved") is False:
-        print("warning: alert state could not be saved (disk full or read-only?)")
+        _say("warning: alert state could not be saved (disk full or read-only?)")

@@ -59,7 +59,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("runbook-ops: interrupted\n")
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -127,7 +127,7 @@ def acquire_job_lock(lock_path, wait_seconds=0.0):
 def ping(url, log, what) -> bool:
     """GET ``url`` (dead-man switch); failures are logged without the URL and ignored."""
     try:
-        with urllib.request.urlopen(url, timeout=PING_TIMEOUT_SECONDS) as response:
+        with urllib.request.build_opener().open(url, timeout=PING_TIMEOUT_SECONDS) as response:
             response.read(256)
         return True
     except urllib.error.HTTPError as exc:

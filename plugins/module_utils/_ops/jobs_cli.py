@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .errors import OpsError
 from .jobs import run_job
@@ -54,7 +55,7 @@ def run_command_line(args, runtime) -> int:
         args.timeout = None
     record = run_job(runtime, args.job, command, timeout=args.timeout, wait_seconds=args.wait)
     if args.json:
-        print(json.dumps(record, sort_keys=True))
+        sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
     if record.get("skipped"):
         return 0
     return 0 if record["rc"] == 0 else 1

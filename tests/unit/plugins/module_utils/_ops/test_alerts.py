@@ -229,15 +229,15 @@ def full_state_dir(tmp_path):
     directory = tmp_path / "full-state"
     directory.mkdir()
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
     try:
         (directory / "locks").mkdir()
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % directory, "bs=4k"],
-                       capture_output=True)
+                       capture_output=True, check=False)
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler2" % directory, "bs=1"],
-                       capture_output=True)
+                       capture_output=True, check=False)
         yield directory
     finally:
         subprocess.run(["umount", "-l", str(directory)], check=False)

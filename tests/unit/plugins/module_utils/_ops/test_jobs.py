@@ -98,14 +98,14 @@ def test_success_is_logged_with_timestamps_and_recorded_in_state(host, fake):
 
 
 def test_failure_alerts_once_within_cooldown_then_recovery_once(host, fake):
-    for _ in range(2):
+    for _attempt in range(2):
         record = jobs.run_job(host.runtime, "backup", ["sh", "-c", "echo restic: repo locked; exit 3"])
         assert record["rc"] == 3
     assert len(fake.messages) == 1
     text = fake.messages[0]["text"]
     assert text.startswith("🚨 web1 CRITICAL: job backup failed with exit status 3")
     assert "restic: repo locked" in text
-    for _ in range(2):
+    for _attempt in range(2):
         jobs.run_job(host.runtime, "backup", ["true"])
     assert [m["text"].split()[0] for m in fake.messages] == ["🚨", "✅"]
     assert "not sent: in cooldown" in host.log("backup")
@@ -171,7 +171,7 @@ def test_second_concurrent_run_says_so_and_exits_0_without_running(host):
 def test_concurrent_runs_with_wait_run_one_after_the_other(host):
     script = "echo begin $(date +%s.%N); sleep 1.5; echo end $(date +%s.%N)"
     procs = [host.cli("run", "--job", "serial", "--wait", "20", "--", "sh", "-c", script)
-             for _ in range(2)]
+             for _attempt in range(2)]
     for proc in procs:
         proc.communicate(timeout=30)
         assert proc.returncode == 0

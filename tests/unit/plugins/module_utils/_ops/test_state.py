@@ -20,7 +20,7 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops.state import (  #
 def _mount_tmpfs(directory, options):
     directory.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
 
@@ -32,7 +32,7 @@ def full_dir(tmp_path):
     _mount_tmpfs(directory, "size=64k")
     try:
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % directory, "bs=4k"],
-                       capture_output=True)
+                       capture_output=True, check=False)
         yield directory
     finally:
         subprocess.run(["umount", "-l", str(directory)], check=False)
@@ -64,7 +64,7 @@ def test_write_json_atomic_returns_false_on_full_disk_and_keeps_old_content(full
     # Make room for the first version, then fill the rest again.
     os.unlink(full_dir / "filler")
     assert write_json_atomic(path, {"v": 1}) is True
-    subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % full_dir, "bs=1k"], capture_output=True)
+    subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % full_dir, "bs=1k"], capture_output=True, check=False)
     assert write_json_atomic(path, {"v": 2, "pad": "x" * 20000}) is False
     assert read_json(path) == {"v": 1}
     assert sorted(os.listdir(full_dir)) == ["filler", "state.json"]
