@@ -17,7 +17,7 @@ description:
     system) is larger than O(size_limit).
   - C(growth) fires when the media directory grows by more than O(growth_limit_per_week).
     The rate comes from the baseline samples in O(baseline_file) (written monthly by the
-    M(runbook.ops.media_baseline) role): the newest sample against the oldest one within
+    C(runbook.ops.media_baseline) role); it compares the newest sample against the oldest one within
     four weeks of it, else against the newest older sample (a month gap is fine; the
     rate is per elapsed time). Samples less than a day before the newest are not used.
     With fewer than two usable samples the trigger reports that instead of guessing.
