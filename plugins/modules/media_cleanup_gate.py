@@ -31,15 +31,17 @@ description:
   - Limits are exclusive for size, growth and records (the runbook says "more than") and
     inclusive for the disk percentage.
 author:
-  - runbook.ops maintainers
+  - runbook.ops maintainers (@runbook-ops)
 attributes:
   check_mode:
     support: full
     description: The module never changes anything; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
+    description: Read-only; running it again reports the state of the moment and never changes it.
 options:
   media_path:
     description: The media directory to measure, for example the app's uploads directory.
@@ -98,11 +100,11 @@ options:
     type: path
     default: /var/lib/runbook-ops/disk-history.jsonl
 seealso:
-  - name: The media_cleanup role
-    description: Walks the activation procedure (dry-run report, approval, first run, weekly job) on this gate.
-    link: https://example.invalid/runbook/ops/roles/media_cleanup
+  - module: runbook.ops.disk_check
+    description: Writes the disk history the C(disk) trigger reads.
 notes:
-  - Requires the C(du)-compatible walker of the collection's core (no external command).
+  - The size is counted like C(du -s -x) (allocated blocks, hard links once, one file system) by the
+    collection's own walker; no external command runs except O(record_count_command).
 """
 
 EXAMPLES = r"""
