@@ -218,6 +218,8 @@ def _run_task(task, root_dev, xdev, nosort_devs, control):
         stack.append([fd, slice_names, 0, offset, 0, root_dev])
 
     seen = set()
+    s_ifmt = _S_IFMT
+    s_ifdir = _S_IFDIR
     page = control.page
     donate = control.donate
     deadline = control.deadline
@@ -248,7 +250,7 @@ def _run_task(task, root_dev, xdev, nosort_devs, control):
                     continue
                 if xdev and st.st_dev != root_dev:
                     continue
-                if st.st_mode & _S_IFMT == _S_IFDIR:
+                if st.st_mode & s_ifmt == s_ifdir:
                     number = len(own)
                     names.append(name)
                     parents.append(cur)
