@@ -240,12 +240,17 @@ def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
                   "sent": False, "reason": reason, "configured": True}
         delivered = False
         if should_send:
-            token = read_token(alert["telegram_token_file"]) if alert["telegram_chat_id"] else ""
-            if not alert["telegram_chat_id"] or not token:
+            token = ""
+            try:
+                if alert["telegram_chat_id"]:
+                    token = read_token(alert["telegram_token_file"])
+            except OpsError as exc:
+                result["error"] = exc.message
+            if not token and "error" not in result:
                 result["configured"] = False
                 result["reason"] = "%s; telegram not configured (no %s)" % (
                     reason, "chat id" if not alert["telegram_chat_id"] else "token")
-            else:
+            elif token:
                 message = format_alert(level, runtime["host_label"], text)
                 try:
                     outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
@@ -259,7 +264,8 @@ def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
         sent = dict(entry.get("sent") or {})
         if level == "ok":
             if should_send and not delivered and result["configured"]:
-                # Keep the old level so the next ok run retries the recovery message.
+                # Keep the old level so the next ok run retries the recovery message;
+                # nothing to write, so nothing was lost.
                 result["state_saved"] = True
                 return result
             sent = {}
@@ -269,7 +275,11 @@ def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
             entry["since"] = now
         entry.update({"level": level, "sent": sent, "updated": now})
         state[key] = entry
-        result["state_saved"] = write_json_atomic(state_path, state)
+        try:
+            result["state_saved"] = write_json_atomic(state_path, state)
+        except OSError as exc:
+            result["state_saved"] = False
+            result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
     return result
 
 

@@ -248,9 +248,14 @@ def _run_locked(runtime, name, argv, timeout) -> dict:
                 rc, seconds))
     record = {"job": name, "started": utc_stamp(started), "finished": utc_stamp(finished),
               "rc": rc, "seconds": seconds, "timed_out": timed_out, "skipped": False}
-    record["state_saved"] = write_json_atomic(
-        os.path.join(runtime["state_dir"], "jobs", name + ".json"),
-        {k: record[k] for k in ("job", "started", "finished", "rc", "seconds", "timed_out")})
+    try:
+        record["state_saved"] = write_json_atomic(
+            os.path.join(runtime["state_dir"], "jobs", name + ".json"),
+            {k: record[k] for k in ("job", "started", "finished", "rc", "seconds", "timed_out")})
+    except OSError as exc:
+        record["state_saved"] = False
+        log.line("runbook-ops: cannot record the run in %s: %s"
+                 % (runtime["state_dir"], exc.strerror or exc))
     if failed:
         what = ("timed out after %s s" % timeout) if timed_out else ("failed with exit status %d" % rc)
         text = "job %s %s (%.0f s).\nLast output:\n%s" % (

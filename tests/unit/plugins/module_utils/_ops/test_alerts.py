@@ -250,3 +250,26 @@ def test_alert_arrives_when_the_state_disk_is_full(tmp_path, fake, full_state_di
     assert result["sent"] is True
     assert result["state_saved"] is False
     assert [r["text"] for r in fake.messages] == ["🚨 eatfit24.ru CRITICAL: диск 100% used"]
+
+
+def test_unreadable_token_file_is_reported_not_raised(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    runtime["alert"]["telegram_token_file"] = str(tmp_path)  # a directory: cannot be read
+    result = alerts.notify(runtime, "disk:/", "critical", "x")
+    assert result["sent"] is False and "cannot read the Telegram token file" in result["error"]
+    assert fake.requests == []
+
+
+def test_failed_recovery_is_retried_by_the_next_ok(tmp_path):
+    runtime = _runtime(tmp_path, "http://127.0.0.1:%d" % _closed_port())
+    no_retry = lambda *a: alerts.send_telegram(*a, attempts=1)  # noqa: E731
+    with FakeTelegram(TOKEN) as fake:
+        runtime["alert"]["telegram_api_url"] = fake.url
+        assert alerts.notify(runtime, "k", "critical", "x", now=1e9)["sent"]
+    runtime["alert"]["telegram_api_url"] = "http://127.0.0.1:%d" % _closed_port()
+    assert "error" in alerts.notify(runtime, "k", "ok", "y", now=1e9 + 1, send=no_retry)
+    with FakeTelegram(TOKEN) as fake:
+        runtime["alert"]["telegram_api_url"] = fake.url
+        assert alerts.notify(runtime, "k", "ok", "y", now=1e9 + 2)["sent"] is True
+        assert alerts.notify(runtime, "k", "ok", "y", now=1e9 + 3)["sent"] is False
+    assert [m["text"][:1] for m in fake.messages] == ["✅"]
