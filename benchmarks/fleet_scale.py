@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Wall time of ``emergency-disk.yml --check`` for 1, 10 and 20 container hosts.
+
+    . scripts/dev-env.sh && python benchmarks/fleet_scale.py [--sizes 1,10,20] [--repeat 1]
+
+Starts ``runbook-ops-scale-1..N`` from ``RUNBOOK_OPS_TEST_IMAGE`` on the main engine (the
+same hosts as tests/integration/test_fleet_scale.py: docker connection, 25 forks,
+pipelining, no fact gathering), runs the playbook forced with a 1% target so every step
+is previewed on every host, prints the wall time and the cost per host for each size,
+and removes the containers at the end. The per-host cost should fall as the fleet grows
+(the hosts run in parallel, up to the 25 forks); the script says whether it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "integration"))
+
+from test_fleet_scale import (EMERGENCY_CHECK_VARS, remove_fleet, run_playbook,  # noqa: E402
+                              start_fleet, write_inventory)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,10,20", help="fleet sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size (the best counts)")
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    names = start_fleet(max(sizes))
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="rbo-fleet-bench-") as tmp:
+            # one warm-up run: Python's caches on the control node and in the hosts
+            inventory = write_inventory(os.path.join(tmp, "warm.yml"), names[:1])
+            run_playbook("emergency-disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
+            for size in sizes:
+                inventory = write_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
+                                            names[:size])
+                best = None
+                for _ in range(args.repeat):
+                    rc, output, seconds, recap = run_playbook(
+                        "emergency-disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
+                    failed = [h for h, r in recap.items() if r["failed"] or r["unreachable"]]
+                    if rc != 0 or failed or len(recap) != size:
+                        print(output[-3000:], file=sys.stderr)
+                        raise SystemExit("run with %d hosts failed: %s" % (size, failed))
+                    best = seconds if best is None else min(best, seconds)
+                rows.append((size, best, best / size))
+                print("%3d hosts: %7.1f s wall, %6.2f s per host" % (size, best, best / size),
+                      flush=True)
+    finally:
+        remove_fleet(names)
+    print()
+    print("| hosts | wall time (s) | per host (s) | vs 1 host |")
+    print("|------:|--------------:|-------------:|----------:|")
+    base = rows[0][1]
+    for size, seconds, per_host in rows:
+        print("| %5d | %13.1f | %12.2f | %8.2fx |" % (size, seconds, per_host, seconds / base))
+    sublinear = all(b[2] < a[2] for a, b in zip(rows, rows[1:]))
+    print()
+    print("per-host cost falls as the fleet grows: %s" % ("yes" if sublinear else "NO"))
+    print("load average at the end: %s (others' jobs share this machine)"
+          % " ".join("%.2f" % x for x in os.getloadavg()))
+    return 0 if sublinear else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
