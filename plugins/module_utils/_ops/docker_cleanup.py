@@ -151,6 +151,9 @@ def connect(docker_host=None, timeout=120):
     try:
         api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
         api.ping()
+        # more connections to the same engine, for removals in parallel
+        api.rbo_clone = lambda: docker.APIClient(version=api.api_version, timeout=timeout,
+                                                 **kwargs)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set "
                        "docker_host / DOCKER_HOST to where it listens"
@@ -163,13 +166,15 @@ def _short_error(exc) -> str:
     return (text[-1] if text else type(exc).__name__)[:300]
 
 
-def collect_state(api, networks=False) -> dict:
+def collect_state(api, networks=False, layer_details=True) -> dict:
     """Everything the planner needs, as plain JSON-able data.
 
     Keys: ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``), ``df``
     (``/system/df``), ``images_all`` (``/images/json?all=1``, only when an image has a
     parent), ``image_layers`` (``{image_id: [[diff_id, size], ...]}`` for images that
-    share layers), ``networks`` (``/networks``, when requested).
+    share layers; two calls per such image, so only with ``layer_details``: check mode
+    wants the exact estimate, a real run measures instead), ``networks`` (``/networks``,
+    when requested).
     """
     info = api.info()
     df = api.df()
@@ -185,7 +190,7 @@ def collect_state(api, networks=False) -> dict:
     images = df.get("Images") or []
     if any(img.get("ParentId") for img in images):
         state["images_all"] = api.images(all=True)
-    for img in images:
+    for img in images if layer_details else ():
         if (img.get("SharedSize") or 0) > 0:
             state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
     if networks:
@@ -416,11 +421,13 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
                           key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
             image_items.append({
                 "id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
-                "tags": _image_names(img), "size_bytes": single[img["Id"]]})
+                "tags": _image_names(img), "depth": depth[img["Id"]],
+                "size_bytes": single[img["Id"]]})
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
     else:
         estimate = 0
     steps.append(_step("images", options["images"] != "none", image_items, estimate))
+    steps[-1]["layers_size_before"] = df.get("LayersSize")
 
     # volumes
     volume_items = []
@@ -537,32 +544,85 @@ def _run_containers(api, step, _options):
     return removed, freed, errors
 
 
-def _run_images(api, step, _options):
-    removed, freed, errors = [], 0, []
-    for item in step["items"]:
-        deleted = set()
-        try:
-            for ref in item["tags"] or [item["id"]]:
-                for entry in api.remove_image(ref, force=False, noprune=False) or []:
-                    if entry.get("Deleted"):
-                        deleted.add(entry["Deleted"])
-            if item["id"] not in deleted and item["tags"]:
-                # digest references can outlive the last tag
-                try:
-                    api.inspect_image(item["id"])
-                except Exception:  # noqa: BLE001 - gone: nothing left to do
-                    deleted.add(item["id"])
-                else:
-                    for entry in api.remove_image(item["id"], force=False,
-                                                  noprune=False) or []:
-                        if entry.get("Deleted"):
-                            deleted.add(entry["Deleted"])
-        except Exception as exc:  # noqa: BLE001
-            errors.append("image %s: %s" % (item["name"], _api_error_text(exc)))
+def _remove_image(api, item):
+    """Remove one planned image (by tag, never forced); ``(deleted, error or None)``."""
+    deleted = set()
+    try:
+        for ref in item["tags"] or [item["id"]]:
+            for entry in api.remove_image(ref, force=False, noprune=False) or []:
+                if entry.get("Deleted"):
+                    deleted.add(entry["Deleted"])
         if item["id"] in deleted:
-            removed.append(item["id"])
-            freed += item["size_bytes"]
+            return True, None
+        api.remove_image(item["id"], force=False, noprune=False)  # digest refs outlive tags
+        return True, None
+    except Exception as exc:  # noqa: BLE001 - decided below
+        error = exc
+    try:
+        api.inspect_image(item["id"])
+    except Exception:  # noqa: BLE001 - gone after all (a parent prune raced us)
+        return True, None
+    return False, "image %s: %s" % (item["name"], _api_error_text(error))
+
+
+IMAGE_WORKERS = 4
+
+
+def _run_images(api, step, _options):
+    """Remove deeper images first; images at one depth in parallel (``IMAGE_WORKERS``).
+
+    The engine does the heavy part (layer directories); a few connections keep both it
+    and this process busy, which is what keeps the module close to ``image prune``.
+    """
+    removed, freed, errors = [], 0, []
+    levels = {}
+    for item in step["items"]:
+        levels.setdefault(item.get("depth", 0), []).append(item)
+    clone = getattr(api, "rbo_clone", None)
+    for depth in sorted(levels, reverse=True):
+        items = levels[depth]
+        if clone is None or len(items) < 2:
+            outcomes = [_remove_image(api, item) for item in items]
+        else:
+            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS)
+        for item, (ok, error) in zip(items, outcomes):
+            if ok:
+                removed.append(item["id"])
+                freed += item["size_bytes"]
+            elif error:
+                errors.append(error)
+    if removed and step.get("layers_size_before") is not None:
+        # Measured: the engine's image layer total before and after (shared layers too).
+        try:
+            freed = max(step["layers_size_before"] - (api.df().get("LayersSize") or 0), 0)
+        except Exception:  # noqa: BLE001 - keep the per-image sum
+            pass
     return removed, freed, errors
+
+
+def _parallel(clone, func, items, workers):
+    """``[func(client, item) for item in items]`` on ``workers`` threads, one client each."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    local = threading.local()
+    clients = []
+    lock = threading.Lock()
+
+    def call(item):
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = clone()
+            with lock:
+                clients.append(client)
+        return func(client, item)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            return list(pool.map(call, items))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _run_volumes(api, step, _options):
@@ -680,7 +740,7 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
     api, host = connect(opts["docker_host"])
     try:
         try:
-            state = collect_state(api, networks=opts["networks"])
+            state = collect_state(api, networks=opts["networks"], layer_details=check_mode)
         except Exception as exc:  # noqa: BLE001 - a daemon that fails mid-way
             raise OpsError("the Docker daemon at %s did not answer the inventory (%s); "
                            "nothing was removed" % (host, _api_error_text(exc)))
