@@ -141,8 +141,9 @@ def test_restore_drill_brings_back_every_checksum(host):
     assert _checksums(host, DATA) != before
 
     # 1. CLI: into a scratch directory, nothing live touched
-    _ok(host, "runbook-ops backup restore --config %s --target /var/tmp/drill-scratch" % CONFIG)
-    assert _checksums(host, DATA, prefix="/var/tmp/drill-scratch") == before
+    scratch_dir = "/var/tmp/drill-scratch-%d" % os.getpid()
+    _ok(host, "runbook-ops backup restore --config %s --target %s" % (CONFIG, scratch_dir))
+    assert _checksums(host, DATA, prefix=scratch_dir) == before
 
     # 2. playbook without confirmation refuses to overwrite
     refused = _playbook("restore_in_place=true")
