@@ -27,13 +27,14 @@ description:
   - Later steps see earlier ones done; for example an image used only by a stopped
     container that O(containers) removes is unused by the time the images step runs.
 author:
-  - runbook.ops maintainers
+  - runbook.ops maintainers (@runbook-ops)
 attributes:
   check_mode:
     support: full
-    description: The same plan, nothing removed; C(steps[].removed) lists what would be.
+    description: "The same plan, nothing removed; C(steps[].removed) lists what would be."
   diff_mode:
     support: none
+    description: Check mode output (C(steps[].items)) shows what would go instead.
   idempotent:
     support: full
     description: A second run finds nothing left to remove and reports C(changed=false).
@@ -155,7 +156,7 @@ steps:
       description: Bytes the plan expects the step to free.
       type: int
     reclaimed_bytes:
-      description: Bytes freed (check mode: the estimate).
+      description: "Bytes freed (check mode: the estimate)."
       type: int
     skipped:
       description: C(null), C(disabled) or C(target reached).
@@ -172,7 +173,7 @@ steps:
        reclaimed_bytes: 2207760, skipped: null, errors: [],
        items: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], size_bytes: 2207760}]}
 reclaimed_bytes:
-  description: Total bytes freed (check mode: estimated).
+  description: "Total bytes freed (check mode: estimated)."
   returned: success
   type: int
   sample: 4456480
@@ -187,7 +188,7 @@ usage_before_percent:
   type: float
   sample: 86.4
 usage_after_percent:
-  description: Usage after the run (check mode: predicted); C(null) for a remote engine.
+  description: "Usage after the run (check mode: predicted); C(null) for a remote engine."
   returned: success
   type: float
   sample: 71.2
