@@ -62,11 +62,15 @@ def _load_config(path):
         raise OpsError("config %s is not valid JSON: %s" % (path, exc))
 
 
+def _say(text, stream=None):
+    (stream or sys.stdout).write(text + "\n")
+
+
 def _print(args, payload, text):
     if getattr(args, "json", False):
-        print(json.dumps(payload, sort_keys=True))
+        _say(json.dumps(payload, sort_keys=True))
     else:
-        print(text)
+        _say(text)
 
 
 def _notify(runtime, level, text):
@@ -76,7 +80,7 @@ def _notify(runtime, level, text):
     try:
         return notify(runtime, ALERT_KEY, level, text)
     except OpsError as exc:
-        print("alert not delivered: %s" % exc.message, file=sys.stderr)
+        _say("alert not delivered: %s" % exc.message, sys.stderr)
         return None
 
 
@@ -84,7 +88,7 @@ def cmd_media_baseline(args, runtime):
     """Measure, append the baseline line, print it; 1 when partial or not written."""
     config = media.check_baseline_config(_load_config(args.config), where=args.config)
     if args.validate:
-        print("%s: ok" % args.config)
+        _say("%s: ok" % args.config)
         return 0
     result = media.record_baseline(config["media_path"], config["baseline_file"],
                                    timeout=config["timeout_seconds"])
@@ -106,7 +110,7 @@ def cmd_media_gate(args, runtime):
     """Evaluate the gate, print it, alert warning when it fires (ok: recovery)."""
     config = media.check_gate_config(_load_config(args.config), where=args.config)
     if args.validate:
-        print("%s: ok" % args.config)
+        _say("%s: ok" % args.config)
         return 0
     if not config.get("disk_history_file"):
         config["disk_history_file"] = os.path.join(runtime["state_dir"], "disk-history.jsonl")
@@ -122,7 +126,7 @@ def cmd_media_cleanup(args, runtime):
     """Run the cleanup command once, print its output and the size change."""
     config = media.check_cleanup_config(_load_config(args.config), where=args.config)
     if args.validate:
-        print("%s: ok" % args.config)
+        _say("%s: ok" % args.config)
         return 0
     result = media.run_cleanup(config)
     lines = [(result["stdout"] or "").rstrip(), (result["stderr"] or "").rstrip()]
