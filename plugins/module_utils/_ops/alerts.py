@@ -215,8 +215,10 @@ def decide(previous, level, now, cooldown_seconds) -> tuple:
     return False, "in cooldown for %d s more" % int(left + 0.999)
 
 
-def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
+def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dict:
     """Decide, deliver and record one alert; never raises for delivery or state problems.
+
+    ``subject`` goes between the host and the level (``⚠️ web1 disk WARNING: text``).
 
     Returns ``{"key", "level", "previous", "sent", "reason", "state_saved"}`` plus
     ``"error"`` when delivery failed and ``"configured": False`` when no chat id or token
@@ -251,7 +253,7 @@ def notify(runtime, key, level, text, *, now=None, send=None) -> dict:
                 result["reason"] = "%s; telegram not configured (no %s)" % (
                     reason, "chat id" if not alert["telegram_chat_id"] else "token")
             elif token:
-                message = format_alert(level, runtime["host_label"], text)
+                message = format_alert(level, runtime["host_label"], text, subject)
                 try:
                     outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
                                    message)

@@ -128,6 +128,19 @@ def test_notify_keeps_cooldowns_per_key(tmp_path, fake):
     assert not alerts.notify(runtime, "disk:/", "warning", "a", now=1e9 + 2)["sent"]
 
 
+def test_notify_puts_the_subject_between_host_and_level(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    alerts.notify(runtime, "disk:/", "warning", "72% used (free 14G, threshold 70%)",
+                  now=1e9, subject="disk")
+    alerts.notify(runtime, "disk:/", "ok", "40% used (free 30G, threshold 70%)",
+                  now=1e9 + 1, subject="disk")
+    alerts.notify(runtime, "job:x", "warning", "no subject", now=1e9 + 2)
+    assert [m["text"] for m in fake.messages] == [
+        "⚠️ eatfit24.ru disk WARNING: 72% used (free 14G, threshold 70%)",
+        "✅ eatfit24.ru disk recovered: 40% used (free 30G, threshold 70%)",
+        "⚠️ eatfit24.ru WARNING: no subject"]
+
+
 def test_notify_without_chat_id_sends_nothing_and_says_so(tmp_path, fake):
     runtime = _runtime(tmp_path, fake.url, chat_id="")
     result = alerts.notify(runtime, "disk:/", "critical", "x")
