@@ -1,0 +1,119 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``runbook-ops docker-cleanup``: the runbook's weekly Docker cleanup (cron, Sunday 03:00).
+
+    runbook-ops docker-cleanup --config /etc/runbook-ops/docker-cleanup.json [--validate] [--check] [--json]
+
+The config holds the options of the ``runbook.ops.docker_cleanup`` module as JSON
+(``builder_cache``, ``images``, ``until``, ``containers``, ``volumes``, ``networks``,
+``keep_label``, ``target_percent``, ``docker_host``); keys starting with ``_`` are
+comments. The run plans and removes through ``docker_cleanup.run_docker_cleanup`` and
+prints one line per step and per removed item (the job's log).
+
+Exit status: 0 ran (whatever it found to remove), 1 the engine refused some removals
+(listed), 2 bad config or an unreachable daemon (message on stderr, nothing removed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .docker_cleanup import normalize_options, run_docker_cleanup
+from .errors import OpsError
+
+DEFAULT_CONFIG_PATH = "/etc/runbook-ops/docker-cleanup.json"
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+
+
+def add_parser(subparsers) -> None:
+    """Register ``docker-cleanup``."""
+    parser = subparsers.add_parser(
+        "docker-cleanup", help="remove unused Docker build cache, images, volumes, ...",
+        description="Remove Docker build cache, stopped containers, unused images, volumes "
+                    "and networks as configured, never anything a container uses or that "
+                    "carries the keep label; print what went and how much was freed.")
+    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="FILE",
+                        help="cleanup settings (default: %(default)s)")
+    parser.add_argument("--validate", action="store_true", help="only check the config file")
+    parser.add_argument("--check", action="store_true",
+                        help="show what would be removed, remove nothing")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=docker_cleanup_command)
+
+
+def load_config(path) -> dict:
+    """The options in the JSON file at ``path``, checked (``OpsError`` when unusable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
+    if not isinstance(data, dict):
+        raise OpsError("config %s must hold a JSON object of docker_cleanup options" % path)
+    options = dict((k, v) for k, v in data.items() if not k.startswith("_"))
+    try:
+        normalize_options(options)
+    except OpsError as exc:
+        raise OpsError("config %s: %s" % (path, exc.message))
+    return options
+
+
+def human_size(num) -> str:
+    """``1536`` -> ``1.5 KiB`` (binary units, as ``docker system df`` rounds them)."""
+    value = float(num or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024.0
+    return "%d B" % num
+
+
+def format_result(result) -> list:
+    """Human lines for the job's log."""
+    pct = ""
+    if result["usage_before_percent"] is not None:
+        pct = ", disk %.1f%% -> %.1f%%" % (result["usage_before_percent"],
+                                          result["usage_after_percent"])
+    lines = ["docker cleanup%s on %s: %s %s%s" % (
+        " (check mode)" if result["check_mode"] else "", result["docker_host"],
+        "would free" if result["check_mode"] else "freed",
+        human_size(result["reclaimed_bytes"]), pct)]
+    for step in result["steps"]:
+        if step["skipped"]:
+            lines.append("  %-13s skipped (%s)" % (step["name"], step["skipped"]))
+            continue
+        lines.append("  %-13s %d removed, %s" % (step["name"], len(step["removed"]),
+                                                 human_size(step["reclaimed_bytes"])))
+        removed = set(step["removed"])
+        for item in step["items"]:
+            if item["id"] in removed or item["name"] in removed:
+                lines.append("    - %s %s" % (item["name"] or item["id"],
+                                              human_size(item["size_bytes"])))
+    for error in result["errors"]:
+        lines.append("  not removed: %s" % error)
+    for warning in result["warnings"]:
+        lines.append("  warning: %s" % warning)
+    return lines
+
+
+def docker_cleanup_command(args, runtime) -> int:
+    """``docker-cleanup``: run once, print, exit as documented in the module docstring."""
+    options = load_config(args.config)
+    if args.validate:
+        _print(args, {"valid": True, "config": args.config},
+               ["docker cleanup config %s is valid" % args.config])
+        return EXIT_OK
+    result = run_docker_cleanup(options, check_mode=args.check)
+    _print(args, result, format_result(result))
+    return EXIT_PROBLEM if result["errors"] else EXIT_OK
+
+
+def _print(args, data, lines):
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
