@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 
 from .errors import OpsError
@@ -207,6 +206,8 @@ def _tls_context(validate):
 
 def _reason(exc):
     """A short reason for a connection-level failure."""
+    import socket
+
     reason = getattr(exc, "reason", exc)
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "timeout"
@@ -559,10 +560,8 @@ def run_health_check(config, runtime, notify=None, now=None, opener=None, docker
     Returns ``{"host", "results", "alerts", "failing", "state_saved"}``; ``alerts`` lists
     each action with what notify returned.
     """
-    if notify is None:
-        from .alerts import notify
     now = time.time() if now is None else now
-    host = runtime.get("host_label") or socket.gethostname()
+    host = runtime["host_label"]
     state_path = os.path.join(runtime.get("state_dir") or "/var/lib/runbook-ops", STATE_FILE)
     saved = read_json(state_path, {})
     if not isinstance(saved, dict):
@@ -573,6 +572,8 @@ def run_health_check(config, runtime, notify=None, now=None, opener=None, docker
                                      config["failures_before_alert"])
     alert_rt = alert_runtime(runtime, config["cooldown_seconds"])
     delivered = []
+    if actions and notify is None:
+        from .alerts import notify  # only when there is something to say: a cheap quiet run
     for action in actions:
         outcome = notify(alert_rt, "health:" + action["key"], action["level"], action["text"],
                          now=now)
@@ -836,8 +837,8 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
             latency = ("%d ms" % round(result["latency_ms"])
                        if result["latency_ms"] is not None else "-")
             rows.append(_row("endpoint", endpoint["name"], status,
-                             latency + ("; " + result["problem"] if result["problem"] else ""),
-                             result["level"]))
+                             ("%s (%s)" % (result["problem"], latency)) if result["problem"]
+                             else latency, result["level"]))
     memory = read_memory(meminfo_path)
     memory_level = ("critical" if memory["used_percent"] >= memory_critical_percent else
                     "warning" if memory["used_percent"] >= memory_warning_percent else "ok")
@@ -857,7 +858,7 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
                          "rc %s, at %s" % (job["rc"], job["finished_at"] or "-"), job["level"]))
     counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
     return {
-        "host": runtime.get("host_label") or socket.gethostname(),
+        "host": runtime["host_label"],
         "level": worst_level(r["level"] for r in rows),
         "rows": rows,
         "counts": counts,

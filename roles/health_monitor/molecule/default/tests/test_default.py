@@ -1,0 +1,163 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Behaviour of runbook.ops.health_monitor in the container.
+
+The job command is taken from the installed cron file and run directly (no waiting for
+cron). The monitored app (127.0.0.1:8080) is stopped and started with
+/opt/fixture/fixturectl; alerts land in the fake Telegram API's record file. The tests run
+in file order: each builds on the runs before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+CRON_FILE = "/etc/cron.d/runbook-ops-health-monitor"
+CONFIG = "/etc/runbook-ops/health-monitor.json"
+RECORD = "/var/tmp/telegram.jsonl"
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
+
+
+def _job_command(host):
+    """The command of the cron line (after the five time fields and the user)."""
+    for line in host.file(CRON_FILE).content_string.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" in line.split()[0]:
+            continue
+        fields = line.split(None, 6)
+        assert fields[5] == "root"
+        return fields[6]
+    raise AssertionError("no job line in %s" % CRON_FILE)
+
+
+def _run_job(host):
+    result = host.run(_job_command(host))
+    assert result.rc == 0, result.stderr
+    return result
+
+
+def _messages(host, needle=""):
+    result = host.run("cat %s 2>/dev/null || true" % RECORD)
+    texts = []
+    for line in result.stdout.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if record.get("status") == 200 and needle in record.get("text", ""):
+                texts.append(record["text"])
+    return texts
+
+
+def _fixture(host, action, name="app"):
+    result = host.run("/opt/fixture/fixturectl %s %s" % (action, name))
+    assert result.rc == 0, result.stderr
+
+
+def test_cron_job_runs_every_5_minutes_through_the_wrapper(host):
+    cron = host.file(CRON_FILE)
+    assert cron.mode == 0o644
+    assert cron.content_string.startswith("#")
+    assert "Ansible managed" in cron.content_string
+    command = _job_command(host)
+    assert command.startswith("/usr/local/bin/runbook-ops run --job health-monitor ")
+    assert "runbook-ops health-check --config %s" % CONFIG in command
+    line = [ln for ln in cron.content_string.splitlines() if ln.endswith(command)][0]
+    assert line.split()[:5] == ["*/5", "*", "*", "*", "*"]
+
+
+def test_settings_are_valid_and_carry_the_runbook_defaults(host):
+    data = json.loads(host.file(CONFIG).content_string)
+    assert data["failures_before_alert"] == 2
+    assert "Ansible managed" in data["_comment"]
+    app = [e for e in data["endpoints"] if e["name"] == "app"][0]
+    assert app["host_header"] == "app.example"
+    assert app["latency_limit_ms"] == 500
+    assert host.run("/usr/local/bin/runbook-ops health-check --config %s --validate"
+                    % CONFIG).rc == 0
+
+
+def test_log_is_rotated(host):
+    conf = host.file("/etc/logrotate.d/health-monitor")
+    assert conf.exists
+    assert "/var/log/health-monitor.log" in conf.content_string
+    assert host.run("logrotate -d /etc/logrotate.d/health-monitor").rc == 0
+
+
+def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host):
+    _fixture(host, "start")
+    _run_job(host)
+    assert _messages(host, "(app:") == []
+
+    _fixture(host, "stop")
+    _run_job(host)
+    assert _messages(host, "(app:") == [], "one failed run must not page"
+
+    _run_job(host)
+    alerts = _messages(host, "(app:")
+    assert alerts == ["🚨 health-instance CRITICAL: health check failed "
+                      "(app: connection refused)"]
+
+    _run_job(host)
+    _run_job(host)
+    assert len(_messages(host, "(app:")) == 1, "no repeat inside the cooldown"
+
+    _fixture(host, "start")
+    _run_job(host)
+    recoveries = _messages(host, "recovered: app is back after")
+    assert len(recoveries) == 1
+    assert recoveries[0].startswith("✅ health-instance recovered: app is back after ")
+
+    _run_job(host)
+    assert len(_messages(host, "(app:")) == 1
+    assert len(_messages(host, "recovered: app ")) == 1
+
+
+def test_wrong_host_header_is_caught(host):
+    texts = _messages(host, "(app-wrong-host:")
+    assert texts == ["🚨 health-instance CRITICAL: health check failed (app-wrong-host: "
+                     "HTTP 404, expected 200 (Host: wrong.example))"]
+
+
+def test_slow_response_is_caught(host):
+    texts = _messages(host, "(app-slow:")
+    assert len(texts) == 1
+    assert texts[0].startswith("⚠️ health-instance WARNING: health check degraded "
+                               "(app-slow: slow: ")
+    assert texts[0].endswith(" ms (limit 500 ms))")
+
+
+def test_job_log_and_state(host):
+    log = host.file("/var/log/health-monitor.log").content_string
+    assert "critical app" in log
+    assert "HTTP 404, expected 200 (Host: wrong.example)" in log
+    job = json.loads(host.file("/var/lib/runbook-ops/jobs/health-monitor.json").content_string)
+    assert job["rc"] == 0
+    state = json.loads(host.file("/var/lib/runbook-ops/health.json").content_string)
+    assert set(state["checks"]) == {"endpoint:app-wrong-host", "endpoint:app-slow"}
+
+
+def test_health_check_playbook_reports_what_is_broken(host):
+    """The morning check against this instance: a table, a summary, and a failed host."""
+    _fixture(host, "stop")
+    try:
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        done = subprocess.run(
+            ["ansible-playbook", os.path.join(REPO, "playbooks", "health-check.yml"),
+             "-i", "health-instance,", "-c", "community.docker.docker",
+             "-e", "ansible_python_interpreter=/usr/bin/python3"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    finally:
+        _fixture(host, "start")
+    out = done.stdout
+    assert done.returncode == 2, out + done.stderr
+    assert "health-instance: CRITICAL" in out
+    assert "endpoint   app-wrong-host" in out
+    assert "HTTP 404, expected 200 (Host: wrong.example)" in out
+    assert "connection refused" in out  # the app was down during the check
+    assert "slow: " in out
+    assert "disk       /" in out
+    assert "memory     ram" in out
+    assert "job        health-monitor" in out
+    assert "fleet: 1 hosts, 1 critical" in out
+    assert "failed=1" in out
