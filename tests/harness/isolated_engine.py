@@ -401,3 +401,89 @@ if pytest is not None:
         finally:
             for engine in reversed(engines):
                 engine.stop()
+
+
+# --- command line: an engine that outlives its starter (Molecule scenarios) -------------
+
+def _container_exists(name):
+    """Whether the main engine still has container ``name`` (a read-only inspect)."""
+    import docker
+
+    api = docker.APIClient(base_url="unix:///var/run/docker.sock", timeout=10)
+    try:
+        api.inspect_container(name)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except Exception:  # noqa: BLE001 - main engine busy: assume it is still there
+        return True
+    finally:
+        api.close()
+
+
+def serve(name, state_file, watch_container=None, max_seconds=1800, data_root_size=None):
+    """Start an engine, write ``state_file`` (JSON: host, dir, data_root, pid), keep it
+    until the file is removed, ``watch_container`` (on the main engine) is gone after
+    having existed, ``max_seconds`` pass, or SIGTERM/SIGINT arrives; then stop it."""
+    import json
+
+    engine = start_isolated_engine(name, data_root_size=data_root_size)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    try:
+        tmp = state_file + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"host": engine.host, "dir": engine.dir, "data_root": engine.data_root,
+                       "socket": engine.socket, "pid": os.getpid()}, fh)
+        os.rename(tmp, state_file)
+        deadline = time.monotonic() + max_seconds
+        seen = False
+        while not stop and time.monotonic() < deadline and os.path.exists(state_file):
+            if watch_container:
+                exists = _container_exists(watch_container)
+                if seen and not exists:
+                    break
+                seen = seen or exists
+            time.sleep(3)
+    finally:
+        engine.stop()
+        if os.path.exists(state_file):
+            os.unlink(state_file)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="isolated Docker engine for tests")
+    sub = parser.add_subparsers(dest="command", required=True)
+    srv = sub.add_parser("serve", help="start an engine and keep it until told to stop")
+    srv.add_argument("name")
+    srv.add_argument("--state-file", required=True)
+    srv.add_argument("--watch-container", help="stop once this main-engine container is gone")
+    srv.add_argument("--max-seconds", type=float, default=1800)
+    srv.add_argument("--data-root-size")
+    stp = sub.add_parser("stop", help="stop an engine started by serve")
+    stp.add_argument("--state-file", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.name, args.state_file, args.watch_container, args.max_seconds,
+              args.data_root_size)
+    else:
+        import json
+
+        try:
+            with open(args.state_file) as fh:
+                pid = json.load(fh)["pid"]
+        except (OSError, ValueError, KeyError):
+            return 0
+        os.unlink(args.state_file)
+        for _ in range(200):
+            if not _pid_alive(pid):
+                break
+            time.sleep(0.1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
