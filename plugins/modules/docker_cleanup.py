@@ -98,8 +98,22 @@ requirements:
   - Docker SDK for Python 5.0 or newer (C(python3-docker) on Debian 12 / Ubuntu 22.04)
   - Docker API 1.39 or newer (Docker 18.09+)
 notes:
-  - Estimates for images count each image's own layers and the layers it shares only with
-    other removed images; reclaimed bytes for the build cache are the engine's figure.
+  - "Estimates: check mode counts each image's own layers and the layers it shares only with
+    other removed images (from the image history); a real run measures the engine's layer
+    total before and after instead. Build cache: the engine's figure minus records shared
+    with image layers (their data goes with the image)."
+  - "Compared with M(community.docker.docker_prune) on Docker 20.10 with the equivalent
+    filters (C(until), C(label!=<keep_label>)): the same build cache, dangling images,
+    stopped containers and, for O(volumes=all), volumes are removed. Differences, where
+    this module is safer: C(images_filters: {dangling: false}) strips the tag of an unused
+    image that is the parent of an image a stopped container uses (the image stays, hidden
+    and untagged; this module leaves it alone); C(volumes: true) also removes unused
+    named volumes such as a stopped Compose project's data (this module only with
+    O(volumes=all)); C(networks: true) removes networks that only stopped containers use,
+    which C(docker start) then fails on (this module keeps them); volume prune has no
+    C(until) on 20.10 (this module applies O(until) to volumes)."
+  - Removals are never forced; an item the engine refuses (for example a container started
+    meanwhile) is reported in C(errors) and the rest goes on.
 seealso:
   - module: community.docker.docker_prune
     description: The engine's own prune; see the collection docs for where the two differ.
