@@ -438,6 +438,8 @@ CONFIG_DEFAULTS = {
     "history_file": None,
     "alert": True,
     "alert_largest": 5,
+    "docker_usage": True,
+    "textfile_dir": "",
 }
 
 
@@ -445,11 +447,14 @@ def validate_config(data, source="<config>"):
     """Check a disk-check job config (``/etc/runbook-ops/disk-monitor.json``).
 
     Returns the settings with defaults filled in (``CONFIG_DEFAULTS``; ``history_file``
-    ``None`` means ``<state_dir>/disk-history.jsonl``). Raises ``OpsError`` naming the
-    file and the key for unknown keys, wrong types and impossible thresholds.
+    ``None`` means ``<state_dir>/disk-history.jsonl``; ``textfile_dir`` ``""`` writes no
+    metrics). Keys starting with ``_`` (the managed-file comment) are ignored. Raises
+    ``OpsError`` naming the file and the key for unknown keys, wrong types and
+    impossible thresholds.
     """
     if not isinstance(data, dict):
         raise OpsError("%s: the disk check config must be a JSON object" % source)
+    data = {key: value for key, value in data.items() if not str(key).startswith("_")}
     unknown = sorted(set(data) - set(CONFIG_DEFAULTS))
     if unknown:
         raise OpsError("%s: unknown key(s) %s; known keys: %s" % (
@@ -474,7 +479,7 @@ def validate_config(data, source="<config>"):
             fail(key, "a whole number")
     if config["largest_count"] < 1:
         fail("largest_count", "at least 1")
-    for key in ("one_file_system", "alert"):
+    for key in ("one_file_system", "alert", "docker_usage"):
         if not isinstance(config[key], bool):
             fail(key, "true or false")
     timeout = config["scan_timeout"]
@@ -484,6 +489,9 @@ def validate_config(data, source="<config>"):
     if config["history_file"] is not None and not (
             isinstance(config["history_file"], str) and config["history_file"]):
         fail("history_file", "a path or null")
+    textfile_dir = config["textfile_dir"]
+    if not isinstance(textfile_dir, str) or (textfile_dir and not textfile_dir.startswith("/")):
+        fail("textfile_dir", "an absolute directory path or \"\" (no metrics)")
     try:
         validate_thresholds(config["warn_percent"], config["crit_percent"])
         validate_thresholds(config["inode_warn_percent"], config["inode_crit_percent"],

@@ -8,9 +8,19 @@
    largest directories under ``largest_under``, the trend from the history);
 2. appends today's sample per mount to ``<state_dir>/disk-history.jsonl`` (one line per
    mount and UTC day; a full disk only skips the sample);
-3. alerts per mount through ``alerts.notify(runtime, "disk:<mount>", level, text)``:
-   WARNING/CRITICAL with the cooldown of the runtime, a recovery once back to ok. When
-   not ok, the text carries the largest directories (``alert_largest``, default 5).
+3. alerts per mount through ``alerts.notify(runtime, "disk:<mount>", level, text,
+   subject="disk")``, the runbook's ``⚠️ HOST disk WARNING: 72% used (free 14G,
+   threshold 70%)``: WARNING/CRITICAL with the cooldown of the runtime (per mount and
+   level), a rise at once, a recovery once back to ok. When not ok, the text carries the
+   largest directories (``alert_largest``, default 5) and, on the mount holding Docker's
+   data root, the ``docker system df`` breakdown with the container logs
+   (``docker_usage``; no engine, no section);
+4. with ``textfile_dir`` set, writes the figures for node_exporter's textfile collector
+   to ``<textfile_dir>/runbook_ops_disk.prom`` (atomic rename; a failure is reported).
+
+A full disk never stops the alert: the history sample, the alert state and the metrics
+are skipped when they cannot be written (the cooldown is then not recorded, so the next
+run alerts again), the message still goes out.
 
 Exit status: 0 ran (alerts handled, whatever the disk's state: a full disk is reported by
 its alert, not by failing the job), 1 an alert could not be delivered or the scan was cut
@@ -22,8 +32,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
-from . import disk
+from . import disk, disk_metrics, docker_usage
 from .errors import OpsError
 from .state import append_jsonl
 
@@ -59,11 +70,15 @@ def load_config(path):
     return disk.validate_config(data, path)
 
 
-def run_disk_check(config, runtime, alert=True, now=None, notify=None):
-    """Check, record and alert once; return ``{"result", "samples", "alerts"}``.
+def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=None):
+    """Check, record and alert once; return ``{"result", "samples", "alerts", "docker",
+    "metrics"}``.
 
     ``samples`` lists ``{"mount", "recorded"}`` (``recorded`` false when today's sample
-    exists or the state disk is full); ``alerts`` holds ``notify``'s answer per mount.
+    exists or the state disk is full); ``alerts`` holds ``notify``'s answer per mount;
+    ``docker`` is ``docker_usage.docker_usage()`` when an alert needed it (``None``
+    otherwise or without an engine); ``metrics`` is ``{"path", "error"}`` when
+    ``textfile_dir`` is set. ``docker`` (the argument) replaces ``docker_usage`` in tests.
     """
     history_file = config["history_file"] or os.path.join(runtime["state_dir"],
                                                           "disk-history.jsonl")
@@ -87,22 +102,36 @@ def run_disk_check(config, runtime, alert=True, now=None, notify=None):
             recorded = append_jsonl(history_file, sample)
         samples.append({"mount": fs["mount"], "recorded": recorded})
     alerts = []
+    usage = None
     if alert:
         if notify is None:
             from .alerts import notify
+        docker = docker or docker_usage.docker_usage
+        asked = False
         for mount in [s["mount"] for s in samples]:
             mine = [fs for fs in result["filesystems"] if fs["mount"] == mount][:1]
-            level, detail = disk.format_disk_detail(
+            level, text = disk.format_disk_detail(
                 mine, config["warn_percent"], config["crit_percent"],
                 config["inode_warn_percent"], config["inode_crit_percent"])
-            text = "disk %s" % detail
             if level != "ok" and result["largest"] and config["alert_largest"]:
                 text += "\nLargest directories:\n" + "\n".join(
                     "%s %s" % (disk.human_size(row["bytes"]), row["path"])
                     for row in result["largest"][:config["alert_largest"]])
-            outcome = notify(runtime, "disk:%s" % mount, level, text)
+            if level != "ok" and config["docker_usage"]:
+                if not asked:
+                    usage, asked = docker(), True
+                if usage and docker_usage.on_mount(usage.get("data_root"), mount):
+                    text += "\n" + docker_usage.format_docker_usage(usage)
+            outcome = notify(runtime, "disk:%s" % mount, level, text, subject="disk")
             alerts.append(outcome)
-    return {"result": result, "samples": samples, "alerts": alerts}
+    summary = {"result": result, "samples": samples, "alerts": alerts, "docker": usage}
+    if config["textfile_dir"]:
+        text = disk_metrics.format_disk_metrics(result, config,
+                                                time.time() if now is None else now)
+        summary["metrics"] = {
+            "path": os.path.join(config["textfile_dir"], disk_metrics.TEXTFILE_NAME),
+            "error": disk_metrics.write_textfile(config["textfile_dir"], text)}
+    return summary
 
 
 def disk_check_command(args, runtime) -> int:
@@ -133,9 +162,20 @@ def disk_check_command(args, runtime) -> int:
     if scan.get("partial"):
         lines.append("  scan stopped at scan_timeout: sizes are lower bounds")
     for outcome in summary["alerts"]:
-        lines.append("  alert %s: %s%s" % (outcome.get("key"), outcome.get("reason"),
-                                           " (error: %s)" % outcome["error"]
-                                           if outcome.get("error") else ""))
+        lines.append("  alert %s: %s%s%s" % (
+            outcome.get("key"), outcome.get("reason"),
+            " (error: %s)" % outcome["error"] if outcome.get("error") else "",
+            "" if outcome.get("state_saved", True) else
+            " (alert state not saved: the cooldown starts again next run)"))
+    if summary["docker"]:
+        lines += ["  " + line for line in
+                  docker_usage.format_docker_usage(summary["docker"]).splitlines()]
+    if summary["samples"] and not any(s["recorded"] for s in summary["samples"]):
+        lines.append("  history: no new sample (one a day, or the state disk is full)")
+    metrics = summary.get("metrics")
+    if metrics:
+        lines.append("  metrics: %s" % (("NOT written, %s" % metrics["error"])
+                                        if metrics["error"] else "written to " + metrics["path"]))
     _print(args, summary, lines)
     undelivered = [a for a in summary["alerts"] if a.get("error")]
     return EXIT_PROBLEM if undelivered or scan.get("partial") else EXIT_OK

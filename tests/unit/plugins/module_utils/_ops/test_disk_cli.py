@@ -94,7 +94,7 @@ def test_disk_check_warns_once_records_the_day_and_recovers(host, fake, filled):
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("\u26a0\ufe0f web1 disk WARNING: 69%% used on %s " % filled)
     assert [m["text"] for m in fake.messages] == [
-        "\u26a0\ufe0f web1 WARNING: disk 69%% used on %s (free 324K, threshold 60%%)\n"
+        "\u26a0\ufe0f web1 disk WARNING: 69%% used on %s (free 324K, threshold 60%%)\n"
         "Largest directories:\n700K %s/media\n700K %s" % (filled, filled, filled)]  # tmpfs dirs: 0 blocks
     history = host / "state" / "disk-history.jsonl"
     lines = [json.loads(line) for line in history.read_text().splitlines()]
@@ -109,7 +109,7 @@ def test_disk_check_warns_once_records_the_day_and_recovers(host, fake, filled):
     recovered = _run(host, "disk-check", "--config", calm)
     assert recovered.returncode == 0, recovered.stderr
     assert fake.messages[-1]["text"] == (
-        "\u2705 web1 recovered: disk 69%% used on %s (free 324K, threshold 70%%)" % filled)
+        "\u2705 web1 disk recovered: 69%% used on %s (free 324K, threshold 70%%)" % filled)
 
 
 def test_disk_check_json_carries_result_samples_and_alerts(host, fake, filled):
@@ -145,3 +145,134 @@ def test_validate_config_fills_defaults():
     assert config == disk.CONFIG_DEFAULTS
     with pytest.raises(OpsError):
         disk.validate_config([])
+
+
+@pytest.fixture
+def brim(tmp_path):
+    """A 1 MiB tmpfs that the test fills to 0 bytes free (``fill(mount)``)."""
+    mount = tmp_path / "brim"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill_to_the_brim(mount):
+    for block in ("4k", "1"):
+        subprocess.run(["dd", "if=/dev/zero", "of=%s/filler-%s" % (mount, block), "bs=" + block],
+                       capture_output=True, check=False)
+    assert os.statvfs(str(mount)).f_bavail == 0
+
+
+def _runtime_on(host, state_dir, name="runtime-full.json"):
+    runtime = json.loads((host / "runtime.json").read_text())
+    runtime.update(state_dir=str(state_dir / "state"), log_dir=str(state_dir / "log"))
+    (host / name).write_text(json.dumps(runtime))
+    return str(host / name)
+
+
+def test_a_full_disk_still_alerts_through_the_wrapper_and_skips_only_the_state(host, fake, brim):
+    runtime = _runtime_on(host, brim)
+    config = _config(host, paths=[str(brim)], largest_under=[str(brim)],
+                     textfile_dir=str(brim / "textfile"))
+    launcher = str(host / "runbook-ops")
+    check = [launcher, "--runtime", runtime, "disk-check", "--config", config]
+    calm = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+    assert calm.returncode == 0, calm.stderr
+    assert fake.messages == []  # ok, state and one sample written while there was room
+    _fill_to_the_brim(brim)
+    cron = [launcher, "--runtime", runtime, "run", "--job", "disk-monitor", "--"] + check
+    for attempt in (1, 2):
+        subprocess.run(cron, capture_output=True, text=True, timeout=120, check=False)
+        assert len(fake.messages) == attempt  # the cooldown could not be saved: alert again
+        assert fake.messages[-1]["text"].startswith(
+            "\U0001f6a8 web1 disk CRITICAL: 100%% used on %s (free 0, threshold 85%%)\n"
+            "Largest directories:\n" % brim)
+    direct = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
+    assert direct.returncode == 0, direct.stderr
+    assert "alert state not saved" in direct.stdout
+    assert "metrics: NOT written, cannot write %s/textfile/runbook_ops_disk.prom" % brim \
+        in direct.stdout
+    alerts_state = json.loads((brim / "state" / "alerts.json").read_text())
+    assert alerts_state["disk:%s" % brim]["level"] == "ok"  # the last state that fitted
+    assert len((brim / "state" / "disk-history.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.xfail(reason="jobs.run_job closes the lock file whose pid note could not be "
+                   "flushed: ENOSPC traceback and rc 1 after the job ran (jobs.py, not "
+                   "disk-check)", strict=False)
+def test_the_wrapper_exits_0_on_a_full_state_disk(host, fake, brim):
+    runtime = _runtime_on(host, brim)
+    config = _config(host, paths=[str(brim)])
+    launcher = str(host / "runbook-ops")
+    _fill_to_the_brim(brim)
+    proc = subprocess.run([launcher, "--runtime", runtime, "run", "--job", "disk-monitor", "--",
+                           launcher, "--runtime", runtime, "disk-check", "--config", config],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert len(fake.messages) == 1
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_docker_breakdown_goes_only_to_the_mount_holding_the_data_root(host, fake, filled,
+                                                                           tmp_path):
+    from ansible_collections.runbook.ops.plugins.module_utils._ops import disk_cli
+    from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import load_runtime
+    runtime = load_runtime(str(host / "runtime.json"))
+    config = disk.validate_config({"paths": [str(filled)], "warn_percent": 60})
+    sent = []
+    calls = []
+
+    def notify(runtime, key, level, text, subject=""):
+        sent.append((key, level, subject, text))
+        return {"key": key, "sent": True}
+
+    def docker_on(data_root):
+        def usage():
+            calls.append(data_root)
+            return {"data_root": data_root, "logs": None,
+                    "images": {"bytes": 3 << 30, "reclaimable_bytes": 1 << 30, "count": 9,
+                               "active": 4},
+                    "build_cache": {}, "volumes": {}, "containers": {}}
+        return usage
+
+    summary = disk_cli.run_disk_check(config, runtime, notify=notify,
+                                      docker=docker_on(str(filled / "media")))
+    assert sent[0][:3] == ("disk:%s" % filled, "warning", "disk")
+    assert "\nDocker (docker system df):\nimages 3.0G (9 images, 4 in use, reclaimable 1.0G)" \
+        in sent[0][3]
+    assert summary["docker"]["data_root"] == str(filled / "media")
+    disk_cli.run_disk_check(config, runtime, notify=notify, docker=docker_on(str(tmp_path)))
+    assert "Docker" not in sent[1][3]
+    calm = disk.validate_config({"paths": [str(filled)], "warn_percent": 80, "crit_percent": 90})
+    disk_cli.run_disk_check(calm, runtime, notify=notify, docker=docker_on("/"))
+    assert len(calls) == 2  # an ok disk does not ask Docker
+
+
+def test_disk_check_writes_the_textfile_metrics(host, fake, filled):
+    textfile = host / "textfile"
+    config = _config(host, paths=[str(filled)], alert=False, textfile_dir=str(textfile))
+    proc = _run(host, "disk-check", "--config", config)
+    assert proc.returncode == 0, proc.stderr
+    assert "metrics: written to %s/runbook_ops_disk.prom" % textfile in proc.stdout
+    prom = (textfile / "runbook_ops_disk.prom").read_text()
+    assert 'runbook_ops_disk_used_percent{mount="%s"} 69\n' % filled in prom
+    assert os.listdir(str(textfile)) == ["runbook_ops_disk.prom"]  # no temp file left
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"textfile_dir": "relative/dir"}, "textfile_dir must be an absolute directory path"),
+    ({"docker_usage": "yes"}, "docker_usage must be true or false"),
+], ids=["textfile-relative", "docker-usage-not-bool"])
+def test_validate_rejects_bad_metrics_and_docker_settings(host, settings, words):
+    proc = _run(host, "disk-check", "--config", _config(host, **settings), "--validate")
+    assert proc.returncode == 2 and words in proc.stderr
+
+
+def test_validate_ignores_the_managed_comment():
+    config = disk.validate_config({"_comment": "Ansible managed", "paths": ["/"]})
+    assert "_comment" not in config
