@@ -23,6 +23,9 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests", "integration"))
 
+# its own container names, so it can run beside the scale test
+os.environ.setdefault("RUNBOOK_OPS_FLEET_PREFIX", "runbook-ops-scale-bench-")
+
 from test_fleet_scale import (EMERGENCY_CHECK_VARS, remove_fleet, run_playbook,  # noqa: E402
                               start_fleet, write_inventory)
 

@@ -28,7 +28,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
-PREFIX = "runbook-ops-scale-"
+# Our containers on the main engine are named runbook-ops-scale-*, nothing else.
+PREFIX = os.environ.get("RUNBOOK_OPS_FLEET_PREFIX", "runbook-ops-scale-")
+assert PREFIX.startswith("runbook-ops-scale-"), PREFIX
 FLEET_SIZE = int(os.environ.get("RUNBOOK_OPS_FLEET_SIZE", "20"))
 DOCKER = "docker"
 # The base role installs its packages with apt, whose module needs python3-apt; a real
