@@ -95,8 +95,9 @@ def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host)
 
     _run_job(host)
     alerts = _messages(host, "(app:")
-    assert alerts == ["🚨 health-instance CRITICAL: health check failed "
-                      "(app: connection refused)"]
+    assert len(alerts) == 1
+    assert alerts[0].startswith("🚨 health-instance CRITICAL: health check failed "
+                                "(app: connection refused)")
 
     _run_job(host)
     _run_job(host)
@@ -115,8 +116,9 @@ def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host)
 
 def test_wrong_host_header_is_caught(host):
     texts = _messages(host, "(app-wrong-host:")
-    assert texts == ["🚨 health-instance CRITICAL: health check failed (app-wrong-host: "
-                     "HTTP 404, expected 200 (Host: wrong.example))"]
+    assert len(texts) == 1, "one alert, then quiet in the cooldown"
+    assert texts[0].startswith("🚨 health-instance CRITICAL: health check failed "
+                               "(app-wrong-host: HTTP 404, expected 200 (Host: wrong.example))")
 
 
 def test_slow_response_is_caught(host):
@@ -124,7 +126,7 @@ def test_slow_response_is_caught(host):
     assert len(texts) == 1
     assert texts[0].startswith("⚠️ health-instance WARNING: health check degraded "
                                "(app-slow: slow: ")
-    assert texts[0].endswith(" ms (limit 500 ms))")
+    assert " ms (limit 500 ms))" in texts[0]
 
 
 def test_job_log_and_state(host):
