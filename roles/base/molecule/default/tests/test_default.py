@@ -102,7 +102,7 @@ def test_concurrent_runs_with_wait_take_turns(host):
         fields = line.split()
         if fields[1] in ("begin", "end"):
             marks.append((fields[1], float(fields[2])))
-    assert [kind for kind, _ in marks] == ["begin", "end", "begin", "end"]
+    assert [kind for kind, _stamp in marks] == ["begin", "end", "begin", "end"]
     assert marks[1][1] <= marks[2][1]
 
 

@@ -275,7 +275,9 @@ def test_unreadable_token_file_is_reported_not_raised(tmp_path, fake):
 
 def test_failed_recovery_is_retried_by_the_next_ok(tmp_path):
     runtime = _runtime(tmp_path, "http://127.0.0.1:%d" % _closed_port())
-    no_retry = lambda *a: alerts.send_telegram(*a, attempts=1)  # noqa: E731
+    def no_retry(*args):
+        return alerts.send_telegram(*args, attempts=1)
+
     with FakeTelegram(TOKEN) as fake:
         runtime["alert"]["telegram_api_url"] = fake.url
         assert alerts.notify(runtime, "k", "critical", "x", now=1e9)["sent"]

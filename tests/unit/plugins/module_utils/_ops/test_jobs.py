@@ -177,7 +177,7 @@ def test_concurrent_runs_with_wait_run_one_after_the_other(host):
         assert proc.returncode == 0
     marks = [(line.split()[1], float(line.split()[2]))
              for line in host.log("serial").splitlines() if line.split()[1] in ("begin", "end")]
-    assert [kind for kind, _ in marks] == ["begin", "end", "begin", "end"]
+    assert [kind for kind, _stamp in marks] == ["begin", "end", "begin", "end"]
     assert marks[1][1] <= marks[2][1]  # the second began after the first ended
 
 
