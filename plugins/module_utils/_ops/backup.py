@@ -602,6 +602,7 @@ def plan_restore(config, snapshot, target=None, in_place=False):
         for name in volumes:
             steps.append({"action": "volume_create",
                           "argv": ["docker", "volume", "create", name]})
+        steps.append({"action": "clear_conflicts", "paths": snapshot["paths"]})
         steps.append({"action": "restore", "target": "/", "paths": snapshot["paths"]})
         steps.append({"action": "prune_extra_files", "paths": snapshot["paths"]})
         if compose:
@@ -627,20 +628,54 @@ def compose_argv(config, action):
     return argv + list(compose.get("services") or [])
 
 
-def snapshot_file_paths(config, snapshot_id):
-    """Every path in a snapshot (``restic ls --json``)."""
+def snapshot_nodes(config, snapshot_id):
+    """``{path: type}`` (``file``, ``dir``, ``symlink``, ...) of a snapshot (``restic ls --json``)."""
     listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
     if not listing.ok:
         raise OpsError("restic ls failed: %s" % _fail_text(listing))
-    paths = set()
+    nodes = {}
     for line in listing.stdout.splitlines():
         try:
             node = json.loads(line)
         except ValueError:
             continue
         if node.get("struct_type") == "node" and node.get("path"):
-            paths.add(node["path"])
-    return paths
+            nodes[node["path"]] = node.get("type", "")
+    return nodes
+
+
+def snapshot_file_paths(config, snapshot_id):
+    """Every path in a snapshot."""
+    return set(snapshot_nodes(config, snapshot_id))
+
+
+def _live_type(path):
+    if os.path.islink(path):
+        return "symlink"
+    if os.path.isdir(path):
+        return "dir"
+    return "file" if os.path.isfile(path) else "other"
+
+
+def clear_conflicts(nodes):
+    """Remove live paths restic 0.14 cannot restore over; return them.
+
+    restic 0.14 fails with "file exists" on an existing symlink and cannot put a file
+    where a directory is (or the reverse): such live paths are removed first, the
+    snapshot's version replaces them.
+    """
+    removed = []
+    for path in sorted(nodes):
+        if not os.path.lexists(path):
+            continue
+        live = _live_type(path)
+        if nodes[path] == "symlink" or live == "symlink" or live != nodes[path]:
+            if live == "dir":
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed.append(path)
+    return removed
 
 
 def prune_extra_files(roots, keep):
@@ -689,6 +724,7 @@ def run_restore(config, plan, dry_run=False):
     if dry_run:
         done.extend(step["action"] for step in plan["steps"])
         return result
+    nodes = None
     for step in plan["steps"]:
         action = step["action"]
         if action in ("compose_stop", "compose_start", "volume_create"):
@@ -707,8 +743,11 @@ def run_restore(config, plan, dry_run=False):
                                "--verify", timeout=12 * 3600)
             if not restored.ok:
                 raise OpsError("restic restore failed: %s" % _fail_text(restored), steps=done)
+        elif action == "clear_conflicts":
+            nodes = snapshot_nodes(config, plan["snapshot"])
+            result["replaced_conflicts"] = len(clear_conflicts(nodes))
         elif action == "prune_extra_files":
-            keep = snapshot_file_paths(config, plan["snapshot"])
+            keep = set(nodes) if nodes is not None else snapshot_file_paths(config, plan["snapshot"])
             result["removed_extra_files"] = len(prune_extra_files(step["paths"], keep))
         elif action == "health":
             if not wait_healthy(step["url"], step["timeout_seconds"]):

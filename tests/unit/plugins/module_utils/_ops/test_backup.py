@@ -32,6 +32,9 @@ def _tree_checksums(root):
     for current, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(current, name)
+            if os.path.islink(path):
+                sums[os.path.relpath(path, root)] = "link->" + os.readlink(path)
+                continue
             with open(path, "rb") as handle:
                 sums[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
     return sums
@@ -53,6 +56,7 @@ def setup(tmp_path, monkeypatch):
     _write(str(data / "app" / "uploads" / "a.bin"), os.urandom(200000))
     _write(str(data / "app" / "uploads" / "b.txt"), b"hello\n" * 1000)
     _write(str(data / "volume" / "_data" / "db.sqlite"), os.urandom(50000))
+    os.symlink("uploads/b.txt", str(data / "app" / "link-to-b"))
     password_file = tmp_path / "backup.password"
     password_file.write_text(PASSWORD + "\n")
     os.chmod(str(password_file), 0o600)
@@ -188,7 +192,8 @@ def test_plan_restore_in_place_stops_recreates_volumes_and_starts(setup):
                 "paths": ["/var/lib/docker/volumes/app_db/_data"], "tags": ["runbook-ops", "volume:app_db"]}
     plan = backup.plan_restore(config, snapshot, in_place=True)
     actions = [step["action"] for step in plan["steps"]]
-    assert actions == ["compose_stop", "volume_create", "restore", "prune_extra_files",
+    assert actions == ["compose_stop", "volume_create", "clear_conflicts", "restore",
+                       "prune_extra_files",
                        "compose_start", "health"]
     assert plan["steps"][0]["argv"][-2:] == ["stop", "db"]
     assert plan["steps"][1]["argv"] == ["docker", "volume", "create", "app_db"]
@@ -230,9 +235,12 @@ def test_in_place_restore_puts_back_changed_deleted_and_removes_new_files(setup)
     _write(str(setup["data"] / "app" / "config.yml"), b"key: CHANGED\n")
     shutil.rmtree(str(setup["data"] / "app" / "uploads"))
     _write(str(setup["data"] / "volume" / "_data" / "new-after-backup"), b"x")
+    os.unlink(str(setup["data"] / "volume" / "_data" / "db.sqlite"))
+    os.mkdir(str(setup["data"] / "volume" / "_data" / "db.sqlite"))  # a dir where a file was
     snapshot = backup.resolve_snapshot(config, "latest")
     result = backup.run_restore(config, backup.plan_restore(config, snapshot, in_place=True))
     assert result["ok"] and result["removed_extra_files"] == 1
+    assert result["replaced_conflicts"] == 2  # the symlink and the dir-for-file
     assert _tree_checksums(str(setup["data"])) == before
 
 
