@@ -20,7 +20,8 @@ import sys
 from .errors import OpsError
 from .runtime import DEFAULT_RUNTIME_PATH, load_runtime
 
-_COMMAND_MODULES = ("jobs_cli", "alerts_cli", "health_cli", "media_cli", "backup_cli", "disk_cli")
+_COMMAND_MODULES = ("jobs_cli", "alerts_cli", "disk_cli", "docker_cleanup_cli", "media_cli", "health_cli",
+                    "backup_cli")
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
