@@ -288,3 +288,10 @@ def test_failed_recovery_is_retried_by_the_next_ok(tmp_path):
         assert alerts.notify(runtime, "k", "ok", "y", now=1e9 + 2)["sent"] is True
         assert alerts.notify(runtime, "k", "ok", "y", now=1e9 + 3)["sent"] is False
     assert [m["text"][:1] for m in fake.messages] == ["✅"]
+
+
+def test_notify_puts_the_subject_between_host_and_level(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    alerts.notify(runtime, "disk:/", "warning", "70% used (free 15G, threshold 70%)",
+                  subject="диск")
+    assert fake.messages[0]["text"] == "⚠️ eatfit24.ru диск WARNING: 70% used (free 15G, threshold 70%)"
