@@ -17,6 +17,11 @@ The target is under 100 ms per run for the check. CPU time grows on a busy machi
 caches), so the load average is printed with the figures.
 
     /usr/bin/python3 benchmarks/health_monitor_cpu.py [--runs 50] [--endpoints 5]
+
+Measured 2026-11-23 (Debian 12, 2 CPUs shared with other test runs, load average 10,
+30 runs): python3 -c pass 13.9 ms; health-check 159.4 ms; through the wrapper 321.8 ms;
+health-check with a CLI importing only health_cli 97.7 ms. The difference between the
+last two is the other domain modules the CLI registry imports on every start.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -62,12 +68,11 @@ def host_layout(root, only_modules=None):
     if only_modules is not None:
         cli = os.path.join(package, "cli.py")
         with open(cli) as handle:
-            lines = handle.read().splitlines(True)
+            text = handle.read()
+        text = re.sub(r"^_COMMAND_MODULES = \([^)]*\)", "_COMMAND_MODULES = %r"
+                      % (tuple(only_modules),), text, count=1, flags=re.M)
         with open(cli, "w") as handle:
-            for line in lines:
-                if line.startswith("_COMMAND_MODULES = "):
-                    line = "_COMMAND_MODULES = %r\n" % (tuple(only_modules),)
-                handle.write(line)
+            handle.write(text)
     launcher = os.path.join(root, "runbook-ops")
     with open(launcher, "w") as handle:
         handle.write("#!%s\nimport sys\nsys.path.insert(0, %r)\nfrom runbook_ops.cli import main\n"
