@@ -128,7 +128,7 @@ def test_notify_keeps_cooldowns_per_key(tmp_path, fake):
     assert not alerts.notify(runtime, "disk:/", "warning", "a", now=1e9 + 2)["sent"]
 
 
-def test_notify_puts_the_subject_between_host_and_level(tmp_path, fake):
+def test_notify_subject_heads_recoveries_too_and_is_optional(tmp_path, fake):
     runtime = _runtime(tmp_path, fake.url)
     alerts.notify(runtime, "disk:/", "warning", "72% used (free 14G, threshold 70%)",
                   now=1e9, subject="disk")
