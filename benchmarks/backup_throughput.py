@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backup throughput: ``restic backup`` (through runbook.ops' core) vs ``tar -c | zstd``.
@@ -62,8 +61,8 @@ def build_tree(root, size_mb):
     index = 0
     while written < target:
         lines = []
-        for _ in range(20000):
-            line = " ".join(rng.choice(words) for _ in range(8))
+        for _line in range(20000):
+            line = " ".join(rng.choice(words) for _word in range(8))
             lines.append("2026-01-%02d %s %s" % (rng.randint(1, 28), line % () if "%" not in line
                                                  else line.replace("%d", str(rng.randint(0, 9999))),
                                                  rng.random()))
@@ -167,13 +166,12 @@ def main():
 
     print("cache dropped before runs: %s; cores: %d" % ("yes" if cold else "no", os.cpu_count()))
     print("%-34s %8s %9s %12s" % ("", "seconds", "MB/s", "stored MiB"))
-    print("%-34s %8.1f %9.1f %12.0f" % ("restic backup (first, + forget)", restic_s,
-                                         source / MB / restic_s, restic_stored / MB))
-    print("%-34s %8.1f %9.1f %12.0f" % ("tar -c | zstd -T0 -3", tar_s, source / MB / tar_s,
-                                         tar_stored / MB))
-    print("%-34s %8.1f %9.1f %12s" % ("restic backup (unchanged rerun)", rerun_s,
-                                       source / MB / rerun_s, "+%.1f" % (
-                                           (dir_bytes(repo) - restic_stored) / MB)))
+    row = "%-34s %8.1f %9.1f %12s"
+    print(row % ("restic backup (first, + forget)", restic_s, source / MB / restic_s,
+                 "%.0f" % (restic_stored / MB)))
+    print(row % ("tar -c | zstd -T0 -3", tar_s, source / MB / tar_s, "%.0f" % (tar_stored / MB)))
+    print(row % ("restic backup (unchanged rerun)", rerun_s, source / MB / rerun_s,
+                 "+%.1f" % ((dir_bytes(repo) - restic_stored) / MB)))
     print("ratio restic/tar: time %.2fx, stored size %.2fx; rerun ok=%s"
           % (restic_s / tar_s, restic_stored / float(tar_stored), again["ok"]))
 

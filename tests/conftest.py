@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"))
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+# The checkout as ansible_collections.runbook.ops (through .collections/), and the harness.
+sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), ".collections"))
+sys.path.insert(0, os.path.join(_TESTS, "harness"))
 
-from isolated_engine import isolated_engine, isolated_engine_factory  # noqa: E402,F401
+pytest_plugins = ("isolated_engine",)

@@ -51,7 +51,7 @@ def _compose(engine, workdir, *args):
     env = dict(os.environ)
     env.update(engine.env)
     proc = subprocess.run([compose_bin(), "-f", os.path.join(workdir, "compose.yaml")] + list(args),
-                          capture_output=True, text=True, env=env, cwd=workdir)
+                          capture_output=True, text=True, env=env, cwd=workdir, check=False)
     if proc.returncode != 0:
         raise RuntimeError("compose %s failed: %s" % (" ".join(args), proc.stderr[-2000:]))
     return proc
@@ -73,7 +73,7 @@ def build_cleanup_scenario(engine, buildkit=True):
     img["app:keep"] = build_busybox_image(engine, "app:keep", labels={KEEP: "true"},
                                           filler_bytes=230 * 1024)
     img["dangling"] = []
-    for _ in range(2):
+    for _copy in range(2):
         img["dangling"].append(build_busybox_image(engine, "dang:latest", filler_bytes=150 * 1024))
     img["dang:latest"] = build_busybox_image(engine, "dang:latest", filler_bytes=150 * 1024)
     img["base:1"] = build_busybox_image(engine, "base:1", filler_bytes=240 * 1024)
@@ -121,10 +121,10 @@ def build_cleanup_scenario(engine, buildkit=True):
     with open(os.path.join(workdir, "compose.yaml"), "w") as fh:
         fh.write(COMPOSE_FILE)
     _compose(engine, workdir, "up", "-d")
-    for _ in range(50):
+    for _attempt in range(50):
         out = subprocess.run(["/usr/bin/docker", "exec", "shop-web-1", "sh", "-c",
                               "ls -l /data/blob"], capture_output=True, text=True,
-                             env=dict(os.environ, **engine.env))
+                             env=dict(os.environ, **engine.env), check=False)
         if " 307200 " in out.stdout:
             break
         import time

@@ -33,7 +33,7 @@ START_TIMEOUT = 60
 
 
 def _run(argv, check=True):
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode,
                                                    proc.stderr.strip()))
@@ -84,7 +84,7 @@ def _pids_referring_to(path):
 
 
 def _unmount_all(path):
-    for _ in range(3):
+    for _round in range(3):
         points = _mounts_under(path)
         if not points:
             return
@@ -226,7 +226,7 @@ class IsolatedEngine:
         full_env = dict(os.environ)
         full_env.update(self.env)
         full_env.update(env or {})
-        proc = subprocess.run([cli] + list(args), capture_output=True, text=True, env=full_env)
+        proc = subprocess.run([cli] + list(args), capture_output=True, text=True, env=full_env, check=False)
         if check and proc.returncode != 0:
             raise RuntimeError("docker %s failed (%d): %s" % (" ".join(args), proc.returncode,
                                                               proc.stderr.strip()))
@@ -478,7 +478,7 @@ def main(argv=None):
         except (OSError, ValueError, KeyError):
             return 0
         os.unlink(args.state_file)
-        for _ in range(200):
+        for _attempt in range(200):
             if not _pid_alive(pid):
                 break
             time.sleep(0.1)

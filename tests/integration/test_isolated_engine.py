@@ -13,7 +13,7 @@ from isolated_engine import _mounts_under
 
 def _docker0_addr():
     out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "docker0"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     return out.returncode, out.stdout.split()[3] if out.stdout.split() else ""
 
 

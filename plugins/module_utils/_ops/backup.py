@@ -699,11 +699,12 @@ def prune_extra_files(roots, keep):
 
 def wait_healthy(url, timeout_seconds, interval=3.0):
     """Poll ``url`` until it answers 2xx/3xx or ``timeout_seconds`` pass; return bool."""
-    import urllib.request
+    from .health import build_opener
+    opener = build_opener()
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            with opener.open(url, timeout=5) as response:
                 if response.status < 400:
                     return True
         except Exception:  # noqa: BLE001 - any failure means "not healthy yet"

@@ -26,10 +26,10 @@ results as JSON. Nothing printed contains the password or the repository locatio
 
 from __future__ import annotations
 
-import json
 import sys
 
 from . import backup
+from .cli_output import emit
 from .errors import OpsError
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
@@ -65,7 +65,7 @@ def backup_command(args, runtime) -> int:
     if not config["host_label"]:
         config["host_label"] = runtime["host_label"]
     if args.validate:
-        _say(args, {"valid": True, "config": args.config},
+        emit(args, {"valid": True, "config": args.config},
              "backup config %s is valid" % args.config)
         return 0
     handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
@@ -74,17 +74,17 @@ def backup_command(args, runtime) -> int:
         return handler(args, config, runtime)
     except OpsError as exc:
         # Failed hooks, an unreachable repository, a failed restore: the job failed.
-        _say(args, {"ok": False, "error": exc.message}, None)
+        emit(args, {"ok": False, "error": exc.message}, None)
         sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
         return 1
 
 
 def _init(args, config, runtime) -> int:
     if config["engine"] == "archive":
-        _say(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
+        emit(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
         return 0
     state = backup.ensure_repository(config, dry_run=args.dry_run)
-    _say(args, {"repository": state}, "repository %s" % state)
+    emit(args, {"repository": state}, "repository %s" % state)
     return 0
 
 
@@ -113,9 +113,9 @@ def _run(args, config, runtime) -> int:
                 len(forget.get("removed", [])))
         if result.get("file"):
             text += ", %s (%s)" % (result["file"], _human(result.get("size_bytes", 0)))
-        _say(args, result, text)
+        emit(args, result, text)
         return 0
-    _say(args, result, None)
+    emit(args, result, None)
     sys.stderr.write("runbook-ops: backup %s FAILED: %s; nothing was pruned\n"
                      % (job, result.get("error")))
     return 1
@@ -124,10 +124,10 @@ def _run(args, config, runtime) -> int:
 def _check(args, config, runtime) -> int:
     result = backup.run_check(config)
     if result["ok"]:
-        _say(args, result, "backup %s: repository check passed (%s of the data read)"
+        emit(args, result, "backup %s: repository check passed (%s of the data read)"
              % (config["job"], result.get("subset", "all")))
         return 0
-    _say(args, result, None)
+    emit(args, result, None)
     sys.stderr.write("runbook-ops: backup %s check FAILED: %s\n"
                      % (config["job"], result.get("error")))
     return 1
@@ -155,19 +155,19 @@ def _freshness(args, config, runtime) -> int:
                         result["newest"]))
         alert = _notify(runtime, key, "critical", text)
     result["alert"] = alert
-    _say(args, result, text)
+    emit(args, result, text)
     return 1 if alert.get("error") else 0
 
 
 def _snapshots(args, config, runtime) -> int:
     if config["engine"] == "archive":
         items = [{"file": path} for path in backup.list_archives(config)]
-        _say(args, items, "\n".join(item["file"] for item in items) or "no archives")
+        emit(args, items, "\n".join(item["file"] for item in items) or "no archives")
         return 0
     snaps = backup.list_snapshots(config)
     items = [{"id": s["short_id"], "time": s["time"].isoformat(), "paths": s["paths"],
               "tags": s["tags"]} for s in snaps]
-    _say(args, items, "\n".join("%s  %s  %s" % (i["id"], i["time"], " ".join(i["paths"]))
+    emit(args, items, "\n".join("%s  %s  %s" % (i["id"], i["time"], " ".join(i["paths"]))
                                 for i in items) or "no snapshots")
     return 0
 
@@ -189,20 +189,13 @@ def _restore(args, config, runtime) -> int:
         "ok" if result["ok"] else "FAILED: %s" % result.get("error"))
     if not args.in_place:
         text += "\nrestored files are under %s" % target
-    _say(args, result, text)
+    emit(args, result, text)
     return 0 if result["ok"] else 1
 
 
 def _notify(runtime, key, level, text):
     from .alerts import notify
     return notify(runtime, key, level, text)
-
-
-def _say(args, result, text) -> None:
-    if args.json:
-        print(json.dumps(result, sort_keys=True, default=str))
-    elif text:
-        print(text)
 
 
 def _human(count) -> str:

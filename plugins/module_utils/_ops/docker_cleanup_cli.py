@@ -17,9 +17,9 @@ Exit status: 0 ran (whatever it found to remove), 1 the engine refused some remo
 from __future__ import annotations
 
 import json
-import sys
 
 from .docker_cleanup import normalize_options, run_docker_cleanup
+from .cli_output import emit
 from .errors import OpsError
 
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/docker-cleanup.json"
@@ -76,8 +76,8 @@ def format_result(result) -> list:
     """Human lines for the job's log."""
     pct = ""
     if result["usage_before_percent"] is not None:
-        pct = ", disk %.1f%% -> %.1f%%" % (result["usage_before_percent"],
-                                          result["usage_after_percent"])
+        pct = ", disk %.1f%% -> %.1f%%" % (
+            result["usage_before_percent"], result["usage_after_percent"])
     lines = ["docker cleanup%s on %s: %s %s%s" % (
         " (check mode)" if result["check_mode"] else "", result["docker_host"],
         "would free" if result["check_mode"] else "freed",
@@ -104,16 +104,9 @@ def docker_cleanup_command(args, runtime) -> int:
     """``docker-cleanup``: run once, print, exit as documented in the module docstring."""
     options = load_config(args.config)
     if args.validate:
-        _print(args, {"valid": True, "config": args.config},
+        emit(args, {"valid": True, "config": args.config},
                ["docker cleanup config %s is valid" % args.config])
         return EXIT_OK
     result = run_docker_cleanup(options, check_mode=args.check)
-    _print(args, result, format_result(result))
+    emit(args, result, format_result(result))
     return EXIT_PROBLEM if result["errors"] else EXIT_OK
-
-
-def _print(args, data, lines):
-    if args.json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    else:
-        sys.stdout.write("\n".join(lines) + "\n")

@@ -605,8 +605,8 @@ def format_check_lines(summary):
                 detail += " (%s)" % result["health"]
         lines.append("%-8s %-30s %s" % (result["level"], result["name"], detail))
     for action in summary["alerts"]:
-        lines.append("alert    %-30s %s -> %s" % (action["key"], action["level"],
-                                                   _outcome_word(action.get("outcome"))))
+        lines.append("alert    %-30s %s -> %s" % (
+            action["key"], action["level"], _outcome_word(action.get("outcome"))))
     if not summary["state_saved"]:
         lines.append("warning: could not save health state (disk full?); "
                      "failure counts start over next run")
@@ -639,7 +639,7 @@ def read_memory(meminfo_path="/proc/meminfo"):
     values = {}
     with open(meminfo_path, encoding="ascii") as handle:
         for line in handle:
-            name, _, rest = line.partition(":")
+            name, _sep, rest = line.partition(":")
             parts = rest.split()
             if parts:
                 values[name] = int(parts[0]) * 1024

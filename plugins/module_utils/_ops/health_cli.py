@@ -17,10 +17,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from . import health
+from .cli_output import emit
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -59,12 +59,12 @@ def health_check_command(args, runtime) -> int:
     """``health-check``: run the checks once, print them, exit as documented above."""
     config = health.load_config(args.config)
     if args.validate:
-        _print(args, {"valid": True, "config": args.config},
+        emit(args, {"valid": True, "config": args.config},
                ["health monitor config %s is valid: %d endpoints, %d compose projects" % (
                    args.config, len(config["endpoints"]), len(config["compose_projects"]))])
         return EXIT_OK
     summary = health.run_health_check(config, runtime)
-    _print(args, summary, health.format_check_lines(summary))
+    emit(args, summary, health.format_check_lines(summary))
     undelivered = [a for a in summary["alerts"]
                    if isinstance(a.get("outcome"), dict) and a["outcome"].get("error")]
     return EXIT_PROBLEM if undelivered else EXIT_OK
@@ -80,13 +80,5 @@ def health_report_command(args, runtime) -> int:
         config, runtime, since_hours=args.since_hours, log_lines=args.log_lines,
         memory_warning_percent=args.memory_warning_percent,
         memory_critical_percent=args.memory_critical_percent)
-    _print(args, report, health.format_report_table(report))
+    emit(args, report, health.format_report_table(report))
     return EXIT_PROBLEM if report["level"] == "critical" else EXIT_OK
-
-
-def _print(args, data, lines) -> None:
-    if args.json:
-        print(json.dumps(data, sort_keys=True, default=str))
-    else:
-        for line in lines:
-            print(line)

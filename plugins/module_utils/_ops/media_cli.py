@@ -20,6 +20,7 @@ import os
 import sys
 
 from .errors import OpsError
+from .cli_output import emit
 from . import media
 
 ALERT_KEY = "media-cleanup"
@@ -66,13 +67,6 @@ def _say(text, stream=None):
     (stream or sys.stdout).write(text + "\n")
 
 
-def _print(args, payload, text):
-    if getattr(args, "json", False):
-        _say(json.dumps(payload, sort_keys=True))
-    else:
-        _say(text)
-
-
 def _notify(runtime, level, text):
     """Send through the runtime's alerts; never let a delivery problem fail the job."""
     from .alerts import notify
@@ -102,7 +96,7 @@ def cmd_media_baseline(args, runtime):
         text += "; PARTIAL: %d entries unreadable" % result["unreadable"]
     if not result["written"]:
         text += "; NOT WRITTEN to %s" % config["baseline_file"]
-    _print(args, result, text)
+    emit(args, result, text)
     return 1 if result["partial"] or not result["written"] else 0
 
 
@@ -118,7 +112,7 @@ def cmd_media_gate(args, runtime):
     text = media.summarize_gate(result)
     if not args.no_alert:
         _notify(runtime, "warning" if result["activate"] else "ok", text)
-    _print(args, result, text)
+    emit(args, result, text)
     return 0
 
 
@@ -131,11 +125,11 @@ def cmd_media_cleanup(args, runtime):
     result = media.run_cleanup(config)
     lines = [(result["stdout"] or "").rstrip(), (result["stderr"] or "").rstrip()]
     if result["before_bytes"] is not None:
-        lines.append("media %s -> %s" % (media.format_size(result["before_bytes"]),
-                                          media.format_size(result["after_bytes"])))
+        lines.append("media %s -> %s" % (
+            media.format_size(result["before_bytes"]), media.format_size(result["after_bytes"])))
     if result["timed_out"]:
         lines.append("cleanup command timed out after %s s" % config["timeout_seconds"])
     elif result["rc"] != 0:
         lines.append("cleanup command exited with status %d" % result["rc"])
-    _print(args, result, "\n".join(line for line in lines if line))
+    emit(args, result, "\n".join(line for line in lines if line))
     return 0 if result["rc"] == 0 and not result["timed_out"] else 1

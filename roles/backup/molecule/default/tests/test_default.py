@@ -78,7 +78,7 @@ def _playbook(*extra):
             "-e", "restore_hosts=backup-instance"]
     for item in extra:
         argv += ["-e", item]
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 # --------------------------------------------------------------------------- what the role left

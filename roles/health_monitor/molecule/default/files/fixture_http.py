@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A tiny health endpoint for the Molecule scenario (stdlib only, runs in the container).

@@ -292,7 +292,7 @@ def test_failed_backup_never_prunes(setup, monkeypatch):
     for when in ("2026-01-01 03:00:00", "2026-01-02 03:00:00"):
         assert backup.run_backup(config, when=when)["ok"]
     calls = []
-    monkeypatch.setattr(backup, "run_forget", lambda cfg: calls.append(cfg))
+    monkeypatch.setattr(backup, "run_forget", calls.append)
     broken = dict(config, restic_bin=str(setup["tmp"] / "restic-fails"))
     script = setup["tmp"] / "restic-fails"
     script.write_text("#!/bin/sh\n[ \"$1\" = backup ] && exit 1\nexec restic \"$@\"\n")

@@ -225,7 +225,7 @@ def test_check_compose_projects_warns_on_restarts_since_last_run():
 def test_check_compose_projects_new_container_starts_a_new_baseline():
     projects = [{"name": "shop", "services": []}]
     baseline = {"compose:shop/web": {"id": "old", "restart_count": 0}}
-    results, _ = health.check_compose_projects(
+    results, _unused = health.check_compose_projects(
         projects, baseline, client=object(),
         lister=lambda client, name: [_attrs("web", restarts=3, cid="c2")])
     assert results[0]["level"] == "ok"
@@ -235,7 +235,7 @@ def test_check_compose_projects_reports_missing_project_and_service():
     projects = [{"name": "shop", "services": ["web", "worker"]}, {"name": "blog",
                                                                   "services": []}]
     listing = {"shop": [_attrs("web")], "blog": []}
-    results, _ = health.check_compose_projects(
+    results, _unused = health.check_compose_projects(
         projects, client=object(), lister=lambda client, name: listing[name])
     by_key = {r["key"]: r for r in results}
     assert by_key["compose:shop/web"]["level"] == "ok"
@@ -246,7 +246,7 @@ def test_check_compose_projects_reports_missing_project_and_service():
 def test_check_compose_projects_reports_an_engine_that_does_not_answer():
     def lister(client, name):
         raise ConnectionError("socket gone")
-    results, _ = health.check_compose_projects([{"name": "shop", "services": []}],
+    results, _unused = health.check_compose_projects([{"name": "shop", "services": []}],
                                                client=object(), lister=lister)
     assert [(r["key"], r["level"]) for r in results] == [("compose:docker", "critical")]
     assert "socket gone" in results[0]["problem"]
@@ -283,7 +283,7 @@ def test_track_failures_one_blip_stays_silent():
 def test_track_failures_recovery_carries_the_downtime():
     checks = {}
     for now in (1000, 1300, 1600):
-        checks, _ = health.track_failures(checks, [_bad()], now, 2)
+        checks, _unused = health.track_failures(checks, [_bad()], now, 2)
     checks, actions = health.track_failures(checks, [_good()], 1000 + 12 * MIN, 2)
     assert actions == [{"key": "endpoint:api", "level": "ok",
                         "text": "api is back after 12 min"}]
@@ -293,7 +293,7 @@ def test_track_failures_recovery_carries_the_downtime():
 def test_track_failures_recovers_checks_that_left_the_config():
     checks = {}
     for now in (0, 300):
-        checks, _ = health.track_failures(checks, [_bad()], now, 2)
+        checks, _unused = health.track_failures(checks, [_bad()], now, 2)
     checks, actions = health.track_failures(checks, [], 600, 2)
     assert [a["level"] for a in actions] == ["ok"]
 

@@ -68,7 +68,7 @@ def trigger(result, name):
     ("12345B", 12345),
     ("0", 0),
     (524288000, 524288000),
-], ids=lambda v: str(v))
+], ids=str)
 def test_parse_size_reads_decimal_binary_and_plain_bytes(text, expected):
     assert media.parse_size(text) == expected
 
@@ -76,7 +76,7 @@ def test_parse_size_reads_decimal_binary_and_plain_bytes(text, expected):
 @pytest.mark.parametrize("text", [
     "500M", "500mb", "1.5gib", "500 MBs", "MB", "", "  ", "-5MB", "5 MB extra", "1e6",
     "1.5", "1,5GB", "0x10", None, True, -1, 1.5, [500],
-], ids=lambda v: repr(v))
+], ids=repr)
 def test_parse_size_rejects_anything_loose(text):
     with pytest.raises(OpsError) as info:
         media.parse_size(text, "size_limit")
@@ -235,8 +235,8 @@ def test_disk_trigger_fires_at_the_limit_or_when_the_trend_reaches_it(percent, d
 
 
 def test_gate_is_quiet_with_the_runbooks_current_baselines():
-    result = decide(media_bytes=47 * MB, growth={"bytes_per_week": 4 * MB, "from_ts": "a",
-                                                  "to_ts": "b", "days": 31.0}, records=8)
+    growth = {"bytes_per_week": 4 * MB, "from_ts": "a", "to_ts": "b", "days": 31.0}
+    result = decide(media_bytes=47 * MB, growth=growth, records=8)
     assert result["activate"] is False
     assert [t["name"] for t in result["triggers"]] == ["size", "growth", "records", "disk"]
     assert all(set(t) >= {"name", "value", "limit", "hit"} for t in result["triggers"])
