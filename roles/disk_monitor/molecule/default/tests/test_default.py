@@ -34,8 +34,8 @@ def messages(host):
 
 
 def cron_command(host):
-    line = [l for l in host.file(CRON_FILE).content_string.splitlines()
-            if l.startswith("0 9 * * * ")][0]
+    line = [text for text in host.file(CRON_FILE).content_string.splitlines()
+            if text.startswith("0 9 * * * ")][0]
     return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "").strip()
 
 
@@ -64,7 +64,8 @@ def df_percent(host):
 def test_the_daily_cron_job_runs_the_check_through_the_wrapper(host):
     cron = host.file(CRON_FILE)
     assert cron.user == "root" and cron.mode == 0o644
-    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in cron.content_string
+    # The cron module quotes environment values; cron strips the quotes.
+    assert 'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n' in cron.content_string
     assert cron_command(host) == (
         "/usr/local/bin/runbook-ops run --job disk-monitor --timeout 3600 -- "
         "/usr/local/bin/runbook-ops disk-check --config /etc/runbook-ops/disk-monitor.json")
@@ -97,8 +98,9 @@ def test_a_second_run_inside_the_cooldown_sends_nothing(host):
 
 
 def test_the_day_has_one_history_sample(host):
-    lines = [json.loads(l) for l in host.file(HISTORY).content_string.splitlines() if l.strip()]
-    mine = [l for l in lines if l["mount"] == FS]
+    lines = [json.loads(text) for text in host.file(HISTORY).content_string.splitlines()
+             if text.strip()]
+    mine = [sample for sample in lines if sample["mount"] == FS]
     assert len(mine) == 1 and mine[0]["used_bytes"] == 6144 * 1024
     assert set(mine[0]) == {"ts", "mount", "used_bytes", "total_bytes"}
 
