@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Wall time of ``emergency-disk.yml --check`` for 1, 10 and 20 container hosts.
