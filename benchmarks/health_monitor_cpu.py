@@ -9,18 +9,13 @@ children's CPU time (user + system) from ``resource.getrusage(RUSAGE_CHILDREN)``
 endpoint server's own CPU is this process's, so it is not counted.
 
 Prints ms of CPU per run for: the bare interpreter (``python3 -c pass``), the check
-alone, the check as cron runs it (through ``runbook-ops run --job``), and the check with a
-CLI that imports only the ``health_cli`` module (what a lazy subcommand registry in
-``cli.py`` would cost; the installed registry imports every domain module on each start).
-The target is under 100 ms per run for the check. CPU time grows on a busy machine (cold
+alone, and the check as cron runs it (through ``runbook-ops run --job``). The CLI imports
+only the module of the subcommand it runs. The target is under 100 ms per run for the check. CPU time grows on a busy machine (cold
 caches), so the load average is printed with the figures.
 
     /usr/bin/python3 benchmarks/health_monitor_cpu.py [--runs 50] [--endpoints 5]
 
-Measured 2026-11-23 (Debian 12, 2 CPUs shared with other test runs, load average 10,
-30 runs): python3 -c pass 13.9 ms; health-check 159.4 ms; through the wrapper 321.8 ms;
-health-check with a CLI importing only health_cli 97.7 ms. The difference between the
-last two is the other domain modules the CLI registry imports on every start.
+Figures: see the README's benchmark section (latest run).
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -54,24 +48,13 @@ class _Healthy(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def host_layout(root, only_modules=None):
-    """The base role's layout under ``root``; returns the launcher's path.
-
-    ``only_modules``: a tuple to put in ``cli._COMMAND_MODULES`` instead of the shipped one.
-    """
+def host_layout(root):
+    """The base role's layout under ``root``; returns the launcher's path."""
     package = os.path.join(root, "lib", "runbook_ops")
     os.makedirs(package)
     for name in os.listdir(CORE):
         if name.endswith(".py"):
             shutil.copy(os.path.join(CORE, name), package)
-    if only_modules is not None:
-        cli = os.path.join(package, "cli.py")
-        with open(cli) as handle:
-            text = handle.read()
-        text = re.sub(r"^_COMMAND_MODULES = \([^)]*\)", "_COMMAND_MODULES = %r"
-                      % (tuple(only_modules),), text, count=1, flags=re.M)
-        with open(cli, "w") as handle:
-            handle.write(text)
     launcher = os.path.join(root, "runbook-ops")
     with open(launcher, "w") as handle:
         handle.write("#!%s\nimport sys\nsys.path.insert(0, %r)\nfrom runbook_ops.cli import main\n"
@@ -107,7 +90,6 @@ def main():
     root = tempfile.mkdtemp(prefix="rbo-health-bench-")
     try:
         launcher = host_layout(root)
-        lean_launcher = host_layout(os.path.join(root, "lean"), only_modules=("health_cli",))
         runtime = os.path.join(root, "runtime.json")
         with open(runtime, "w") as handle:  # no chat id: alerts are decided, never sent
             json.dump({"host_label": "bench", "state_dir": os.path.join(root, "state"),
@@ -119,14 +101,11 @@ def main():
                                      for i in range(args.endpoints)]}, handle)
         check = [launcher, "--runtime", runtime, "health-check", "--config", config]
         wrapped = [launcher, "--runtime", runtime, "run", "--job", "health-monitor", "--"] + check
-        lean = [lean_launcher] + check[1:]
 
         cpu_ms_per_run(check, 3)  # warm the page cache and write the .pyc files
-        cpu_ms_per_run(lean, 3)
         bare = cpu_ms_per_run([PYTHON, "-c", "pass"], args.runs)
         alone = cpu_ms_per_run(check, args.runs)
         through = cpu_ms_per_run(wrapped, args.runs)
-        only = cpu_ms_per_run(lean, args.runs)
     finally:
         server.shutdown()
         shutil.rmtree(root, ignore_errors=True)
@@ -137,7 +116,6 @@ def main():
     print("  python3 -c pass                               %6.1f ms" % bare)
     print("  runbook-ops health-check                      %6.1f ms   (target < 100 ms)" % alone)
     print("  through runbook-ops run --job (as cron)       %6.1f ms" % through)
-    print("  health-check, CLI importing health_cli only   %6.1f ms" % only)
     return 0 if alone < 100 else 1
 
 

@@ -18,15 +18,11 @@ import fcntl
 import json
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 from .errors import OpsError
 from .state import read_json, write_json_atomic
 
-# The stdlib opener: Ansible's open_url is not available where runbook-ops runs.
-_OPENER = urllib.request.build_opener()
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 TELEGRAM_MAX_CHARS = 4096
 _CUT_MARK = "\n… (cut)"
@@ -114,6 +110,11 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     ``{"sent": True, "attempts": n, "message_id": id}``; raises ``OpsError`` whose
     message names the API host and the reason, never the URL or the token.
     """
+    # The stdlib's urllib (Ansible's open_url is not there on hosts), imported only when an
+    # alert is really sent: it is the costliest import of a cron run.
+    import urllib.error
+    import urllib.request
+
     if not token:
         raise OpsError("no Telegram bot token; set runbook_ops_telegram_bot_token")
     if not str(chat_id):
@@ -128,7 +129,7 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
         request = urllib.request.Request(url, data=payload, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with _OPENER.open(request, timeout=timeout) as response:
+            with urllib.request.build_opener().open(request, timeout=timeout) as response:
                 body = response.read()
             try:
                 message_id = json.loads(body.decode("utf-8", "replace"))["result"]["message_id"]

@@ -699,15 +699,14 @@ def prune_extra_files(roots, keep):
 
 def wait_healthy(url, timeout_seconds, interval=3.0):
     """Poll ``url`` until it answers 2xx/3xx or ``timeout_seconds`` pass; return bool."""
-    from .health import build_opener
-    opener = build_opener()
+    from .http_probe import ProbeError, http_get
+
     deadline = time.monotonic() + timeout_seconds
     while True:
         try:
-            with opener.open(url, timeout=5) as response:
-                if response.status < 400:
-                    return True
-        except Exception:  # noqa: BLE001 - any failure means "not healthy yet"
+            if http_get(url, timeout=5, read_limit=0)[0] < 400:
+                return True
+        except ProbeError:
             pass
         if time.monotonic() >= deadline:
             return False

@@ -26,6 +26,7 @@ import re
 import time
 
 from .errors import OpsError
+from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
 
 LEVELS = ("ok", "warning", "critical")
@@ -179,47 +180,7 @@ def display_url(url):
     return "%s://%s%s" % (parts.scheme, netloc, parts.path or "/")
 
 
-def build_opener(tls_context=None):
-    """A urllib opener for health checks: no proxies, redirects handed back, not followed."""
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, req, fp, code, msg, headers, newurl):
-            return None
-
-    handlers = [urllib.request.ProxyHandler({}), NoRedirect()]
-    if tls_context is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=tls_context))
-    return urllib.request.build_opener(*handlers)
-
-
-def _tls_context(validate):
-    import ssl
-
-    if validate:
-        return ssl.create_default_context()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _reason(exc):
-    """A short reason for a connection-level failure."""
-    import socket
-
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return "timeout"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, socket.gaierror):
-        return "name does not resolve"
-    text = str(reason) or reason.__class__.__name__
-    return text[:200]
-
-
-def check_endpoint(endpoint, opener=None, clock=time.monotonic):
+def check_endpoint(endpoint, clock=time.monotonic):
     """Request one endpoint once and judge the answer.
 
     ``endpoint``: a dict from ``validate_endpoint`` (name, url, host_header,
@@ -229,12 +190,6 @@ def check_endpoint(endpoint, opener=None, clock=time.monotonic):
     or without the expected text; ``warning`` when it answers right but slower than the
     latency limit; ``ok`` otherwise.
     """
-    import http.client
-    import urllib.error
-    import urllib.request
-
-    if opener is None:
-        opener = build_opener()
     result = {
         "key": "endpoint:" + endpoint["name"],
         "kind": "endpoint",
@@ -245,36 +200,20 @@ def check_endpoint(endpoint, opener=None, clock=time.monotonic):
         "status": None,
         "latency_ms": None,
     }
-    headers = {"User-Agent": "runbook-ops-health/1", "Connection": "close"}
-    if endpoint.get("host_header"):
-        headers["Host"] = endpoint["host_header"]
-    request = urllib.request.Request(endpoint["url"], headers=headers, method="GET")
+    headers = {"Host": endpoint["host_header"]} if endpoint.get("host_header") else {}
     timeout = endpoint["timeout_seconds"]
-    if endpoint["url"].startswith("https://") and not endpoint["validate_certs"]:
-        opener = build_opener(_tls_context(False))
     started = clock()
-    body = b""
     try:
-        try:
-            response = opener.open(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            response = exc
-        try:
-            result["status"] = response.getcode()
-            if endpoint.get("expected_text"):
-                body = response.read(BODY_READ_LIMIT) or b""
-            else:
-                response.read(BODY_READ_LIMIT)
-        finally:
-            response.close()
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        result["status"], body = http_get(endpoint["url"], headers=headers, timeout=timeout,
+                                          read_limit=BODY_READ_LIMIT,
+                                          verify_tls=endpoint["validate_certs"])
+    except ProbeError as exc:
         result["latency_ms"] = round((clock() - started) * 1000.0, 1)
-        reason = _reason(exc)
         result["level"] = "critical"
-        if reason == "timeout":
+        if exc.reason == "timeout":
             result["problem"] = "no answer within %s s" % _seconds(timeout)
         else:
-            result["problem"] = reason
+            result["problem"] = exc.reason
         return result
     latency_ms = round((clock() - started) * 1000.0, 1)
     result["latency_ms"] = latency_ms
@@ -531,13 +470,12 @@ def track_failures(previous, results, now, failures_before_alert):
 
 # --------------------------------------------------------------------------- the job
 
-def run_checks(config, restart_baseline=None, opener=None, docker=None):
+def run_checks(config, restart_baseline=None, docker=None):
     """Every check of ``config`` once; return ``(results, restart_baseline)``."""
     results = []
     if config["endpoints"]:
-        opener = opener or build_opener()
         for endpoint in config["endpoints"]:
-            results.append(check_endpoint(endpoint, opener=opener))
+            results.append(check_endpoint(endpoint))
     compose_results, baseline = check_compose_projects(
         config["compose_projects"], restart_baseline, client=docker,
         timeout=config["docker_timeout_seconds"])
@@ -552,7 +490,7 @@ def alert_runtime(runtime, cooldown_seconds):
     return copy
 
 
-def run_health_check(config, runtime, notify=None, now=None, opener=None, docker=None):
+def run_health_check(config, runtime, notify=None, now=None, docker=None):
     """The health-monitor job: check, count, alert, save state; return a summary dict.
 
     ``runtime``: from ``runtime.load_runtime`` (host_label, state_dir, alert{...}).
@@ -566,7 +504,7 @@ def run_health_check(config, runtime, notify=None, now=None, opener=None, docker
     saved = read_json(state_path, {})
     if not isinstance(saved, dict):
         saved = {}
-    results, baseline = run_checks(config, saved.get("restart_baseline"), opener=opener,
+    results, baseline = run_checks(config, saved.get("restart_baseline"),
                                    docker=docker)
     checks, actions = track_failures(saved.get("checks") or {}, results, now,
                                      config["failures_before_alert"])
@@ -779,7 +717,7 @@ def format_bytes(value):
 
 
 def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_percent=80,
-                 memory_critical_percent=95, docker=None, opener=None, backup=None,
+                 memory_critical_percent=95, docker=None, backup=None,
                  meminfo_path="/proc/meminfo", now=None):
     """The morning check of one host as plain data, rows with a level each.
 
@@ -829,9 +767,8 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
                                  "last: " + errors["last"][-1][:120], "warning"))
     endpoints = []
     if config.get("endpoints"):
-        opener = opener or build_opener()
         for endpoint in config["endpoints"]:
-            result = check_endpoint(endpoint, opener=opener)
+            result = check_endpoint(endpoint)
             endpoints.append(result)
             status = "HTTP %s" % result["status"] if result["status"] is not None else "down"
             latency = ("%d ms" % round(result["latency_ms"])

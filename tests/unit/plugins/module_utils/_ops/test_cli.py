@@ -78,13 +78,37 @@ def _closed_port():
         return sock.getsockname()[1]
 
 
-def test_registry_modules_each_register_a_subcommand():
-    assert cli._COMMAND_MODULES[:2] == ("jobs_cli", "alerts_cli")
-    for name in cli._COMMAND_MODULES:
-        module = importlib.import_module(cli.__package__ + "." + name)
-        assert callable(module.add_parser)
+def test_command_map_matches_what_each_module_registers():
+    core_dir = os.path.dirname(cli.__file__)
+    cli_files = sorted(f[:-3] for f in os.listdir(core_dir) if f.endswith("_cli.py"))
+    assert sorted(cli.command_modules()) == cli_files
+    for name in cli.command_modules():
+        parser = cli.build_parser((name,))
+        registered = set(parser._subparsers._group_actions[0].choices)  # pylint: disable=protected-access
+        assert registered == {cmd for cmd, module in cli.COMMANDS.items() if module == name}, name
     help_text = cli.build_parser().format_help()
-    assert "run" in help_text and "alert" in help_text
+    assert all(cmd in help_text for cmd in cli.COMMANDS)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--job", "x", "--", "true"], "run"),
+    (["--runtime", "/tmp/r.json", "health-check", "--config", "c"], "health-check"),
+    (["--runtime=/tmp/r.json", "alert", "--test"], "alert"),
+    (["--help"], None),
+    ([], None),
+], ids=["plain", "runtime-before", "runtime-equals", "help", "empty"])
+def test_requested_command_finds_the_subcommand_after_global_options(argv, expected):
+    assert cli.requested_command(argv) == expected
+
+
+def test_a_run_imports_only_the_module_of_its_subcommand(host):
+    probe = ("import sys; sys.argv = ['runbook-ops', '--runtime', '/nonexistent.json', 'alert', '--help']\n"
+             "from runbook_ops import cli\n"
+             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('runbook_ops.') and m.endswith('_cli')))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=str(host / "lib"), capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.stdout.strip().splitlines()[-1] == "['runbook_ops.alerts_cli']"
 
 
 def test_help_works_from_the_host_layout(host):

@@ -41,7 +41,8 @@ def write(host, name, config):
 
 
 def test_media_subcommands_are_registered():
-    assert "media_cli" in cli._COMMAND_MODULES
+    assert {cmd for cmd, mod in cli.COMMANDS.items() if mod == "media_cli"} == {
+        "media-baseline", "media-gate", "media-cleanup"}
 
 
 def test_media_baseline_appends_a_sample_and_prints_a_line(host, capsys):
