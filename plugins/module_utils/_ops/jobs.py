@@ -29,8 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 from .alerts import notify
 from .errors import OpsError
@@ -117,8 +115,8 @@ def acquire_job_lock(lock_path, wait_seconds=0.0):
     try:
         handle.seek(0)
         handle.truncate()
-        handle.write("%d\n" % os.getpid())
-        handle.flush()
+        # Unbuffered, so a full disk fails here (ignored below) and never later, in close().
+        os.write(handle.fileno(), b"%d\n" % os.getpid())
     except OSError:
         pass  # A full disk: the lock holds all the same, only the pid note is missing.
     return handle, None
@@ -126,6 +124,9 @@ def acquire_job_lock(lock_path, wait_seconds=0.0):
 
 def ping(url, log, what) -> bool:
     """GET ``url`` (dead-man switch); failures are logged without the URL and ignored."""
+    import urllib.error  # lazily: most jobs have no ping URL, and every cron run pays for imports
+    import urllib.request
+
     try:
         with urllib.request.build_opener().open(url, timeout=PING_TIMEOUT_SECONDS) as response:
             response.read(256)

@@ -203,9 +203,6 @@ def test_a_full_disk_still_alerts_through_the_wrapper_and_skips_only_the_state(h
     assert len((brim / "state" / "disk-history.jsonl").read_text().splitlines()) == 1
 
 
-@pytest.mark.xfail(reason="jobs.run_job closes the lock file whose pid note could not be "
-                   "flushed: ENOSPC traceback and rc 1 after the job ran (jobs.py, not "
-                   "disk-check)", strict=False)
 def test_the_wrapper_exits_0_on_a_full_state_disk(host, fake, brim):
     runtime = _runtime_on(host, brim)
     config = _config(host, paths=[str(brim)])
