@@ -61,7 +61,7 @@ def main(argv=None):
                 inventory = write_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
                                             names[:size])
                 best = None
-                for _ in range(args.repeat):
+                for _repeat in range(args.repeat):
                     rc, output, seconds, recap = run_playbook(
                         "emergency-disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
                     failed = [h for h, r in recap.items() if r["failed"] or r["unreachable"]]

@@ -46,7 +46,7 @@ def run_emergency(engine, extra_vars, check=False):
     argv = [ANSIBLE_PLAYBOOK, PLAYBOOK, "-e", json.dumps(extra_vars)]
     if check:
         argv.append("--check")
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     try:
         out = json.loads(proc.stdout)
     except ValueError:

@@ -55,7 +55,7 @@ RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s
 
 
 def _docker(*args, check=True, timeout=120):
-    proc = subprocess.run([DOCKER] + list(args), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([DOCKER] + list(args), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError("docker %s failed (%d): %s" % (" ".join(args[:3]), proc.returncode,
                                                           proc.stderr.strip()))
@@ -75,10 +75,10 @@ def apt_debs():
     found = [glob.glob(os.path.join(DEB_CACHE, "%s_*.deb" % name)) for name in APT_DEBS]
     if not all(found):
         proc = subprocess.run(["apt-get", "download"] + list(APT_DEBS), cwd=DEB_CACHE,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError("apt-get download %s failed: %s" % (" ".join(APT_DEBS),
-                                                                  proc.stderr.strip()))
+            raise RuntimeError("apt-get download %s failed: %s" % (
+                " ".join(APT_DEBS), proc.stderr.strip()))
         found = [glob.glob(os.path.join(DEB_CACHE, "%s_*.deb" % name)) for name in APT_DEBS]
     return [sorted(paths)[-1] for paths in found]
 
@@ -144,7 +144,7 @@ def run_playbook(playbook, inventory, extra_vars=None, check=False, timeout=3600
     env.update(FLEET_ENV)
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
     return proc.returncode, output, seconds, parse_recap(output)

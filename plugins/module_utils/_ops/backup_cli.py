@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 
 from . import backup
-from .cli_output import emit
+from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
@@ -41,10 +41,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "backup", help="restic/archive backups, checks, freshness alerts and restores")
     parser.add_argument("action", choices=ACTIONS, help="what to do")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE",
-                        help="backup settings (default: %(default)s)")
-    parser.add_argument("--validate", action="store_true", help="only check the config file")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_arguments(parser, DEFAULT_CONFIG, "backup settings")
     parser.add_argument("--dry-run", action="store_true", help="show what would be done")
     parser.add_argument("--time", dest="when", metavar="'YYYY-MM-DD HH:MM:SS'",
                         help="run: record the snapshot with this time (restore drills)")

@@ -1,6 +1,6 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How every runbook-ops subcommand prints its result: JSON with ``--json``, lines otherwise."""
+"""What every runbook-ops job subcommand shares: its standard options and how it prints."""
 
 from __future__ import annotations
 
@@ -17,3 +17,14 @@ def emit(args, data, lines) -> None:
         lines = [lines] if lines else []
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
+
+
+def add_config_arguments(parser, default_config, what):
+    """Add ``--config FILE`` (``default_config``; None makes it required), ``--validate``, ``--json``."""
+    if default_config is None:
+        parser.add_argument("--config", required=True, metavar="FILE", help="%s (JSON)" % what)
+    else:
+        parser.add_argument("--config", default=default_config, metavar="FILE",
+                            help="%s (default: %%(default)s)" % what)
+    parser.add_argument("--validate", action="store_true", help="only check the config file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from . import disk, disk_metrics, docker_usage
+from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 from .state import append_jsonl
 
@@ -50,10 +50,7 @@ def add_parser(subparsers) -> None:
         description="Check the filesystems of the configured paths as df shows them, list "
                     "the largest directories as du counts them, record the daily sample "
                     "for the trend and alert (WARNING/CRITICAL, recovery) per mount.")
-    check.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="FILE",
-                       help="disk check settings (default: %(default)s)")
-    check.add_argument("--validate", action="store_true", help="only check the config file")
-    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_arguments(check, DEFAULT_CONFIG_PATH, "disk check settings")
     check.add_argument("--no-alert", action="store_true", help="check and record, do not alert")
     check.set_defaults(func=disk_check_command)
 
@@ -138,9 +135,9 @@ def disk_check_command(args, runtime) -> int:
     """``disk-check``: run once, print, exit as documented in the module docstring."""
     config = load_config(args.config)
     if args.validate:
-        _print(args, {"valid": True, "config": args.config},
-               ["disk check config %s is valid: %d path(s), %d scan root(s)" % (
-                   args.config, len(config["paths"]), len(config["largest_under"]))])
+        emit(args, {"valid": True, "config": args.config},
+             ["disk check config %s is valid: %d path(s), %d scan root(s)" % (
+                 args.config, len(config["paths"]), len(config["largest_under"]))])
         return EXIT_OK
     summary = run_disk_check(config, runtime, alert=config["alert"] and not args.no_alert)
     result = summary["result"]
@@ -176,13 +173,6 @@ def disk_check_command(args, runtime) -> int:
     if metrics:
         lines.append("  metrics: %s" % (("NOT written, %s" % metrics["error"])
                                         if metrics["error"] else "written to " + metrics["path"]))
-    _print(args, summary, lines)
+    emit(args, summary, lines)
     undelivered = [a for a in summary["alerts"] if a.get("error")]
     return EXIT_PROBLEM if undelivered or scan.get("partial") else EXIT_OK
-
-
-def _print(args, data, lines):
-    if args.json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    else:
-        sys.stdout.write("\n".join(lines) + "\n")

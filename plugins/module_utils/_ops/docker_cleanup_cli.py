@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from .docker_cleanup import normalize_options, run_docker_cleanup
-from .cli_output import emit
+from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/docker-cleanup.json"
@@ -34,12 +34,9 @@ def add_parser(subparsers) -> None:
         description="Remove Docker build cache, stopped containers, unused images, volumes "
                     "and networks as configured, never anything a container uses or that "
                     "carries the keep label; print what went and how much was freed.")
-    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="FILE",
-                        help="cleanup settings (default: %(default)s)")
-    parser.add_argument("--validate", action="store_true", help="only check the config file")
+    add_config_arguments(parser, DEFAULT_CONFIG_PATH, "cleanup settings")
     parser.add_argument("--check", action="store_true",
                         help="show what would be removed, remove nothing")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=docker_cleanup_command)
 
 
@@ -105,7 +102,7 @@ def docker_cleanup_command(args, runtime) -> int:
     options = load_config(args.config)
     if args.validate:
         emit(args, {"valid": True, "config": args.config},
-               ["docker cleanup config %s is valid" % args.config])
+             ["docker cleanup config %s is valid" % args.config])
         return EXIT_OK
     result = run_docker_cleanup(options, check_mode=args.check)
     emit(args, result, format_result(result))

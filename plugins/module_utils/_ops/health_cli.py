@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from . import health
-from .cli_output import emit
+from .cli_output import add_config_arguments, emit
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -33,10 +33,7 @@ def add_parser(subparsers) -> None:
         description="Request each endpoint and judge each Compose container once; alert "
                     "when a check has failed N runs in a row, repeat after the cooldown, "
                     "announce the recovery with the downtime.")
-    check.add_argument("--config", default=health.DEFAULT_CONFIG_PATH, metavar="FILE",
-                       help="health monitor settings (default: %(default)s)")
-    check.add_argument("--validate", action="store_true", help="only check the config file")
-    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_arguments(check, health.DEFAULT_CONFIG_PATH, "health monitor settings")
     check.set_defaults(func=health_check_command)
 
     report = subparsers.add_parser(
@@ -60,8 +57,8 @@ def health_check_command(args, runtime) -> int:
     config = health.load_config(args.config)
     if args.validate:
         emit(args, {"valid": True, "config": args.config},
-               ["health monitor config %s is valid: %d endpoints, %d compose projects" % (
-                   args.config, len(config["endpoints"]), len(config["compose_projects"]))])
+             ["health monitor config %s is valid: %d endpoints, %d compose projects" % (
+                 args.config, len(config["endpoints"]), len(config["compose_projects"]))])
         return EXIT_OK
     summary = health.run_health_check(config, runtime)
     emit(args, summary, health.format_check_lines(summary))

@@ -20,7 +20,7 @@ import os
 import sys
 
 from .errors import OpsError
-from .cli_output import emit
+from .cli_output import add_config_arguments, emit
 from . import media
 
 ALERT_KEY = "media-cleanup"
@@ -30,27 +30,20 @@ def add_parser(subparsers):
     """Register the media subcommands on the ``runbook-ops`` argparse ``subparsers``."""
     baseline = subparsers.add_parser(
         "media-baseline", help="record the media directory's size and file count")
-    _common(baseline)
+    add_config_arguments(baseline, None, "the job's settings")
     baseline.set_defaults(func=cmd_media_baseline)
 
     gate = subparsers.add_parser(
         "media-gate", help="evaluate the photo-cleanup activation triggers")
-    _common(gate)
+    add_config_arguments(gate, None, "the job's settings")
     gate.add_argument("--no-alert", action="store_true",
                       help="print the result without alerting")
     gate.set_defaults(func=cmd_media_gate)
 
     cleanup = subparsers.add_parser(
         "media-cleanup", help="run the application's media cleanup command once")
-    _common(cleanup)
+    add_config_arguments(cleanup, None, "the job's settings")
     cleanup.set_defaults(func=cmd_media_cleanup)
-
-
-def _common(parser):
-    parser.add_argument("--config", required=True, help="the job's JSON settings file")
-    parser.add_argument("--validate", action="store_true",
-                        help="only parse and check the config file")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _load_config(path):

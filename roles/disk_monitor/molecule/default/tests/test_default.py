@@ -190,6 +190,6 @@ def test_a_full_disk_still_alerts_and_only_skips_the_state(host, full_disk_runti
     assert direct.rc == 0, direct.stderr
     assert "alert state not saved" in direct.stdout
     assert "history: no new sample" in direct.stdout
-    _, samples = _prom_samples(host)  # the metrics live off the full disk: still written
+    _text, samples = _prom_samples(host)  # the metrics live off the full disk: still written
     assert samples['runbook_ops_disk_used_percent{mount="/srv/diskmon"}'] == 100
     assert samples['runbook_ops_disk_status{mount="/srv/diskmon"}'] == 2

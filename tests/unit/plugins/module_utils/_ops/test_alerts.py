@@ -275,6 +275,7 @@ def test_unreadable_token_file_is_reported_not_raised(tmp_path, fake):
 
 def test_failed_recovery_is_retried_by_the_next_ok(tmp_path):
     runtime = _runtime(tmp_path, "http://127.0.0.1:%d" % _closed_port())
+
     def no_retry(*args):
         return alerts.send_telegram(*args, attempts=1)
 

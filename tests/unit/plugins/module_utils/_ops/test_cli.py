@@ -8,10 +8,8 @@ launcher the base role installs, with ``/usr/bin/python3`` (the host's interpret
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +21,7 @@ sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
+from host_layout import install_host_cli  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import cli  # noqa: E402
 
@@ -38,17 +37,7 @@ def fake():
 
 @pytest.fixture
 def host(tmp_path):
-    lib = tmp_path / "lib" / "runbook_ops"
-    lib.mkdir(parents=True)
-    source = os.path.join(_REPO, "plugins", "module_utils", "_ops")
-    for name in os.listdir(source):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(source, name), lib / name)
-    launcher = tmp_path / "runbook-ops"
-    launcher.write_text("#!%s\nimport sys\nsys.path.insert(0, %r)\n"
-                        "from runbook_ops.cli import main\nsys.exit(main())\n"
-                        % (PYTHON, str(lib.parent)))
-    launcher.chmod(0o755)
+    install_host_cli(tmp_path)
     token_file = tmp_path / "telegram.token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)

@@ -247,7 +247,7 @@ def test_check_compose_projects_reports_an_engine_that_does_not_answer():
     def lister(client, name):
         raise ConnectionError("socket gone")
     results, _unused = health.check_compose_projects([{"name": "shop", "services": []}],
-                                               client=object(), lister=lister)
+                                                     client=object(), lister=lister)
     assert [(r["key"], r["level"]) for r in results] == [("compose:docker", "critical")]
     assert "socket gone" in results[0]["problem"]
 

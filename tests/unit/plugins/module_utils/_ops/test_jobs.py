@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
+from host_layout import install_host_cli  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import jobs  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
@@ -39,16 +39,7 @@ def fake(tmp_path):
 @pytest.fixture
 def host(tmp_path, fake):
     """A host layout in tmp_path: the CLI as the base role installs it, and runtime.json."""
-    lib = tmp_path / "lib" / "runbook_ops"
-    lib.mkdir(parents=True)
-    source = os.path.join(_REPO, "plugins", "module_utils", "_ops")
-    for name in os.listdir(source):
-        if name.endswith(".py"):
-            shutil.copy(os.path.join(source, name), lib / name)
-    launcher = tmp_path / "runbook-ops"
-    launcher.write_text("#!/usr/bin/python3\nimport sys\nsys.path.insert(0, %r)\n"
-                        "from runbook_ops.cli import main\nsys.exit(main())\n" % str(lib.parent))
-    launcher.chmod(0o755)
+    launcher = install_host_cli(tmp_path)
     token_file = tmp_path / "telegram.token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
