@@ -22,7 +22,9 @@ FORBIDDEN_PREFIXES = (
 
 def _run(argv, cwd, env=None):
     full_env = dict(os.environ)
-    full_env.pop("ANSIBLE_CONFIG", None)
+    # Nothing of the checkout may leak in: no ansible.cfg, no collections path to .collections.
+    for name in ("ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS"):
+        full_env.pop(name, None)
     full_env.update(env or {})
     proc = subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (argv, proc.returncode, proc.stdout, proc.stderr)
@@ -40,7 +42,8 @@ def tarball(tmp_path_factory):
 @pytest.fixture(scope="module")
 def installed(tarball, tmp_path_factory):
     root = tmp_path_factory.mktemp("installed")
-    _run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(root), str(tarball)], cwd=root)
+    _run([str(VENV_BIN / "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(root), str(tarball)],
+         cwd=root)
     return root
 
 
