@@ -9,9 +9,12 @@ import sys
 
 
 def emit(args, data, lines) -> None:
-    """Write ``data`` as JSON when ``args.json`` is set, else ``lines`` (a list or one string)."""
+    """Write ``data`` as JSON when ``args.json`` is set, else ``lines`` (a list or one string).
+
+    The JSON is one line: playbooks read the last line of a subcommand's output.
+    """
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False) + "\n")
         return
     if isinstance(lines, str):
         lines = [lines] if lines else []

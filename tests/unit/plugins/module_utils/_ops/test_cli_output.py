@@ -24,6 +24,7 @@ def test_emit_writes_lines_without_json(capsys, as_json, lines, expected):
 def test_emit_writes_sorted_json_that_parses_back(capsys):
     emit(argparse.Namespace(json=True), {"b": 2, "a": "é", "when": object}, ["ignored"])
     out = capsys.readouterr().out
+    assert out.count("\n") == 1, "one line: playbooks read the last line of the output"
     assert json.loads(out)["a"] == "é" and out.index('"a"') < out.index('"b"')
 
 
