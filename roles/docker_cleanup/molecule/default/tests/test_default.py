@@ -28,7 +28,9 @@ def engine_tags(host):
 def test_the_weekly_cron_job_runs_through_the_wrapper(host):
     cron = host.file("/etc/cron.d/runbook-ops-%s" % JOB)
     assert cron.user == "root" and cron.mode == 0o644
-    assert "Ansible managed" in cron.content_string.splitlines()[0]
+    lines = cron.content_string.splitlines()
+    header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+    assert any("Ansible managed" in line for line in header)  # the `ansible_managed | comment` block
     assert cron_command(host).startswith(
         "/usr/local/bin/runbook-ops run --job docker-cleanup --timeout 3600 -- "
         "/usr/local/bin/runbook-ops docker-cleanup --config /etc/runbook-ops/docker-cleanup.json")
