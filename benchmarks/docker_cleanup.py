@@ -13,14 +13,17 @@ state. Then it times, alternating, TRIALS times each:
           ``docker image prune -af --filter until=168h --filter label!=runbook.ops.keep``
           (Debian's /usr/bin/docker 20.10);
 * core:   ``run_docker_cleanup({"until": "168h"})`` in this process (plan + removals);
-* module: ``ansible localhost -m runbook.ops.docker_cleanup -a until=168h`` (adds Ansible's
-          own start-up, module shipping and interpreter start; ``ansible localhost -m ping``
-          is timed too, as that fixed cost).
+* module: ``ansible-playbook`` of one play: ``ansible.builtin.ping`` (Ansible's own cost per
+          task), then ``runbook.ops.docker_cleanup`` with ``until: 168h``. The task's wall
+          time comes from Ansible's own task timer (the ``ansible.posix.json`` callback);
+          the whole process (controller start-up included) is timed too;
+* peer:   the same play with ``community.docker.docker_prune`` (images with ``until`` and
+          ``label!``, build cache ``all``): the same removals through Ansible.
 
 It checks that every run leaves exactly the same images and prints the medians and the
 ratios core/CLI and module/CLI. A figure to read, not a timed test.
 
-    . scripts/dev-env.sh; python benchmarks/docker_cleanup.py [--images 300] [--trials 3]
+    . scripts/dev-env.sh; python benchmarks/docker_cleanup.py [--images 300] [--trials 3] [--files 0]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from datetime import datetime
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "harness"))
@@ -70,8 +74,14 @@ def _tar_bytes(entries):
     return buf.getvalue()
 
 
-def make_archive(path, count):
-    """Write a ``docker load`` archive of ``count`` images; returns their roles."""
+def make_archive(path, count, files=0):
+    """Write a ``docker load`` archive of ``count`` images; returns their roles.
+
+    ``files``: small extra files in each image's own layer. Deleting a layer costs the
+    engine one unlink per file, and an application layer (a ``pip install``, a
+    ``node_modules``) holds thousands: 0 gives the cheapest layers, where fixed costs
+    weigh most.
+    """
     with open("/bin/busybox", "rb") as fh:
         busybox = fh.read()
     base = _tar_bytes([("bin", None, None), ("bin/busybox", busybox, None)]
@@ -87,7 +97,9 @@ def make_archive(path, count):
         add("base/layer.tar", base)
         for i in range(count):
             payload = hashlib.sha256(b"bench-%d" % i).digest() * 512  # 16 KiB, unique
-            layer = _tar_bytes([("data", None, None), ("data/blob-%d" % i, payload, None)])
+            layer = _tar_bytes([("data", None, None), ("data/blob-%d" % i, payload, None)]
+                               + [("data/f-%d" % k, b"%d.%d" % (i, k), None)
+                                  for k in range(files)])
             diff = "sha256:" + hashlib.sha256(layer).hexdigest()
             labels = {"bench": "1"}
             if i % 20 == 7:
@@ -130,9 +142,12 @@ def reset_state(engine, archive, roles):
         engine.docker_cli("load", "-q", "-i", archive)
         for n, i in enumerate(roles["used"]):
             api.create_container("bench/img:%d" % i, name="user-%d" % n)
-        return set(i["Id"] for i in api.images())
+        loaded = set(i["Id"] for i in api.images())
     finally:
         api.close()
+    os.sync()  # the load's writeback must not land inside the next timed run
+    time.sleep(1)
+    return loaded
 
 
 def remaining(engine):
@@ -154,41 +169,73 @@ def run_core(engine):
     assert not result["errors"], result["errors"]
 
 
-def run_module(engine):
-    env = dict(os.environ, **engine.env)
-    proc = subprocess.run(["ansible", "localhost", "-m", "runbook.ops.docker_cleanup",
-                           "-a", "until=168h"], capture_output=True, text=True, env=env,
-                          cwd=REPO, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError("module failed:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+PLAY = """- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: ping
+      ansible.builtin.ping:
+    - name: cleanup
+      %s
+"""
+MODULE_TASK = "runbook.ops.docker_cleanup: {until: 168h}"
+PEER_TASK = ("community.docker.docker_prune: {images: true, images_filters: {dangling: false, "
+             "until: 168h, 'label!': runbook.ops.keep}, builder_cache: true, "
+             "builder_cache_all: true, builder_cache_filters: {until: 168h}}")
 
 
-def run_ping(engine):
-    """Ansible's own fixed cost: the same ad-hoc call with a module that does nothing."""
-    proc = subprocess.run(["ansible", "localhost", "-m", "ansible.builtin.ping"],
-                          capture_output=True, text=True, cwd=REPO, check=False)
+def _seconds(duration):
+    start, end = (datetime.fromisoformat(duration[k].replace("Z", "+00:00"))
+                  for k in ("start", "end"))
+    return (end - start).total_seconds()
+
+
+def run_play(engine, task, workdir):
+    """Run the ping + cleanup play; ``{"ping": s, "task": s}`` by Ansible's task timer."""
+    playbook = os.path.join(workdir, "play.yml")
+    with open(playbook, "w") as fh:
+        fh.write(PLAY % task)
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **engine.env)
+    proc = subprocess.run(["ansible-playbook", playbook], capture_output=True, text=True,
+                          env=env, cwd=REPO, check=False)
     if proc.returncode != 0:
-        raise RuntimeError("ping failed:\n%s" % proc.stdout[-2000:])
+        raise RuntimeError("play failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-2000:]))
+    tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
+    return dict((t["task"]["name"], _seconds(t["hosts"]["localhost"].get("duration")
+                                             or t["task"]["duration"])) for t in tasks)
+
+
+def _median(values):
+    return statistics.median(values) if values else float("nan")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--files", type=int, default=0,
+                        help="extra small files in each image's own layer (default 0)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="rbo-bench-")
     archive = os.path.join(workdir, "images.tar")
-    roles = make_archive(archive, args.images)
+    roles = make_archive(archive, args.images, args.files)
     engine = start_isolated_engine("bench")
-    times = {"cli": [], "core": [], "module": [], "ping": []}
+    times = dict((k, []) for k in ("cli", "core", "module", "module_task", "peer",
+                                   "peer_task", "ping_task"))
     left = {}
+
+    def timed_play(task, name):
+        def run(eng):
+            tasks = run_play(eng, task, workdir)
+            times[name + "_task"].append(tasks["cleanup"])
+            times["ping_task"].append(tasks["ping"])
+        return run
+
     try:
-        variants = (("cli", run_cli), ("core", run_core), ("module", run_module))
+        variants = (("cli", run_cli), ("core", run_core),
+                    ("module", timed_play(MODULE_TASK, "module")),
+                    ("peer", timed_play(PEER_TASK, "peer")))
         for trial in range(args.trials):
-            started = time.perf_counter()
-            run_ping(engine)
-            times["ping"].append(time.perf_counter() - started)
             for name, func in variants:
                 loaded = reset_state(engine, archive, roles)
                 assert len(loaded) == args.images, len(loaded)
@@ -197,27 +244,35 @@ def main():
                 times[name].append(time.perf_counter() - started)
                 kept = remaining(engine)
                 left.setdefault(name, kept)
-                assert kept == left["cli"] if "cli" in left else True, (
-                    "%s left a different set of images than the CLI" % name)
-                print("trial %d %-6s %6.2f s  images %d -> %d" % (
-                    trial + 1, name, times[name][-1], len(loaded), len(kept)), flush=True)
+                assert kept == left["cli"], "%s left other images than the CLI" % name
+                task = times.get(name + "_task")
+                print("trial %d %-6s %6.2f s%s  images %d -> %d" % (
+                    trial + 1, name, times[name][-1],
+                    " (task %.2f s)" % task[-1] if task else "", len(loaded), len(kept)),
+                    flush=True)
     finally:
         engine.stop()
         os.unlink(archive)
+        for leftover in os.listdir(workdir):
+            os.unlink(os.path.join(workdir, leftover))
         os.rmdir(workdir)
-    cli = statistics.median(times["cli"])
-    core = statistics.median(times["core"])
-    module = statistics.median(times["module"])
-    ping = statistics.median(times["ping"])
+    med = dict((k, _median(v)) for k, v in times.items())
+    cli = med["cli"]
     print()
-    print("images: %d (%d dangling, %d keep-labelled, %d used by stopped containers); "
-          "removed per run: %d" % (args.images, len(roles["dangling"]), len(roles["keep"]),
-                                   len(roles["used"]),
-                                   args.images - len(left["cli"])))
-    print("median of %d: docker CLI prune %.2f s | core %.2f s (%.2fx) | "
-          "ansible module %.2f s (%.2fx) | ansible -m ping %.2f s | module minus ping "
-          "%.2f s (%.2fx)" % (args.trials, cli, core, core / cli, module, module / cli,
-                              ping, module - ping, (module - ping) / cli))
+    print("images: %d (%d dangling, %d keep-labelled, %d used by stopped containers), "
+          "%d extra files per image layer; removed per run: %d" % (
+              args.images, len(roles["dangling"]), len(roles["keep"]), len(roles["used"]),
+              args.files, args.images - len(left["cli"])))
+    print("median of %d, against the docker CLI prune (%.2f s):" % (args.trials, cli))
+    for label, key in (("core, in process", "core"),
+                       ("module task (Ansible's task timer)", "module_task"),
+                       ("docker_prune task (Ansible's task timer)", "peer_task"),
+                       ("ping task (Ansible's cost per task)", "ping_task"),
+                       ("module task minus ping task", None),
+                       ("module, whole ansible-playbook process", "module"),
+                       ("docker_prune, whole ansible-playbook process", "peer")):
+        value = med[key] if key else med["module_task"] - med["ping_task"]
+        print("  %-46s %6.2f s  %5.2fx" % (label, value, value / cli))
     print("load average: %.2f %.2f %.2f, cores: %d" % (os.getloadavg() + (os.cpu_count(),)))
 
 
