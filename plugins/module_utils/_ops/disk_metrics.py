@@ -13,7 +13,8 @@ metrics are a convenience, the alert is the job.
 from __future__ import annotations
 
 import os
-import tempfile
+
+from .state import replace_file_atomic
 
 TEXTFILE_NAME = "runbook_ops_disk.prom"
 STATUS_CODES = {"ok": 0, "warning": 1, "critical": 2}
@@ -116,26 +117,8 @@ def write_textfile(directory, text, name=TEXTFILE_NAME):
     ``"cannot write <path>: <reason>"`` on any ``OSError`` (full disk, read-only, ...).
     """
     path = os.path.join(directory, name)
-    tmp_path = None
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
-        try:
-            os.fchmod(fd, 0o644)
-            view = memoryview(text.encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp_path, path)
-        tmp_path = None
+        replace_file_atomic(path, text.encode("utf-8"), 0o644)
         return None
     except OSError as exc:
         return "cannot write %s: %s" % (path, exc.strerror or exc)
-    finally:
-        if tmp_path is not None:
-            try:
-                os.unlink(tmp_path)
-            except OSError:
-                pass

@@ -49,16 +49,15 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path, data, mode: int = 0o644) -> bool:
-    """Write ``data`` as JSON to ``path`` through a temp file, fsync and rename.
+def replace_file_atomic(path, payload: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``payload`` through a temp file beside it, fsync and rename.
 
-    Readers see the old content or the new one, never a torn file. Creates the parent
-    directory. Returns ``True`` when written, ``False`` when the filesystem is full,
-    read-only or over quota (the old content, if any, stays in place).
+    Readers see the old content or the new one, never a torn file; the temp file starts
+    with a dot and ends in ``.tmp`` (no collector or glob picks it up). Creates the parent
+    directory. Raises ``OSError``; the old content, if any, stays in place then.
     """
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
     tmp_path = None
     try:
         os.makedirs(directory, exist_ok=True)
@@ -76,17 +75,28 @@ def write_json_atomic(path, data, mode: int = 0o644) -> bool:
         os.replace(tmp_path, path)
         tmp_path = None
         _fsync_directory(directory)
-        return True
-    except OSError as exc:
-        if _is_full_or_read_only(exc):
-            return False
-        raise
     finally:
         if tmp_path is not None:
             try:
                 os.unlink(tmp_path)
             except OSError:
                 pass
+
+
+def write_json_atomic(path, data, mode: int = 0o644) -> bool:
+    """Write ``data`` as JSON to ``path`` atomically (``replace_file_atomic``).
+
+    Returns ``True`` when written, ``False`` when the filesystem is full, read-only or
+    over quota (the old content, if any, stays in place).
+    """
+    payload = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    try:
+        replace_file_atomic(path, payload, mode)
+        return True
+    except OSError as exc:
+        if _is_full_or_read_only(exc):
+            return False
+        raise
 
 
 def append_jsonl(path, record) -> bool:
