@@ -32,16 +32,8 @@ description:
     inclusive for the disk percentage.
 author:
   - runbook.ops maintainers (@runbook-ops)
-attributes:
-  check_mode:
-    support: full
-    description: The module never changes anything; it runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Read-only; running it again reports the state of the moment and never changes it.
+extends_documentation_fragment:
+  - runbook.ops.attributes.read_only
 options:
   media_path:
     description: The media directory to measure, for example the app's uploads directory.
