@@ -24,7 +24,7 @@ _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import (  # noqa: E402
-    run_docker_cleanup)
+    connect, run_docker_cleanup)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated engines need root")
 
@@ -292,6 +292,26 @@ def test_target_percent_stops_after_the_step_that_gets_below(isolated_engine_fac
     # already below: nothing at all
     again = run_docker_cleanup(dict(opts, target_percent=99))
     assert again["changed"] is False and again["steps"][3]["skipped"] == "target reached"
+
+
+# --- speed: one connection per client, whatever the path -------------------------------------
+
+def test_client_keeps_one_socket_connection_across_request_paths(isolated_engine):
+    """docker-py alone opens a connection (and a pool) for every distinct URL on a unix
+    socket, so removing 300 images meant 300 connections; ours reuses one."""
+    build_busybox_image(isolated_engine, "reuse:1", filler_bytes=1024)
+    api, _host = connect(isolated_engine.host)
+    try:
+        for n in range(30):
+            api.history("reuse:1")
+            assert api.images(name="reuse-%d" % n) == []
+        api.inspect_image("reuse:1")
+        adapter = api.get_adapter(api.base_url)
+        assert len(adapter.pools) == 1
+        pool = adapter.pools[list(adapter.pools.keys())[0]]
+        assert len([conn for conn in pool.pool.queue if conn is not None]) == 1
+    finally:
+        api.close()
 
 
 # --- bad input: a clear message, nothing removed -----------------------------------------------

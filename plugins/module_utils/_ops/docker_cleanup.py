@@ -148,17 +148,47 @@ def connect(docker_host=None, timeout=120):
     where = kwargs["base_url"]
     if where.startswith("/"):
         where = kwargs["base_url"] = "unix://" + where
+    local = where.startswith("unix://")
+
+    def client(version):
+        api = docker.APIClient(version=version, timeout=timeout, **kwargs)
+        # A unix socket takes no proxy, netrc or CA bundle from the environment; not
+        # looking them up spares requests' scan of os.environ on every call.
+        api.trust_env = not local
+        if local:
+            _reuse_socket_connections(api)
+        return api
+
     try:
-        api = docker.APIClient(version="auto", timeout=timeout, **kwargs)
-        api.ping()
+        api = client("auto")  # asks the engine for its API version: it answers or raises
         # more connections to the same engine, for removals in parallel
-        api.rbo_clone = lambda: docker.APIClient(version=api.api_version, timeout=timeout,
-                                                 **kwargs)
+        api.rbo_clone = lambda: client(api.api_version)
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
         raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set "
                        "docker_host / DOCKER_HOST to where it listens"
                        % (where, _short_error(exc)), docker_host=where)
     return api, where
+
+
+def _reuse_socket_connections(api):
+    """Make one unix-socket client keep its connections across request paths.
+
+    docker-py's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL,
+    so every distinct path (``DELETE /images/<each tag>``) opens a new connection and a
+    new pool, which costs this process and the engine more than the removal itself.
+    The pool ignores the URL (requests go to the socket by path), so one key serves all.
+    """
+    adapter = api.get_adapter(api.base_url)
+    get_connection = getattr(adapter, "get_connection", None)
+    if get_connection is None or not hasattr(adapter, "socket_path"):
+        return
+    pool_key = api.base_url
+
+    def shared_pool(_url, proxies=None):
+        return get_connection(pool_key, proxies)
+
+    adapter.pools.clear()  # the one the API version lookup opened
+    adapter.get_connection = shared_pool
 
 
 def _short_error(exc) -> str:
@@ -412,11 +442,10 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
                 n += 1
                 parent = (by_id.get(parent) or {}).get("ParentId")
             depth[img_id] = n
-        single = {}
-        for img in images:
-            if img["Id"] in chosen:
-                single[img["Id"]] = estimate_image_bytes(images, [img["Id"]],
-                                                         state.get("image_layers") or {})
+        # alone, an image frees only its own layers (a shared one has other holders)
+        single = dict((img["Id"], max((img.get("Size") or 0)
+                                      - max(img.get("SharedSize") or 0, 0), 0))
+                      for img in images if img["Id"] in chosen)
         for img in sorted((i for i in images if i["Id"] in chosen),
                           key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
             image_items.append({
