@@ -4,7 +4,9 @@
 
 On an isolated Docker engine (tests/harness/isolated_engine.py, never the main engine) it
 loads, before every timed run, the same state from one ``docker load`` archive made here:
-N images (default 300) sharing a busybox base layer, each with its own small top layer,
+N images (default 300) sharing a busybox base layer, each with its own top layer of F
+small files (default 300: an application layer, a ``pip install`` or ``node_modules``,
+holds thousands; ``--files 0`` leaves one 16 KiB file, where fixed costs weigh most),
 a month old; 20% of them untagged (dangling), 5% carrying ``runbook.ops.keep``, 10 used by
 stopped containers. Image ids are deterministic, so every run starts from the identical
 state. Then it times, alternating, TRIALS times each:
@@ -20,10 +22,12 @@ state. Then it times, alternating, TRIALS times each:
 * peer:   the same play with ``community.docker.docker_prune`` (images with ``until`` and
           ``label!``, build cache ``all``): the same removals through Ansible.
 
-It checks that every run leaves exactly the same images and prints the medians and the
-ratios core/CLI and module/CLI. A figure to read, not a timed test.
+It checks that every run leaves exactly the same images and prints the medians, and the
+median of each trial's own ratio to that trial's CLI run (the engine's speed drifts by
+about 15% between trials; a trial's contenders run back to back). A figure to read, not a
+timed test.
 
-    . scripts/dev-env.sh; python benchmarks/docker_cleanup.py [--images 300] [--trials 3] [--files 0]
+    . scripts/dev-env.sh; python benchmarks/docker_cleanup.py [--images 300] [--trials 5] [--files 300]
 """
 
 from __future__ import annotations
@@ -211,24 +215,24 @@ def _median(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--files", type=int, default=0,
-                        help="extra small files in each image's own layer (default 0)")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--files", type=int, default=300,
+                        help="extra small files in each image's own layer (default 300)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="rbo-bench-")
     archive = os.path.join(workdir, "images.tar")
     roles = make_archive(archive, args.images, args.files)
     engine = start_isolated_engine("bench")
-    times = dict((k, []) for k in ("cli", "core", "module", "module_task", "peer",
-                                   "peer_task", "ping_task"))
+    times = dict((k, []) for k in ("cli", "core", "module", "module_task", "module_ping",
+                                   "peer", "peer_task", "peer_ping"))
     left = {}
 
     def timed_play(task, name):
         def run(eng):
             tasks = run_play(eng, task, workdir)
             times[name + "_task"].append(tasks["cleanup"])
-            times["ping_task"].append(tasks["ping"])
+            times[name + "_ping"].append(tasks["ping"])
         return run
 
     try:
@@ -256,6 +260,9 @@ def main():
         for leftover in os.listdir(workdir):
             os.unlink(os.path.join(workdir, leftover))
         os.rmdir(workdir)
+    times["ping_task"] = times["module_ping"] + times["peer_ping"]
+    times["module_task_minus_ping"] = [t - p for t, p in zip(times["module_task"],
+                                                             times["module_ping"])]
     med = dict((k, _median(v)) for k, v in times.items())
     cli = med["cli"]
     print()
@@ -263,16 +270,19 @@ def main():
           "%d extra files per image layer; removed per run: %d" % (
               args.images, len(roles["dangling"]), len(roles["keep"]), len(roles["used"]),
               args.files, args.images - len(left["cli"])))
-    print("median of %d, against the docker CLI prune (%.2f s):" % (args.trials, cli))
+    print("median of %d trials; ratio: median over trials of time / that trial's CLI time"
+          % args.trials)
+    print("  %-46s %6.2f s" % ("docker CLI prune", cli))
     for label, key in (("core, in process", "core"),
                        ("module task (Ansible's task timer)", "module_task"),
                        ("docker_prune task (Ansible's task timer)", "peer_task"),
                        ("ping task (Ansible's cost per task)", "ping_task"),
-                       ("module task minus ping task", None),
+                       ("module task minus its play's ping task", "module_task_minus_ping"),
                        ("module, whole ansible-playbook process", "module"),
                        ("docker_prune, whole ansible-playbook process", "peer")):
-        value = med[key] if key else med["module_task"] - med["ping_task"]
-        print("  %-46s %6.2f s  %5.2fx" % (label, value, value / cli))
+        ratios = [t / c for t, c in zip(times[key], times["cli"])]
+        print("  %-46s %6.2f s  %s" % (label, med[key], "%5.2fx  (trials %.2f-%.2fx)" % (
+            _median(ratios), min(ratios), max(ratios)) if key != "ping_task" else ""))
     print("load average: %.2f %.2f %.2f, cores: %d" % (os.getloadavg() + (os.cpu_count(),)))
 
 
