@@ -133,7 +133,8 @@ def normalize_options(options) -> dict:
 
 def connect(docker_host=None, timeout=120):
     """``(api, host)``: a low-level ``docker.APIClient`` (docker SDK >= 5.0) that answered
-    a ping, and the host it talks to (``unix:///var/run/docker.sock``, ``tcp://...``).
+    with its API version, and the host it talks to (``unix:///var/run/docker.sock``,
+    ``tcp://...``). On a unix socket the client keeps one connection for every path.
 
     ``docker_host`` overrides ``DOCKER_HOST``; TLS settings come from the usual
     ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``. Raises ``OpsError`` if nothing answers.
