@@ -13,3 +13,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), ".collections"))
 sys.path.insert(0, os.path.join(_TESTS, "harness"))
 
 pytest_plugins = ("isolated_engine",)
+
+try:  # property-based tests: no per-example deadline on a busy 2-core CI machine
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("runbook-ops", deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("runbook-ops")
+except ImportError:  # the run-only venv has no hypothesis; only the test venv needs it
+    pass
