@@ -384,8 +384,7 @@ def test_a_missing_project_directory_fails_with_a_clear_message(engine, tmp_path
                              "directory holding the compose file" % (tmp_path / "nope"))
 
 
-
-# --- issue 15.6, 15.2 and 16.6: `$` values, profiles, host selection, keyed fingerprints -----
+# --- `$` values, profiles, host selection, keyed fingerprints ---------------------------------
 
 BCRYPT_OLD = "$2y$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
 BCRYPT_NEW = "$2y$10$Qc8Sv2oW7pLx0nB4eT6uUOxJ3mY9rK1hZ5aD8fG2jH4kL6mN0pQrS"

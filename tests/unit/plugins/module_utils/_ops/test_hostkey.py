@@ -45,10 +45,10 @@ def _race(state_dir, queue):
 
 def test_runs_racing_to_create_the_key_end_with_one_key(tmp_path):
     queue = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_race, args=(str(tmp_path), queue)) for _ in range(6)]
+    workers = [multiprocessing.Process(target=_race, args=(str(tmp_path), queue)) for _n in range(6)]
     for worker in workers:
         worker.start()
-    keys = {queue.get(timeout=30) for _ in workers}
+    keys = {queue.get(timeout=30) for _worker in workers}
     for worker in workers:
         worker.join(30)
     assert keys == {open(key_path(str(tmp_path)), "rb").read().strip()}
@@ -117,7 +117,7 @@ def test_a_key_readable_by_others_is_narrowed_to_0600(tmp_path):
 @pytest.mark.parametrize("setup, message", [
     (lambda p: open(p, "w").write("short\n"), "holds fewer than 32 characters; remove it and run again"),
     (lambda p: os.symlink("/etc/hostname", p), "it must be a regular file readable by this user"),
-    (lambda p: os.mkdir(p), "is not a regular file; remove it"),
+    (os.mkdir, "is not a regular file; remove it"),
 ], ids=["too-short", "symlink", "directory"])
 def test_an_unusable_key_file_is_refused_with_how_to_fix_it(tmp_path, setup, message):
     path = key_path(str(tmp_path))
