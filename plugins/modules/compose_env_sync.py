@@ -49,8 +49,10 @@ description:
     different one.
   - "The key is C(<state_dir>/fingerprint.key) (mode 0600, never printed), created by role
     C(runbook.ops.base). On a host where base never ran, the first run that is not in check mode
-    creates it the same way. In check mode, or when it cannot be created (read-only disk), a
-    throw-away key serves the run and a warning says its fingerprints match no other run."
+    creates it the same way. In check mode, when it cannot be created (read-only disk) or when the
+    user running the module may not read it (no C(become)), a throw-away key serves the run and a
+    warning says its fingerprints match no other run. A key file that is not a regular file of at
+    least 32 characters fails the task before anything changes."
 author:
   - runbook.ops maintainers (@runbook-ops)
 requirements:

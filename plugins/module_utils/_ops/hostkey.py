@@ -63,11 +63,12 @@ def read_key(path):
     """Return ``(key bytes, warning or None)`` from an existing key file.
 
     A key readable by group or others is narrowed to 0600 (with a warning). Raises
-    FileNotFoundError when it is absent and OpsError when it is not a usable key.
+    FileNotFoundError when it is absent, PermissionError when this user may not read it,
+    and OpsError when it is not a usable key.
     """
     try:
         handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise
     except OSError as exc:
         raise OpsError("cannot read the fingerprint key %s (%s); it must be a regular file "
@@ -95,15 +96,18 @@ def host_key(state_dir, create=True):
     """Return ``(key bytes, warnings)`` for fingerprints on this host.
 
     Reads ``<state_dir>/fingerprint.key``; creates it when absent and ``create`` is true.
-    When it is absent and cannot (or, in check mode, may not) be created, a throw-away key
-    serves this run only and a warning says so: its fingerprints match nothing stored.
+    When it is absent and cannot (or, in check mode, may not) be created, or this user may
+    not read it, a throw-away key serves this run only and a warning says so: its
+    fingerprints match nothing stored.
     """
     path = key_path(state_dir)
     try:
         key, warning = read_key(path)
         return key, [warning] if warning else []
+    except PermissionError:
+        create, reason = False, "is not readable by this user (run with become)"
     except FileNotFoundError:
-        pass
+        reason = "does not exist yet (check mode creates nothing)"
     if create:
         try:
             create_key(path)
@@ -111,8 +115,6 @@ def host_key(state_dir, create=True):
             return key, [warning] if warning else []
         except OSError as exc:
             reason = "could not be created (%s)" % (exc.strerror or exc)
-    else:
-        reason = "does not exist yet (check mode creates nothing)"
     return secrets.token_bytes(KEY_BYTES), [
         "the fingerprint key %s %s; this run used a throw-away key, so its fingerprints match "
         "no other run" % (path, reason)]

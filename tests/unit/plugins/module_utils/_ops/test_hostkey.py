@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
+sys.path.insert(0, COLLECTIONS)
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.hostkey import (  # noqa: E402
@@ -124,3 +125,24 @@ def test_an_unusable_key_file_is_refused_with_how_to_fix_it(tmp_path, setup, mes
     setup(path)
     with pytest.raises(OpsError, match=message):
         host_key(str(tmp_path))
+
+
+def test_a_key_this_user_may_not_read_gives_a_throw_away_key_and_a_warning(tmp_path):
+    # base made the key as root; a run without become (docker group) must still work
+    directory = tmp_path / "state"
+    directory.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(directory, 0o755)
+    create_key(key_path(str(directory)))
+    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.runbook.ops.plugins."
+            "module_utils._ops.hostkey import host_key; key, warnings = host_key(%r); "
+            "print(len(key), warnings)" % (COLLECTIONS, str(directory)))
+    # the host's python3 (the venv's may sit under /root, which nobody cannot enter)
+    proc = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+                          capture_output=True, text=True, check=False)
+    if "No module named" in proc.stderr:
+        pytest.skip("the checkout is not readable by nobody here")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("32 ['the fingerprint key %s is not readable by this user "
+                                  "(run with become); this run used a throw-away key"
+                                  % key_path(str(directory)))
