@@ -18,16 +18,17 @@ Rules (also in the module documentation):
   ``Config.Env`` overlaid with the service's resolved ``environment`` (``env_file`` contents
   and ``${VAR}`` interpolation included). Compose 2.x prints that configuration with every
   ``$`` doubled (so the output is a valid compose file again); the container holds one, so
-  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared. A key compose sets that the container lacks is
-  *added*; a different value is *changed*; a key the container holds that compose no
-  longer sets and that the image does not provide with that value is *removed*. Image ENV
-  keys never count, nor the runtime keys in ``RUNTIME_KEYS``.
+  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared.
+  A key compose sets that the container lacks is *added*; a different value is *changed*;
+  a key the container holds that compose no longer sets and that the image does not
+  provide with that value is *removed*. Image ENV keys never count, nor the runtime keys in
+  ``RUNTIME_KEYS``.
 * Compose's config hash does not cover the *content* of ``secrets:``/``configs:`` files.
   A state file per project (``<state_dir>/compose-env-sync/<project>.json``, mode 0600,
-  keyed digests only, with the id of the key) records the content digests and container ids
-  after each successful sync. A file counts as changed when its digest differs from the recorded one
-  for the same containers; without a record for the current containers, when it was
-  modified after the oldest of the service's containers was created.
+  keyed digests only, with the id of the key) records the content digests and container
+  ids after each successful sync. A file counts as changed when its digest differs from
+  the one recorded for the same containers under the same key; without such a record,
+  when it was modified after the oldest of the service's containers was created.
 * ``consistent_keys`` are compared in the resolved configuration (what a recreate gives):
   running containers that disagree are drift and a sync fixes them; a configuration that
   disagrees cannot be fixed by recreating, so it fails before anything is recreated (or
@@ -420,16 +421,19 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
                 current.setdefault(key, actual[key])
         files = referenced_files(config, name)
         digests = {label: file_digest(path, hmac_key) for label, path in files.items()}
-        compared = {label: file_digest(path) for label, path in files.items()} if legacy else digests
+        compared = digests
+        if legacy:  # a version 1 record holds plain digests: compare like with like, once
+            compared = {label: file_digest(path) for label, path in files.items()}
         stale_files = changed_files(files, compared, group, records.get(name))
         plan["container_ids"][name] = sorted(c["Id"] for c in group)
         plan["file_digests"][name] = digests
         shown = set().union(*drift.values(), (show or {}).get(name) or ())
         shown.update(key for key in plan["inconsistent"] if key in desired)
         if shown:
-            plan["fingerprints"][name] = {k: fingerprint(hmac_key, current.get(k)) for k in sorted(shown)}
-            plan["desired_fingerprints"][name] = {k: fingerprint(hmac_key, desired.get(k))
-                                                  for k in sorted(shown)}
+            plan["fingerprints"][name] = {
+                k: fingerprint(hmac_key, current.get(k)) for k in sorted(shown)}
+            plan["desired_fingerprints"][name] = {
+                k: fingerprint(hmac_key, desired.get(k)) for k in sorted(shown)}
         if any(drift.values()) or stale_files:
             entry = {kind: sorted(keys) for kind, keys in drift.items()}
             entry["files"] = stale_files
