@@ -12,7 +12,12 @@ version_added: 0.1.0
 description:
   - Compares, per service of a Docker Compose project, the environment each running container
     holds (C(Config.Env)) with the environment compose resolves now (C(docker compose config
-    --format json), which includes C(env_file) contents and C(${VAR}) interpolation from C(.env)).
+    --format json), which includes C(env_file) contents, raw env files, quoting and escapes, and
+    C(${VAR}) interpolation with its defaults from C(.env)).
+  - "Values with C($) (bcrypt or htpasswd hashes, generated passwords) compare as the container
+    holds them: C(docker compose config) prints every C($) doubled so that its output is a valid
+    compose file again, and the module halves every C($$) of that output before comparing. Compose
+    2.0.0 and later escape this way; output with a single C($) is refused rather than guessed."
   - Also notices when the content of files referenced by C(secrets:) and C(configs:) changed,
     which compose's own config hash ignores.
   - Recreates exactly the drifted services with C(docker compose up -d --force-recreate --no-deps),
@@ -27,13 +32,27 @@ description:
     count as drift.
   - "C(secrets:)/C(configs:) files: after every successful run the module writes
     C(<state_dir>/compose-env-sync/<project>.json) (mode 0600) holding the project's container ids
-    and the sha256 of each referenced file, nothing else. A file whose digest differs from the one
-    recorded for the same containers is drift; without a record for the current containers, a file
-    modified after the service's container was created is drift."
+    and the keyed digest (HMAC-SHA256 under the host's key) of each referenced file, nothing else.
+    A file whose digest differs from the one recorded for the same containers under the same key is
+    drift; without such a record, a file modified after the service's container was created is
+    drift."
   - Only running (or restarting) containers are compared and recreated. Services whose containers
     are stopped (for example one-shot migration jobs) are listed in RV(not_running) and left alone.
+  - Services of a compose profile are compared and recreated only when O(profiles) activates it (or
+    C(COMPOSE_PROFILES) does, when O(profiles) is omitted). Running containers of services the
+    resolved configuration does not hold are named in a warning and never touched.
   - No environment value ever appears in the result, in error messages, in the diff or in logs.
-    Values are shown as fingerprints, the first 12 hex digits of their sha256.
+    Keys that drifted, and keys of O(consistent_keys) that differ between services, are shown as
+    fingerprints, the first 12 hex digits of an HMAC-SHA256 under a random per-host key; no other
+    key gets one. Without the key a fingerprint tells nothing about the value, not even of a
+    4-digit PIN; on one host the same value always has the same fingerprint, on another host a
+    different one.
+  - "The key is C(<state_dir>/fingerprint.key) (mode 0600, never printed), created by role
+    C(runbook.ops.base). On a host where base never ran, the first run that is not in check mode
+    creates it the same way. In check mode, when it cannot be created (read-only disk) or when the
+    user running the module may not read it (no C(become)), a throw-away key serves the run and a
+    warning says its fingerprints match no other run. A key file that is not a regular file of at
+    least 32 characters fails the task before anything changes."
 author:
   - runbook.ops maintainers (@runbook-ops)
 requirements:
@@ -72,7 +91,16 @@ options:
     type: str
   services:
     description:
-      - Limit the comparison and the recreation to these services. All services when omitted.
+      - Limit the comparison and the recreation to these services. All services of the active
+        profiles when omitted.
+    type: list
+    elements: str
+  profiles:
+    description:
+      - Compose profiles to activate (C(--profile)), so that services started with
+        C(docker compose --profile NAME up) are compared and recreated.
+      - Replaces C(COMPOSE_PROFILES), as C(--profile) does on the command line; when omitted,
+        compose's default applies (C(COMPOSE_PROFILES) from C(.env) or the environment).
     type: list
     elements: str
   consistent_keys:
@@ -114,13 +142,17 @@ options:
     type: str
   state_dir:
     description:
-      - Directory for the per-project state file (C(compose-env-sync/<project>.json), hashes only).
+      - Directory for the per-project state file (C(compose-env-sync/<project>.json), keyed digests
+        only) and the host's fingerprint key (C(fingerprint.key)). Keep it equal to role
+        C(runbook.ops.base)'s C(runbook_ops_state_dir), so that both use one key.
     type: path
     default: /var/lib/runbook-ops
 notes:
   - Run it with C(become) when the Docker socket or O(state_dir) needs root.
   - Compose interpolates C(${VAR}) from C(.env) and from the environment of the process running it;
     variables exported in an interactive shell but not in C(.env) are not seen by this module.
+  - Fingerprints compare between services and runs on one host only; the same value has another
+    fingerprint on every other host.
 seealso:
   - name: docker compose up
     description: The command the module runs to recreate services.
@@ -142,6 +174,12 @@ EXAMPLES = r"""
   check_mode: true
   diff: true
   register: env_drift
+
+- name: Also compare the services started with `docker compose --profile workers up -d`
+  runbook.ops.compose_env_sync:
+    project_src: /opt/app
+    profiles: [workers]
+  become: true
 
 - name: Force-recreate the workers after a secrets file change, with a longer health wait
   runbook.ops.compose_env_sync:
@@ -182,15 +220,18 @@ recreated:
   sample: [celery-beat, celery-worker]
 fingerprints:
   description:
-    - Per running service, each key compose sets mapped to the first 12 hex digits of the sha256 of
-      the value the container holds at the end of the run, V((unset)) for a key without a value.
-    - For comparing by eye between services and hosts; never the value.
+    - Per service, only the keys that drifted there and the keys of O(consistent_keys) that differ
+      between services, each mapped to the first 12 hex digits of the HMAC-SHA256, under the host's
+      key, of the value the container holds at the end of the run (V((unset)) for a key without a
+      value). Empty when nothing drifted.
+    - For comparing by eye between services and runs on one host; never the value, and nothing a
+      guess can be checked against without the host's key.
   returned: always
   type: dict
   sample:
-    backend:
-      AI_PROXY_SECRET: 3f9a1c0b7e2d
     celery-worker:
+      AI_PROXY_SECRET: 3f9a1c0b7e2d
+    bot:
       AI_PROXY_SECRET: 3f9a1c0b7e2d
 not_running:
   description: Selected services without a running container; they were not compared or recreated.
@@ -233,6 +274,7 @@ def main():
             env_files=dict(type="list", elements="path"),
             project_name=dict(type="str"),
             services=dict(type="list", elements="str"),
+            profiles=dict(type="list", elements="str"),
             consistent_keys=dict(type="list", elements="str", default=[], no_log=False),
             on_inconsistent=dict(type="str", choices=["fail", "warn"], default="fail"),
             force=dict(type="bool", default=False),

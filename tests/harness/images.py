@@ -24,7 +24,7 @@ APPLETS = ("sh", "sleep", "md5sum", "env", "cat", "echo", "ls", "true", "false",
 
 
 def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=False,
-                        filler_bytes=0, run=None, cmd=None, base=None, timeout=300):
+                        filler_bytes=0, run=None, cmd=None, base=None, timeout=300, env=None):
     """Build a busybox scratch image on ``engine`` and return its id (``sha256:...``).
 
     ``tag``: the image reference (``name:tag``), or ``None`` for an untagged image.
@@ -36,6 +36,7 @@ def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=Fal
     ``base``: build ``FROM base`` (an image on the engine) instead of ``FROM scratch``;
     busybox then comes from the base and only extra/filler files are added (with the
     legacy builder the new image gets the base as its parent).
+    ``env``: dict of the image's own ``ENV`` (in the image's ``Config.Env``).
     Raises ``RuntimeError`` with the build output when the build fails.
     """
     context = tempfile.mkdtemp(prefix="rbo-img-")
@@ -65,6 +66,8 @@ def build_busybox_image(engine, tag, labels=None, extra_files=None, buildkit=Fal
             lines.append("COPY rootfs/ /")
         for key, value in sorted((labels or {}).items()):
             lines.append("LABEL %s=%s" % (_quote(key), _quote(value)))
+        for key, value in sorted((env or {}).items()):
+            lines.append("ENV %s=%s" % (key, _quote(value).replace("$", "\\$")))
         for step in run or ():
             lines.append("RUN %s" % step)
         if cmd or not base:

@@ -10,6 +10,7 @@ module runs through `ansible localhost -m ... -vvv` with DOCKER_HOST of the isol
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from images import build_busybox_image
 
@@ -163,6 +166,15 @@ def run_module(engine, args, check=False, diff=False):
                       re.S | re.M)
     assert match, output
     return proc.returncode, json.loads(match.group(1)), output
+
+
+def run_playbook(engine, extra_vars, *args):
+    """Run playbooks/env-sync.yml with -vvv; return (rc, full output)."""
+    proc = subprocess.run(
+        [os.path.join(_BIN, "ansible-playbook"), "playbooks/env-sync.yml", "-vvv",
+         "-e", json.dumps(extra_vars)] + list(args), cwd=_REPO, capture_output=True, text=True,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", **engine.env), timeout=600, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def assert_no_secret(*texts):
@@ -344,12 +356,7 @@ def test_playbook_prints_the_drift_and_fails_a_host_with_inconsistent_keys(proje
              "env_sync_compose_command": [COMPOSE_BIN], "env_sync_state_dir": str(tmp_path / "st")}
 
     def playbook(extra_vars):
-        proc = subprocess.run(
-            [os.path.join(_BIN, "ansible-playbook"), "playbooks/env-sync.yml", "-vvv",
-             "-e", json.dumps(extra_vars)], cwd=_REPO, capture_output=True, text=True,
-            env=dict(os.environ, ANSIBLE_NOCOLOR="1", **project.engine.env), timeout=600,
-            check=False)
-        return proc.returncode, proc.stdout + proc.stderr
+        return run_playbook(project.engine, extra_vars, "-l", "localhost")
 
     rc, out = playbook(extra)
     assert rc != 0, out
@@ -375,3 +382,406 @@ def test_a_missing_project_directory_fails_with_a_clear_message(engine, tmp_path
     assert rc != 0
     assert result["msg"] == ("project directory %s does not exist; set project_src to the "
                              "directory holding the compose file" % (tmp_path / "nope"))
+
+
+# --- `$` values, profiles, host selection, keyed fingerprints ---------------------------------
+
+BCRYPT_OLD = "$2y$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+BCRYPT_NEW = "$2y$10$Qc8Sv2oW7pLx0nB4eT6uUOxJ3mY9rK1hZ5aD8fG2jH4kL6mN0pQrS"
+HTPASSWD = "admin:$apr1$Vh3f0qS2$3mZ1rJ8p0eQ9Xc2LkYwT1/"
+GENERATED = "pa$$w0rd-$HOME-gen"
+
+DOLLAR_COMPOSE = """\
+services:
+  web:
+    image: %(image)s
+    env_file: .env
+    environment:
+      ADMIN_HTPASSWD: 'admin:$$apr1$$Vh3f0qS2$$3mZ1rJ8p0eQ9Xc2LkYwT1/'
+      HASH_FROM_ENV: ${ADMIN_BCRYPT}
+  worker:
+    image: %(image)s
+    environment:
+      ADMIN_BCRYPT: ${ADMIN_BCRYPT}
+      PIN: ${PIN}
+  gpu-worker:
+    image: %(image)s
+    profiles: [gpu]
+    environment:
+      ADMIN_BCRYPT: ${ADMIN_BCRYPT}
+"""
+
+
+def _dollar_env(bcrypt, pin="1234"):
+    return {"ADMIN_BCRYPT": "'%s'" % bcrypt, "GENERATED_PASSWORD": "'%s'" % GENERATED, "PIN": pin}
+
+
+def _ids(project):
+    return {service: found[0] for service, found in project.containers().items()}
+
+
+def test_values_with_dollars_are_not_drift_and_a_changed_hash_recreates_once(project_factory, tmp_path):
+    # Before the fix every run reported web drifted, recreated it and failed: "drift remains".
+    project = project_factory("dol", DOLLAR_COMPOSE, _dollar_env(BCRYPT_OLD))
+    project.compose("up", "-d")
+    held = project.containers()["web"][1]
+    assert held["HASH_FROM_ENV"] == BCRYPT_OLD and held["ADMIN_HTPASSWD"] == HTPASSWD
+    assert held["GENERATED_PASSWORD"] == GENERATED
+    before = _ids(project)
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    outputs = []
+    for check in (True, False, False):
+        rc, result, out = run_module(project.engine, args, check=check)
+        outputs.append(out)
+        assert rc == 0, out
+        assert result["changed"] is False and result["drifted"] == {} and result["recreated"] == []
+        assert result["fingerprints"] == {}
+    assert _ids(project) == before
+
+    project.write_env(_dollar_env(BCRYPT_NEW))
+    rc, result, out = run_module(project.engine, args)
+    outputs.append(out)
+    assert rc == 0, out
+    assert result["drifted"] == {
+        "web": {"added": [], "removed": [], "changed": ["ADMIN_BCRYPT", "HASH_FROM_ENV"], "files": []},
+        "worker": {"added": [], "removed": [], "changed": ["ADMIN_BCRYPT"], "files": []}}
+    assert result["recreated"] == ["web", "worker"]
+    assert project.containers()["web"][1]["HASH_FROM_ENV"] == BCRYPT_NEW
+    rc, result, out = run_module(project.engine, args)
+    outputs.append(out)
+    assert rc == 0 and result["changed"] is False and result["drifted"] == {}, out
+    for text in outputs:
+        for value in (BCRYPT_OLD, BCRYPT_NEW, HTPASSWD, GENERATED, BCRYPT_NEW.replace("$", "$$")):
+            assert value not in text
+
+
+def test_services_of_a_profile_are_compared_only_with_their_profile(project_factory, tmp_path):
+    project = project_factory("prof", DOLLAR_COMPOSE, _dollar_env(BCRYPT_OLD))
+    project.compose("--profile", "gpu", "up", "-d")
+    project.write_env(_dollar_env(BCRYPT_NEW))
+    before = _ids(project)
+    state_dir = str(tmp_path / "state")
+
+    # without the profile: gpu-worker is named in a warning, never compared or recreated
+    rc, result, out = run_module(project.engine, {
+        "project_src": project.dir, "compose_command": [COMPOSE_BIN], "state_dir": state_dir,
+        "services": ["worker"]})
+    assert rc == 0 and result["recreated"] == ["worker"], out
+    assert "[WARNING]: running service gpu-worker of compose project %s not in the configuration " \
+           "compose resolves (a profile not listed in profiles, or removed from the compose " \
+           "file): not compared" % project.name in out
+    assert _ids(project)["gpu-worker"] == before["gpu-worker"]
+
+    # with it, through the playbook: check mode previews, the run recreates exactly gpu-worker
+    extra = {"project_dir": project.dir, "env_sync_profiles": ["gpu"],
+             "env_sync_services": ["gpu-worker"], "env_sync_compose_command": [COMPOSE_BIN],
+             "env_sync_state_dir": state_dir, "env_sync_hosts": "localhost"}
+    rc, out = run_playbook(project.engine, extra, "--check")
+    assert rc == 0 and '"would recreate: gpu-worker"' in out, out
+    assert _ids(project)["gpu-worker"] == before["gpu-worker"]
+    rc, out = run_playbook(project.engine, extra)
+    assert rc == 0 and '"recreated: gpu-worker"' in out, out
+    after = _ids(project)
+    assert after["gpu-worker"] != before["gpu-worker"] and after["web"] == before["web"]
+    assert project.containers()["gpu-worker"][1]["ADMIN_BCRYPT"] == BCRYPT_NEW
+    rc, out = run_playbook(project.engine, extra)
+    assert rc == 0 and '"recreated: nothing"' in out and "changed=0" in out, out
+    assert _ids(project) == after
+
+
+def test_playbook_refuses_to_run_without_a_host_selection(project_factory, tmp_path):
+    project = project_factory("sel", DOLLAR_COMPOSE, _dollar_env(BCRYPT_OLD))
+    project.compose("up", "-d")
+    project.write_env(_dollar_env(BCRYPT_NEW))
+    before = _ids(project)
+    rc, out = run_playbook(project.engine, {"project_dir": project.dir,
+                                            "env_sync_compose_command": [COMPOSE_BIN],
+                                            "env_sync_state_dir": str(tmp_path / "state")})
+    assert rc != 0
+    messages = re.findall(r'"msg": "([^"]*)"', out)
+    assert messages == ["Refusing to run on every host of the inventory: choose them with --limit "
+                        "HOST or -e env_sync_hosts=GROUP, e.g. ansible-playbook "
+                        "playbooks/env-sync.yml -l web1 -e project_dir=/opt/app"], out
+    assert "compose_env_sync" not in out.split("Refusing", 1)[1] and "drifted" not in out
+    assert _ids(project) == before
+    assert not os.path.exists(str(tmp_path / "state"))
+
+
+def test_fingerprints_are_keyed_per_host_and_only_for_drifted_keys(project_factory, tmp_path):
+    project = project_factory("fp", DOLLAR_COMPOSE, _dollar_env(BCRYPT_OLD, pin="1234"))
+    project.compose("up", "-d")
+    hosts = [str(tmp_path / name) for name in ("host-a", "host-b", "host-c")]
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN]}
+    outputs = []
+
+    # nothing drifted: no fingerprint at all; the first real run makes the host's key, 0600
+    for state_dir in hosts[:2]:
+        rc, result, out = run_module(project.engine, dict(args, state_dir=state_dir))
+        outputs.append(out)
+        assert rc == 0 and result["changed"] is False and result["fingerprints"] == {}, out
+        key_file = os.path.join(state_dir, "fingerprint.key")
+        assert oct(os.stat(key_file).st_mode & 0o777) == "0o600"
+        assert open(key_file).read().strip() not in out
+
+    # the PIN changes: only PIN is fingerprinted, the same in both services of one host,
+    # different on another host, and never the plain sha256 prefix a guess would find
+    project.write_env(_dollar_env(BCRYPT_OLD, pin="9876"))
+    shown = []
+    for state_dir in hosts[:2]:
+        rc, result, out = run_module(project.engine, dict(args, state_dir=state_dir), check=True,
+                                     diff=True)
+        outputs.append(out)
+        assert rc == 0 and result["recreated"] == ["web", "worker"], out
+        assert {name: list(keys) for name, keys in result["fingerprints"].items()} == {
+            "web": ["PIN"], "worker": ["PIN"]}
+        assert result["fingerprints"]["web"] == result["fingerprints"]["worker"]
+        shown.append(result["fingerprints"]["web"]["PIN"])
+    assert shown[0] != shown[1]
+    assert hashlib.sha256(b"1234").hexdigest()[:12] not in shown
+
+    # check mode on a host without a key: a throw-away key and a warning, no key file
+    rc, result, out = run_module(project.engine, dict(args, state_dir=hosts[2]), check=True)
+    outputs.append(out)
+    assert rc == 0 and "[WARNING]: the fingerprint key %s/fingerprint.key does not exist yet " \
+        "(check mode creates nothing); this run used a throw-away key" % hosts[2] in out, out
+    assert not os.path.exists(os.path.join(hosts[2], "fingerprint.key"))
+    for text in outputs:
+        for pin in (b"1234", b"9876"):
+            assert hashlib.sha256(pin).hexdigest()[:12] not in text
+        assert_no_secret(text)
+        for value in (BCRYPT_OLD, GENERATED):
+            assert value not in text
+    state = json.load(open(os.path.join(hosts[0], "compose-env-sync", project.name + ".json")))
+    assert state["version"] == 2 and len(state["key_id"]) == 16
+
+
+# --- values as compose puts them into containers ---------------------------------------------
+#
+# An independent model of how each form of a compose file and its env files carries a value
+# (compose-go's dotenv and interpolation rules, docker's --env-file format for `format: raw`):
+# every generated value is written in every form that can carry it, one real `up` per example,
+# and the container must hold exactly the value, the module must see no drift, and one value
+# changed must be exactly one key drifted. RUNBOOK_OPS_ENV_EXAMPLES (default 8) examples, each
+# with 4-8 values in up to 15 forms, one `up` each (10 examples took 117 s on 2 busy cores).
+
+ENV_IMAGE = "runbook-ops-envsync-env:1"
+#: The image's own ENV: values compose never sets (or overrides) must never count as drift.
+IMAGE_ENV = {"IMG_HASH": "$2y$05$imageOwnHashValue", "IMG_QUOTES": "it's \"q\" \\ #x",
+             "IMG_OVERRIDDEN": "from-image"}
+VALUE_CHARS = ("abcXYZ0189" + "$" * 6 + "'\"#\\ @%!&*()-_=+:;,.<>/?^~|[]`")
+YAML_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_@%./+=$!^~-]*")
+UNSET = "RBO_SURELY_UNSET_VARIABLE"
+
+
+def _dotenv_single(value):
+    return "'%s'" % value if "'" not in value and not value.endswith("\\") else None
+
+
+def _dotenv_double(value):
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+
+
+def _dotenv_unquoted(value):
+    if value != value.strip() or value[:1] in ("'", '"') or " #" in value:
+        return None
+    return value.replace("$", "$$")
+
+
+def _yaml_single(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def _yaml_double(text):
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _yaml_plain(text, value):
+    words = ("true", "false", "null", "yes", "no", "on", "off", "y", "n")
+    return text if YAML_PLAIN.fullmatch(value) and value.lower() not in words else None
+
+
+def _dollars(value):
+    return value.replace("$", "$$")
+
+
+# form -> (service, function(value, key) -> (compose text, dotenv line, env_file line, raw line))
+def _forms(raw_supported):
+    """Each form: the service holding the key and how to write a value into the files.
+    Returns {form: (service, writer)}; a writer returns a dict of file -> line, or None when
+    the form cannot carry the value."""
+    forms = {
+        "map_double": ("svc-map", lambda v, k: {"map": "%s: %s" % (k, _yaml_double(_dollars(v)))}),
+        "map_single": ("svc-map", lambda v, k: {"map": "%s: %s" % (k, _yaml_single(_dollars(v)))}),
+        "map_plain": ("svc-map", lambda v, k: _yaml_plain(_dollars(v), v) and {
+            "map": "%s: %s" % (k, _dollars(v))}),
+        "list_double": ("svc-list", lambda v, k: {"list": "- %s" % _yaml_double("%s=%s" % (k, _dollars(v)))}),
+        "list_single": ("svc-list", lambda v, k: {"list": "- %s" % _yaml_single("%s=%s" % (k, _dollars(v)))}),
+        "list_plain": ("svc-list", lambda v, k: _yaml_plain(_dollars(v), v) and {
+            "list": "- %s=%s" % (k, _dollars(v))}),
+        "envfile_single": ("svc-map", lambda v, k: _dotenv_single(v) and {
+            "app.env": "%s=%s # comment after a quoted value" % (k, _dotenv_single(v))}),
+        "envfile_double": ("svc-map", lambda v, k: {"app.env": "%s=%s" % (k, _dotenv_double(v))}),
+        # (an empty unquoted value takes the comment after it as its value: no comment there)
+        "envfile_unquoted": ("svc-map", lambda v, k: _dotenv_unquoted(v) is not None and {
+            "app.env": "%s=%s%s" % (k, _dotenv_unquoted(v), " # inline comment" if v else "")}),
+        # interpolation: each key its own variable in .env, so one change is one key
+        "interp": ("svc-map", lambda v, k: {".env": "V_%s=%s" % (k, _dotenv_double(v)),
+                                            "map": "%s: ${V_%s}" % (k, k)}),
+        "interp_default": ("svc-list", lambda v, k: {
+            "list": "- %s" % _yaml_single("%s=${%s:-%s}" % (k, UNSET, _dollars(v)))}),
+        "interp_dash_default": ("svc-map", lambda v, k: {
+            "map": "%s: %s" % (k, _yaml_single("${%s-%s}" % (UNSET, _dollars(v))))}),
+        "interp_required": ("svc-map", lambda v, k: v != "" and {
+            ".env": "V_%s=%s" % (k, _dotenv_single(v) or _dotenv_double(v)),
+            "map": "%s: ${V_%s:?set V_%s}" % (k, k, k)}),
+        "interp_nested": ("svc-list", lambda v, k: {
+            ".env": "V_%s=%s" % (k, _dotenv_double(v)),
+            "list": "- %s" % _yaml_single("%s=${%s:-${V_%s}}" % (k, UNSET, k))}),
+    }
+    if raw_supported:
+        forms["raw"] = ("svc-map", lambda v, k: {"raw.env": "%s=%s" % (k, v)})
+    return forms
+
+
+# Fixed lines: comments, `\n` in double quotes, empty values, keys without `=`, image ENV.
+FIXED_FILES = {
+    ".env": ["# interpolation source", "EMPTY_SOURCE="],
+    "app.env": ["# a comment line", "   # an indented comment", "FIX_NEWLINE=\"line1\\nline2\"",
+                "FIX_EMPTY=", "FIX_EMPTY_QUOTED=''", "FIX_HASH_INSIDE=a#b",
+                "FIX_INLINE=value # comment", "RBO_NOT_IN_ANY_ENVIRONMENT"],
+    "raw.env": ["# raw: docker run --env-file rules", "FIX_RAW_TRAILING=keeps 'q' \"dq\" $X  "],
+    "map": ["FIX_MAP_BARE:", "FIX_MAP_EMPTY: ''", "FIX_MAP_FROM_EMPTY: ${EMPTY_SOURCE-unused}",
+            "IMG_OVERRIDDEN: from-compose", "FIX_MAP_NEWLINE: \"a\\nb\""],
+    "list": ["- FIX_LIST_BARE", "- FIX_LIST_EMPTY="],
+}
+FIXED_HELD = {
+    "svc-map": {"FIX_NEWLINE": "line1\nline2", "FIX_EMPTY": "", "FIX_EMPTY_QUOTED": "",
+                "FIX_HASH_INSIDE": "a#b", "FIX_INLINE": "value", "FIX_MAP_FROM_EMPTY": "",
+                "FIX_MAP_BARE": None, "FIX_MAP_EMPTY": "", "IMG_OVERRIDDEN": "from-compose",
+                "FIX_MAP_NEWLINE": "a\nb", "IMG_HASH": IMAGE_ENV["IMG_HASH"],
+                "IMG_QUOTES": IMAGE_ENV["IMG_QUOTES"]},
+    "svc-list": {"FIX_LIST_BARE": None, "FIX_LIST_EMPTY": "", "IMG_OVERRIDDEN": "from-image",
+                 "IMG_HASH": IMAGE_ENV["IMG_HASH"]},
+}
+FIXED_RAW_HELD = {"FIX_RAW_TRAILING": "keeps 'q' \"dq\" $X  "}
+
+
+def render_project(directory, spec, forms, raw_supported):
+    """Write compose.yaml, .env, app.env (and raw.env) for ``spec`` ({key: (form, value)})."""
+    lines = {name: list(fixed) for name, fixed in FIXED_FILES.items()}
+    for key, (form, value) in sorted(spec.items()):
+        for name, line in forms[form][1](value, key).items():
+            lines[name].append(line)
+    env_files = "      - app.env\n"
+    if raw_supported:
+        env_files += "      - path: raw.env\n        format: raw\n"
+    compose = (
+        "services:\n"
+        "  svc-map:\n    image: %s\n    env_file:\n%s    environment:\n%s"
+        "  svc-list:\n    image: %s\n    environment:\n%s" % (
+            ENV_IMAGE, env_files, "".join("      %s\n" % line for line in lines["map"]),
+            ENV_IMAGE, "".join("      %s\n" % line for line in lines["list"])))
+    files = {"compose.yaml": compose}
+    for name in (".env", "app.env") + (("raw.env",) if raw_supported else ()):
+        files[name] = "".join(line + "\n" for line in lines[name])
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as handle:
+            handle.write(text)
+
+
+def expected_environment(spec, forms, raw_supported):
+    """The model: {service: {key: value}} compose must put into the containers."""
+    held = {name: dict(values) for name, values in FIXED_HELD.items()}
+    if raw_supported:
+        held["svc-map"].update(FIXED_RAW_HELD)
+    for key, (form, value) in spec.items():
+        held[forms[form][0]][key] = value
+    return held
+
+
+def _compose_version():
+    out = subprocess.run([COMPOSE_BIN, "version", "--short"], capture_output=True, text=True,
+                         check=False).stdout.strip().lstrip("v")
+    return tuple(int(part) for part in re.findall(r"\d+", out)[:2])
+
+
+def _container_envs(engine, project):
+    api = engine.api()
+    try:
+        result = {}
+        for item in api.containers(filters={"label": "com.docker.compose.project=%s" % project}):
+            info = api.inspect_container(item["Id"])
+            env = {}
+            for entry in info["Config"]["Env"]:
+                key, sep, value = entry.partition("=")
+                env[key] = value if sep else None
+            result[item["Labels"]["com.docker.compose.service"]] = env
+        return result
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="module")
+def env_engine(engine):
+    build_busybox_image(engine, ENV_IMAGE, env=IMAGE_ENV)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def value_project(env_engine, tmp_path_factory):
+    """One project directory reused by every generated example (each `up` recreates)."""
+    directory = str(tmp_path_factory.mktemp("values") / ("envsyncval%d" % os.getpid()))
+    os.makedirs(directory)
+    yield directory
+    subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=directory, capture_output=True,
+                   env=dict(os.environ, **env_engine.env), timeout=120, check=False)
+
+
+def _check(engine, directory, state_dir):
+    from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import (
+        sync_compose_env)
+
+    return sync_compose_env(directory, compose_command=[COMPOSE_BIN], docker_host=engine.host,
+                            state_dir=state_dir, check_mode=True)
+
+
+VALUES = st.text(st.sampled_from(VALUE_CHARS), max_size=16)
+
+
+@settings(max_examples=int(os.environ.get("RUNBOOK_OPS_ENV_EXAMPLES", "8")), database=None)
+@given(data=st.data(), values=st.lists(VALUES, min_size=4, max_size=8))
+def test_every_form_holds_generated_values_as_compose_puts_them_into_containers(
+        env_engine, value_project, tmp_path_factory, data, values):
+    raw_supported = _compose_version() >= (2, 30)
+    forms = _forms(raw_supported)
+    spec = {}
+    for index, value in enumerate(values):
+        for form, (_service, writer) in sorted(forms.items()):
+            if writer(value, "K") not in (None, False):
+                spec["G%d_%s" % (index, form.upper())] = (form, value)
+    render_project(value_project, spec, forms, raw_supported)
+    env = dict(os.environ, **env_engine.env)
+    up = subprocess.run([COMPOSE_BIN, "up", "-d"], cwd=value_project, env=env,
+                        capture_output=True, text=True, timeout=300, check=False)
+    assert up.returncode == 0, up.stderr
+
+    # the model and the containers agree, key by key (what compose really did)
+    held = _container_envs(env_engine, os.path.basename(value_project))
+    for service, expected in expected_environment(spec, forms, raw_supported).items():
+        assert {k: held[service].get(k, "(absent)") for k in expected} == expected, service
+    assert "RBO_NOT_IN_ANY_ENVIRONMENT" not in held["svc-map"]
+
+    state_dir = str(tmp_path_factory.mktemp("state"))
+    result = _check(env_engine, value_project, state_dir)
+    assert result["drifted"] == {} and result["recreated"] == [] and result["fingerprints"] == {}
+
+    # one value changed (still in the same form): exactly that key of that service drifts
+    key = data.draw(st.sampled_from(sorted(spec)), label="changed key")
+    form, value = spec[key]
+    spec[key] = (form, value + "$x")
+    render_project(value_project, spec, forms, raw_supported)
+    result = _check(env_engine, value_project, state_dir)
+    assert result["drifted"] == {forms[form][0]: {"added": [], "removed": [], "changed": [key],
+                                                  "files": []}}
+    assert list(result["fingerprints"][forms[form][0]]) == [key]

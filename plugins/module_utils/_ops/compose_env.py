@@ -4,7 +4,8 @@
 
 Control flow of ``sync_compose_env``::
 
-    project dir -> compose command -> `compose config --format json` (what compose resolves now)
+    project dir -> compose command (+ --profile) -> `compose config --format json`, its `$$` undone
+      (what compose resolves now) -> the host's fingerprint key
       -> running containers of the project (Docker API: Config.Env, labels, Created, image)
       -> analyse(): per service, drifted keys and changed secrets:/configs: files; inconsistent keys
       -> check mode / nothing to do: report
@@ -15,24 +16,30 @@ Rules (also in the module documentation):
 
 * Only keys compose sets count. The expected environment of a container is its image's
   ``Config.Env`` overlaid with the service's resolved ``environment`` (``env_file`` contents
-  and ``${VAR}`` interpolation included). A key compose sets that the container lacks is
-  *added*; a different value is *changed*; a key the container holds that compose no
-  longer sets and that the image does not provide with that value is *removed*. Image ENV
-  keys never count, nor the runtime keys in ``RUNTIME_KEYS``.
+  and ``${VAR}`` interpolation included). Compose 2.x prints that configuration with every
+  ``$`` doubled (so the output is a valid compose file again); the container holds one, so
+  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared.
+  A key compose sets that the container lacks is *added*; a different value is *changed*;
+  a key the container holds that compose no longer sets and that the image does not
+  provide with that value is *removed*. Image ENV keys never count, nor the runtime keys in
+  ``RUNTIME_KEYS``.
 * Compose's config hash does not cover the *content* of ``secrets:``/``configs:`` files.
   A state file per project (``<state_dir>/compose-env-sync/<project>.json``, mode 0600,
-  sha256 digests only) records the content digests and container ids after each
-  successful sync. A file counts as changed when its digest differs from the recorded one
-  for the same containers; without a record for the current containers, when it was
-  modified after the oldest of the service's containers was created.
+  keyed digests only, with the id of the key) records the content digests and container
+  ids after each successful sync. A file counts as changed when its digest differs from
+  the one recorded for the same containers under the same key; without such a record,
+  when it was modified after the oldest of the service's containers was created.
 * ``consistent_keys`` are compared in the resolved configuration (what a recreate gives):
   running containers that disagree are drift and a sync fixes them; a configuration that
   disagrees cannot be fixed by recreating, so it fails before anything is recreated (or
   warns, with ``on_inconsistent="warn"``).
 * Only running (or restarting) containers are compared and recreated: a stopped one-shot
-  service (migrations) is reported in ``not_running`` and left alone.
-* No value ever leaves this module: results carry key names and fingerprints (the first
-  12 hex digits of the value's sha256); compose output quoted in errors is redacted.
+  service (migrations) is reported in ``not_running`` and left alone. Services of profiles
+  that are not active (``profiles``) are not in the configuration: their running containers
+  are named in a warning, never compared or recreated.
+* No value ever leaves this module: results carry key names and fingerprints (HMAC-SHA256
+  under the host's key, ``hostkey.py``) of the keys that drifted or differ between services
+  only; compose output quoted in errors is redacted.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ import time
 from datetime import datetime, timezone
 
 from .errors import OpsError
+from .hostkey import FINGERPRINT_LENGTH, UNSET, fingerprint, host_key, key_id, keyed_hash
 from .runner import run_command
 from .state import read_json, write_json_atomic
 
@@ -58,9 +66,8 @@ RUNTIME_KEYS = frozenset(("PATH", "HOSTNAME", "HOME", "TERM"))
 #: Container states whose environment is compared and that a sync may recreate.
 ACTIVE_STATES = frozenset(("running", "restarting"))
 DEFAULT_STATE_DIR = "/var/lib/runbook-ops"
-STATE_VERSION = 1
-UNSET = "(unset)"
-FINGERPRINT_LENGTH = 12
+#: 2: keyed file digests and ``key_id``; 1 (read only): plain sha256 digests.
+STATE_VERSION = 2
 #: Values shorter than this are not redacted from quoted compose output ("1", "yes").
 REDACT_MIN_LENGTH = 4
 UP_TIMEOUT_SECONDS = 900
@@ -69,11 +76,25 @@ UP_TIMEOUT_SECONDS = 900
 # --------------------------------------------------------------------------- values
 
 
-def fingerprint(value):
-    """Return the short sha256 of ``value`` for comparison by eye, ``(unset)`` for None."""
-    if value is None:
-        return UNSET
-    return hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:FINGERPRINT_LENGTH]
+_DOLLAR_RUNS = re.compile(r"\$+")
+
+
+def unescape_dollars(value):
+    """Undo the escaping of ``compose config``: with interpolation on, Compose 2.0.0 and later
+    double every ``$`` byte of the printed configuration, keys and values alike, so the exact
+    inverse halves every ``$$`` in every string. Raises ValueError when a string holds an odd
+    run of ``$``, which escaped output never does (a compose that did not escape)."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        if any(len(run) % 2 for run in _DOLLAR_RUNS.findall(value)):
+            raise ValueError("odd run of $")
+        return value.replace("$$", "$")
+    if isinstance(value, list):
+        return [unescape_dollars(item) for item in value]
+    if isinstance(value, dict):
+        return {unescape_dollars(k): unescape_dollars(v) for k, v in value.items()}
+    return value
 
 
 def parse_env_list(entries):
@@ -149,8 +170,11 @@ def find_inconsistent(config, keys):
 
 
 def make_redactor(values):
-    """Return a function that replaces each of ``values`` (long enough) by ``***``."""
-    secrets = sorted({v for v in values if v and len(v) >= REDACT_MIN_LENGTH}, key=len, reverse=True)
+    """Return a function that replaces each of ``values`` (long enough), also as compose
+    quotes it with every ``$`` doubled, by ``***``."""
+    values = [v for v in values if v and len(v) >= REDACT_MIN_LENGTH]
+    secrets = sorted(set(values + [v.replace("$", "$$") for v in values if "$" in v]),
+                     key=len, reverse=True)
 
     def redact(text):
         text = text or ""
@@ -200,10 +224,11 @@ def referenced_files(config, service_name):
     return result
 
 
-def file_digest(path):
-    """Return the sha256 hex digest of a file's content (of a directory's files, by
-    relative name and content), or ``"missing"`` when it cannot be read."""
-    digest = hashlib.sha256()
+def file_digest(path, hmac_key=None):
+    """Return the HMAC-SHA256 hex digest under ``hmac_key`` of a file's content (of a
+    directory's files, by relative name and content), or ``"missing"`` when it cannot be
+    read. Without a key the plain sha256, only to compare with a version 1 state file."""
+    digest = keyed_hash(hmac_key) if hmac_key is not None else hashlib.sha256()
     try:
         if os.path.isdir(path):
             for root, dirs, names in os.walk(path):
@@ -211,7 +236,7 @@ def file_digest(path):
                 for name in sorted(names):
                     full = os.path.join(root, name)
                     digest.update(os.path.relpath(full, path).encode("utf-8") + b"\0")
-                    digest.update(file_digest(full).encode("ascii") + b"\0")
+                    digest.update(file_digest(full, hmac_key).encode("ascii") + b"\0")
             return digest.hexdigest()
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 16), b""):
@@ -287,9 +312,21 @@ def state_path(state_dir, project):
 def load_state(path):
     """Return a project's state (``{"services": {...}}``), empty when absent or unreadable."""
     data = read_json(path, default={})
-    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in (1, STATE_VERSION):
         return {}
     return data
+
+
+def comparable_records(state, hmac_key):
+    """Return ``(services, legacy)``: the per-service records of ``state`` whose file digests
+    can be compared now. Version 1 records hold plain sha256 digests (``legacy``); records
+    made under another key (the key file was replaced) cannot be compared at all."""
+    state = state or {}
+    if state.get("version") == 1:
+        return state.get("services") or {}, True
+    if state.get("key_id") == key_id(hmac_key):
+        return state.get("services") or {}, False
+    return {}, False
 
 
 def save_state(path, data):
@@ -300,13 +337,16 @@ def save_state(path, data):
 
 
 def build_state(project, project_src, analysis, previous=None):
-    """Return the state document for an analysis: container ids and file digests only.
-    Services the analysis did not cover keep their entries from ``previous``."""
-    services = dict((previous or {}).get("services") or {})
+    """Return the state document for an analysis: container ids and keyed file digests only.
+    Services the analysis did not cover keep their entries from ``previous`` when those
+    were made under the same key."""
+    services = {}
+    if (previous or {}).get("key_id") == analysis["key_id"]:
+        services = dict(previous.get("services") or {})
     for name, ids in analysis["container_ids"].items():
         services[name] = {"containers": ids, "files": analysis["file_digests"].get(name, {})}
     return {"version": STATE_VERSION, "project": project, "project_src": project_src,
-            "services": services}
+            "key_id": analysis["key_id"], "services": services}
 
 
 # --------------------------------------------------------------------------- analysis
@@ -330,26 +370,36 @@ def group_containers(containers, project):
     return active, sorted(inactive - set(active))
 
 
-def analyse(config, containers, image_envs, selected, state=None, consistent_keys=(), force=False):
+def analyse(config, containers, image_envs, selected, state=None, consistent_keys=(), force=False,
+            show=None, *, hmac_key):
     """Compare a project's resolved config with its running containers.
 
-    ``config`` is the parsed ``config --format json``; ``containers`` the inspect dicts of
-    the project's containers; ``image_envs`` maps image id to its parsed ``Config.Env`` (or
-    None when unknown); ``selected`` the service names to consider; ``state`` the loaded
-    state document. Returns a plan (plain data, no values)::
+    ``config`` is the parsed, unescaped ``config --format json``; ``containers`` the inspect
+    dicts of the project's containers; ``image_envs`` maps image id to its parsed
+    ``Config.Env`` (or None when unknown); ``selected`` the service names to consider;
+    ``state`` the loaded state document; ``hmac_key`` the host's fingerprint key.
+    Fingerprints cover, per service, the keys that drifted, the keys of ``inconsistent``
+    it defines and the keys ``show`` (``{svc: [keys]}``) names, nothing else.
+    Returns a plan (plain data, no values)::
 
         {"drifted": {svc: {"added", "removed", "changed", "files"}}, "inconsistent": {key: [svc]},
          "fingerprints": {svc: {key: fp}}, "desired_fingerprints": ..., "not_running": [...],
-         "to_recreate": [...], "container_ids": {svc: [ids]}, "file_digests": {svc: {label: sha256}},
-         "warnings": [...]}
+         "to_recreate": [...], "container_ids": {svc: [ids]}, "file_digests": {svc: {label: hmac}},
+         "key_id": ..., "warnings": [...]}
     """
     project = config.get("name")
     services = config.get("services") or {}
-    active, inactive = group_containers(containers, project)
-    recorded_services = (state or {}).get("services") or {}
+    active, _inactive = group_containers(containers, project)
+    records, legacy = comparable_records(state, hmac_key)
     plan = {"drifted": {}, "fingerprints": {}, "desired_fingerprints": {}, "not_running": [],
-            "container_ids": {}, "file_digests": {}, "warnings": [],
+            "container_ids": {}, "file_digests": {}, "warnings": [], "key_id": key_id(hmac_key),
             "inconsistent": find_inconsistent(config, consistent_keys)}
+    unknown = sorted(set(active) - set(services))
+    if unknown:
+        plan["warnings"].append(
+            "running service%s %s of compose project %s not in the configuration compose resolves "
+            "(a profile not listed in profiles, or removed from the compose file): not compared"
+            % ("s" if len(unknown) > 1 else "", ", ".join(unknown), project))
     for name in selected:
         group = active.get(name)
         if not group:
@@ -367,15 +417,23 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
                     % info.get("Name", "").lstrip("/"))
             for kind, keys in compare_environment(desired, actual, image_env).items():
                 drift[kind].update(keys)
-            for key in list(desired) + sorted(drift["removed"]):
-                current.setdefault(key, actual.get(key))
+            for key in actual:
+                current.setdefault(key, actual[key])
         files = referenced_files(config, name)
-        digests = {label: file_digest(path) for label, path in files.items()}
-        stale_files = changed_files(files, digests, group, recorded_services.get(name))
+        digests = {label: file_digest(path, hmac_key) for label, path in files.items()}
+        compared = digests
+        if legacy:  # a version 1 record holds plain digests: compare like with like, once
+            compared = {label: file_digest(path) for label, path in files.items()}
+        stale_files = changed_files(files, compared, group, records.get(name))
         plan["container_ids"][name] = sorted(c["Id"] for c in group)
         plan["file_digests"][name] = digests
-        plan["fingerprints"][name] = {k: fingerprint(v) for k, v in sorted(current.items())}
-        plan["desired_fingerprints"][name] = {k: fingerprint(desired.get(k)) for k in sorted(current)}
+        shown = set().union(*drift.values(), (show or {}).get(name) or ())
+        shown.update(key for key in plan["inconsistent"] if key in desired)
+        if shown:
+            plan["fingerprints"][name] = {
+                k: fingerprint(hmac_key, current.get(k)) for k in sorted(shown)}
+            plan["desired_fingerprints"][name] = {
+                k: fingerprint(hmac_key, desired.get(k)) for k in sorted(shown)}
         if any(drift.values()) or stale_files:
             entry = {kind: sorted(keys) for kind, keys in drift.items()}
             entry["files"] = stale_files
@@ -387,9 +445,12 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
 
 
 def build_diff(plan, state):
-    """Return an Ansible diff (before/after) with key names and fingerprints only."""
+    """Return an Ansible diff (before/after) with key names and fingerprints only; a file's
+    recorded digest is shown only when it was made under the same key."""
     before, after = {}, {}
-    recorded = (state or {}).get("services") or {}
+    recorded = {}
+    if (state or {}).get("key_id") == plan["key_id"]:
+        recorded = state.get("services") or {}
     for name, entry in sorted(plan["drifted"].items()):
         keys = entry["added"] + entry["removed"] + entry["changed"]
         before[name] = {k: plan["fingerprints"][name].get(k, UNSET) for k in sorted(keys)}
@@ -422,8 +483,10 @@ def resolve_compose_command(compose_command=None, env=None):
                    "Docker Compose v2 plugin or set compose_command")
 
 
-def compose_base(compose, project_src, files=None, env_files=None, project_name=None):
-    """Return the argv prefix selecting the project: directory, name, files, env files."""
+def compose_base(compose, project_src, files=None, env_files=None, project_name=None,
+                 profiles=None):
+    """Return the argv prefix selecting the project: directory, name, files, env files,
+    profiles (``--profile`` replaces ``COMPOSE_PROFILES``, as on the command line)."""
     argv = list(compose) + ["--project-directory", project_src]
     if project_name:
         argv += ["--project-name", project_name]
@@ -431,17 +494,27 @@ def compose_base(compose, project_src, files=None, env_files=None, project_name=
         argv += ["-f", name]
     for name in env_files or ():
         argv += ["--env-file", name]
+    for name in profiles or ():
+        argv += ["--profile", name]
     return argv
 
 
+#: How compose names an env file it cannot parse; its message may quote a value from it.
+_ENV_FILE_ERROR = re.compile(r"failed to (?:read|parse env_file) (/[^:\n]+):")
+
+
 def load_config(base, project_src, env=None, redact=lambda text: text):
-    """Run ``config --format json`` and return the parsed project; OpsError when compose
-    cannot resolve the project (message redacted)."""
+    """Run ``config --format json`` and return the parsed project with compose's ``$$``
+    escaping undone; OpsError when compose cannot resolve the project (message redacted,
+    also of the values of an env file compose names as broken)."""
     result = run_command(base + ["config", "--format", "json"], env=env, cwd=project_src,
                          timeout=120)
     if not result.ok:
-        tail = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
         text = (result.stderr or "") + (result.stdout or "")
+        broken = _ENV_FILE_ERROR.search(text)
+        redact_file = make_redactor(read_env_file_values(broken.group(1)) if broken else [])
+        lines = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
+        tail = redact_file(" | ".join(lines))
         if "unknown flag: --format" in text or "Usage:" in text or "no such option" in text.lower():
             raise OpsError("`%s config --format json` is not supported in %s (exit %s): %s; use "
                            "Docker Compose v2 or set compose_command" % (
@@ -457,7 +530,13 @@ def load_config(base, project_src, env=None, redact=lambda text: text):
     if not isinstance(config, dict) or not config.get("name") or not isinstance(
             config.get("services"), dict):
         raise OpsError("the compose project in %s has no name or no services" % project_src)
-    return config
+    try:
+        return unescape_dollars(config)
+    except ValueError:
+        raise OpsError("`%s config --format json` printed a single `$` in %s, so it does not escape "
+                       "`$` as Docker Compose 2.0.0 and later do; values with `$` cannot be "
+                       "compared; use Docker Compose v2 or set compose_command"
+                       % (" ".join(base[:2]), project_src))
 
 
 def connect_docker(docker_host=None):
@@ -573,9 +652,10 @@ def select_services(config, services):
         return known
     unknown = sorted(set(services) - set(known))
     if unknown:
-        raise OpsError("unknown service%s %s in compose project %s; known: %s" % (
-            "s" if len(unknown) > 1 else "", ", ".join(unknown), config.get("name"),
-            ", ".join(known)))
+        raise OpsError("unknown service%s %s in compose project %s; known: %s (services of a "
+                       "profile are known when profiles lists it)" % (
+                           "s" if len(unknown) > 1 else "", ", ".join(unknown), config.get("name"),
+                           ", ".join(known)))
     return sorted(set(services))
 
 
@@ -592,14 +672,14 @@ def _public(plan, recreated, diff=None):
     return result
 
 
-def _inconsistency_message(plan, config):
+def _inconsistency_message(plan, config, hmac_key):
     parts = []
     services = config.get("services") or {}
     for key in sorted(plan["inconsistent"]):
         defining = sorted(n for n, s in services.items() if key in desired_environment(s))
         parts.append("%s differs in %s; fingerprints: %s" % (
             key, ", ".join(plan["inconsistent"][key]), ", ".join(
-                "%s %s" % (n, fingerprint(desired_environment(services[n]).get(key)))
+                "%s %s" % (n, fingerprint(hmac_key, desired_environment(services[n]).get(key)))
                 for n in defining)))
     return "; ".join(parts)
 
@@ -607,14 +687,16 @@ def _inconsistency_message(plan, config):
 def sync_compose_env(project_src, files=None, env_files=None, services=None, consistent_keys=None,
                      on_inconsistent="fail", force=False, wait_timeout=120, compose_command=None,
                      docker_host=None, project_name=None, state_dir=DEFAULT_STATE_DIR,
-                     check_mode=False, poll_interval=1.0):
+                     check_mode=False, poll_interval=1.0, profiles=None):
     """Find services whose running containers hold a stale environment and recreate them.
 
     Returns ``{"changed", "drifted", "inconsistent", "recreated", "fingerprints",
-    "not_running", "project", "state_file", "diff", "warnings"}`` (names and fingerprints
-    only). Raises OpsError for a missing directory, an unresolvable project, an unreachable
-    daemon, inconsistent keys (unless ``on_inconsistent="warn"``), a failed ``up`` or a
-    recreated service that does not come back.
+    "not_running", "project", "state_file", "diff", "warnings"}`` (names and keyed
+    fingerprints of drifted or inconsistent keys only). ``profiles`` activates compose
+    profiles for the comparison and the recreate. Raises OpsError for a missing directory,
+    an unresolvable project, an unreachable daemon, an unusable fingerprint key,
+    inconsistent keys (unless ``on_inconsistent="warn"``), a failed ``up`` or a recreated
+    service that does not come back.
     """
     if on_inconsistent not in ("fail", "warn"):
         raise OpsError("on_inconsistent must be fail or warn, not %r" % (on_inconsistent,))
@@ -624,7 +706,7 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
                        "holding the compose file" % project_src)
     env = {"DOCKER_HOST": docker_host} if docker_host else None
     compose = resolve_compose_command(compose_command, env)
-    base = compose_base(compose, project_src, files, env_files, project_name)
+    base = compose_base(compose, project_src, files, env_files, project_name, profiles)
 
     env_paths = [os.path.join(project_src, p) for p in (env_files or [".env"])]
     redact = make_redactor([v for p in env_paths for v in read_env_file_values(p)])
@@ -636,17 +718,18 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
     selected = select_services(config, services)
 
     client = connect_docker(docker_host)
+    hmac_key, warnings = host_key(state_dir, create=not check_mode)
     path = state_path(state_dir, project)
     state = load_state(path)
     containers = inspect_project(client, project)
     plan = analyse(config, containers, image_environments(client, containers), selected, state,
-                   consistent_keys or (), force)
-    warnings = list(plan["warnings"])
+                   consistent_keys or (), force, hmac_key=hmac_key)
+    warnings += plan["warnings"]
     diff = build_diff(plan, state)
 
     if plan["inconsistent"]:
         message = "inconsistent keys in compose project %s: %s; make them equal in .env / the " \
-                  "compose file" % (project, _inconsistency_message(plan, config))
+                  "compose file" % (project, _inconsistency_message(plan, config, hmac_key))
         if on_inconsistent == "fail":
             raise OpsError(message + " (nothing was recreated)", changed=False, project=project,
                            **_public(plan, []))
@@ -676,7 +759,8 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
 
     containers = inspect_project(client, project)
     after = analyse(config, containers, image_environments(client, containers), selected, state=None,
-                    consistent_keys=consistent_keys or ())
+                    consistent_keys=consistent_keys or (), show=plan["fingerprints"],
+                    hmac_key=hmac_key)
     # Files were just re-read by the new containers; only the environment must match now.
     remaining = {name: entry for name, entry in after["drifted"].items()
                  if name in to_recreate and (entry["added"] or entry["removed"] or entry["changed"])}

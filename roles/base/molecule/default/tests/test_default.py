@@ -23,6 +23,11 @@ RECORD = "/opt/fake-telegram/requests.jsonl"
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.abspath(os.path.join(SCENARIO, "..", "..", "..", ".."))
 BIN = "/usr/local/bin/runbook-ops"
+KEY_FILE = "/var/lib/runbook-ops/fingerprint.key"
+# What compose_env_sync shows for a value on this host: the installed core under the host key.
+FINGERPRINT = ("/usr/bin/python3 -c 'import sys; sys.path.insert(0, \"/usr/local/lib/runbook-ops\"); "
+               "from runbook_ops.hostkey import fingerprint, host_key; key, warnings = "
+               "host_key(\"/var/lib/runbook-ops\"); print(fingerprint(key, sys.argv[1]), len(warnings))' ")
 
 
 def _unique(prefix):
@@ -73,6 +78,27 @@ def test_token_file_is_root_only(host):
     token = host.file("/etc/runbook-ops/telegram.token")
     assert token.mode == 0o600 and token.user == "root" and token.group == "root"
     assert token.content_string.strip() == TOKEN
+
+
+def test_fingerprint_key_is_root_only_random_and_used_by_the_core(host):
+    key = host.file(KEY_FILE)
+    assert key.mode == 0o600 and key.user == "root" and key.group == "root"
+    assert re.fullmatch(r"[0-9a-f]{64}\n", key.content_string)
+    result = host.run(FINGERPRINT + "1234")
+    assert result.rc == 0, result.stderr
+    shown, warnings = result.stdout.split()
+    assert warnings == "0"  # the module reads base's key, makes no other
+    assert re.fullmatch(r"[0-9a-f]{12}", shown)
+    assert shown != hashlib.sha256(b"1234").hexdigest()[:12]
+    assert host.run(FINGERPRINT + "1234").stdout.split()[0] == shown
+    assert host.file(KEY_FILE).content_string == key.content_string
+
+
+def test_fingerprint_key_never_appears_in_logs_or_other_files(host):
+    host.run("tr -d '\\n' < %s > /tmp/key.pattern" % KEY_FILE)
+    result = host.run("grep -rlF -f /tmp/key.pattern /var/log /etc /usr/local /var/lib/runbook-ops")
+    host.run("rm -f /tmp/key.pattern")
+    assert result.stdout.split() == [KEY_FILE], result.stdout
 
 
 def test_second_concurrent_run_skips_and_runs_never_overlap(host):
@@ -200,7 +226,7 @@ def test_logrotate_validator_rejects_what_logrotate_d_lets_through(host):
     assert bad.rc == 1 and "unknown option 'bogus'" in bad.stderr
 
 
-def test_ansible_output_never_shows_the_token():
+def test_ansible_output_never_shows_the_token_or_the_key(host):
     """Converge again from here (-v --diff) and scan everything Ansible prints."""
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
@@ -216,4 +242,6 @@ def test_ansible_output_never_shows_the_token():
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     assert TOKEN not in output
+    key = host.file(KEY_FILE).content_string.strip()
+    assert len(key) == 64 and key not in output
     assert re.search(r"changed=0\s", output), output[-2000:]

@@ -14,16 +14,20 @@ import sys
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import compose_env  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import (  # noqa: E402
     analyse, build_diff, build_state, changed_files, compare_environment, desired_environment,
-    find_inconsistent, fingerprint, load_config, load_state, make_redactor, parse_docker_time,
+    file_digest, find_inconsistent, load_config, load_state, make_redactor, parse_docker_time,
     parse_env_list, referenced_files, save_state, select_services, state_path, sync_compose_env,
-    wait_for_services)
+    unescape_dollars, wait_for_services)
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.hostkey import (  # noqa: E402
+    fingerprint as keyed_fingerprint, key_id)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures", "compose_env")
 # The values in the captured project (test data, not secrets of anyone).
@@ -31,6 +35,12 @@ OLD_SECRET = "old-secret-value-1111"
 NEW_SECRET = "new-secret-value-2222"
 CAPTURED_DIR = "/tmp/envsync-iso/proj/app"
 COMPOSE_BIN = os.environ.get("RUNBOOK_OPS_COMPOSE_BIN") or ""
+KEY = b"0123456789abcdef0123456789abcdef-unit-test-key"
+
+
+def fingerprint(value):
+    """The fingerprint the plan shows for ``value`` under the tests' host key."""
+    return keyed_fingerprint(KEY, value)
 
 
 def _load(name):
@@ -63,10 +73,17 @@ def _by_service(containers, name):
 # --------------------------------------------------------------------------- values
 
 
-def test_fingerprint_is_the_first_12_hex_digits_of_sha256():
-    assert fingerprint(NEW_SECRET) == hashlib.sha256(NEW_SECRET.encode()).hexdigest()[:12]
-    assert fingerprint(None) == "(unset)"
-    assert fingerprint("") != fingerprint(None)
+def test_fingerprints_are_keyed_never_the_plain_sha256_prefix(captured):
+    config, containers, image_envs = captured
+    config = copy.deepcopy(config)
+    config["services"]["celery-worker"]["environment"]["PIN"] = "1234"
+    plan = analyse(config, containers, image_envs, ["celery-worker"], hmac_key=KEY)
+    shown = plan["fingerprints"]["celery-worker"]
+    assert shown["AI_PROXY_SECRET"] != hashlib.sha256(OLD_SECRET.encode()).hexdigest()[:12]
+    assert plan["desired_fingerprints"]["celery-worker"]["PIN"] == fingerprint("1234") != \
+        hashlib.sha256(b"1234").hexdigest()[:12]
+    other = analyse(config, containers, image_envs, ["celery-worker"], hmac_key=b"k" * 32)
+    assert other["fingerprints"]["celery-worker"]["AI_PROXY_SECRET"] != shown["AI_PROXY_SECRET"]
 
 
 def test_parse_env_list_keeps_bare_keys_as_none_and_equals_signs_in_values():
@@ -109,6 +126,109 @@ def test_redactor_replaces_values_but_not_short_ones():
     assert redact("value %s here, 1 left" % NEW_SECRET) == "value *** here, 1 left"
 
 
+def test_redactor_also_replaces_a_value_as_compose_quotes_it_with_dollars_doubled():
+    redact = make_redactor(["$2y$10$abcdef"])
+    assert redact("a $2y$10$abcdef b $$2y$$10$$abcdef c") == "a *** b *** c"
+
+
+# --------------------------------------------------------------------------- compose's `$$`
+
+
+def compose_escape(document):
+    """Independent model of `compose config`: serialize, then double every `$` byte."""
+    return json.loads(json.dumps(document).replace("$", "$$"))
+
+
+@pytest.mark.parametrize("printed, held", [
+    ("$$2y$$10$$N9qo8", "$2y$10$N9qo8"),
+    ("admin:$$apr1$$Vh3f$$3mZ1", "admin:$apr1$Vh3f$3mZ1"),
+    ("p$$$$q", "p$$q"),
+    ("$$$$$$", "$$$"),
+    ("no dollar", "no dollar"),
+    ("", ""),
+], ids=["bcrypt", "htpasswd", "escaped-pair", "only-dollars", "none", "empty"])
+def test_unescape_dollars_halves_every_run(printed, held):
+    assert unescape_dollars({"services": {"a": {"environment": {"K": printed}}}}) == {
+        "services": {"a": {"environment": {"K": held}}}}
+    assert unescape_dollars(["K=" + printed]) == ["K=" + held]
+
+
+@pytest.mark.parametrize("printed", ["a$b", "$", "$$$", "x$$$y"], ids=["one", "alone", "three", "odd-run"])
+def test_unescape_dollars_refuses_output_compose_did_not_escape(printed):
+    with pytest.raises(ValueError):
+        unescape_dollars({"environment": {"K": printed}})
+
+
+_TEXT = st.text(st.sampled_from("$ab\\'\"# =\n{}:-?"), max_size=12)
+_DOCUMENTS = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), _TEXT),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)),
+    max_leaves=20)
+
+
+@given(_DOCUMENTS)
+def test_unescape_dollars_is_the_exact_inverse_of_compose_escaping(document):
+    assert unescape_dollars(compose_escape(document)) == document
+
+
+DOLLARS = os.path.join(FIXTURES, "dollars")
+
+
+@pytest.fixture
+def dollars(tmp_path):
+    """The captured `dollars` project: the config as compose printed it (through a stand-in
+    compose that prints it), the containers of a real `--profile workers up`, the image."""
+    with open(os.path.join(DOLLARS, "config.json")) as handle:
+        compose = _fake_compose(tmp_path, stdout=handle.read())
+    containers = _load(os.path.join("dollars", "containers.json"))
+    image = _load(os.path.join("dollars", "image.json"))
+    return compose, containers, {image["Id"]: parse_env_list(image["Config"]["Env"])}
+
+
+def test_values_with_dollars_equal_what_compose_put_into_the_containers(dollars, tmp_path):
+    compose, containers, image_envs = dollars
+    config = load_config(compose, str(tmp_path))
+    plan = analyse(config, containers, image_envs, sorted(config["services"]), hmac_key=KEY)
+    assert plan["drifted"] == {} and plan["to_recreate"] == [] and plan["fingerprints"] == {}
+    web = parse_env_list(_by_service(containers, "web")[0]["Config"]["Env"])
+    assert web["BCRYPT_FROM_ENV"] == "$2y$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+    assert web["ADMIN_HTPASSWD"] == "admin:$apr1$Vh3f0qS2$3mZ1rJ8p0eQ9Xc2LkYwT1/"
+    for service in ("web", "worker"):
+        held = parse_env_list(_by_service(containers, service)[0]["Config"]["Env"])
+        desired = desired_environment(config["services"][service])
+        assert {k: held[k] for k in desired} == desired, service
+
+
+def test_one_changed_value_with_dollars_drifts_alone(dollars, tmp_path):
+    compose, containers, image_envs = dollars
+    config = load_config(compose, str(tmp_path))
+    config["services"]["web"]["environment"]["ADMIN_HTPASSWD"] = "admin:$apr1$other$hash"
+    plan = analyse(config, containers, image_envs, ["web", "worker"], hmac_key=KEY)
+    assert plan["drifted"] == {"web": {"added": [], "removed": [], "changed": ["ADMIN_HTPASSWD"],
+                                       "files": []}}
+    assert plan["to_recreate"] == ["web"]
+    assert list(plan["fingerprints"]) == ["web"] and list(plan["fingerprints"]["web"]) == [
+        "ADMIN_HTPASSWD"]
+
+
+def test_running_services_of_an_inactive_profile_are_named_not_compared(dollars, tmp_path):
+    compose, containers, image_envs = dollars
+    config = load_config(compose, str(tmp_path))
+    del config["services"]["worker"]  # what `config` prints without --profile workers
+    plan = analyse(config, containers, image_envs, sorted(config["services"]), hmac_key=KEY)
+    assert plan["to_recreate"] == [] and "worker" not in plan["container_ids"]
+    assert plan["warnings"] == [
+        "running service worker of compose project dollars not in the configuration compose "
+        "resolves (a profile not listed in profiles, or removed from the compose file): not compared"]
+
+
+def test_output_with_a_single_dollar_is_refused_not_guessed(tmp_path):
+    printed = json.dumps({"name": "p", "services": {"a": {"environment": {"K": "a$b"}}}})
+    compose = _fake_compose(tmp_path, stdout=printed)
+    with pytest.raises(OpsError, match="printed a single `\\$` in .*; use Docker Compose v2"):
+        load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
+
+
 @pytest.mark.parametrize("text, epoch", [
     ("2026-11-23T16:11:11.791386871Z", 1795450271.791386871),
     ("2026-11-23T16:11:11Z", 1795450271.0),
@@ -124,28 +244,27 @@ def test_parse_docker_time_handles_nanoseconds_and_offsets(text, epoch):
 def test_analyse_names_the_stale_services_and_keys_of_the_incident(captured):
     config, containers, image_envs = captured
     plan = analyse(config, containers, image_envs, sorted(config["services"]),
-                   consistent_keys=["AI_PROXY_SECRET"])
+                   consistent_keys=["AI_PROXY_SECRET"], hmac_key=KEY)
     stale = {"added": [], "removed": [], "changed": ["AI_PROXY_SECRET"], "files": []}
     assert plan["drifted"] == {"bot": stale, "celery-beat": stale, "celery-worker": stale}
     assert plan["to_recreate"] == ["bot", "celery-beat", "celery-worker"]
     assert plan["inconsistent"] == {}
     assert plan["not_running"] == []
-    assert plan["fingerprints"]["backend"]["AI_PROXY_SECRET"] == fingerprint(NEW_SECRET)
-    assert plan["fingerprints"]["celery-worker"]["AI_PROXY_SECRET"] == fingerprint(OLD_SECRET)
-    assert plan["fingerprints"]["celery-worker"]["EMPTY_ONE"] == "(unset)"
-    # the image's ENV (PATH, IMAGE_LEVEL) is neither drift nor fingerprinted, unless compose sets it
-    assert "PATH" not in plan["fingerprints"]["backend"]
-    assert "IMAGE_LEVEL" in plan["fingerprints"]["bot"]
-    assert "IMAGE_LEVEL" not in plan["fingerprints"]["backend"]
+    # fingerprints only for the keys that drifted: the container's value, and compose's
+    assert plan["fingerprints"] == {name: {"AI_PROXY_SECRET": fingerprint(OLD_SECRET)}
+                                    for name in ("bot", "celery-beat", "celery-worker")}
+    assert plan["desired_fingerprints"] == {name: {"AI_PROXY_SECRET": fingerprint(NEW_SECRET)}
+                                            for name in ("bot", "celery-beat", "celery-worker")}
     dumped = json.dumps(plan)
     assert OLD_SECRET not in dumped and NEW_SECRET not in dumped
 
 
 def test_analyse_limits_to_selected_services_and_force_takes_all_running(captured):
     config, containers, image_envs = captured
-    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"])
+    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"], hmac_key=KEY)
     assert sorted(plan["drifted"]) == ["celery-worker"]
-    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"], force=True)
+    plan = analyse(config, containers, image_envs, ["backend", "celery-worker"], force=True,
+                   hmac_key=KEY)
     assert plan["to_recreate"] == ["backend", "celery-worker"]
 
 
@@ -157,7 +276,8 @@ def test_analyse_leaves_stopped_and_one_off_containers_alone(captured):
     oneoff = copy.deepcopy(_by_service(containers, "bot")[0])
     oneoff["Id"] = "f" * 64
     oneoff["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
-    plan = analyse(config, containers + [oneoff], image_envs, sorted(config["services"]))
+    plan = analyse(config, containers + [oneoff], image_envs, sorted(config["services"]),
+                   hmac_key=KEY)
     assert plan["not_running"] == ["celery-worker"]
     assert "celery-worker" not in plan["drifted"]
     assert plan["container_ids"]["bot"] == [_by_service(containers, "bot")[0]["Id"]]
@@ -165,7 +285,7 @@ def test_analyse_leaves_stopped_and_one_off_containers_alone(captured):
 
 def test_analyse_reports_an_image_that_is_gone_and_skips_removed_keys(captured):
     config, containers = captured[0], captured[1]
-    plan = analyse(config, containers, {}, ["bot"])
+    plan = analyse(config, containers, {}, ["bot"], hmac_key=KEY)
     assert plan["drifted"]["bot"]["changed"] == ["AI_PROXY_SECRET"]
     assert plan["warnings"] and "image of app-bot-1 is gone" in plan["warnings"][0]
 
@@ -186,7 +306,7 @@ def test_find_inconsistent_names_the_services_that_disagree(captured, overrides,
 
 def test_build_diff_holds_key_names_and_fingerprints_only(captured):
     config, containers, image_envs = captured
-    plan = analyse(config, containers, image_envs, sorted(config["services"]))
+    plan = analyse(config, containers, image_envs, sorted(config["services"]), hmac_key=KEY)
     diff = build_diff(plan, {})
     assert diff["before"]["celery-worker"] == {"AI_PROXY_SECRET": fingerprint(OLD_SECRET)}
     assert diff["after"]["celery-worker"] == {"AI_PROXY_SECRET": fingerprint(NEW_SECRET)}
@@ -212,7 +332,7 @@ def test_referenced_files_reads_long_and_short_syntax_from_captured_config():
 def test_file_changed_after_container_creation_counts_without_state(captured):
     config, containers, image_envs = captured
     os.utime(config["secrets"]["db_password"]["file"], None)  # modified now, after creation
-    plan = analyse(config, containers, image_envs, sorted(config["services"]))
+    plan = analyse(config, containers, image_envs, sorted(config["services"]), hmac_key=KEY)
     assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
     assert plan["drifted"]["celery-worker"]["files"] == ["secret:db_password"]
     assert plan["drifted"]["bot"]["files"] == []  # bot references no files; drifted by env only
@@ -221,22 +341,62 @@ def test_file_changed_after_container_creation_counts_without_state(captured):
 def test_file_content_change_is_found_by_digest_for_recorded_containers(captured, tmp_path):
     config, containers, image_envs = captured
     selected = sorted(config["services"])
-    plan = analyse(config, containers, image_envs, selected)
+    plan = analyse(config, containers, image_envs, selected, hmac_key=KEY)
     state = build_state("app", CAPTURED_DIR, plan)
     secret = config["secrets"]["db_password"]["file"]
     mtime = os.stat(secret).st_mtime
     with open(secret, "w") as handle:
         handle.write("rotated\n")
     os.utime(secret, (mtime, mtime))  # same mtime: only the digest can tell
-    plan = analyse(config, containers, image_envs, selected, state=state)
+    plan = analyse(config, containers, image_envs, selected, state=state, hmac_key=KEY)
     assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
     assert plan["drifted"]["celery-worker"]["files"] == ["secret:db_password"]
     assert "rotated" not in json.dumps(plan)
     # the same digests recorded for other containers: back to the modification time rule
     other = copy.deepcopy(state)
     other["services"]["backend"]["containers"] = ["0" * 64]
-    plan = analyse(config, containers, image_envs, ["backend"], state=other)
+    plan = analyse(config, containers, image_envs, ["backend"], state=other, hmac_key=KEY)
     assert "backend" not in plan["drifted"]
+
+
+def test_state_holds_keyed_digests_and_a_record_under_another_key_is_not_compared(captured):
+    config, containers, image_envs = captured
+    secret = config["secrets"]["db_password"]["file"]
+    plan = analyse(config, containers, image_envs, ["backend"], hmac_key=KEY)
+    state = build_state("app", CAPTURED_DIR, plan)
+    recorded = state["services"]["backend"]["files"]["secret:db_password"]
+    assert recorded == file_digest(secret, KEY) != file_digest(secret)
+    assert state["key_id"] == key_id(KEY) and state["version"] == 2
+    # the key file was replaced: every digest differs, yet nothing counts as changed (the
+    # file is older than the containers), and the diff shows no digest made under the old key
+    plan = analyse(config, containers, image_envs, ["backend"], state=state, hmac_key=b"n" * 32)
+    assert "backend" not in plan["drifted"]
+    os.utime(secret, None)
+    plan = analyse(config, containers, image_envs, ["backend"], state=state, hmac_key=b"n" * 32)
+    assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
+    assert build_diff(plan, state)["before"]["backend"] == {
+        "secret:db_password": "changed since container start"}
+    assert build_state("app", CAPTURED_DIR, plan, state)["key_id"] == key_id(b"n" * 32)
+
+
+def test_a_version_1_state_with_plain_digests_is_still_compared_once(captured):
+    config, containers, image_envs = captured
+    secret = config["secrets"]["db_password"]["file"]
+    ids = [c["Id"] for c in _by_service(containers, "backend")]
+    legacy = {"version": 1, "services": {"backend": {"containers": ids, "files": {
+        "secret:db_password": file_digest(secret), "config:app_conf": file_digest(
+            config["configs"]["app_conf"]["file"])}}}}
+    os.utime(secret, None)  # touched, same content: the recorded digest says unchanged
+    plan = analyse(config, containers, image_envs, ["backend"], state=legacy, hmac_key=KEY)
+    assert "backend" not in plan["drifted"]
+    with open(secret, "a") as handle:
+        handle.write("rotated")
+    plan = analyse(config, containers, image_envs, ["backend"], state=legacy, hmac_key=KEY)
+    assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
+    # the plain digest is never shown, and the next state replaces it by keyed ones
+    assert file_digest(secret)[:12] not in json.dumps(build_diff(plan, legacy))
+    assert build_state("app", CAPTURED_DIR, plan, legacy)["services"]["backend"]["files"][
+        "secret:db_password"] == file_digest(secret, KEY)
 
 
 def test_changed_files_counts_a_missing_file():
@@ -251,7 +411,7 @@ def test_changed_files_counts_a_missing_file():
 def test_state_file_is_0600_in_a_0700_directory_and_round_trips(tmp_path):
     path = state_path(str(tmp_path / "state"), "my app")
     assert path.endswith("compose-env-sync/my_app.json")
-    document = {"version": 1, "project": "my app",
+    document = {"version": 2, "project": "my app", "key_id": key_id(KEY),
                 "services": {"a": {"containers": ["1"], "files": {}}}}
     assert save_state(path, document) is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -269,11 +429,16 @@ def test_load_state_ignores_corrupt_and_foreign_files(tmp_path):
 
 
 def test_build_state_keeps_services_it_did_not_look_at():
-    previous = {"version": 1, "services": {"other": {"containers": ["9"], "files": {"a": "b"}}}}
-    plan = {"container_ids": {"web": ["1"]}, "file_digests": {"web": {}}}
+    previous = {"version": 2, "key_id": "k1",
+                "services": {"other": {"containers": ["9"], "files": {"a": "b"}}}}
+    plan = {"container_ids": {"web": ["1"]}, "file_digests": {"web": {}}, "key_id": "k1"}
     assert build_state("p", "/srv/p", plan, previous)["services"] == {
         "other": {"containers": ["9"], "files": {"a": "b"}},
         "web": {"containers": ["1"], "files": {}}}
+    # entries made under another key (or plain sha256, version 1) are dropped
+    for stale in (dict(previous, key_id="k0"), {"version": 1, "services": previous["services"]}):
+        assert build_state("p", "/srv/p", plan, stale)["services"] == {
+            "web": {"containers": ["1"], "files": {}}}
 
 
 # --------------------------------------------------------------------------- waiting
@@ -356,7 +521,7 @@ def test_bad_on_inconsistent_value_is_rejected(tmp_path):
 
 
 def _fake_compose(tmp_path, stdout="", stderr="", rc=0):
-    """A stand-in compose printing captured output (for the error paths only)."""
+    """A stand-in compose printing captured output (error paths, captured configs)."""
     script = tmp_path / "fake-compose"
     script.write_text("#!%s\nimport sys\nsys.stdout.write(%r)\nsys.stderr.write(%r)\nsys.exit(%d)\n"
                       % (sys.executable, stdout, stderr, rc))
@@ -406,6 +571,22 @@ def test_real_compose_parse_errors_are_clear(tmp_path, compose_yaml, expected):
         sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN])
     assert expected in info.value.message
     assert "fix the compose file or .env" in info.value.message
+
+
+@pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")
+@pytest.mark.parametrize("line, expected", [
+    ('PASSWORD="%s\n' % NEW_SECRET, 'unterminated quoted value ***'),
+    ("DB@PASSWORD=%s\n" % NEW_SECRET, 'unexpected character "@" in variable name "DB@PASSWORD=***"'),
+], ids=["unterminated-quote", "bad-key"])
+def test_a_broken_service_env_file_is_named_without_its_values(tmp_path, line, expected):
+    # compose quotes the broken line of an env_file that is not an interpolation .env
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: x\n    env_file: app.env\n")
+    (tmp_path / "app.env").write_text("GOOD=1\n" + line)
+    with pytest.raises(OpsError) as info:
+        sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN])
+    assert "failed to read %s/app.env: line " % tmp_path in info.value.message
+    assert expected in info.value.message
+    assert NEW_SECRET not in info.value.message
 
 
 @pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")

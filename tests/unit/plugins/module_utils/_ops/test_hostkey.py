@@ -1,0 +1,148 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""hostkey.py: the per-host fingerprint key on real files (a racing second process, a
+read-only mount), and fingerprints that give a weak secret away to nobody without the key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import multiprocessing
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
+sys.path.insert(0, COLLECTIONS)
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.hostkey import (  # noqa: E402
+    create_key, fingerprint, host_key, key_id, key_path)
+
+
+def _sha256_prefix(value):
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def test_first_run_creates_a_0600_random_key_and_later_runs_read_the_same(tmp_path):
+    state_dir = tmp_path / "state"
+    key, warnings = host_key(str(state_dir))
+    assert warnings == []
+    path = key_path(str(state_dir))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = open(path).read()
+    assert len(text.strip()) == 64 and int(text, 16) >= 0 and key == text.strip().encode()
+    assert host_key(str(state_dir)) == (key, [])
+    assert sorted(os.listdir(state_dir)) == ["fingerprint.key"]  # no temporary file left
+    assert host_key(str(tmp_path / "other"))[0] != key
+
+
+def _race(state_dir, queue):
+    queue.put(host_key(state_dir)[0])
+
+
+def test_runs_racing_to_create_the_key_end_with_one_key(tmp_path):
+    queue = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=_race, args=(str(tmp_path), queue)) for _n in range(6)]
+    for worker in workers:
+        worker.start()
+    keys = {queue.get(timeout=30) for _worker in workers}
+    for worker in workers:
+        worker.join(30)
+    assert keys == {open(key_path(str(tmp_path)), "rb").read().strip()}
+
+
+def test_create_key_never_replaces_an_existing_key(tmp_path):
+    path = key_path(str(tmp_path))
+    create_key(path)
+    before = open(path).read()
+    create_key(path)
+    assert open(path).read() == before
+
+
+@pytest.mark.parametrize("weak", ["1234", "0000", "true", "false", ""])
+def test_a_weak_value_is_not_found_by_hashing_guesses(tmp_path, weak):
+    key = host_key(str(tmp_path))[0]
+    printed = fingerprint(key, weak)
+    assert printed == hmac.new(key, weak.encode(), hashlib.sha256).hexdigest()[:12]
+    assert printed != _sha256_prefix(weak)
+    guesses = ["%04d" % n for n in range(10000)] + ["true", "false", "yes", "no", ""]
+    assert [g for g in guesses if _sha256_prefix(g) == printed] == []
+
+
+def test_two_hosts_fingerprint_the_same_value_differently(tmp_path):
+    first, second = host_key(str(tmp_path / "a"))[0], host_key(str(tmp_path / "b"))[0]
+    assert fingerprint(first, "1234") != fingerprint(second, "1234")
+    assert fingerprint(first, "1234") == fingerprint(first, "1234")
+    assert fingerprint(first, None) == "(unset)" != fingerprint(first, "")
+    assert key_id(first) != key_id(second) and len(key_id(first)) == 16
+
+
+def test_check_mode_creates_no_key_and_says_its_fingerprints_are_throw_away(tmp_path):
+    key, warnings = host_key(str(tmp_path), create=False)
+    assert len(key) == 32 and not os.path.exists(key_path(str(tmp_path)))
+    assert warnings == ["the fingerprint key %s does not exist yet (check mode creates nothing); "
+                        "this run used a throw-away key, so its fingerprints match no other run"
+                        % key_path(str(tmp_path))]
+    assert host_key(str(tmp_path), create=False)[0] != key
+
+
+def test_a_read_only_state_directory_gives_a_throw_away_key_and_a_warning(tmp_path):
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(directory)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
+    try:
+        key, warnings = host_key(str(directory))
+        assert len(key) == 32
+        assert "could not be created (Read-only file system)" in warnings[0]
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_a_key_readable_by_others_is_narrowed_to_0600(tmp_path):
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chmod(path, 0o644)
+    key, warnings = host_key(str(tmp_path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert warnings == ["the fingerprint key %s was readable by others (mode 0644); set to 0600" % path]
+    assert key == open(path, "rb").read().strip()
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda p: open(p, "w").write("short\n"), "holds fewer than 32 characters; remove it and run again"),
+    (lambda p: os.symlink("/etc/hostname", p), "it must be a regular file readable by this user"),
+    (os.mkdir, "is not a regular file; remove it"),
+], ids=["too-short", "symlink", "directory"])
+def test_an_unusable_key_file_is_refused_with_how_to_fix_it(tmp_path, setup, message):
+    path = key_path(str(tmp_path))
+    setup(path)
+    with pytest.raises(OpsError, match=message):
+        host_key(str(tmp_path))
+
+
+def test_a_key_this_user_may_not_read_gives_a_throw_away_key_and_a_warning(tmp_path):
+    # base made the key as root; a run without become (docker group) must still work
+    directory = tmp_path / "state"
+    directory.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(directory, 0o755)
+    create_key(key_path(str(directory)))
+    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.runbook.ops.plugins."
+            "module_utils._ops.hostkey import host_key; key, warnings = host_key(%r); "
+            "print(len(key), warnings)" % (COLLECTIONS, str(directory)))
+    # the host's python3 (the venv's may sit under /root, which nobody cannot enter)
+    proc = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+                          capture_output=True, text=True, check=False)
+    if "No module named" in proc.stderr:
+        pytest.skip("the checkout is not readable by nobody here")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("32 ['the fingerprint key %s is not readable by this user "
+                                  "(run with become); this run used a throw-away key"
+                                  % key_path(str(directory)))
