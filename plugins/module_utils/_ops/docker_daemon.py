@@ -1,0 +1,145 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Check a dockerd configuration file (daemon.json) before it lands and dockerd restarts.
+
+dockerd refuses to start on a daemon.json whose ``log-opts`` hold a key its
+``log-driver`` does not take (``unknown log opt 'max-size' for journald log driver``) or
+a value that is not a string. ``dockerd --validate`` (Docker 23+) does not catch either
+of the first kind: it only loads the file. So ``check_daemon_config`` checks the log
+settings against the options each built-in driver takes, on every engine, and
+``validate_daemon_file`` adds ``dockerd --validate --config-file`` where the engine has it.
+
+The option table is the one Docker 20.10 (the oldest engine we support) accepts, probed
+on a real 20.10 engine; keys only newer engines know (``local``'s ``tag``, ``fluentd``'s
+``fluentd-write-timeout``, ...) are refused, which is safe on every engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from .errors import OpsError
+from .runner import run_command
+
+DEFAULT_DRIVER = "json-file"
+_ATTRS = ("env", "env-regex", "labels", "labels-regex", "tag")
+# Taken by every driver: dockerd handles them itself (blocking mode, dual-logging cache).
+COMMON_LOG_OPTS = ("mode", "max-buffer-size", "cache-disabled", "cache-max-size",
+                   "cache-max-file", "cache-compress")
+LOG_DRIVER_OPTS = {
+    "json-file": ("max-size", "max-file", "compress") + _ATTRS,
+    "local": ("max-size", "max-file", "compress"),
+    "journald": _ATTRS,
+    "syslog": ("syslog-address", "syslog-facility", "syslog-format", "syslog-tls-ca-cert",
+               "syslog-tls-cert", "syslog-tls-key", "syslog-tls-skip-verify") + _ATTRS,
+    "gelf": ("gelf-address", "gelf-compression-type", "gelf-compression-level",
+             "gelf-tcp-max-reconnect", "gelf-tcp-reconnect-delay") + _ATTRS,
+    "fluentd": ("fluentd-address", "fluentd-async", "fluentd-async-connect",
+                "fluentd-buffer-limit", "fluentd-retry-wait", "fluentd-max-retries",
+                "fluentd-sub-second-precision", "fluentd-request-ack") + _ATTRS,
+    "awslogs": ("awslogs-region", "awslogs-endpoint", "awslogs-group", "awslogs-stream",
+                "awslogs-create-group", "awslogs-datetime-format", "awslogs-multiline-pattern",
+                "awslogs-credentials-endpoint", "awslogs-force-flush-interval-seconds",
+                "awslogs-max-buffered-events", "tag"),
+    "splunk": ("splunk-token", "splunk-url", "splunk-source", "splunk-sourcetype",
+               "splunk-index", "splunk-capath", "splunk-caname", "splunk-insecureskipverify",
+               "splunk-format", "splunk-verify-connection", "splunk-gzip", "splunk-gzip-level",
+               "splunk-index-acknowledgment") + _ATTRS,
+    "gcplogs": ("gcp-project", "gcp-log-cmd", "gcp-meta-zone", "gcp-meta-name",
+                "gcp-meta-id", "env", "env-regex", "labels", "labels-regex"),
+    "logentries": ("logentries-token", "line-only") + _ATTRS,
+    "none": (),
+}
+DOCKERD_CANDIDATES = ("/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd")
+VALIDATE_TIMEOUT = 60
+
+
+def log_opts_allowed(driver):
+    """The ``log-opts`` keys ``driver`` takes (sorted), or ``None`` for an unknown driver."""
+    if driver not in LOG_DRIVER_OPTS:
+        return None
+    return sorted(set(LOG_DRIVER_OPTS[driver]) | set(COMMON_LOG_OPTS))
+
+
+def check_daemon_config(config, where="daemon.json"):
+    """Check the log settings of a parsed daemon.json; return ``(driver, opts)``.
+
+    Raises ``OpsError`` with one line naming the first problem: not a JSON object, a
+    ``log-driver`` dockerd does not have built in, ``log-opts`` not an object, a key the
+    driver does not take, a value that is not a string (dockerd wants ``"3"``, not ``3``).
+    A missing ``log-driver`` is dockerd's default, json-file.
+    """
+    if not isinstance(config, dict):
+        raise OpsError("%s must hold a JSON object" % where)
+    driver = config.get("log-driver", DEFAULT_DRIVER)
+    allowed = log_opts_allowed(driver) if isinstance(driver, str) else None
+    if allowed is None:
+        raise OpsError("%s: log-driver %r is not a built-in Docker log driver (%s); dockerd "
+                       "would accept no container with it" % (
+                           where, driver, ", ".join(sorted(LOG_DRIVER_OPTS))))
+    opts = config.get("log-opts", {})
+    if not isinstance(opts, dict):
+        raise OpsError("%s: log-opts must be an object of strings, not %r" % (where, opts))
+    for key in sorted(opts):
+        if driver != "none" and key not in allowed:
+            raise OpsError("%s: log-opts key %r is not an option of log-driver %s (it takes: "
+                           "%s); dockerd would refuse to start" % (
+                               where, key, driver, ", ".join(allowed)))
+        value = opts[key]
+        if not isinstance(value, str):
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            raise OpsError("%s: log-opts %s must be a string (\"%s\"), not %s; dockerd would "
+                           "refuse to start" % (where, key, text, json.dumps(value)))
+    return driver, dict(opts)
+
+
+def find_dockerd():
+    """The path of the host's dockerd, or ``None`` when the engine is not installed here."""
+    found = shutil.which("dockerd")
+    if found:
+        return found
+    for candidate in DOCKERD_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def dockerd_can_validate(dockerd):
+    """Whether ``dockerd --help`` lists ``--validate`` (Docker 23 and later)."""
+    result = run_command([dockerd, "--help"], timeout=VALIDATE_TIMEOUT)
+    return "--validate" in (result.stdout or "") + (result.stderr or "")
+
+
+def validate_daemon_file(path, dockerd=None):
+    """Check the daemon.json at ``path`` as a whole; return what was checked.
+
+    The log settings always (``check_daemon_config``); then, when the engine has it,
+    ``dockerd --validate --config-file path``. Returns ``{"path", "log_driver",
+    "log_opts", "dockerd", "dockerd_validate"}`` where ``dockerd_validate`` is ``"ok"``,
+    ``"unsupported"`` (engine older than 23) or ``"no dockerd"``. Raises ``OpsError``
+    (one line) for the first problem found.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read %s: %s" % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("%s is not valid JSON: %s" % (path, exc))
+    driver, opts = check_daemon_config(config, where=path)
+    dockerd = dockerd or find_dockerd()
+    verdict = "no dockerd"
+    if dockerd:
+        verdict = "unsupported"
+        if dockerd_can_validate(dockerd):
+            result = run_command([dockerd, "--validate", "--config-file", path],
+                                 timeout=VALIDATE_TIMEOUT)
+            if not result.ok:
+                lines = ((result.stderr or "") + (result.stdout or "")).strip().splitlines()
+                raise OpsError("%s: dockerd --validate refused it: %s" % (
+                    path, lines[-1] if lines else "exit status %s" % result.rc))
+            verdict = "ok"
+    return {"path": path, "log_driver": driver, "log_opts": opts, "dockerd": dockerd,
+            "dockerd_validate": verdict}
