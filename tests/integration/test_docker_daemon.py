@@ -137,3 +137,34 @@ def test_a_number_where_dockerd_wants_a_string_is_refused_by_both(tmp_path):
     assert "cannot unmarshal number" in _start(tmp_path, "int", config)
     with pytest.raises(OpsError, match="max-file must be a string"):
         docker_daemon.check_daemon_config(config)
+
+
+VALUE_CASES = [("max-size", "10m"), ("max-size", "1.5g"), ("max-size", "20MB"), ("max-size", "10 m"),
+               ("max-size", "10x"), ("max-size", "0"), ("max-size", "-1"), ("max-file", "3"),
+               ("max-file", "0"), ("max-file", "three"), ("compress", "false"), ("compress", "yes"),
+               ("mode", "blocking"), ("mode", "fast")]
+
+
+@pytest.mark.parametrize("key, value", VALUE_CASES)
+def test_a_value_the_check_passes_is_one_a_container_starts_with(engine, key, value):
+    """dockerd parses these values when it starts a container (creating checks only keys)."""
+    import docker
+
+    opts = {key: value}
+    if key in ("max-file", "compress"):
+        opts["max-size"] = "10m"
+    try:
+        docker_daemon.check_daemon_config({"log-driver": "json-file", "log-opts": opts})
+        ours = True
+    except OpsError:
+        ours = False
+    client = engine.client()
+    try:
+        client.containers.run("logprobe:1", ["true"], remove=True, log_config={
+            "Type": "json-file", "Config": opts})
+        engines = True
+    except docker.errors.APIError:
+        engines = False
+    finally:
+        client.close()
+    assert ours == engines

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 from .errors import OpsError
@@ -52,6 +53,14 @@ LOG_DRIVER_OPTS = {
     "logentries": ("logentries-token", "line-only") + _ATTRS,
     "none": (),
 }
+# Values dockerd parses when it creates a container: a bad one fails every container start.
+_BOOL = r"^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$"
+VALUE_RULES = {
+    "max-size": (r"^[0-9]+(\.[0-9]+)? ?[kKmMgGtTpP]?[iI]?[bB]?$", "a size above 0 such as 10m"),
+    "max-file": (r"^[1-9][0-9]*$", "a whole number of 1 or more"),
+    "compress": (_BOOL, "true or false"),
+    "mode": (r"^(blocking|non-blocking)$", "blocking or non-blocking"),
+}
 DOCKERD_CANDIDATES = ("/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd")
 VALIDATE_TIMEOUT = 60
 
@@ -84,15 +93,25 @@ def check_daemon_config(config, where="daemon.json"):
         raise OpsError("%s: log-opts must be an object of strings, not %r" % (where, opts))
     for key in sorted(opts):
         if driver != "none" and key not in allowed:
-            raise OpsError("%s: log-opts key %r is not an option of log-driver %s (it takes: "
-                           "%s); dockerd would refuse to start" % (
-                               where, key, driver, ", ".join(allowed)))
-        value = opts[key]
-        if not isinstance(value, str):
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            raise OpsError("%s: log-opts %s must be a string (\"%s\"), not %s; dockerd would "
-                           "refuse to start" % (where, key, text, json.dumps(value)))
+            raise OpsError("%s: log-opts key %r is not an option of log-driver %s (%s takes %s, "
+                           "and every driver mode, max-buffer-size, cache-*); dockerd would "
+                           "refuse to start" % (where, key, driver, driver, ", ".join(
+                               sorted(LOG_DRIVER_OPTS[driver])) or "nothing else"))
+        _check_value(key, opts[key], where)
     return driver, dict(opts)
+
+
+def _check_value(key, value, where):
+    """Refuse a value dockerd cannot read: not a string, or (for sizes, counts, switches)
+    not in the form it parses."""
+    if not isinstance(value, str):
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        raise OpsError("%s: log-opts %s must be a string (\"%s\"), not %s; dockerd would "
+                       "refuse to start" % (where, key, text, json.dumps(value)))
+    rule = VALUE_RULES.get(key)
+    if rule and not (re.match(rule[0], value) and (key != "max-size" or re.search("[1-9]", value))):
+        raise OpsError("%s: log-opts %s=%r must be %s; dockerd would refuse every container"
+                       % (where, key, value, rule[1]))
 
 
 def find_dockerd():

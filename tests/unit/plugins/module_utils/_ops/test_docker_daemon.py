@@ -114,12 +114,18 @@ KNOWN_KEYS = sorted({key for keys in docker_daemon.LOG_DRIVER_OPTS.values() for 
                     | set(docker_daemon.COMMON_LOG_OPTS))
 
 
+SAMPLE_VALUES = ["10m", "3", "true", "non-blocking", "x", ""]
+# Which sample values dockerd reads for the options whose values it parses.
+READABLE = {"max-size": {"10m", "3"}, "max-file": {"3"}, "compress": {"true"},
+            "mode": {"non-blocking"}}
+
+
 @given(driver=st.sampled_from(sorted(docker_daemon.LOG_DRIVER_OPTS)),
        opts=st.dictionaries(st.one_of(st.sampled_from(KNOWN_KEYS),
                                       st.text(alphabet="abcdefgxyz-", min_size=1, max_size=12)),
-                            st.one_of(st.text(max_size=8), st.integers(), st.booleans()),
+                            st.one_of(st.sampled_from(SAMPLE_VALUES), st.integers(), st.booleans()),
                             max_size=5))
-def test_a_file_passes_only_when_every_key_is_the_drivers_and_every_value_a_string(driver, opts):
+def test_a_file_passes_only_when_every_key_is_the_drivers_and_every_value_readable(driver, opts):
     """Model: the option lists of Docker's documentation per driver (none takes anything)."""
     documented = {
         "json-file": "max-size max-file compress labels labels-regex env env-regex tag",
@@ -131,13 +137,30 @@ def test_a_file_passes_only_when_every_key_is_the_drivers_and_every_value_a_stri
     keys_ok = driver == "none" or set(opts) <= set(docker_daemon.log_opts_allowed(driver))
     if driver in documented:
         assert keys_ok == (driver == "none" or set(opts) <= set((documented[driver] + " " + common).split()))
-    expected = keys_ok and all(isinstance(value, str) for value in opts.values())
+    expected = keys_ok and all(isinstance(value, str) and value in READABLE.get(key, {value})
+                               for key, value in opts.items())
     try:
         docker_daemon.check_daemon_config(config)
         passed = True
     except OpsError:
         passed = False
     assert passed == expected
+
+
+@pytest.mark.parametrize("key, value, readable", [
+    ("max-size", "10m", True), ("max-size", "1.5g", True), ("max-size", "20MB", True),
+    ("max-size", "10 m", True), ("max-size", "10x", False), ("max-size", "0", False),
+    ("max-size", "-1", False), ("max-file", "3", True), ("max-file", "0", False),
+    ("max-file", "three", False), ("compress", "false", True), ("compress", "yes", False),
+    ("mode", "blocking", True), ("mode", "fast", False),
+])
+def test_values_dockerd_parses_are_checked(key, value, readable):
+    config = {"log-driver": "json-file", "log-opts": {key: value}}
+    if readable:
+        docker_daemon.check_daemon_config(config)
+    else:
+        with pytest.raises(OpsError, match="log-opts %s=%r must be" % (key, value)):
+            docker_daemon.check_daemon_config(config)
 
 
 # ---------------------------------------------------------------------------- with real dockerd
