@@ -115,8 +115,8 @@ def test_media_cleanup_runs_in_chdir_and_fails_with_the_command(host, capsys):
     ("active", "mc-ffffffffffff", "approved for report %s but the active report is mc-ffffffffffff"
      % REPORT),
 ], ids=["disarmed", "back-to-review", "other-report"])
-def test_media_cleanup_deletes_nothing_unless_its_report_is_the_active_one(host, capsys, state,
-                                                                         report_id, words):
+def test_media_cleanup_deletes_nothing_unless_its_report_is_the_active_one(
+        host, capsys, state, report_id, words):
     if state:
         armed(host, state, report_id)
     marker = host / "ran"
