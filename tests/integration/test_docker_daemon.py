@@ -49,6 +49,7 @@ REQUIRED = {"gelf": {"gelf-address": "udp://127.0.0.1:12201"},
             "logentries": {"logentries-token": "t"}}
 ALL_KEYS = sorted({key for keys in docker_daemon.LOG_DRIVER_OPTS.values() for key in keys}
                   | set(docker_daemon.COMMON_LOG_OPTS) | {"not-an-option", "tags"})
+VALUE_RULE_SAMPLES = {"syslog-address": "udp://127.0.0.1:514", "fluentd-address": "127.0.0.1:24224"}
 UNKNOWN_KEY = re.compile(r"unknown log opt|is not a valid option")
 
 
@@ -80,11 +81,17 @@ def _engine_knows(api, driver, key):
 
 
 def _check_passes(driver, key):
+    """Whether the check takes ``key`` for ``driver`` (with a value it reads, and the options
+    the driver cannot go without)."""
+    opts = dict(REQUIRED.get(driver, {}))
+    opts[key] = VALUE_RULE_SAMPLES.get(key, VALUES.get(key, "x"))
+    if key == "max-buffer-size":
+        opts["mode"] = "non-blocking"
     try:
-        docker_daemon.check_daemon_config({"log-driver": driver, "log-opts": {key: "x"}})
+        docker_daemon.check_daemon_config({"log-driver": driver, "log-opts": opts})
         return True
-    except OpsError:
-        return False
+    except OpsError as exc:
+        return "is not an option" not in exc.message
 
 
 @pytest.mark.parametrize("driver", sorted(set(docker_daemon.LOG_DRIVER_OPTS) - {"none"}))
@@ -143,6 +150,24 @@ VALUE_CASES = [("max-size", "10m"), ("max-size", "1.5g"), ("max-size", "20MB"), 
                ("max-size", "10x"), ("max-size", "0"), ("max-size", "-1"), ("max-file", "3"),
                ("max-file", "0"), ("max-file", "three"), ("compress", "false"), ("compress", "yes"),
                ("mode", "blocking"), ("mode", "fast")]
+# Checked by dockerd at its own start (and at container create): the engine's create is the oracle.
+START_CASES = [("syslog", "syslog-address", "udp://10.0.0.1"), ("syslog", "syslog-address", "10.0.0.1:514"),
+               ("syslog", "syslog-address", "tcp+tls://10.0.0.1:6514"), ("syslog", "syslog-address", "http://x:1"),
+               ("syslog", "syslog-address", "unix:///nonexistent.sock"), ("syslog", "syslog-facility", "local0"),
+               ("syslog", "syslog-facility", "23"), ("syslog", "syslog-facility", "24"),
+               ("syslog", "syslog-facility", "bogus"), ("syslog", "syslog-format", "rfc5424micro"),
+               ("syslog", "syslog-format", "x"), ("gelf", "gelf-address", "udp://127.0.0.1:12201"),
+               ("gelf", "gelf-address", "127.0.0.1:12201"), ("gelf", "gelf-address", "http://x:1"),
+               ("gelf", "tag", "no-address"), ("fluentd", "fluentd-address", "tcp://1.2.3.4:24224"),
+               ("fluentd", "fluentd-address", "x:y")]
+
+
+def _check_takes(driver, opts):
+    try:
+        docker_daemon.check_daemon_config({"log-driver": driver, "log-opts": opts})
+        return True
+    except OpsError:
+        return False
 
 
 @pytest.mark.parametrize("key, value", VALUE_CASES)
@@ -153,11 +178,6 @@ def test_a_value_the_check_passes_is_one_a_container_starts_with(engine, key, va
     opts = {key: value}
     if key in ("max-file", "compress"):
         opts["max-size"] = "10m"
-    try:
-        docker_daemon.check_daemon_config({"log-driver": "json-file", "log-opts": opts})
-        ours = True
-    except OpsError:
-        ours = False
     client = engine.client()
     try:
         client.containers.run("logprobe:1", ["true"], remove=True, log_config={
@@ -167,4 +187,20 @@ def test_a_value_the_check_passes_is_one_a_container_starts_with(engine, key, va
         engines = False
     finally:
         client.close()
-    assert ours == engines
+    assert _check_takes("json-file", opts) == engines
+
+
+@pytest.mark.parametrize("driver, key, value", START_CASES)
+def test_an_address_facility_or_format_the_check_passes_is_one_dockerd_takes(engine, driver, key, value):
+    opts = {} if value == "no-address" else {key: value}
+    api = engine.api()
+    try:
+        created = api.create_container("logprobe:1", host_config=api.create_host_config(
+            log_config={"Type": driver, "Config": opts}))
+        api.remove_container(created["Id"])
+        engines = True
+    except Exception:  # noqa: BLE001 - docker.errors.APIError: the engine refused the options
+        engines = False
+    finally:
+        api.close()
+    assert _check_takes(driver, opts) == engines

@@ -53,14 +53,27 @@ LOG_DRIVER_OPTS = {
     "logentries": ("logentries-token", "line-only") + _ATTRS,
     "none": (),
 }
-# Values dockerd parses when it creates a container: a bad one fails every container start.
-_BOOL = r"^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$"
+# Values dockerd parses: addresses, facility and format when it starts (a bad one stops
+# it), sizes, counts and switches when it starts a container (a bad one fails every start).
+_HOST_PORT = r"(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+)"
+_FACILITIES = ("kern user mail daemon auth syslog lpr news uucp cron authpriv ftp "
+               "local0 local1 local2 local3 local4 local5 local6 local7").split()
 VALUE_RULES = {
-    "max-size": (r"^[0-9]+(\.[0-9]+)? ?[kKmMgGtTpP]?[iI]?[bB]?$", "a size above 0 such as 10m"),
+    "max-size": (r"^(?=.*[1-9])[0-9]+(\.[0-9]+)? ?[kKmMgGtTpP]?[iI]?[bB]?$", "a size above 0 such as 10m"),
     "max-file": (r"^[1-9][0-9]*$", "a whole number of 1 or more"),
-    "compress": (_BOOL, "true or false"),
+    "compress": (r"^(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$", "true or false"),
     "mode": (r"^(blocking|non-blocking)$", "blocking or non-blocking"),
+    "syslog-address": (r"^$|^(udp|tcp|tcp\+tls)://%s(:[0-9]+)?$|^(unix|unixgram)://(/.+)$" % _HOST_PORT,
+                       "proto://address (udp, tcp, tcp+tls, unix, unixgram)"),
+    "syslog-facility": (r"^$|^(%s|[0-9]|1[0-9]|2[0-3])$" % "|".join(_FACILITIES),
+                        "a syslog facility (daemon, local0 ... local7) or 0-23"),
+    "syslog-format": (r"^$|^(rfc5424|rfc5424micro|rfc3164)$", "rfc5424, rfc5424micro or rfc3164"),
+    "gelf-address": (r"^(udp|tcp)://%s:[0-9]+$" % _HOST_PORT, "udp://host:port or tcp://host:port"),
+    "fluentd-address": (r"^$|^(tcp://)?%s(:[0-9]+)?$|^unix:///.+$" % _HOST_PORT,
+                        "host:port, tcp://host:port or unix:///path"),
 }
+# Options dockerd will not start without.
+REQUIRED_LOG_OPTS = {"gelf": ("gelf-address",)}
 DOCKERD_CANDIDATES = ("/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd")
 VALIDATE_TIMEOUT = 60
 
@@ -98,6 +111,10 @@ def check_daemon_config(config, where="daemon.json"):
                            "refuse to start" % (where, key, driver, driver, ", ".join(
                                sorted(LOG_DRIVER_OPTS[driver])) or "nothing else"))
         _check_value(key, opts[key], where)
+    for key in REQUIRED_LOG_OPTS.get(driver, ()):
+        if key not in opts:
+            raise OpsError("%s: log-driver %s needs log-opts %s; dockerd would refuse to start"
+                           % (where, driver, key))
     return driver, dict(opts)
 
 
@@ -109,9 +126,13 @@ def _check_value(key, value, where):
         raise OpsError("%s: log-opts %s must be a string (\"%s\"), not %s; dockerd would "
                        "refuse to start" % (where, key, text, json.dumps(value)))
     rule = VALUE_RULES.get(key)
-    if rule and not (re.match(rule[0], value) and (key != "max-size" or re.search("[1-9]", value))):
-        raise OpsError("%s: log-opts %s=%r must be %s; dockerd would refuse every container"
-                       % (where, key, value, rule[1]))
+    if rule and not re.match(rule[0], value):
+        raise OpsError("%s: log-opts %s=%r must be %s; dockerd would refuse it" % (
+            where, key, value, rule[1]))
+    socket = re.match(r"^unix(gram)?://(/.+)$", value) if key == "syslog-address" else None
+    if socket and not os.path.exists(socket.group(2)):
+        raise OpsError("%s: log-opts syslog-address %s: %s does not exist on this host; dockerd "
+                       "would refuse to start" % (where, value, socket.group(2)))
 
 
 def find_dockerd():

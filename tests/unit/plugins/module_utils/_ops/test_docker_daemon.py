@@ -114,10 +114,12 @@ KNOWN_KEYS = sorted({key for keys in docker_daemon.LOG_DRIVER_OPTS.values() for 
                     | set(docker_daemon.COMMON_LOG_OPTS))
 
 
-SAMPLE_VALUES = ["10m", "3", "true", "non-blocking", "x", ""]
+SAMPLE_VALUES = ["10m", "3", "true", "non-blocking", "x", "", "udp://10.0.0.1:514", "local0"]
 # Which sample values dockerd reads for the options whose values it parses.
 READABLE = {"max-size": {"10m", "3"}, "max-file": {"3"}, "compress": {"true"},
-            "mode": {"non-blocking"}}
+            "mode": {"non-blocking"}, "syslog-address": {"", "udp://10.0.0.1:514"},
+            "syslog-facility": {"", "3", "local0"}, "syslog-format": {""},
+            "gelf-address": {"udp://10.0.0.1:514"}, "fluentd-address": {"", "x", "10m", "3", "true", "non-blocking", "local0"}}
 
 
 @given(driver=st.sampled_from(sorted(docker_daemon.LOG_DRIVER_OPTS)),
@@ -138,7 +140,8 @@ def test_a_file_passes_only_when_every_key_is_the_drivers_and_every_value_readab
     if driver in documented:
         assert keys_ok == (driver == "none" or set(opts) <= set((documented[driver] + " " + common).split()))
     expected = keys_ok and all(isinstance(value, str) and value in READABLE.get(key, {value})
-                               for key, value in opts.items())
+                               for key, value in opts.items()) \
+        and (driver != "gelf" or "gelf-address" in opts)
     try:
         docker_daemon.check_daemon_config(config)
         passed = True
@@ -153,14 +156,37 @@ def test_a_file_passes_only_when_every_key_is_the_drivers_and_every_value_readab
     ("max-size", "-1", False), ("max-file", "3", True), ("max-file", "0", False),
     ("max-file", "three", False), ("compress", "false", True), ("compress", "yes", False),
     ("mode", "blocking", True), ("mode", "fast", False),
+    ("syslog-address", "udp://10.0.0.1", True), ("syslog-address", "tcp+tls://10.0.0.1:6514", True),
+    ("syslog-address", "10.0.0.1:514", False), ("syslog-address", "http://x:1", False),
+    ("syslog-address", "unix:///nonexistent/log.sock", False), ("syslog-facility", "local0", True),
+    ("syslog-facility", "23", True), ("syslog-facility", "24", False), ("syslog-facility", "bogus", False),
+    ("syslog-format", "rfc3164", True), ("syslog-format", "x", False),
+    ("gelf-address", "udp://127.0.0.1:12201", True), ("gelf-address", "127.0.0.1:12201", False),
+    ("gelf-address", "http://x:1", False), ("fluentd-address", "tcp://1.2.3.4:24224", True),
+    ("fluentd-address", "x:y", False),
 ])
 def test_values_dockerd_parses_are_checked(key, value, readable):
-    config = {"log-driver": "json-file", "log-opts": {key: value}}
+    driver = key.split("-")[0] if key.split("-")[0] in ("syslog", "gelf", "fluentd") else "json-file"
+    config = {"log-driver": driver, "log-opts": {key: value}}
     if readable:
         docker_daemon.check_daemon_config(config)
     else:
-        with pytest.raises(OpsError, match="log-opts %s=%r must be" % (key, value)):
+        with pytest.raises(OpsError, match="log-opts %s[= ]" % key):
             docker_daemon.check_daemon_config(config)
+
+
+def test_a_unix_syslog_socket_must_exist_on_the_host(tmp_path):
+    sock = tmp_path / "log.sock"
+    config = {"log-driver": "syslog", "log-opts": {"syslog-address": "unix://%s" % sock}}
+    with pytest.raises(OpsError, match="does not exist on this host"):
+        docker_daemon.check_daemon_config(config)
+    sock.write_text("")
+    docker_daemon.check_daemon_config(config)
+
+
+def test_gelf_without_an_address_is_refused():
+    with pytest.raises(OpsError, match="log-driver gelf needs log-opts gelf-address"):
+        docker_daemon.check_daemon_config({"log-driver": "gelf", "log-opts": {"tag": "x"}})
 
 
 # ---------------------------------------------------------------------------- with real dockerd
