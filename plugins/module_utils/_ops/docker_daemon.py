@@ -4,9 +4,10 @@
 
 dockerd refuses to start on a daemon.json whose ``log-opts`` hold a key its
 ``log-driver`` does not take (``unknown log opt 'max-size' for journald log driver``) or
-a value that is not a string. ``dockerd --validate`` (Docker 23+) does not catch either
-of the first kind: it only loads the file. So ``check_daemon_config`` checks the log
-settings against the options each built-in driver takes, on every engine, and
+a value it cannot parse (a number instead of a string, ``syslog-address`` without a
+protocol). ``dockerd --validate`` (Docker 23+) catches the number but not the rest: it
+only loads the file. So ``check_daemon_config`` checks the log settings against the
+options each built-in driver takes and the values dockerd parses, on every engine, and
 ``validate_daemon_file`` adds ``dockerd --validate --config-file`` where the engine has it.
 
 The option table is the one Docker 20.10 (the oldest engine we support) accepts, probed
@@ -91,6 +92,9 @@ def check_daemon_config(config, where="daemon.json"):
     Raises ``OpsError`` with one line naming the first problem: not a JSON object, a
     ``log-driver`` dockerd does not have built in, ``log-opts`` not an object, a key the
     driver does not take, a value that is not a string (dockerd wants ``"3"``, not ``3``).
+    Raises ``OpsError`` naming as well a value not in the form dockerd parses
+    (``VALUE_RULES``: sizes, counts, addresses, facility, format; a unix syslog socket must
+    exist here) and an option the driver cannot go without (``REQUIRED_LOG_OPTS``).
     A missing ``log-driver`` is dockerd's default, json-file.
     """
     if not isinstance(config, dict):
