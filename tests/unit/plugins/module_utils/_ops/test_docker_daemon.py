@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -203,12 +204,21 @@ def test_on_docker_20_10_the_driver_check_runs_without_dockerd_validate(tmp_path
         docker_daemon.validate_daemon_file(bad, dockerd=DOCKERD_20)
 
 
-def test_docker_26_validate_misses_a_wrong_log_opt_which_the_driver_check_catches(tmp_path, dockerd_26):
-    bad = write(tmp_path, {"log-driver": "journald", "log-opts": {"max-size": "10m"}})
+@pytest.mark.parametrize("config, words", [
+    ({"log-driver": "journald", "log-opts": {"max-size": "10m"}},
+     "'max-size' is not an option of log-driver journald"),
+    ({"log-driver": "syslog", "log-opts": {"syslog-address": "10.0.0.1:514"}},
+     "syslog-address='10.0.0.1:514' must be proto://address"),
+    ({"log-driver": "gelf"}, "log-driver gelf needs log-opts gelf-address"),
+    ({"log-driver": "jsonfile"}, "'jsonfile' is not a built-in Docker log driver"),
+], ids=["journald-max-size", "syslog-no-proto", "gelf-no-address", "driver-typo"])
+def test_docker_26_validate_misses_what_stops_dockerd_and_the_check_catches_it(tmp_path, dockerd_26,
+                                                                              config, words):
+    bad = write(tmp_path, config)
     proc = subprocess.run([dockerd_26, "--validate", "--config-file", bad], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr  # dockerd 26 says "configuration OK" ...
-    with pytest.raises(OpsError, match="'max-size' is not an option of log-driver journald"):
+    with pytest.raises(OpsError, match=re.escape(words)):
         docker_daemon.validate_daemon_file(bad, dockerd=dockerd_26)  # ... and is not asked
 
 
