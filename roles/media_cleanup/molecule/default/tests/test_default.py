@@ -129,10 +129,25 @@ def test_a_settings_change_on_the_armed_host_removes_the_cron_job_and_makes_a_ne
     assert "report id:  %s" % new_id in snap["report"] and "retention:  9 days" in snap["report"]
     assert len(snap["telegram"]) == 3
     text = snap["telegram"][2]["text"]
-    assert "settings changed" in text and "weekly job is removed" in text and new_id in text
+    assert "back to review (settings changed: " in text and "weekly job is removed" in text
+    assert new_id in text and old_id in text
     message = refusal(host, "changed")  # the approval of the old report does not carry over
     assert message.startswith("media_cleanup_approve=%s is not" % old_id)
     assert "-e media_cleanup_approve=%s" % new_id in message
+
+
+def test_a_host_left_active_by_an_earlier_version_goes_back_to_review(host):
+    old_job = json.loads(host.file("/var/tmp/evidence/upgraded.old-job").content_string)
+    assert old_job["rc"] == 2  # its weekly job names no approved report: it deletes nothing
+    assert "run the media_cleanup role to review it again" in old_job["stderr"]
+    snap, changed = evidence(host, "upgraded"), evidence(host, "changed")
+    assert snap["cron"] is None and snap["state"]["state"] == "reviewed"
+    assert snap["state"]["reason"] == "state from before report ids"
+    assert cleanup_calls(snap["calls"], False) == cleanup_calls(changed["calls"], False)
+    # The same settings and the same dry-run output as phase 7: the same report, the same id,
+    # and (one alert key per report) no second message for it.
+    assert snap["state"]["report_id"] == changed["state"]["report_id"]
+    assert len(snap["telegram"]) == len(changed["telegram"])
 
 
 def test_approving_the_new_report_runs_it_once_and_arms_it_again(host):
@@ -151,7 +166,7 @@ def test_the_idempotence_run_deleted_nothing_more(host):
     calls = [json.loads(line) for line in
              host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
     assert len([c for c in cleanup_calls(calls, False) if "--status" in c["argv"]]) == 2
-    assert len(cleanup_calls(calls, True)) == 2
+    assert len(cleanup_calls(calls, True)) == 3  # the gate, the settings change, the upgrade
     deleted = host.file("/var/lib/fake-app/deleted.txt").content_string.split()
     assert sorted(deleted) == sorted(OLD + MID)
     for path in NEW:
