@@ -212,8 +212,8 @@ def test_on_docker_20_10_the_driver_check_runs_without_dockerd_validate(tmp_path
     ({"log-driver": "gelf"}, "log-driver gelf needs log-opts gelf-address"),
     ({"log-driver": "jsonfile"}, "'jsonfile' is not a built-in Docker log driver"),
 ], ids=["journald-max-size", "syslog-no-proto", "gelf-no-address", "driver-typo"])
-def test_docker_26_validate_misses_what_stops_dockerd_and_the_check_catches_it(tmp_path, dockerd_26,
-                                                                              config, words):
+def test_docker_26_validate_misses_what_stops_dockerd_and_the_check_catches_it(
+        tmp_path, dockerd_26, config, words):
     bad = write(tmp_path, config)
     proc = subprocess.run([dockerd_26, "--validate", "--config-file", bad], capture_output=True,
                           text=True, check=False)
