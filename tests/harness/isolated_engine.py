@@ -189,7 +189,7 @@ def _reclaim_slot(n):
 class IsolatedEngine:
     """A running isolated dockerd. Use ``.host``/``.env``/``.client()``; ``.stop()`` ends it."""
 
-    def __init__(self, name, slot, directory, data_root_size):
+    def __init__(self, name, slot, directory, data_root_size, config_file=None):
         self.name = name
         self.slot = slot
         self.dir = directory
@@ -204,6 +204,7 @@ class IsolatedEngine:
         self.host = "unix://" + self.socket
         self.env = {"DOCKER_HOST": self.host}
         self.data_root_size = data_root_size
+        self.config_file = config_file
         self.proc = None
         self._stopped = False
 
@@ -262,6 +263,8 @@ class IsolatedEngine:
                 "--storage-driver", "overlay2",
                 "--shutdown-timeout", "2",
                 "--log-level", "warn"]
+        if self.config_file:
+            argv += ["--config-file", self.config_file]
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
@@ -337,12 +340,14 @@ class IsolatedEngine:
         return "IsolatedEngine(%r, host=%r)" % (self.name, self.host)
 
 
-def start_isolated_engine(name, data_root_size=None):
+def start_isolated_engine(name, data_root_size=None, config_file=None):
     """Start an isolated dockerd and wait until it answers.
 
     ``name``: a short label (letters, digits, ``-``/``_``) used in the directory name.
     ``data_root_size``: e.g. ``"300m"`` puts the data root on a tmpfs of that size (for
     disk-full scenarios); ``None`` keeps it on the disk under /tmp.
+    ``config_file``: a daemon.json for ``--config-file`` (it must not repeat the settings
+    given as flags here: data-root, exec-root, pidfile, hosts, bridge, iptables, ...).
     Returns an ``IsolatedEngine``; on any failure everything started is torn down first.
     """
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:24] or "engine"
@@ -355,7 +360,7 @@ def start_isolated_engine(name, data_root_size=None):
         os.makedirs(directory)
         with open(os.path.join(slot_dir, "dir"), "w") as fh:
             fh.write(directory)
-        engine = IsolatedEngine(safe, slot, directory, data_root_size)
+        engine = IsolatedEngine(safe, slot, directory, data_root_size, config_file)
     except BaseException:
         shutil.rmtree(slot_dir, ignore_errors=True)
         raise
@@ -388,11 +393,13 @@ if pytest is not None:
 
     @pytest.fixture
     def isolated_engine_factory():
-        """``factory(name, data_root_size=None)`` -> a fresh engine, stopped after the test."""
+        """``factory(name, data_root_size=None, config_file=None)`` -> a fresh engine, stopped
+        after the test."""
         engines = []
 
-        def factory(name="test", data_root_size=None):
-            engine = start_isolated_engine(name, data_root_size=data_root_size)
+        def factory(name="test", data_root_size=None, config_file=None):
+            engine = start_isolated_engine(name, data_root_size=data_root_size,
+                                           config_file=config_file)
             engines.append(engine)
             return engine
 

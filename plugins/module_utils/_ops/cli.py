@@ -27,6 +27,7 @@ COMMANDS = {
     "alert": "alerts_cli",
     "disk-check": "disk_cli",
     "docker-cleanup": "docker_cleanup_cli",
+    "docker-daemon-json": "docker_daemon_cli",
     "media-baseline": "media_cli",
     "media-gate": "media_cli",
     "media-cleanup": "media_cli",

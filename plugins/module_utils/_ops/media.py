@@ -547,7 +547,10 @@ BASELINE_CONFIG_KEYS = ("media_path", "baseline_file", "timeout_seconds")
 GATE_CONFIG_KEYS = ("media_path", "baseline_file", "size_limit", "growth_limit_per_week",
                     "record_count_command", "record_count_timeout", "record_limit", "chdir",
                     "disk_path", "disk_limit_percent", "disk_trend_days", "disk_history_file")
-CLEANUP_CONFIG_KEYS = ("command", "chdir", "timeout_seconds", "media_path")
+CLEANUP_CONFIG_KEYS = ("command", "chdir", "timeout_seconds", "media_path", "approved_report",
+                       "state_file")
+DEFAULT_STATE_FILE = "/var/lib/runbook-ops/media-cleanup.json"
+REPORT_ID_RE = re.compile(r"^mc-[0-9a-f]{12}$")
 
 
 def check_baseline_config(config, where="media-baseline config"):
@@ -604,32 +607,68 @@ def check_cleanup_config(config, where="media-cleanup config"):
 
     Keys: ``command`` (string run with /bin/sh -c, or argv list; required), ``chdir``
     (the application's directory), ``timeout_seconds``, ``media_path`` (measured before
-    and after, for the log).
+    and after, for the log), ``approved_report`` (the dry-run report id the cleanup was
+    approved for; required) and ``state_file`` (the activation state that must still
+    name it, default ``/var/lib/runbook-ops/media-cleanup.json``).
     """
     _check_keys(config, CLEANUP_CONFIG_KEYS, where)
+    approved = config.get("approved_report")
+    if not isinstance(approved, str) or not REPORT_ID_RE.match(approved):
+        raise OpsError("%s: approved_report must be the id of the approved dry-run report "
+                       "(mc- and 12 hex digits), not %r; a job armed before approvals named a "
+                       "report runs no more: run the media_cleanup role to review it again"
+                       % (where, approved))
     checked = {
         "command": _check_command(config.get("command"), "command", where),
         "chdir": _require_path(config, "chdir", where) if config.get("chdir") else None,
         "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
         "media_path": _require_path(config, "media_path", where)
         if config.get("media_path") else None,
+        "approved_report": approved,
+        "state_file": _require_path(dict({"state_file": DEFAULT_STATE_FILE}, **config),
+                                    "state_file", where),
     }
     return checked
+
+
+def armed_refusal(config):
+    """Why the weekly cleanup must not run now, or ``None`` when its approval still holds.
+
+    The job runs only while the activation state (``state_file``) is ``active`` for the
+    report the job was armed with (``approved_report``). The role removes the cron job when
+    a settings change sends the cleanup back to review; this check keeps a job that is
+    still there (a play that stopped half-way, a copied cron file) from deleting anything.
+    """
+    from .state import read_json
+
+    state = read_json(config["state_file"])
+    if not isinstance(state, dict):
+        return "no activation state in %s (disarmed or unreadable)" % config["state_file"]
+    if state.get("state") != "active":
+        return "the cleanup is %s, not active (%s): approve the current dry-run report first" % (
+            state.get("state"), config["state_file"])
+    if state.get("report_id") != config["approved_report"]:
+        return ("this job was approved for report %s but the active report is %s: run the "
+                "media_cleanup role" % (config["approved_report"], state.get("report_id")))
+    return None
 
 
 def run_cleanup(config, dry_run=False):
     """Run the configured cleanup command once (the weekly job); return a plain result.
 
     Returns ``{"rc", "stdout", "stderr", "seconds", "timed_out", "before_bytes",
-    "after_bytes"}``; sizes are measured when ``media_path`` is set. With ``dry_run``
-    the command is not run (``rc`` is ``None``).
+    "after_bytes", "refused"}``; sizes are measured when ``media_path`` is set. The command
+    does not run (``rc`` is ``None``) with ``dry_run``, or when ``armed_refusal`` says why
+    not (``refused``).
     """
     command = config["command"]
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+    refused = armed_refusal(config)
     before = measure_media(config["media_path"])["bytes"] if config.get("media_path") else None
-    if dry_run:
+    if dry_run or refused:
         return {"rc": None, "stdout": "", "stderr": "", "seconds": 0.0, "timed_out": False,
-                "before_bytes": before, "after_bytes": before, "argv": argv}
+                "before_bytes": before, "after_bytes": before, "argv": argv,
+                "refused": refused}
     if config.get("chdir") and not os.path.isdir(config["chdir"]):
         raise OpsError("chdir %s does not exist; set it to the application's directory"
                        % config["chdir"])
@@ -638,4 +677,4 @@ def run_cleanup(config, dry_run=False):
     after = measure_media(config["media_path"])["bytes"] if config.get("media_path") else None
     return {"rc": result.rc, "stdout": result.stdout, "stderr": result.stderr,
             "seconds": round(result.seconds, 1), "timed_out": result.timed_out,
-            "before_bytes": before, "after_bytes": after, "argv": argv}
+            "before_bytes": before, "after_bytes": after, "argv": argv, "refused": None}

@@ -7,10 +7,12 @@
     runbook-ops media-gate --config /etc/runbook-ops/media-gate.json [--validate] [--json] [--no-alert]
         evaluate the activation triggers; alert (key media-cleanup) when they fire
     runbook-ops media-cleanup --config /etc/runbook-ops/meal-photos-cleanup.json [--validate] [--json]
-        run the application's cleanup command once (the weekly cron job)
+        run the application's cleanup command once (the weekly cron job), only while the
+        activation state is active for the report the job was approved for
 
 Exit status: 0 ran, 1 the job failed (partial measurement, baseline not written,
-cleanup command failed), 2 bad input or config.
+cleanup command failed, cleanup not run because its approval no longer holds), 2 bad
+input or config.
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ def cmd_media_cleanup(args, runtime):
         _say("%s: ok" % args.config)
         return 0
     result = media.run_cleanup(config)
+    if result["refused"]:
+        emit(args, result, "media cleanup NOT run: %s" % result["refused"])
+        return 1
     lines = [(result["stdout"] or "").rstrip(), (result["stderr"] or "").rstrip()]
     if result["before_bytes"] is not None:
         lines.append("media %s -> %s" % (

@@ -5,7 +5,12 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 JOB = "docker-cleanup"
 CRON = "0 3 * * 0 "
 
@@ -65,8 +70,57 @@ def test_the_log_rotates_weekly_keeping_8_compressed(host):
     assert host.run("logrotate -d /etc/logrotate.d/%s" % JOB).rc == 0
 
 
+def evidence(host, phase):
+    """daemon.json after ``phase`` and the service actions the restart handler asked for."""
+    data = json.loads(host.file("/var/tmp/evidence/%s.json" % phase).content_string)
+    actions = host.file("/var/tmp/evidence/%s.service" % phase).content_string.split()
+    return data, [a for a in actions if a in ("restart", "start")]
+
+
 def test_daemon_json_gets_log_limits_and_keeps_its_settings(host):
-    data = json.loads(host.file("/etc/docker/daemon.json").content_string)
-    assert data["data-root"] == "/srv/docker"
-    assert data["log-driver"] == "json-file"
-    assert data["log-opts"] == {"labels": "app", "max-size": "10m", "max-file": "3"}
+    data, restarts = evidence(host, "json-file")
+    assert data == {"live-restore": True, "log-driver": "json-file",
+                    "log-opts": {"labels": "app", "max-size": "10m", "max-file": "3"}}
+    assert len(restarts) == 1
+
+
+def test_a_log_driver_change_replaces_the_old_drivers_options(host):
+    data, restarts = evidence(host, "journald")
+    assert data == {"live-restore": True, "log-driver": "journald", "log-opts": {"tag": "web"}}
+    assert len(restarts) == 2
+
+
+def test_an_option_the_driver_does_not_take_is_refused_and_nothing_restarts(host):
+    refusal = json.loads(host.file("/var/tmp/evidence/refusal.txt").content_string)
+    message = refusal["msg"]
+    assert "\n" not in message.strip()
+    assert "'max-size' is not an option of log-driver journald" in message
+    assert "docker_cleanup_daemon_log_opts=" in message and "not restarted" in message
+    data, restarts = evidence(host, "refused")
+    assert data == evidence(host, "journald")[0]  # the file did not change
+    assert len(restarts) == 2  # and the handler never ran
+    assert json.loads(host.file("/etc/docker/daemon.json").content_string) == data
+
+
+def test_the_written_daemon_json_validates_on_the_host(host):
+    run = host.run("runbook-ops docker-daemon-json --config /etc/docker/daemon.json --validate")
+    assert run.rc == 0 and run.stdout.strip() == "/etc/docker/daemon.json: ok"
+
+
+@pytest.mark.parametrize("phase", ["json-file", "journald"])
+def test_a_real_docker_20_10_starts_on_the_file_each_phase_wrote(host, phase, tmp_path):
+    """An isolated dockerd on this machine, started with the instance's daemon.json."""
+    harness = os.path.join(REPO, "tests", "harness")
+    if harness not in sys.path:
+        sys.path.insert(0, harness)
+    from isolated_engine import start_isolated_engine  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "daemon.json"
+    path.write_text(host.file("/var/tmp/evidence/%s.json" % phase).content_string)
+    engine = start_isolated_engine("dc-%s" % phase, config_file=str(path))
+    try:
+        info = engine.client().info()
+        assert info["LoggingDriver"] == json.loads(path.read_text())["log-driver"]
+        assert info["LiveRestoreEnabled"] is True
+    finally:
+        engine.stop()

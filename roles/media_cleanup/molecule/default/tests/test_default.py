@@ -5,16 +5,23 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 JOB = "meal-photos-cleanup"
-OLD = ["/srv/media/uploads/2025/old-%d.jpg" % n for n in (1, 2, 3)]
+OLD = ["/srv/media/uploads/2025/old-%d.jpg" % n for n in (1, 2, 3)]  # 200 days
+MID = ["/srv/media/uploads/2025/mid-%d.jpg" % n for n in (1, 2)]  # 30 days
 NEW = ["/srv/media/uploads/2026/new-%d.jpg" % n for n in (1, 2)]
+REPORT = "/var/lib/runbook-ops/media-cleanup-dry-run.txt"
 
 
 def evidence(host, phase):
     return json.loads(host.file("/var/tmp/evidence/%s.json" % phase).content_string)
+
+
+def refusal(host, phase):
+    return json.loads(host.file("/var/tmp/evidence/%s.refusal" % phase).content_string)["msg"]
 
 
 def cleanup_calls(calls, dry_run):
@@ -50,49 +57,129 @@ def test_above_the_triggers_the_dry_run_report_appears_and_no_cron_job(host):
     assert snap["cron"] is None and snap["logrotate"] is None
 
 
-def test_the_team_hears_when_the_gate_fires(host):
-    messages = evidence(host, "reviewed")["telegram"]
+def test_the_report_and_its_telegram_message_carry_the_report_id(host):
+    snap = evidence(host, "reviewed")
+    report_id = snap["state"]["report_id"]
+    assert re.match(r"^mc-[0-9a-f]{12}$", report_id)
+    assert "report id:  %s" % report_id in snap["report"]
+    assert "-e media_cleanup_approve=%s" % report_id in snap["report"]
+    messages = snap["telegram"]
     assert len(messages) == 1
     text = messages[0]["text"]
     assert "gate fired" in text and "size" in text
-    assert "media_cleanup_approve: true" in text
+    assert "Report %s" % report_id in text and REPORT in text
+    assert "-e media_cleanup_approve=%s" % report_id in text
     assert messages[0]["token_ok"] is True
 
 
-def test_without_approval_the_dry_run_is_not_repeated(host):
+def test_without_approval_the_dry_run_is_not_repeated_and_the_id_holds(host):
     snap = evidence(host, "reviewed-again")
     assert len(cleanup_calls(snap["calls"], True)) == 1
     assert cleanup_calls(snap["calls"], False) == []
     assert snap["cron"] is None
     assert len(snap["telegram"]) == 1
+    assert snap["state"]["report_id"] == evidence(host, "reviewed")["state"]["report_id"]
 
 
-def test_after_approval_the_real_run_happens_once(host):
-    for phase in ("approved", None):
-        calls = evidence(host, phase)["calls"] if phase else [
-            json.loads(line) for line in
-            host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
-        real = [c for c in cleanup_calls(calls, False) if "--status" in c["argv"]]
-        assert [c["argv"] for c in real] == [
-            ["cleanup_old_meal_photos", "--days", "90", "--status", "ALL"]]
-        assert len(cleanup_calls(calls, True)) == 1  # the idempotence run added none
+@pytest.mark.parametrize("phase, given", [("refused-true", "True"),
+                                          ("refused-stale", "mc-0123456789ab")])
+def test_approving_true_or_another_id_is_refused_and_nothing_is_deleted(host, phase, given):
+    current = evidence(host, "reviewed")["state"]["report_id"]
+    message = refusal(host, phase)
+    assert "\n" not in message.strip()
+    assert message.startswith("media_cleanup_approve=%s " % given)
+    assert current in message and REPORT in message
+    assert "-e media_cleanup_approve=%s" % current in message
+    snap = evidence(host, phase)
+    assert cleanup_calls(snap["calls"], False) == [] and snap["deleted"] == []
+    assert snap["cron"] is None and snap["state"]["state"] == "reviewed"
+    assert snap["state"]["report_id"] == current
+    assert len(snap["telegram"]) == 1  # a refusal alerts no one and makes no new report
 
 
-def test_only_the_old_photos_were_deleted(host):
+def test_approving_the_current_id_runs_the_real_cleanup_once_and_arms_the_weekly_job(host):
+    snap = evidence(host, "approved")
+    real = cleanup_calls(snap["calls"], False)
+    assert [c["argv"] for c in real] == [
+        ["cleanup_old_meal_photos", "--days", "90", "--status", "ALL"]]
+    assert sorted(snap["deleted"]) == sorted(OLD)
+    state = snap["state"]
+    assert state["state"] == "active" and state["approved_by"] == "approve"
+    assert state["report_id"] == evidence(host, "reviewed")["state"]["report_id"]
+    assert state["first_run_report"] == state["report_id"]
+    assert snap["cron"] is not None
+    assert len(snap["telegram"]) == 2 and "Media cleanup armed" in snap["telegram"][1]["text"]
+    assert state["report_id"] in snap["telegram"][1]["text"]
+
+
+def test_a_settings_change_on_the_armed_host_removes_the_cron_job_and_makes_a_new_report(host):
+    before, snap = evidence(host, "approved"), evidence(host, "changed")
+    old_id, new_id = before["state"]["report_id"], snap["state"]["report_id"]
+    assert snap["cron"] is None  # the weekly job is gone until the new report is approved
+    assert snap["state"]["state"] == "reviewed" and new_id != old_id
+    reason = snap["state"]["reason"]
+    assert reason.startswith("settings changed: ")
+    assert sorted(reason.split(": ", 1)[1].split(", ")) == [
+        "cron_command", "days", "dry_run_command", "first_run_command"]
+    assert snap["state"]["previous_report"] == old_id
+    dry = cleanup_calls(snap["calls"], True)
+    assert dry[-1]["argv"] == ["cleanup_old_meal_photos", "--days", "9", "--status", "ALL", "--dry-run"]
+    assert cleanup_calls(snap["calls"], False) == cleanup_calls(before["calls"], False)
+    assert sorted(snap["deleted"]) == sorted(OLD)  # the 30-day photos are still there
+    assert "report id:  %s" % new_id in snap["report"] and "retention:  9 days" in snap["report"]
+    assert len(snap["telegram"]) == 3
+    text = snap["telegram"][2]["text"]
+    assert "back to review (settings changed: " in text and "weekly job is removed" in text
+    assert new_id in text and old_id in text
+    message = refusal(host, "changed")  # the approval of the old report does not carry over
+    assert message.startswith("media_cleanup_approve=%s is not" % old_id)
+    assert "-e media_cleanup_approve=%s" % new_id in message
+
+
+def test_a_host_left_active_by_an_earlier_version_goes_back_to_review(host):
+    old_job = json.loads(host.file("/var/tmp/evidence/upgraded.old-job").content_string)
+    assert old_job["rc"] == 2  # its weekly job names no approved report: it deletes nothing
+    assert "run the media_cleanup role to review it again" in old_job["stderr"]
+    snap, changed = evidence(host, "upgraded"), evidence(host, "changed")
+    assert snap["cron"] is None and snap["state"]["state"] == "reviewed"
+    assert snap["state"]["reason"] == "state from before report ids"
+    assert cleanup_calls(snap["calls"], False) == cleanup_calls(changed["calls"], False)
+    # The same settings and the same dry-run output as phase 7: the same report, the same id,
+    # and (one alert key per report) no second message for it.
+    assert snap["state"]["report_id"] == changed["state"]["report_id"]
+    assert len(snap["telegram"]) == len(changed["telegram"])
+
+
+def test_approving_the_new_report_runs_it_once_and_arms_it_again(host):
+    snap = evidence(host, "reapproved")
+    new_id = evidence(host, "changed")["state"]["report_id"]
+    assert snap["state"]["state"] == "active" and snap["state"]["report_id"] == new_id
+    real = [c["argv"] for c in cleanup_calls(snap["calls"], False)]
+    assert real == [["cleanup_old_meal_photos", "--days", "90", "--status", "ALL"],
+                    ["cleanup_old_meal_photos", "--days", "9", "--status", "ALL"]]
+    assert sorted(snap["deleted"]) == sorted(OLD + MID)
+    assert snap["cron"] is not None
+    assert len(snap["telegram"]) == 4 and new_id in snap["telegram"][3]["text"]
+
+
+def test_the_idempotence_run_deleted_nothing_more(host):
+    calls = [json.loads(line) for line in
+             host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
+    assert len([c for c in cleanup_calls(calls, False) if "--status" in c["argv"]]) == 2
+    assert len(cleanup_calls(calls, True)) == 3  # the gate, the settings change, the upgrade
     deleted = host.file("/var/lib/fake-app/deleted.txt").content_string.split()
-    assert sorted(deleted) == sorted(OLD)
-    for path in OLD:
-        assert not host.file(path).exists
+    assert sorted(deleted) == sorted(OLD + MID)
     for path in NEW:
         assert host.file(path).exists
 
 
-def test_the_state_is_active(host):
+def test_the_state_is_active_for_the_new_report(host):
     state = json.loads(host.file("/var/lib/runbook-ops/media-cleanup.json").content_string)
     assert state["state"] == "active"
     assert state["activated_at"].endswith("Z")
     assert state["approved_by"] == "approve"
-    assert state["report_path"] == "/var/lib/runbook-ops/media-cleanup-dry-run.txt"
+    assert state["report_id"] == evidence(host, "changed")["state"]["report_id"]
+    assert state["report_path"] == REPORT
 
 
 def test_the_weekly_cron_job_runs_through_the_wrapper(host):
@@ -104,8 +191,11 @@ def test_the_weekly_cron_job_runs_through_the_wrapper(host):
             "/usr/local/bin/runbook-ops media-cleanup --config /etc/runbook-ops/%s.json"
             % (JOB, JOB)) in text
     config = json.loads(host.file("/etc/runbook-ops/%s.json" % JOB).content_string)
-    assert config["command"] == "/opt/app/fake-manage cleanup_old_meal_photos --days 90"
+    assert config["command"] == "/opt/app/fake-manage cleanup_old_meal_photos --days 9"
     assert config["chdir"] == "/opt/app"
+    state = json.loads(host.file("/var/lib/runbook-ops/media-cleanup.json").content_string)
+    assert config["approved_report"] == state["report_id"]
+    assert config["state_file"] == "/var/lib/runbook-ops/media-cleanup.json"
 
 
 def test_the_weekly_logrotate_matches_the_runbook(host):
@@ -117,29 +207,39 @@ def test_the_weekly_logrotate_matches_the_runbook(host):
     assert host.run("logrotate -d /etc/logrotate.d/%s" % JOB).rc == 0
 
 
-def test_the_team_hears_when_the_cleanup_is_armed(host):
-    messages = [json.loads(line) for line in
-                host.file("/opt/fake-telegram/requests.jsonl").content_string.splitlines()]
-    assert len(messages) == 2
-    assert "Media cleanup armed" in messages[1]["text"]
-    assert "deleted 3 photos" in messages[1]["text"]
+def cron_command(host):
+    line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
+            if l.startswith("0 4 ")][0]
+    return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "")
 
 
 def test_the_cron_line_runs_the_weekly_cleanup_and_logs_it(host):
-    line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
-            if l.startswith("0 4 ")][0]
-    command = line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "")
-    run = host.run(command)
+    run = host.run(cron_command(host))
     assert run.rc == 0, run.stdout + run.stderr
     calls = [json.loads(l) for l in
              host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
-    assert calls[-1]["argv"] == ["cleanup_old_meal_photos", "--days", "90"]
+    assert calls[-1]["argv"] == ["cleanup_old_meal_photos", "--days", "9"]
     assert calls[-1]["cwd"] == "/opt/app"
     log = host.file("/var/log/%s.log" % JOB).content_string
-    assert "deleted 0 photos older than 90 days" in log
+    assert "deleted 0 photos older than 9 days" in log
 
 
-@pytest.mark.parametrize("setting, value", [("command", ""), ("chdir", "relative")])
+def test_the_weekly_job_deletes_nothing_once_its_report_is_no_longer_the_active_one(host):
+    """A cron file left behind (a play stopped half-way, a copy) runs into the state check."""
+    config = json.loads(host.file("/etc/runbook-ops/%s.json" % JOB).content_string)
+    state = json.loads(host.file(config["state_file"]).content_string)
+    state["state"] = "reviewed"
+    host.run("cat > /tmp/state-reviewed.json <<'EOF'\n%s\nEOF" % json.dumps(state))
+    config["state_file"] = "/tmp/state-reviewed.json"
+    host.run("cat > /tmp/job-left-behind.json <<'EOF'\n%s\nEOF" % json.dumps(config))
+    before = host.file("/var/lib/fake-app/calls.jsonl").content_string
+    run = host.run("runbook-ops media-cleanup --config /tmp/job-left-behind.json")
+    assert run.rc == 1 and "media cleanup NOT run" in run.stdout
+    assert host.file("/var/lib/fake-app/calls.jsonl").content_string == before
+
+
+@pytest.mark.parametrize("setting, value", [("command", ""), ("chdir", "relative"),
+                                            ("approved_report", "true")])
 def test_a_bad_job_config_is_refused_by_validate(host, setting, value):
     config = json.loads(host.file("/etc/runbook-ops/%s.json" % JOB).content_string)
     config[setting] = value

@@ -447,7 +447,8 @@ def test_baseline_and_cleanup_configs_are_checked():
     assert media.check_baseline_config({"media_path": "/m"})["baseline_file"] == \
         media.DEFAULT_BASELINE_FILE
     with pytest.raises(OpsError):
-        media.check_cleanup_config({"chdir": "/opt/app"})
+        media.check_cleanup_config({"chdir": "/opt/app", "approved_report": "mc-0123456789ab"})
     config = media.check_cleanup_config({"command": "true", "chdir": "/opt/app",
-                                         "timeout_seconds": 60})
+                                         "timeout_seconds": 60, "approved_report": "mc-0123456789ab"})
     assert config["command"] == "true"
+    assert config["state_file"] == media.DEFAULT_STATE_FILE

@@ -58,7 +58,7 @@ def test_media_baseline_appends_a_sample_and_prints_a_line(host, capsys):
 @pytest.mark.parametrize("sub, config", [
     ("media-baseline", {"media_path": "uploads"}),
     ("media-gate", {"media_path": "/srv/m", "size_limit": "500 megs"}),
-    ("media-cleanup", {"command": [], "chdir": "/opt/app"}),
+    ("media-cleanup", {"command": [], "chdir": "/opt/app", "approved_report": "mc-0123456789ab"}),
 ])
 def test_validate_refuses_bad_configs_with_exit_2(host, capsys, sub, config):
     assert run(host, sub, "--config", write(host, "bad.json", config), "--validate") == 2
@@ -81,10 +81,56 @@ def test_media_gate_prints_json_and_records_the_alert_level(host, capsys):
     assert alerts["media-cleanup"]["level"] == "warning"
 
 
+REPORT = "mc-0123456789ab"
+
+
+def armed(host, state="active", report_id=REPORT):
+    """The activation state the role leaves once the report was approved."""
+    path = host / "state" / "media-cleanup.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"state": state, "report_id": report_id}))
+    return str(path)
+
+
+def cleanup_config(host, name, command, **extra):
+    config = {"command": command, "chdir": str(host), "approved_report": REPORT,
+              "state_file": str(host / "state" / "media-cleanup.json")}
+    config.update(extra)
+    return write(host, name, config)
+
+
 def test_media_cleanup_runs_in_chdir_and_fails_with_the_command(host, capsys):
-    ok = write(host, "c.json", {"command": "pwd", "chdir": str(host)})
+    armed(host)
+    ok = cleanup_config(host, "c.json", "pwd")
     assert run(host, "media-cleanup", "--config", ok) == 0
     assert str(host) in capsys.readouterr().out
-    bad = write(host, "c2.json", {"command": "exit 3", "chdir": str(host)})
+    bad = cleanup_config(host, "c2.json", "exit 3")
     assert run(host, "media-cleanup", "--config", bad) == 1
     assert "status 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("state, report_id, words", [
+    (None, None, "no activation state"),
+    ("reviewed", "mc-ffffffffffff", "reviewed, not active"),
+    ("active", "mc-ffffffffffff", "approved for report %s but the active report is mc-ffffffffffff"
+     % REPORT),
+], ids=["disarmed", "back-to-review", "other-report"])
+def test_media_cleanup_deletes_nothing_unless_its_report_is_the_active_one(
+        host, capsys, state, report_id, words):
+    if state:
+        armed(host, state, report_id)
+    marker = host / "ran"
+    config = cleanup_config(host, "c.json", "touch %s" % marker)
+    assert run(host, "media-cleanup", "--config", config) == 1
+    assert not marker.exists()
+    out = capsys.readouterr().out
+    assert "media cleanup NOT run" in out and words in out
+
+
+@pytest.mark.parametrize("approved", [None, "true", "mc-123"], ids=["old-config", "true", "short"])
+def test_a_job_config_without_a_report_id_is_refused(host, capsys, approved):
+    config = {"command": "true", "chdir": str(host)}
+    if approved:
+        config["approved_report"] = approved
+    assert run(host, "media-cleanup", "--config", write(host, "old.json", config)) == 2
+    assert "run the media_cleanup role to review it again" in capsys.readouterr().err
