@@ -36,7 +36,7 @@ def messages(host):
 def cron_command(host):
     line = [text for text in host.file(CRON_FILE).content_string.splitlines()
             if text.startswith("0 9 * * * ")][0]
-    return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "").strip()
+    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "").strip()
 
 
 def fill_to(host, kib):
@@ -69,6 +69,9 @@ def test_the_daily_cron_job_runs_the_check_through_the_wrapper(host):
     assert cron_command(host) == (
         "/usr/local/bin/runbook-ops run --job disk-monitor --timeout 3600 -- "
         "/usr/local/bin/runbook-ops disk-check --config /etc/runbook-ops/disk-monitor.json")
+    # The wrapper's own errors go to syslog, never to /dev/null.
+    line = [text for text in cron.content_string.splitlines() if text.startswith("0 9 * * * ")][0]
+    assert line.endswith(" 2>&1 | logger -t runbook-ops") and "/dev/null" not in line
 
 
 def test_the_settings_carry_the_role_variables_and_validate(host):

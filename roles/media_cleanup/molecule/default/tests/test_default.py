@@ -128,7 +128,7 @@ def test_the_team_hears_when_the_cleanup_is_armed(host):
 def test_the_cron_line_runs_the_weekly_cleanup_and_logs_it(host):
     line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
             if l.startswith("0 4 ")][0]
-    command = line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "")
+    command = line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
     run = host.run(command)
     assert run.rc == 0, run.stdout + run.stderr
     calls = [json.loads(l) for l in
