@@ -297,8 +297,14 @@ EXIT_MEANINGS = {
 
 
 def explain_exit(exit_code, oom_killed):
-    """Words for an exit code, calling out 137 and the OOM killer (runbook 3.7)."""
+    """Words for an exit code, calling out 137 and the OOM killer (runbook 3.7).
+
+    A container running again after a restart reports exit code 0 and, on some engines,
+    a sticky OOMKilled: then only the OOM kill is named.
+    """
     if oom_killed:
+        if not exit_code:
+            return "killed, out of memory (OOM)"
         return "exit code %d: killed, out of memory (OOM)" % exit_code
     meaning = EXIT_MEANINGS.get(exit_code)
     if meaning is None and 128 < exit_code < 160:
@@ -329,13 +335,38 @@ def count_restarts(before, info, now, window_seconds):
     return {"id": info["id"], "restart_count": info["restart_count"], "restarts": restarts}
 
 
-def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2):
+def last_exit(client, name, since, until):
+    """``(exit_code, oom_killed)`` of container ``name``'s last death in [since, until].
+
+    A running container's inspect data has lost its last exit code (it reads 0 once the
+    restart policy started it again), so it is read from the engine's ``die`` events
+    (``oom`` comes just before the ``die`` of an OOM kill). ``None`` when the engine
+    does not say (events are kept for a limited time; any error).
+    """
+    found = None
+    oom = False
+    try:
+        for event in client.events(since=int(since), until=int(until), decode=True, filters={
+                "type": "container", "container": name, "event": ["oom", "die"]}):
+            if event.get("Action") == "oom":
+                oom = True
+            elif event.get("Action") == "die":
+                code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode")
+                found, oom = (int(code) if str(code).isdigit() else 0, oom), False
+    except Exception:  # an engine or SDK without events: the inspect data must do
+        return None
+    return found
+
+
+def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
+                    exit_info=None):
     """Level and problem for one container.
 
     ``critical``: not running (with its exit code), restarting (a restart loop) or
     unhealthy. ``warning``: running but restarted ``threshold`` times or more within
     the last ``window_seconds`` (``recent_restarts``, from ``count_restarts``), with
-    the last exit code explained. Health ``starting`` is not a failure.
+    the last exit code explained (``exit_info``, from ``last_exit``, when known).
+    Health ``starting`` is not a failure.
     """
     exit_words = explain_exit(info["exit_code"], info["oom_killed"])
     if info["state"] == "restarting":
@@ -351,7 +382,9 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2):
     if recent_restarts >= threshold:
         problem = "restarted %d time%s in the last %s" % (
             recent_restarts, "" if recent_restarts == 1 else "s", format_duration(window_seconds))
-        if info["exit_code"] or info["oom_killed"]:
+        if exit_info:
+            problem += " (last %s)" % explain_exit(*exit_info)
+        elif info["exit_code"] or info["oom_killed"]:
             problem += " (last %s)" % exit_words
         return "warning", problem
     return "ok", ""
@@ -414,7 +447,12 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             baseline[key] = count_restarts(restart_baseline.get(key) or {}, info, now,
                                            window_seconds)
             recent = sum(count for _when, count in baseline[key]["restarts"])
-            level, problem = judge_container(info, recent, window_seconds, threshold)
+            exit_info = None
+            if recent >= threshold and info["state"] == "running":
+                wall = time.time()  # the engine's clock, even when ``now`` is injected
+                exit_info = last_exit(client, info["name"], wall - window_seconds, wall)
+            level, problem = judge_container(info, recent, window_seconds, threshold,
+                                             exit_info)
             result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
                              info["name"], level, problem)
             result.update({k: info[k] for k in (
