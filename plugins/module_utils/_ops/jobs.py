@@ -110,8 +110,8 @@ class JobLog:
             self.handle = open(path, "ab")
         except OSError as exc:
             self.handle = None
-            self.problem = "cannot open %s: %s" % (path, exc.strerror or exc)
-            self._stderr("runbook-ops: " + self.problem + "; log lines follow here")
+            self.problem = "cannot open %s: %s: its lines go to stderr (syslog)" % (
+                path, exc.strerror or exc)
 
     def _stderr(self, text) -> None:
         try:
@@ -128,7 +128,8 @@ class JobLog:
                 return
             except OSError as exc:
                 if not self.problem:
-                    self.problem = "cannot write %s: %s" % (self.path, exc.strerror or exc)
+                    self.problem = "cannot write %s: %s: its lines go to stderr (syslog)" % (
+                        self.path, exc.strerror or exc)
         self._stderr(text)
 
     def close(self) -> None:
