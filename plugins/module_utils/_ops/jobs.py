@@ -246,6 +246,7 @@ class _Output:
         self.tail = tail
         self.pending = b""
         self.eof = False
+        self.idle = 0.01
 
     def _emit(self, raw) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -268,8 +269,9 @@ class _Output:
             if left <= 0:
                 return False
             wait = min(POLL_SECONDS, left)
-            if self.eof:
-                time.sleep(wait)
+            if self.eof:  # nothing to read; wait for done() from 10 ms up to POLL_SECONDS
+                time.sleep(min(wait, self.idle))
+                self.idle = min(self.idle * 2, POLL_SECONDS)
                 continue
             ready, _w, _x = select.select([self.fd], [], [], wait)
             if ready:
