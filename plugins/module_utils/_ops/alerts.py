@@ -1,6 +1,10 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Alerts to Telegram: one cooldown per key, escalation at once, one recovery message.
+"""Alerts to Telegram: one cooldown per key, escalation at once, one recovery per alert.
+
+A key's alerts are rate-limited across recoveries (a flapping check sends one alert and
+one recovery per cooldown); the cooldown counts as passed ``COOLDOWN_SLACK`` early so a
+daily job alerts daily (``decide``).
 
 Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under a
 lock, decides (``decide``), formats (``format_alert``), delivers (``send_telegram``)
