@@ -45,8 +45,8 @@ def _crash(container):
     raise AssertionError("the worker did not restart: %s" % container.attrs["State"])
 
 
-def test_a_worker_oom_killed_every_10_minutes_pages_with_the_exit_code(isolated_engine,
-                                                                     tmp_path):
+def test_a_worker_oom_killed_every_10_minutes_pages_with_the_exit_code(
+        isolated_engine, tmp_path):
     build_busybox_image(isolated_engine, "crashy:1", cmd=["sh", "-c", WORKER])
     client = isolated_engine.client()
     container = client.containers.run("crashy:1", detach=True, labels=LABELS,

@@ -323,8 +323,8 @@ def test_a_daily_job_alerts_daily_even_when_its_alert_goes_out_3_s_earlier(tmp_p
     assert len(fake.messages) == 4
 
 
-def test_a_check_flapping_10_times_sends_one_alert_and_one_recovery_per_cooldown(tmp_path,
-                                                                                  fake):
+def test_a_check_flapping_10_times_sends_one_alert_and_one_recovery_per_cooldown(
+        tmp_path, fake):
     runtime = _runtime(tmp_path, fake.url)
     start = 1_700_000_000
     for flap in range(10):
