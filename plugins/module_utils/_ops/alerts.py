@@ -1,6 +1,10 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Alerts to Telegram: one cooldown per key, escalation at once, one recovery message.
+"""Alerts to Telegram: one cooldown per key, escalation at once, one recovery per alert.
+
+A key's alerts are rate-limited across recoveries (a flapping check sends one alert and
+one recovery per cooldown); the cooldown counts as passed ``COOLDOWN_SLACK`` early so a
+daily job alerts daily (``decide``).
 
 Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under a
 lock, decides (``decide``), formats (``format_alert``), delivers (``send_telegram``)
@@ -24,6 +28,11 @@ from .errors import OpsError
 from .state import read_json, write_json_atomic
 
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
+# A cooldown counts as passed this fraction early: alerts go out when a job ends, and a
+# job's duration varies from run to run, so a daily job with a 24 h cooldown must not
+# skip the day its run ends a few seconds (or minutes) earlier. 5% of 24 h is 72 min;
+# of 1 h, 3 min: less than the 5-minute health period, so still one alert per hour.
+COOLDOWN_SLACK = 0.05
 TELEGRAM_MAX_CHARS = 4096
 _CUT_MARK = "\n… (cut)"
 _LEVEL_STYLE = {
@@ -190,29 +199,51 @@ class _StateLock:
             self.handle.close()
 
 
+def _sent_times(previous) -> dict:
+    """``{level: epoch}`` of the last delivery of each level (``ok`` = recovery)."""
+    sent = previous.get("sent") if isinstance(previous.get("sent"), dict) else {}
+    return {level: when for level, when in sent.items()
+            if level in LEVELS and isinstance(when, (int, float)) and not isinstance(when, bool)}
+
+
 def decide(previous, level, now, cooldown_seconds) -> tuple:
     """Whether to send ``level`` for a key whose stored entry is ``previous``.
 
-    Returns ``(send, reason)``. Rules: a rise in severity sends at once; the same (or a
-    lower non-ok) level sends once its cooldown has passed; ``ok`` after a non-ok level
-    sends one recovery; ``ok`` after ``ok`` sends nothing.
+    Returns ``(send, reason)``. Rules, per key:
+
+    - a problem (``warning``/``critical``) sends unless an alert of that level or a
+      higher one went out less than the cooldown ago, whatever happened in between:
+      a rise sends at once, a check flapping between ok and failing sends one alert
+      per cooldown, not one per flap;
+    - "less than the cooldown ago" allows ``COOLDOWN_SLACK`` of the cooldown, so a
+      daily job whose alert goes out a few seconds (or minutes) earlier than
+      yesterday's still alerts daily;
+    - ``ok`` after a problem sends one recovery, and only for an alert that went out
+      (one recovery per alert, so at most one per cooldown too).
     """
     previous = previous or {}
     before = previous.get("level", "ok")
     if before not in LEVELS:
         before = "ok"
+    sent = _sent_times(previous)
     if level == "ok":
         if before == "ok":
             return False, "already ok"
+        last_alert = max((when for lvl, when in sent.items() if lvl != "ok"), default=None)
+        if last_alert is None:
+            return False, "no alert went out for the %s, so no recovery" % before
+        if sent.get("ok", float("-inf")) >= last_alert:
+            return False, "the recovery after the last alert was already sent"
         return True, "recovery from %s" % before
-    if LEVELS[level] > LEVELS[before]:
-        return True, "rise from %s to %s" % (before, level)
-    sent_at = (previous.get("sent") or {}).get(level)
-    if not isinstance(sent_at, (int, float)):
-        return True, "%s not yet delivered" % level
-    left = sent_at + cooldown_seconds - now
-    if left <= 0:
-        return True, "cooldown passed"
+    rise = LEVELS[level] > LEVELS[before]
+    why = "rise from %s to %s" % (before, level) if rise else "%s not yet delivered" % level
+    same_or_higher = [when for lvl, when in sent.items()
+                      if lvl != "ok" and LEVELS[lvl] >= LEVELS[level]]
+    if not same_or_higher:
+        return True, why
+    left = max(same_or_higher) + cooldown_seconds - now
+    if left <= cooldown_seconds * COOLDOWN_SLACK:
+        return True, why if rise else "cooldown passed"
     return False, "in cooldown for %d s more" % int(left + 0.999)
 
 
@@ -263,16 +294,17 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
                     result["attempts"] = outcome.get("attempts")
                 except OpsError as exc:
                     result["error"] = exc.message
+        if level == "ok" and previous.get("level", "ok") == "ok":
+            result["state_saved"] = True  # nothing changed: no write on every quiet run
+            return result
         entry = dict(previous)
-        sent = dict(entry.get("sent") or {})
-        if level == "ok":
-            if should_send and not delivered and result["configured"]:
-                # Keep the old level so the next ok run retries the recovery message;
-                # nothing to write, so nothing was lost.
-                result["state_saved"] = True
-                return result
-            sent = {}
-        elif delivered:
+        sent = _sent_times(previous)
+        if level == "ok" and should_send and not delivered and result["configured"]:
+            # Keep the old level so the next ok run retries the recovery message;
+            # nothing to write, so nothing was lost.
+            result["state_saved"] = True
+            return result
+        if delivered:
             sent[level] = now
         if entry.get("level") != level:
             entry["since"] = now

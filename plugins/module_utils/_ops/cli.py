@@ -10,7 +10,9 @@ unknown commands build the full parser. To add a domain, write ``<domain>_cli.py
 map its subcommands here (a unit test keeps the map and the modules in step).
 
 Exit codes: 0 = ran (alerts, if any, were handled); 1 = the check found a problem the
-job should report as failed; 2 = bad input or config (message on stderr).
+job should report as failed; 2 = bad input or config, including a runtime config that
+cannot be read (message on stderr, which every cron line sends to syslog with
+``logger -t runbook-ops``); 124 = ``run`` stopped its command at ``--timeout``.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def main(argv=None) -> int:
         runtime = load_runtime(args.runtime)
         return int(args.func(args, runtime) or 0)
     except OpsError as exc:
-        sys.stderr.write("runbook-ops: error: %s\n" % exc.message)
+        job = getattr(args, "job", None)
+        sys.stderr.write("runbook-ops: %serror: %s\n" % (("job %s: " % job) if job else "",
+                                                         exc.message))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("runbook-ops: interrupted\n")

@@ -40,6 +40,10 @@ CONFIG_DEFAULTS = {
     "failures_before_alert": 2,
     "cooldown_seconds": 3600,
     "docker_timeout_seconds": 10,
+    # A container restarted this many times within the window is a warning: a worker
+    # OOM-killed every 10 minutes is caught even though it is running at every check.
+    "restart_window_seconds": 3600,
+    "restart_threshold": 2,
 }
 ENDPOINT_DEFAULTS = {
     "host_header": "",
@@ -135,6 +139,9 @@ def validate_config(data):
         raise OpsError("cooldown_seconds must be 0 or more seconds, got %r" % (
             config["cooldown_seconds"],))
     _positive_number(config["docker_timeout_seconds"], "docker_timeout_seconds")
+    _positive_number(config["restart_window_seconds"], "restart_window_seconds")
+    config["restart_threshold"] = _positive_number(
+        config["restart_threshold"], "restart_threshold", integer=True)
     endpoints = data.get("endpoints") or []
     projects = data.get("compose_projects") or []
     if not isinstance(endpoints, list) or not isinstance(projects, list):
@@ -276,27 +283,91 @@ def describe_container(attrs):
     }
 
 
+# Exit codes a container's main process commonly ends with (128 + n: killed by signal n).
+EXIT_MEANINGS = {
+    1: "application error",
+    126: "command not executable",
+    127: "command not found",
+    130: "interrupted (SIGINT)",
+    134: "aborted (SIGABRT)",
+    137: "killed (SIGKILL, often out of memory)",
+    139: "segfault (SIGSEGV)",
+    143: "stopped (SIGTERM)",
+}
+
+
 def explain_exit(exit_code, oom_killed):
-    """Words for an exit code, calling out 137 and the OOM killer (runbook 3.7)."""
+    """Words for an exit code, calling out 137 and the OOM killer (runbook 3.7).
+
+    A container running again after a restart reports exit code 0 and, on some engines,
+    a sticky OOMKilled: then only the OOM kill is named.
+    """
     if oom_killed:
+        if not exit_code:
+            return "killed, out of memory (OOM)"
         return "exit code %d: killed, out of memory (OOM)" % exit_code
-    if exit_code == 137:
-        return "exit code 137: killed (SIGKILL, often out of memory)"
-    if exit_code == 139:
-        return "exit code 139: segfault"
-    return "exit code %d" % exit_code
+    meaning = EXIT_MEANINGS.get(exit_code)
+    if meaning is None and 128 < exit_code < 160:
+        meaning = "killed by signal %d" % (exit_code - 128)
+    return ("exit code %d: %s" % (exit_code, meaning)) if meaning else "exit code %d" % exit_code
 
 
-def judge_container(info, previous_restart_count=None):
+def count_restarts(before, info, now, window_seconds):
+    """The restart history of one container, carried from run to run.
+
+    ``before``: last run's entry ``{"id", "restart_count", "restarts": [[epoch, n]...]}``
+    (or ``{}``). Docker's ``RestartCount`` grown since then adds ``[now, growth]``;
+    entries older than ``window_seconds`` drop out. A recreated container (another id)
+    starts a new history. Returns the new entry.
+    """
+    restarts = []
+    if before.get("id") == info["id"]:
+        for entry in before.get("restarts") or []:
+            try:
+                when, count = float(entry[0]), int(entry[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when > now - window_seconds:
+                restarts.append([when, count])
+        last_count = before.get("restart_count")
+        if isinstance(last_count, int) and info["restart_count"] > last_count:
+            restarts.append([now, info["restart_count"] - last_count])
+    return {"id": info["id"], "restart_count": info["restart_count"], "restarts": restarts}
+
+
+def last_exit(client, name, since, until):
+    """``(exit_code, oom_killed)`` of container ``name``'s last death in [since, until].
+
+    A running container's inspect data has lost its last exit code (it reads 0 once the
+    restart policy started it again), so it is read from the engine's ``die`` events
+    (``oom`` comes just before the ``die`` of an OOM kill). ``None`` when the engine
+    does not say (events are kept for a limited time; any error).
+    """
+    found = None
+    oom = False
+    try:
+        for event in client.events(since=int(since), until=int(until), decode=True, filters={
+                "type": "container", "container": name, "event": ["oom", "die"]}):
+            if event.get("Action") == "oom":
+                oom = True
+            elif event.get("Action") == "die":
+                code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode")
+                found, oom = (int(code) if str(code).isdigit() else 0, oom), False
+    except Exception:  # an engine or SDK without events: the inspect data must do
+        return None
+    return found
+
+
+def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
+                    exit_info=None):
     """Level and problem for one container.
 
     ``critical``: not running (with its exit code), restarting (a restart loop) or
-    unhealthy. ``warning``: running but restarted since the last run (restarts in a row
-    therefore alert like any other failure). Health ``starting`` is not a failure.
+    unhealthy. ``warning``: running but restarted ``threshold`` times or more within
+    the last ``window_seconds`` (``recent_restarts``, from ``count_restarts``), with
+    the last exit code explained (``exit_info``, from ``last_exit``, when known).
+    Health ``starting`` is not a failure.
     """
-    restarts = 0
-    if previous_restart_count is not None and info["restart_count"] > previous_restart_count:
-        restarts = info["restart_count"] - previous_restart_count
     exit_words = explain_exit(info["exit_code"], info["oom_killed"])
     if info["state"] == "restarting":
         return "critical", "restart loop (%d restarts, last %s)" % (
@@ -308,10 +379,12 @@ def judge_container(info, previous_restart_count=None):
         return "critical", problem
     if info["health"] == "unhealthy":
         return "critical", "unhealthy (healthcheck failing)"
-    if restarts:
-        problem = "restarted %d time%s since the last check" % (
-            restarts, "" if restarts == 1 else "s")
-        if info["exit_code"] or info["oom_killed"]:
+    if recent_restarts >= threshold:
+        problem = "restarted %d time%s in the last %s" % (
+            recent_restarts, "" if recent_restarts == 1 else "s", format_duration(window_seconds))
+        if exit_info:
+            problem += " (last %s)" % explain_exit(*exit_info)
+        elif info["exit_code"] or info["oom_killed"]:
             problem += " (last %s)" % exit_words
         return "warning", problem
     return "ok", ""
@@ -332,14 +405,18 @@ def list_project_containers(client, project):
 
 
 def check_compose_projects(projects, restart_baseline=None, client=None, timeout=10,
-                           lister=list_project_containers):
+                           lister=list_project_containers, now=None,
+                           window_seconds=CONFIG_DEFAULTS["restart_window_seconds"],
+                           threshold=CONFIG_DEFAULTS["restart_threshold"]):
     """Judge every container of every project; return ``(results, new_baseline)``.
 
-    ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: {"id",
-    "restart_count"}}`` from the last run (a recreated container starts a new baseline).
-    A project without containers and an expected service without one are critical.
-    When the engine does not answer, one critical ``compose:docker`` result says so.
+    ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: entry}``
+    from the last run (``count_restarts``); restarts are judged over the sliding
+    ``window_seconds`` against ``threshold``. A project without containers and an
+    expected service without one are critical. When the engine does not answer, one
+    critical ``compose:docker`` result says so.
     """
+    now = time.time() if now is None else now
     restart_baseline = restart_baseline or {}
     results = []
     baseline = {}
@@ -367,14 +444,20 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
         for info in sorted(infos, key=lambda i: (i["service"], i["number"], i["name"])):
             key = container_key(info)
             seen.add(info["service"])
-            before = restart_baseline.get(key) or {}
-            previous = before.get("restart_count") if before.get("id") == info["id"] else None
-            level, problem = judge_container(info, previous)
-            baseline[key] = {"id": info["id"], "restart_count": info["restart_count"]}
+            baseline[key] = count_restarts(restart_baseline.get(key) or {}, info, now,
+                                           window_seconds)
+            recent = sum(count for _when, count in baseline[key]["restarts"])
+            exit_info = None
+            if recent >= threshold and info["state"] == "running":
+                wall = time.time()  # the engine's clock, even when ``now`` is injected
+                exit_info = last_exit(client, info["name"], wall - window_seconds, wall)
+            level, problem = judge_container(info, recent, window_seconds, threshold,
+                                             exit_info)
             result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
                              info["name"], level, problem)
             result.update({k: info[k] for k in (
                 "state", "health", "restart_count", "exit_code", "oom_killed")})
+            result["recent_restarts"] = recent
             results.append(result)
         for service in project["services"]:
             if service not in seen:
@@ -470,7 +553,7 @@ def track_failures(previous, results, now, failures_before_alert):
 
 # --------------------------------------------------------------------------- the job
 
-def run_checks(config, restart_baseline=None, docker=None):
+def run_checks(config, restart_baseline=None, docker=None, now=None):
     """Every check of ``config`` once; return ``(results, restart_baseline)``."""
     results = []
     if config["endpoints"]:
@@ -478,7 +561,9 @@ def run_checks(config, restart_baseline=None, docker=None):
             results.append(check_endpoint(endpoint))
     compose_results, baseline = check_compose_projects(
         config["compose_projects"], restart_baseline, client=docker,
-        timeout=config["docker_timeout_seconds"])
+        timeout=config["docker_timeout_seconds"], now=now,
+        window_seconds=config["restart_window_seconds"],
+        threshold=config["restart_threshold"])
     results.extend(compose_results)
     return results, baseline
 
@@ -505,7 +590,7 @@ def run_health_check(config, runtime, notify=None, now=None, docker=None):
     if not isinstance(saved, dict):
         saved = {}
     results, baseline = run_checks(config, saved.get("restart_baseline"),
-                                   docker=docker)
+                                   docker=docker, now=now)
     checks, actions = track_failures(saved.get("checks") or {}, results, now,
                                      config["failures_before_alert"])
     alert_rt = alert_runtime(runtime, config["cooldown_seconds"])

@@ -2,9 +2,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``runbook-ops run --job NAME [--timeout S] [--wait S] [--json] -- COMMAND...``.
 
-Exit 0 when the command succeeded or when another run of the job holds the lock (it
-says so on stdout), 1 when the command failed or timed out (its exit status is in the
-log and in ``<state_dir>/jobs/NAME.json``), 2 for bad arguments.
+Exit 0 when the command succeeded, or when another run of the job holds the lock (said
+on stdout and in the job's log); 1 when the command failed (its exit status is in the
+log and in ``<state_dir>/jobs/NAME.json``) or when the run holding the lock is past its
+own timeout (alerted as ``lock:NAME``); 124 when the command timed out and was stopped;
+2 for bad arguments or when no lock file could be opened.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import json
 import sys
 
 from .errors import OpsError
-from .jobs import run_job
+from .jobs import TIMEOUT_RC, run_job
+from .runtime import JOB_NAME_RULE
 
 
 def _positive_float(value):
@@ -34,7 +37,8 @@ def add_parser(subparsers) -> None:
         description="Run COMMAND as job NAME: never overlapping, output timestamped into "
                     "<log_dir>/NAME.log, status in <state_dir>/jobs/NAME.json, an alert "
                     "when it fails and a recovery when it succeeds again.")
-    parser.add_argument("--job", required=True, metavar="NAME", help="the job's name")
+    parser.add_argument("--job", required=True, metavar="NAME",
+                        help="the job's name: %s" % JOB_NAME_RULE)
     parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
                         help="kill the job's process group after this long")
     parser.add_argument("--wait", type=_positive_float, default=0.0, metavar="SECONDS",
@@ -45,7 +49,7 @@ def add_parser(subparsers) -> None:
 
 
 def run_command_line(args, runtime) -> int:
-    """The ``run`` subcommand: 0 success or skipped, 1 job failed."""
+    """The ``run`` subcommand: exit status as in the module docstring."""
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -57,5 +61,7 @@ def run_command_line(args, runtime) -> int:
     if args.json:
         sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
     if record.get("skipped"):
-        return 0
+        return 1 if record["stuck"] else 0
+    if record["timed_out"]:
+        return TIMEOUT_RC
     return 0 if record["rc"] == 0 else 1

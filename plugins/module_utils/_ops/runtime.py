@@ -5,12 +5,17 @@
 ``load_runtime`` returns a complete dict: every key the base role writes, with the
 defaults below for whatever the file leaves out (or for a missing file, so the CLI
 works before the role has run). Keys starting with ``_`` (comments) are ignored.
+``RUNBOOK_OPS_STATE_DIR`` in the environment replaces ``state_dir``: the cron wrapper
+sets it for its job when the state directory cannot be written (``jobs.py``).
+
+The job-name rule lives here, once: the CLI, runtime.json and every role (through the
+``runbook.ops.job_name_problem`` filter) check names with ``job_name_problem``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 import re
 import socket
 
@@ -20,8 +25,26 @@ DEFAULT_RUNTIME_PATH = "/etc/runbook-ops/runtime.json"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_TOKEN_FILE = "/etc/runbook-ops/telegram.token"
 DEFAULT_COOLDOWN_SECONDS = 86400
+STATE_DIR_ENV = "RUNBOOK_OPS_STATE_DIR"
 
-JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# A job name becomes /etc/cron.d/runbook-ops-NAME, /var/log/NAME.log, a lock and alert
+# keys. No dot: Debian's cron silently ignores /etc/cron.d files whose names contain one.
+# No leading '-': `--job -x` would read as an option.
+JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+JOB_NAME_RULE = "letters, digits, '_' and '-' (not first), at most 100 characters"
+
+
+def job_name_problem(name, where="job name") -> str:
+    """One line saying why ``name`` is not a valid job name, or ``""`` when it is.
+
+    ``where`` names the setting in the message (``backup_job_name``, ``--job``).
+    """
+    if isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name):
+        return ""
+    problem = "%s %r is not a valid job name: use %s" % (where, name, JOB_NAME_RULE)
+    if isinstance(name, str) and "." in name:
+        problem += " (no dot: Debian's cron silently ignores /etc/cron.d files with one)"
+    return problem
 
 
 def default_runtime() -> dict:
@@ -30,6 +53,11 @@ def default_runtime() -> dict:
         "host_label": socket.gethostname().split(".")[0] or "localhost",
         "state_dir": "/var/lib/runbook-ops",
         "log_dir": "/var/log",
+        # Locks live on tmpfs: writable when the root filesystem is read-only.
+        "lock_dir": "/run/lock/runbook-ops",
+        # State while state_dir cannot be written (lost at reboot, which is when a
+        # read-only root usually comes back writable).
+        "fallback_state_dir": "/run/runbook-ops",
         "alert": {
             "telegram_api_url": DEFAULT_TELEGRAM_API_URL,
             "telegram_chat_id": "",
@@ -76,7 +104,9 @@ def merge_runtime(data, path="<runtime>") -> dict:
         else:
             runtime[key] = value
 
-    for key in ("host_label", "state_dir", "log_dir"):
+    if os.environ.get(STATE_DIR_ENV):
+        runtime["state_dir"] = os.environ[STATE_DIR_ENV]
+    for key in ("host_label", "state_dir", "log_dir", "lock_dir", "fallback_state_dir"):
         _check_string(path, key, runtime[key], allow_empty=False)
     alert = runtime["alert"]
     _check_url(path, "alert.telegram_api_url", alert["telegram_api_url"])
@@ -88,8 +118,9 @@ def merge_runtime(data, path="<runtime>") -> dict:
     if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
         _fail(path, "alert.cooldown_seconds must be a whole number >= 0, got %r" % (cooldown,))
     for name, settings in runtime["jobs"].items():
-        if not JOB_NAME_PATTERN.match(name):
-            _fail(path, "job name %r may only use letters, digits, '.', '_' and '-'" % name)
+        problem = job_name_problem(name, "jobs key")
+        if problem:
+            _fail(path, problem)
         if not isinstance(settings, dict):
             _fail(path, "jobs.%s must be a JSON object" % name)
         ping_url = settings.get("ping_url")
@@ -107,7 +138,7 @@ def load_runtime(path=DEFAULT_RUNTIME_PATH) -> dict:
         with open(path, "r", encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        return copy.deepcopy(default_runtime())
+        return merge_runtime({}, path)
     except OSError as exc:
         raise OpsError("cannot read runtime config %s: %s; check the path and its permissions"
                        % (path, exc.strerror or exc), path=str(path))

@@ -15,11 +15,13 @@ import os
 import re
 import subprocess
 import time
+from shlex import quote
 
 import pytest
 
 TOKEN = "424242:MOLECULE_only_token_do_not_leak_0123"
 RECORD = "/opt/fake-telegram/requests.jsonl"
+SYSLOG = "/opt/fake-telegram/syslog.jsonl"  # what reached /dev/log (fake syslog, prepare.yml)
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.abspath(os.path.join(SCENARIO, "..", "..", "..", ".."))
 BIN = "/usr/local/bin/runbook-ops"
@@ -43,6 +45,23 @@ def _records(host):
 
 def _messages(host, words):
     return [r for r in _records(host) if "text" in r and words in r["text"]]
+
+
+def _syslog(host, words=""):
+    """Messages tagged runbook-ops that reached /dev/log and contain ``words``."""
+    if not host.file(SYSLOG).exists:
+        return []
+    records = [json.loads(line) for line in host.file(SYSLOG).content_string.splitlines() if line]
+    return [r["message"] for r in records if r["tag"] == "runbook-ops" and words in r["message"]]
+
+
+def _wait(predicate, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
 
 
 def test_cli_is_installed_from_the_collection_core(host):
@@ -109,9 +128,11 @@ def test_second_concurrent_run_skips_and_runs_never_overlap(host):
         "%s run --job %s -- sh -c 'echo SECOND'; echo second_rc=$?; wait $first; "
         "echo first_rc=$?" % (BIN, job, script, job, BIN, job))
     assert "second_rc=0" in result.stdout and "first_rc=0" in result.stdout
-    assert re.search(r"job %s is already running \(pid \d+\); skipping" % job, result.stdout)
+    assert re.search(r"job %s is already running \(pid \d+, since \S+Z\); skipping" % job,
+                     result.stdout)
     log = host.file("/var/log/%s.log" % job).content_string
     assert "SECOND" not in log
+    assert "skipping" in log  # the skipped run left its line in the job's log
     assert len(re.findall(r"Z begin \d", log)) == 1
     state = json.loads(host.file("/var/lib/runbook-ops/jobs/%s.json" % job).content_string)
     assert state["rc"] == 0 and state["job"] == job
@@ -156,7 +177,7 @@ def test_timeout_kills_the_job_and_alerts(host):
     job = _unique("hung")
     started = time.time()
     result = host.run("%s run --job %s --timeout 1 -- sleep 60" % (BIN, job))
-    assert result.rc == 1 and time.time() - started < 15
+    assert result.rc == 124 and time.time() - started < 15
     state = json.loads(host.file("/var/lib/runbook-ops/jobs/%s.json" % job).content_string)
     assert state["rc"] == 124 and state["timed_out"] is True
     assert host.run("pgrep -f '^sleep 60$'").rc == 1
@@ -189,7 +210,7 @@ def test_undeliverable_alert_never_shows_the_token(host):
     test = host.run(BIN + " --runtime /tmp/unreachable.json alert --test")
     assert test.rc == 1 and "NOT delivered" in test.stdout
     log = host.file("/var/log/%s.log" % job).content_string
-    assert "alert critical NOT delivered" in log
+    assert "alert job:%s critical NOT delivered" % job in log
     for text in (result.stdout, result.stderr, test.stdout, test.stderr, log):
         assert TOKEN not in text and "/bot" not in text
 
@@ -245,3 +266,76 @@ def test_ansible_output_never_shows_the_token_or_the_key(host):
     key = host.file(KEY_FILE).content_string.strip()
     assert len(key) == 64 and key not in output
     assert re.search(r"changed=0\s", output), output[-2000:]
+
+
+# --------------------------------------------------------------------------- never silent
+
+def test_cron_runs_the_wrapper_and_what_it_says_reaches_syslog(host):
+    """Real cron: a failing job alerts, a broken runtime config lands in syslog, and a
+    cron file with a dot in its name is silently ignored (why job names have none)."""
+    job = _unique("cron")
+    broken = "/opt/broken-runtime.json"
+    host.run("printf '{\"alert\": ' > %s" % broken)
+    cron = ("SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+            "* * * * * root %s run --job %s --timeout 50 -- sh -c 'echo from cron; exit 3' "
+            "2>&1 | logger -t runbook-ops\n"
+            "* * * * * root %s --runtime %s run --job %s-broken -- true 2>&1 | logger -t "
+            "runbook-ops\n" % (BIN, job, BIN, broken, job))
+    dotted = "* * * * * root %s run --job %s-dotted -- true\n" % (BIN, job)
+    host.run("printf '%%s' %s > /etc/cron.d/runbook-ops-%s && printf '%%s' %s > "
+             "/etc/cron.d/runbook-ops-%s.dotted && chmod 0644 /etc/cron.d/runbook-ops-%s*"
+             % (quote(cron), job, quote(dotted), job, job))
+    try:
+        assert _wait(lambda: _messages(host, "job %s failed" % job)
+                     and _syslog(host, "job %s-broken" % job), 150), "cron did not run the job"
+    finally:
+        host.run("rm -f /etc/cron.d/runbook-ops-%s /etc/cron.d/runbook-ops-%s.dotted" % (job, job))
+    assert "from cron" in host.file("/var/log/%s.log" % job).content_string
+    assert _messages(host, "job %s failed" % job)[0]["text"].startswith(
+        "🚨 eatfit24.ru CRITICAL: job %s failed with exit status 3" % job)
+    assert _syslog(host, "job %s-broken" % job)[0] == (
+        "runbook-ops: job %s-broken: error: runtime config %s: not valid JSON (Expecting value: "
+        "line 1 column 11 (char 10)); fix the file or re-run the runbook.ops.base role"
+        % (job, broken))
+    assert _syslog(host, "job %s " % job) == [], "a run that went well says nothing to syslog"
+    assert not host.file("/var/log/%s-dotted.log" % job).exists, "Debian's cron ran a dotted file?"
+    refused = host.run("%s run --job %s.daily -- true" % (BIN, job))
+    assert refused.rc == 2 and "no dot: Debian's cron silently ignores" in refused.stderr
+
+
+def test_read_only_state_dir_still_runs_the_job_alerts_and_logs_to_syslog(host):
+    """/srv/ro is a read-only tmpfs, as errors=remount-ro leaves a root filesystem."""
+    job = _unique("readonly")
+    fallback = "/run/runbook-ops-%s" % job  # the default, /run/runbook-ops, made unique
+    host.run("python3 -c \"import json; d = json.load(open('/etc/runbook-ops/runtime.json')); "
+             "d.update(state_dir='/srv/ro/state', log_dir='/srv/ro/log', fallback_state_dir='%s'); "
+             "json.dump(d, open('/tmp/read-only.json', 'w'))\"" % fallback)
+    command = ("%s --runtime /tmp/read-only.json run --job %s -- sh -c 'echo state in "
+               "$RUNBOOK_OPS_STATE_DIR; touch /tmp/%s.ran'" % (BIN, job, job))
+    result = host.run("sh -c %s" % quote(command + " 2>&1 | logger -t runbook-ops"))
+    assert result.rc == 0, result.stderr
+    assert host.file("/tmp/%s.ran" % job).exists, "the job did not run"
+    assert _wait(lambda: _syslog(host, "%s: state in %s" % (job, fallback)), 10)
+    assert _syslog(host, "cannot write the state directory /srv/ro/state (Read-only file system)")
+    record = json.loads(host.file("%s/jobs/%s.json" % (fallback, job)).content_string)
+    assert record["rc"] == 0
+    alerts = _messages(host, "job %s: cannot write the state directory /srv/ro/state" % job)
+    assert len(alerts) == 1 and "errors=remount-ro" in alerts[0]["text"]
+    assert host.file("/run/lock/runbook-ops/%s.lock" % job).exists
+
+
+def test_timeout_ends_the_run_when_a_setsid_grandchild_holds_the_pipe(host):
+    job = _unique("escaped")
+    marker = "sleep 1000.%d" % (int(time.time()) % 100000)
+    started = time.time()
+    try:
+        result = host.run("timeout 60 %s run --job %s --timeout 1 -- sh -c 'setsid %s & "
+                          "sleep 1000'" % (BIN, job, marker))
+        elapsed = time.time() - started
+        assert result.rc == 124 and elapsed < 20, (result.rc, elapsed)
+        assert host.run("pgrep -f '^%s$'" % marker).rc == 0, "the escaped process lives on"
+        assert "started with setsid?" in host.file("/var/log/%s.log" % job).content_string
+        assert host.run("timeout 20 %s run --job %s -- true" % (BIN, job)).rc == 0, "lock freed"
+        assert len(_messages(host, "job %s timed out after 1 s" % job)) == 1
+    finally:
+        host.run("pkill -f '^%s$'" % marker)

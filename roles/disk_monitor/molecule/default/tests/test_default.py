@@ -18,6 +18,7 @@ import pytest
 JOB = "disk-monitor"
 FS = "/srv/diskmon"
 CRON_FILE = "/etc/cron.d/runbook-ops-%s" % JOB
+FALLBACK = "/run/runbook-ops-fulltest"  # fallback_state_dir for the full-disk runtime
 FAKE_RECORD = "/opt/fake-telegram/requests.jsonl"
 HISTORY = "/var/lib/runbook-ops/disk-history.jsonl"
 PROM = "/var/lib/node_exporter/textfile_collector/runbook_ops_disk.prom"
@@ -36,7 +37,7 @@ def messages(host):
 def cron_command(host):
     line = [text for text in host.file(CRON_FILE).content_string.splitlines()
             if text.startswith("0 9 * * * ")][0]
-    return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "").strip()
+    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "").strip()
 
 
 def fill_to(host, kib):
@@ -69,6 +70,9 @@ def test_the_daily_cron_job_runs_the_check_through_the_wrapper(host):
     assert cron_command(host) == (
         "/usr/local/bin/runbook-ops run --job disk-monitor --timeout 3600 -- "
         "/usr/local/bin/runbook-ops disk-check --config /etc/runbook-ops/disk-monitor.json")
+    # The wrapper's own errors go to syslog, never to /dev/null.
+    line = [text for text in cron.content_string.splitlines() if text.startswith("0 9 * * * ")][0]
+    assert line.endswith(" 2>&1 | logger -t runbook-ops") and "/dev/null" not in line
 
 
 def test_the_settings_carry_the_role_variables_and_validate(host):
@@ -160,31 +164,34 @@ def test_the_log_rotates_weekly_keeping_8(host):
 def full_disk_runtime(host):
     """A runtime whose state and log directories are on the tmpfs, which is then filled."""
     runtime = json.loads(host.file("/etc/runbook-ops/runtime.json").content_string)
-    runtime.update(state_dir=FS + "/state", log_dir=FS + "/log")
+    runtime.update(state_dir=FS + "/state", log_dir=FS + "/log", fallback_state_dir=FALLBACK)
     host.check_output("printf '%%s' '%s' > %s" % (json.dumps(runtime), FULL_RUNTIME))
     try:
         yield FULL_RUNTIME
     finally:
-        host.run("rm -rf %s %s/brim %s/state %s/log" % (FULL_RUNTIME, FS, FS, FS))
+        host.run("rm -rf %s %s/brim %s/state %s/log %s" % (FULL_RUNTIME, FS, FS, FS, FALLBACK))
 
 
 def test_a_full_disk_still_alerts_and_only_skips_the_state(host, full_disk_runtime):
     on_full = cron_command(host).replace(
         "/usr/local/bin/runbook-ops ", "/usr/local/bin/runbook-ops --runtime %s " % full_disk_runtime)
     assert host.run(on_full).rc == 0  # 40%: state written on the tmpfs while there is room
-    assert host.file(FS + "/state/alerts.json").exists
+    assert host.file(FS + "/state/jobs/%s.json" % JOB).exists
     before = len(messages(host))
     host.run("dd if=/dev/zero of=%s/brim bs=4K status=none" % FS)  # ENOSPC ends it
     assert host.check_output("df --output=avail -B1 %s | tail -1" % FS).strip() == "0"
-    for attempt in (1, 2):
-        # The wrapper itself may exit 1 here (jobs.py cannot close its lock file's pid
-        # note on a full disk); the check has run and alerted by then.
-        host.run(on_full)
+    for _attempt in (1, 2):
+        assert host.run(on_full).rc == 0
         sent = messages(host)[before:]
-        assert len(sent) == attempt  # the cooldown could not be saved: never silence
-        assert sent[-1].startswith(
+        # The wrapper keeps state (cooldowns too) in the fallback directory: one of each.
+        assert len(sent) == 2
+        assert sent[0].startswith(
+            CRIT + " eatfit24.ru CRITICAL: job %s: cannot write the state directory "
+            "/srv/diskmon/state (No space left on device)" % JOB)
+        assert sent[1].startswith(
             CRIT + " eatfit24.ru disk CRITICAL: 100% used on /srv/diskmon (free 0, threshold 85%)\n"
             "Largest directories:\n")
+    assert host.file("%s/jobs/%s.json" % (FALLBACK, JOB)).exists
     direct = host.run("/usr/local/bin/runbook-ops --runtime %s disk-check --config "
                       "/etc/runbook-ops/%s.json" % (full_disk_runtime, JOB))
     assert direct.rc == 0, direct.stderr

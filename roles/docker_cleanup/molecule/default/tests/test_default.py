@@ -18,7 +18,7 @@ CRON = "0 3 * * 0 "
 def cron_command(host):
     line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
             if l.startswith(CRON)][0]
-    return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "")
+    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
 
 
 def engine_tags(host):

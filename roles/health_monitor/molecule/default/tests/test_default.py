@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from shlex import quote
 
 CRON_FILE = "/etc/cron.d/runbook-ops-health-monitor"
 CONFIG = "/etc/runbook-ops/health-monitor.json"
 RECORD = "/var/tmp/telegram.jsonl"
+SYSLOG = "/var/tmp/syslog.jsonl"
+RUNTIME = "/etc/runbook-ops/runtime.json"
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
 
 
@@ -32,10 +36,28 @@ def _job_command(host):
     raise AssertionError("no job line in %s" % CRON_FILE)
 
 
+def _cron_path(host):
+    for line in host.file(CRON_FILE).content_string.splitlines():
+        if line.startswith("PATH="):
+            return line[len("PATH="):]
+    raise AssertionError("no PATH in %s" % CRON_FILE)
+
+
 def _run_job(host):
-    result = host.run(_job_command(host))
+    """The cron line as cron runs it: /bin/sh -c, with only the cron file's PATH."""
+    command = _job_command(host)
+    assert command.endswith(" 2>&1 | logger -t runbook-ops"), command
+    result = host.run("env -i PATH=%s /bin/sh -c %s" % (_cron_path(host), quote(command)))
     assert result.rc == 0, result.stderr
+    assert result.stdout == "" and result.stderr == "", "cron would have mailed this"
     return result
+
+
+def _syslog(host, words=""):
+    """Messages tagged runbook-ops that reached /dev/log (the fake syslog of prepare.yml)."""
+    records = host.run("cat %s 2>/dev/null || true" % SYSLOG).stdout.splitlines()
+    return [r["message"] for r in map(json.loads, filter(None, records))
+            if r["tag"] == "runbook-ops" and words in r["message"]]
 
 
 def _messages(host, needle=""):
@@ -163,3 +185,76 @@ def test_health_check_playbook_reports_what_is_broken(host):
     assert "job        health-monitor" in out
     assert "fleet: 1 hosts, 1 critical" in out
     assert "failed=1" in out
+
+
+# --------------------------------------------------------------------------- never silent
+
+def test_a_quiet_run_says_nothing_to_syslog(host):
+    before = len(_syslog(host))
+    _run_job(host)
+    assert len(_syslog(host)) == before
+
+
+def _with_runtime(host, content):
+    """Replace runtime.json for one test (restored by the caller through the returned command)."""
+    host.run("cp -p %s /var/tmp/runtime.json.saved" % RUNTIME)
+    host.run("printf '%%s' %s > %s" % (quote(content), RUNTIME))
+    return "cp -p /var/tmp/runtime.json.saved %s" % RUNTIME
+
+
+def test_a_runtime_config_the_wrapper_cannot_read_lands_in_syslog(host):
+    restore = _with_runtime(host, '{"alert": ')  # a torn write
+    try:
+        _run_job(host)
+    finally:
+        host.run(restore)
+    deadline = time.time() + 10
+    while not _syslog(host, "error: runtime config") and time.time() < deadline:
+        time.sleep(0.2)
+    assert _syslog(host, "error: runtime config") == [
+        "runbook-ops: job health-monitor: error: runtime config %s: not valid JSON (Expecting "
+        "value: line 1 column 11 (char 10)); fix the file or re-run the runbook.ops.base role"
+        % RUNTIME]
+
+
+def test_on_a_read_only_state_dir_the_monitor_still_counts_and_alerts(host):
+    """/srv/ro is a read-only tmpfs, as errors=remount-ro leaves a root filesystem: the
+    wrapper keeps state in /run/runbook-ops, so the 2-failures rule still pages."""
+    data = json.loads(host.file(RUNTIME).content_string)
+    data.update(state_dir="/srv/ro/state", log_dir="/srv/ro/log")
+    restore = _with_runtime(host, json.dumps(data))
+    _fixture(host, "stop")
+    try:
+        before = len(_messages(host, "(app:"))
+        _run_job(host)
+        _run_job(host)
+    finally:
+        _fixture(host, "start")
+        host.run(restore)
+    alerts = _messages(host, "(app:")[before:]
+    assert len(alerts) == 1 and alerts[0].startswith(
+        "🚨 health-instance CRITICAL: health check failed (app: connection refused)")
+    storage = _messages(host, "job health-monitor: cannot write the state directory /srv/ro/state "
+                              "(Read-only file system)")
+    assert len(storage) == 1, "one storage alert per cooldown"
+    assert _syslog(host, "health-monitor: critical app ")  # the log lines went to syslog
+    assert host.file("/run/runbook-ops/health.json").exists
+    assert host.file("/run/runbook-ops/jobs/health-monitor.json").exists
+
+
+def test_a_dot_in_the_job_name_is_refused_before_anything_changes(host):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    play = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "converge.yml")
+    done = subprocess.run(
+        ["ansible-playbook", play, "-i", "health-instance,", "-c", "community.docker.docker",
+         "-e", "ansible_python_interpreter=/usr/bin/python3",
+         "-e", "health_monitor_job_name=health.monitor"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-3000:]
+    assert ("health_monitor_job_name 'health.monitor' is not a valid job name: use letters, "
+            "digits, '_' and '-' (not first), at most 100 characters (no dot: Debian's cron "
+            "silently ignores /etc/cron.d files with one)") in out
+    assert not host.file("/etc/cron.d/runbook-ops-health.monitor").exists
+    assert not host.file("/etc/runbook-ops/health.monitor.json").exists

@@ -210,7 +210,7 @@ def test_the_weekly_logrotate_matches_the_runbook(host):
 def cron_command(host):
     line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
             if l.startswith("0 4 ")][0]
-    return line.split(" root ", 1)[1].replace(">/dev/null 2>&1", "")
+    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
 
 
 def test_the_cron_line_runs_the_weekly_cleanup_and_logs_it(host):

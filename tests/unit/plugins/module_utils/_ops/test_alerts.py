@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
@@ -87,18 +89,30 @@ def test_cut_message_leaves_short_text_alone():
 
 @pytest.mark.parametrize("previous, level, now, send, reason", [
     (None, "warning", 1000, True, "rise from ok to warning"),
-    ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY - 1, False, "in cooldown"),
+    ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY * 0.9, False,
+     "in cooldown"),
+    ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY - 3, True,
+     "cooldown passed"),
     ({"level": "warning", "sent": {"warning": 1000}}, "warning", 1000 + DAY, True, "cooldown passed"),
     ({"level": "warning", "sent": {"warning": 1000}}, "critical", 1001, True, "rise from warning"),
-    ({"level": "critical", "sent": {"critical": 1000}}, "warning", 1001, True, "warning not yet"),
+    ({"level": "critical", "sent": {"critical": 1000}}, "warning", 1001, False, "in cooldown"),
     ({"level": "critical", "sent": {"critical": 9, "warning": 1000}}, "warning", 1001, False,
      "in cooldown"),
     ({"level": "critical", "sent": {"critical": 1000}}, "ok", 1001, True, "recovery from critical"),
     ({"level": "ok", "sent": {}}, "ok", 1001, False, "already ok"),
     (None, "ok", 1001, False, "already ok"),
     ({"level": "warning", "sent": {}}, "warning", 1001, True, "warning not yet delivered"),
-], ids=["first-warning", "same-in-cooldown", "same-after-cooldown", "rise", "drop-new-level",
-        "drop-in-cooldown", "recovery", "ok-after-ok", "ok-first", "undelivered-retried"])
+    ({"level": "ok", "sent": {"critical": 1000, "ok": 1060}}, "critical", 1120, False,
+     "in cooldown"),
+    ({"level": "ok", "sent": {"critical": 1000, "ok": 1060}}, "critical", 1000 + DAY, True,
+     "rise from ok to critical"),
+    ({"level": "critical", "sent": {"critical": 1000, "ok": 1060}}, "ok", 1180, False,
+     "the recovery after the last alert was already sent"),
+    ({"level": "critical", "sent": {}}, "ok", 1001, False, "no alert went out"),
+], ids=["first-warning", "same-in-cooldown", "same-3s-early", "same-after-cooldown", "rise",
+        "drop-held-by-the-higher-alert", "drop-in-cooldown", "recovery", "ok-after-ok",
+        "ok-first", "undelivered-retried", "flap-back-held", "flap-back-after-cooldown",
+        "second-recovery-held", "no-recovery-without-alert"])
 def test_decide_follows_the_alert_contract(previous, level, now, send, reason):
     decided, why = alerts.decide(previous, level, now, DAY)
     assert decided is send
@@ -296,3 +310,74 @@ def test_notify_puts_the_subject_between_host_and_level(tmp_path, fake):
     alerts.notify(runtime, "disk:/", "warning", "70% used (free 15G, threshold 70%)",
                   subject="диск")
     assert fake.messages[0]["text"] == "⚠️ eatfit24.ru диск WARNING: 70% used (free 15G, threshold 70%)"
+
+
+# --------------------------------------------------------------------------- timing
+
+def test_a_daily_job_alerts_daily_even_when_its_alert_goes_out_3_s_earlier(tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)  # cooldown 24 h, as the runbook says
+    start = 1_700_000_000
+    sent = [alerts.notify(runtime, "job:backup", "critical", "job backup failed",
+                          now=start + day * (DAY - 3))["sent"] for day in range(4)]
+    assert sent == [True, True, True, True]
+    assert len(fake.messages) == 4
+
+
+def test_a_check_flapping_10_times_sends_one_alert_and_one_recovery_per_cooldown(
+        tmp_path, fake):
+    runtime = _runtime(tmp_path, fake.url)
+    start = 1_700_000_000
+    for flap in range(10):
+        alerts.notify(runtime, "disk:/", "critical", "диск 86%", now=start + flap * 600)
+        alerts.notify(runtime, "disk:/", "ok", "диск 84%", now=start + flap * 600 + 300)
+    assert [m["text"] for m in fake.messages] == ["🚨 eatfit24.ru CRITICAL: диск 86%",
+                                                  "✅ eatfit24.ru recovered: диск 84%"]
+    # A day after the first alert the next failure is news again, and so is its recovery.
+    alerts.notify(runtime, "disk:/", "critical", "диск 87%", now=start + DAY)
+    alerts.notify(runtime, "disk:/", "ok", "диск 60%", now=start + DAY + 300)
+    assert len(fake.messages) == 4
+
+
+# The contract as an independent model: the messages a key's sequence of levels must send.
+def _model_messages(events, cooldown):
+    sent = []  # (time, level) of every message sent so far
+    level_now = "ok"
+    for when, level in events:
+        if level == "ok":
+            alert_last = sent and sent[-1][1] != "ok"
+            if level_now != "ok" and alert_last:
+                sent.append((when, "ok"))
+        else:
+            rank = alerts.LEVELS[level]
+            recent = [t for t, lvl in sent if lvl != "ok" and alerts.LEVELS[lvl] >= rank
+                      and when - t < cooldown * (1 - alerts.COOLDOWN_SLACK)]
+            if not recent:
+                sent.append((when, level))
+        level_now = level
+    return sent
+
+
+def _decide_messages(events, cooldown):
+    """What ``decide`` sends, with the state ``notify`` keeps (delivery always works)."""
+    entry, sent = {}, []
+    for when, level in events:
+        send, _reason = alerts.decide(entry, level, when, cooldown)
+        times = dict(entry.get("sent") or {})
+        if send:
+            sent.append((when, level))
+            times[level] = when
+        entry = {"level": level, "sent": times}
+    return sent
+
+
+@given(cooldown=st.sampled_from([600, 3600, DAY]),
+       steps=st.lists(st.tuples(st.floats(min_value=0.001, max_value=1.2),
+                                st.sampled_from(["ok", "warning", "critical"])),
+                      min_size=1, max_size=40))
+def test_decide_matches_the_model_of_rate_limited_alerts_and_one_recovery_per_alert(
+        cooldown, steps):
+    events, when = [], 1_700_000_000.0
+    for fraction, level in steps:  # gaps from seconds to more than a cooldown
+        when += fraction * cooldown
+        events.append((when, level))
+    assert _decide_messages(events, cooldown) == _model_messages(events, cooldown)

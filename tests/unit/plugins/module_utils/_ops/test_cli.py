@@ -46,6 +46,7 @@ def host(tmp_path):
 
 def _write_runtime(host, api_url, **extra):
     data = {"host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
+            "lock_dir": str(host / "run" / "lock"), "fallback_state_dir": str(host / "run" / "state"),
             "alert": {"telegram_api_url": api_url, "telegram_chat_id": "42",
                       "telegram_token_file": str(host / "telegram.token")}}
     data.update(extra)

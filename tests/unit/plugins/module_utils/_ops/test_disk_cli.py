@@ -43,7 +43,8 @@ def host(tmp_path, fake):
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     runtime = {"host_label": "web1", "state_dir": str(tmp_path / "state"),
-               "log_dir": str(tmp_path / "log"),
+               "log_dir": str(tmp_path / "log"), "lock_dir": str(tmp_path / "run" / "lock"),
+               "fallback_state_dir": str(tmp_path / "run" / "state"),
                "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
                          "telegram_token_file": str(token_file)}}
     (tmp_path / "runtime.json").write_text(json.dumps(runtime))
@@ -177,10 +178,15 @@ def test_a_full_disk_still_alerts_through_the_wrapper_and_skips_only_the_state(h
     assert fake.messages == []  # ok, state and one sample written while there was room
     _fill_to_the_brim(brim)
     cron = [launcher, "--runtime", runtime, "run", "--job", "disk-monitor", "--"] + check
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         subprocess.run(cron, capture_output=True, text=True, timeout=120, check=False)
-        assert len(fake.messages) == attempt  # the cooldown could not be saved: alert again
-        assert fake.messages[-1]["text"].startswith(
+        # The wrapper keeps the state (cooldowns too) in the fallback directory: one each.
+        texts = [m["text"] for m in fake.messages]
+        assert len(texts) == 2
+        assert texts[0].startswith("\U0001f6a8 web1 CRITICAL: job disk-monitor: cannot write "
+                                   "the state directory %s/state (No space left on device)"
+                                   % brim)
+        assert texts[1].startswith(
             "\U0001f6a8 web1 disk CRITICAL: 100%% used on %s (free 0, threshold 85%%)\n"
             "Largest directories:\n" % brim)
     direct = subprocess.run(check, capture_output=True, text=True, timeout=120, check=False)
@@ -188,8 +194,9 @@ def test_a_full_disk_still_alerts_through_the_wrapper_and_skips_only_the_state(h
     assert "alert state not saved" in direct.stdout
     assert "metrics: NOT written, cannot write %s/textfile/runbook_ops_disk.prom" % brim \
         in direct.stdout
-    alerts_state = json.loads((brim / "state" / "alerts.json").read_text())
-    assert alerts_state["disk:%s" % brim]["level"] == "ok"  # the last state that fitted
+    assert not (brim / "state" / "alerts.json").exists()  # a calm run writes no alert state
+    fallback = json.loads((host / "run" / "state" / "alerts.json").read_text())
+    assert fallback["disk:%s" % brim]["level"] == "critical"
     assert len((brim / "state" / "disk-history.jsonl").read_text().splitlines()) == 1
 
 
@@ -201,7 +208,8 @@ def test_the_wrapper_exits_0_on_a_full_state_disk(host, fake, brim):
     proc = subprocess.run([launcher, "--runtime", runtime, "run", "--job", "disk-monitor", "--",
                            launcher, "--runtime", runtime, "disk-check", "--config", config],
                           capture_output=True, text=True, timeout=120, check=False)
-    assert len(fake.messages) == 1
+    assert [m["text"].split(":")[0] for m in fake.messages] == [
+        "\U0001f6a8 web1 CRITICAL", "\U0001f6a8 web1 disk CRITICAL"]  # storage, then the disk
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
 
 

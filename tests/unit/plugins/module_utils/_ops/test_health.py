@@ -192,7 +192,8 @@ def _attrs(service, status="running", health_status=None, restarts=0, exit_code=
     (_attrs("web", health_status="starting"), "ok", ""),
     (_attrs("web", health_status="unhealthy"), "critical",
      "unhealthy (healthcheck failing)"),
-    (_attrs("web", status="exited", exit_code=1), "critical", "exited, exit code 1"),
+    (_attrs("web", status="exited", exit_code=1), "critical",
+     "exited, exit code 1: application error"),
     (_attrs("web", status="exited", exit_code=137), "critical",
      "exited, exit code 137: killed (SIGKILL, often out of memory)"),
     (_attrs("web", status="exited", exit_code=137, oom=True), "critical",
@@ -207,19 +208,57 @@ def test_judge_container_calls_out_restart_loops_and_oom(attrs, level, problem):
     assert (got_level, got_problem) == (level, problem)
 
 
-def test_check_compose_projects_warns_on_restarts_since_last_run():
-    first = [_attrs("web", restarts=2, exit_code=137)]
-    then = [_attrs("web", restarts=4, exit_code=137)]
+@pytest.mark.parametrize("exit_code, oom, words", [
+    (137, False, "exit code 137: killed (SIGKILL, often out of memory)"),
+    (137, True, "exit code 137: killed, out of memory (OOM)"),
+    (139, False, "exit code 139: segfault (SIGSEGV)"),
+    (143, False, "exit code 143: stopped (SIGTERM)"),
+    (134, False, "exit code 134: aborted (SIGABRT)"),
+    (129, False, "exit code 129: killed by signal 1"),
+    (1, False, "exit code 1: application error"),
+    (3, False, "exit code 3"),
+], ids=["sigkill", "oom", "segfault", "sigterm", "abort", "other-signal", "error", "plain"])
+def test_explain_exit_names_signals_and_the_oom_killer(exit_code, oom, words):
+    assert health.explain_exit(exit_code, oom) == words
+
+
+def _checks(lister_by_minute, minutes, threshold=2, window=3600):
+    """check_compose_projects at each minute (time injected), carrying the baseline."""
     projects = [{"name": "shop", "services": []}]
-    results, baseline = health.check_compose_projects(
-        projects, client=object(), lister=lambda client, name: first)
-    assert results[0]["level"] == "ok"
-    assert baseline == {"compose:shop/web": {"id": "c1" * 6, "restart_count": 2}}
-    results, baseline = health.check_compose_projects(
-        projects, baseline, client=object(), lister=lambda client, name: then)
-    assert results[0]["level"] == "warning"
-    assert results[0]["problem"] == ("restarted 2 times since the last check (last exit "
-                                     "code 137: killed (SIGKILL, often out of memory))")
+    baseline, seen = {}, []
+    for minute in minutes:
+        results, baseline = health.check_compose_projects(
+            projects, baseline, client=object(), now=1_700_000_000 + minute * MIN,
+            lister=lambda client, name, m=minute: lister_by_minute(m),
+            window_seconds=window, threshold=threshold)
+        seen.append(results[0])
+    return seen, baseline
+
+
+def test_restarts_are_judged_over_a_sliding_window():
+    counts = {0: 2, 5: 4, 60: 4, 65: 4}
+    seen, baseline = _checks(lambda m: [_attrs("web", restarts=counts[m], exit_code=137)],
+                             [0, 5, 60, 65])
+    assert [r["level"] for r in seen] == ["ok", "warning", "warning", "ok"]
+    assert seen[1]["problem"] == ("restarted 2 times in the last 1 h (last exit code 137: "
+                                  "killed (SIGKILL, often out of memory))")
+    assert baseline["compose:shop/web"] == {"id": "c1" * 6, "restart_count": 4, "restarts": []}
+
+
+def test_a_worker_oom_killed_every_10_minutes_alerts_with_the_exit_code():
+    """Checks every 5 minutes see it running each time; the window still catches it."""
+    def lister(minute):
+        return [_attrs("worker", restarts=minute // 10, exit_code=137, oom=True)]
+    seen, _baseline = _checks(lister, range(0, 65, 5))
+    previous, alerts = {}, []
+    for minute, result in zip(range(0, 65, 5), seen):
+        previous, actions = health.track_failures(previous, [result],
+                                                  1_700_000_000 + minute * MIN, 2)
+        alerts += [(minute, a["level"], a["text"]) for a in actions]
+    assert alerts[0] == (25, "warning", "health check degraded (shop/worker: restarted 2 times "
+                         "in the last 1 h (last exit code 137: killed, out of memory (OOM))), "
+                         "for 5 min")
+    assert all(level == "warning" for _minute, level, _text in alerts)
 
 
 def test_check_compose_projects_new_container_starts_a_new_baseline():
@@ -350,6 +389,24 @@ def test_run_health_check_repeats_after_the_cooldown(tmp_path, refused_url):
         texts = [m["text"] for m in fake.messages]
     assert len(texts) == 2  # minute 5, then minute 15 when the 10 min cooldown passed
     assert texts[1].endswith("for 15 min")
+
+
+def test_run_health_check_a_check_flapping_10_times_pages_once_and_recovers_once(
+        tmp_path, app_server, refused_url):
+    good = health.validate_config({"failures_before_alert": 1, "endpoints": [
+        {"name": "api", "url": app_server + "/health/", "host_header": "app.example"}]})
+    down = health.validate_config({"failures_before_alert": 1, "endpoints": [
+        {"name": "api", "url": refused_url}]})
+    with FakeTelegram(token=TOKEN) as fake:
+        runtime = _runtime(tmp_path, fake.url)
+        for flap in range(10):  # down, up, down, up... every 5 minutes for 100 minutes
+            for offset, config in ((0, down), (5, good)):
+                health.run_health_check(config, runtime,
+                                        now=1_700_000_000 + (flap * 10 + offset) * MIN)
+        texts = [m["text"] for m in fake.messages]
+    # the cooldown is 1 h: one alert and one recovery in the first hour, one of each after
+    assert [t.split()[0] for t in texts] == ["🚨", "✅", "🚨", "✅"]
+    assert texts[1] == "✅ web1 recovered: api is back after 5 min"
 
 
 def test_run_health_check_escalates_from_slow_to_down_at_once(tmp_path, app_server,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def host(tmp_path, fake):
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
     data = {"host_label": "web1", "state_dir": str(tmp_path / "state"),
-            "log_dir": str(tmp_path / "log"),
+            "log_dir": str(tmp_path / "log"), "lock_dir": str(tmp_path / "run" / "lock"),
+            "fallback_state_dir": str(tmp_path / "run" / "state"),
             "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
                       "telegram_token_file": str(token_file), "cooldown_seconds": 86400},
             "jobs": {"pinged": {"ping_url": fake.url + "/ping/abc-123"},
@@ -55,12 +57,12 @@ def host(tmp_path, fake):
     class Host:
         root = tmp_path
         runtime = merge_runtime(data)
+        argv = [str(launcher), "--runtime", str(runtime_file)]
 
         @staticmethod
         def cli(*args, **kwargs):
-            return subprocess.Popen([str(launcher), "--runtime", str(runtime_file)] + list(args),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    **kwargs)
+            return subprocess.Popen(Host.argv + list(args), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, **kwargs)
 
         @staticmethod
         def log(name):
@@ -139,10 +141,24 @@ def test_failed_ping_is_logged_without_url_and_does_not_fail_the_job(host):
     assert "127.0.0.1" not in log
 
 
-@pytest.mark.parametrize("name", ["", "../etc/passwd", "a b", ".hidden", "x" * 101])
+@pytest.mark.parametrize("name", ["", "../etc/passwd", "a b", ".hidden", "x" * 101,
+                                  "backup.daily", "-x", "backup\n"])
 def test_bad_job_names_are_refused(host, name):
-    with pytest.raises(OpsError):
+    with pytest.raises(OpsError) as caught:
         jobs.run_job(host.runtime, name, ["true"])
+    assert caught.value.message.startswith("--job %r is not a valid job name: use letters, "
+                                           "digits, '_' and '-'" % name)
+    assert not (host.root / "log").exists()  # refused before anything was written
+
+
+def test_a_dot_in_the_job_name_is_refused_in_one_line_naming_cron(host):
+    proc = host.cli("run", "--job", "backup.daily", "--", "true")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2 and out == ""
+    assert err == ("runbook-ops: job backup.daily: error: --job 'backup.daily' is not a valid "
+                   "job name: use letters, digits, '_' and '-' (not first), at most 100 "
+                   "characters (no dot: Debian's cron silently ignores /etc/cron.d files with "
+                   "one)\n")
 
 
 def test_second_concurrent_run_says_so_and_exits_0_without_running(host):
@@ -153,10 +169,12 @@ def test_second_concurrent_run_says_so_and_exits_0_without_running(host):
     out2, err2 = second.communicate(timeout=10)
     first.communicate(timeout=10)
     assert second.returncode == 0
-    assert re.fullmatch(r"job slow is already running \(pid \d+\); skipping\n", out2)
+    assert re.fullmatch(r"job slow is already running \(pid \d+, since \S+Z\); skipping\n",
+                        out2)
     assert "pid %d" % first.pid in out2
     assert first.returncode == 0
     assert "SECOND" not in host.log("slow")
+    assert "runbook-ops: " + out2.strip() in host.log("slow")  # the skip is in the job's log
 
 
 def test_concurrent_runs_with_wait_run_one_after_the_other(host):
@@ -179,3 +197,192 @@ def test_cli_run_exit_status_and_json_record(host, fake):
     record = json.loads(out)
     assert record["rc"] == 5 and record["alert"]["sent"] is True
     assert TOKEN not in out + err + host.log("failing")
+
+
+# --------------------------------------------------------------------------- never silent
+
+def _in_read_only_namespace(read_only_dirs, argv):
+    """``argv`` run in a private mount namespace where each of ``read_only_dirs`` is an
+    empty tmpfs remounted read-only, as ``errors=remount-ro`` leaves a root filesystem."""
+    mounts = "".join('mount -t tmpfs -o size=1m tmpfs "%s" && mount -o remount,ro "%s" && '
+                     % (d, d) for d in read_only_dirs)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            mounts + 'exec "$@"', "sh"] + list(argv)
+
+
+@pytest.fixture
+def read_only(host):
+    """Runs the CLI with the state and log directories on a read-only filesystem."""
+    dirs = [host.root / "state", host.root / "log"]
+    for directory in dirs:
+        directory.mkdir()
+    probe = subprocess.run(_in_read_only_namespace(dirs, ["true"]), capture_output=True,
+                           text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("no mount namespace here: %s" % probe.stderr.strip())
+
+    def run(*args):
+        return subprocess.run(_in_read_only_namespace(dirs, host.argv + list(args)),
+                              capture_output=True, text=True, timeout=60, check=False)
+    return run
+
+
+def test_read_only_state_still_runs_the_job_keeps_state_in_run_and_alerts_once(
+        host, fake, read_only):
+    marker = host.root / "ran"
+    job = ["sh", "-c", 'echo "state=$RUNBOOK_OPS_STATE_DIR"; touch %s' % marker]
+    first = read_only("run", "--job", "disk-monitor", "--timeout", "60", "--", *job)
+    assert first.returncode == 0, first.stderr
+    assert marker.exists(), "the job must run on a read-only state directory"
+    fallback = host.root / "run" / "state"
+    # The log cannot be written: its lines go to stderr, which the cron line sends to syslog.
+    assert "state=%s\n" % fallback in first.stderr
+    assert ("cannot write the state directory %s (Read-only file system)" % (host.root / "state")
+            in first.stderr)
+    assert "cannot open %s/disk-monitor.log: Read-only file system" % (host.root / "log") \
+        in first.stderr
+    record = json.loads((fallback / "jobs" / "disk-monitor.json").read_text())
+    assert record["rc"] == 0
+    assert len(fake.messages) == 1
+    text = fake.messages[0]["text"]
+    assert text.startswith("🚨 web1 CRITICAL: job disk-monitor: cannot write the state "
+                           "directory %s (Read-only file system)" % (host.root / "state"))
+    assert "errors=remount-ro" in text
+    second = read_only("run", "--job", "disk-monitor", "--", "true")
+    assert second.returncode == 0 and len(fake.messages) == 1, "one alert per cooldown"
+    assert "alert runbook-ops:storage not sent: in cooldown" in second.stderr
+    # Writable again (remounted, or rebooted): one recovery, and state back in place.
+    jobs.run_job(host.runtime, "disk-monitor", ["true"])
+    assert [m["text"] for m in fake.messages][1:] == [
+        "✅ web1 recovered: the state directory %s and the job logs are writable again"
+        % (host.root / "state")]
+    assert (host.root / "state" / "jobs" / "disk-monitor.json").exists()
+
+
+def test_a_failing_job_on_read_only_state_alerts_its_failure_too(host, fake, read_only):
+    proc = read_only("run", "--job", "backup", "--", "sh", "-c", "echo restic: boom; exit 3")
+    assert proc.returncode == 1
+    texts = [m["text"] for m in fake.messages]
+    assert len(texts) == 2
+    assert "cannot write the state directory" in texts[0]
+    assert texts[1].startswith("🚨 web1 CRITICAL: job backup failed with exit status 3")
+    assert "restic: boom" in texts[1]
+
+
+def test_unreadable_runtime_config_exits_2_with_one_line_for_syslog(host, tmp_path):
+    broken = tmp_path / "broken-runtime.json"
+    broken.write_text('{"alert": ')  # a torn write
+    marker = tmp_path / "ran"
+    proc = subprocess.run([host.argv[0], "--runtime", str(broken), "run", "--job", "x", "--",
+                           "touch", str(marker)], capture_output=True, text=True, timeout=20,
+                          check=False)
+    assert proc.returncode == 2 and not marker.exists()
+    assert proc.stderr.startswith("runbook-ops: job x: error: runtime config %s: not valid JSON"
+                                  % broken)
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def _pids_of(pattern):
+    proc = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return [int(p) for p in proc.stdout.split()]
+
+
+@pytest.fixture
+def escaped():
+    """A unique command line for a grandchild that leaves the job's session; killed after."""
+    marker = "sleep 1000.%d%d" % (os.getpid(), time.monotonic_ns() % 10 ** 6)
+    yield "setsid %s &" % marker, marker
+    for pid in _pids_of(marker):
+        os.kill(pid, 9)
+
+
+def test_timeout_ends_the_run_even_when_a_setsid_grandchild_holds_the_pipe(host, fake, escaped):
+    spawn, marker = escaped
+    started = time.monotonic()
+    proc = host.cli("run", "--job", "stuck", "--timeout", "1", "--", "sh", "-c",
+                    "%s echo spawned; sleep 1000" % spawn)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the wrapper kept reading after its timeout")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 124, err
+    assert elapsed < 1 + jobs.KILL_GRACE_SECONDS + 2 * jobs.READ_GRACE_SECONDS + 3
+    assert _pids_of(marker), "the escaped process outlives the job (it is not ours to kill)"
+    log = host.log("stuck")
+    assert "timed out after 1" in log and "started with setsid?" in log
+    assert fake.messages[0]["text"].startswith("🚨 web1 CRITICAL: job stuck timed out after 1")
+    again = host.cli("run", "--job", "stuck", "--", "echo", "next")
+    assert again.communicate(timeout=30)[0] == "" and again.returncode == 0, "lock released"
+
+
+def test_a_command_that_exits_while_an_escaped_process_holds_its_output_ends(host, escaped):
+    spawn, _marker = escaped
+    proc = host.cli("run", "--job", "daemonizes", "--", "sh", "-c", "%s echo done" % spawn)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the wrapper waited for a process outside the job (no timeout given)")
+    assert proc.returncode == 0
+    assert "done" in host.log("daemonizes")
+
+
+def test_processes_the_command_left_in_its_group_are_stopped(host, tmp_path):
+    pidfile = tmp_path / "left.pid"
+    proc = host.cli("run", "--job", "leaves", "--", "sh", "-c",
+                    "sleep 1000 & echo $! > %s; echo bye" % pidfile)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    left = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not os.path.exists("/proc/%d" % left) or \
+        open("/proc/%d/stat" % left).read().split()[2] == "Z"
+    assert "processes it started still hold its output; stopping them" in host.log("leaves")
+
+
+def _wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_run_skipped_behind_a_stuck_holder_alerts_once_then_recovers(host, fake):
+    """A wrapper frozen past its own timeout (SIGSTOP) holds the lock; time is injected."""
+    holder = host.cli("run", "--job", "frozen", "--timeout", "2", "--", "sleep", "30")
+    lock = host.root / "run" / "lock" / "frozen.lock"
+    assert _wait_for(lambda: lock.exists() and '"timeout": 2' in lock.read_text())
+    os.kill(holder.pid, signal.SIGSTOP)
+    try:
+        later = time.time() + 2 + jobs.STUCK_GRACE_SECONDS + 5
+        records = [jobs.run_job(host.runtime, "frozen", ["true"], clock=lambda: later,
+                                out=open(os.devnull, "w")) for _attempt in range(2)]
+        on_time = jobs.run_job(host.runtime, "frozen", ["true"], out=open(os.devnull, "w"))
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    holder.communicate(timeout=30)
+    assert [r["stuck"] for r in records] == [True, True] and on_time["stuck"] is False
+    assert [r["rc"] for r in records] == [1, 1] and on_time["rc"] == 0
+    assert records[0]["holder"]["pid"] == holder.pid
+    texts = [m["text"] for m in fake.messages]
+    assert texts[0].startswith("🚨 web1 CRITICAL: job frozen is stuck: the run started ")
+    assert "past its 2 s timeout and still holds %s" % lock in texts[0]
+    assert holder.returncode == 124  # woken up, it stopped its command at once
+    assert len(texts) == 3 and texts[1].startswith(
+        "🚨 web1 CRITICAL: job frozen timed out after 2 s")
+    assert texts[2] == ("✅ web1 recovered: job frozen: the stuck run has ended, later runs "
+                        "are no longer skipped")
+    jobs.run_job(host.runtime, "frozen", ["true"])
+    assert [m["text"] for m in fake.messages][3:] == [
+        "✅ web1 recovered: job frozen succeeds again"]
+    assert host.log("frozen").count("is already running") == 3
+
+
+def test_cli_exit_status_is_124_for_a_timeout(host):
+    proc = host.cli("run", "--job", "slowpoke", "--timeout", "0.5", "--", "sleep", "30")
+    proc.communicate(timeout=30)
+    assert proc.returncode == 124

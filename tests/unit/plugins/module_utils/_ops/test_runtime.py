@@ -24,6 +24,8 @@ def test_missing_file_gives_the_documented_defaults(tmp_path):
         "host_label": socket.gethostname().split(".")[0],
         "state_dir": "/var/lib/runbook-ops",
         "log_dir": "/var/log",
+        "lock_dir": "/run/lock/runbook-ops",
+        "fallback_state_dir": "/run/runbook-ops",
         "alert": {"telegram_api_url": "https://api.telegram.org", "telegram_chat_id": "",
                   "telegram_token_file": "/etc/runbook-ops/telegram.token",
                   "cooldown_seconds": 86400},
