@@ -800,6 +800,9 @@ def run_restore(config, plan, dry_run=False):
             done.append(step["action"])
     except OpsError as exc:
         raise _restore_failure(config, state, exc, done)
+    except OSError as exc:
+        raise _restore_failure(config, state, OpsError("%s: %s" % (
+            exc.filename or "restore", exc.strerror or exc)), done)
     return result
 
 

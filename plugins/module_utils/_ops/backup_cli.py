@@ -192,7 +192,8 @@ def _restore(args, config, runtime) -> int:
     if args.in_place:
         lines += _in_place_lines(result, args.dry_run)
     else:
-        lines.append("restored files are under %s" % target)
+        lines.append("restored files are under %s; nothing live was touched" % target)
+    result["summary"] = lines  # what restore.yml prints
     emit(args, result, lines)
     return 0 if result["ok"] else 1
 

@@ -312,11 +312,11 @@ def move_aside(moves, dirs, header):
     for item in moves:
         by_dir.setdefault(_owning_dir(item["to"], dirs), []).append(item)
     for qdir, items in sorted(by_dir.items()):
-        os.makedirs(qdir, mode=0o700)
-        os.chmod(os.path.dirname(qdir), 0o700)
+        _make_quarantine(qdir)
         device = os.stat(qdir).st_dev
         for item in items:
-            if os.lstat(item["path"]).st_dev != device:
+            found = _lstat(item["path"])
+            if found is not None and found.st_dev != device:
                 raise OpsError("%s is not on the filesystem of %s; nothing was moved"
                                % (item["path"], qdir), moved=[])
         warning = _write_manifest(qdir, dict(header, moves=items))
@@ -327,6 +327,11 @@ def move_aside(moves, dirs, header):
         try:
             os.makedirs(os.path.dirname(item["to"]), mode=0o700, exist_ok=True)
             os.rename(item["path"], item["to"])
+        except FileNotFoundError:
+            if os.path.lexists(item["path"]):
+                raise
+            warnings.append("%s was gone before it could be moved aside" % item["path"])
+            continue
         except OSError as exc:
             raise OpsError("could not move %s aside to %s (%s); %d paths were moved before "
                            "it, all are in %s" % (item["path"], item["to"], exc.strerror,
@@ -334,6 +339,20 @@ def move_aside(moves, dirs, header):
                            moved=moved)
         moved.append(item)
     return {"moved": moved, "warnings": warnings}
+
+
+def _make_quarantine(qdir):
+    """Make ``qdir`` (0700) below a real ``runbook-ops-quarantine`` directory (0700)."""
+    parent = os.path.dirname(qdir)
+    try:
+        if os.path.lexists(parent) and (os.path.islink(parent) or not os.path.isdir(parent)):
+            raise OpsError("%s is not a directory (a symlink?); remove it or move it away; "
+                           "nothing was moved" % parent, moved=[])
+        os.makedirs(qdir, mode=0o700)
+        os.chmod(parent, 0o700)
+    except OSError as exc:
+        raise OpsError("cannot create the quarantine %s (%s); nothing was moved"
+                       % (qdir, exc.strerror), moved=[])
 
 
 def _owning_dir(target, dirs):

@@ -47,14 +47,14 @@ def _write(path, data):
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch, mount_tmpfs):
+def setup(tmp_path, monkeypatch, tmpfs):
     """A data tree (files + a volume-like dir) on a filesystem of its own (an in-place
     restore's quarantine goes to its top, ``<fs>/runbook-ops-quarantine``), a password
     file and a config."""
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     fs = tmp_path / "fs"
-    mount_tmpfs(fs)
+    tmpfs(fs, "size=64m")
     data = fs / "data"
     _write(str(data / "app" / "config.yml"), b"key: value\n")
     _write(str(data / "app" / "uploads" / "a.bin"), os.urandom(200000))

@@ -169,10 +169,10 @@ def model_fates(root, live, nodes, patterns):
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(live_tree=LIVE, snapshot_tree=SNAPSHOT,
        chosen=st.lists(st.sampled_from(PATTERNS), max_size=4))
-def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(mount_tmpfs, tmp_path,
+def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(tmpfs, tmp_path,
                                                                  live_tree, snapshot_tree, chosen):
     if str(tmp_path) not in _TOPS:  # one filesystem for all examples of this test run
-        _TOPS[str(tmp_path)] = mount_tmpfs(tmp_path / "fs", "32m")
+        _TOPS[str(tmp_path)] = str(tmpfs(tmp_path / "fs", "size=32m"))
     top = _TOPS[str(tmp_path)]
     case = os.path.join(top, "case%d" % next(_CASES))
     root, outside = os.path.join(case, "root"), os.path.join(case, "outside")
@@ -234,11 +234,11 @@ def test_refuses_when_an_exclude_hides_a_parent_of_a_root(tmp_path):
         restore_plan.plan_in_place([str(root)], {str(root): _node("dir")}, patterns)
 
 
-def test_moves_go_to_the_top_of_each_filesystem_and_mount_points_stay(mount_tmpfs, tmp_path):
-    top = mount_tmpfs(tmp_path / "fs")
+def test_moves_go_to_the_top_of_each_filesystem_and_mount_points_stay(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
     root = os.path.join(top, "data")
-    inner = mount_tmpfs(os.path.join(root, "uploads"))  # a disk of its own inside the root
-    extra_mount = mount_tmpfs(os.path.join(root, "scratch"))  # mounted, not in the snapshot
+    inner = str(tmpfs(os.path.join(root, "uploads"), "size=64m"))  # a disk of its own inside the root
+    extra_mount = str(tmpfs(os.path.join(root, "scratch"), "size=64m"))  # mounted, not in the snapshot
     for path in (os.path.join(root, "new.txt"), os.path.join(inner, "new.jpg"),
                  os.path.join(extra_mount, "tmpfile")):
         with open(path, "w") as handle:
@@ -261,8 +261,8 @@ def test_moves_go_to_the_top_of_each_filesystem_and_mount_points_stay(mount_tmpf
         again["excluded"]
 
 
-def test_a_bind_mount_of_the_same_filesystem_gets_its_own_quarantine(mount_tmpfs, tmp_path):
-    top = mount_tmpfs(tmp_path / "fs")
+def test_a_bind_mount_of_the_same_filesystem_gets_its_own_quarantine(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
     root, elsewhere = os.path.join(top, "data"), os.path.join(top, "elsewhere")
     bound = os.path.join(root, "bound")
     os.makedirs(bound)
@@ -280,8 +280,8 @@ def test_a_bind_mount_of_the_same_filesystem_gets_its_own_quarantine(mount_tmpfs
         subprocess.run(["umount", "-l", bound], check=False)
 
 
-def test_a_symlink_pointing_outside_is_moved_and_its_target_untouched(mount_tmpfs, tmp_path):
-    top = mount_tmpfs(tmp_path / "fs")
+def test_a_symlink_pointing_outside_is_moved_and_its_target_untouched(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
     root = os.path.join(top, "data")
     os.makedirs(root)
     secret = os.path.join(top, "etc-passwd")
@@ -311,8 +311,8 @@ def test_a_directory_in_the_way_that_holds_excluded_files_is_kept_and_left_out(t
     assert plan["excluded"] == [str(root / "cache" / "big.tmp")]
 
 
-def test_quarantine_name_collision_gets_a_suffix(mount_tmpfs, tmp_path):
-    top = mount_tmpfs(tmp_path / "fs")
+def test_quarantine_name_collision_gets_a_suffix(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
     os.makedirs(os.path.join(top, restore_plan.QUARANTINE_DIR, "q"))
     path = os.path.join(top, "f")
     open(path, "w").close()
@@ -320,9 +320,9 @@ def test_quarantine_name_collision_gets_a_suffix(mount_tmpfs, tmp_path):
     assert placed["dirs"] == [os.path.join(top, restore_plan.QUARANTINE_DIR, "q.2")]
 
 
-def test_move_aside_refuses_before_moving_when_a_path_is_on_another_device(mount_tmpfs, tmp_path):
-    top = mount_tmpfs(tmp_path / "fs")
-    other = mount_tmpfs(tmp_path / "other")
+def test_move_aside_refuses_before_moving_when_a_path_is_on_another_device(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    other = str(tmpfs(tmp_path / "other", "size=64m"))
     path = os.path.join(other, "f")
     open(path, "w").close()
     wrong = [{"path": path, "reason": "r", "to": os.path.join(top, "q") + path}]
@@ -335,3 +335,27 @@ def test_live_type_names_every_kind(tmp_path):
     os.mkfifo(str(tmp_path / "fifo"))
     assert restore_plan.live_type(os.lstat(str(tmp_path / "fifo")).st_mode) == "other"
     assert restore_plan.live_type(stat.S_IFDIR) == "dir"
+
+
+def test_a_quarantine_directory_that_is_a_symlink_is_refused(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    os.makedirs(os.path.join(top, "elsewhere"))
+    os.symlink(os.path.join(top, "elsewhere"), os.path.join(top, restore_plan.QUARANTINE_DIR))
+    path = os.path.join(top, "f")
+    open(path, "w").close()
+    placed = restore_plan.quarantine_moves([{"path": path, "reason": "r"}], "q")
+    with pytest.raises(OpsError, match="is not a directory .a symlink.*nothing was moved"):
+        restore_plan.move_aside(placed["moves"], placed["dirs"], {})
+    assert os.path.exists(path) and os.listdir(os.path.join(top, "elsewhere")) == []
+
+
+def test_a_path_gone_before_its_move_is_reported_not_fatal(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    paths = [os.path.join(top, name) for name in ("gone", "stays")]
+    for path in paths:
+        open(path, "w").close()
+    placed = restore_plan.quarantine_moves([{"path": p, "reason": "r"} for p in paths], "q")
+    os.unlink(paths[0])
+    done = restore_plan.move_aside(placed["moves"], placed["dirs"], {})
+    assert [item["path"] for item in done["moved"]] == [paths[1]]
+    assert done["warnings"] == ["%s was gone before it could be moved aside" % paths[0]]
