@@ -22,7 +22,10 @@ if os.path.join(_REPO, ".collections") not in sys.path:
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import restic_filter  # noqa: E402
 
-needs_restic = pytest.mark.skipif(shutil.which("restic") is None, reason="restic not installed")
+# The restic to compare with: Debian 12's by default; RUNBOOK_OPS_TEST_RESTIC=/path/to/restic
+# runs the same tests against another version (e.g. Debian 13's 0.18).
+RESTIC = os.environ.get("RUNBOOK_OPS_TEST_RESTIC", "restic")
+needs_restic = pytest.mark.skipif(shutil.which(RESTIC) is None, reason="restic not installed")
 BAD = "bad"
 
 
@@ -139,7 +142,7 @@ def _materialize(root, tree):
 
 
 def _restic(env, *argv, check=True):
-    return subprocess.run(["restic"] + list(argv), env=env, capture_output=True, text=True,
+    return subprocess.run([RESTIC] + list(argv), env=env, capture_output=True, text=True,
                           check=check, timeout=300)
 
 

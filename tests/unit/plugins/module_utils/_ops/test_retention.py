@@ -23,7 +23,10 @@ if os.path.join(_REPO, ".collections") not in sys.path:
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import backup, retention  # noqa: E402
 
-needs_restic = pytest.mark.skipif(shutil.which("restic") is None, reason="restic not installed")
+# The restic to compare with: Debian 12's by default; RUNBOOK_OPS_TEST_RESTIC=/path/to/restic
+# runs the same tests against another version (e.g. Debian 13's 0.18).
+RESTIC = os.environ.get("RUNBOOK_OPS_TEST_RESTIC", "restic")
+needs_restic = pytest.mark.skipif(shutil.which(RESTIC) is None, reason="restic not installed")
 UTC = datetime.timezone.utc
 OFFSETS = [UTC, datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
            datetime.timezone(datetime.timedelta(hours=-4)),
@@ -162,7 +165,7 @@ def _env(tmp_path, zone):
 
 
 def _restic(env, *argv):
-    return subprocess.run(["restic"] + list(argv), env=env, capture_output=True, text=True,
+    return subprocess.run([RESTIC] + list(argv), env=env, capture_output=True, text=True,
                           check=True, timeout=600).stdout
 
 
