@@ -359,8 +359,8 @@ def test_a_restore_failing_after_moving_aside_keeps_everything_and_says_where(se
 
 
 @needs_restic
-def test_a_restore_refused_before_touching_anything_starts_the_services_again(setup, tmp_path,
-                                                                            monkeypatch):
+def test_a_restore_refused_before_touching_anything_starts_the_services_again(
+        setup, tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text("#!/bin/sh\necho \"$@\" >> %s\n" % (tmp_path / "docker.log"))
@@ -660,8 +660,8 @@ def test_cli_validate_rejects_a_bad_config(tmp_path, runtime):
 
 
 @needs_restic
-def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(setup, runtime, tmp_path,
-                                                                         capsys):
+def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
+        setup, runtime, tmp_path, capsys):
     config_path = tmp_path / "backup.json"
     config_path.write_text(json.dumps(dict(setup["raw"], excludes=["*.tmp"])))
     assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0

@@ -158,8 +158,8 @@ def restic_repo(tmp_path):
 @settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=st.dictionaries(st.sampled_from(NAMES), _trees(2), min_size=1, max_size=5),
        chosen=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=4))
-def test_excluded_paths_are_exactly_the_ones_real_restic_leaves_out(tmp_path, restic_repo,
-                                                                     tree, chosen):
+def test_excluded_paths_are_exactly_the_ones_real_restic_leaves_out(
+        tmp_path, restic_repo, tree, chosen):
     root = str(tmp_path / ("src%d" % next(_COUNTER)))
     os.mkdir(root)
     paths = _materialize(root, tree)

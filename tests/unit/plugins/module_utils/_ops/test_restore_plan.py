@@ -169,8 +169,8 @@ def model_fates(root, live, nodes, patterns):
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(live_tree=LIVE, snapshot_tree=SNAPSHOT,
        chosen=st.lists(st.sampled_from(PATTERNS), max_size=4))
-def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(tmpfs, tmp_path,
-                                                                 live_tree, snapshot_tree, chosen):
+def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(
+        tmpfs, tmp_path, live_tree, snapshot_tree, chosen):
     if str(tmp_path) not in _TOPS:  # one filesystem for all examples of this test run
         _TOPS[str(tmp_path)] = str(tmpfs(tmp_path / "fs", "size=32m"))
     top = _TOPS[str(tmp_path)]
@@ -207,7 +207,7 @@ def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(tmpfs, tmp_path,
         if os.path.lexists(path):
             st_ = os.lstat(path)
             kind = restore_plan.live_type(st_.st_mode)
-            assert kind == node["type"] in ("dir", "file"), (path, kind, node)
+            assert kind == node["type"] and kind in ("dir", "file"), (path, kind, node)
             assert kind == "dir" or st_.st_nlink == 1
     assert {name: open(os.path.join(outside, name)).read()
             for name in os.listdir(outside)} == outside_before
