@@ -575,18 +575,20 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
             previous = snapshot_size(config, others[-1]["id"])
             result["size_bytes"] = current
             result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
-    result["forget"] = run_forget(config)
+    result["forget"] = run_forget(config, snapshots)
     return result
 
 
-def run_forget(config):
+def run_forget(config, snapshots=None):
     """Apply retention to this job's snapshots only. Call only after a successful backup.
 
     The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
-    version) over ``list_snapshots`` and passed to ``restic forget --prune`` by id, so a
-    snapshot of another job, host or tool is never in reach. Returns ``{"kept", "removed"}``.
+    version) over ``snapshots`` (default: ``list_snapshots``) and passed to
+    ``restic forget --prune`` by id, so a snapshot of another job, host or tool is never in
+    reach. Returns ``{"kept", "removed"}``.
     """
-    snapshots = list_snapshots(config)
+    if snapshots is None:
+        snapshots = list_snapshots(config)
     plan = plan_retention(snapshots, retention_policy(config),
                           keep_oldest=restic_keeps_oldest(config))
     owned = {snap["id"] for snap in snapshots}
