@@ -18,6 +18,8 @@ restic's own rules, not shell globbing. Ported from restic's ``internal/filter``
 
 from __future__ import annotations
 
+import re
+
 
 class BadPattern(ValueError):
     """A pattern Go's ``filepath.Match`` (and so restic) rejects."""
@@ -163,47 +165,140 @@ def _split_path(path):
     return parts
 
 
-def parse_patterns(patterns):
-    """restic's ``ParsePatterns``: ``[(negated, parts)]``; ``""`` in parts stands for ``**``."""
-    parsed = []
-    for pattern in patterns:
-        if not pattern:
+_DOUBLE = object()  # a '**' part: any number of whole components
+
+
+class Pattern:
+    """One parsed pattern: ``negated`` and its parts, each a literal string, a compiled
+    glob (Go's ``filepath.Match`` as a regular expression) or ``_DOUBLE``."""
+
+    __slots__ = ("text", "negated", "parts", "literals", "_expanded")
+
+    def __init__(self, text):
+        self.text = text
+        self.negated = text.startswith("!")
+        body = text[1:] if self.negated else text
+        # Go's Clean turns "/" into ["/", ""]: restic then takes the empty part for '**'.
+        self.parts = [_DOUBLE if part in ("", "**") else _compile_part(part)
+                      for part in _split_path(go_clean(body))]
+        # every literal part must equal some component: a cheap way to rule most paths out
+        self.literals = frozenset(part for part in self.parts if isinstance(part, str)
+                                  and not isinstance(part, _Malformed) and part != "/")
+        self._expanded = {}
+
+    def expansions(self, length):
+        """The part lists with every '**' spelled as 0, 1, ... single-component wildcards,
+        as restic tries them for a path of ``length`` components (cached per length)."""
+        if length not in self._expanded:
+            self._expanded[length] = _expand(self.parts, length)
+        return self._expanded[length]
+
+
+def _expand(parts, length):
+    if _DOUBLE not in parts:
+        return [parts]
+    pos = parts.index(_DOUBLE)
+    found = []
+    for count in range(length - len(parts) + 2):
+        found += _expand(parts[:pos] + [_ANY] * count + parts[pos + 1:], length)
+    return found
+
+
+def _compile_part(part):
+    """A literal part stays a string; a glob becomes a regular expression (Go semantics);
+    a malformed one stays a string for ``go_match`` (restic refuses those up front)."""
+    if not any(char in part for char in "\\[]*?"):
+        return part
+    try:
+        return re.compile(_glob_regex(part), re.DOTALL)
+    except (IndexError, re.error):
+        return _Malformed(part)
+
+
+class _Malformed(str):
+    """A part Go's ``filepath.Match`` rejects: matching it raises ``BadPattern``."""
+
+
+def _glob_regex(part):
+    out, i = [], 0
+    while i < len(part):
+        char = part[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "\\":
+            i += 1
+            out.append(re.escape(part[i]))
+        elif char == "[":
+            regex, i = _class_regex(part, i + 1)
+            out.append(regex)
             continue
-        negated = pattern.startswith("!")
-        body = pattern[1:] if negated else pattern
-        parts = ["" if part == "**" else part for part in _split_path(go_clean(body))]
-        parsed.append((negated, parts))
-    return parsed
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def _class_regex(part, i):
+    """``[...]`` starting after the bracket at ``part[i]``: (regex, index after ``]``)."""
+    negated = part[i] == "^"
+    i += 1 if negated else 0
+    items, count = [], 0
+    while not (part[i] == "]" and count > 0):
+        low, i = _class_char(part, i)
+        high = low
+        if part[i] == "-":
+            high, i = _class_char(part, i + 1)
+        if low <= high:
+            items.append(re.escape(low) + ("-" + re.escape(high) if high != low else ""))
+        count += 1
+    if not items:
+        return ("[^/]" if negated else "(?!)"), i + 1
+    return "[%s%s]" % ("^" if negated else "", "".join(items)), i + 1
+
+
+def _class_char(part, i):
+    if part[i] in "-]":
+        raise IndexError(i)
+    if part[i] == "\\":
+        i += 1
+    return part[i], i + 1
+
+
+_ANY = _compile_part("*")
+
+
+def parse_patterns(patterns):
+    """restic's ``ParsePatterns``: a ``Pattern`` per non-empty pattern, in order."""
+    return [Pattern(pattern) for pattern in patterns if pattern]
 
 
 def invalid_patterns(patterns):
     """The patterns restic refuses (``ValidatePatterns``: each part matched against itself)."""
     bad = []
     for pattern in patterns:
-        for _negated, parts in parse_patterns([pattern]):
-            try:
-                for part in parts:
-                    go_match(part, part)
-            except BadPattern:
-                bad.append(pattern)
+        body = pattern[1:] if pattern.startswith("!") else pattern
+        if not pattern:
+            continue
+        try:
+            for part in _split_path(go_clean(body)):
+                go_match(part, part)
+        except BadPattern:
+            bad.append(pattern)
     return bad
 
 
-def _simple(part):
-    return not any(char in part for char in "\\[]*?")
-
-
 def _part_matches(part, component):
-    return part == component if _simple(part) else go_match(part, component)
+    if isinstance(part, _Malformed):
+        return go_match(part, component)
+    if isinstance(part, str):
+        return part == component
+    return part.fullmatch(component) is not None
 
 
-def _match_parts(parts, components):
-    if "" in parts:  # '**': try it as 0, 1, 2, ... whole components
-        pos = parts.index("")
-        for count in range(len(components) - len(parts) + 2):
-            if _match_parts(parts[:pos] + ["*"] * count + parts[pos + 1:], components):
-                return True
-        return False
+def _match_fixed(parts, components):
+    """restic's window match of a '**'-free part list against a path's components."""
     if not parts:
         return not components
     if len(parts) > len(components):
@@ -225,11 +320,13 @@ def list_matches(parsed, path):
     if not parsed:
         return False
     components = _split_path(path)
-    has_negated = any(negated for negated, _parts in parsed)
+    present = set(components)
+    has_negated = any(pattern.negated for pattern in parsed)
     matched = False
-    for negated, parts in parsed:
-        hit = _match_parts(parts, components)
-        if negated:
+    for pattern in parsed:
+        hit = pattern.literals <= present and any(
+            _match_fixed(parts, components) for parts in pattern.expansions(len(components)))
+        if pattern.negated:
             matched = matched and not hit
         else:
             matched = matched or hit

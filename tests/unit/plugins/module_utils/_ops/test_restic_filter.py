@@ -70,6 +70,31 @@ def test_go_match_agrees_with_go_filepath_match(pattern, name, expected):
         assert restic_filter.go_match(pattern, name) is expected
 
 
+@given(part=st.text(alphabet="ab*?[]^-\\z", max_size=8), name=st.text(alphabet="ab-]^\\z", max_size=6))
+def test_compiled_parts_match_exactly_like_go_match(part, name):
+    """Matching uses each glob compiled to a regular expression; Go's algorithm (go_match,
+    the port) is the reference, malformed parts included."""
+    compiled = restic_filter._compile_part(part)  # pylint: disable=protected-access
+    try:
+        expected = restic_filter.go_match(part, name)
+    except restic_filter.BadPattern:
+        assert isinstance(compiled, restic_filter._Malformed)  # pylint: disable=protected-access
+        return
+    assert restic_filter._part_matches(compiled, name) is expected  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("part, name, expected", [
+    ("[z-a]", "m", False),
+    ("[^z-a]", "m", True),
+    ("[a-c]x[^0-9]", "bxy", True),
+    ("\\*", "*", True),
+    ("a\\?", "ab", False),
+])
+def test_compiled_part_corner_cases(part, name, expected):
+    compiled = restic_filter._compile_part(part)  # pylint: disable=protected-access
+    assert restic_filter._part_matches(compiled, name) is expected  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("patterns, path, expected", [
     (["*.tmp"], "/srv/app/x.tmp", True),
     (["*.tmp"], "/srv/app/x.tmp/inside", True),
