@@ -231,6 +231,9 @@ def test_restore_playbook_refuses_without_a_host_selection_and_changes_nothing(h
 def test_in_place_restore_goes_host_by_host_and_stops_at_the_first_failure(host):
     second = _second_host()
     for machine in (host, second):
+        # the dump hook needs its source, whatever an earlier test left
+        _ok(machine, "test -s /srv/volumes/app_db/_data/db.sqlite"
+                     " || echo rows > /srv/volumes/app_db/_data/db.sqlite")
         _ok(machine, "runbook-ops backup run --config %s" % CONFIG)
         _ok(machine, "echo after-the-backup > /srv/app/uploads/stop-test.txt")
     # the first host's repository is unreachable: its restore fails
