@@ -8,7 +8,8 @@ Control flow, as the CLI (``backup_cli.py``) drives it::
     run_backup(config)        hooks -> restic backup -> size check -> forget --prune
     run_check(config)         restic check --read-data-subset
     check_freshness(config)   newest snapshot age from ``restic snapshots --json``
-    plan_restore / run_restore  scratch directory, or in place (stop, restore, start, health)
+    plan_restore / run_restore  scratch directory, or in place (stop, move aside, restore,
+                                start, health; ``restore_plan.py`` decides what moves aside)
 
 Every subprocess goes through ``runner.run_command``. The repository password is
 only ever passed as ``RESTIC_PASSWORD_FILE`` (a 0600 file) and the repository
@@ -19,6 +20,13 @@ Docker named volumes are backed up from the host: restic runs on the host and
 reads the volume's ``Mountpoint`` from ``docker volume inspect``; each snapshot is
 tagged ``volume:NAME`` so a restore can recreate the volume before putting the
 files back at the same path.
+
+Jobs sharing a repository stay apart: every snapshot carries ``runbook-ops`` and
+``job:NAME``, and listing, retention, freshness, size checks and restores take only
+this host's snapshots of this job (``job_snapshots``). Snapshots made before job tags
+(``runbook-ops`` alone) belong to the job with ``legacy_snapshots`` (by default the
+job named ``backup``). Retention is planned here (``retention.py``, restic's own rules)
+and restic forgets exactly the chosen ids.
 """
 
 from __future__ import annotations
@@ -31,10 +39,15 @@ import re
 import shutil
 import time
 
+from . import restore_plan
 from .errors import OpsError
+from .restic_filter import invalid_patterns
+from .retention import keeps_oldest, plan_retention
 from .runner import run_command
 
 SNAPSHOT_TAG = "runbook-ops"
+JOB_TAG_PREFIX = "job:"
+LEGACY_JOB = "backup"
 VOLUME_TAG_PREFIX = "volume:"
 RESTIC_INCOMPLETE_RC = 3
 DEFAULT_SCRATCH_ROOT = "/var/tmp/runbook-ops-restore"
@@ -44,8 +57,9 @@ _DEFAULTS = {
     "job": "backup",
     "host_label": "",
     "repository": "",
-    "password_file": "/etc/runbook-ops/backup.password",
+    "password_file": None,
     "env_file": "",
+    "legacy_snapshots": None,
     "restic_bin": "restic",
     "paths": [],
     "volumes": [],
@@ -109,6 +123,12 @@ def validate_config(raw):
         raise OpsError("engine must be 'restic' or 'archive', not %r" % config["engine"])
     if not re.match(r"^[A-Za-z0-9_.-]+$", str(config["job"])):
         raise OpsError("job must be a simple name (letters, digits, . _ -)")
+    if config["password_file"] is None:
+        config["password_file"] = "/etc/runbook-ops/%s.password" % config["job"]
+    if config["legacy_snapshots"] is None:
+        config["legacy_snapshots"] = config["job"] == LEGACY_JOB
+    if not isinstance(config["legacy_snapshots"], bool):
+        raise OpsError("legacy_snapshots must be true or false")
     if config["engine"] == "restic":
         if not config["repository"]:
             raise OpsError("repository is empty; set backup_repository")
@@ -120,6 +140,12 @@ def validate_config(raw):
     for path in config["paths"]:
         if not isinstance(path, str) or not path.startswith("/"):
             raise OpsError("backup path %r must be absolute" % (path,))
+    if not all(isinstance(pattern, str) for pattern in config["excludes"]):
+        raise OpsError("excludes must be a list of restic --exclude patterns (strings)")
+    bad = invalid_patterns(config["excludes"])
+    if bad:
+        raise OpsError("backup_excludes pattern %r is not a valid restic pattern (check its "
+                       "[ ] brackets and backslashes)" % bad[0])
     for name in config["volumes"]:
         if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
             raise OpsError("volume name %r is not a Docker volume name" % (name,))
@@ -235,9 +261,15 @@ def ensure_repository(config, dry_run=False):
     return "created"
 
 
+_RESTIC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
 def parse_restic_time(text):
-    """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime."""
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime.
+
+    The datetime keeps the UTC offset restic recorded: retention buckets days by it.
+    """
+    match = _RESTIC_TIME.match(text or "")
     if not match:
         raise OpsError("unexpected snapshot time %r from restic" % text)
     base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
@@ -251,10 +283,24 @@ def parse_restic_time(text):
     return base.replace(microsecond=micro, tzinfo=datetime.timezone(offset))
 
 
+def _nanoseconds(text):
+    """The fraction of a second of a restic time, in nanoseconds (restic writes up to 9 digits)."""
+    match = _RESTIC_TIME.match(text or "")
+    return int(((match.group(2) if match else None) or ".0")[1:10].ljust(9, "0"))
+
+
+def restic_time_ns(text):
+    """Nanoseconds since the epoch of a restic time, exactly (file mtimes compare with it)."""
+    whole = parse_restic_time(text).replace(microsecond=0)
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (whole - epoch) // datetime.timedelta(seconds=1) * 10 ** 9 + _nanoseconds(text)
+
+
 def parse_snapshots(stdout):
     """``restic snapshots --json`` output -> list of snapshots, oldest first.
 
-    Each: ``{"id", "short_id", "time" (aware datetime), "paths", "tags", "hostname"}``.
+    Each: ``{"id", "short_id", "time" (aware datetime), "time_ns" (the nanoseconds below
+    the microsecond, for order), "paths", "tags", "hostname"}``.
     """
     try:
         data = json.loads(stdout or "[]") or []
@@ -266,21 +312,43 @@ def parse_snapshots(stdout):
             "id": item["id"],
             "short_id": item.get("short_id", item["id"][:8]),
             "time": parse_restic_time(item["time"]),
+            "time_ns": _nanoseconds(item["time"]) % 1000,
             "paths": list(item.get("paths") or []),
             "tags": list(item.get("tags") or []),
             "hostname": item.get("hostname", ""),
         })
-    snapshots.sort(key=lambda snap: snap["time"])
+    snapshots.sort(key=lambda snap: (snap["time"], snap["time_ns"]))
     return snapshots
 
 
+def job_tag(config):
+    """``job:NAME``: the tag that tells this job's snapshots from other jobs'."""
+    return JOB_TAG_PREFIX + config["job"]
+
+
+def belongs_to_job(snapshot, config):
+    """This job's snapshot: its job tag, or no job tag at all when the job adopts legacy ones."""
+    tags = snapshot["tags"]
+    if SNAPSHOT_TAG not in tags:
+        return False
+    if job_tag(config) in tags:
+        return True
+    return config["legacy_snapshots"] and not any(tag.startswith(JOB_TAG_PREFIX) for tag in tags)
+
+
+def job_snapshots(snapshots, config):
+    """The snapshots of ``snapshots`` (parsed) this host's job owns, oldest first."""
+    return [snap for snap in snapshots
+            if snap["hostname"] == config["host_label"] and belongs_to_job(snap, config)]
+
+
 def list_snapshots(config):
-    """This host's snapshots made by runbook.ops, oldest first."""
+    """This host's snapshots of this job, oldest first (``job_snapshots``)."""
     result = _restic(config, "snapshots", "--json", "--host", config["host_label"],
                      "--tag", SNAPSHOT_TAG, timeout=600)
     if not result.ok:
         raise OpsError("restic snapshots failed: %s" % _fail_text(result))
-    return parse_snapshots(result.stdout)
+    return job_snapshots(parse_snapshots(result.stdout), config)
 
 
 def snapshot_size(config, snapshot_id):
@@ -354,7 +422,7 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
         raise OpsError("backup source(s) missing: %s; fix backup_paths or create them"
                        % ", ".join(missing))
     volumes = {}
-    tags = [SNAPSHOT_TAG]
+    tags = [SNAPSHOT_TAG, job_tag(config)]
     for name in config["volumes"]:
         mountpoint = mountpoint_of(name)
         volumes[name] = mountpoint
@@ -430,32 +498,27 @@ def parse_backup_summary(stdout):
     return {}
 
 
-def forget_argv(config):
-    """argv for the retention run; ``--keep-last 1`` always, so the newest stays."""
+def retention_policy(config):
+    """The job's policy for ``retention.plan_retention``: always ``last: 1`` (the newest stays)."""
     retention = config["retention"]
-    argv = ["forget", "--json", "--prune", "--host", config["host_label"],
-            "--tag", SNAPSHOT_TAG, "--group-by", "host", "--keep-last", "1"]
-    for key, flag in (("keep_daily", "--keep-daily"), ("keep_weekly", "--keep-weekly"),
-                      ("keep_monthly", "--keep-monthly")):
-        if retention[key]:
-            argv += [flag, str(retention[key])]
-    return argv
+    return {"last": 1, "daily": retention["keep_daily"], "weekly": retention["keep_weekly"],
+            "monthly": retention["keep_monthly"]}
 
 
-def parse_forget(stdout):
-    """``restic forget --json`` (first line; prune's text follows) -> kept/removed ids."""
-    first = (stdout or "").lstrip().splitlines()[:1]
-    if not first:
-        return {"kept": [], "removed": []}
-    try:
-        groups = json.loads(first[0]) or []
-    except ValueError:
-        raise OpsError("restic forget --json did not return JSON")
-    kept, removed = [], []
-    for group in groups:
-        kept += [snap["id"] for snap in group.get("keep") or []]
-        removed += [snap["id"] for snap in group.get("remove") or []]
-    return {"kept": kept, "removed": removed}
+def forget_argv(snapshot_ids):
+    """argv that forgets exactly ``snapshot_ids`` and prunes their data."""
+    return ["forget", "--prune"] + list(snapshot_ids)
+
+
+_VERSIONS = {}
+
+
+def restic_keeps_oldest(config):
+    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
+    binary = config["restic_bin"]
+    if binary not in _VERSIONS:
+        _VERSIONS[binary] = run_command([binary, "version"], timeout=60).stdout
+    return keeps_oldest(_VERSIONS[binary])
 
 
 def size_drop(previous_bytes, current_bytes, drop_percent):
@@ -486,7 +549,7 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     if dry_run:
         result["ok"] = True
         result["plan"] = [restic_argv(config, *backup_argv(config, sources, when)),
-                          restic_argv(config, *forget_argv(config))]
+                          restic_argv(config, *forget_argv(["<ids the retention plan picks>"]))]
         return result
     _restic(config, "unlock", timeout=300)
     backup = _restic(config, *backup_argv(config, sources, when),
@@ -512,16 +575,31 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
             previous = snapshot_size(config, others[-1]["id"])
             result["size_bytes"] = current
             result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
-    result["forget"] = run_forget(config)
+    result["forget"] = run_forget(config, snapshots)
     return result
 
 
-def run_forget(config):
-    """Apply retention with ``--prune``. Call only after a successful backup."""
-    forget = _restic(config, *forget_argv(config), timeout=6 * 3600)
-    if not forget.ok:
-        raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
-    return parse_forget(forget.stdout)
+def run_forget(config, snapshots=None):
+    """Apply retention to this job's snapshots only. Call only after a successful backup.
+
+    The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
+    version) over ``snapshots`` (default: ``list_snapshots``) and passed to
+    ``restic forget --prune`` by id, so a snapshot of another job, host or tool is never in
+    reach. Returns ``{"kept", "removed"}``.
+    """
+    if snapshots is None:
+        snapshots = list_snapshots(config)
+    plan = plan_retention(snapshots, retention_policy(config),
+                          keep_oldest=restic_keeps_oldest(config))
+    owned = {snap["id"] for snap in snapshots}
+    if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
+        raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
+                       "nothing was forgotten")
+    if plan["remove"]:
+        forget = _restic(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
+        if not forget.ok:
+            raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
+    return {"kept": plan["keep"], "removed": plan["remove"]}
 
 
 def run_check(config):
@@ -564,18 +642,19 @@ def check_freshness(config, now=None):
 # --------------------------------------------------------------------------- restore
 
 def resolve_snapshot(config, snapshot="latest"):
-    """The snapshot dict for ``snapshot`` (an id, a short id, or ``latest``)."""
+    """This job's snapshot ``snapshot`` (an id, a short id, or ``latest``) as a dict."""
     snapshots = list_snapshots(config)
     if not snapshots:
-        raise OpsError("no snapshots for host %s in the repository; run a backup first"
-                       % config["host_label"])
+        raise OpsError("no snapshots of job %s for host %s in the repository; run a backup first"
+                       % (config["job"], config["host_label"]))
     if snapshot in (None, "", "latest"):
         return snapshots[-1]
     for snap in snapshots:
         if snap["id"].startswith(snapshot):
             return snap
-    raise OpsError("snapshot %s not found for host %s; list them with "
-                   "`runbook-ops backup snapshots`" % (snapshot, config["host_label"]))
+    raise OpsError("snapshot %s is not one of job %s on host %s; list them with "
+                   "`runbook-ops backup snapshots --config FILE`"
+                   % (snapshot, config["job"], config["host_label"]))
 
 
 def scratch_dir(host_label, snapshot_short_id, root=DEFAULT_SCRATCH_ROOT, now=None):
@@ -588,9 +667,10 @@ def plan_restore(config, snapshot, target=None, in_place=False):
     """The steps of a restore as plain data (``snapshot`` is a resolved snapshot dict).
 
     Out of place (default): restore into ``target`` (a new directory; it must not
-    exist or be empty). In place: stop the compose services, recreate volumes,
-    restore over the original paths, remove files the snapshot does not have,
-    start the services, wait for the health check.
+    exist or be empty). In place: stop the compose services, recreate volumes, move
+    aside what the snapshot does not have or what is in restic's way (``move_aside``,
+    decided by ``restore_plan.plan_in_place``; excluded paths are never touched),
+    restore over the original paths, start the services, wait for the health check.
     """
     compose = config["compose"] or {}
     volumes = [tag[len(VOLUME_TAG_PREFIX):] for tag in snapshot["tags"]
@@ -602,9 +682,8 @@ def plan_restore(config, snapshot, target=None, in_place=False):
         for name in volumes:
             steps.append({"action": "volume_create",
                           "argv": ["docker", "volume", "create", name]})
-        steps.append({"action": "clear_conflicts", "paths": snapshot["paths"]})
+        steps.append({"action": "move_aside", "paths": snapshot["paths"]})
         steps.append({"action": "restore", "target": "/", "paths": snapshot["paths"]})
-        steps.append({"action": "prune_extra_files", "paths": snapshot["paths"]})
         if compose:
             steps.append({"action": "compose_start", "argv": compose_argv(config, "up")})
             if compose.get("health_url"):
@@ -629,7 +708,7 @@ def compose_argv(config, action):
 
 
 def snapshot_nodes(config, snapshot_id):
-    """``{path: type}`` (``file``, ``dir``, ``symlink``, ...) of a snapshot (``restic ls --json``)."""
+    """``{path: {"type", "size", "mtime_ns"}}`` of a snapshot (``restic ls --json``)."""
     listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
     if not listing.ok:
         raise OpsError("restic ls failed: %s" % _fail_text(listing))
@@ -640,7 +719,9 @@ def snapshot_nodes(config, snapshot_id):
         except ValueError:
             continue
         if node.get("struct_type") == "node" and node.get("path"):
-            nodes[node["path"]] = node.get("type", "")
+            nodes[node["path"]] = {
+                "type": node.get("type", ""), "size": node.get("size", 0),
+                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None}
     return nodes
 
 
@@ -649,52 +730,33 @@ def snapshot_file_paths(config, snapshot_id):
     return set(snapshot_nodes(config, snapshot_id))
 
 
-def _live_type(path):
-    if os.path.islink(path):
-        return "symlink"
-    if os.path.isdir(path):
-        return "dir"
-    return "file" if os.path.isfile(path) else "other"
+def plan_in_place(config, plan):
+    """What an in-place restore of ``plan`` does to the live tree, and where moves go.
 
-
-def clear_conflicts(nodes):
-    """Remove live paths restic 0.14 cannot restore over; return them.
-
-    restic 0.14 fails with "file exists" on an existing symlink and cannot put a file
-    where a directory is (or the reverse): such live paths are removed first, the
-    snapshot's version replaces them.
+    ``restore_plan.plan_in_place`` over the snapshot's listing and the job's excludes,
+    plus ``quarantine`` (directories) and each move's destination. Reads only.
     """
-    removed = []
-    for path in sorted(nodes):
-        if not os.path.lexists(path):
-            continue
-        live = _live_type(path)
-        if nodes[path] == "symlink" or live == "symlink" or live != nodes[path]:
-            if live == "dir":
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-            removed.append(path)
-    return removed
+    nodes = snapshot_nodes(config, plan["snapshot"])
+    roots = next(step["paths"] for step in plan["steps"] if step["action"] == "move_aside")
+    fs_plan = restore_plan.plan_in_place(roots, nodes, config["excludes"])
+    placed = restore_plan.quarantine_moves(
+        fs_plan["moves"], restore_plan.quarantine_name(config["job"], plan["short_id"]))
+    return dict(fs_plan, moves=placed["moves"], quarantine=placed["dirs"])
 
 
-def prune_extra_files(roots, keep):
-    """Delete files and directories under ``roots`` that are not in ``keep``; return them."""
-    removed = []
-    for root in roots:
-        if not os.path.isdir(root) or os.path.islink(root):
-            continue
-        for current, dirs, files in os.walk(root, topdown=False):
-            for name in files + dirs:
-                path = os.path.join(current, name)
-                if path in keep:
-                    continue
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
-                removed.append(path)
-    return removed
+def summarize_in_place(fs_plan):
+    """The part of an in-place plan a person reads: counts, where moves go, samples."""
+    sample = restore_plan.SAMPLE
+    return {
+        "quarantine": fs_plan["quarantine"],
+        "moved_aside": len(fs_plan["moves"]),
+        "moves": fs_plan["moves"][:sample],
+        "kept": fs_plan["kept"][:sample],
+        "excluded_untouched": len(fs_plan["excluded"]),
+        "excluded_sample": fs_plan["excluded"][:sample],
+        "replace": fs_plan["replace"], "changed": fs_plan["changed"],
+        "changed_sample": fs_plan["changed_sample"], "create": fs_plan["create"],
+    }
 
 
 def wait_healthy(url, timeout_seconds, interval=3.0):
@@ -714,7 +776,14 @@ def wait_healthy(url, timeout_seconds, interval=3.0):
 
 
 def run_restore(config, plan, dry_run=False):
-    """Carry out a ``plan_restore`` plan; return ``{"ok", "steps": [...]}``."""
+    """Carry out a ``plan_restore`` plan; return ``{"ok", "steps": [...], ...}``.
+
+    In place, the result says what moved aside and where (``quarantine``, ``moves``),
+    what was kept and how many excluded paths were left alone; ``dry_run`` computes the
+    same without changing anything. A failure raises ``OpsError`` saying what was done:
+    before anything live was touched the services are started again; after, they stay
+    stopped and the message names the quarantine.
+    """
     if config["engine"] == "archive":
         raise OpsError("restore of archive files: unpack the newest file in %s with tar"
                        % config["archive"]["dir"])
@@ -723,39 +792,85 @@ def run_restore(config, plan, dry_run=False):
               "in_place": plan["in_place"], "steps": done, "dry_run": dry_run}
     if dry_run:
         done.extend(step["action"] for step in plan["steps"])
+        if plan["in_place"]:
+            result.update(summarize_in_place(plan_in_place(config, plan)))
         return result
-    nodes = None
-    for step in plan["steps"]:
-        action = step["action"]
-        if action in ("compose_stop", "compose_start", "volume_create"):
-            outcome = run_command(step["argv"], timeout=900)
-            if not outcome.ok:
-                raise OpsError("%s failed: %s" % (" ".join(step["argv"][:4]),
-                                                  _fail_text(outcome)), steps=done)
-        elif action == "restore":
-            target = step["target"]
-            if target != "/":
-                if os.path.exists(target) and os.listdir(target):
-                    raise OpsError("restore target %s is not empty; pick a new directory"
-                                   % target)
-                os.makedirs(target, mode=0o700, exist_ok=True)
-            restored = _restic(config, "restore", plan["snapshot"], "--target", target,
-                               "--verify", timeout=12 * 3600)
-            if not restored.ok:
-                raise OpsError("restic restore failed: %s" % _fail_text(restored), steps=done)
-        elif action == "clear_conflicts":
-            nodes = snapshot_nodes(config, plan["snapshot"])
-            result["replaced_conflicts"] = len(clear_conflicts(nodes))
-        elif action == "prune_extra_files":
-            keep = set(nodes) if nodes is not None else snapshot_file_paths(config, plan["snapshot"])
-            result["removed_extra_files"] = len(prune_extra_files(step["paths"], keep))
-        elif action == "health":
-            if not wait_healthy(step["url"], step["timeout_seconds"]):
-                result["ok"] = False
-                result["error"] = ("services restarted but the health check did not pass "
-                                   "within %d s" % step["timeout_seconds"])
-        done.append(action)
+    state = {"stopped": False, "touched": False, "fs_plan": None}
+    try:
+        for step in plan["steps"]:
+            _run_restore_step(config, plan, step, state, result)
+            done.append(step["action"])
+    except OpsError as exc:
+        raise _restore_failure(config, state, exc, done)
+    except OSError as exc:
+        raise _restore_failure(config, state, OpsError("%s: %s" % (
+            exc.filename or "restore", exc.strerror or exc)), done)
     return result
+
+
+def _run_restore_step(config, plan, step, state, result):
+    action = step["action"]
+    if action in ("compose_stop", "compose_start", "volume_create"):
+        outcome = run_command(step["argv"], timeout=900)
+        if not outcome.ok:
+            raise OpsError("%s failed: %s" % (" ".join(step["argv"][:4]), _fail_text(outcome)))
+        if action != "volume_create":
+            state["stopped"] = action == "compose_stop"
+    elif action == "move_aside":
+        fs_plan = state["fs_plan"] = plan_in_place(config, plan)
+        result.update(summarize_in_place(fs_plan))
+        header = {"snapshot": plan["snapshot"], "job": config["job"],
+                  "host": config["host_label"], "snapshot_time": plan["time"],
+                  "restored_at": datetime.datetime.now().isoformat(timespec="seconds")}
+        try:
+            moved = restore_plan.move_aside(fs_plan["moves"], fs_plan["quarantine"], header)
+        except OpsError as exc:
+            state["touched"] = bool(exc.details.get("moved"))
+            raise
+        state["touched"] = bool(moved["moved"])
+        if moved["warnings"]:
+            result["warnings"] = moved["warnings"]
+    elif action == "restore":
+        target = step["target"]
+        argv = ["restore", plan["snapshot"], "--target", target, "--verify"]
+        if target == "/":
+            for pattern in state["fs_plan"]["restore_excludes"]:
+                argv += ["--exclude", pattern]
+            state["touched"] = True
+        else:
+            if os.path.exists(target) and os.listdir(target):
+                raise OpsError("restore target %s is not empty; pick a new directory" % target)
+            os.makedirs(target, mode=0o700, exist_ok=True)
+        restored = _restic(config, *argv, timeout=12 * 3600)
+        if not restored.ok:
+            raise OpsError("restic restore failed: %s" % _fail_text(restored))
+    elif action == "health":
+        if not wait_healthy(step["url"], step["timeout_seconds"]):
+            result["ok"] = False
+            result["error"] = ("services restarted but the health check did not pass "
+                               "within %d s" % step["timeout_seconds"])
+
+
+def _restore_failure(config, state, exc, done):
+    """The error of a failed restore, saying what state the host is left in."""
+    details = dict(exc.details, steps=list(done))
+    quarantine = state["fs_plan"]["quarantine"] if state["fs_plan"] else []
+    if state["touched"]:
+        details["quarantine"] = quarantine
+        text = "the restore did not finish"
+        if quarantine:
+            text += " (what was moved aside is in %s)" % ", ".join(quarantine)
+        if state["stopped"]:
+            text += "; the services stay stopped: run the restore again"
+        return OpsError("%s; %s" % (exc.message, text), **details)
+    if not state["stopped"]:
+        return OpsError("%s; nothing live was changed" % exc.message, **details)
+    started = run_command(compose_argv(config, "up"), timeout=900)
+    if started.ok:
+        return OpsError("%s; nothing live was changed and the services were started again"
+                        % exc.message, **details)
+    return OpsError("%s; nothing live was changed, but starting the services again failed: %s"
+                    % (exc.message, _fail_text(started)), **details)
 
 
 # --------------------------------------------------------------------------- archive engine

@@ -16,9 +16,12 @@ Actions:
   handled, 1 when it could not be delivered.
 - ``init``: initialise the repository when it does not exist (prints ``created`` or
   ``exists``); ``run`` does the same before its first backup.
-- ``snapshots``: list this host's snapshots.
+- ``snapshots``: list this host's snapshots of this job.
 - ``restore``: into ``--target DIR`` (default: a fresh scratch directory, printed), or
-  ``--in-place --confirm-overwrite``: stop compose services, restore, start, health.
+  ``--in-place --confirm-overwrite``: stop compose services, move aside into a dated
+  quarantine what the snapshot does not have or what is in restic's way (never delete;
+  excluded paths untouched), restore, start, health. ``--in-place --dry-run`` shows what
+  would be replaced and what would be moved aside, and needs no confirmation.
 
 ``--validate`` only checks the config file (the role's ``validate:``); ``--json`` prints
 results as JSON. Nothing printed contains the password or the repository location.
@@ -71,7 +74,7 @@ def backup_command(args, runtime) -> int:
         return handler(args, config, runtime)
     except OpsError as exc:
         # Failed hooks, an unreachable repository, a failed restore: the job failed.
-        emit(args, {"ok": False, "error": exc.message}, None)
+        emit(args, dict(exc.details, ok=False, error=exc.message), None)
         sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
         return 1
 
@@ -170,10 +173,11 @@ def _snapshots(args, config, runtime) -> int:
 
 
 def _restore(args, config, runtime) -> int:
-    if args.in_place and not args.confirm_overwrite:
+    if args.in_place and not (args.confirm_overwrite or args.dry_run):
         raise OpsError("refusing to restore in place without --confirm-overwrite: it stops "
                        "the services and overwrites live data; restore into a scratch "
-                       "directory (--target DIR) to look first")
+                       "directory (--target DIR) to look first, or add --dry-run to see "
+                       "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
     snapshot = backup.resolve_snapshot(config, args.snapshot)
@@ -181,13 +185,45 @@ def _restore(args, config, runtime) -> int:
     plan = backup.plan_restore(config, snapshot, target=target, in_place=args.in_place)
     result = backup.run_restore(config, plan, dry_run=args.dry_run)
     where = "in place" if args.in_place else "into %s" % target
-    text = "restore of snapshot %s (%s) %s: %s" % (
+    lines = ["restore of snapshot %s (%s) %s: %s" % (
         plan["short_id"], plan["time"], where,
-        "ok" if result["ok"] else "FAILED: %s" % result.get("error"))
-    if not args.in_place:
-        text += "\nrestored files are under %s" % target
-    emit(args, result, text)
+        ("dry run, nothing changed" if args.dry_run else "ok") if result["ok"]
+        else "FAILED: %s" % result.get("error"))]
+    if args.in_place:
+        lines += _in_place_lines(result, args.dry_run)
+    else:
+        lines.append("restored files are under %s; nothing live was touched" % target)
+    result["summary"] = lines  # what restore.yml prints
+    emit(args, result, lines)
     return 0 if result["ok"] else 1
+
+
+def _in_place_lines(result, dry_run):
+    """What an in-place restore replaced, moved aside, kept and left alone, for a person."""
+    would = "would " if dry_run else ""
+    lines = ["%s%d files from the snapshot (%d differ from it now), %screate %d paths" % (
+        "would replace " if dry_run else "replaced ", result["replace"], result["changed"],
+        would, result["create"])]
+    for path in result["changed_sample"]:
+        lines.append("  differs now: %s" % path)
+    if result["moved_aside"]:
+        lines.append("%s%d paths aside (not in the snapshot, or in its way) into %s" % (
+            "would move " if dry_run else "moved ", result["moved_aside"],
+            ", ".join(result["quarantine"])))
+        for item in result["moves"]:
+            lines.append("  %s  (%s)" % (item["path"], item["reason"]))
+        if result["moved_aside"] > len(result["moves"]):
+            lines.append("  ... and %d more" % (result["moved_aside"] - len(result["moves"])))
+    else:
+        lines.append("nothing to move aside")
+    for item in result["kept"]:
+        lines.append("kept as it is, not restored: %s (%s)" % (item["path"], item["reason"]))
+    if result["excluded_untouched"]:
+        lines.append("%d excluded paths left untouched (backup_excludes), e.g. %s" % (
+            result["excluded_untouched"], ", ".join(result["excluded_sample"][:3])))
+    for warning in result.get("warnings", []):
+        lines.append("warning: %s" % warning)
+    return lines
 
 
 def _notify(runtime, key, level, text):

@@ -1,8 +1,11 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The restore drill: back up, damage, restore (CLI and playbooks/restore.yml), compare
-every checksum; retention with forged dates; a failing hook and a stale repository
-alert at the fake Telegram Bot API; the password never shows anywhere."""
+every checksum, find what was written after the backup in the quarantine and excluded
+files untouched; restore.yml refuses without a host selection and restores in place one
+host at a time, stopping at the first failure; retention with forged dates; a failing
+hook and a stale repository alert at the fake Telegram Bot API; the password never shows
+anywhere. Checks run on backup-instance; backup-instance-2 is the second host."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import os
 import subprocess
 
 import pytest
+import testinfra
+
+testinfra_hosts = ["ansible://backup-instance"]
 
 PASSWORD = "Molecule-Backup-Password-do-not-leak-9876"
 CONFIG = "/etc/runbook-ops/backup.json"
@@ -69,16 +75,32 @@ def _snapshots(host, repository):
     return json.loads(out or "[]")
 
 
-def _playbook(*extra):
+def _playbook(*extra, hosts="backup-instance", check=False):
+    """Run playbooks/restore.yml with ``-e`` items; ``hosts=None`` chooses no hosts at all."""
     env = dict(os.environ)
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", env.get("RUNBOOK_OPS_COLLECTIONS_PATH", ""))
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
+    env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"  # one line per message, never folded
     argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-            os.path.join(REPO_ROOT, "playbooks", "restore.yml"),
-            "-e", "restore_hosts=backup-instance"]
+            os.path.join(REPO_ROOT, "playbooks", "restore.yml")]
+    if hosts:
+        argv += ["-e", "restore_hosts=%s" % hosts]
+    if check:
+        argv.append("--check")
     for item in extra:
         argv += ["-e", item]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _second_host():
+    return testinfra.get_host("ansible://backup-instance-2",
+                              ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def _quarantined(host, path):
+    """Where ``path`` went in the quarantine (one dated directory per restore), or None."""
+    found = host.run("ls -d /runbook-ops-quarantine/*%s 2>/dev/null" % path).stdout.split()
+    return found[-1] if found else None
 
 
 # --------------------------------------------------------------------------- what the role left
@@ -130,20 +152,26 @@ def test_restore_drill_brings_back_every_checksum(host):
     log = host.file("/var/log/backup.log").content_string
     assert "backup backup done" in log
 
-    # the hook's dump is in the snapshot
+    # the hook's dump is in the snapshot, the excluded thumbnails are not
     listing = _ok(host, (RESTIC_ENV % "/srv/restic-repo") + " restic ls latest")
     assert "/var/backups/runbook-ops/dumps/db.dump" in listing
+    assert "thumbs.cache" not in listing
 
-    # damage: change, delete, add
+    # damage: change, delete, add, and change the excluded file
     _ok(host, "echo changed > /srv/app/uploads/2026/01/photo.jpg && rm /srv/app/uploads/2026/01/list.txt"
               " && rm -rf /srv/volumes/app_db/_data/* && echo new > /srv/app/uploads/added-later.txt"
-              " && echo APP_SECRET=changed > /opt/app/.env")
-    assert _checksums(host, DATA) != before
+              " && echo APP_SECRET=changed > /opt/app/.env"
+              " && echo regenerated > /srv/app/uploads/2026/01/thumbs.cache")
+    damaged = _checksums(host, DATA)
+    assert damaged != before
+    excluded = "/srv/app/uploads/2026/01/thumbs.cache"
+    in_snapshot = {path: value for path, value in before.items() if path != excluded}
 
     # 1. CLI: into a scratch directory, nothing live touched
     scratch_dir = "/var/tmp/drill-scratch-%d" % os.getpid()
     _ok(host, "runbook-ops backup restore --config %s --target %s" % (CONFIG, scratch_dir))
-    assert _checksums(host, DATA, prefix=scratch_dir) == before
+    assert _checksums(host, DATA, prefix=scratch_dir) == in_snapshot
+    assert _checksums(host, DATA) == damaged
 
     # 2. playbook without confirmation refuses to overwrite
     refused = _playbook("restore_in_place=true")
@@ -157,13 +185,80 @@ def test_restore_drill_brings_back_every_checksum(host):
     assert "/var/tmp/runbook-ops-restore/backup-drill-" in scratch.stdout
     assert "nothing live was touched" in scratch.stdout
 
-    # 4. playbook in place with confirm_overwrite=yes: every file as it was, extras gone
+    # 4. --check in place: shows what would be replaced and moved aside, changes nothing
+    preview = _playbook("confirm_overwrite=yes", check=True)
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert "dry run, nothing changed" in preview.stdout
+    assert "would move" in preview.stdout and "/srv/app/uploads/added-later.txt" in preview.stdout
+    assert "differs now: /srv/app/uploads/2026/01/photo.jpg" in preview.stdout
+    assert _checksums(host, DATA) == damaged and not host.file("/runbook-ops-quarantine").exists
+
+    # 5. playbook in place with confirm_overwrite=yes: every file as it was, the excluded
+    #    file as it is now, the file written after the backup moved aside, not deleted
     in_place = _playbook("confirm_overwrite=yes")
     assert in_place.returncode == 0, in_place.stdout + in_place.stderr
-    assert "restored in place" in in_place.stdout
-    assert _checksums(host, DATA) == before
+    assert "in place: ok" in in_place.stdout
+    after = _checksums(host, DATA)
+    assert after == dict(in_snapshot, **{excluded: damaged[excluded]})
     assert not host.file("/srv/app/uploads/added-later.txt").exists
-    assert PASSWORD not in scratch.stdout + in_place.stdout + refused.stdout
+    moved = _quarantined(host, "/srv/app/uploads/added-later.txt")
+    assert moved and host.file(moved).content_string == "new\n"
+    assert moved.split("/srv/app")[0] in in_place.stdout  # the playbook names the quarantine
+    assert "1 excluded paths left untouched" in in_place.stdout
+    assert PASSWORD not in scratch.stdout + in_place.stdout + refused.stdout + preview.stdout
+
+
+def test_restore_playbook_refuses_without_a_host_selection_and_changes_nothing(host):
+    second = _second_host()
+    for machine in (host, second):
+        _ok(machine, "echo written-after > /srv/app/not-in-any-snapshot.txt")
+    before = [_checksums(machine, DATA) for machine in (host, second)]
+    quarantines = [machine.run("ls /runbook-ops-quarantine 2>/dev/null").stdout
+                   for machine in (host, second)]
+
+    refused = _playbook("confirm_overwrite=yes", hosts=None)
+
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    lines = [line for line in output.splitlines() if "Refusing to run on every host" in line]
+    assert lines and "--limit HOST or -e restore_hosts=GROUP" in lines[0]
+    assert "Restore the snapshot" not in output
+    assert [_checksums(machine, DATA) for machine in (host, second)] == before
+    assert [machine.run("ls /runbook-ops-quarantine 2>/dev/null").stdout
+            for machine in (host, second)] == quarantines
+
+
+def test_in_place_restore_goes_host_by_host_and_stops_at_the_first_failure(host):
+    second = _second_host()
+    for machine in (host, second):
+        # the dump hook needs its source, whatever an earlier test left
+        _ok(machine, "test -s /srv/volumes/app_db/_data/db.sqlite"
+                     " || echo rows > /srv/volumes/app_db/_data/db.sqlite")
+        _ok(machine, "runbook-ops backup run --config %s" % CONFIG)
+        _ok(machine, "echo after-the-backup > /srv/app/uploads/stop-test.txt")
+    # the first host's repository is unreachable: its restore fails
+    _ok(host, "mv /srv/restic-repo /srv/restic-repo.away")
+    try:
+        failed = _playbook("confirm_overwrite=yes", hosts="all")
+    finally:
+        _ok(host, "mv /srv/restic-repo.away /srv/restic-repo")
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "Restore on backup-instance failed" in output
+    assert "backup-instance-2" not in output.split("PLAY RECAP")[0]  # never started there
+    assert second.file("/srv/app/uploads/stop-test.txt").exists
+    assert _quarantined(second, "/srv/app/uploads/stop-test.txt") is None
+
+    both = _playbook("confirm_overwrite=yes", hosts="all")
+    assert both.returncode == 0, both.stdout + both.stderr
+    # serial: every task of the first host ran before the second host's first task
+    tasks = [line for line in both.stdout.splitlines() if line.startswith("TASK [Restore the snapshot")]
+    assert len(tasks) == 2
+    first_done = both.stdout.index("in place: ok")
+    assert both.stdout.index("backup-instance-2") > first_done
+    for machine in (host, second):
+        assert not machine.file("/srv/app/uploads/stop-test.txt").exists
+        assert _quarantined(machine, "/srv/app/uploads/stop-test.txt")
 
 
 def test_retention_with_forged_dates_keeps_expected_and_the_newest(host):

@@ -47,11 +47,15 @@ def _write(path, data):
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
-    """A data tree (files + a volume-like dir), a password file and a config."""
+def setup(tmp_path, monkeypatch, tmpfs):
+    """A data tree (files + a volume-like dir) on a filesystem of its own (an in-place
+    restore's quarantine goes to its top, ``<fs>/runbook-ops-quarantine``), a password
+    file and a config."""
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    data = tmp_path / "data"
+    fs = tmp_path / "fs"
+    tmpfs(fs, "size=64m")
+    data = fs / "data"
     _write(str(data / "app" / "config.yml"), b"key: value\n")
     _write(str(data / "app" / "uploads" / "a.bin"), os.urandom(200000))
     _write(str(data / "app" / "uploads" / "b.txt"), b"hello\n" * 1000)
@@ -67,7 +71,8 @@ def setup(tmp_path, monkeypatch):
         "paths": [str(data / "app"), str(data / "volume")],
         "retention": {"keep_daily": 3},
     }
-    return {"tmp": tmp_path, "data": data, "config": backup.validate_config(raw), "raw": raw}
+    return {"tmp": tmp_path, "data": data, "config": backup.validate_config(raw), "raw": raw,
+            "quarantine": fs / "runbook-ops-quarantine"}
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -82,31 +87,42 @@ def setup(tmp_path, monkeypatch):
     ({"repository": "/r", "paths": ["/x"], "check_read_data_subset": "lots"}, "read_data_subset"),
     ({"repository": "/r", "volumes": ["bad name!"]}, "not a Docker volume name"),
     ({"repository": "/r", "hooks": [{"name": "x"}]}, "name and a command"),
+    ({"repository": "/r", "paths": ["/x"], "excludes": ["*.tmp", "cache[0-"]},
+     "pattern 'cache[0-' is not a valid restic pattern"),
+    ({"repository": "/r", "paths": ["/x"], "legacy_snapshots": "yes"}, "legacy_snapshots"),
 ], ids=["no-repo", "relative-path", "unknown-key", "bad-engine", "no-sources",
-        "negative-keep", "bad-subset", "bad-volume", "hook-without-command"])
+        "negative-keep", "bad-subset", "bad-volume", "hook-without-command", "bad-exclude",
+        "legacy-not-bool"])
 def test_validate_config_rejects_bad_input_with_a_fix(raw, message):
     with pytest.raises(OpsError) as info:
         backup.validate_config(raw)
     assert message in info.value.message
 
 
-def test_forget_argv_always_keeps_the_newest_and_prunes():
+def test_retention_policy_always_keeps_the_newest_and_forget_names_ids_only():
     config = backup.validate_config({"repository": "/r", "paths": ["/x"], "host_label": "h",
                                      "retention": {"keep_daily": 30, "keep_monthly": 6}})
-    argv = backup.forget_argv(config)
-    assert argv[:3] == ["forget", "--json", "--prune"]
-    assert argv[argv.index("--keep-last") + 1] == "1"
-    assert argv[argv.index("--keep-daily") + 1] == "30"
-    assert argv[argv.index("--keep-monthly") + 1] == "6"
-    assert "--keep-weekly" not in argv
-    assert argv[argv.index("--group-by") + 1] == "host"
+    assert backup.retention_policy(config) == {"last": 1, "daily": 30, "weekly": 0, "monthly": 6}
+    assert backup.forget_argv(["a" * 64, "b" * 64]) == ["forget", "--prune", "a" * 64, "b" * 64]
+
+
+@pytest.mark.parametrize("raw, password_file, legacy", [
+    ({}, "/etc/runbook-ops/backup.password", True),
+    ({"job": "backup-db"}, "/etc/runbook-ops/backup-db.password", False),
+    ({"job": "backup-db", "legacy_snapshots": True}, "/etc/runbook-ops/backup-db.password", True),
+    ({"job": "backup", "legacy_snapshots": False, "password_file": "/root/pw"}, "/root/pw", False),
+], ids=["default-job-keeps-its-paths", "other-job", "other-job-adopts", "explicit"])
+def test_password_file_and_legacy_snapshots_default_per_job(raw, password_file, legacy):
+    config = backup.validate_config(dict({"repository": "/r", "paths": ["/x"]}, **raw))
+    assert config["password_file"] == password_file
+    assert config["legacy_snapshots"] is legacy
 
 
 def test_restic_argv_never_carries_password_or_repository(setup):
     config = dict(setup["config"], repository="rest:https://user:pw@backup.example/repo")
     sources = {"paths": ["/srv"], "tags": ["runbook-ops"]}
     argv = backup.restic_argv(config, *backup.backup_argv(config, sources)) + \
-        backup.restic_argv(config, *backup.forget_argv(config))
+        backup.restic_argv(config, *backup.forget_argv(["abc"]))
     joined = " ".join(argv)
     assert PASSWORD not in joined and "user:pw" not in joined
     env = backup.restic_env(config)
@@ -167,7 +183,7 @@ def test_plan_sources_adds_volume_mountpoints_with_tags_and_compose_files(setup,
                                          compose={"project_dir": str(project)}))
     plan = backup.plan_sources(config, mountpoint_of=lambda name: "/var/lib/docker/volumes/%s/_data" % name)
     assert "/var/lib/docker/volumes/app_db/_data" in plan["paths"]
-    assert "volume:app_db" in plan["tags"] and "runbook-ops" in plan["tags"]
+    assert plan["tags"] == ["runbook-ops", "job:backup", "volume:app_db"]
     assert str(project / ".env") in plan["paths"]
     assert str(project / "compose.yaml") in plan["paths"]
 
@@ -192,8 +208,7 @@ def test_plan_restore_in_place_stops_recreates_volumes_and_starts(setup):
                 "paths": ["/var/lib/docker/volumes/app_db/_data"], "tags": ["runbook-ops", "volume:app_db"]}
     plan = backup.plan_restore(config, snapshot, in_place=True)
     actions = [step["action"] for step in plan["steps"]]
-    assert actions == ["compose_stop", "volume_create", "clear_conflicts", "restore",
-                       "prune_extra_files",
+    assert actions == ["compose_stop", "volume_create", "move_aside", "restore",
                        "compose_start", "health"]
     assert plan["steps"][0]["argv"][-2:] == ["stop", "db"]
     assert plan["steps"][1]["argv"] == ["docker", "volume", "create", "app_db"]
@@ -227,21 +242,142 @@ def test_backup_then_restore_into_scratch_matches_every_checksum(setup, tmp_path
     assert after == before
 
 
+def _everything(root):
+    """``{path: inode}`` of every entry under ``root`` (symlinks not followed)."""
+    found = {}
+    for current, dirs, files in os.walk(str(root)):
+        for name in dirs + files:
+            path = os.path.join(current, name)
+            found[path] = os.lstat(path).st_ino
+    return found
+
+
+def _in_place(config, snapshot="latest"):
+    snap = backup.resolve_snapshot(config, snapshot)
+    return backup.run_restore(config, backup.plan_restore(config, snap, in_place=True))
+
+
 @needs_restic
-def test_in_place_restore_puts_back_changed_deleted_and_removes_new_files(setup):
+def test_in_place_restore_puts_back_changed_and_deleted_files(setup):
     config = setup["config"]
     before = _tree_checksums(str(setup["data"]))
     assert backup.run_backup(config)["ok"]
     _write(str(setup["data"] / "app" / "config.yml"), b"key: CHANGED\n")
     shutil.rmtree(str(setup["data"] / "app" / "uploads"))
-    _write(str(setup["data"] / "volume" / "_data" / "new-after-backup"), b"x")
-    os.unlink(str(setup["data"] / "volume" / "_data" / "db.sqlite"))
-    os.mkdir(str(setup["data"] / "volume" / "_data" / "db.sqlite"))  # a dir where a file was
-    snapshot = backup.resolve_snapshot(config, "latest")
-    result = backup.run_restore(config, backup.plan_restore(config, snapshot, in_place=True))
-    assert result["ok"] and result["removed_extra_files"] == 1
-    assert result["replaced_conflicts"] == 2  # the symlink and the dir-for-file
+    os.unlink(str(setup["data"] / "app" / "link-to-b"))
+    os.symlink("/etc/passwd", str(setup["data"] / "app" / "link-to-b"))  # points elsewhere now
+    result = _in_place(config)
+    assert result["ok"]
     assert _tree_checksums(str(setup["data"])) == before
+    assert result["moves"][0]["reason"] == "a symlink where the snapshot has a symlink"
+
+
+@needs_restic
+def test_in_place_restore_keeps_excluded_paths_and_moves_new_files_aside(setup):
+    """Photos uploaded after 03:00 and excluded caches survive a restore; nothing is deleted."""
+    app = setup["data"] / "app"
+    _write(str(app / "cache" / "thumb.bin"), b"thumbnail")
+    _write(str(app / "uploads" / "draft.tmp"), b"draft")
+    config = backup.validate_config(dict(setup["raw"], excludes=["*.tmp", str(app / "cache")]))
+    assert backup.run_backup(config)["ok"]
+    _write(str(app / "cache" / "thumb.bin"), b"regenerated since")
+    _write(str(app / "uploads" / "draft.tmp"), b"edited since")
+    _write(str(app / "uploads" / "photo-after-backup.jpg"), b"uploaded at 09:00")
+    _write(str(app / "uploads" / "2026" / "new-album" / "p1.jpg"), b"album")
+    _write(str(app / "config.yml"), b"key: CHANGED\n")
+    alive = _everything(setup["data"])
+
+    result = _in_place(config)
+
+    assert (app / "config.yml").read_bytes() == b"key: value\n"
+    assert (app / "cache" / "thumb.bin").read_bytes() == b"regenerated since"
+    assert (app / "uploads" / "draft.tmp").read_bytes() == b"edited since"
+    assert os.lstat(str(app / "cache" / "thumb.bin")).st_ino == alive[str(app / "cache" / "thumb.bin")]
+    assert not (app / "uploads" / "photo-after-backup.jpg").exists()
+    [quarantine] = result["quarantine"]
+    assert quarantine.startswith(str(setup["quarantine"]) + "/")
+    for path, inode in alive.items():  # every live entry is where it was or in the quarantine
+        where = path if os.path.lexists(path) else quarantine + path
+        assert os.path.lexists(where), path
+        if path.endswith(".jpg") or "/cache/" in path:
+            assert os.lstat(where).st_ino == inode, path  # renamed, not copied
+    moved = {item["path"]: item["reason"] for item in result["moves"]}
+    assert moved == {str(app / "uploads" / "photo-after-backup.jpg"): "not in the snapshot",
+                     str(app / "uploads" / "2026"): "not in the snapshot",
+                     # restic 0.14 cannot restore over a symlink: it is moved aside too
+                     str(app / "link-to-b"): "a symlink where the snapshot has a symlink"}
+    assert result["excluded_untouched"] == 2
+    with open(os.path.join(quarantine, "restore-plan.json")) as handle:
+        assert json.load(handle)["snapshot"] == result["snapshot"]
+
+
+@needs_restic
+def test_in_place_restore_moves_a_directory_where_the_snapshot_has_a_file_aside(setup):
+    config = setup["config"]
+    db = setup["data"] / "volume" / "_data" / "db.sqlite"
+    original = db.read_bytes()
+    assert backup.run_backup(config)["ok"]
+    db.unlink()
+    _write(str(db / "wal" / "000001"), b"the only copy of today's writes")
+    result = _in_place(config)
+    assert db.read_bytes() == original
+    [quarantine] = result["quarantine"]
+    assert open(quarantine + str(db / "wal" / "000001"), "rb").read() == \
+        b"the only copy of today's writes"
+    assert {"path": str(db), "reason": "a dir where the snapshot has a file",
+            "to": quarantine + str(db)} in result["moves"]
+
+
+@needs_restic
+def test_excludes_added_after_the_backup_still_protect_live_files(setup):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    _write(str(setup["data"] / "app" / "uploads" / "b.txt"), b"live, now excluded")
+    later = backup.validate_config(dict(setup["raw"], excludes=["b.txt"]))
+    assert _in_place(later)["ok"]  # restic restore --exclude, and --verify still passes
+    assert (setup["data"] / "app" / "uploads" / "b.txt").read_bytes() == b"live, now excluded"
+
+
+@needs_restic
+def test_a_restore_failing_after_moving_aside_keeps_everything_and_says_where(setup):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    _write(str(setup["data"] / "app" / "new.jpg"), b"uploaded after the backup")
+    script = setup["tmp"] / "restic-restore-fails"
+    script.write_text("#!/bin/sh\n[ \"$1\" = restore ] && { echo 'disk full' >&2; exit 1; }\n"
+                      "exec restic \"$@\"\n")
+    os.chmod(str(script), 0o755)
+    broken = dict(config, restic_bin=str(script))
+    with pytest.raises(OpsError) as info:
+        _in_place(broken)
+    message = info.value.message
+    assert "restic restore failed: disk full; the restore did not finish" in message
+    [quarantine] = info.value.details["quarantine"]
+    assert quarantine in message
+    assert open(quarantine + str(setup["data"] / "app" / "new.jpg"), "rb").read() == \
+        b"uploaded after the backup"
+
+
+@needs_restic
+def test_a_restore_refused_before_touching_anything_starts_the_services_again(
+        setup, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\necho \"$@\" >> %s\n" % (tmp_path / "docker.log"))
+    os.chmod(str(bin_dir / "docker"), 0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (bin_dir, os.environ["PATH"]))
+    config = backup.validate_config(dict(setup["raw"], compose={"project_dir": "/opt/app"}))
+    assert backup.run_backup(config)["ok"]
+    _write(str(setup["data"] / "app" / "new.jpg"), b"x")
+    # excludes changed since: they now hide a parent of a restored path from restic restore
+    hiding = backup.validate_config(dict(setup["raw"], compose={"project_dir": "/opt/app"},
+                                         excludes=[str(setup["data"]),
+                                                   "!" + str(setup["data"] / "app")]))
+    with pytest.raises(OpsError, match="nothing live was changed and the services were started"):
+        _in_place(hiding)
+    assert (tmp_path / "docker.log").read_text().splitlines() == [
+        "compose --project-directory /opt/app stop", "compose --project-directory /opt/app up -d"]
+    assert (setup["data"] / "app" / "new.jpg").exists()
 
 
 @needs_restic
@@ -256,6 +392,85 @@ def test_forget_with_forged_dates_keeps_expected_snapshots_and_the_newest(setup)
     assert backup.run_backup(config, when="2025-12-01 03:00:00")["ok"]
     kept = sorted(s["time"].strftime("%Y-%m-%d") for s in backup.list_snapshots(config))
     assert "2026-01-07" in kept and "2025-12-01" not in kept
+
+
+def _raw_snapshots(config):
+    """Every snapshot in the repository, read with restic itself (not the code under test)."""
+    out = subprocess.run(["restic", "snapshots", "--json"], capture_output=True, text=True,
+                         check=True, env=dict(os.environ, RESTIC_REPOSITORY=config["repository"],
+                                              RESTIC_PASSWORD_FILE=config["password_file"])).stdout
+    return json.loads(out or "[]")
+
+
+@needs_restic
+def test_two_jobs_in_one_repository_keep_their_own_snapshots_and_freshness(setup):
+    """backup-db (02:00) and backup-files (03:00) share a repository with keep-daily 2."""
+    data = setup["data"]
+    daily_2 = {"keep_daily": 2}
+    db = backup.validate_config(dict(setup["raw"], job="backup-db", retention=daily_2,
+                                     paths=[str(data / "volume")]))
+    files = backup.validate_config(dict(setup["raw"], job="backup-files", retention=daily_2,
+                                        paths=[str(data / "app")]))
+    db_runs = [backup.run_backup(db, when="2026-01-%02d 02:00:00" % day) for day in (1, 2, 3)]
+    for day in (1, 2, 3, 4):
+        assert backup.run_backup(files, when="2026-01-%02d 03:00:00" % day)["ok"]
+
+    by_paths = {}
+    for snap in _raw_snapshots(db):
+        by_paths.setdefault(tuple(snap["paths"]), []).append(snap["time"][:16])
+    assert sorted(by_paths[(str(data / "volume"),)]) == ["2026-01-02T02:00", "2026-01-03T02:00"]
+    assert sorted(by_paths[(str(data / "app"),)]) == ["2026-01-03T03:00", "2026-01-04T03:00"]
+    # the small db snapshot is never compared with the big files snapshot
+    assert all(run["ok"] and run["size_drop"] is None for run in db_runs)
+    # each job's freshness is its own: the db job last ran 27 h ago
+    now = datetime.datetime(2026, 1, 4, 5, tzinfo=UTC)
+    assert backup.check_freshness(db, now=now)["ok"] is False
+    assert backup.check_freshness(files, now=now)["ok"] is True
+    # and a restore of the db job takes the db job's latest, not the newer files snapshot
+    assert backup.resolve_snapshot(db)["paths"] == [str(data / "volume")]
+    with pytest.raises(OpsError, match="is not one of job backup-db"):
+        backup.resolve_snapshot(db, backup.resolve_snapshot(files)["id"])
+
+
+def _legacy_backup(config, when, host=None):
+    """A snapshot as runbook.ops made them before job tags: only the tag runbook-ops."""
+    subprocess.run(["restic", "backup", "-q", "--host", host or config["host_label"], "--tag",
+                    "runbook-ops", "--time", when] + config["paths"], check=True,
+                   capture_output=True, env=dict(os.environ, RESTIC_REPOSITORY=config["repository"],
+                                                 RESTIC_PASSWORD_FILE=config["password_file"]))
+
+
+@needs_restic
+def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
+    config = setup["config"]  # job "backup", keep_daily 3
+    assert backup.ensure_repository(config) == "created"
+    for day in (1, 2):
+        _legacy_backup(config, "2026-01-%02d 03:00:00" % day)
+    _legacy_backup(config, "2026-01-02 04:00:00", host="other-host")
+    legacy = [snap["id"] for snap in _raw_snapshots(config) if snap["hostname"] == "drill-host"]
+
+    # found right after the upgrade: fresh, listed, restorable
+    now = datetime.datetime(2026, 1, 2, 5, tzinfo=UTC)
+    assert backup.check_freshness(config, now=now)["ok"]
+    assert [snap["id"] for snap in backup.list_snapshots(config)] == legacy
+    assert backup.resolve_snapshot(config, legacy[0][:8])["id"] == legacy[0]
+
+    # a job whose name starts like it, in the same repository, neither sees nor forgets them
+    other = backup.validate_config(dict(setup["raw"], job="backup-db",
+                                        retention={"keep_daily": 1}))
+    for day in (3, 4):
+        assert backup.run_backup(other, when="2026-01-%02d 02:00:00" % day)["ok"]
+    assert [snap["time"].day for snap in backup.list_snapshots(other)] == [4]
+    # the default job's retention counts them as its own: keep-daily 3 over days 1, 2, 5
+    assert backup.run_backup(config, when="2026-01-05 03:00:00")["ok"]
+    kept = backup.list_snapshots(config)
+    assert [snap["time"].day for snap in kept] == [1, 2, 5]
+    assert sorted(kept[-1]["tags"]) == ["job:backup", "runbook-ops"]
+    for day in (6, 7):
+        assert backup.run_backup(config, when="2026-01-%02d 03:00:00" % day)["ok"]
+    assert [snap["time"].day for snap in backup.list_snapshots(config)] == [5, 6, 7]
+    hosts = sorted(snap["hostname"] for snap in _raw_snapshots(config))
+    assert hosts.count("other-host") == 1  # another host's snapshot is never in reach
 
 
 @needs_restic
@@ -442,3 +657,36 @@ def test_cli_validate_rejects_a_bad_config(tmp_path, runtime):
     bad.write_text(json.dumps({"repository": "/r", "paths": ["relative"]}))
     with pytest.raises(OpsError, match="must be absolute"):
         _cli(["backup", "run", "--validate", "--config", str(bad)], runtime)
+
+
+@needs_restic
+def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
+        setup, runtime, tmp_path, capsys):
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(dict(setup["raw"], excludes=["*.tmp"])))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    _write(str(setup["data"] / "app" / "uploads" / "after-backup.jpg"), b"new")
+    _write(str(setup["data"] / "app" / "uploads" / "scratch.tmp"), b"excluded")
+    _write(str(setup["data"] / "app" / "config.yml"), b"key: CHANGED\n")
+    before = (_tree_checksums(str(setup["data"])), _everything(setup["data"]))
+    capsys.readouterr()
+
+    assert _cli(["backup", "restore", "--config", str(config_path), "--in-place", "--dry-run"],
+                runtime) == 0
+    text = capsys.readouterr().out
+    assert (_tree_checksums(str(setup["data"])), _everything(setup["data"])) == before
+    assert not setup["quarantine"].exists()
+    assert "in place: dry run, nothing changed" in text
+    assert "would replace 4 files from the snapshot (1 differ from it now)" in text
+    assert "differs now: %s" % (setup["data"] / "app" / "config.yml") in text
+    assert "would move 2 paths aside" in text and str(setup["quarantine"]) in text
+    assert "%s  (not in the snapshot)" % (setup["data"] / "app" / "uploads" / "after-backup.jpg") \
+        in text
+    assert "1 excluded paths left untouched" in text
+
+    assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
+                 "--confirm-overwrite", "--json"], runtime) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["moved_aside"] == 2 and result["quarantine"][0].startswith(str(setup["quarantine"]))
+    assert os.path.exists(result["quarantine"][0] + str(setup["data"] / "app" / "uploads" /
+                                                        "after-backup.jpg"))

@@ -37,26 +37,6 @@ def df_row(path, inodes=False):
     return [int(v) for v in values[:3]] + [None if pct == "-" else int(pct), values[4]]
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """Mount tmpfs file systems under tmp_path: ``tmpfs(name, options)``; all unmounted after."""
-    mounted = []
-
-    def mount(name="fs", options="size=1m"):
-        directory = tmp_path / name
-        directory.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-        mounted.append(directory)
-        return directory
-
-    yield mount
-    for directory in reversed(mounted):
-        subprocess.run(["umount", "-l", str(directory)], check=False)
-
-
 def fill(directory, num_bytes, name="fill"):
     with open(directory / name, "wb") as handle:
         handle.write(b"\0" * num_bytes)
