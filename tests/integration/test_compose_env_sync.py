@@ -785,3 +785,128 @@ def test_every_form_holds_generated_values_as_compose_puts_them_into_containers(
     assert result["drifted"] == {forms[form][0]: {"added": [], "removed": [], "changed": [key],
                                                   "files": []}}
     assert list(result["fingerprints"][forms[form][0]]) == [key]
+
+
+# --- review of #15/#16 item 6 (branch review-compose): what must not be recreated ------------
+#
+# Each test below failed on d41fe8a; they state what an operator relies on.
+
+REVIEW_SECRET_1 = "review-secret-one-5c1e"
+REVIEW_SECRET_2 = "review-secret-two-9d7a"
+REVIEW_COMPOSE = """\
+services:
+  worker:
+    image: %(image)s
+    environment:
+      SECRET: ${SECRET}
+"""
+
+
+def _running(project, service):
+    """[(id, mounts destinations)] of the running containers of one service."""
+    api = project.engine.api()
+    try:
+        found = api.containers(filters={"label": [
+            "com.docker.compose.project=%s" % project.name,
+            "com.docker.compose.service=%s" % service]})
+        return sorted((item["Id"], sorted(m["Destination"] for m in item["Mounts"]))
+                      for item in found)
+    finally:
+        api.close()
+
+
+def test_review_host_selection_in_group_vars_does_not_bypass_the_guard(tmp_path):
+    # env_sync_hosts left in group_vars/prod.yml: the play's `hosts:` cannot see it (it is
+    # templated without a host) and targets every host, while the guard, evaluated on the
+    # first host, finds it and lets the play through: db1 (not in prod) is synced too.
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    local = "{ansible_connection: local, ansible_python_interpreter: %s}" % sys.executable
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    web1: %s\n    web2: %s\n    db1: %s\n"
+        "  children:\n    prod:\n      hosts:\n        web1:\n        web2:\n" % ((local,) * 3))
+    (inventory / "group_vars" / "prod.yml").write_text("env_sync_hosts: prod\n")
+    missing = str(tmp_path / "no-such-project")
+    proc = subprocess.run(
+        [os.path.join(_BIN, "ansible-playbook"), "-i", str(inventory), "playbooks/env-sync.yml",
+         "-e", json.dumps({"project_dir": missing, "env_sync_state_dir": str(tmp_path / "st")})],
+        cwd=_REPO, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+        timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    reached = set(re.findall(r"(?:fatal|ok|changed): \[(\w+)\].*project directory %s does not "
+                             r"exist" % re.escape(missing), out))
+    assert "db1" not in reached, out
+    assert proc.returncode != 0 and "Refusing to run on every host" in out, out
+
+
+def test_review_a_same_named_project_in_another_directory_is_left_alone(engine, tmp_path):
+    # /srv/app and /opt/app both make compose project "app". Syncing /opt/app (never started
+    # here) must not recreate /srv/app's container with /opt/app's configuration, which drops
+    # its volume and gives it the other application's environment.
+    name = "envsyncsame%d" % os.getpid()
+    running = Project(engine, tmp_path / "srv" / name, REVIEW_COMPOSE.replace(
+        "    environment:", "    volumes: [data:/data]\n    environment:") + "volumes:\n  data:\n",
+        {"SECRET": REVIEW_SECRET_1})
+    other = Project(engine, tmp_path / "opt" / name, REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_2})
+    try:
+        running.compose("up", "-d")
+        before = _running(running, "worker")
+        assert before[0][1] == ["/data"]
+        rc, result, out = run_module(engine, {"project_src": other.dir,
+                                              "compose_command": [COMPOSE_BIN],
+                                              "state_dir": str(tmp_path / "state")})
+        assert _running(running, "worker") == before, out
+        assert result.get("recreated", []) == [], out
+    finally:
+        for project in (running, other):
+            subprocess.run([COMPOSE_BIN, "down", "--timeout", "0", "-v"], cwd=project.dir,
+                           capture_output=True, env=dict(os.environ, **engine.env), timeout=120,
+                           check=False)
+
+
+def test_review_a_run_without_the_override_file_does_not_drop_it(project_factory, tmp_path):
+    # Started with `-f compose.yaml -f compose.prod.yml`; env-sync run without env_sync_files
+    # sees the override's keys as "removed" drift and recreates the db from compose.yaml
+    # alone: without its data volume (the database then starts empty in the container layer).
+    override = ("services:\n  worker:\n    environment:\n      APP_ENV: production\n"
+                "    volumes: [dbdata:/var/lib/db]\nvolumes:\n  dbdata:\n")
+    project = project_factory("ovr", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1},
+                              files={"compose.prod.yml": override})
+    project.compose("-f", "compose.yaml", "-f", "compose.prod.yml", "up", "-d")
+    before = _running(project, "worker")
+    assert before[0][1] == ["/var/lib/db"]
+    try:
+        rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                      "compose_command": [COMPOSE_BIN],
+                                                      "state_dir": str(tmp_path / "state")})
+        assert _running(project, "worker") == before, out
+    finally:
+        project.compose("-f", "compose.yaml", "-f", "compose.prod.yml", "down", "-t", "0", "-v")
+
+
+def test_review_a_scaled_service_keeps_its_replicas(project_factory, tmp_path):
+    # `up -d --scale worker=3` (celery workers), then a .env change: the sync must give all
+    # three the new value, not scale the service down to the file's single replica.
+    project = project_factory("scl", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1})
+    project.compose("up", "-d", "--scale", "worker=3")
+    assert len(_running(project, "worker")) == 3
+    project.write_env({"SECRET": REVIEW_SECRET_2})
+    rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                  "compose_command": [COMPOSE_BIN],
+                                                  "state_dir": str(tmp_path / "state")})
+    assert rc == 0 and result["recreated"] == ["worker"], out
+    assert len(_running(project, "worker")) == 3, out
+
+
+def test_review_an_unescaped_dollar_in_the_compose_file_does_not_print_the_value(
+        project_factory, tmp_path):
+    # A generated password pasted into compose.yaml with `${` in it: compose refuses it and
+    # quotes the whole value; the module's error (and so the play's output) must not.
+    secret = "Xk9-pa${ss-review-TOPSECRET"
+    project = project_factory("lk", "services:\n  web:\n    image: %(image)s\n    environment:\n"
+                              "      DB_PASSWORD: \"" + secret + "\"\n", {"A": "b"})
+    rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                  "compose_command": [COMPOSE_BIN],
+                                                  "state_dir": str(tmp_path / "state")})
+    assert rc != 0 and "invalid interpolation format" in result["msg"], out
+    assert "TOPSECRET" not in out

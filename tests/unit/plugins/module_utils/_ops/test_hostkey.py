@@ -146,3 +146,29 @@ def test_a_key_this_user_may_not_read_gives_a_throw_away_key_and_a_warning(tmp_p
     assert proc.stdout.startswith("32 ['the fingerprint key %s is not readable by this user "
                                   "(run with become); this run used a throw-away key"
                                   % key_path(str(directory)))
+
+
+# --- review (branch review-compose) ------------------------------------------------------
+
+
+def test_review_check_mode_changes_nothing_on_a_key_readable_by_others(tmp_path):
+    # check mode (create=False) must not touch the host, not even a key's mode
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chmod(path, 0o644)
+    _key, warnings = host_key(str(tmp_path), create=False)
+    assert warnings
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_review_a_key_owned_by_another_user_is_not_trusted_silently(tmp_path):
+    # whoever owns the key can read it (or chmod it back): its fingerprints are then
+    # as weak as a plain hash to that user
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chown(path, 65534, 65534)  # nobody
+    try:
+        _key, warnings = host_key(str(tmp_path))
+    except OpsError:
+        return
+    assert warnings, "a key owned by uid 65534 was used without a word"
