@@ -910,3 +910,30 @@ def test_review_an_unescaped_dollar_in_the_compose_file_does_not_print_the_value
                                                   "state_dir": str(tmp_path / "state")})
     assert rc != 0 and "invalid interpolation format" in result["msg"], out
     assert "TOPSECRET" not in out
+
+
+def test_review_a_replaced_key_does_not_silently_lose_a_changed_secrets_file(
+        project_factory, tmp_path):
+    # The key file is replaced (deleted by hand as the short-key message says, or the state
+    # directory restored without it): the recorded keyed digests are dropped and a file is
+    # judged by mtime alone. A secrets file copied in with its old mtime (cp -p, rsync -a,
+    # tar) is then never reported, and the state is rewritten so it never will be; at least
+    # a warning must say that this run could not compare the files.
+    project = project_factory("key", INCIDENT_COMPOSE.split("  celery-beat:")[0].replace(
+        "  backend:", "  unused:") + "secrets:\n  db_password:\n    file: ./db_password.txt\n",
+        {"AI_PROXY_SECRET": OLD_SECRET}, files={"db_password.txt": DB_PASSWORD_1})
+    secret = os.path.join(project.dir, "db_password.txt")
+    os.utime(secret, (946684800, 946684800))  # 2000-01-01, before the container
+    project.compose("up", "-d")
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {}, out
+    with open(secret, "w") as handle:
+        handle.write(DB_PASSWORD_2)
+    os.utime(secret, (946684800, 946684800))
+    os.unlink(os.path.join(args["state_dir"], "fingerprint.key"))
+    rc, result, out = run_module(project.engine, args)  # makes a new key, as base would
+    assert rc == 0, out
+    warnings = "".join(re.findall(r"\[WARNING\].*", out))
+    assert "celery-worker" in result["drifted"] or "key" in warnings, out
