@@ -213,6 +213,8 @@ def read_env_file_values(path):
     return values
 
 
+_YAML_ESCAPE = re.compile(r"\\(.)")
+_YAML_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _ENVIRONMENT_KEY = re.compile(r"^(\s*)environment\s*:\s*(.*)$")
 
 
@@ -221,7 +223,7 @@ def _yaml_scalar(text):
     trailing comment of a plain scalar dropped); good enough for redaction."""
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return _YAML_ESCAPE.sub(lambda m: _YAML_ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
     if len(text) >= 2 and text[0] == text[-1] == "'":
         return text[1:-1].replace("''", "'")
     return text.split(" #", 1)[0].rstrip()
