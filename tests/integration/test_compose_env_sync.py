@@ -501,7 +501,8 @@ def test_playbook_refuses_to_run_without_a_host_selection(project_factory, tmp_p
     assert rc != 0
     messages = re.findall(r'"msg": "([^"]*)"', out)
     assert messages == ["Refusing to run on every host of the inventory: choose them with --limit "
-                        "HOST or -e env_sync_hosts=GROUP, e.g. ansible-playbook "
+                        "HOST or -e env_sync_hosts=GROUP (on the command line; in group_vars it is "
+                        "not seen by the play's hosts line), e.g. ansible-playbook "
                         "playbooks/env-sync.yml -l web1 -e project_dir=/opt/app"], out
     assert "compose_env_sync" not in out.split("Refusing", 1)[1] and "drifted" not in out
     assert _ids(project) == before
@@ -937,3 +938,115 @@ def test_review_a_replaced_key_does_not_silently_lose_a_changed_secrets_file(
     assert rc == 0, out
     warnings = "".join(re.findall(r"\[WARNING\].*", out))
     assert "celery-worker" in result["drifted"] or "key" in warnings, out
+
+
+# --- what a recreate keeps: the files, the replicas and the values it was started with -------
+
+
+def test_env_files_the_containers_were_started_with_are_used_and_others_refused(
+        project_factory, tmp_path):
+    # Started with `--env-file prod.env`; the directory's .env holds other (development) values.
+    # A run without env_files used .env: every value "changed", the service was recreated with
+    # the development secret. Now the label's env file is used, and a different one is refused.
+    project = project_factory("envf", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1},
+                              files={"prod.env": "SECRET=%s\n" % REVIEW_SECRET_2})
+    project.compose("--env-file", "prod.env", "up", "-d")
+    before = _ids(project)
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {} and result["recreated"] == [], out
+    rc, result, refused = run_module(project.engine, dict(args, env_files=[".env"]))
+    assert rc != 0 and result["msg"] == (
+        "env_files (.env) are not the env files the running containers of worker in compose "
+        "project %s were started with (prod.env); recreating them from other files changes more "
+        "than their environment; set env_files to those, or leave it unset to use them (nothing "
+        "was recreated)" % project.name), refused
+    assert _ids(project) == before
+    assert project.containers()["worker"][1]["SECRET"] == REVIEW_SECRET_2
+    for text in (out, refused):
+        assert REVIEW_SECRET_1 not in text and REVIEW_SECRET_2 not in text
+
+
+def test_a_scaled_service_with_a_stopped_replica_is_refused_then_kept_at_its_size(
+        project_factory, tmp_path):
+    # deploy.replicas 2 in the file, scaled to 3 by hand, one replica stopped: compose would
+    # remove one container (2.20.1: the stopped one, 2.40.3: a running one) to reach a count;
+    # the run refuses instead. Started again, the three are recreated and stay three.
+    project = project_factory("rep", REVIEW_COMPOSE.replace(
+        "    environment:", "    deploy:\n      replicas: 2\n    environment:"),
+        {"SECRET": REVIEW_SECRET_1})
+    project.compose("up", "-d", "--scale", "worker=3")
+    stopped = "%s-worker-2" % project.name
+    project.engine.docker_cli("stop", "-t", "0", stopped)
+    project.write_env({"SECRET": REVIEW_SECRET_2})
+    everything = _all_ids(project)
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc != 0 and result["msg"].startswith(
+        "cannot recreate worker without removing or restarting a stopped container (compose "
+        "keeps the running count): %s is exited (exit code " % stopped), out
+    assert result["drifted"]["worker"]["changed"] == ["SECRET"] and result["changed"] is False
+    assert _all_ids(project) == everything
+
+    project.engine.docker_cli("start", stopped)
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["recreated"] == ["worker"], out
+    assert "[WARNING]: worker runs 3 containers, its compose file asks for 2: the recreate " \
+           "keeps 3 (--scale worker=3)" in out
+    held = [i for i, _mounts in _running(project, "worker")]
+    assert len(held) == 3 and not set(held) & set(everything)
+    assert _secrets_held(project, held) == [REVIEW_SECRET_2] * 3
+
+
+def _all_ids(project):
+    api = project.engine.api()
+    try:
+        return sorted(c["Id"] for c in api.containers(all=True))
+    finally:
+        api.close()
+
+
+def _secrets_held(project, ids):
+    """SECRET as the process of each container sees it."""
+    api = project.engine.api()
+    try:
+        return [dict(line.split("=", 1) for line in api.exec_start(api.exec_create(
+            cid, ["env"])["Id"]).decode().splitlines() if "=" in line).get("SECRET")
+            for cid in ids]
+    finally:
+        api.close()
+
+
+NON_ESCAPING = """#!%s
+# An early Compose v2 (docker/compose#8518): `config` prints `$` once, as containers hold it.
+import subprocess, sys
+proc = subprocess.run([%r] + sys.argv[1:], capture_output=True, text=True)
+out = proc.stdout.replace("$$", "$") if "config" in sys.argv else proc.stdout
+sys.stdout.write(out)
+sys.stderr.write(proc.stderr)
+sys.exit(proc.returncode)
+"""
+
+
+def test_a_compose_that_prints_dollars_once_is_compared_as_it_prints(project_factory, tmp_path):
+    # A value held as `x$$y` (only even runs of `$`): halving the output of a compose that does
+    # not escape gave `x$y`, so every run recreated the service and failed with "drift remains".
+    project = project_factory("noesc", "services:\n  web:\n    image: %(image)s\n"
+                              "    environment:\n      PAIR: ${PAIR}\n", {"PAIR": "'x$$y'"})
+    project.compose("up", "-d")
+    assert project.containers()["web"][1]["PAIR"] == "x$$y"
+    wrapper = tmp_path / "compose-without-escaping"
+    wrapper.write_text(NON_ESCAPING % (sys.executable, COMPOSE_BIN))
+    wrapper.chmod(0o755)
+    before = _ids(project)
+    args = {"project_src": project.dir, "compose_command": [str(wrapper)],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {} and result["recreated"] == [], out
+    assert _ids(project) == before
+    project.write_env({"PAIR": "'x$$z'"})
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["recreated"] == ["web"], out
+    assert project.containers()["web"][1]["PAIR"] == "x$$z"
