@@ -920,7 +920,7 @@ def test_review_a_replaced_key_does_not_silently_lose_a_changed_secrets_file(
     # judged by mtime alone. A secrets file copied in with its old mtime (cp -p, rsync -a,
     # tar) is then never reported, and the state is rewritten so it never will be; at least
     # a warning must say that this run could not compare the files.
-    project = project_factory("key", INCIDENT_COMPOSE.split("  celery-beat:")[0].replace(
+    project = project_factory("key", INCIDENT_COMPOSE.split("  celery-beat:", maxsplit=1)[0].replace(
         "  backend:", "  unused:") + "secrets:\n  db_password:\n    file: ./db_password.txt\n",
         {"AI_PROXY_SECRET": OLD_SECRET}, files={"db_password.txt": DB_PASSWORD_1})
     secret = os.path.join(project.dir, "db_password.txt")

@@ -355,8 +355,8 @@ def file_signature(path):
             for name in [""] + sorted(names):
                 full = os.path.join(root, name) if name else root
                 entry = os.stat(full)
-                digest.update(("%s\0%d:%d\0" % (os.path.relpath(full, path), entry.st_ino,
-                                                  entry.st_ctime_ns)).encode("utf-8", "replace"))
+                line = "%s\0%d:%d\0" % (os.path.relpath(full, path), entry.st_ino, entry.st_ctime_ns)
+                digest.update(line.encode("utf-8", "replace"))
         return "dir:" + digest.hexdigest()[:32]
     except OSError:
         return "missing"
