@@ -4,13 +4,17 @@
 
 Control flow of ``sync_compose_env``::
 
-    project dir -> compose command (+ --profile) -> `compose config --format json`, its `$$` undone
-      (what compose resolves now) -> the host's fingerprint key
+    project dir -> compose command (+ --profile) -> `compose config --format json` (its name)
       -> running containers of the project (Docker API: Config.Env, labels, Created, image)
+      -> open_project(): refuse containers started from another directory; the compose and env
+         files they were started with (labels), refused when they differ from those given;
+         `config` again with them -> its `$$` undone when a probe says this compose escapes
+      -> the host's fingerprint key
       -> analyse(): per service, drifted keys and changed secrets:/configs: files; inconsistent keys
+      -> replicas_to_keep(): N running containers per service to recreate (stopped ones refused)
       -> check mode / nothing to do: report
-      -> `compose up -d --force-recreate --no-deps SERVICES` -> wait running (+ healthy)
-      -> analyse() again: the drift must be gone -> state file (hashes only) -> result
+      -> `compose up -d --force-recreate --no-deps --scale S=N SERVICES` -> wait running (+ healthy)
+      -> analyse() again: the drift must be gone, N unchanged -> state file (no values) -> result
 
 Rules (also in the module documentation):
 
@@ -18,17 +22,23 @@ Rules (also in the module documentation):
   ``Config.Env`` overlaid with the service's resolved ``environment`` (``env_file`` contents
   and ``${VAR}`` interpolation included). Compose 2.x prints that configuration with every
   ``$`` doubled (so the output is a valid compose file again); the container holds one, so
-  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared.
+  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared, when
+  ``compose_escapes_dollars`` finds that the compose in use escapes (an early v2 did not).
   A key compose sets that the container lacks is *added*; a different value is *changed*;
   a key the container holds that compose no longer sets and that the image does not
   provide with that value is *removed*. Image ENV keys never count, nor the runtime keys in
   ``RUNTIME_KEYS``.
 * Compose's config hash does not cover the *content* of ``secrets:``/``configs:`` files.
   A state file per project (``<state_dir>/compose-env-sync/<project>.json``, mode 0600,
-  keyed digests only, with the id of the key) records the content digests and container
-  ids after each successful sync. A file counts as changed when its digest differs from
-  the one recorded for the same containers under the same key; without such a record,
-  when it was modified after the oldest of the service's containers was created.
+  keyed digests and file signatures only, with the id of the key) records the content
+  digests, inode and change time of each file and the container ids after each successful
+  sync. A file counts as changed when its digest differs from the one recorded for the same
+  containers under the same key; under another key (replaced), when its signature differs,
+  with a warning; without such a record, when it was modified after the oldest of the
+  service's containers was created.
+* A recreate changes only the environment: the project is resolved with the files its
+  running containers were started with, from the directory they were started from, and each
+  recreated service keeps its number of running containers (``--scale``).
 * ``consistent_keys`` are compared in the resolved configuration (what a recreate gives):
   running containers that disagree are drift and a sync fixes them; a configuration that
   disagrees cannot be fixed by recreating, so it fails before anything is recreated (or
