@@ -17,11 +17,18 @@ description:
   - "Values with C($) (bcrypt or htpasswd hashes, generated passwords) compare as the container
     holds them: C(docker compose config) prints every C($) doubled so that its output is a valid
     compose file again, and the module halves every C($$) of that output before comparing. Compose
-    2.0.0 and later escape this way; output with a single C($) is refused rather than guessed."
+    2.20.1, 2.21.0 and 2.40.3 were verified to escape this way; an early Compose v2 did not
+    (docker/compose#8518). So when the output holds a C($), the module first asks the compose in use
+    (C(config) of a one-line probe project) and halves only when it escapes; output with a single
+    C($) from a compose that escapes fails the task instead of being guessed."
   - Also notices when the content of files referenced by C(secrets:) and C(configs:) changed,
     which compose's own config hash ignores.
-  - Recreates exactly the drifted services with C(docker compose up -d --force-recreate --no-deps),
-    waits until each runs and, where it has a healthcheck, is healthy, then verifies the drift is gone.
+  - Recreates exactly the drifted services with C(docker compose up -d --force-recreate --no-deps
+    --scale SERVICE=N), N being the number of containers the service runs (a service scaled by hand
+    keeps its size; a warning says when N differs from C(scale)/C(deploy.replicas) of the file), waits
+    until each runs and, where it has a healthcheck, is healthy, then verifies the drift is gone and
+    the count is unchanged. A service to recreate that also has stopped containers (a stopped or
+    crashed replica, which compose would remove or restart) fails the task before anything changes.
     This prevents the C(.env) desync incident, where C(docker compose restart) or a partial
     C(up -d backend) leaves C(celery-worker) with a stale C(AI_PROXY_SECRET).
   - Only keys compose sets count. The expected environment of a container is its image's
@@ -30,12 +37,21 @@ description:
     compose no longer sets, and that the image does not provide with that value, is C(removed).
     Keys from the image's C(ENV) and the runtime keys C(PATH), C(HOSTNAME), C(HOME), C(TERM) never
     count as drift.
+  - "A recreate changes only the environment: the project is resolved as its running containers were
+    started. Containers of the project started from another directory (a project of the same name
+    elsewhere, label C(com.docker.compose.project.working_dir), compared as real paths) fail the task
+    before anything changes. Without O(files) and O(env_files), the compose files and env files the
+    running containers were started with are used (labels C(com.docker.compose.project.config_files)
+    and C(com.docker.compose.project.environment_file)); given ones that differ from those, or
+    running containers started with different sets, fail the task naming both."
   - "C(secrets:)/C(configs:) files: after every successful run the module writes
     C(<state_dir>/compose-env-sync/<project>.json) (mode 0600) holding the project's container ids
-    and the keyed digest (HMAC-SHA256 under the host's key) of each referenced file, nothing else.
-    A file whose digest differs from the one recorded for the same containers under the same key is
-    drift; without such a record, a file modified after the service's container was created is
-    drift."
+    and, per referenced file, its keyed digest (HMAC-SHA256 under the host's key) and its inode and
+    change time, nothing else. A file whose digest differs from the one recorded for the same
+    containers under the same key is drift. When the record was made under another key (the key was
+    replaced), a file whose inode or change time differs from the record is drift, and a warning says
+    the content could not be compared (also in check mode). Without a record for the same containers,
+    a file modified after the service's container was created is drift."
   - Only running (or restarting) containers are compared and recreated. Services whose containers
     are stopped (for example one-shot migration jobs) are listed in RV(not_running) and left alone.
   - Services of a compose profile are compared and recreated only when O(profiles) activates it (or
@@ -52,11 +68,18 @@ description:
     creates it the same way. In check mode, when it cannot be created (read-only disk) or when the
     user running the module may not read it (no C(become)), a throw-away key serves the run and a
     warning says its fingerprints match no other run. A key file that is not a regular file of at
-    least 32 characters fails the task before anything changes."
+    least 32 characters (a link, FIFO, device or directory, never opened) fails the task before
+    anything changes."
+  - "A key someone else may know is not used: one owned by a user other than the one running the
+    module or root, or readable or writable by group or others in a directory they can enter, is
+    replaced by a new key (a temporary file renamed over it) with a warning; fingerprints on the host
+    change from then on. Check mode changes nothing: it warns and uses a throw-away key. A key open to
+    others in a directory nobody else can enter is set to 0600 (in check mode, only reported)."
 author:
   - runbook.ops maintainers (@runbook-ops)
 requirements:
-  - Docker Compose v2 (C(docker compose) plugin or standalone C(docker-compose) 2.x) on the host.
+  - Docker Compose v2 (C(docker compose) plugin or standalone C(docker-compose) 2.x) on the host;
+    2.20.1, 2.21.0 and 2.40.3 are tested.
   - The Docker SDK for Python 5.0 or later (Debian/Ubuntu C(python3-docker)) on the host.
 attributes:
   check_mode:
@@ -76,18 +99,27 @@ options:
     required: true
   files:
     description:
-      - Compose files, relative to O(project_src) or absolute. Compose's defaults when omitted.
+      - Compose files (C(-f)), relative to O(project_src) or absolute.
+      - When omitted, the files the project's running containers were started with (for example
+        C(compose.yaml) and C(compose.prod.yml) of C(docker compose -f compose.yaml -f compose.prod.yml
+        up -d)); compose's defaults when no container runs.
+      - Given files must be those the running containers (of O(services), when set) were started
+        with, in the same order; otherwise the task fails before anything changes.
     type: list
     elements: path
   env_files:
     description:
       - Environment files used for interpolation (C(--env-file)), relative to O(project_src) or
-        absolute. Compose's default (C(.env) in the project directory) when omitted.
+        absolute.
+      - When omitted, the env files the running containers were started with (C(--env-file)), else
+        compose's default (C(.env) in the project directory). Given ones must be those the running
+        containers were started with, when compose recorded them.
     type: list
     elements: path
   project_name:
     description:
       - The compose project name, when the project is not run under the directory's name.
+      - Set it when another directory runs a project of the same name (the task fails naming it).
     type: str
   services:
     description:

@@ -501,7 +501,8 @@ def test_playbook_refuses_to_run_without_a_host_selection(project_factory, tmp_p
     assert rc != 0
     messages = re.findall(r'"msg": "([^"]*)"', out)
     assert messages == ["Refusing to run on every host of the inventory: choose them with --limit "
-                        "HOST or -e env_sync_hosts=GROUP, e.g. ansible-playbook "
+                        "HOST or -e env_sync_hosts=GROUP (on the command line; in group_vars it is "
+                        "not seen by the play's hosts line), e.g. ansible-playbook "
                         "playbooks/env-sync.yml -l web1 -e project_dir=/opt/app"], out
     assert "compose_env_sync" not in out.split("Refusing", 1)[1] and "drifted" not in out
     assert _ids(project) == before
@@ -785,3 +786,267 @@ def test_every_form_holds_generated_values_as_compose_puts_them_into_containers(
     assert result["drifted"] == {forms[form][0]: {"added": [], "removed": [], "changed": [key],
                                                   "files": []}}
     assert list(result["fingerprints"][forms[form][0]]) == [key]
+
+
+# --- review of #15/#16 item 6 (branch review-compose): what must not be recreated ------------
+#
+# Each test below failed on d41fe8a; they state what an operator relies on.
+
+REVIEW_SECRET_1 = "review-secret-one-5c1e"
+REVIEW_SECRET_2 = "review-secret-two-9d7a"
+REVIEW_COMPOSE = """\
+services:
+  worker:
+    image: %(image)s
+    environment:
+      SECRET: ${SECRET}
+"""
+
+
+def _running(project, service):
+    """[(id, mounts destinations)] of the running containers of one service."""
+    api = project.engine.api()
+    try:
+        found = api.containers(filters={"label": [
+            "com.docker.compose.project=%s" % project.name,
+            "com.docker.compose.service=%s" % service]})
+        return sorted((item["Id"], sorted(m["Destination"] for m in item["Mounts"]))
+                      for item in found)
+    finally:
+        api.close()
+
+
+def test_review_host_selection_in_group_vars_does_not_bypass_the_guard(tmp_path):
+    # env_sync_hosts left in group_vars/prod.yml: the play's `hosts:` cannot see it (it is
+    # templated without a host) and targets every host, while the guard, evaluated on the
+    # first host, finds it and lets the play through: db1 (not in prod) is synced too.
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    local = "{ansible_connection: local, ansible_python_interpreter: %s}" % sys.executable
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    web1: %s\n    web2: %s\n    db1: %s\n"
+        "  children:\n    prod:\n      hosts:\n        web1:\n        web2:\n" % ((local,) * 3))
+    (inventory / "group_vars" / "prod.yml").write_text("env_sync_hosts: prod\n")
+    missing = str(tmp_path / "no-such-project")
+    proc = subprocess.run(
+        [os.path.join(_BIN, "ansible-playbook"), "-i", str(inventory), "playbooks/env-sync.yml",
+         "-e", json.dumps({"project_dir": missing, "env_sync_state_dir": str(tmp_path / "st")})],
+        cwd=_REPO, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+        timeout=600, check=False)
+    out = proc.stdout + proc.stderr
+    reached = set(re.findall(r"(?:fatal|ok|changed): \[(\w+)\].*project directory %s does not "
+                             r"exist" % re.escape(missing), out))
+    assert "db1" not in reached, out
+    assert proc.returncode != 0 and "Refusing to run on every host" in out, out
+
+
+def test_review_a_same_named_project_in_another_directory_is_left_alone(engine, tmp_path):
+    # /srv/app and /opt/app both make compose project "app". Syncing /opt/app (never started
+    # here) must not recreate /srv/app's container with /opt/app's configuration, which drops
+    # its volume and gives it the other application's environment.
+    name = "envsyncsame%d" % os.getpid()
+    running = Project(engine, tmp_path / "srv" / name, REVIEW_COMPOSE.replace(
+        "    environment:", "    volumes: [data:/data]\n    environment:") + "volumes:\n  data:\n",
+        {"SECRET": REVIEW_SECRET_1})
+    other = Project(engine, tmp_path / "opt" / name, REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_2})
+    try:
+        running.compose("up", "-d")
+        before = _running(running, "worker")
+        assert before[0][1] == ["/data"]
+        rc, result, out = run_module(engine, {"project_src": other.dir,
+                                              "compose_command": [COMPOSE_BIN],
+                                              "state_dir": str(tmp_path / "state")})
+        assert _running(running, "worker") == before, out
+        assert result.get("recreated", []) == [], out
+    finally:
+        for project in (running, other):
+            subprocess.run([COMPOSE_BIN, "down", "--timeout", "0", "-v"], cwd=project.dir,
+                           capture_output=True, env=dict(os.environ, **engine.env), timeout=120,
+                           check=False)
+
+
+def test_review_a_run_without_the_override_file_does_not_drop_it(project_factory, tmp_path):
+    # Started with `-f compose.yaml -f compose.prod.yml`; env-sync run without env_sync_files
+    # sees the override's keys as "removed" drift and recreates the db from compose.yaml
+    # alone: without its data volume (the database then starts empty in the container layer).
+    override = ("services:\n  worker:\n    environment:\n      APP_ENV: production\n"
+                "    volumes: [dbdata:/var/lib/db]\nvolumes:\n  dbdata:\n")
+    project = project_factory("ovr", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1},
+                              files={"compose.prod.yml": override})
+    project.compose("-f", "compose.yaml", "-f", "compose.prod.yml", "up", "-d")
+    before = _running(project, "worker")
+    assert before[0][1] == ["/var/lib/db"]
+    try:
+        rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                      "compose_command": [COMPOSE_BIN],
+                                                      "state_dir": str(tmp_path / "state")})
+        assert _running(project, "worker") == before, out
+    finally:
+        project.compose("-f", "compose.yaml", "-f", "compose.prod.yml", "down", "-t", "0", "-v")
+
+
+def test_review_a_scaled_service_keeps_its_replicas(project_factory, tmp_path):
+    # `up -d --scale worker=3` (celery workers), then a .env change: the sync must give all
+    # three the new value, not scale the service down to the file's single replica.
+    project = project_factory("scl", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1})
+    project.compose("up", "-d", "--scale", "worker=3")
+    assert len(_running(project, "worker")) == 3
+    project.write_env({"SECRET": REVIEW_SECRET_2})
+    rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                  "compose_command": [COMPOSE_BIN],
+                                                  "state_dir": str(tmp_path / "state")})
+    assert rc == 0 and result["recreated"] == ["worker"], out
+    assert len(_running(project, "worker")) == 3, out
+
+
+def test_review_an_unescaped_dollar_in_the_compose_file_does_not_print_the_value(
+        project_factory, tmp_path):
+    # A generated password pasted into compose.yaml with `${` in it: compose refuses it and
+    # quotes the whole value; the module's error (and so the play's output) must not.
+    secret = "Xk9-pa${ss-review-TOPSECRET"
+    project = project_factory("lk", "services:\n  web:\n    image: %(image)s\n    environment:\n"
+                              "      DB_PASSWORD: \"" + secret + "\"\n", {"A": "b"})
+    rc, result, out = run_module(project.engine, {"project_src": project.dir,
+                                                  "compose_command": [COMPOSE_BIN],
+                                                  "state_dir": str(tmp_path / "state")})
+    assert rc != 0 and "invalid interpolation format" in result["msg"], out
+    assert "TOPSECRET" not in out
+
+
+def test_review_a_replaced_key_does_not_silently_lose_a_changed_secrets_file(
+        project_factory, tmp_path):
+    # The key file is replaced (deleted by hand as the short-key message says, or the state
+    # directory restored without it): the recorded keyed digests are dropped and a file is
+    # judged by mtime alone. A secrets file copied in with its old mtime (cp -p, rsync -a,
+    # tar) is then never reported, and the state is rewritten so it never will be; at least
+    # a warning must say that this run could not compare the files.
+    project = project_factory("key", INCIDENT_COMPOSE.split("  celery-beat:", maxsplit=1)[0].replace(
+        "  backend:", "  unused:") + "secrets:\n  db_password:\n    file: ./db_password.txt\n",
+        {"AI_PROXY_SECRET": OLD_SECRET}, files={"db_password.txt": DB_PASSWORD_1})
+    secret = os.path.join(project.dir, "db_password.txt")
+    os.utime(secret, (946684800, 946684800))  # 2000-01-01, before the container
+    project.compose("up", "-d")
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {}, out
+    with open(secret, "w") as handle:
+        handle.write(DB_PASSWORD_2)
+    os.utime(secret, (946684800, 946684800))
+    os.unlink(os.path.join(args["state_dir"], "fingerprint.key"))
+    rc, result, out = run_module(project.engine, args)  # makes a new key, as base would
+    assert rc == 0, out
+    warnings = "".join(re.findall(r"\[WARNING\].*", out))
+    assert "celery-worker" in result["drifted"] or "key" in warnings, out
+
+
+# --- what a recreate keeps: the files, the replicas and the values it was started with -------
+
+
+def test_env_files_the_containers_were_started_with_are_used_and_others_refused(
+        project_factory, tmp_path):
+    # Started with `--env-file prod.env`; the directory's .env holds other (development) values.
+    # A run without env_files used .env: every value "changed", the service was recreated with
+    # the development secret. Now the label's env file is used, and a different one is refused.
+    project = project_factory("envf", REVIEW_COMPOSE, {"SECRET": REVIEW_SECRET_1},
+                              files={"prod.env": "SECRET=%s\n" % REVIEW_SECRET_2})
+    project.compose("--env-file", "prod.env", "up", "-d")
+    before = _ids(project)
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {} and result["recreated"] == [], out
+    rc, result, refused = run_module(project.engine, dict(args, env_files=[".env"]))
+    assert rc != 0 and result["msg"] == (
+        "env_files (.env) are not the env files the running containers of worker in compose "
+        "project %s were started with (prod.env); recreating them from other files changes more "
+        "than their environment; set env_files to those, or leave it unset to use them (nothing "
+        "was recreated)" % project.name), refused
+    assert _ids(project) == before
+    assert project.containers()["worker"][1]["SECRET"] == REVIEW_SECRET_2
+    for text in (out, refused):
+        assert REVIEW_SECRET_1 not in text and REVIEW_SECRET_2 not in text
+
+
+def test_a_scaled_service_with_a_stopped_replica_is_refused_then_kept_at_its_size(
+        project_factory, tmp_path):
+    # deploy.replicas 2 in the file, scaled to 3 by hand, one replica stopped: compose would
+    # remove one container (2.20.1: the stopped one, 2.40.3: a running one) to reach a count;
+    # the run refuses instead. Started again, the three are recreated and stay three.
+    project = project_factory("rep", REVIEW_COMPOSE.replace(
+        "    environment:", "    deploy:\n      replicas: 2\n    environment:"),
+        {"SECRET": REVIEW_SECRET_1})
+    project.compose("up", "-d", "--scale", "worker=3")
+    stopped = "%s-worker-2" % project.name
+    project.engine.docker_cli("stop", "-t", "0", stopped)
+    project.write_env({"SECRET": REVIEW_SECRET_2})
+    everything = _all_ids(project)
+    args = {"project_src": project.dir, "compose_command": [COMPOSE_BIN],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc != 0 and result["msg"].startswith(
+        "cannot recreate worker without removing or restarting a stopped container (compose "
+        "keeps the running count): %s is exited (exit code " % stopped), out
+    assert result["drifted"]["worker"]["changed"] == ["SECRET"] and result["changed"] is False
+    assert _all_ids(project) == everything
+
+    project.engine.docker_cli("start", stopped)
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["recreated"] == ["worker"], out
+    assert "[WARNING]: worker runs 3 containers, its compose file asks for 2: the recreate " \
+           "keeps 3 (--scale worker=3)" in out
+    held = [i for i, _mounts in _running(project, "worker")]
+    assert len(held) == 3 and not set(held) & set(everything)
+    assert _secrets_held(project, held) == [REVIEW_SECRET_2] * 3
+
+
+def _all_ids(project):
+    api = project.engine.api()
+    try:
+        return sorted(c["Id"] for c in api.containers(all=True))
+    finally:
+        api.close()
+
+
+def _secrets_held(project, ids):
+    """SECRET as the process of each container sees it."""
+    api = project.engine.api()
+    try:
+        return [dict(line.split("=", 1) for line in api.exec_start(api.exec_create(
+            cid, ["env"])["Id"]).decode().splitlines() if "=" in line).get("SECRET")
+            for cid in ids]
+    finally:
+        api.close()
+
+
+NON_ESCAPING = """#!%s
+# An early Compose v2 (docker/compose#8518): `config` prints `$` once, as containers hold it.
+import subprocess, sys
+proc = subprocess.run([%r] + sys.argv[1:], capture_output=True, text=True)
+out = proc.stdout.replace("$$", "$") if "config" in sys.argv else proc.stdout
+sys.stdout.write(out)
+sys.stderr.write(proc.stderr)
+sys.exit(proc.returncode)
+"""
+
+
+def test_a_compose_that_prints_dollars_once_is_compared_as_it_prints(project_factory, tmp_path):
+    # A value held as `x$$y` (only even runs of `$`): halving the output of a compose that does
+    # not escape gave `x$y`, so every run recreated the service and failed with "drift remains".
+    project = project_factory("noesc", "services:\n  web:\n    image: %(image)s\n"
+                              "    environment:\n      PAIR: ${PAIR}\n", {"PAIR": "'x$$y'"})
+    project.compose("up", "-d")
+    assert project.containers()["web"][1]["PAIR"] == "x$$y"
+    wrapper = tmp_path / "compose-without-escaping"
+    wrapper.write_text(NON_ESCAPING % (sys.executable, COMPOSE_BIN))
+    wrapper.chmod(0o755)
+    before = _ids(project)
+    args = {"project_src": project.dir, "compose_command": [str(wrapper)],
+            "state_dir": str(tmp_path / "state")}
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["drifted"] == {} and result["recreated"] == [], out
+    assert _ids(project) == before
+    project.write_env({"PAIR": "'x$$z'"})
+    rc, result, out = run_module(project.engine, args)
+    assert rc == 0 and result["recreated"] == ["web"], out
+    assert project.containers()["web"][1]["PAIR"] == "x$$z"

@@ -4,13 +4,17 @@
 
 Control flow of ``sync_compose_env``::
 
-    project dir -> compose command (+ --profile) -> `compose config --format json`, its `$$` undone
-      (what compose resolves now) -> the host's fingerprint key
+    project dir -> compose command (+ --profile) -> `compose config --format json` (its name)
       -> running containers of the project (Docker API: Config.Env, labels, Created, image)
+      -> open_project(): refuse containers started from another directory; the compose and env
+         files they were started with (labels), refused when they differ from those given;
+         `config` again with them -> its `$$` undone when a probe says this compose escapes
+      -> the host's fingerprint key
       -> analyse(): per service, drifted keys and changed secrets:/configs: files; inconsistent keys
+      -> replicas_to_keep(): N running containers per service to recreate (stopped ones refused)
       -> check mode / nothing to do: report
-      -> `compose up -d --force-recreate --no-deps SERVICES` -> wait running (+ healthy)
-      -> analyse() again: the drift must be gone -> state file (hashes only) -> result
+      -> `compose up -d --force-recreate --no-deps --scale S=N SERVICES` -> wait running (+ healthy)
+      -> analyse() again: the drift must be gone, N unchanged -> state file (no values) -> result
 
 Rules (also in the module documentation):
 
@@ -18,17 +22,23 @@ Rules (also in the module documentation):
   ``Config.Env`` overlaid with the service's resolved ``environment`` (``env_file`` contents
   and ``${VAR}`` interpolation included). Compose 2.x prints that configuration with every
   ``$`` doubled (so the output is a valid compose file again); the container holds one, so
-  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared.
+  ``unescape_dollars`` halves every ``$$`` of the output before anything is compared, when
+  ``compose_escapes_dollars`` finds that the compose in use escapes (an early v2 did not).
   A key compose sets that the container lacks is *added*; a different value is *changed*;
   a key the container holds that compose no longer sets and that the image does not
   provide with that value is *removed*. Image ENV keys never count, nor the runtime keys in
   ``RUNTIME_KEYS``.
 * Compose's config hash does not cover the *content* of ``secrets:``/``configs:`` files.
   A state file per project (``<state_dir>/compose-env-sync/<project>.json``, mode 0600,
-  keyed digests only, with the id of the key) records the content digests and container
-  ids after each successful sync. A file counts as changed when its digest differs from
-  the one recorded for the same containers under the same key; without such a record,
-  when it was modified after the oldest of the service's containers was created.
+  keyed digests and file signatures only, with the id of the key) records the content
+  digests, inode and change time of each file and the container ids after each successful
+  sync. A file counts as changed when its digest differs from the one recorded for the same
+  containers under the same key; under another key (replaced), when its signature differs,
+  with a warning; without such a record, when it was modified after the oldest of the
+  service's containers was created.
+* A recreate changes only the environment: the project is resolved with the files its
+  running containers were started with, from the directory they were started from, and each
+  recreated service keeps its number of running containers (``--scale``).
 * ``consistent_keys`` are compared in the resolved configuration (what a recreate gives):
   running containers that disagree are drift and a sync fixes them; a configuration that
   disagrees cannot be fixed by recreating, so it fails before anything is recreated (or
@@ -44,11 +54,14 @@ Rules (also in the module documentation):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import shlex
+import shutil
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -60,6 +73,13 @@ from .state import read_json, write_json_atomic
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 LABEL_ONEOFF = "com.docker.compose.oneoff"
+LABEL_WORKING_DIR = "com.docker.compose.project.working_dir"
+LABEL_CONFIG_FILES = "com.docker.compose.project.config_files"
+LABEL_ENV_FILES = "com.docker.compose.project.environment_file"
+#: The files compose reads by default in a project directory (scanned for redaction only).
+DEFAULT_COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml",
+                         "compose.override.yaml", "compose.override.yml",
+                         "docker-compose.override.yaml", "docker-compose.override.yml")
 
 #: Keys Docker or its clients put into Config.Env on their own; never "removed" drift.
 RUNTIME_KEYS = frozenset(("PATH", "HOSTNAME", "HOME", "TERM"))
@@ -203,6 +223,77 @@ def read_env_file_values(path):
     return values
 
 
+_YAML_ESCAPE = re.compile(r"\\(.)")
+_YAML_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
+_ENVIRONMENT_KEY = re.compile(r"^(\s*)environment\s*:\s*(.*)$")
+
+
+def _yaml_scalar(text):
+    """Return a one-line YAML scalar as YAML reads it (quotes removed and unescaped, a
+    trailing comment of a plain scalar dropped); good enough for redaction."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return _YAML_ESCAPE.sub(lambda m: _YAML_ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    return text.split(" #", 1)[0].rstrip()
+
+
+def _environment_entry_values(text):
+    """Return the candidate values of one ``environment:`` entry: ``KEY: value``,
+    ``- KEY=value`` (quoted or not), or a line of a multi-line value."""
+    if text.startswith("- ") or text == "-":
+        text = text[1:].strip()
+    whole = _yaml_scalar(text)
+    found = [whole]
+    if "=" in whole:
+        found.append(whole.split("=", 1)[1])
+    _key, sep, value = text.partition(": ")
+    if sep and value.strip():
+        found.append(_yaml_scalar(value))
+    return found
+
+
+def compose_environment_values(paths):
+    """Return the values written under ``environment:`` in compose files, as YAML reads them
+    and before interpolation: compose quotes them in some errors ("invalid interpolation
+    format"). For redaction only; standard library, so a line scanner: block maps and lists
+    (also a list at the key's own indentation), quoted or plain scalars, one-line flow
+    ``{...}``/``[...]``, and the lines of multi-line values."""
+    values = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            continue
+        indent = None
+        for line in lines:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            depth = len(line) - len(line.lstrip())
+            if indent is not None and (depth > indent or (depth == indent and stripped[0] == "-")):
+                values.extend(_environment_entry_values(stripped))
+                continue
+            indent = None
+            match = _ENVIRONMENT_KEY.match(line)
+            if match:
+                indent = len(match.group(1))
+                flow = match.group(2).strip()
+                if flow[:1] in ("{", "[") and flow[-1:] in ("}", "]"):
+                    for item in flow[1:-1].split(","):
+                        values.extend(_environment_entry_values(item.strip()))
+    return values
+
+
+def compose_files_to_scan(project_src, files):
+    """Return the compose files a run reads: ``files`` (relative to ``project_src``) or the
+    default names that exist there."""
+    names = files or [n for n in DEFAULT_COMPOSE_FILES if os.path.isfile(os.path.join(project_src, n))]
+    return [os.path.join(project_src, name) for name in names]
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -259,6 +350,28 @@ def file_mtime(path):
         return None
 
 
+def file_signature(path):
+    """Return ``inode:change time`` of a file (of a directory, a sha256 of those of every
+    entry under it, by relative name), or ``"missing"``. Any write, rename over it, copy
+    with its old modification time or restore changes it; its content never enters it, so it
+    compares across fingerprint keys."""
+    try:
+        info = os.stat(path)
+        if not os.path.isdir(path):
+            return "%d:%d" % (info.st_ino, info.st_ctime_ns)
+        digest = hashlib.sha256()
+        for root, dirs, names in os.walk(path):
+            dirs.sort()
+            for name in [""] + sorted(names):
+                full = os.path.join(root, name) if name else root
+                entry = os.stat(full)
+                line = "%s\0%d:%d\0" % (os.path.relpath(full, path), entry.st_ino, entry.st_ctime_ns)
+                digest.update(line.encode("utf-8", "replace"))
+        return "dir:" + digest.hexdigest()[:32]
+    except OSError:
+        return "missing"
+
+
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
@@ -276,21 +389,28 @@ def parse_docker_time(text):
     return seconds
 
 
-def changed_files(files, digests, containers, recorded):
+def changed_files(files, digests, containers, recorded, signatures=None, keyed=True):
     """Return the sorted labels of referenced files whose content changed under the
     running containers of one service.
 
     ``files`` maps label to path, ``digests`` label to current digest, ``containers`` are
-    the service's container inspect dicts, ``recorded`` the service's state entry (or None).
-    With a record for exactly these containers, digests are compared; otherwise a file
-    modified after the oldest container was created counts as changed.
+    the service's container inspect dicts, ``recorded`` the service's state entry (or None),
+    ``signatures`` label to current ``file_signature``. With a record for exactly these
+    containers, digests are compared; when the record was made under another key
+    (``keyed`` false), its signatures instead (a file touched since counts as changed).
+    Otherwise a file modified after the oldest container was created counts as changed.
     """
     if not files or not containers:
         return []
     ids = sorted(c["Id"] for c in containers)
     if recorded and sorted(recorded.get("containers") or []) == ids:
-        stored = recorded.get("files") or {}
-        return sorted(label for label in files if stored.get(label) != digests.get(label))
+        if keyed:
+            stored = recorded.get("files") or {}
+            return sorted(label for label in files if stored.get(label) != digests.get(label))
+        if recorded.get("stats"):
+            stored = recorded["stats"]
+            return sorted(label for label in files
+                          if stored.get(label) != (signatures or {}).get(label))
     created = min(parse_docker_time(c.get("Created")) for c in containers)
     result = []
     for label, path in files.items():
@@ -318,15 +438,15 @@ def load_state(path):
 
 
 def comparable_records(state, hmac_key):
-    """Return ``(services, legacy)``: the per-service records of ``state`` whose file digests
-    can be compared now. Version 1 records hold plain sha256 digests (``legacy``); records
-    made under another key (the key file was replaced) cannot be compared at all."""
+    """Return ``(services, how)``: the per-service records of ``state`` and how their file
+    digests compare now: ``"keyed"`` (made under this key), ``"legacy"`` (version 1, plain
+    sha256 digests) or ``"foreign"`` (made under another key: the key file was replaced, or
+    this run uses a throw-away key; only their file signatures compare)."""
     state = state or {}
+    services = state.get("services") or {}
     if state.get("version") == 1:
-        return state.get("services") or {}, True
-    if state.get("key_id") == key_id(hmac_key):
-        return state.get("services") or {}, False
-    return {}, False
+        return services, "legacy"
+    return services, "keyed" if state.get("key_id") == key_id(hmac_key) else "foreign"
 
 
 def save_state(path, data):
@@ -337,7 +457,8 @@ def save_state(path, data):
 
 
 def build_state(project, project_src, analysis, previous=None):
-    """Return the state document for an analysis: container ids and keyed file digests only.
+    """Return the state document for an analysis: container ids, keyed file digests and file
+    signatures (inode and change time) only.
     Services the analysis did not cover keep their entries from ``previous`` when those
     were made under the same key."""
     services = {}
@@ -345,6 +466,9 @@ def build_state(project, project_src, analysis, previous=None):
         services = dict(previous.get("services") or {})
     for name, ids in analysis["container_ids"].items():
         services[name] = {"containers": ids, "files": analysis["file_digests"].get(name, {})}
+        stats = (analysis.get("file_stats") or {}).get(name)
+        if stats:
+            services[name]["stats"] = stats
     return {"version": STATE_VERSION, "project": project, "project_src": project_src,
             "key_id": analysis["key_id"], "services": services}
 
@@ -385,15 +509,16 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
         {"drifted": {svc: {"added", "removed", "changed", "files"}}, "inconsistent": {key: [svc]},
          "fingerprints": {svc: {key: fp}}, "desired_fingerprints": ..., "not_running": [...],
          "to_recreate": [...], "container_ids": {svc: [ids]}, "file_digests": {svc: {label: hmac}},
-         "key_id": ..., "warnings": [...]}
+         "file_stats": {svc: {label: signature}}, "key_id": ..., "warnings": [...]}
     """
     project = config.get("name")
     services = config.get("services") or {}
     active, _inactive = group_containers(containers, project)
-    records, legacy = comparable_records(state, hmac_key)
+    records, how = comparable_records(state, hmac_key)
+    foreign = {}
     plan = {"drifted": {}, "fingerprints": {}, "desired_fingerprints": {}, "not_running": [],
-            "container_ids": {}, "file_digests": {}, "warnings": [], "key_id": key_id(hmac_key),
-            "inconsistent": find_inconsistent(config, consistent_keys)}
+            "container_ids": {}, "file_digests": {}, "file_stats": {}, "warnings": [],
+            "key_id": key_id(hmac_key), "inconsistent": find_inconsistent(config, consistent_keys)}
     unknown = sorted(set(active) - set(services))
     if unknown:
         plan["warnings"].append(
@@ -419,14 +544,10 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
                 drift[kind].update(keys)
             for key in actual:
                 current.setdefault(key, actual[key])
-        files = referenced_files(config, name)
-        digests = {label: file_digest(path, hmac_key) for label, path in files.items()}
-        compared = digests
-        if legacy:  # a version 1 record holds plain digests: compare like with like, once
-            compared = {label: file_digest(path) for label, path in files.items()}
-        stale_files = changed_files(files, compared, group, records.get(name))
-        plan["container_ids"][name] = sorted(c["Id"] for c in group)
-        plan["file_digests"][name] = digests
+        stale_files, judged = _service_files(config, name, group, records.get(name), how,
+                                             hmac_key, plan)
+        if judged:
+            foreign.setdefault(judged, []).append(name)
         shown = set().union(*drift.values(), (show or {}).get(name) or ())
         shown.update(key for key in plan["inconsistent"] if key in desired)
         if shown:
@@ -438,10 +559,45 @@ def analyse(config, containers, image_envs, selected, state=None, consistent_key
             entry = {kind: sorted(keys) for kind, keys in drift.items()}
             entry["files"] = stale_files
             plan["drifted"][name] = entry
+    plan["warnings"] += foreign_key_warnings(foreign)
     running = [name for name in selected if name in plan["container_ids"]]
     plan["to_recreate"] = running if force else sorted(plan["drifted"])
     plan["not_running"] = sorted(plan["not_running"])
     return plan
+
+
+def _service_files(config, name, group, record, how, hmac_key, plan):
+    """Return ``(changed labels, judged)`` for the secrets/configs files of one service and
+    put their digests and signatures into ``plan``. ``judged`` is how a record of these
+    containers made under another key was used (``"signatures"``, or ``"mtime"`` for a
+    record without them), None otherwise."""
+    files = referenced_files(config, name)
+    digests = {label: file_digest(path, hmac_key) for label, path in files.items()}
+    signatures = {label: file_signature(path) for label, path in files.items()}
+    compared = digests
+    if how == "legacy":  # a version 1 record holds plain digests: compare like with like, once
+        compared = {label: file_digest(path) for label, path in files.items()}
+    ids = sorted(c["Id"] for c in group)
+    plan["container_ids"][name] = ids
+    plan["file_digests"][name] = digests
+    plan["file_stats"][name] = signatures
+    judged = None
+    if files and how == "foreign" and record and sorted(record.get("containers") or []) == ids:
+        judged = "signatures" if record.get("stats") else "mtime"
+    return changed_files(files, compared, group, record, signatures, keyed=how != "foreign"), judged
+
+
+def foreign_key_warnings(foreign):
+    """Say which services' secrets/configs files could not be compared by content because
+    their record was made under another fingerprint key (``{judged: [services]}``)."""
+    how = {"signatures": "a file whose inode or change time differs from the record counts as "
+                         "changed",
+           "mtime": "judged by modification time only (a file copied in with its old "
+                    "modification time goes unnoticed)"}
+    return ["the secrets/configs files of %s were recorded under another fingerprint key (the key "
+            "was replaced, or this run used a throw-away key), so their content cannot be "
+            "compared: %s" % (", ".join(sorted(names)), how[judged])
+            for judged, names in sorted(foreign.items())]
 
 
 def build_diff(plan, state):
@@ -501,27 +657,78 @@ def compose_base(compose, project_src, files=None, env_files=None, project_name=
 
 #: How compose names an env file it cannot parse; its message may quote a value from it.
 _ENV_FILE_ERROR = re.compile(r"failed to (?:read|parse env_file) (/[^:\n]+):")
+#: Compose's interpolation error names the key path, then quotes the whole raw value.
+_INTERPOLATION_ERROR = re.compile(r"invalid interpolation format for \S+?(?=\.?(?:\s|$))")
+
+
+def compose_error_text(output, redact):
+    """Return what may be shown of compose's error output: its last three lines, redacted.
+    For an interpolation error, only up to the key path it names: the value it quotes next
+    may be a password written into the compose file with a ``$`` in it."""
+    text = (output or "").strip()
+    match = _INTERPOLATION_ERROR.search(text)
+    if match:
+        start = text.rfind("\n", 0, match.start()) + 1
+        return redact(text[start:match.end()] + " (write a literal $ as $$)")
+    return redact(" | ".join(text.splitlines()[-3:]))
+
+
+#: A literal ``$`` written as ``$$``: compose that escapes its output prints ``a$$b``.
+_PROBE_COMPOSE = 'services:\n  probe:\n    image: scratch\n    environment:\n      PROBE: "a$$b"\n'
+
+
+def compose_escapes_dollars(compose, env=None):
+    """Return True when this compose prints the literal ``$`` of a value doubled in
+    ``config --format json`` (2.20.1, 2.21.0 and 2.40.3 do), False when it prints it once
+    (an early Compose v2 did, docker/compose#8518), None when the probe does not tell.
+    Probed once per process and command."""
+    return _probe_escaping(tuple(compose), tuple(sorted((env or {}).items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_escaping(compose, env):
+    directory = tempfile.mkdtemp(prefix="runbook-ops-probe-")
+    try:
+        path = os.path.join(directory, "compose.yaml")
+        with open(path, "w") as handle:
+            handle.write(_PROBE_COMPOSE)
+        result = run_command(list(compose) + ["--project-directory", directory, "--project-name",
+                                              "runbook-ops-probe", "-f", path, "config", "--format",
+                                              "json"], env=dict(env), cwd=directory, timeout=60)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    try:
+        printed = json.loads(result.stdout)["services"]["probe"]["environment"]["PROBE"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {"a$$b": True, "a$b": False}.get(printed)
+
+
+def _compose_of(base):
+    """The compose command of an argv prefix made by ``compose_base``."""
+    return base[:base.index("--project-directory")] if "--project-directory" in base else base
 
 
 def load_config(base, project_src, env=None, redact=lambda text: text):
-    """Run ``config --format json`` and return the parsed project with compose's ``$$``
-    escaping undone; OpsError when compose cannot resolve the project (message redacted,
-    also of the values of an env file compose names as broken)."""
+    """Run ``config --format json`` and return the parsed project as compose puts it into
+    containers: when the output holds a ``$``, a probe tells whether this compose doubles
+    it, and only then is every ``$$`` halved. OpsError when compose cannot resolve the
+    project (message redacted, also of the values of an env file compose names as broken),
+    or prints a single ``$`` while it is known (or assumed) to escape."""
     result = run_command(base + ["config", "--format", "json"], env=env, cwd=project_src,
                          timeout=120)
     if not result.ok:
         text = (result.stderr or "") + (result.stdout or "")
         broken = _ENV_FILE_ERROR.search(text)
         redact_file = make_redactor(read_env_file_values(broken.group(1)) if broken else [])
-        lines = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
-        tail = redact_file(" | ".join(lines))
+        tail = redact_file(compose_error_text(result.stderr or result.stdout, redact))
         if "unknown flag: --format" in text or "Usage:" in text or "no such option" in text.lower():
             raise OpsError("`%s config --format json` is not supported in %s (exit %s): %s; use "
                            "Docker Compose v2 or set compose_command" % (
-                               " ".join(base[:2]), project_src, result.rc, redact(tail)))
+                               " ".join(base[:2]), project_src, result.rc, tail))
         raise OpsError("docker compose could not resolve the project in %s (exit %s): %s; fix "
                        "the compose file or .env and check with `docker compose config`"
-                       % (project_src, result.rc, redact(tail) or "no output"))
+                       % (project_src, result.rc, tail or "no output"))
     try:
         config = json.loads(result.stdout)
     except ValueError:
@@ -530,12 +737,14 @@ def load_config(base, project_src, env=None, redact=lambda text: text):
     if not isinstance(config, dict) or not config.get("name") or not isinstance(
             config.get("services"), dict):
         raise OpsError("the compose project in %s has no name or no services" % project_src)
+    if "$" not in result.stdout or compose_escapes_dollars(_compose_of(base), env) is False:
+        return config
     try:
         return unescape_dollars(config)
     except ValueError:
-        raise OpsError("`%s config --format json` printed a single `$` in %s, so it does not escape "
-                       "`$` as Docker Compose 2.0.0 and later do; values with `$` cannot be "
-                       "compared; use Docker Compose v2 or set compose_command"
+        raise OpsError("`%s config --format json` printed a single `$` in %s, which output that "
+                       "escapes `$` as `$$` never holds; values with `$` cannot be compared; use "
+                       "Docker Compose v2 (2.20.1 and later are verified) or set compose_command"
                        % (" ".join(base[:2]), project_src))
 
 
@@ -642,6 +851,149 @@ def wait_for_services(client, project, services, timeout, poll_interval=1.0):
         time.sleep(poll_interval)
 
 
+# --------------------------------------------------------------------------- what was started
+
+
+def _labels(info):
+    return (info.get("Config") or {}).get("Labels") or {}
+
+
+def _same_path(first, second):
+    return (os.path.abspath(first) == os.path.abspath(second)
+            or os.path.realpath(first) == os.path.realpath(second))
+
+
+def _shown(paths, project_src):
+    """Paths for a message: relative to the project directory when inside it."""
+    if not paths:
+        return "compose's default"
+    inside = project_src.rstrip("/") + "/"
+    return ", ".join(p[len(inside):] if p.startswith(inside) else p for p in paths)
+
+
+def check_project_directory(containers, project_src, project):
+    """Refuse when containers of the project were started from another directory: a project
+    of the same name elsewhere (``/srv/app`` and ``/opt/app`` are both ``app``), which a
+    recreate would give this directory's configuration, dropping its volumes."""
+    others = sorted({_labels(c).get(LABEL_WORKING_DIR) for c in containers
+                     if _labels(c).get(LABEL_WORKING_DIR)
+                     and not _same_path(_labels(c)[LABEL_WORKING_DIR], project_src)})
+    if others:
+        raise OpsError("compose project %s has containers started from %s, not from project_src %s: "
+                       "a project of the same name in another directory; set project_name to the "
+                       "name this project runs under, or project_src to %s (nothing was recreated)"
+                       % (project, ", ".join(others), project_src, others[0]))
+
+
+def started_with(containers, project, label, project_src, services=None):
+    """Return ``{paths: [services]}``: the files (the comma-separated absolute paths of label
+    ``config_files`` or ``environment_file``) the running containers of ``services`` (all by
+    default) were started with; ``()`` for containers without the label."""
+    active, _inactive = group_containers(containers, project)
+    found = {}
+    for name, group in active.items():
+        if services and name not in services:
+            continue
+        for info in group:
+            value = _labels(info).get(label) or ""
+            paths = tuple(os.path.join(project_src, p) for p in value.split(",") if p)
+            found.setdefault(paths, set()).add(name)
+    return {paths: sorted(names) for paths, names in found.items()}
+
+
+def files_to_use(option, given, started, project_src, project):
+    """Return the files a run passes for ``option`` (``files`` or ``env_files``): ``given``,
+    or those the running containers were started with when not given (None: compose's
+    default). A recreate with other files than the containers were started with changes more
+    than their environment (an override's volumes are dropped), so OpsError when the
+    containers disagree among themselves or with ``given``; containers without the label
+    (compose's default env file, or an old compose) are not checked against ``given``."""
+    what = "compose files" if option == "files" else "env files"
+    if given:
+        wanted = [os.path.join(project_src, p) for p in given]
+        differ = {paths: names for paths, names in started.items() if paths and (
+            len(paths) != len(wanted) or not all(map(_same_path, paths, wanted)))}
+        if differ:
+            paths, names = sorted(differ.items())[0]
+            raise OpsError("%s (%s) are not the %s the running containers of %s in compose "
+                           "project %s were started with (%s); recreating them from other files "
+                           "changes more than their environment; set %s to those, or leave it "
+                           "unset to use them (nothing was recreated)" % (
+                               option, _shown(wanted, project_src), what, ", ".join(names),
+                               project, _shown(paths, project_src), option))
+        return list(given)
+    if len(started) > 1:
+        raise OpsError("the running containers of compose project %s were started with different "
+                       "%s (%s); set %s to the ones to compare with, and services to the services "
+                       "started with them (nothing was recreated)" % (
+                           project, what, "; ".join(
+                               "%s: %s" % (", ".join(names), _shown(paths, project_src))
+                               for paths, names in sorted(started.items())), option))
+    paths = list(next(iter(started), ()))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise OpsError("the running containers of compose project %s were started with %s %s, "
+                       "which no longer exist%s; restore it or set %s (nothing was recreated)" % (
+                           project, what, ", ".join(missing), "s" if len(missing) == 1 else "",
+                           option))
+    return paths or None
+
+
+def declared_replicas(service):
+    """Return how many containers the compose file asks for (``scale`` or
+    ``deploy.replicas``; 1 when neither is set)."""
+    for value in (service.get("scale"), (service.get("deploy") or {}).get("replicas")):
+        if value is not None:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return 1
+    return 1
+
+
+def count_containers(config, containers, services):
+    """Return ``({service: running containers}, [(service, name, state, exit code)] of the
+    stopped ones)`` for ``services`` (one-off containers left out)."""
+    project = config.get("name")
+    running, stopped = {}, []
+    for info in containers:
+        labels = _labels(info)
+        name = labels.get(LABEL_SERVICE)
+        if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_ONEOFF) == "True" \
+                or name not in services:
+            continue
+        status, _health, code = describe_container(info)
+        if status in ACTIVE_STATES:
+            running[name] = running.get(name, 0) + 1
+        else:
+            stopped.append((name, info.get("Name", "").lstrip("/"), status, code))
+    return running, stopped
+
+
+def replicas_to_keep(config, containers, services):
+    """Return ``({service: running containers}, warnings)`` for the services to recreate:
+    ``up --scale SERVICE=N`` keeps a service scaled by hand at its size (without it compose
+    goes back to the file's count and removes the rest). Raises OpsError when one of them
+    also has stopped containers, which compose would remove or restart to reach N."""
+    running, stopped = count_containers(config, containers, services)
+    blocked = [item for item in stopped if item[0] in running]
+    if blocked:
+        raise OpsError("cannot recreate %s without removing or restarting a stopped container "
+                       "(compose keeps the running count): %s; start or remove it first (`docker "
+                       "start NAME` or `docker rm NAME`), or leave the service out of services "
+                       "(nothing was recreated)" % (
+                           ", ".join(sorted({item[0] for item in blocked})), "; ".join(
+                               "%s is %s (exit code %s), %d of %s running" % (
+                                   container, status, code, running[name], name)
+                               for name, container, status, code in sorted(blocked))))
+    warnings = ["%s runs %d containers, its compose file asks for %d: the recreate keeps %d "
+                "(--scale %s=%d)" % (name, count, declared_replicas(config["services"][name]),
+                                     count, name, count)
+                for name, count in sorted(running.items())
+                if count != declared_replicas(config["services"][name])]
+    return running, warnings
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -684,6 +1036,49 @@ def _inconsistency_message(plan, config, hmac_key):
     return "; ".join(parts)
 
 
+def project_redactor(project_src, files, env_files, config=None):
+    """Return a redactor for compose output about a project: the values of its env files and
+    of the ``environment:`` entries of its compose files as written, and, once resolved, of
+    every service's environment."""
+    values = [v for p in (env_files or [".env"]) for v in read_env_file_values(
+        os.path.join(project_src, p))]
+    values += compose_environment_values(compose_files_to_scan(project_src, files))
+    for service in ((config or {}).get("services") or {}).values():
+        values += [v for v in desired_environment(service).values() if v]
+    return make_redactor(values)
+
+
+def open_project(compose, project_src, files, env_files, project_name, profiles, services,
+                 docker_host):
+    """Resolve the project as its running containers were started and return ``(config,
+    base argv, Docker client, containers, redact)``. Refuses (OpsError, before anything changes) a project
+    of the same name started from another directory, and containers started with other
+    compose or env files than this run would use; without ``files``/``env_files``, the
+    files the containers were started with are used (labels ``config_files`` and
+    ``environment_file``)."""
+    base = compose_base(compose, project_src, files, env_files, project_name, profiles)
+    env = {"DOCKER_HOST": docker_host} if docker_host else None
+    config = load_config(base, project_src, env, project_redactor(project_src, files, env_files))
+    project = config["name"]
+    client = connect_docker(docker_host)
+    containers = inspect_project(client, project)
+    check_project_directory(containers, project_src, project)
+    use_files = files_to_use("files", files, started_with(
+        containers, project, LABEL_CONFIG_FILES, project_src, services), project_src, project)
+    use_env_files = files_to_use("env_files", env_files, started_with(
+        containers, project, LABEL_ENV_FILES, project_src, services), project_src, project)
+    if (use_files, use_env_files) != (files, env_files):
+        base = compose_base(compose, project_src, use_files, use_env_files, project_name, profiles)
+        config = load_config(base, project_src, env,
+                             project_redactor(project_src, use_files, use_env_files))
+        if config["name"] != project:
+            raise OpsError("the compose files the containers of %s were started with name the "
+                           "project %s; set files and project_name (nothing was recreated)"
+                           % (project, config["name"]))
+    return (config, base, client, containers,
+            project_redactor(project_src, use_files, use_env_files, config))
+
+
 def sync_compose_env(project_src, files=None, env_files=None, services=None, consistent_keys=None,
                      on_inconsistent="fail", force=False, wait_timeout=120, compose_command=None,
                      docker_host=None, project_name=None, state_dir=DEFAULT_STATE_DIR,
@@ -694,9 +1089,10 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
     "not_running", "project", "state_file", "diff", "warnings"}`` (names and keyed
     fingerprints of drifted or inconsistent keys only). ``profiles`` activates compose
     profiles for the comparison and the recreate. Raises OpsError for a missing directory,
-    an unresolvable project, an unreachable daemon, an unusable fingerprint key,
-    inconsistent keys (unless ``on_inconsistent="warn"``), a failed ``up`` or a recreated
-    service that does not come back.
+    an unresolvable project, an unreachable daemon, an unusable fingerprint key, a project
+    of the same name in another directory, containers started with other compose or env
+    files, inconsistent keys (unless ``on_inconsistent="warn"``), a scaled service with
+    stopped containers, a failed ``up`` or a recreated service that does not come back.
     """
     if on_inconsistent not in ("fail", "warn"):
         raise OpsError("on_inconsistent must be fail or warn, not %r" % (on_inconsistent,))
@@ -706,22 +1102,14 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
                        "holding the compose file" % project_src)
     env = {"DOCKER_HOST": docker_host} if docker_host else None
     compose = resolve_compose_command(compose_command, env)
-    base = compose_base(compose, project_src, files, env_files, project_name, profiles)
-
-    env_paths = [os.path.join(project_src, p) for p in (env_files or [".env"])]
-    redact = make_redactor([v for p in env_paths for v in read_env_file_values(p)])
-    config = load_config(base, project_src, env, redact)
-    redact = make_redactor(
-        [v for p in env_paths for v in read_env_file_values(p)]
-        + [v for s in config["services"].values() for v in desired_environment(s).values() if v])
+    config, base, client, containers, redact = open_project(
+        compose, project_src, files, env_files, project_name, profiles, services, docker_host)
     project = config["name"]
     selected = select_services(config, services)
 
-    client = connect_docker(docker_host)
     hmac_key, warnings = host_key(state_dir, create=not check_mode)
     path = state_path(state_dir, project)
     state = load_state(path)
-    containers = inspect_project(client, project)
     plan = analyse(config, containers, image_environments(client, containers), selected, state,
                    consistent_keys or (), force, hmac_key=hmac_key)
     warnings += plan["warnings"]
@@ -736,6 +1124,11 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
         warnings.append(message)
 
     to_recreate = plan["to_recreate"]
+    try:
+        replicas, scale_warnings = replicas_to_keep(config, containers, to_recreate)
+    except OpsError as exc:
+        raise OpsError(exc.message, changed=False, project=project, **_public(plan, []))
+    warnings += scale_warnings
     result = dict(_public(plan, list(to_recreate), diff), project=project, state_file=path,
                   changed=bool(to_recreate), warnings=warnings)
     if check_mode:
@@ -744,23 +1137,43 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
         _write_state(path, project, project_src, plan, state, warnings)
         return result
 
-    up = run_command(base + ["up", "-d", "--force-recreate", "--no-deps"] + list(to_recreate),
-                     env=env, cwd=project_src, timeout=UP_TIMEOUT_SECONDS)
+    after = recreate(client, base, env, project_src, config, plan, replicas, redact,
+                     wait_timeout, poll_interval, selected, consistent_keys, hmac_key)
+    _write_state(path, project, project_src, after, state, warnings)
+    result["fingerprints"] = after["fingerprints"]
+    result["not_running"] = after["not_running"]
+    return result
+
+
+def recreate(client, base, env, project_src, config, plan, replicas, redact, wait_timeout,
+             poll_interval, selected, consistent_keys, hmac_key):
+    """Recreate ``plan["to_recreate"]`` at their sizes (``replicas``), wait for them, and return
+    the analysis afterwards; OpsError (changed) when ``up`` fails, a service does not come
+    back, runs another number of containers, or still drifts."""
+    project, to_recreate = config["name"], plan["to_recreate"]
+    details = dict(changed=True, project=project, **_public(plan, list(to_recreate)))
+    scale = [arg for name in to_recreate for arg in ("--scale", "%s=%d" % (name, replicas[name]))]
+    up = run_command(base + ["up", "-d", "--force-recreate", "--no-deps"] + scale
+                     + list(to_recreate), env=env, cwd=project_src, timeout=UP_TIMEOUT_SECONDS)
     if not up.ok:
-        tail = " | ".join((up.stderr or up.stdout or "").strip().splitlines()[-3:])
         raise OpsError("`docker compose up -d --force-recreate` of %s failed (exit %s): %s" % (
-            ", ".join(to_recreate), up.rc, redact(tail) or "no output"),
-            changed=True, project=project, **_public(plan, list(to_recreate)))
+            ", ".join(to_recreate), up.rc,
+            compose_error_text(up.stderr or up.stdout, redact) or "no output"), **details)
     try:
         wait_for_services(client, project, to_recreate, wait_timeout, poll_interval)
     except OpsError as exc:
-        details = dict(exc.details, changed=True, project=project, **_public(plan, list(to_recreate)))
-        raise OpsError(exc.message, **details)
+        raise OpsError(exc.message, **dict(exc.details, **details))
 
     containers = inspect_project(client, project)
     after = analyse(config, containers, image_environments(client, containers), selected, state=None,
                     consistent_keys=consistent_keys or (), show=plan["fingerprints"],
                     hmac_key=hmac_key)
+    counts = count_containers(config, containers, to_recreate)[0]
+    resized = {n: counts.get(n, 0) for n in to_recreate if counts.get(n, 0) != replicas[n]}
+    if resized:
+        raise OpsError("after the recreate %s; check `docker compose ps`" % "; ".join(
+            "%s runs %d containers, %d before" % (n, c, replicas[n])
+            for n, c in sorted(resized.items())), **details)
     # Files were just re-read by the new containers; only the environment must match now.
     remaining = {name: entry for name, entry in after["drifted"].items()
                  if name in to_recreate and (entry["added"] or entry["removed"] or entry["changed"])}
@@ -769,12 +1182,8 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
                        "Docker Compose v2 and that the containers are not recreated by others" % (
                            ", ".join(to_recreate), "; ".join(
                                "%s: %s" % (n, ", ".join(e["added"] + e["removed"] + e["changed"]))
-                               for n, e in sorted(remaining.items()))),
-                       changed=True, project=project, **_public(plan, list(to_recreate)))
-    _write_state(path, project, project_src, after, state, warnings)
-    result["fingerprints"] = after["fingerprints"]
-    result["not_running"] = after["not_running"]
-    return result
+                               for n, e in sorted(remaining.items()))), **details)
+    return after
 
 
 def _write_state(path, project, project_src, plan, previous, warnings):

@@ -9,21 +9,26 @@ import copy
 import hashlib
 import json
 import os
+import re
 import stat
 import sys
+import tempfile
 import time
 
 import pytest
-from hypothesis import given
+import yaml
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import compose_env  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import (  # noqa: E402
-    analyse, build_diff, build_state, changed_files, compare_environment, desired_environment,
-    file_digest, find_inconsistent, load_config, load_state, make_redactor, parse_docker_time,
-    parse_env_list, referenced_files, save_state, select_services, state_path, sync_compose_env,
+    analyse, build_diff, build_state, changed_files, check_project_directory, compare_environment,
+    compose_environment_values, compose_error_text, compose_escapes_dollars, declared_replicas,
+    desired_environment, file_digest, file_signature, files_to_use, find_inconsistent, load_config,
+    load_state, make_redactor, parse_docker_time, parse_env_list, referenced_files,
+    replicas_to_keep, save_state, select_services, started_with, state_path, sync_compose_env,
     unescape_dollars, wait_for_services)
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.hostkey import (  # noqa: E402
@@ -602,3 +607,348 @@ def test_core_imports_without_ansible_and_docker():
     source = open(compose_env.__file__).read()
     assert "import ansible" not in source and "from ansible" not in source
     assert "\nimport docker" not in source and "\nfrom docker" not in source
+
+
+# --------------------------------------------------------------------------- values compose may quote
+
+# An independent model: YAML itself (PyYAML in the test venv; the core scans lines, since hosts
+# may lack PyYAML) reads every value written in every way an `environment:` entry can be written.
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./@%+=$-]*")
+_YAML_WORDS = ("true", "false", "null", "yes", "no", "on", "off", "y", "n")
+
+
+def _plain(value):
+    return value if _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS else None
+
+
+def _single(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+_ENTRY_STYLES = {
+    "map_double": lambda k, v: "      %s: %s" % (k, json.dumps(v)),
+    "map_single": lambda k, v: "      %s: %s" % (k, _single(v)),
+    "map_plain": lambda k, v: _plain(v) and "      %s: %s  # a comment" % (k, v),
+    "list_double": lambda k, v: "      - %s" % json.dumps("%s=%s" % (k, v)),
+    "list_single": lambda k, v: "      - %s" % _single("%s=%s" % (k, v)),
+    "list_plain": lambda k, v: _plain(v) and "      - %s=%s" % (k, v),
+}
+_VALUE_TEXT = st.text(st.sampled_from("abcXYZ019 $$${}:=#'\"\\!@,.-_/"), min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(st.tuples(st.sampled_from(sorted(_ENTRY_STYLES)), _VALUE_TEXT),
+                        min_size=1, max_size=6), at_key_indent=st.booleans())
+def test_every_value_yaml_reads_under_environment_is_found_for_redaction(entries, at_key_indent):
+    maps, lists = [], []
+    for index, (style, value) in enumerate(entries):
+        line = _ENTRY_STYLES[style]("K%d" % index, value) or _ENTRY_STYLES["map_double"](
+            "K%d" % index, value)
+        if line.lstrip().startswith("-"):  # a list may also sit at its key's own indentation
+            lists.append(line[2:] if at_key_indent else line)
+        else:
+            maps.append(line)
+    text = ("services:\n  a:\n    image: x\n    environment:\n%s\n    command: [sleep, '1']\n"
+            "  b:\n    environment:\n%s\n    image: y\n"
+            % ("\n".join(maps) or "      NONE: ''", "\n".join(lists) or "      - NONE="))
+    model = {}
+    for service in yaml.safe_load(text)["services"].values():
+        env = service["environment"]
+        model.update({k: str(v) for k, v in env.items()} if isinstance(env, dict) else
+                     dict(item.split("=", 1) for item in env))
+    model.pop("NONE", None)
+    assert model == {"K%d" % i: v for i, (_s, v) in enumerate(entries)}  # the rendering is right
+    model = list(model.values())
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+        handle.write(text)
+        handle.flush()
+        found = set(compose_environment_values([handle.name]))
+    assert [v for v in model if v not in found and len(v) >= 4] == []
+
+
+def test_compose_environment_values_reads_flow_and_multi_line_values(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    environment: {A: flow-value-1, B: \"flow two\"}\n"
+        "  b:\n    environment:\n      C: |\n        first line of a key\n      D: after\n"
+        "    labels:\n      L: not-an-environment-value\n")
+    found = compose_environment_values([str(tmp_path / "compose.yaml"), str(tmp_path / "none")])
+    assert {"flow-value-1", "flow two", "first line of a key", "after"} <= set(found)
+    assert "not-an-environment-value" not in found
+
+
+# Captured: `config --format json` of a compose.yaml holding DB_PASSWORD: "Xk9-pa${ss-TOPSECRET"
+# (map form, Compose 2.40.3) and - "DB_PASSWORD=Xk9-pa${ss-TOPSECRET" (list form, 2.20.1).
+@pytest.mark.parametrize("stderr, shown", [
+    ("invalid interpolation format for services.web.environment.DB_PASSWORD.\nYou may need to "
+     "escape any $ with another $.\nXk9-pa${ss-TOPSECRET\n",
+     "invalid interpolation format for services.web.environment.DB_PASSWORD (write a literal $ as $$)"),
+    ("parsing /srv/app/compose.yaml: invalid interpolation format for services.web.environment.[]."
+     "\nYou may need to escape any $ with another $.\nDB_PASSWORD=Xk9-pa${ss-TOPSECRET\n",
+     "parsing /srv/app/compose.yaml: invalid interpolation format for services.web.environment.[] "
+     "(write a literal $ as $$)"),
+    ("line 1\nline 2\nyaml: line 3: did not find expected key\n",
+     "line 1 | line 2 | yaml: line 3: did not find expected key"),
+], ids=["map-2.40.3", "list-2.20.1", "other"])
+def test_compose_error_text_stops_at_the_key_path_of_an_interpolation_error(stderr, shown):
+    assert compose_error_text(stderr, lambda text: text) == shown
+
+
+@pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")
+def test_a_value_compose_quotes_from_the_compose_file_never_reaches_the_message(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: x\n    environment:\n      - \"PW=pa${ss-%s\"\n" % NEW_SECRET)
+    with pytest.raises(OpsError) as info:
+        sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN])
+    assert "invalid interpolation format for services.a.environment" in info.value.message
+    assert "ss-" not in info.value.message and NEW_SECRET not in info.value.message
+
+
+def test_other_compose_errors_quoting_a_compose_file_value_are_redacted(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a:\n    image: x\n    environment:\n      PW: '%s'\n" % NEW_SECRET)
+    compose = _fake_compose(tmp_path, rc=1, stderr="services.a.environment.PW: %s is bogus\n"
+                            % NEW_SECRET)
+    with pytest.raises(OpsError) as info:
+        sync_compose_env(str(tmp_path), compose_command=compose)
+    assert "services.a.environment.PW: *** is bogus" in info.value.message
+
+
+# --------------------------------------------------------------------------- `$` escaping probe
+
+
+def _fake_compose_by_args(tmp_path, outputs, default):
+    """A stand-in compose printing ``outputs[marker]`` when ``marker`` is in its arguments."""
+    script = tmp_path / "fake-compose"
+    script.write_text("#!%s\nimport sys\nOUT = %r\nargs = ' '.join(sys.argv[1:])\nsys.stdout.write("
+                      "next((v for k, v in OUT.items() if k in args), %r))\n"
+                      % (sys.executable, outputs, default))
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def _probe_answer(printed):
+    return json.dumps({"name": "runbook-ops-probe", "services": {"probe": {
+        "environment": {"PROBE": printed}}}})
+
+
+def test_a_compose_that_does_not_escape_is_compared_as_it_prints(tmp_path):
+    # what an early Compose v2 printed (docker/compose#8518): the values as containers hold them
+    printed = json.dumps({"name": "p", "services": {"a": {"environment": {
+        "HASH": "$2y$10$abc", "PAIR": "x$$y"}}}})
+    compose = _fake_compose_by_args(tmp_path, {"runbook-ops-probe": _probe_answer("a$b")}, printed)
+    assert compose_escapes_dollars(compose) is False
+    config = load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
+    assert config["services"]["a"]["environment"] == {"HASH": "$2y$10$abc", "PAIR": "x$$y"}
+
+
+def test_a_compose_that_escapes_is_halved_and_a_single_dollar_from_it_is_refused(tmp_path):
+    printed = json.dumps({"name": "p", "services": {"a": {"environment": {"PAIR": "x$$$$y"}}}})
+    compose = _fake_compose_by_args(tmp_path, {"runbook-ops-probe": _probe_answer("a$$b")}, printed)
+    assert compose_escapes_dollars(compose) is True
+    config = load_config(compose + ["--project-directory", str(tmp_path)], str(tmp_path))
+    assert config["services"]["a"]["environment"] == {"PAIR": "x$$y"}
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    compose = _fake_compose_by_args(odd, {"runbook-ops-probe": _probe_answer("a$$b")},
+                                    printed.replace("x$$$$y", "x$y"))
+    with pytest.raises(OpsError, match="printed a single `\\$` in .*never holds"):
+        load_config(compose + ["--project-directory", str(odd)], str(odd))
+
+
+@pytest.mark.skipif(not os.access(COMPOSE_BIN, os.X_OK), reason="RUNBOOK_OPS_COMPOSE_BIN not set")
+def test_the_real_compose_escapes_dollars():
+    assert compose_escapes_dollars([COMPOSE_BIN]) is True
+
+
+# --------------------------------------------------------------------------- what was started
+
+
+def _started(service, directory, files, env_files=None, status="running", cid=None, number=1):
+    labels = {"com.docker.compose.project": "app", "com.docker.compose.service": service,
+              "com.docker.compose.oneoff": "False",
+              "com.docker.compose.project.working_dir": directory,
+              "com.docker.compose.project.config_files": ",".join(files)}
+    if env_files:
+        labels["com.docker.compose.project.environment_file"] = ",".join(env_files)
+    return {"Id": cid or "%s-%d" % (service, number), "Name": "/app-%s-%d" % (service, number),
+            "State": {"Status": status, "ExitCode": 0 if status == "running" else 137},
+            "Config": {"Labels": labels}}
+
+
+def test_containers_of_a_same_named_project_elsewhere_are_refused(tmp_path):
+    real = tmp_path / "releases" / "app"
+    real.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(real)
+    ours = [_started("web", str(real), [])]
+    check_project_directory(ours, str(real), "app")
+    check_project_directory(ours, str(tmp_path / "current"), "app")  # the same directory
+    with pytest.raises(OpsError) as info:
+        check_project_directory(ours + [_started("db", "/srv/app", [])], str(real), "app")
+    assert info.value.message == (
+        "compose project app has containers started from /srv/app, not from project_src %s: a "
+        "project of the same name in another directory; set project_name to the name this "
+        "project runs under, or project_src to /srv/app (nothing was recreated)" % real)
+
+
+def test_files_default_to_those_the_containers_were_started_with(tmp_path):
+    src = str(tmp_path)
+    for name in ("compose.yaml", "compose.prod.yml", "prod.env"):
+        (tmp_path / name).write_text("")
+    both = [src + "/compose.yaml", src + "/compose.prod.yml"]
+    containers = [_started("web", src, both, [src + "/prod.env"], number=n) for n in (1, 2)]
+    started = started_with(containers, "app", "com.docker.compose.project.config_files", src)
+    assert started == {tuple(both): ["web"]}
+    assert files_to_use("files", None, started, src, "app") == both
+    assert files_to_use("files", ["compose.yaml", src + "/compose.prod.yml"], started, src,
+                        "app") == ["compose.yaml", src + "/compose.prod.yml"]
+    with pytest.raises(OpsError) as info:
+        files_to_use("files", ["compose.yaml"], started, src, "app")
+    assert info.value.message == (
+        "files (compose.yaml) are not the compose files the running containers of web in compose "
+        "project app were started with (compose.yaml, compose.prod.yml); recreating them from "
+        "other files changes more than their environment; set files to those, or leave it unset "
+        "to use them (nothing was recreated)")
+    env = started_with(containers, "app", "com.docker.compose.project.environment_file", src)
+    assert files_to_use("env_files", None, env, src, "app") == [src + "/prod.env"]
+    with pytest.raises(OpsError, match=r"^env_files \(\.env\) are not the env files"):
+        files_to_use("env_files", [".env"], env, src, "app")
+
+
+def test_containers_started_with_different_or_vanished_files_are_refused(tmp_path):
+    src = str(tmp_path)
+    (tmp_path / "compose.yaml").write_text("")
+    containers = [_started("web", src, [src + "/compose.yaml", src + "/debug.yml"]),
+                  _started("worker", src, [src + "/compose.yaml"]),
+                  _started("old", src, [src + "/compose.yaml"], status="exited")]
+    label = "com.docker.compose.project.config_files"
+    with pytest.raises(OpsError) as info:
+        files_to_use("files", None, started_with(containers, "app", label, src), src, "app")
+    assert info.value.message == (
+        "the running containers of compose project app were started with different compose files "
+        "(worker: compose.yaml; web: compose.yaml, debug.yml); set files to the ones to compare "
+        "with, and services to the services started with them (nothing was recreated)")
+    # services narrows what must agree; a file that is gone is named
+    assert files_to_use("files", None, started_with(containers, "app", label, src, ["worker"]),
+                        src, "app") == [src + "/compose.yaml"]
+    with pytest.raises(OpsError, match="started with compose files %s/debug.yml, which no longer "
+                                       "exists; restore it or set files" % src):
+        files_to_use("files", None, started_with(containers, "app", label, src, ["web"]), src, "app")
+
+
+def test_containers_without_the_label_are_not_checked_against_given_files(tmp_path):
+    src = str(tmp_path)
+    started = started_with([_started("web", src, [])], "app",
+                           "com.docker.compose.project.environment_file", src)
+    assert started == {(): ["web"]}
+    assert files_to_use("env_files", None, started, src, "app") is None
+    assert files_to_use("env_files", ["prod.env"], started, src, "app") == ["prod.env"]
+
+
+@pytest.mark.parametrize("service, expected", [
+    ({}, 1), ({"scale": 3}, 3), ({"deploy": {"replicas": 0}}, 0), ({"deploy": {}}, 1),
+    ({"scale": 2, "deploy": {"replicas": 5}}, 2)], ids=["none", "scale", "zero", "deploy", "both"])
+def test_declared_replicas_reads_scale_and_deploy_replicas(service, expected):
+    assert declared_replicas(service) == expected
+
+
+_SERVICE_STATES = st.dictionaries(
+    st.sampled_from(["web", "worker", "beat", "bot"]),
+    st.tuples(st.integers(0, 4), st.integers(0, 2), st.sampled_from([None, 0, 1, 3])),
+    min_size=1, max_size=4)
+
+
+@given(states=_SERVICE_STATES, data=st.data())
+def test_replicas_kept_are_the_running_containers_of_each_recreated_service(states, data):
+    # model: N = running containers; a recreated service with stopped containers besides
+    # running ones is refused; a warning names each service whose N differs from its file
+    config = {"name": "app", "services": {}}
+    containers = []
+    for name, (running, stopped, declared) in states.items():
+        config["services"][name] = {"deploy": {"replicas": declared}} if declared is not None else {}
+        containers += [_started(name, "/srv/app", [], number=n) for n in range(running)]
+        containers += [_started(name, "/srv/app", [], status="exited", number=running + n)
+                       for n in range(stopped)]
+    recreated = data.draw(st.lists(st.sampled_from(sorted(states)), unique=True))
+    blocked = [n for n in recreated if states[n][0] and states[n][1]]
+    if blocked:
+        with pytest.raises(OpsError) as info:
+            replicas_to_keep(config, containers, recreated)
+        assert "cannot recreate %s without" % ", ".join(sorted(blocked)) in info.value.message
+        return
+    counts, warnings = replicas_to_keep(config, containers, recreated)
+    assert counts == {n: states[n][0] for n in recreated if states[n][0]}
+    declared = {n: 1 if states[n][2] is None else states[n][2] for n in states}
+    assert [w.split(" ", 1)[0] for w in warnings] == sorted(
+        n for n in counts if counts[n] != declared[n])
+
+
+def test_a_stopped_replica_beside_running_ones_is_refused_with_how_to_fix_it():
+    config = {"name": "app", "services": {"worker": {}}}
+    containers = [_started("worker", "/srv/app", [], number=1),
+                  _started("worker", "/srv/app", [], number=3),
+                  _started("worker", "/srv/app", [], status="exited", number=2)]
+    with pytest.raises(OpsError) as info:
+        replicas_to_keep(config, containers, ["worker"])
+    assert info.value.message == (
+        "cannot recreate worker without removing or restarting a stopped container (compose keeps "
+        "the running count): app-worker-2 is exited (exit code 137), 2 of worker running; start "
+        "or remove it first (`docker start NAME` or `docker rm NAME`), or leave the service out "
+        "of services (nothing was recreated)")
+    assert replicas_to_keep(config, containers[:2], ["worker"]) == (
+        {"worker": 2}, ["worker runs 2 containers, its compose file asks for 1: the recreate "
+                        "keeps 2 (--scale worker=2)"])
+
+
+# --------------------------------------------------------------------------- a replaced key
+
+
+def test_a_record_under_another_key_is_compared_by_file_signature(captured):
+    config, containers, image_envs = captured
+    secret = config["secrets"]["db_password"]["file"]
+    plan = analyse(config, containers, image_envs, ["backend"], hmac_key=KEY)
+    state = build_state("app", CAPTURED_DIR, plan)
+    assert state["services"]["backend"]["stats"]["secret:db_password"] == file_signature(secret)
+    other_key = b"r" * 32
+    plan = analyse(config, containers, image_envs, ["backend"], state=state, hmac_key=other_key)
+    assert "backend" not in plan["drifted"]
+    assert plan["warnings"] == [
+        "the secrets/configs files of backend were recorded under another fingerprint key (the "
+        "key was replaced, or this run used a throw-away key), so their content cannot be "
+        "compared: a file whose inode or change time differs from the record counts as changed"]
+    # rewritten in place with its old modification time (cp -p, rsync -a, tar): still found
+    mtime = os.stat(secret).st_mtime
+    with open(secret, "w") as handle:
+        handle.write("rotated\n")
+    os.utime(secret, (mtime, mtime))
+    plan = analyse(config, containers, image_envs, ["backend"], state=state, hmac_key=other_key)
+    assert plan["drifted"]["backend"]["files"] == ["secret:db_password"]
+    # a record without signatures (written before them): modification time only, and said so
+    del state["services"]["backend"]["stats"]
+    plan = analyse(config, containers, image_envs, ["backend"], state=state, hmac_key=other_key)
+    assert "backend" not in plan["drifted"]
+    assert plan["warnings"][0].endswith("judged by modification time only (a file copied in with "
+                                        "its old modification time goes unnoticed)")
+    # no record of these containers: the key does not matter, nothing to say
+    state["services"]["backend"]["containers"] = ["0" * 64]
+    assert analyse(config, containers, image_envs, ["backend"], state=state,
+                   hmac_key=other_key)["warnings"] == []
+
+
+def test_file_signature_changes_with_any_write_and_not_with_reading(tmp_path):
+    path = tmp_path / "secret"
+    path.write_text("a")
+    first = file_signature(str(path))
+    path.read_text()
+    assert file_signature(str(path)) == first
+    stamp = os.stat(path).st_mtime
+    path.write_text("b")
+    os.utime(path, (stamp, stamp))
+    assert file_signature(str(path)) != first
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    (folder / "x.conf").write_text("1")
+    before = file_signature(str(folder))
+    assert before.startswith("dir:") and file_signature(str(folder)) == before
+    (folder / "x.conf").write_text("2")
+    assert file_signature(str(folder)) != before
+    assert file_signature(str(tmp_path / "nope")) == "missing"

@@ -9,9 +9,11 @@ import hashlib
 import hmac
 import multiprocessing
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -146,3 +148,131 @@ def test_a_key_this_user_may_not_read_gives_a_throw_away_key_and_a_warning(tmp_p
     assert proc.stdout.startswith("32 ['the fingerprint key %s is not readable by this user "
                                   "(run with become); this run used a throw-away key"
                                   % key_path(str(directory)))
+
+
+# --- review (branch review-compose) ------------------------------------------------------
+
+
+def test_review_check_mode_changes_nothing_on_a_key_readable_by_others(tmp_path):
+    # check mode (create=False) must not touch the host, not even a key's mode
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chmod(path, 0o644)
+    _key, warnings = host_key(str(tmp_path), create=False)
+    assert warnings
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_review_a_key_owned_by_another_user_is_not_trusted_silently(tmp_path):
+    # whoever owns the key can read it (or chmod it back): its fingerprints are then
+    # as weak as a plain hash to that user
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chown(path, 65534, 65534)  # nobody
+    try:
+        _key, warnings = host_key(str(tmp_path))
+    except OpsError:
+        return
+    assert warnings, "a key owned by uid 65534 was used without a word"
+
+
+# --- a key someone else may know, and what may sit at the key path -------------------------
+
+
+@pytest.fixture
+def open_dir():
+    """A state directory every user can enter (/tmp/... 0755), unlike pytest's 0700 tmp_path."""
+    directory = tempfile.mkdtemp(prefix="rbo-hostkey-", dir="/tmp")
+    os.chmod(directory, 0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _snapshot(path):
+    info = os.stat(path)
+    return open(path, "rb").read(), stat.S_IMODE(info.st_mode), info.st_uid, info.st_ino
+
+
+def test_a_key_open_to_others_is_replaced_and_check_mode_only_says_so(open_dir):
+    path = key_path(open_dir)
+    create_key(path)
+    os.chmod(path, 0o644)
+    before = _snapshot(path)
+
+    key, warnings = host_key(open_dir, create=False)  # check mode: nothing changes
+    assert _snapshot(path) == before and key != before[0].strip()
+    assert warnings == ["the fingerprint key %s was open to other users (mode 0644), so it counts "
+                        "as known to others; a run that is not in check mode replaces it; this run "
+                        "used a throw-away key, so its fingerprints match no other run" % path]
+
+    key, warnings = host_key(open_dir)
+    content, mode, uid, _inode = _snapshot(path)
+    assert key == content.strip() != before[0].strip() and len(key) == 64
+    assert (mode, uid) == (0o600, os.geteuid())
+    assert warnings == ["the fingerprint key %s was open to other users (mode 0644), so it counts "
+                        "as known to others: replaced by a new key; fingerprints on this host "
+                        "change, and secrets/configs files recorded under the old key are judged "
+                        "by their inode and change time once" % path]
+    assert sorted(os.listdir(open_dir)) == ["fingerprint.key"]  # no temporary file left
+    assert host_key(open_dir) == (key, [])  # trusted from now on
+
+
+def test_a_key_owned_by_another_user_is_replaced_by_one_of_ours(tmp_path):
+    path = key_path(str(tmp_path))
+    create_key(path)
+    os.chown(path, 65534, 65534)
+    before = _snapshot(path)
+    key, warnings = host_key(str(tmp_path), create=False)
+    assert _snapshot(path) == before and "is owned by uid 65534" in warnings[0]
+    key, warnings = host_key(str(tmp_path))
+    content, mode, uid, _inode = _snapshot(path)
+    assert key == content.strip() != before[0].strip() and (mode, uid) == (0o600, os.geteuid())
+    assert "is owned by uid 65534, so it counts as known to others: replaced" in warnings[0]
+
+
+def test_a_key_that_must_be_replaced_but_cannot_gives_a_throw_away_key(tmp_path):
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
+    try:
+        path = key_path(str(directory))
+        create_key(path)
+        os.chown(path, 65534, 65534)
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+        before = _snapshot(path)
+        key, warnings = host_key(str(directory))
+        assert _snapshot(path) == before and key != before[0].strip()
+        assert "could not be replaced (Read-only file system); run with become; this run used " \
+               "a throw-away key" in warnings[0]
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_check_mode_leaves_a_loose_key_in_a_closed_directory_as_it_is(tmp_path):
+    path = key_path(str(tmp_path))  # pytest's tmp_path sits in a 0700 directory
+    create_key(path)
+    os.chmod(path, 0o640)
+    key, warnings = host_key(str(tmp_path), create=False)
+    assert key == open(path, "rb").read().strip() and stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert warnings == ["the fingerprint key %s is readable by others (mode 0640); a run that is "
+                        "not in check mode sets it to 0600" % path]
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: os.mkfifo(p, 0o600),
+    lambda p: os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 3)),  # like /dev/null
+], ids=["fifo", "device"])
+def test_a_fifo_or_device_at_the_key_path_is_refused_at_once(tmp_path, make):
+    # a FIFO used to block the open until a writer came: the module hung for ever
+    path = key_path(str(tmp_path))
+    make(path)
+    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.runbook.ops.plugins."
+            "module_utils._ops.hostkey import host_key; from ansible_collections.runbook.ops."
+            "plugins.module_utils._ops.errors import OpsError\ntry:\n    host_key(%r)\nexcept "
+            "OpsError as exc:\n    print(exc.message)" % (COLLECTIONS, str(tmp_path)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert proc.stdout.strip() == "the fingerprint key %s is not a regular file; remove it" % path
