@@ -50,8 +50,8 @@ def _path_with(bin_dir):
     return {"PATH": bin_dir + os.pathsep + os.environ["PATH"]}
 
 
-def test_galaxy_importer_accepts_the_tarball_with_nothing_to_warn_about(collection_tarball, ecosystem_bin,
-                                                                      tmp_path):
+def test_galaxy_importer_accepts_the_tarball_and_warns_of_nothing_unknown(
+        collection_tarball, ecosystem_bin, tmp_path):
     config = tmp_path / "galaxy-importer.cfg"
     config.write_text(IMPORTER_CONFIG)
     env = dict(_path_with(ecosystem_bin), GALAXY_IMPORTER_CONFIG=str(config))
