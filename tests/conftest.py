@@ -12,7 +12,7 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), ".collections"))
 sys.path.insert(0, os.path.join(_TESTS, "harness"))
 
-pytest_plugins = ("isolated_engine",)
+pytest_plugins = ("isolated_engine", "collection_build")
 
 try:  # property-based tests: no per-example deadline on a busy 2-core CI machine
     from hypothesis import HealthCheck, settings

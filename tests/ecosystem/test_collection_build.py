@@ -1,0 +1,55 @@
+"""The built collection tarball: only what an installed collection uses, and it works once
+installed elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+from collection_build import REPO, VENV_BIN, run_tool
+
+# Everything at the top of the tarball. Clone-only files (ansible.cfg pointing at
+# ./.collections, inventory/localhost.yml, docs/, .config/, collections/requirements.yml,
+# the test harness, scripts, requirements/) stay out through galaxy.yml's build_ignore.
+TOP_LEVEL = {
+    "MANIFEST.json", "FILES.json", "README.md", "LICENSE", ".ansible-lint", ".ansible-lint-ignore",
+    "requirements.txt", "bindep.txt", "changelogs", "examples", "meta", "playbooks", "plugins",
+    "roles", "tests",
+}
+
+
+def test_tarball_carries_only_what_an_installed_collection_uses(collection_tarball):
+    with tarfile.open(collection_tarball) as tar:
+        names = tar.getnames()
+    assert {name.split("/")[0] for name in names} == TOP_LEVEL
+    assert {n.split("/")[1] for n in names if n.startswith("tests/") and n.count("/") >= 1} == {"sanity"}
+    clutter = [n for n in names if "/molecule" in n or "__pycache__" in n or n.endswith((".pyc", ".tar.gz"))]
+    assert clutter == []
+    assert "plugins/module_utils/_ops/cli.py" in names
+    assert "roles/base/tasks/main.yml" in names
+    assert "meta/execution-environment.yml" in names
+
+
+def test_installed_collection_documents_every_module(installed_collections):
+    modules = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "plugins", "modules"))
+                     if name.endswith(".py") and name != "__init__.py")
+    assert modules, "the collection ships no module"
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed_collections)}
+    listing = json.loads(run_tool([os.path.join(VENV_BIN, "ansible-doc"), "-t", "module", "-l", "runbook.ops",
+                                   "--json"], cwd=installed_collections, env=env))
+    assert sorted(name.split(".")[-1] for name in listing) == modules
+
+
+def test_installed_collection_runs_a_module_outside_the_checkout(installed_collections, tmp_path):
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed_collections), "ANSIBLE_LOCALHOST_WARNING": "false",
+           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    out = run_tool([os.path.join(VENV_BIN, "ansible"), "localhost", "-c", "local", "-e",
+                    "ansible_python_interpreter=%s" % os.path.join(VENV_BIN, "python"),
+                    "-m", "runbook.ops.disk_check", "-a", "paths=%s" % tmp_path, "-o"], cwd=tmp_path, env=env)
+    assert "SUCCESS" in out and '"used_percent"' in out
+
+
+def test_installed_roles_find_the_core_they_ship_to_hosts(installed_collection):
+    core = (installed_collection / "roles" / "base" / ".." / ".." / "plugins" / "module_utils" / "_ops").resolve()
+    assert (core / "cli.py").is_file() and (core / "jobs.py").is_file()
