@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+import docker
 import pytest
 
 _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
@@ -74,10 +75,11 @@ PLAN_CASES = [
     ("networks", {"images": "none", "builder_cache": False, "networks": True},
      {"builder_cache": 0, "containers": [], "images": [], "volumes": [],
       "networks": ["unusednet"]}),
+    # stopped_anon belongs to "stopped", which this run removes: it stays until a later run
     ("everything", {"containers": True, "volumes": "anonymous", "networks": True},
      {"builder_cache": 10, "containers": ["derived-stopped", "stopped"],
       "images": sorted(UNUSED + ["app:stopped", "base:1", "derived:1"]),
-      "volumes": ["anon", "stopped_anon"], "networks": ["stoppednet", "unusednet"]}),
+      "volumes": ["anon"], "networks": ["stoppednet", "unusednet"]}),
     ("custom-keep-label", {"builder_cache": False, "keep_label": "no.such.label"},
      {"builder_cache": 0, "containers": [], "images": sorted(UNUSED + ["app:keep"]),
       "volumes": [], "networks": []}),
@@ -226,14 +228,28 @@ def _usage_sequence(values, size=1000):
 
 
 class FakeApi:
-    """Records removal calls; images answer like the engine (untag, then delete)."""
+    """Records removal calls; images answer like the engine (by ID: untag, then delete)."""
 
-    def __init__(self):
+    def __init__(self, images=None):
         self.calls = []
+        self.images = dict(images or {})  # id -> {"RepoTags": [...], "RepoDigests": [...]}
+        self.users = {}  # image id -> containers using it
+
+    def inspect_image(self, ref):
+        self.calls.append(("inspect_image", ref))
+        for image_id, image in self.images.items():
+            if ref == image_id or ref in image.get("RepoTags", []):
+                return dict(image, Id=image_id)
+        raise docker.errors.NotFound("No such image: %s" % ref)
+
+    def containers(self, all=False, filters=None):
+        self.calls.append(("containers", all, filters))
+        return self.users.get((filters or {}).get("ancestor"), [])
 
     def remove_image(self, ref, force=False, noprune=False):
         self.calls.append(("remove_image", ref, force, noprune))
-        return [{"Untagged": ref}, {"Deleted": self.ids.get(ref, ref)}]
+        image = self.images.pop(ref)
+        return [{"Untagged": t} for t in image.get("RepoTags", [])] + [{"Deleted": ref}]
 
     def remove_container(self, cid, v=False, force=False):
         self.calls.append(("remove_container", cid, v, force))
@@ -256,29 +272,83 @@ def _plan_of(**steps):
     return {"steps": out, "estimated_bytes": sum(s["estimated_bytes"] for s in out)}
 
 
-def test_execute_never_forces_and_removes_images_by_tag():
-    api = FakeApi()
-    api.ids = {"app:1": "sha256:a"}
-    plan = _plan_of(images=[{"id": "sha256:a", "name": "app:1", "tags": ["app:1"],
-                             "size_bytes": 5}],
+def _image_item(image_id, tags=(), digests=(), size=5):
+    return {"id": image_id, "name": ", ".join(tags) or "<none>", "tags": list(tags),
+            "digests": list(digests), "depth": 0, "size_bytes": size}
+
+
+def test_execute_never_forces_and_removes_images_by_id():
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:1"]}})
+    plan = _plan_of(images=[_image_item("sha256:a", ["app:1"])],
                     containers=[{"id": "c1", "name": "c1", "size_bytes": 1}],
                     volumes=[{"id": "v", "name": "v", "size_bytes": 2},
                              {"id": "busy", "name": "busy", "size_bytes": 3}])
     result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
-    assert ("remove_image", "app:1", False, False) in api.calls
+    assert ("remove_image", "sha256:a", False, False) in api.calls
+    assert not [c for c in api.calls if c[0] == "remove_image" and c[1] == "app:1"]
     assert ("remove_container", "c1", False, False) in api.calls
-    assert all(call[-1] is False for call in api.calls)
+    assert all(call[-1] is False for call in api.calls if call[0].startswith("remove_"))
     assert result["reclaimed_bytes"] == 5 + 1 + 2
     assert result["steps"][3]["removed"] == ["v"]
     assert result["errors"] == ["volume busy: volume is in use"]
     assert result["changed"] is True
 
 
+def test_execute_leaves_a_moved_tag_and_reports_it():
+    """app:1 moved to a new image after the plan: the planned image goes by ID, the new
+    one and its tag stay, and the move is reported."""
+    api = FakeApi({"sha256:old": {"RepoTags": []}, "sha256:new": {"RepoTags": ["app:1"]}})
+    plan = _plan_of(images=[_image_item("sha256:old", ["app:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert [c[1] for c in api.calls if c[0] == "remove_image"] == ["sha256:old"]
+    assert "sha256:new" in api.images
+    assert result["moved_tags"] == [{"tag": "app:1", "planned_image": "sha256:old",
+                                     "image": "sha256:new"}]
+    assert result["steps"][2]["moved_tags"] == result["moved_tags"]
+    assert result["errors"] == []
+
+
+def test_execute_keeps_an_image_named_since_the_plan():
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:rollback"]}})
+    result = dc.execute_plan(_plan_of(images=[_image_item("sha256:a")]),
+                             dc.normalize_options({}), api=api)
+    assert "sha256:a" in api.images and result["steps"][2]["removed"] == []
+    assert result["kept"] == [{"kind": "image", "id": "sha256:a", "name": "<none>",
+                               "reason": "named app:rollback since the plan"}]
+    assert result["errors"] == [] and result["changed"] is False
+
+
+def test_execute_forces_only_a_several_named_image_no_container_uses():
+    tags = ["app:1", "app:latest"]
+    api = FakeApi({"sha256:a": {"RepoTags": tags}, "sha256:b": {"RepoTags": ["b:1", "c:1"]}})
+    api.users["sha256:b"] = [{"Id": "c9", "Names": ["/started-since"]}]
+    plan = _plan_of(images=[_image_item("sha256:a", tags), _image_item("sha256:b", ["b:1", "c:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert ("remove_image", "sha256:a", True, False) in api.calls
+    assert "sha256:b" in api.images
+    assert result["kept"][0]["reason"] == "used by container started-since since the plan"
+
+
+@pytest.mark.parametrize("tags,digests,single", [
+    ([], [], True),
+    (["app:1"], [], True),
+    ([], ["app@sha256:aa"], True),
+    (["app:1"], ["app@sha256:aa"], True),
+    (["reg:5000/app:1"], ["reg:5000/app@sha256:aa"], True),
+    (["app:1", "app:2"], [], False),
+    (["app:1"], ["other@sha256:aa"], False),
+    ([], ["app@sha256:aa", "other@sha256:bb"], False),
+    ([], ["app@sha256:aa", "app@sha256:bb"], True),
+], ids=["none", "one-tag", "one-digest", "tag-and-digest", "registry-port", "two-tags",
+        "two-repos", "two-digest-repos", "two-digests-one-repo"])
+def test_single_reference_follows_the_engine(tags, digests, single):
+    assert dc.single_reference(tags, digests) is single
+
+
 def test_execute_stops_after_the_step_that_reaches_the_target():
-    api = FakeApi()
-    api.ids = {}
+    api = FakeApi({"sha256:b": {}})
     plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 100}],
-                    images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 300}],
+                    images=[_image_item("sha256:b", size=300)],
                     volumes=[{"id": "v", "name": "v", "size_bytes": 200}])
     opts = dc.normalize_options({"target_percent": 70})
     result = dc.execute_plan(plan, opts, api=api, usage=_usage_sequence([90, 85, 65, 50]))
@@ -308,9 +378,8 @@ def test_execute_does_nothing_when_usage_is_already_below_the_target():
 
 
 def test_remote_engine_ignores_target_with_a_warning():
-    api = FakeApi()
-    api.ids = {}
-    plan = _plan_of(images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 1}])
+    api = FakeApi({"sha256:b": {}})
+    plan = _plan_of(images=[_image_item("sha256:b", size=1)])
     result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 80}), api=api,
                              usage=None)
     assert result["usage_before_percent"] is None and result["usage_after_percent"] is None
