@@ -206,3 +206,30 @@ def test_one_inventory_per_run_and_never_the_full_one_in_a_real_run(engine):
     dc.run_docker_cleanup(dict(args, builder_cache=False), check_mode=True)
     assert _df_calls(engine, mark) == [call.replace("&type=build-cache", "") for call in want]
     assert _exists(api, "volume", "photos")
+
+
+def test_a_volume_used_since_the_plan_stays_and_the_refusal_is_reported(engine, monkeypatch):
+    """The engine refuses to remove a volume a container created after the plan mounts;
+    the rest goes on and the refusal is an error (the CLI exits 1, the module warns)."""
+    api = engine.api()
+    build_busybox_image(engine, "db:1", filler_bytes=4096)
+    orphans = []
+    for name in ("tmp-a", "tmp-b"):
+        engine.docker_cli("run", "--name", name, "-v", "/scratch", "db:1", "sh", "-c", "echo x > /scratch/x")
+        orphans.append(_volume_of(api, name))
+        engine.docker_cli("rm", name)
+    plan_cleanup_steps = dc.plan_cleanup_steps
+
+    def plan_then_mount(state, options, now=None):
+        plan = plan_cleanup_steps(state, options, now)
+        engine.docker_cli("create", "--name", "late", "-v", "%s:/data" % orphans[0], "db:1")
+        return plan
+
+    monkeypatch.setattr(dc, "plan_cleanup_steps", plan_then_mount)
+    result = dc.run_docker_cleanup({"until": "0s", "images": "none", "builder_cache": False,
+                                    "volumes": "anonymous", "docker_host": engine.host})
+    assert sorted(result["steps"][3]["items"][i]["name"] for i in range(2)) == sorted(orphans)
+    assert result["steps"][3]["removed"] == [orphans[1]]
+    assert _exists(api, "volume", orphans[0]) and not _exists(api, "volume", orphans[1])
+    assert len(result["errors"]) == 1 and result["errors"][0].startswith("volume %s: " % orphans[0])
+    assert "in use" in result["errors"][0]

@@ -249,13 +249,14 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
     typed = api_at_least(api.api_version, TYPED_DF_API)
+    full = not typed and options["builder_cache"] and check_mode
     source = {}
     if typed:
         types = [kind for kind, on in (("image", options["images"] != "none"),
                                        ("build-cache", options["builder_cache"])) if on]
-        if types:
+        if types:  # the answer carries the other keys too, as null
             source = api._result(api._get(api._url("/system/df"), params={"type": types}), True)
-    elif options["builder_cache"] and check_mode:
+    elif full:
         source = api.df()
     df = {"Containers": api.containers(all=True), "Images": None, "LayersSize": None,
           "Volumes": None, "BuildCache": None}
@@ -267,8 +268,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     if options["builder_cache"] and "BuildCache" in source:
         df["BuildCache"] = source.get("BuildCache") or []
     if options["volumes"] != "none":
-        df["Volumes"] = (source["Volumes"] or [] if "Volumes" in source
-                         else api.volumes().get("Volumes") or [])
+        df["Volumes"] = (source.get("Volumes") if full else api.volumes().get("Volumes")) or []
     state = {
         "info": {"DockerRootDir": info.get("DockerRootDir"),
                  "ServerVersion": info.get("ServerVersion"),
@@ -288,7 +288,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
         for img in images:
             if (img.get("SharedSize") or 0) != 0:  # shared (> 0) or not computed (-1)
                 state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
-        fill_shared_sizes(images, state["image_layers"])
+        share_among_listed(images, state["image_layers"])
     if options["containers"]:
         state["container_details"] = inspect_stopped(api, df["Containers"],
                                                      options["keep_label"], sized)
@@ -319,11 +319,16 @@ def inspect_stopped(api, containers, keep_label, sized):
     return details
 
 
-def fill_shared_sizes(images, image_layers):
-    """Set ``SharedSize`` where the listing left it unknown (-1, API 1.41's
-    ``/images/json``): the bytes of an image's layers that another listed image holds
-    too, as ``/system/df`` computes it. Without paired layers the whole image counts as
-    shared, so estimates err low."""
+def share_among_listed(images, image_layers):
+    """Set each image's ``SharedSize`` to the bytes of its layers that another *listed*
+    image holds too, wherever its layers are known.
+
+    Engines differ: API 1.41's ``/images/json`` does not compute it (-1), 1.41's
+    ``/system/df`` counts listed images only, Docker 23+ counts intermediate images too,
+    so an image built with the classic builder shares everything with its own parents,
+    which go with it. Without paired layers an unknown value counts as all shared, so
+    estimates err low.
+    """
     holders = {}
     chains = {}
     for img in images:
@@ -333,12 +338,10 @@ def fill_shared_sizes(images, image_layers):
             for chain, _size in chains[img["Id"]]:
                 holders[chain] = holders.get(chain, 0) + 1
     for img in images:
-        if img.get("SharedSize") is not None and img["SharedSize"] >= 0:
-            continue
         if img["Id"] in chains:
             img["SharedSize"] = sum(size for chain, size in chains[img["Id"]]
                                     if holders[chain] > 1)
-        else:
+        elif img.get("SharedSize") is None or img["SharedSize"] < 0:
             img["SharedSize"] = img.get("Size") or 0
 
 
@@ -633,8 +636,8 @@ def _plan_images(state, remaining, options, cutoff):
     for img in sorted((i for i in images if i["Id"] in chosen),
                       key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
         shared = img.get("SharedSize")
-        alone = (None if shared is None or shared < 0   # alone: only its own layers
-                 else max((img.get("Size") or 0) - shared, 0))
+        alone = (None if not state.get("sized", True) or shared is None or shared < 0
+                 else max((img.get("Size") or 0) - shared, 0))  # alone: its own layers
         items.append({"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
                       "tags": _image_names(img), "digests": _image_digests(img),
                       "depth": depth[img["Id"]], "size_bytes": alone})

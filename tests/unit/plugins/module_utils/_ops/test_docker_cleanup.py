@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import docker
@@ -117,6 +118,86 @@ def test_plan_keeps_volumes_of_stopped_containers_and_compose_named_volumes(capt
     planned = [i["name"] for i in _plan(captured, volumes="anonymous")["steps"][3]["items"]]
     assert planned == [vols["anon"]]
     assert vols["stopped_anon"] not in planned and "shop_data" not in planned
+
+
+def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
+    plan = _plan(captured, until="1h", containers=True, volumes="anonymous", images="none")
+    step = plan["steps"][1]
+    names = _names(captured)
+    assert step["items"] == []
+    kept = dict((names[k["id"]], k) for k in step["kept"])
+    assert sorted(kept) == ["derived-stopped", "stopped"]  # kept-stopped: keep label, not listed
+    for entry in kept.values():
+        assert entry["exit_code"] == 0
+        assert re.match(r"^exited \d+ (s|min) ago \(exit 0\), younger than 1h$", entry["reason"]), entry
+    assert plan["steps"][3]["kept"] == []  # nothing removed, so no volume kept for that
+
+
+def test_plan_keeps_the_volume_of_a_container_it_removes(captured):
+    plan = _plan(captured, containers=True, volumes="anonymous", images="none")
+    vols = captured["scenario"]["volumes"]
+    assert [i["name"] for i in plan["steps"][3]["items"]] == [vols["anon"]]
+    assert plan["steps"][3]["kept"] == [{
+        "kind": "volume", "id": vols["stopped_anon"], "name": vols["stopped_anon"],
+        "reason": "data of stopped, which this run removes; a later run may remove it"}]
+
+
+T0 = "2026-11-23T10:00:00Z"
+
+
+@pytest.mark.parametrize("state,expected", [
+    ({"Status": "exited", "StartedAt": "2026-11-23T11:00:00Z", "FinishedAt": "2026-11-23T12:00:00Z"},
+     "2026-11-23T12:00:00Z"),
+    ({"Status": "created", "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+     T0),
+    ({"Status": "exited", "StartedAt": "2026-11-23T11:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+     "2026-11-23T11:00:00Z"),
+    (None, None),
+], ids=["exited", "never-started", "no-finish-time", "not-inspected"])
+def test_stopped_since_is_when_it_stopped(state, expected):
+    details = None if state is None else {"Created": T0, "State": state}
+    got = dc.stopped_since({"Created": 1}, details)
+    assert got == (dc._timestamp(expected) if expected else None)
+
+
+@pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
+                                          (3600, "1 h"), (2 * 86400 - 1, "47 h"), (2 * 86400, "2 days")])
+def test_ago(seconds, text):
+    assert dc._ago(seconds) == text
+
+
+def _listed(image_id, size, shared):
+    return {"Id": image_id, "Size": size, "SharedSize": shared}
+
+
+def test_share_among_listed_counts_listed_images_only():
+    """Docker 23+ counts an image's own intermediate parents as sharing its layers
+    (SharedSize == Size); 1.41's /images/json does not compute it (-1)."""
+    base, app, api_ = ("sha256:" + c * 64 for c in "abc")
+    images = [_listed("i-alone", 100, 100), _listed("i-a", 130, -1), _listed("i-b", 150, 7),
+              _listed("i-unpaired", 40, -1), _listed("i-engine", 60, 5)]
+    layers = {"i-alone": [[app, 100]], "i-a": [[base, 100], [api_, 30]],
+              "i-b": [[base, 100], [app, 50]]}
+    dc.share_among_listed(images, layers)
+    assert [img["SharedSize"] for img in images] == [0, 100, 100, 40, 5]
+
+
+def test_size_planned_volumes_walks_only_the_planned_ones(tmp_path):
+    planned_dir = tmp_path / "volumes" / "v1" / "_data"
+    planned_dir.mkdir(parents=True)
+    (planned_dir / "blob").write_bytes(b"x" * 100000)
+    plan = _plan_of(volumes=[{"id": "v1", "name": "v1", "mountpoint": str(planned_dir), "size_bytes": None},
+                             {"id": "v2", "name": "v2", "mountpoint": "/nonexistent", "size_bytes": None},
+                             {"id": "v3", "name": "v3", "mountpoint": None, "size_bytes": 7}])
+    warnings = dc.size_planned_volumes(plan, str(tmp_path))
+    items = plan["steps"][3]["items"]
+    assert items[0]["size_bytes"] >= 100000 and items[0]["size_partial"] is False
+    assert items[1]["size_bytes"] is None and items[2]["size_bytes"] == 7
+    assert plan["steps"][3]["estimated_bytes"] == items[0]["size_bytes"] + 7
+    assert warnings == ["size of 1 planned volume(s) unknown (their data is not visible here): v2"]
+    remote = _plan_of(volumes=[{"id": "v1", "name": "v1", "mountpoint": str(planned_dir),
+                                "size_bytes": None}])
+    assert dc.size_planned_volumes(remote, None)[0].startswith("size of 1 planned volume(s) unknown")
 
 
 def test_plan_estimates_shared_layers_once(captured):
@@ -268,7 +349,7 @@ def _plan_of(**steps):
     for name in dc.STEP_ORDER:
         items = steps.get(name, [])
         out.append({"name": name, "enabled": name in steps, "items": items,
-                    "estimated_bytes": sum(i["size_bytes"] for i in items)})
+                    "estimated_bytes": sum(i["size_bytes"] or 0 for i in items)})
     return {"steps": out, "estimated_bytes": sum(s["estimated_bytes"] for s in out)}
 
 
