@@ -37,7 +37,7 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cle
 OPTION_SETS = (  # (label, options) as the emergency playbook and the weekly job pass them
     ("emergency 1: build cache", {"builder_cache": True, "images": "none", "until": "0s"}),
     ("emergency 2: images", {"builder_cache": False, "images": "unused"}),
-    ("emergency 3: containers, anon. volumes",
+    ("emergency 3: containers, anonymous volumes",
      {"builder_cache": False, "images": "none", "containers": True, "volumes": "anonymous"}),
     ("weekly job (defaults)", {}),
 )

@@ -253,7 +253,10 @@ moved_tags:
   sample:
     - {tag: "app:1", planned_image: "sha256:b65897d5...", image: "sha256:0ac3e1f2..."}
 estimated_bytes:
-  description: Total bytes the whole plan expects to free, whether or not every step ran.
+  description:
+    - Total bytes the whole plan expects to free, whether or not every step ran.
+    - A real run on a local engine does not size what it removes (it measures instead), so
+      there this counts only what the inventory sized for free; check mode sizes everything.
   returned: success
   type: int
   sample: 4456480

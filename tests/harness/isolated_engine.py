@@ -288,17 +288,17 @@ class IsolatedEngine:
         _run(["ip", "link", "set", self.bridge, "up"])
         argv = [DOCKERD] if self.root is None else self._mount_root() + ["/usr/sbin/dockerd"]
         argv += [
-                "--data-root", self.data_root,
-                "--exec-root", self.exec_root,
-                "--pidfile", self.pidfile,
-                "-H", self.host,
-                "-b", self.bridge,
-                "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-                "--containerd-namespace", "rbo-eng-%d" % self.slot,
-                "--containerd-plugins-namespace", "rbo-eng-%d-plugins" % self.slot,
-                "--storage-driver", "overlay2",
-                "--shutdown-timeout", "2",
-                "--log-level", self.log_level]
+            "--data-root", self.data_root,
+            "--exec-root", self.exec_root,
+            "--pidfile", self.pidfile,
+            "-H", self.host,
+            "-b", self.bridge,
+            "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+            "--containerd-namespace", "rbo-eng-%d" % self.slot,
+            "--containerd-plugins-namespace", "rbo-eng-%d-plugins" % self.slot,
+            "--storage-driver", "overlay2",
+            "--shutdown-timeout", "2",
+            "--log-level", self.log_level]
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

@@ -866,7 +866,9 @@ def _remove_image(api, item):
     out["moved"] = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
     gained = [ref for ref in tags + digests if ref not in item["tags"] + item.get("digests", [])]
     force = not single_reference(tags, digests)
-    users = api.containers(all=True, filters={"ancestor": item["id"]}) if force and not gained else []
+    users = []
+    if force and not gained:  # the check the engine skips with force
+        users = api.containers(all=True, filters={"ancestor": item["id"]})
     if gained or users:
         reason = ("named %s since the plan" % ", ".join(gained) if gained else
                   "used by container %s since the plan" % _container_name(users[0]))
