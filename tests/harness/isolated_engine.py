@@ -208,7 +208,7 @@ class IsolatedEngine:
     """A running isolated dockerd. Use ``.host``/``.env``/``.client()``; ``.stop()`` ends it."""
 
     def __init__(self, name, slot, directory, data_root_size, version="20.10",
-                 log_level="warn"):
+                 log_level="warn", tcp=False):
         self.name = name
         self.slot = slot
         self.version = version
@@ -226,6 +226,8 @@ class IsolatedEngine:
         self.env = {"DOCKER_HOST": self.host}
         self.data_root_size = data_root_size
         self.log_level = log_level
+        # a "remote" engine: also on loopback TCP, where its data root is not visible
+        self.tcp_host = "tcp://127.0.0.1:%d" % (23750 + slot) if tcp else None
         self.proc = None
         self._stopped = False
 
@@ -299,6 +301,8 @@ class IsolatedEngine:
             "--storage-driver", "overlay2",
             "--shutdown-timeout", "2",
             "--log-level", self.log_level]
+        if self.tcp_host:
+            argv += ["-H", self.tcp_host, "--tls=false"]
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
@@ -404,7 +408,8 @@ def engine_rootfs(version):
     return _ROOTFS[version]
 
 
-def start_isolated_engine(name, data_root_size=None, version="20.10", log_level="warn"):
+def start_isolated_engine(name, data_root_size=None, version="20.10", log_level="warn",
+                          tcp=False):
     """Start an isolated dockerd and wait until it answers.
 
     ``name``: a short label (letters, digits, ``-``/``_``) used in the directory name.
@@ -412,6 +417,8 @@ def start_isolated_engine(name, data_root_size=None, version="20.10", log_level=
     disk-full scenarios); ``None`` keeps it on the disk under /tmp.
     ``version``: one of ``ENGINES`` (``"26"`` is Debian 13's engine, from its rootfs).
     ``log_level``: dockerd's; ``"debug"`` logs every API call (``IsolatedEngine.api_calls``).
+    ``tcp``: also listen on ``IsolatedEngine.tcp_host`` (loopback, no TLS), to play a
+    remote engine.
     Returns an ``IsolatedEngine``; on any failure everything started is torn down first.
     """
     if version not in ENGINES:
@@ -428,7 +435,7 @@ def start_isolated_engine(name, data_root_size=None, version="20.10", log_level=
         os.makedirs(directory)
         with open(os.path.join(slot_dir, "dir"), "w") as fh:
             fh.write(directory)
-        engine = IsolatedEngine(safe, slot, directory, data_root_size, version, log_level)
+        engine = IsolatedEngine(safe, slot, directory, data_root_size, version, log_level, tcp)
     except BaseException:
         shutil.rmtree(slot_dir, ignore_errors=True)
         raise
@@ -461,13 +468,14 @@ if pytest is not None:
 
     @pytest.fixture
     def isolated_engine_factory():
-        """``factory(name, data_root_size=None, version="20.10", log_level="warn")`` ->
-        a fresh engine, stopped after the test."""
+        """``factory(name, data_root_size=None, version="20.10", log_level="warn",
+        tcp=False)`` -> a fresh engine, stopped after the test."""
         engines = []
 
-        def factory(name="test", data_root_size=None, version="20.10", log_level="warn"):
+        def factory(name="test", data_root_size=None, version="20.10", log_level="warn",
+                    tcp=False):
             engine = start_isolated_engine(name, data_root_size=data_root_size,
-                                           version=version, log_level=log_level)
+                                           version=version, log_level=log_level, tcp=tcp)
             engines.append(engine)
             return engine
 

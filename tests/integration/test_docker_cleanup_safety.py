@@ -233,3 +233,27 @@ def test_a_volume_used_since_the_plan_stays_and_the_refusal_is_reported(engine, 
     assert _exists(api, "volume", orphans[0]) and not _exists(api, "volume", orphans[1])
     assert len(result["errors"]) == 1 and result["errors"][0].startswith("volume %s: " % orphans[0])
     assert "in use" in result["errors"][0]
+
+
+# --- an engine whose data root cannot be measured from here --------------------------------
+
+@pytest.mark.parametrize("version", ENGINES)
+def test_a_remote_engine_says_what_it_could_not_measure(isolated_engine_factory, version):
+    """Through TCP the data root is not visible: usage is null, target_percent is ignored
+    with a warning, planned volumes are reported as unsized, and reclaimed bytes are the
+    engine's and the plan's figures (the images it removed, sized by their layers)."""
+    engine = isolated_engine_factory("remote", version=version, tcp=True)
+    image = build_busybox_image(engine, "old:1", filler_bytes=300 * 1024)
+    engine.docker_cli("run", "--name", "gone", "-v", "/scratch", "old:1", "true")
+    engine.docker_cli("rm", "gone")  # its anonymous volume stays behind
+    args = {"until": "0s", "builder_cache": False, "volumes": "anonymous",
+            "target_percent": 50, "docker_host": engine.tcp_host}
+    check = dc.run_docker_cleanup(args, check_mode=True)
+    result = dc.run_docker_cleanup(args)
+    for run in (check, result):
+        assert run["data_root_measured"] is False and run["usage_before_percent"] is None
+        assert run["target_reached"] is None
+        assert any(w.startswith("target_percent ignored") for w in run["warnings"])
+        assert any(w.startswith("size of 1 planned volume(s) unknown") for w in run["warnings"])
+    assert result["steps"][2]["removed"] == [image] and len(result["steps"][3]["removed"]) == 1
+    assert 300 * 1024 < result["steps"][2]["reclaimed_bytes"] == check["steps"][2]["estimated_bytes"]
