@@ -189,7 +189,7 @@ def _reuse_socket_connections(api):
     """Make one unix-socket client keep its connections across request paths.
 
     docker-py's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL,
-    so every distinct path (``DELETE /images/<each tag>``) opens a new connection and a
+    so every distinct path (``DELETE /images/<each id>``) opens a new connection and a
     new pool, which costs this process and the engine more than the removal itself.
     The pool ignores the URL (requests go to the socket by path), so one key serves all.
     """
@@ -855,20 +855,21 @@ def _remove_image(api, item):
     out = {"removed": False, "error": None, "kept": None, "moved": []}
     try:
         now = api.inspect_image(item["id"])
+        tags = [t for t in now.get("RepoTags") or [] if t and t != "<none>:<none>"]
+        digests = _image_digests(now)
+        gained = [ref for ref in tags + digests
+                  if ref not in item["tags"] + item.get("digests", [])]
+        force = not single_reference(tags, digests)
+        users = []
+        if force and not gained:  # the check the engine skips with force
+            users = api.containers(all=True, filters={"ancestor": item["id"]})
     except docker.errors.NotFound:
         out["removed"] = True  # gone already: a parent pruned with its child
         return out
-    except Exception as exc:  # noqa: BLE001 - reported, the rest goes on
+    except Exception as exc:  # noqa: BLE001 - not checked, not removed; the rest goes on
         out["error"] = "image %s: %s" % (item["name"], _api_error_text(exc))
         return out
-    tags = [t for t in now.get("RepoTags") or [] if t and t != "<none>:<none>"]
-    digests = _image_digests(now)
     out["moved"] = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
-    gained = [ref for ref in tags + digests if ref not in item["tags"] + item.get("digests", [])]
-    force = not single_reference(tags, digests)
-    users = []
-    if force and not gained:  # the check the engine skips with force
-        users = api.containers(all=True, filters={"ancestor": item["id"]})
     if gained or users:
         reason = ("named %s since the plan" % ", ".join(gained) if gained else
                   "used by container %s since the plan" % _container_name(users[0]))

@@ -410,6 +410,19 @@ def test_execute_forces_only_a_several_named_image_no_container_uses():
     assert result["kept"][0]["reason"] == "used by container started-since since the plan"
 
 
+def test_execute_removes_nothing_it_could_not_check():
+    api = FakeApi({"sha256:b": {"RepoTags": ["b:1", "c:1"]}})
+
+    def engine_gone(**_kwargs):
+        raise RuntimeError("connection refused")
+
+    api.containers = engine_gone
+    result = dc.execute_plan(_plan_of(images=[_image_item("sha256:b", ["b:1", "c:1"])]),
+                             dc.normalize_options({}), api=api)
+    assert "sha256:b" in api.images and result["steps"][2]["removed"] == []
+    assert result["errors"] == ["image b:1, c:1: connection refused"]
+
+
 @pytest.mark.parametrize("tags,digests,single", [
     ([], [], True),
     (["app:1"], [], True),
