@@ -759,10 +759,13 @@ def size_planned_volumes(plan, data_root) -> list:
         if item["size_bytes"] is not None:
             continue
         path = item.get("mountpoint") or ""
-        if not data_root or not os.path.isdir(path):
+        try:
+            if not data_root or not os.path.isdir(path):
+                raise OSError("not visible here")
+            tree = measure_tree(path, timeout=VOLUME_SIZE_TIMEOUT)
+        except (OSError, OpsError):  # remote, another driver, or removed meanwhile
             unknown.append(item["name"])
             continue
-        tree = measure_tree(path, timeout=VOLUME_SIZE_TIMEOUT)
         item["size_bytes"] = tree["bytes"]
         item["size_partial"] = tree["partial"]
     step["estimated_bytes"] = sum(i["size_bytes"] or 0 for i in step["items"])
