@@ -170,6 +170,40 @@ def test_an_image_named_or_used_since_the_plan_stays(engine, monkeypatch):
     assert result["errors"] == [] and result["moved_tags"] == []
 
 
+def test_the_engine_behaves_as_removal_by_id_relies_on(engine):
+    """What ``_remove_image`` relies on, per engine (moby daemon/images/image_delete.go):
+    by ID without force the engine refuses an image with several names and one a stopped
+    container uses; with force it still refuses one a running container or a child image
+    uses, but not one a stopped container uses (hence our own check first)."""
+    import docker
+
+    api = engine.api()
+
+    def refused(ref, force, why):
+        with pytest.raises(docker.errors.APIError) as info:
+            api.remove_image(ref, force=force)
+        assert info.value.status_code == 409 and why in str(info.value.explanation)
+
+    multi = build_busybox_image(engine, "multi:1", filler_bytes=100)
+    engine.docker_cli("tag", "multi:1", "other/multi:2")
+    refused(multi, False, "referenced in multiple repositories")
+    stopped = build_busybox_image(engine, "stopped:1", filler_bytes=101)
+    engine.docker_cli("create", "--name", "user", "stopped:1")
+    refused(stopped, False, "being used by stopped container")
+    running = build_busybox_image(engine, "running:1", filler_bytes=102)
+    engine.docker_cli("tag", "running:1", "running:2")
+    engine.docker_cli("run", "-d", "--name", "live", "running:1")
+    refused(running, True, "being used by running container")
+    base = build_busybox_image(engine, "base:1", filler_bytes=103)
+    engine.docker_cli("tag", "base:1", "base:2")
+    build_busybox_image(engine, "child:1", base="base:1", filler_bytes=104)
+    refused(base, True, "has dependent child images")
+    api.remove_image(stopped, force=True)  # force skips the stopped-container check
+    assert not _exists(api, "image", stopped)
+    api.remove_image(multi, force=True)
+    assert not _exists(api, "image", "multi:1") and not _exists(api, "image", "other/multi:2")
+
+
 # --- item 9: one inventory per run ---------------------------------------------------------
 
 def _df_calls(engine, since):
