@@ -135,8 +135,9 @@ notes:
     O(volumes=all)); C(networks: true) removes networks that only stopped containers use,
     which C(docker start) then fails on (this module keeps them); volume prune has no
     C(until) on 20.10 (this module applies O(until) to volumes)."
-  - Removals are never forced; an item the engine refuses (for example a container started
-    meanwhile) is reported in C(errors) and the rest goes on.
+  - Removals are never forced (except an image with several names, see above); an item the
+    engine refuses (for example a volume a container created meanwhile mounts) is reported
+    in C(errors) and the rest goes on.
 seealso:
   - module: community.docker.docker_prune
     description: The engine's own prune; see the collection docs for where the two differ.
