@@ -134,7 +134,10 @@ notes:
     named volumes such as a stopped Compose project's data (this module only with
     O(volumes=all)); C(networks: true) removes networks that only stopped containers use,
     which C(docker start) then fails on (this module keeps them); volume prune has no
-    C(until) on 20.10 (this module applies O(until) to volumes)."
+    C(until) on 20.10 (this module applies O(until) to volumes); container prune's
+    C(until) goes by creation time (this module by when a container stopped), and
+    removing containers and volumes together takes a container's anonymous volumes in
+    the same run (this module keeps them for that run)."
   - Removals are never forced (except an image with several names, see above); an item the
     engine refuses (for example a volume a container created meanwhile mounts) is reported
     in C(errors) and the rest goes on.
