@@ -13,12 +13,24 @@ version_added: 0.1.0
 description:
   - Removes Docker build cache, stopped containers, unused images, unused volumes and
     unused networks, in that order, each step only when enabled.
-  - Plans first from the engine's C(/system/df) inventory, then removes item by item.
-    Check mode shows exactly what each step would remove, with sizes and the estimated
-    bytes reclaimed, and removes nothing.
+  - Plans first from one inventory of what the enabled steps need (on Docker 23+ the
+    type-filtered C(/system/df); on Docker 20.10, whose C(/system/df) sizes every volume,
+    the image, container and volume lists instead), then removes item by item. Check
+    mode shows exactly what each step would remove, with sizes and the estimated bytes
+    reclaimed, and removes nothing.
   - Never removes an image that any container (running or stopped) uses, nor a parent
-    image of one; never removes a volume that any container references; never removes
-    anything carrying O(keep_label). It never forces a removal.
+    image of one; never removes a volume that any container references, counting the
+    containers the same run removes; never removes anything carrying O(keep_label).
+  - Stopped containers are aged by when they stopped (C(State.FinishedAt); creation time
+    only for one that never ran), so a database that crashed a minute ago stays however
+    old the container is. What such a rule kept is listed in RV(kept).
+  - Images are removed by ID, never by tag. Right before each removal the image's names
+    are read again; a planned tag that moved to another image is left alone and listed in
+    RV(moved_tags), and an image that gained a name since the plan is kept. An image with
+    several names can only be deleted by ID with the engine's C(force), which skips the
+    engine's check for stopped containers, so that check is done right before instead;
+    the engine still refuses images a running container or a child image uses. Nothing
+    else is ever forced.
   - O(volumes=anonymous) removes only volumes that were never named, on every engine
     version (Docker 20.10's own C(volume prune) also removes unused named volumes).
     A volume is anonymous when it carries the engine's C(com.docker.volume.anonymous)
@@ -56,12 +68,15 @@ options:
   until:
     description:
       - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)).
-        Images, containers, volumes and networks by creation time, build cache by
-        last use. V(0s) switches the age filter off.
+        Stopped containers by when they stopped, build cache by last use, images,
+        volumes and networks by creation time. V(0s) switches the age filter off.
     type: str
     default: 168h
   containers:
-    description: Remove stopped (created, exited, dead) containers older than O(until).
+    description:
+      - Remove stopped (created, exited, dead) containers that stopped longer than O(until)
+        ago. Their volumes stay for this run (RV(kept)); a later run with O(volumes) may
+        remove them once nothing references them.
     type: bool
     default: false
   volumes:
@@ -99,9 +114,17 @@ requirements:
   - Docker API 1.39 or newer (Docker 18.09+)
 notes:
   - "Estimates: check mode counts each image's own layers and the layers it shares only with
-    other removed images (from the image history); a real run measures the engine's layer
-    total before and after instead. Build cache: the engine's figure minus records shared
-    with image layers (their data goes with the image)."
+    other removed images (from the image history), stopped containers' writable layers and
+    the planned volumes (C(du) of each, so an in-use volume is never walked). Build cache:
+    the engine's figure minus records shared with image layers (their data goes with the
+    image)."
+  - "Reclaimed bytes: a real run on a local engine measures the drop in used bytes of the
+    file system holding the data root after each step (other writers on that file system
+    count too); for a remote engine, the engine's and the plan's figures."
+  - "Docker 20.10 (API 1.41) lists build cache only in the full C(/system/df), which sizes
+    every volume (about 0.7 s per 100,000 files). A real run there lets the engine's
+    C(/build/prune) pick the records with the same filter and reports what it removed;
+    check mode of the build cache step pays for that one full C(/system/df)."
   - "Compared with M(community.docker.docker_prune) on Docker 20.10 with the equivalent
     filters (C(until), C(label!=<keep_label>)): the same build cache, dangling images,
     stopped containers and, for O(volumes=all), volumes are removed. Differences, where
@@ -111,9 +134,13 @@ notes:
     named volumes such as a stopped Compose project's data (this module only with
     O(volumes=all)); C(networks: true) removes networks that only stopped containers use,
     which C(docker start) then fails on (this module keeps them); volume prune has no
-    C(until) on 20.10 (this module applies O(until) to volumes)."
-  - Removals are never forced; an item the engine refuses (for example a container started
-    meanwhile) is reported in C(errors) and the rest goes on.
+    C(until) on 20.10 (this module applies O(until) to volumes); container prune's
+    C(until) goes by creation time (this module by when a container stopped), and
+    removing containers and volumes together takes a container's anonymous volumes in
+    the same run (this module keeps them for that run)."
+  - Removals are never forced (except an image with several names, see above); an item the
+    engine refuses (for example a volume a container created meanwhile mounts) is reported
+    in C(errors) and the rest goes on.
 seealso:
   - module: community.docker.docker_prune
     description: The engine's own prune; see the collection docs for where the two differ.
@@ -163,14 +190,17 @@ steps:
       type: list
       elements: str
     items:
-      description: The planned removals with C(id), C(name) and C(size_bytes) (and per-type details).
+      description:
+        - The planned removals with C(id), C(name) and C(size_bytes) (and per-type details).
+        - C(size_bytes) is C(null) where a real run did not size the item (it measures the
+          step instead); build cache on Docker 20.10 lists what the engine removed.
       type: list
       elements: dict
     estimated_bytes:
       description: Bytes the plan expects the step to free.
       type: int
     reclaimed_bytes:
-      description: "Bytes freed (check mode: the estimate)."
+      description: "Bytes freed, measured like the top-level RV(reclaimed_bytes) (check mode: the estimate)."
       type: int
     skipped:
       description: C(null), C(disabled) or C(target reached).
@@ -179,20 +209,58 @@ steps:
       description: Items the engine refused to remove (for example a container started meanwhile).
       type: list
       elements: str
+    kept:
+      description: What a safety rule kept that would otherwise go, as in the top-level RV(kept).
+      type: list
+      elements: dict
+    moved_tags:
+      description: Images step only; as in the top-level RV(moved_tags).
+      type: list
+      elements: dict
   sample:
     - {name: builder_cache, enabled: true, removed: [li7v0vz7us0hxdf1kdfrq83s6], estimated_bytes: 2248720,
-       reclaimed_bytes: 2248720, skipped: null, errors: [],
+       reclaimed_bytes: 2248720, skipped: null, errors: [], kept: [], moved_tags: [],
        items: [{id: li7v0vz7us0hxdf1kdfrq83s6, name: local source for context, type: source.local, shared: false, size_bytes: 2248720}]}
     - {name: images, enabled: true, removed: ["sha256:b65897d5..."], estimated_bytes: 2207760,
-       reclaimed_bytes: 2207760, skipped: null, errors: [],
-       items: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], size_bytes: 2207760}]}
+       reclaimed_bytes: 2207760, skipped: null, errors: [], kept: [], moved_tags: [],
+       items: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], digests: [], depth: 0,
+                size_bytes: 2207760}]}
 reclaimed_bytes:
-  description: "Total bytes freed (check mode: estimated)."
+  description:
+    - "Total bytes freed: measured on the data root's file system when RV(data_root_measured),
+      else the engine's and the plan's figures (check mode: estimated)."
   returned: success
   type: int
   sample: 4456480
+kept:
+  description:
+    - What a safety rule kept that the step's options would otherwise remove, with the
+      reason, from every step that ran; C(kind) is C(container), C(volume) or C(image).
+    - "A stopped container younger than O(until) (by when it stopped): C(stopped_at) (unix
+      seconds) and C(exit_code) are given too."
+    - A volume of a container this run removes (a later run may remove it).
+    - An image that gained a name, or is used by a container created, since the plan.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - {kind: container, id: "4f0c...", name: db-1, stopped_at: 1795450395.1, exit_code: 137,
+       reason: "exited 5 min ago (exit 137), younger than 168h"}
+    - {kind: volume, id: "9b1e...", name: "9b1e...", reason: "data of db-1, which this run removes; a later run may remove it"}
+moved_tags:
+  description:
+    - Planned tags that pointed to another image (C(image), C(null) when none) when their
+      planned image (C(planned_image)) was removed; the tag and its new image were left alone.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - {tag: "app:1", planned_image: "sha256:b65897d5...", image: "sha256:0ac3e1f2..."}
 estimated_bytes:
-  description: Total bytes the whole plan expects to free, whether or not every step ran.
+  description:
+    - Total bytes the whole plan expects to free, whether or not every step ran.
+    - A real run on a local engine does not size what it removes (it measures instead), so
+      there this counts only what the inventory sized for free; check mode sizes everything.
   returned: success
   type: int
   sample: 4456480
@@ -231,6 +299,11 @@ server_version:
   returned: success
   type: str
   sample: 20.10.24+dfsg1
+api_version:
+  description: The API version spoken with the engine (1.42 and later get the type-filtered inventory).
+  returned: success
+  type: str
+  sample: "1.41"
 errors:
   description: All per-item refusals of every step.
   returned: success

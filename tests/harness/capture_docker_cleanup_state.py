@@ -6,7 +6,9 @@ Usage (root, from the repo, after `. scripts/dev-env.sh`):
     python tests/harness/capture_docker_cleanup_state.py tests/unit/fixtures/docker_cleanup/scenario-20.10.json
 
 Starts an isolated engine, builds tests/harness/cleanup_scenario.py's state, runs
-``collect_state`` (networks included) and writes ``{"captured_at", "scenario", "state"}``.
+``collect_state`` as check mode does with every step on (on 20.10 that is the one full
+``/system/df``, layer details and an inspect of each stopped container) and writes
+``{"captured_at", "scenario", "state"}``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "plugins", "module_utils"))
 
 from cleanup_scenario import build_cleanup_scenario  # noqa: E402
 from isolated_engine import start_isolated_engine  # noqa: E402
-from _ops.docker_cleanup import collect_state  # noqa: E402
+from _ops.docker_cleanup import collect_state, normalize_options  # noqa: E402
+
+EVERY_STEP = {"builder_cache": True, "images": "unused", "containers": True, "volumes": "all",
+              "networks": True}
 
 
 def main(out_path):
@@ -30,7 +35,8 @@ def main(out_path):
     try:
         scenario = build_cleanup_scenario(engine)
         api = engine.api()
-        state = collect_state(api, networks=True)
+        state = collect_state(api, normalize_options(EVERY_STEP), docker_host=engine.host,
+                              check_mode=True)
         data = {"captured_at": time.time(), "scenario": scenario, "state": state}
         with open(out_path, "w") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)

@@ -14,6 +14,15 @@ first with ``ip link add`` and handed over with ``-b``.
 Slots: each engine takes a slot N (1..250) by creating ``/tmp/rbo-eng/slots/N``
 atomically; N gives the bridge name ``rboeN`` and the subnet ``172.31.N.1/24``. A slot
 whose owner process is gone is reclaimed, so concurrent test runs do not collide.
+
+Engines: ``ENGINES`` names what runs. ``"20.10"`` is the machine's own dockerd
+(Debian 12, API 1.41). ``"26"`` is Debian 13's dockerd 26 (API 1.45), run by chroot
+from the trixie root filesystem that ``scripts/build-test-engine-rootfs`` builds once
+and caches: each engine mounts it read-only under an overlay at ``DIR/root``, binds
+``DIR`` onto the same path inside (so socket, data root and exec root have the same
+paths on both sides, and the data root can be measured from here) and rbinds
+``/proc``, ``/sys`` and ``/dev`` (all made private, so unmounting them never reaches
+the host's). The overlay is the mount point a container start needs at the root.
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ BASE_DIR = "/tmp/rbo-eng"
 SLOTS_DIR = os.path.join(BASE_DIR, "slots")
 DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
 START_TIMEOUT = 60
+ENGINES = ("20.10", "26")
+ROOTFS_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts", "build-test-engine-rootfs")
+_ROOTFS = {}
 
 
 def _run(argv, check=True):
@@ -140,6 +153,11 @@ def _teardown_dir(path, bridge):
     for name in bridges + [bridge]:
         if name and os.path.exists("/sys/class/net/%s" % name):
             _run(["ip", "link", "del", name], check=False)
+    left = _mounts_under(path)
+    if left:
+        # never delete through a mount: under DIR/root that would be the host's /dev
+        raise RuntimeError("isolated engine %s: still mounted, not removed: %s"
+                           % (path, ", ".join(left)))
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -189,10 +207,13 @@ def _reclaim_slot(n):
 class IsolatedEngine:
     """A running isolated dockerd. Use ``.host``/``.env``/``.client()``; ``.stop()`` ends it."""
 
-    def __init__(self, name, slot, directory, data_root_size, config_file=None):
+    def __init__(self, name, slot, directory, data_root_size, version="20.10",
+                 log_level="warn", tcp=False, config_file=None):
         self.name = name
         self.slot = slot
+        self.version = version
         self.dir = directory
+        self.root = os.path.join(directory, "root") if version != "20.10" else None
         self.bridge = "rboe%d" % slot
         self.subnet = "172.31.%d.0/24" % slot
         self.bridge_ip = "172.31.%d.1" % slot
@@ -205,6 +226,9 @@ class IsolatedEngine:
         self.env = {"DOCKER_HOST": self.host}
         self.data_root_size = data_root_size
         self.config_file = config_file
+        self.log_level = log_level
+        # a "remote" engine: also on loopback TCP, where its data root is not visible
+        self.tcp_host = "tcp://127.0.0.1:%d" % (23750 + slot) if tcp else None
         self.proc = None
         self._stopped = False
 
@@ -233,6 +257,20 @@ class IsolatedEngine:
                                                               proc.stderr.strip()))
         return proc
 
+    def api_calls(self):
+        """``["GET /v1.41/system/df", ...]``: the API calls the engine logged so far
+        (only with ``log_level="debug"``, where dockerd logs each one)."""
+        calls = []
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                for line in fh:
+                    match = re.search(r'msg="Calling ([A-Z]+ [^"]+)"', line)
+                    if match:
+                        calls.append(match.group(1))
+        except OSError:
+            pass
+        return calls
+
     def log_tail(self, lines=30):
         try:
             with open(self.log_path, errors="replace") as fh:
@@ -251,18 +289,21 @@ class IsolatedEngine:
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
         _run(["ip", "addr", "add", self.bridge_ip + "/24", "dev", self.bridge])
         _run(["ip", "link", "set", self.bridge, "up"])
-        argv = [DOCKERD,
-                "--data-root", self.data_root,
-                "--exec-root", self.exec_root,
-                "--pidfile", self.pidfile,
-                "-H", self.host,
-                "-b", self.bridge,
-                "--iptables=false", "--ip-masq=false", "--ip-forward=false",
-                "--containerd-namespace", "rbo-eng-%d" % self.slot,
-                "--containerd-plugins-namespace", "rbo-eng-%d-plugins" % self.slot,
-                "--storage-driver", "overlay2",
-                "--shutdown-timeout", "2",
-                "--log-level", "warn"]
+        argv = [DOCKERD] if self.root is None else self._mount_root() + ["/usr/sbin/dockerd"]
+        argv += [
+            "--data-root", self.data_root,
+            "--exec-root", self.exec_root,
+            "--pidfile", self.pidfile,
+            "-H", self.host,
+            "-b", self.bridge,
+            "--iptables=false", "--ip-masq=false", "--ip-forward=false",
+            "--containerd-namespace", "rbo-eng-%d" % self.slot,
+            "--containerd-plugins-namespace", "rbo-eng-%d-plugins" % self.slot,
+            "--storage-driver", "overlay2",
+            "--shutdown-timeout", "2",
+            "--log-level", self.log_level]
+        if self.tcp_host:
+            argv += ["-H", self.tcp_host, "--tls=false"]
         if self.config_file:
             argv += ["--config-file", self.config_file]
         log = open(self.log_path, "ab")
@@ -291,6 +332,25 @@ class IsolatedEngine:
             time.sleep(0.2)
         raise RuntimeError("isolated dockerd %s did not answer within %d s (%s):\n%s"
                            % (self.name, START_TIMEOUT, last_error, self.log_tail()))
+
+    def _mount_root(self):
+        """Mount the cached trixie tree at ``self.root`` (see the module docstring);
+        returns the command prefix that runs a program inside it."""
+        lower = engine_rootfs(self.version)
+        upper, work = os.path.join(self.dir, "root-upper"), os.path.join(self.dir, "root-work")
+        for path in (self.root, upper, work):
+            os.makedirs(path)
+        _run(["mount", "-t", "overlay", "rbo-eng-root-%d" % self.slot, "-o",
+              "lowerdir=%s,upperdir=%s,workdir=%s" % (lower, upper, work), self.root])
+        _run(["mount", "--make-private", self.root])
+        inside = os.path.join(self.root, self.dir.lstrip("/"))
+        os.makedirs(inside)
+        _run(["mount", "--bind", self.dir, inside])
+        _run(["mount", "--bind", self.data_root, os.path.join(inside, "data")])  # a tmpfs too
+        for fs in ("proc", "sys", "dev"):
+            _run(["mount", "--rbind", "/" + fs, os.path.join(self.root, fs)])
+        _run(["mount", "--make-rprivate", self.root])
+        return ["chroot", self.root]
 
     def _kill_containers(self):
         """SIGKILL running containers first: dockerd then shuts down without waiting."""
@@ -340,16 +400,36 @@ class IsolatedEngine:
         return "IsolatedEngine(%r, host=%r)" % (self.name, self.host)
 
 
-def start_isolated_engine(name, data_root_size=None, config_file=None):
+def engine_rootfs(version):
+    """The cached root filesystem of Docker ``version`` (``"26"``), built on first use."""
+    if version not in _ROOTFS:
+        if version != "26":
+            raise ValueError("no root filesystem for Docker %r; engines: %s"
+                             % (version, ", ".join(ENGINES)))
+        proc = _run([ROOTFS_SCRIPT])
+        _ROOTFS[version] = proc.stdout.strip().splitlines()[-1]
+    return _ROOTFS[version]
+
+
+def start_isolated_engine(name, data_root_size=None, version="20.10", log_level="warn",
+                          tcp=False, config_file=None):
     """Start an isolated dockerd and wait until it answers.
 
     ``name``: a short label (letters, digits, ``-``/``_``) used in the directory name.
     ``data_root_size``: e.g. ``"300m"`` puts the data root on a tmpfs of that size (for
     disk-full scenarios); ``None`` keeps it on the disk under /tmp.
+    ``version``: one of ``ENGINES`` (``"26"`` is Debian 13's engine, from its rootfs).
+    ``log_level``: dockerd's; ``"debug"`` logs every API call (``IsolatedEngine.api_calls``).
+    ``tcp``: also listen on ``IsolatedEngine.tcp_host`` (loopback, no TLS), to play a
+    remote engine.
     ``config_file``: a daemon.json for ``--config-file`` (it must not repeat the settings
     given as flags here: data-root, exec-root, pidfile, hosts, bridge, iptables, ...).
     Returns an ``IsolatedEngine``; on any failure everything started is torn down first.
     """
+    if version not in ENGINES:
+        raise ValueError("version %r: engines are %s" % (version, ", ".join(ENGINES)))
+    if version != "20.10":
+        engine_rootfs(version)  # build (minutes, once) before taking a slot
     safe = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:24] or "engine"
     slot = _claim_slot()
     directory = os.path.join(BASE_DIR, "%s-%d" % (safe, slot))
@@ -360,7 +440,8 @@ def start_isolated_engine(name, data_root_size=None, config_file=None):
         os.makedirs(directory)
         with open(os.path.join(slot_dir, "dir"), "w") as fh:
             fh.write(directory)
-        engine = IsolatedEngine(safe, slot, directory, data_root_size, config_file)
+        engine = IsolatedEngine(safe, slot, directory, data_root_size, version, log_level, tcp,
+                                config_file)
     except BaseException:
         shutil.rmtree(slot_dir, ignore_errors=True)
         raise
@@ -393,12 +474,14 @@ if pytest is not None:
 
     @pytest.fixture
     def isolated_engine_factory():
-        """``factory(name, data_root_size=None, config_file=None)`` -> a fresh engine, stopped
-        after the test."""
+        """``factory(name, data_root_size=None, version="20.10", log_level="warn",
+        tcp=False, config_file=None)`` -> a fresh engine, stopped after the test."""
         engines = []
 
-        def factory(name="test", data_root_size=None, config_file=None):
+        def factory(name="test", data_root_size=None, version="20.10", log_level="warn",
+                    tcp=False, config_file=None):
             engine = start_isolated_engine(name, data_root_size=data_root_size,
+                                           version=version, log_level=log_level, tcp=tcp,
                                            config_file=config_file)
             engines.append(engine)
             return engine

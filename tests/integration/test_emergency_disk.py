@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -185,3 +186,48 @@ def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
     assert not summary["active"]
     assert changed_tasks(out) == []
     assert "nothing to do" in printed_table(out)[-1]
+
+
+def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engine_factory, tmp_path):
+    """db-1 was created long before emergency_disk_until and killed (exit 137) just before
+    the emergency; old-job stopped long ago. Every step runs (forced, target 1%: db-1 alone holds more): old-job
+    goes, its volume stays for this run, db-1 and its data stay, and the summary says
+    what it kept and why."""
+    until = 45  # the playbook reaches the containers step ~25 s after the crash
+    engine = isolated_engine_factory("emergency-crash", data_root_size="160m")
+    api = engine.api()
+    build_busybox_image(engine, "shop/db:1", filler_bytes=MIB)
+    engine.docker_cli("run", "--name", "old-job", "-v", "/out", "shop/db:1", "sh", "-c",
+                      "echo done > /out/result")
+    engine.docker_cli("run", "-d", "--name", "db-1", "-v", "/var/lib/db", "shop/db:1", "sh", "-c",
+                      "echo row-1 > /var/lib/db/table; exec sleep 3600")
+    volumes = dict((name, [m["Name"] for m in api.inspect_container(name)["Mounts"]][0])
+                   for name in ("old-job", "db-1"))
+    logs = tmp_path / "log"
+    logs.mkdir()
+    time.sleep(until + 3)
+    engine.docker_cli("kill", "db-1")
+    assert api.wait("db-1", timeout=30)["StatusCode"] == 137
+
+    rc, summary, out = run_emergency(engine, {
+        "emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
+        "emergency_disk_until": "%ds" % until, "emergency_disk_force": True,
+        "emergency_disk_target_percent": 1, "emergency_disk_log_dir": str(logs),
+        "emergency_disk_journal_vacuum": False, "emergency_disk_telegram": False})
+    table = printed_table(out)
+    print("\n".join(table))
+    assert rc == 0, table
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert steps["containers_volumes"]["ran"], table
+    assert api.inspect_container("db-1")["State"]["ExitCode"] == 137
+    for name, content in (("db-1", "row-1"), ("old-job", "done")):
+        path = "table" if name == "db-1" else "result"
+        assert engine.docker_cli("run", "--rm", "-v", "%s:/v:ro" % volumes[name], "shop/db:1",
+                                 "cat", "/v/" + path).stdout == content + "\n"
+    assert "old-job" not in [c["Names"][0].lstrip("/") for c in api.containers(all=True)]
+    kept_lines = [line for line in table if line.startswith("kept ")]
+    assert len(kept_lines) == 2, table
+    assert kept_lines[0].startswith("kept 1 stopped container: db-1 exited ")
+    assert kept_lines[0].endswith(" ago (exit 137), younger than %ds" % until)
+    assert kept_lines[1] == ("kept 1 volume: %s… data of old-job, which this run removes; "
+                             "a later run may remove it" % volumes["old-job"][:12])

@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from images import build_busybox_image
-from isolated_engine import _mounts_under
+from isolated_engine import ENGINES, _mounts_under
 
 
 def _docker0_addr():
@@ -17,10 +19,13 @@ def _docker0_addr():
     return out.returncode, out.stdout.split()[3] if out.stdout.split() else ""
 
 
-def test_isolated_engine_runs_containers_and_stops_cleanly(isolated_engine_factory):
+@pytest.mark.parametrize("version", ENGINES)
+def test_isolated_engine_runs_containers_and_stops_cleanly(isolated_engine_factory, version):
     before = _docker0_addr()
-    engine = isolated_engine_factory("selftest", data_root_size="256m")
+    host_dev = _mounts_under("/dev")
+    engine = isolated_engine_factory("selftest", data_root_size="256m", version=version)
     assert engine.client().info()["DockerRootDir"] == engine.data_root
+    assert engine.client().version()["Version"].startswith(version + ".")
     image = build_busybox_image(engine, "selftest:1", labels={"a": "b"}, filler_bytes=4096)
     client = engine.client()
     net = client.networks.create("selftestnet")
@@ -34,6 +39,8 @@ def test_isolated_engine_runs_containers_and_stops_cleanly(isolated_engine_facto
     assert not os.path.exists("/sys/class/net/%s" % engine.bridge)
     assert not os.path.exists("/sys/class/net/%s" % net_bridge), "network bridge leaked"
     assert _mounts_under(engine.dir) == []
+    assert _mounts_under("/dev") == host_dev, "unmounting the chroot's /dev reached the host's"
+    assert all(os.path.exists(p) for p in ("/dev/null", "/dev/urandom", "/dev/pts/ptmx"))
     assert _docker0_addr() == before
     assert before[0] == 0, "the main engine's docker0 must exist"
 

@@ -3,39 +3,53 @@
 """Docker cleanup that never removes what something still uses.
 
 Control flow: ``run_docker_cleanup(options)`` ->
-``normalize_options`` -> ``connect`` -> ``collect_state`` (one ``/info``, one
-``/system/df``, plus ``/images/json?all=1`` when parent chains exist, layer details
-for images sharing layers, ``/networks`` when that step is on) ->
-``plan_cleanup_steps`` (pure: decides every removal from that data) ->
-``execute_plan`` (skipped in check mode) -> a plain result dict.
+``normalize_options`` -> ``connect`` -> ``collect_state`` (one inventory, of what the
+enabled steps need: ``/info``, ``/containers/json?all=1``, the type-filtered
+``/system/df`` on API 1.42+ or ``/images/json`` and ``/volumes`` on 1.41, an inspect of
+each stopped container the containers step may remove, ``/networks`` when that step is
+on) -> ``plan_cleanup_steps`` (pure: decides every removal from that data) ->
+``size_planned_volumes`` (check mode: ``du`` of the planned volumes only) ->
+``execute_plan`` (skipped in check mode; measures the data root's file system after
+each step) -> a plain result dict.
 
 Steps run in this order, each only when enabled:
 
 ``builder_cache``  BuildKit cache records not used for ``until`` (POST /build/prune,
-                   ``all=true``, filter ``until``; the engine picks, we predict).
-``containers``     stopped (created/exited/dead) containers created before ``until``.
+                   ``all=true``, filter ``until``; the engine picks, we predict; on
+                   API 1.41 a real run does not list them: only the full ``/system/df``
+                   does, which sizes every volume).
+``containers``     stopped (created/exited/dead) containers that *stopped* before
+                   ``until`` (``State.FinishedAt``; ``Created`` for one that never ran).
 ``images``         ``unused``: images no container uses (running or stopped, counting
                    parent chains); ``dangling``: of those, the ones without tag or digest.
-``volumes``        volumes no container references; ``anonymous``: only volumes that were
-                   never named; ``all``: also unused named volumes.
+                   Removed by ID, never by tag (see ``_remove_image``).
+``volumes``        volumes no container references, counting containers removed in this
+                   run; ``anonymous``: only volumes that were never named; ``all``: also
+                   unused named volumes.
 ``networks``       user-defined networks no container (running or stopped) is attached to.
 
 Rules the engine's own prune does not give on every version, decided here:
 
 * anything carrying ``keep_label`` (any value) is never removed (build cache records
   carry no labels: the label does not apply to them);
-* ``until`` applies to every step (build cache: last use; others: creation time), also
-  to volumes and networks; ``0s`` switches the age filter off;
+* ``until`` applies to every step (build cache: last use; stopped containers: when they
+  stopped; others: creation time), also to volumes and networks; ``0s`` switches the
+  age filter off;
+* a container removed in a run never takes its volumes with it in that run;
 * a volume is *anonymous* when the engine says so (label ``com.docker.volume.anonymous``,
-  Docker 23+), or, on older engines, when its name is 64 hex digits and it carries no
-  ``com.docker.compose.volume`` label. API 1.41 (Docker 20.10) ``volume prune`` removes
-  unused *named* volumes too; ``volumes: anonymous`` never does, on any engine;
+  Docker 23+), or when its name is 64 hex digits and it carries no
+  ``com.docker.compose.volume`` label (Docker 20.10 labels none; Docker 26 labels those
+  ``docker run -v /path`` makes, not those made from a bind without a source). API 1.41
+  (Docker 20.10) ``volume prune`` removes unused *named* volumes too;
+  ``volumes: anonymous`` never does, on any engine;
 * networks used by stopped containers are kept (``network prune`` removes them, after
   which ``docker start`` of that container fails).
 
 Usage figures come from ``os.statvfs`` of the engine's ``DockerRootDir`` when the engine
-is local (a ``unix://`` socket and the directory exists here). For a remote engine they
-are ``None`` and ``target_percent`` is ignored with a warning.
+is local (a ``unix://`` socket and the directory exists here): before the run and after
+each step, which is what a step reports as reclaimed. For a remote engine they are
+``None``, ``target_percent`` is ignored with a warning and reclaimed bytes are the
+engine's and the plan's figures.
 """
 
 from __future__ import annotations
@@ -175,7 +189,7 @@ def _reuse_socket_connections(api):
     """Make one unix-socket client keep its connections across request paths.
 
     docker-py's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL,
-    so every distinct path (``DELETE /images/<each tag>``) opens a new connection and a
+    so every distinct path (``DELETE /images/<each id>``) opens a new connection and a
     new pool, which costs this process and the engine more than the removal itself.
     The pool ignores the URL (requests go to the socket by path), so one key serves all.
     """
@@ -197,36 +211,138 @@ def _short_error(exc) -> str:
     return (text[-1] if text else type(exc).__name__)[:300]
 
 
-def collect_state(api, networks=False, layer_details=True) -> dict:
-    """Everything the planner needs, as plain JSON-able data.
+TYPED_DF_API = (1, 42)  # /system/df?type=... (Docker 23+); 1.41 computes everything
 
-    Keys: ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``), ``df``
-    (``/system/df``), ``images_all`` (``/images/json?all=1``, only when an image has a
-    parent), ``image_layers`` (``{image_id: [[diff_id, size], ...]}`` for images that
-    share layers; two calls per such image, so only with ``layer_details``: check mode
-    wants the exact estimate, a real run measures instead), ``networks`` (``/networks``,
-    when requested).
+
+def api_at_least(api_version, wanted) -> bool:
+    """Whether an API version string (``"1.41"``) is at least ``wanted`` (``(1, 42)``)."""
+    try:
+        return tuple(int(part) for part in str(api_version).split(".")[:2]) >= wanted
+    except ValueError:
+        return False
+
+
+def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
+    """Everything the planner needs, as plain JSON-able data, in one inventory.
+
+    ``options`` as returned by ``normalize_options``: only what an enabled step needs is
+    asked for. Sizes are asked for only where the run reports them (check mode, or an
+    engine whose data root cannot be measured from here: a real run on a local engine
+    measures what each step frees instead). Keys:
+
+    ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``); ``data_root_local``
+    (the data root when it is measurable here, else ``None``); ``sized``; ``df`` shaped
+    like ``/system/df``: ``Containers`` (``/containers/json?all=1``, always), ``Images``
+    and ``LayersSize`` (images step; ``/system/df?type=image`` on API 1.42+, else
+    ``/images/json`` whose ``SharedSize`` is -1), ``Volumes`` (volumes step;
+    ``/volumes``, no sizes), ``BuildCache`` (build cache step; ``type=build-cache`` on
+    1.42+; ``None`` when not listed: a real run on API 1.41 lets ``/build/prune``
+    decide, since only the full ``/system/df``, which sizes every volume, lists it
+    there; check mode on 1.41 pays for that one full ``/system/df`` and takes every
+    list from it); ``images_all`` (``/images/json?all=1``, when an image has a parent);
+    ``image_layers`` (``{image_id: [[diff_id, size], ...]}`` when sized, for images whose
+    shared part matters); ``container_details`` (``{id: {"Created", "State", "SizeRw"}}``
+    from inspecting each stopped container the containers step may remove: the list
+    carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
     """
     info = api.info()
-    df = api.df()
+    root = local_data_root(docker_host, info.get("DockerRootDir"))
+    sized = bool(check_mode) or root is None
+    typed = api_at_least(api.api_version, TYPED_DF_API)
+    full = not typed and options["builder_cache"] and check_mode
+    source = {}
+    if typed:
+        types = [kind for kind, on in (("image", options["images"] != "none"),
+                                       ("build-cache", options["builder_cache"])) if on]
+        if types:  # the answer carries the other keys too, as null
+            source = api._result(api._get(api._url("/system/df"), params={"type": types}), True)
+    elif full:
+        source = api.df()
+    df = {"Containers": api.containers(all=True), "Images": None, "LayersSize": None,
+          "Volumes": None, "BuildCache": None}
+    if options["images"] != "none":
+        if "Images" in source:
+            df["Images"], df["LayersSize"] = source.get("Images") or [], source.get("LayersSize")
+        else:
+            df["Images"] = api.images()
+    if options["builder_cache"] and "BuildCache" in source:
+        df["BuildCache"] = source.get("BuildCache") or []
+    if options["volumes"] != "none":
+        df["Volumes"] = (source.get("Volumes") if full else api.volumes().get("Volumes")) or []
     state = {
         "info": {"DockerRootDir": info.get("DockerRootDir"),
                  "ServerVersion": info.get("ServerVersion"),
                  "ApiVersion": api.api_version},
+        "data_root_local": root,
+        "sized": sized,
         "df": df,
         "images_all": None,
         "image_layers": {},
+        "container_details": {},
         "networks": None,
     }
-    images = df.get("Images") or []
+    images = df["Images"] or []
     if any(img.get("ParentId") for img in images):
         state["images_all"] = api.images(all=True)
-    for img in images if layer_details else ():
-        if (img.get("SharedSize") or 0) > 0:
-            state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
-    if networks:
+    if sized:
+        for img in images:
+            if (img.get("SharedSize") or 0) != 0:  # shared (> 0) or not computed (-1)
+                state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
+        share_among_listed(images, state["image_layers"])
+    if options["containers"]:
+        state["container_details"] = inspect_stopped(api, df["Containers"],
+                                                     options["keep_label"], sized)
+    if options["networks"]:
         state["networks"] = api.networks()
     return state
+
+
+def inspect_stopped(api, containers, keep_label, sized):
+    """``{id: {"Created", "State", "SizeRw"}}`` of the stopped containers without
+    ``keep_label`` (``size=1`` only when ``sized``); a container gone meanwhile is left out."""
+    import docker
+
+    details = {}
+    for ctr in containers:
+        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), keep_label):
+            continue
+        try:
+            data = api._result(api._get(api._url("/containers/{0}/json", ctr["Id"]),
+                                        params={"size": 1 if sized else 0}), True)
+        except docker.errors.NotFound:
+            continue
+        state = data.get("State") or {}
+        details[ctr["Id"]] = {
+            "Created": data.get("Created"), "SizeRw": data.get("SizeRw"),
+            "State": dict((key, state.get(key)) for key in (
+                "Status", "ExitCode", "OOMKilled", "StartedAt", "FinishedAt"))}
+    return details
+
+
+def share_among_listed(images, image_layers):
+    """Set each image's ``SharedSize`` to the bytes of its layers that another *listed*
+    image holds too, wherever its layers are known.
+
+    Engines differ: API 1.41's ``/images/json`` does not compute it (-1), 1.41's
+    ``/system/df`` counts listed images only, Docker 23+ counts intermediate images too,
+    so an image built with the classic builder shares everything with its own parents,
+    which go with it. Without paired layers an unknown value counts as all shared, so
+    estimates err low.
+    """
+    holders = {}
+    chains = {}
+    for img in images:
+        layers = image_layers.get(img["Id"])
+        if layers:
+            chains[img["Id"]] = list(zip(_chain_ids(layers), (size for _d, size in layers)))
+            for chain, _size in chains[img["Id"]]:
+                holders[chain] = holders.get(chain, 0) + 1
+    for img in images:
+        if img["Id"] in chains:
+            img["SharedSize"] = sum(size for chain, size in chains[img["Id"]]
+                                    if holders[chain] > 1)
+        elif img.get("SharedSize") is None or img["SharedSize"] < 0:
+            img["SharedSize"] = img.get("Size") or 0
 
 
 def image_layer_sizes(api, image_id):
@@ -348,161 +464,247 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
 
     ``options`` as returned by ``normalize_options``; ``now`` in unix seconds (default:
     the current time). Returns ``{"steps": [...], "estimated_bytes": N}``; each step is
-    ``{"name", "enabled", "items": [{"id", "name", "size_bytes", ...}],
-    "estimated_bytes"}`` in execution order. Later steps see earlier ones done: an image
-    used only by a container the containers step removes is unused by then.
+    ``{"name", "enabled", "items": [{"id", "name", "size_bytes", ...}], "kept":
+    [{"kind", "id", "name", "reason"}], "estimated_bytes"}`` in execution order
+    (``size_bytes`` is ``None`` where the inventory did not size the item). Later steps
+    see earlier ones done: an image used only by a container the containers step removes
+    is unused by then. Volumes are the exception: one that a container removed in this
+    run references stays for this run (``kept``), so a container and its data never go
+    together.
     """
     now = time.time() if now is None else now
     until = options["until_seconds"]
     cutoff = now - until if until > 0 else None
-    keep = options["keep_label"]
     df = state["df"]
     containers = df.get("Containers") or []
-    images = df.get("Images") or []
-    volumes = df.get("Volumes") or []
-    steps = []
+    steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
+    steps.append(_plan_containers(containers, state.get("container_details"), options,
+                                  cutoff, now))
+    gone = set(item["id"] for item in steps[-1]["items"])
+    remaining = [c for c in containers if c["Id"] not in gone]
+    steps.append(_plan_images(state, remaining, options, cutoff))
+    steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff))
+    steps.append(_plan_networks(state.get("networks"), remaining, options, cutoff))
+    return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps)}
 
-    # builder cache: what POST /build/prune?all=1&filters={"until":[...]} removes.
-    records = df.get("BuildCache") or []
-    build_items = []
-    if options["builder_cache"] and records:
-        chosen = {}
-        for rec in records:
-            last_used = _timestamp(rec.get("LastUsedAt"))
-            if rec.get("InUse"):
-                continue
-            if cutoff is not None and last_used is not None and last_used >= cutoff:
-                continue
-            chosen[rec["ID"]] = rec
-        # a record stays while a record built on it stays
-        changed = True
-        while changed:
-            changed = False
-            for rec in records:
-                if rec["ID"] in chosen:
-                    continue
-                for parent in _record_parents(rec):
-                    if parent in chosen:
-                        del chosen[parent]
-                        changed = True
+
+def _plan_build_cache(records, options, cutoff):
+    """What ``POST /build/prune?all=1&filters={"until":[...]}`` removes; with no listing
+    (``records`` is ``None``) the step has no items and the engine decides."""
+    if records is None:
+        step = _step("builder_cache", options["builder_cache"], [])
+        step["engine_decides"] = bool(options["builder_cache"])
+        return step
+    chosen = {}
+    for rec in records if options["builder_cache"] else ():
+        last_used = _timestamp(rec.get("LastUsedAt"))
+        if rec.get("InUse"):
+            continue
+        if cutoff is not None and last_used is not None and last_used >= cutoff:
+            continue
+        chosen[rec["ID"]] = rec
+    # a record stays while a record built on it stays
+    changed = True
+    while changed:
+        changed = False
         for rec in records:
             if rec["ID"] in chosen:
-                build_items.append({
-                    "id": rec["ID"], "name": rec.get("Description") or rec.get("Type") or "",
-                    "type": rec.get("Type"), "shared": bool(rec.get("Shared")),
-                    "record_bytes": int(rec.get("Size") or 0),
-                    "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)})
-    steps.append(_step("builder_cache", options["builder_cache"], build_items))
+                continue
+            for parent in _record_parents(rec):
+                if parent in chosen:
+                    del chosen[parent]
+                    changed = True
+    items = [{"id": rec["ID"], "name": rec.get("Description") or rec.get("Type") or "",
+              "type": rec.get("Type"), "shared": bool(rec.get("Shared")),
+              "record_bytes": int(rec.get("Size") or 0),
+              "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
+             for rec in records if rec["ID"] in chosen]
+    return _step("builder_cache", options["builder_cache"], items)
 
-    # containers: stopped ones, old enough, not kept.
-    container_items = []
-    if options["containers"]:
-        for ctr in containers:
-            if (ctr.get("State") in STOPPED_STATES and not _has_label(ctr.get("Labels"), keep)
-                    and _old_enough(ctr.get("Created"), cutoff)):
-                container_items.append({
-                    "id": ctr["Id"], "name": ((ctr.get("Names") or ["?"])[0]).lstrip("/"),
-                    "image": ctr.get("Image"), "size_bytes": int(ctr.get("SizeRw") or 0)})
-    steps.append(_step("containers", options["containers"], container_items))
-    gone = set(item["id"] for item in container_items)
-    remaining = [c for c in containers if c["Id"] not in gone]
 
-    # images
-    image_items = []
-    if options["images"] != "none":
-        by_id = {}
-        for img in state.get("images_all") or []:
-            by_id[img["Id"]] = img
-        for img in images:
-            by_id.setdefault(img["Id"], img)
-        used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
-        candidates = []
-        for img in images:
-            if img["Id"] in used or _has_label(img.get("Labels"), keep):
-                continue
-            if options["images"] == "dangling" and (_image_names(img) or _image_digests(img)):
-                continue
-            if not _old_enough(img.get("Created"), cutoff):
-                continue
-            candidates.append(img["Id"])
-        chosen = set(candidates)
-        # what stays keeps its whole parent chain
-        held = set()
-        for img_id in list(by_id) + list(used):
-            if img_id in chosen:
-                continue
-            parent = (by_id.get(img_id) or {}).get("ParentId")
-            while parent and parent not in held:
-                held.add(parent)
-                parent = (by_id.get(parent) or {}).get("ParentId")
-        chosen -= held
-        depth = {}
-        for img_id in chosen:
-            n, parent = 0, by_id[img_id].get("ParentId")
-            while parent:
-                n += 1
-                parent = (by_id.get(parent) or {}).get("ParentId")
-            depth[img_id] = n
-        # alone, an image frees only its own layers (a shared one has other holders)
-        single = dict((img["Id"], max((img.get("Size") or 0)
-                                      - max(img.get("SharedSize") or 0, 0), 0))
-                      for img in images if img["Id"] in chosen)
-        for img in sorted((i for i in images if i["Id"] in chosen),
-                          key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
-            image_items.append({
-                "id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
-                "tags": _image_names(img), "depth": depth[img["Id"]],
-                "size_bytes": single[img["Id"]]})
-        estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
+def stopped_since(container, details):
+    """When a stopped container last stopped: the latest of ``State.FinishedAt``,
+    ``State.StartedAt`` and ``Created`` that the inspect data knows (``Created`` alone
+    for one that never ran); ``None`` without inspect data."""
+    if not details:
+        return None
+    state = details.get("State") or {}
+    stamps = [_timestamp(state.get("FinishedAt")), _timestamp(state.get("StartedAt")),
+              _timestamp(details.get("Created") or container.get("Created"))]
+    stamps = [stamp for stamp in stamps if stamp is not None]
+    return max(stamps) if stamps else None
+
+
+def _plan_containers(containers, details, options, cutoff, now):
+    """Stopped containers that stopped before ``cutoff`` and carry no keep label; the
+    younger ones are ``kept`` with what happened to them and when."""
+    items, kept = [], []
+    details = details or {}
+    for ctr in containers if options["containers"] else ():
+        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"),
+                                                                options["keep_label"]):
+            continue
+        name = _container_name(ctr)
+        info = details.get(ctr["Id"])
+        stopped = stopped_since(ctr, info)
+        if cutoff is None or (stopped is not None and stopped < cutoff):
+            size = (info or {}).get("SizeRw", ctr.get("SizeRw"))
+            items.append({"id": ctr["Id"], "name": name, "image": ctr.get("Image"),
+                          "size_bytes": _size_or_none(size)})
+            continue
+        state = (info or {}).get("State") or {}
+        kept.append({"kind": "container", "id": ctr["Id"], "name": name,
+                     "stopped_at": stopped, "exit_code": state.get("ExitCode"),
+                     "reason": _young_container_reason(ctr, state, stopped, now,
+                                                       options["until"])})
+    step = _step("containers", options["containers"], items)
+    step["kept"] = kept
+    return step
+
+
+def _young_container_reason(ctr, state, stopped, now, until):
+    """``exited 5 min ago (exit 137), younger than 168h`` and the like."""
+    if stopped is None:
+        return "not removed: its stop time is unknown (inspect failed)"
+    if _timestamp(state.get("StartedAt")) is None:
+        what = "created %s ago, never started" % _ago(now - stopped)
     else:
-        estimate = 0
-    steps.append(_step("images", options["images"] != "none", image_items, estimate))
-    steps[-1]["layers_size_before"] = df.get("LayersSize")
+        what = "%s %s ago (exit %s%s)" % (
+            "died" if ctr.get("State") == "dead" else "exited", _ago(now - stopped),
+            state.get("ExitCode"), ", out of memory" if state.get("OOMKilled") else "")
+    return "%s, younger than %s" % (what, until)
 
-    # volumes
-    volume_items = []
-    if options["volumes"] != "none":
-        referenced = set()
-        for ctr in remaining:
-            for mount in ctr.get("Mounts") or []:
-                if mount.get("Type") == "volume" and mount.get("Name"):
-                    referenced.add(mount["Name"])
-        for vol in volumes:
-            name = vol.get("Name")
-            if name in referenced or _has_label(vol.get("Labels"), keep):
-                continue
-            if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
-                continue
-            if not _old_enough(vol.get("CreatedAt"), cutoff):
-                continue
-            size = ((vol.get("UsageData") or {}).get("Size"))
-            volume_items.append({"id": name, "name": name,
-                                 "anonymous": is_anonymous_volume(vol),
-                                 "size_bytes": max(int(size if size is not None else 0), 0)})
-    steps.append(_step("volumes", options["volumes"] != "none", volume_items))
 
-    # networks
-    network_items = []
-    if options["networks"]:
-        attached = set()
-        for ctr in remaining:
-            nets = ((ctr.get("NetworkSettings") or {}).get("Networks") or {})
-            for net_name, net in nets.items():
-                attached.add(net_name)
-                if net and net.get("NetworkID"):
-                    attached.add(net["NetworkID"])
-        for net in state.get("networks") or []:
-            name = net.get("Name")
-            if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
-                continue
-            if name in attached or net.get("Id") in attached or net.get("Containers"):
-                continue
-            if _has_label(net.get("Labels"), keep) or not _old_enough(net.get("Created"), cutoff):
-                continue
-            network_items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    steps.append(_step("networks", options["networks"], network_items))
+def _ago(seconds):
+    """``45 s``, ``5 min``, ``3 h``, ``2 days`` (rounded down)."""
+    seconds = max(int(seconds), 0)
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size * (2 if unit == "days" else 1):
+            return "%d %s" % (seconds // size, unit)
+    return "%d s" % seconds
 
-    return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps)}
+
+def _container_name(ctr):
+    return ((ctr.get("Names") or ["?"])[0]).lstrip("/")
+
+
+def _size_or_none(value):
+    """An item size from an engine figure; ``None`` when not computed (missing or -1)."""
+    if value is None or isinstance(value, bool) or value < 0:
+        return None
+    return int(value)
+
+
+def _plan_images(state, remaining, options, cutoff):
+    """Images no remaining container uses, old enough, not kept; parents of anything
+    that stays stay too; deeper images first (a parent goes after its children)."""
+    if options["images"] == "none":
+        return _step("images", False, [])
+    images = state["df"].get("Images") or []
+    by_id = {}
+    for img in state.get("images_all") or []:
+        by_id[img["Id"]] = img
+    for img in images:
+        by_id.setdefault(img["Id"], img)
+    used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
+    chosen = set()
+    for img in images:
+        if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
+            continue
+        if options["images"] == "dangling" and (_image_names(img) or _image_digests(img)):
+            continue
+        if _old_enough(img.get("Created"), cutoff):
+            chosen.add(img["Id"])
+    # what stays keeps its whole parent chain
+    held = set()
+    for img_id in list(by_id) + list(used):
+        if img_id in chosen:
+            continue
+        parent = (by_id.get(img_id) or {}).get("ParentId")
+        while parent and parent not in held:
+            held.add(parent)
+            parent = (by_id.get(parent) or {}).get("ParentId")
+    chosen -= held
+    depth = {}
+    for img_id in chosen:
+        n, parent = 0, by_id[img_id].get("ParentId")
+        while parent:
+            n += 1
+            parent = (by_id.get(parent) or {}).get("ParentId")
+        depth[img_id] = n
+    items = []
+    for img in sorted((i for i in images if i["Id"] in chosen),
+                      key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
+        shared = img.get("SharedSize")
+        alone = (None if not state.get("sized", True) or shared is None or shared < 0
+                 else max((img.get("Size") or 0) - shared, 0))  # alone: its own layers
+        items.append({"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
+                      "tags": _image_names(img), "digests": _image_digests(img),
+                      "depth": depth[img["Id"]], "size_bytes": alone})
+    estimate = None
+    if all(item["size_bytes"] is not None for item in items):
+        estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
+    return _step("images", True, items, estimate)
+
+
+def _plan_volumes(volumes, containers, gone, options, cutoff):
+    """Volumes no container references, counting the containers this run removes:
+    their volumes are ``kept`` until a later run (a crashed database and its data never
+    go together)."""
+    if options["volumes"] == "none":
+        return _step("volumes", False, [])
+    users = {}
+    for ctr in containers:
+        for mount in ctr.get("Mounts") or []:
+            if mount.get("Type") == "volume" and mount.get("Name"):
+                users.setdefault(mount["Name"], []).append(ctr)
+    items, kept = [], []
+    for vol in volumes:
+        name = vol.get("Name")
+        if _has_label(vol.get("Labels"), options["keep_label"]):
+            continue
+        if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
+            continue
+        if not _old_enough(vol.get("CreatedAt"), cutoff):
+            continue
+        holders = users.get(name) or []
+        if holders and all(ctr["Id"] in gone for ctr in holders):
+            kept.append({"kind": "volume", "id": name, "name": name, "reason": (
+                "data of %s, which this run removes; a later run may remove it"
+                % ", ".join(sorted(_container_name(c) for c in holders)))})
+        if holders:
+            continue
+        items.append({"id": name, "name": name, "anonymous": is_anonymous_volume(vol),
+                      "mountpoint": vol.get("Mountpoint"),
+                      "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
+    step = _step("volumes", True, items)
+    step["kept"] = kept
+    return step
+
+
+def _plan_networks(networks, remaining, options, cutoff):
+    """User-defined networks no remaining container (running or stopped) is attached to."""
+    if not options["networks"]:
+        return _step("networks", False, [])
+    attached = set()
+    for ctr in remaining:
+        nets = ((ctr.get("NetworkSettings") or {}).get("Networks") or {})
+        for net_name, net in nets.items():
+            attached.add(net_name)
+            if net and net.get("NetworkID"):
+                attached.add(net["NetworkID"])
+    items = []
+    for net in networks or []:
+        name = net.get("Name")
+        if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
+            continue
+        if name in attached or net.get("Id") in attached or net.get("Containers"):
+            continue
+        if (_has_label(net.get("Labels"), options["keep_label"])
+                or not _old_enough(net.get("Created"), cutoff)):
+            continue
+        items.append({"id": net["Id"], "name": name, "size_bytes": 0})
+    return _step("networks", True, items)
 
 
 def _record_parents(rec):
@@ -513,12 +715,17 @@ def _record_parents(rec):
 
 
 def _step(name, enabled, items, estimate=None):
-    return {"name": name, "enabled": bool(enabled), "items": items,
-            "estimated_bytes": int(sum(i["size_bytes"] for i in items)
-                                   if estimate is None else estimate)}
+    """A planned step; ``estimated_bytes`` sums the sized items unless given."""
+    if estimate is None:
+        estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
+    return {"name": name, "enabled": bool(enabled), "items": items, "kept": [],
+            "estimated_bytes": int(estimate)}
 
 
 # --- disk usage ---------------------------------------------------------------------------
+
+VOLUME_SIZE_TIMEOUT = 60  # seconds per planned volume; a partial walk is a lower bound
+
 
 def local_data_root(docker_host, docker_root_dir):
     """The engine's data root when it can be measured here (a local socket), else ``None``."""
@@ -537,6 +744,38 @@ def filesystem_usage(path) -> dict:
             "percent": round(100.0 * used / size, 2) if size else 0.0}
 
 
+def size_planned_volumes(plan, data_root) -> list:
+    """Size the planned volumes the inventory did not (``du -x`` of their mount point,
+    which is under ``data_root`` for the local driver) and update the estimates.
+
+    Only the planned ones: an in-use photo volume is never walked. Returns warnings:
+    volumes that cannot be sized from here (remote engine, other drivers) stay ``None``.
+    """
+    from .disk import measure_tree
+
+    step = next(s for s in plan["steps"] if s["name"] == "volumes")
+    unknown = []
+    for item in step["items"]:
+        if item["size_bytes"] is not None:
+            continue
+        path = item.get("mountpoint") or ""
+        try:
+            if not data_root or not os.path.isdir(path):
+                raise OSError("not visible here")
+            tree = measure_tree(path, timeout=VOLUME_SIZE_TIMEOUT)
+        except (OSError, OpsError):  # remote, another driver, or removed meanwhile
+            unknown.append(item["name"])
+            continue
+        item["size_bytes"] = tree["bytes"]
+        item["size_partial"] = tree["partial"]
+    step["estimated_bytes"] = sum(i["size_bytes"] or 0 for i in step["items"])
+    plan["estimated_bytes"] = sum(s["estimated_bytes"] for s in plan["steps"])
+    if not unknown:
+        return []
+    return ["size of %d planned volume(s) unknown (their data is not visible here): %s"
+            % (len(unknown), ", ".join(unknown[:5]))]
+
+
 # --- execution --------------------------------------------------------------------------
 
 def _api_error_text(exc):
@@ -544,9 +783,18 @@ def _api_error_text(exc):
     return _short_error(explanation or exc)
 
 
+def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), items=None):
+    """What a step runner returns: ids/names removed, bytes freed by the engine's or
+    the plan's figures, per-item errors, items kept at run time, tags that moved."""
+    return {"removed": list(removed), "freed": int(freed), "errors": list(errors),
+            "kept": list(kept), "moved_tags": list(moved_tags), "items": items}
+
+
 def _run_builder_cache(api, step, options):
-    if not step["items"]:
-        return [], 0, []
+    """``POST /build/prune``: the engine removes what the filter selects (the plan's
+    prediction, or, without a listing, whatever it decides) and says what it removed."""
+    if not step["items"] and not step.get("engine_decides"):
+        return _outcome()
     params = {"all": "1"}
     if options["until_seconds"] > 0:
         import json
@@ -558,7 +806,10 @@ def _run_builder_cache(api, step, options):
     # image (it is freed, and counted, when the image goes), so take them out again.
     shared = dict((i["id"], i["record_bytes"]) for i in step["items"] if i["shared"])
     freed = int(result.get("SpaceReclaimed") or 0) - sum(shared.get(d, 0) for d in deleted)
-    return deleted, max(freed, 0), []
+    items = None
+    if step.get("engine_decides"):
+        items = [{"id": d, "name": "", "size_bytes": None} for d in deleted]
+    return _outcome(deleted, max(freed, 0), items=items)
 
 
 def _run_containers(api, step, _options):
@@ -570,29 +821,87 @@ def _run_containers(api, step, _options):
             errors.append("container %s: %s" % (item["name"], _api_error_text(exc)))
             continue
         removed.append(item["id"])
-        freed += item["size_bytes"]
-    return removed, freed, errors
+        freed += item["size_bytes"] or 0
+    return _outcome(removed, freed, errors)
+
+
+def single_reference(tags, digests) -> bool:
+    """Whether the engine deletes an image by ID without ``force``: at most one tag, and
+    every name in one repository (moby ``isSingleReference``); no names at all too."""
+    refs = list(tags) + list(digests)
+    if len(refs) <= 1:
+        return True
+    repos = set(_repository(ref) for ref in refs)
+    return len(tags) <= 1 and len(repos) == 1
+
+
+def _repository(ref):
+    """``registry:5000/app`` of ``registry:5000/app:1`` or ``registry:5000/app@sha256:...``."""
+    name = ref.split("@", 1)[0]
+    head, _sep, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
 
 
 def _remove_image(api, item):
-    """Remove one planned image (by tag, never forced); ``(deleted, error or None)``."""
-    deleted = set()
+    """Remove one planned image by its ID, never by a tag: a tag can move to another image
+    between the plan and now, an ID cannot. Right before, the image's names are read
+    again: a planned tag it lost is reported in ``moved`` and left where it is; a name it
+    gained since the plan keeps the image. With one name (or one repository and one
+    tag) the engine's own check refuses an image any container uses; with several it
+    only deletes with ``force``, which skips that check for stopped containers, so that
+    is done here first (the engine still refuses running containers and child images).
+
+    Returns ``{"removed": bool, "error", "kept", "moved"}``.
+    """
+    import docker
+
+    out = {"removed": False, "error": None, "kept": None, "moved": []}
     try:
-        for ref in item["tags"] or [item["id"]]:
-            for entry in api.remove_image(ref, force=False, noprune=False) or []:
-                if entry.get("Deleted"):
-                    deleted.add(entry["Deleted"])
-        if item["id"] in deleted:
-            return True, None
-        api.remove_image(item["id"], force=False, noprune=False)  # digest refs outlive tags
-        return True, None
+        now = api.inspect_image(item["id"])
+        tags = [t for t in now.get("RepoTags") or [] if t and t != "<none>:<none>"]
+        digests = _image_digests(now)
+        gained = [ref for ref in tags + digests
+                  if ref not in item["tags"] + item.get("digests", [])]
+        force = not single_reference(tags, digests)
+        users = []
+        if force and not gained:  # the check the engine skips with force
+            users = api.containers(all=True, filters={"ancestor": item["id"]})
+    except docker.errors.NotFound:
+        out["removed"] = True  # gone already: a parent pruned with its child
+        return out
+    except Exception as exc:  # noqa: BLE001 - not checked, not removed; the rest goes on
+        out["error"] = "image %s: %s" % (item["name"], _api_error_text(exc))
+        return out
+    out["moved"] = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
+    if gained or users:
+        reason = ("named %s since the plan" % ", ".join(gained) if gained else
+                  "used by container %s since the plan" % _container_name(users[0]))
+        out["kept"] = {"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}
+        return out
+    try:
+        api.remove_image(item["id"], force=force, noprune=False)
+        out["removed"] = True
+        return out
     except Exception as exc:  # noqa: BLE001 - decided below
         error = exc
     try:
         api.inspect_image(item["id"])
-    except Exception:  # noqa: BLE001 - gone after all (a parent prune raced us)
-        return True, None
-    return False, "image %s: %s" % (item["name"], _api_error_text(error))
+    except docker.errors.NotFound:  # gone after all (a parent prune raced us)
+        out["removed"] = True
+        return out
+    except Exception:  # noqa: BLE001 - report the removal's error
+        pass
+    out["error"] = "image %s: %s" % (item["name"], _api_error_text(error))
+    return out
+
+
+def _moved_tag(api, tag, planned_id):
+    """``{"tag", "planned_image", "image"}``: where a planned tag points now (``None``: nowhere)."""
+    try:
+        now = api.inspect_image(tag).get("Id")
+    except Exception:  # noqa: BLE001 - removed, or not readable: it points nowhere we know
+        now = None
+    return {"tag": tag, "planned_image": planned_id, "image": now}
 
 
 IMAGE_WORKERS = 4
@@ -604,7 +913,7 @@ def _run_images(api, step, _options):
     The engine does the heavy part (layer directories); a few connections keep both it
     and this process busy, which is what keeps the module close to ``image prune``.
     """
-    removed, freed, errors = [], 0, []
+    removed, errors, kept, moved = [], [], [], []
     levels = {}
     for item in step["items"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
@@ -615,19 +924,20 @@ def _run_images(api, step, _options):
             outcomes = [_remove_image(api, item) for item in items]
         else:
             outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS)
-        for item, (ok, error) in zip(items, outcomes):
-            if ok:
+        for item, outcome in zip(items, outcomes):
+            moved.extend(outcome["moved"])
+            if outcome["removed"]:
                 removed.append(item["id"])
-                freed += item["size_bytes"]
-            elif error:
-                errors.append(error)
-    if removed and step.get("layers_size_before") is not None:
-        # Measured: the engine's image layer total before and after (shared layers too).
-        try:
-            freed = max(step["layers_size_before"] - (api.df().get("LayersSize") or 0), 0)
-        except Exception:  # noqa: BLE001 - keep the per-image sum
-            pass
-    return removed, freed, errors
+            elif outcome["kept"]:
+                kept.append(outcome["kept"])
+            elif outcome["error"]:
+                errors.append(outcome["error"])
+    if len(removed) == len(step["items"]):
+        freed = step["estimated_bytes"]
+    else:
+        gone = set(removed)
+        freed = sum(i["size_bytes"] or 0 for i in step["items"] if i["id"] in gone)
+    return _outcome(removed, freed, errors, kept, moved)
 
 
 def _parallel(clone, func, items, workers):
@@ -664,8 +974,8 @@ def _run_volumes(api, step, _options):
             errors.append("volume %s: %s" % (item["name"], _api_error_text(exc)))
             continue
         removed.append(item["name"])
-        freed += item["size_bytes"]
-    return removed, freed, errors
+        freed += item["size_bytes"] or 0
+    return _outcome(removed, freed, errors)
 
 
 def _run_networks(api, step, _options):
@@ -677,7 +987,7 @@ def _run_networks(api, step, _options):
             errors.append("network %s: %s" % (item["name"], _api_error_text(exc)))
             continue
         removed.append(item["name"])
-    return removed, 0, errors
+    return _outcome(removed, 0, errors)
 
 
 _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
@@ -693,9 +1003,12 @@ def _removed_names(step):
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order.
 
-    ``usage`` is a callable returning the data root's usage percent, or ``None`` when it
-    cannot be measured; ``usage_before`` is taken here. With ``target_percent`` the steps
-    stop after the one that brings usage below it (check mode: by the estimates).
+    ``usage`` is a callable returning the data root's file system usage
+    (``filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
+    run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
+    measures (other writers on that file system count too), else the engine's or the
+    plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
+    after the one that brings usage below it (check mode: by the estimates).
     Returns the result dict (see ``run_docker_cleanup``).
     """
     target = options.get("target_percent")
@@ -714,7 +1027,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
                   "items": planned["items"], "estimated_bytes": planned["estimated_bytes"],
-                  "reclaimed_bytes": 0, "skipped": None, "errors": []}
+                  "reclaimed_bytes": 0, "skipped": None, "errors": [], "kept": [],
+                  "moved_tags": []}
         steps.append(result)
         if not planned["enabled"]:
             result["skipped"] = "disabled"
@@ -722,6 +1036,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         if reached:
             result["skipped"] = "target reached"
             continue
+        result["kept"] = list(planned.get("kept") or [])
         if check_mode:
             result["removed"] = _removed_names(planned)
             result["reclaimed_bytes"] = planned["estimated_bytes"]
@@ -729,13 +1044,22 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             if current is not None and total:
                 current = round(100.0 * max(used, 0) / total, 2)
         else:
-            removed, freed, step_errors = _RUNNERS[planned["name"]](api, planned, options)
-            result["removed"], result["reclaimed_bytes"], result["errors"] = (
-                removed, freed, step_errors)
-            errors.extend(step_errors)
-            fs_now = measure() if current is not None else None
+            outcome = _RUNNERS[planned["name"]](api, planned, options)
+            fs_now = measure() if fs else None
+            if not outcome["removed"]:
+                result["reclaimed_bytes"] = 0  # another writer's noise is not ours
+            elif fs_now:
+                result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
+            else:
+                result["reclaimed_bytes"] = outcome["freed"]
+            if outcome["items"] is not None:
+                result["items"] = outcome["items"]
+            result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
+            result["kept"] += outcome["kept"]
+            result["moved_tags"] = outcome["moved_tags"]
+            errors.extend(outcome["errors"])
             if fs_now:
-                current = fs_now["percent"]
+                fs, current = fs_now, fs_now["percent"]
         total_freed += result["reclaimed_bytes"]
         if target is not None and current is not None and current < target:
             reached = True
@@ -749,6 +1073,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         "usage_after_percent": current,
         "target_percent": options.get("target_percent"),
         "target_reached": bool(reached) if target is not None else None,
+        "kept": [entry for s in steps for entry in s["kept"]],
+        "moved_tags": [entry for s in steps for entry in s["moved_tags"]],
         "errors": errors,
         "warnings": warnings,
     }
@@ -759,29 +1085,35 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
 
     Result keys: ``changed``, ``check_mode``, ``steps`` (per step ``name``, ``enabled``,
     ``removed`` (ids; names for volumes and networks), ``items`` (what was planned, with
-    ``size_bytes``), ``estimated_bytes``, ``reclaimed_bytes``, ``skipped`` (``None``,
-    ``"disabled"`` or ``"target reached"``), ``errors``), ``reclaimed_bytes``,
+    ``size_bytes``, ``None`` where not sized), ``estimated_bytes``, ``reclaimed_bytes``,
+    ``skipped`` (``None``, ``"disabled"`` or ``"target reached"``), ``errors``, ``kept``
+    (what a rule kept that would otherwise go: ``{"kind", "id", "name", "reason"}``),
+    ``moved_tags`` (``{"tag", "planned_image", "image"}``)), ``reclaimed_bytes``,
     ``estimated_bytes``, ``usage_before_percent``, ``usage_after_percent`` (``None`` for
-    a remote engine), ``target_percent``, ``target_reached``, ``data_root``,
-    ``docker_host``, ``server_version``, ``errors``, ``warnings``.
+    a remote engine), ``target_percent``, ``target_reached``, ``kept``, ``moved_tags``
+    (all steps'), ``data_root``, ``data_root_measured``, ``docker_host``,
+    ``server_version``, ``api_version``, ``errors``, ``warnings``.
     Raises ``OpsError`` for bad options or an unreachable daemon (nothing removed then).
     """
     opts = normalize_options(options)
     api, host = connect(opts["docker_host"])
     try:
         try:
-            state = collect_state(api, networks=opts["networks"], layer_details=check_mode)
+            state = collect_state(api, opts, docker_host=host, check_mode=check_mode)
         except Exception as exc:  # noqa: BLE001 - a daemon that fails mid-way
             raise OpsError("the Docker daemon at %s did not answer the inventory (%s); "
                            "nothing was removed" % (host, _api_error_text(exc)))
         plan = plan_cleanup_steps(state, opts)
-        root = local_data_root(host, state["info"].get("DockerRootDir"))
+        root = state["data_root_local"]
+        notes = size_planned_volumes(plan, root) if state["sized"] else []
         usage = (lambda: filesystem_usage(root)) if root else None
         result = execute_plan(plan, opts, api=api, usage=usage, check_mode=check_mode)
     finally:
         api.close()
+    result["warnings"] = notes + result["warnings"]
     result["data_root"] = state["info"].get("DockerRootDir")
     result["data_root_measured"] = root is not None
     result["docker_host"] = host
     result["server_version"] = state["info"].get("ServerVersion")
+    result["api_version"] = state["info"].get("ApiVersion")
     return result

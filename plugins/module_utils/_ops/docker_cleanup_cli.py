@@ -88,8 +88,13 @@ def format_result(result) -> list:
         removed = set(step["removed"])
         for item in step["items"]:
             if item["id"] in removed or item["name"] in removed:
-                lines.append("    - %s %s" % (item["name"] or item["id"],
-                                              human_size(item["size_bytes"])))
+                lines.append("    - %s%s" % (item["name"] or item["id"], (
+                    "" if item["size_bytes"] is None else " " + human_size(item["size_bytes"]))))
+    for kept in result.get("kept") or []:
+        lines.append("  kept %s %s: %s" % (kept["kind"], kept["name"], kept["reason"]))
+    for moved in result.get("moved_tags") or []:
+        lines.append("  tag %s moved to %s since the plan: left alone" % (
+            moved["tag"], (moved["image"] or "no image")[:19]))
     for error in result["errors"]:
         lines.append("  not removed: %s" % error)
     for warning in result["warnings"]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
+import docker
 import pytest
 
 _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
@@ -74,10 +76,11 @@ PLAN_CASES = [
     ("networks", {"images": "none", "builder_cache": False, "networks": True},
      {"builder_cache": 0, "containers": [], "images": [], "volumes": [],
       "networks": ["unusednet"]}),
+    # stopped_anon belongs to "stopped", which this run removes: it stays until a later run
     ("everything", {"containers": True, "volumes": "anonymous", "networks": True},
      {"builder_cache": 10, "containers": ["derived-stopped", "stopped"],
       "images": sorted(UNUSED + ["app:stopped", "base:1", "derived:1"]),
-      "volumes": ["anon", "stopped_anon"], "networks": ["stoppednet", "unusednet"]}),
+      "volumes": ["anon"], "networks": ["stoppednet", "unusednet"]}),
     ("custom-keep-label", {"builder_cache": False, "keep_label": "no.such.label"},
      {"builder_cache": 0, "containers": [], "images": sorted(UNUSED + ["app:keep"]),
       "volumes": [], "networks": []}),
@@ -115,6 +118,86 @@ def test_plan_keeps_volumes_of_stopped_containers_and_compose_named_volumes(capt
     planned = [i["name"] for i in _plan(captured, volumes="anonymous")["steps"][3]["items"]]
     assert planned == [vols["anon"]]
     assert vols["stopped_anon"] not in planned and "shop_data" not in planned
+
+
+def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
+    plan = _plan(captured, until="1h", containers=True, volumes="anonymous", images="none")
+    step = plan["steps"][1]
+    names = _names(captured)
+    assert step["items"] == []
+    kept = dict((names[k["id"]], k) for k in step["kept"])
+    assert sorted(kept) == ["derived-stopped", "stopped"]  # kept-stopped: keep label, not listed
+    for entry in kept.values():
+        assert entry["exit_code"] == 0
+        assert re.match(r"^exited \d+ (s|min) ago \(exit 0\), younger than 1h$", entry["reason"]), entry
+    assert plan["steps"][3]["kept"] == []  # nothing removed, so no volume kept for that
+
+
+def test_plan_keeps_the_volume_of_a_container_it_removes(captured):
+    plan = _plan(captured, containers=True, volumes="anonymous", images="none")
+    vols = captured["scenario"]["volumes"]
+    assert [i["name"] for i in plan["steps"][3]["items"]] == [vols["anon"]]
+    assert plan["steps"][3]["kept"] == [{
+        "kind": "volume", "id": vols["stopped_anon"], "name": vols["stopped_anon"],
+        "reason": "data of stopped, which this run removes; a later run may remove it"}]
+
+
+T0 = "2026-11-23T10:00:00Z"
+
+
+@pytest.mark.parametrize("state,expected", [
+    ({"Status": "exited", "StartedAt": "2026-11-23T11:00:00Z", "FinishedAt": "2026-11-23T12:00:00Z"},
+     "2026-11-23T12:00:00Z"),
+    ({"Status": "created", "StartedAt": "0001-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+     T0),
+    ({"Status": "exited", "StartedAt": "2026-11-23T11:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"},
+     "2026-11-23T11:00:00Z"),
+    (None, None),
+], ids=["exited", "never-started", "no-finish-time", "not-inspected"])
+def test_stopped_since_is_when_it_stopped(state, expected):
+    details = None if state is None else {"Created": T0, "State": state}
+    got = dc.stopped_since({"Created": 1}, details)
+    assert got == (dc._timestamp(expected) if expected else None)
+
+
+@pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
+                                          (3600, "1 h"), (2 * 86400 - 1, "47 h"), (2 * 86400, "2 days")])
+def test_ago(seconds, text):
+    assert dc._ago(seconds) == text
+
+
+def _listed(image_id, size, shared):
+    return {"Id": image_id, "Size": size, "SharedSize": shared}
+
+
+def test_share_among_listed_counts_listed_images_only():
+    """Docker 23+ counts an image's own intermediate parents as sharing its layers
+    (SharedSize == Size); 1.41's /images/json does not compute it (-1)."""
+    base, app, api_ = ("sha256:" + c * 64 for c in "abc")
+    images = [_listed("i-alone", 100, 100), _listed("i-a", 130, -1), _listed("i-b", 150, 7),
+              _listed("i-unpaired", 40, -1), _listed("i-engine", 60, 5)]
+    layers = {"i-alone": [[app, 100]], "i-a": [[base, 100], [api_, 30]],
+              "i-b": [[base, 100], [app, 50]]}
+    dc.share_among_listed(images, layers)
+    assert [img["SharedSize"] for img in images] == [0, 100, 100, 40, 5]
+
+
+def test_size_planned_volumes_walks_only_the_planned_ones(tmp_path):
+    planned_dir = tmp_path / "volumes" / "v1" / "_data"
+    planned_dir.mkdir(parents=True)
+    (planned_dir / "blob").write_bytes(b"x" * 100000)
+    plan = _plan_of(volumes=[{"id": "v1", "name": "v1", "mountpoint": str(planned_dir), "size_bytes": None},
+                             {"id": "v2", "name": "v2", "mountpoint": "/nonexistent", "size_bytes": None},
+                             {"id": "v3", "name": "v3", "mountpoint": None, "size_bytes": 7}])
+    warnings = dc.size_planned_volumes(plan, str(tmp_path))
+    items = plan["steps"][3]["items"]
+    assert items[0]["size_bytes"] >= 100000 and items[0]["size_partial"] is False
+    assert items[1]["size_bytes"] is None and items[2]["size_bytes"] == 7
+    assert plan["steps"][3]["estimated_bytes"] == items[0]["size_bytes"] + 7
+    assert warnings == ["size of 1 planned volume(s) unknown (their data is not visible here): v2"]
+    remote = _plan_of(volumes=[{"id": "v1", "name": "v1", "mountpoint": str(planned_dir),
+                                "size_bytes": None}])
+    assert dc.size_planned_volumes(remote, None)[0].startswith("size of 1 planned volume(s) unknown")
 
 
 def test_plan_estimates_shared_layers_once(captured):
@@ -226,14 +309,28 @@ def _usage_sequence(values, size=1000):
 
 
 class FakeApi:
-    """Records removal calls; images answer like the engine (untag, then delete)."""
+    """Records removal calls; images answer like the engine (by ID: untag, then delete)."""
 
-    def __init__(self):
+    def __init__(self, images=None):
         self.calls = []
+        self.images = dict(images or {})  # id -> {"RepoTags": [...], "RepoDigests": [...]}
+        self.users = {}  # image id -> containers using it
+
+    def inspect_image(self, ref):
+        self.calls.append(("inspect_image", ref))
+        for image_id, image in self.images.items():
+            if ref == image_id or ref in image.get("RepoTags", []):
+                return dict(image, Id=image_id)
+        raise docker.errors.NotFound("No such image: %s" % ref)
+
+    def containers(self, all=False, filters=None):
+        self.calls.append(("containers", all, filters))
+        return self.users.get((filters or {}).get("ancestor"), [])
 
     def remove_image(self, ref, force=False, noprune=False):
         self.calls.append(("remove_image", ref, force, noprune))
-        return [{"Untagged": ref}, {"Deleted": self.ids.get(ref, ref)}]
+        image = self.images.pop(ref)
+        return [{"Untagged": t} for t in image.get("RepoTags", [])] + [{"Deleted": ref}]
 
     def remove_container(self, cid, v=False, force=False):
         self.calls.append(("remove_container", cid, v, force))
@@ -252,33 +349,100 @@ def _plan_of(**steps):
     for name in dc.STEP_ORDER:
         items = steps.get(name, [])
         out.append({"name": name, "enabled": name in steps, "items": items,
-                    "estimated_bytes": sum(i["size_bytes"] for i in items)})
+                    "estimated_bytes": sum(i["size_bytes"] or 0 for i in items)})
     return {"steps": out, "estimated_bytes": sum(s["estimated_bytes"] for s in out)}
 
 
-def test_execute_never_forces_and_removes_images_by_tag():
-    api = FakeApi()
-    api.ids = {"app:1": "sha256:a"}
-    plan = _plan_of(images=[{"id": "sha256:a", "name": "app:1", "tags": ["app:1"],
-                             "size_bytes": 5}],
+def _image_item(image_id, tags=(), digests=(), size=5):
+    return {"id": image_id, "name": ", ".join(tags) or "<none>", "tags": list(tags),
+            "digests": list(digests), "depth": 0, "size_bytes": size}
+
+
+def test_execute_never_forces_and_removes_images_by_id():
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:1"]}})
+    plan = _plan_of(images=[_image_item("sha256:a", ["app:1"])],
                     containers=[{"id": "c1", "name": "c1", "size_bytes": 1}],
                     volumes=[{"id": "v", "name": "v", "size_bytes": 2},
                              {"id": "busy", "name": "busy", "size_bytes": 3}])
     result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
-    assert ("remove_image", "app:1", False, False) in api.calls
+    assert ("remove_image", "sha256:a", False, False) in api.calls
+    assert not [c for c in api.calls if c[0] == "remove_image" and c[1] == "app:1"]
     assert ("remove_container", "c1", False, False) in api.calls
-    assert all(call[-1] is False for call in api.calls)
+    assert all(call[-1] is False for call in api.calls if call[0].startswith("remove_"))
     assert result["reclaimed_bytes"] == 5 + 1 + 2
     assert result["steps"][3]["removed"] == ["v"]
     assert result["errors"] == ["volume busy: volume is in use"]
     assert result["changed"] is True
 
 
+def test_execute_leaves_a_moved_tag_and_reports_it():
+    """app:1 moved to a new image after the plan: the planned image goes by ID, the new
+    one and its tag stay, and the move is reported."""
+    api = FakeApi({"sha256:old": {"RepoTags": []}, "sha256:new": {"RepoTags": ["app:1"]}})
+    plan = _plan_of(images=[_image_item("sha256:old", ["app:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert [c[1] for c in api.calls if c[0] == "remove_image"] == ["sha256:old"]
+    assert "sha256:new" in api.images
+    assert result["moved_tags"] == [{"tag": "app:1", "planned_image": "sha256:old",
+                                     "image": "sha256:new"}]
+    assert result["steps"][2]["moved_tags"] == result["moved_tags"]
+    assert result["errors"] == []
+
+
+def test_execute_keeps_an_image_named_since_the_plan():
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:rollback"]}})
+    result = dc.execute_plan(_plan_of(images=[_image_item("sha256:a")]),
+                             dc.normalize_options({}), api=api)
+    assert "sha256:a" in api.images and result["steps"][2]["removed"] == []
+    assert result["kept"] == [{"kind": "image", "id": "sha256:a", "name": "<none>",
+                               "reason": "named app:rollback since the plan"}]
+    assert result["errors"] == [] and result["changed"] is False
+
+
+def test_execute_forces_only_a_several_named_image_no_container_uses():
+    tags = ["app:1", "app:latest"]
+    api = FakeApi({"sha256:a": {"RepoTags": tags}, "sha256:b": {"RepoTags": ["b:1", "c:1"]}})
+    api.users["sha256:b"] = [{"Id": "c9", "Names": ["/started-since"]}]
+    plan = _plan_of(images=[_image_item("sha256:a", tags), _image_item("sha256:b", ["b:1", "c:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert ("remove_image", "sha256:a", True, False) in api.calls
+    assert "sha256:b" in api.images
+    assert result["kept"][0]["reason"] == "used by container started-since since the plan"
+
+
+def test_execute_removes_nothing_it_could_not_check():
+    api = FakeApi({"sha256:b": {"RepoTags": ["b:1", "c:1"]}})
+
+    def engine_gone(**_kwargs):
+        raise RuntimeError("connection refused")
+
+    api.containers = engine_gone
+    result = dc.execute_plan(_plan_of(images=[_image_item("sha256:b", ["b:1", "c:1"])]),
+                             dc.normalize_options({}), api=api)
+    assert "sha256:b" in api.images and result["steps"][2]["removed"] == []
+    assert result["errors"] == ["image b:1, c:1: connection refused"]
+
+
+@pytest.mark.parametrize("tags,digests,single", [
+    ([], [], True),
+    (["app:1"], [], True),
+    ([], ["app@sha256:aa"], True),
+    (["app:1"], ["app@sha256:aa"], True),
+    (["reg:5000/app:1"], ["reg:5000/app@sha256:aa"], True),
+    (["app:1", "app:2"], [], False),
+    (["app:1"], ["other@sha256:aa"], False),
+    ([], ["app@sha256:aa", "other@sha256:bb"], False),
+    ([], ["app@sha256:aa", "app@sha256:bb"], True),
+], ids=["none", "one-tag", "one-digest", "tag-and-digest", "registry-port", "two-tags",
+        "two-repos", "two-digest-repos", "two-digests-one-repo"])
+def test_single_reference_follows_the_engine(tags, digests, single):
+    assert dc.single_reference(tags, digests) is single
+
+
 def test_execute_stops_after_the_step_that_reaches_the_target():
-    api = FakeApi()
-    api.ids = {}
+    api = FakeApi({"sha256:b": {}})
     plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 100}],
-                    images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 300}],
+                    images=[_image_item("sha256:b", size=300)],
                     volumes=[{"id": "v", "name": "v", "size_bytes": 200}])
     opts = dc.normalize_options({"target_percent": 70})
     result = dc.execute_plan(plan, opts, api=api, usage=_usage_sequence([90, 85, 65, 50]))
@@ -308,9 +472,8 @@ def test_execute_does_nothing_when_usage_is_already_below_the_target():
 
 
 def test_remote_engine_ignores_target_with_a_warning():
-    api = FakeApi()
-    api.ids = {}
-    plan = _plan_of(images=[{"id": "sha256:b", "name": "<none>", "tags": [], "size_bytes": 1}])
+    api = FakeApi({"sha256:b": {}})
+    plan = _plan_of(images=[_image_item("sha256:b", size=1)])
     result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 80}), api=api,
                              usage=None)
     assert result["usage_before_percent"] is None and result["usage_after_percent"] is None

@@ -101,3 +101,17 @@ def test_format_result_lists_steps_removed_items_and_refusals():
                                       (5 * 1024 ** 3, "5.0 GiB")])
 def test_human_size(num, text):
     assert dcc.human_size(num) == text
+
+
+def test_format_result_says_what_was_kept_and_which_tags_moved():
+    result = dict(RESULT, errors=[], kept=[
+        {"kind": "container", "id": "c1", "name": "db-1",
+         "reason": "exited 5 min ago (exit 137), younger than 168h"}],
+        moved_tags=[{"tag": "app:1", "planned_image": "sha256:old",
+                     "image": "sha256:0123456789abcdef0123"}])
+    result["steps"] = [dict(RESULT["steps"][2], items=[
+        {"id": "sha256:a", "name": "app:1", "size_bytes": None}])]
+    lines = dcc.format_result(result)
+    assert "    - app:1" in lines
+    assert "  kept container db-1: exited 5 min ago (exit 137), younger than 168h" in lines
+    assert "  tag app:1 moved to sha256:0123456789ab since the plan: left alone" in lines
