@@ -46,7 +46,7 @@ attributes:
     description: "The same plan, nothing removed; C(steps[].removed) lists what would be."
   diff_mode:
     support: none
-    description: Check mode output (C(steps[].items)) shows what would go instead.
+    description: Check mode output (C(steps[].planned)) shows what would go instead.
   idempotent:
     support: full
     description: A second run finds nothing left to remove and reports C(changed=false).
@@ -189,7 +189,7 @@ steps:
       description: IDs removed (or, in check mode, that would be); names for volumes and networks.
       type: list
       elements: str
-    items:
+    planned:
       description:
         - The planned removals with C(id), C(name) and C(size_bytes) (and per-type details).
         - C(size_bytes) is C(null) where a real run did not size the item (it measures the
@@ -220,10 +220,10 @@ steps:
   sample:
     - {name: builder_cache, enabled: true, removed: [li7v0vz7us0hxdf1kdfrq83s6], estimated_bytes: 2248720,
        reclaimed_bytes: 2248720, skipped: null, errors: [], kept: [], moved_tags: [],
-       items: [{id: li7v0vz7us0hxdf1kdfrq83s6, name: local source for context, type: source.local, shared: false, size_bytes: 2248720}]}
+       planned: [{id: li7v0vz7us0hxdf1kdfrq83s6, name: local source for context, type: source.local, shared: false, size_bytes: 2248720}]}
     - {name: images, enabled: true, removed: ["sha256:b65897d5..."], estimated_bytes: 2207760,
        reclaimed_bytes: 2207760, skipped: null, errors: [], kept: [], moved_tags: [],
-       items: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], digests: [], depth: 0,
+       planned: [{id: "sha256:b65897d5...", name: "app:old", tags: ["app:old"], digests: [], depth: 0,
                 size_bytes: 2207760}]}
 reclaimed_bytes:
   description:

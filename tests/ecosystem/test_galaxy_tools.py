@@ -33,8 +33,6 @@ IGNORE_NOTICE = re.compile(r"^WARNING: Ignore files skip ansible-test sanity tes
 PENDING = {
     "WARNING: tests/sanity/ignore-2.21.txt:2: sanity[cannot-ignore]: Ignore file contains "
     "pylint:ansible-bad-function at line 2, which is not a permitted ignore. (warning)",
-    "WARNING: tests/sanity/ignore-2.21.txt:3: sanity[cannot-ignore]: Ignore file contains "
-    "validate-modules:bad-return-value-key at line 3, which is not a permitted ignore. (warning)",
 }
 
 

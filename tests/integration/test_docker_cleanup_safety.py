@@ -160,7 +160,7 @@ def test_an_image_named_or_used_since_the_plan_stays(engine, monkeypatch):
     monkeypatch.setattr(dc, "plan_cleanup_steps", plan_then_race)
     result = dc.run_docker_cleanup({"until": "0s", "builder_cache": False, "docker_host": engine.host})
 
-    assert sorted(result["steps"][2]["items"][i]["id"] for i in range(3)) == sorted([dangling, used, spare])
+    assert sorted(result["steps"][2]["planned"][i]["id"] for i in range(3)) == sorted([dangling, used, spare])
     assert result["steps"][2]["removed"] == [spare] and not _exists(api, "image", spare)
     assert api.inspect_image("rollback:1")["Id"] == dangling
     assert sorted(api.inspect_image(used)["RepoTags"]) == ["multi:1", "registry.local:5000/multi:1"]
@@ -262,7 +262,7 @@ def test_a_volume_used_since_the_plan_stays_and_the_refusal_is_reported(engine, 
     monkeypatch.setattr(dc, "plan_cleanup_steps", plan_then_mount)
     result = dc.run_docker_cleanup({"until": "0s", "images": "none", "builder_cache": False,
                                     "volumes": "anonymous", "docker_host": engine.host})
-    assert sorted(result["steps"][3]["items"][i]["name"] for i in range(2)) == sorted(orphans)
+    assert sorted(result["steps"][3]["planned"][i]["name"] for i in range(2)) == sorted(orphans)
     assert result["steps"][3]["removed"] == [orphans[1]]
     assert _exists(api, "volume", orphans[0]) and not _exists(api, "volume", orphans[1])
     assert len(result["errors"]) == 1 and result["errors"][0].startswith("volume %s: " % orphans[0])

@@ -464,7 +464,7 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
 
     ``options`` as returned by ``normalize_options``; ``now`` in unix seconds (default:
     the current time). Returns ``{"steps": [...], "estimated_bytes": N}``; each step is
-    ``{"name", "enabled", "items": [{"id", "name", "size_bytes", ...}], "kept":
+    ``{"name", "enabled", "planned": [{"id", "name", "size_bytes", ...}], "kept":
     [{"kind", "id", "name", "reason"}], "estimated_bytes"}`` in execution order
     (``size_bytes`` is ``None`` where the inventory did not size the item). Later steps
     see earlier ones done: an image used only by a container the containers step removes
@@ -480,7 +480,7 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
     steps.append(_plan_containers(containers, state.get("container_details"), options,
                                   cutoff, now))
-    gone = set(item["id"] for item in steps[-1]["items"])
+    gone = set(item["id"] for item in steps[-1]["planned"])
     remaining = [c for c in containers if c["Id"] not in gone]
     steps.append(_plan_images(state, remaining, options, cutoff))
     steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff))
@@ -718,7 +718,7 @@ def _step(name, enabled, items, estimate=None):
     """A planned step; ``estimated_bytes`` sums the sized items unless given."""
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
-    return {"name": name, "enabled": bool(enabled), "items": items, "kept": [],
+    return {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
             "estimated_bytes": int(estimate)}
 
 
@@ -755,7 +755,7 @@ def size_planned_volumes(plan, data_root) -> list:
 
     step = next(s for s in plan["steps"] if s["name"] == "volumes")
     unknown = []
-    for item in step["items"]:
+    for item in step["planned"]:
         if item["size_bytes"] is not None:
             continue
         path = item.get("mountpoint") or ""
@@ -768,7 +768,7 @@ def size_planned_volumes(plan, data_root) -> list:
             continue
         item["size_bytes"] = tree["bytes"]
         item["size_partial"] = tree["partial"]
-    step["estimated_bytes"] = sum(i["size_bytes"] or 0 for i in step["items"])
+    step["estimated_bytes"] = sum(i["size_bytes"] or 0 for i in step["planned"])
     plan["estimated_bytes"] = sum(s["estimated_bytes"] for s in plan["steps"])
     if not unknown:
         return []
@@ -783,17 +783,17 @@ def _api_error_text(exc):
     return _short_error(explanation or exc)
 
 
-def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), items=None):
+def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=None):
     """What a step runner returns: ids/names removed, bytes freed by the engine's or
     the plan's figures, per-item errors, items kept at run time, tags that moved."""
     return {"removed": list(removed), "freed": int(freed), "errors": list(errors),
-            "kept": list(kept), "moved_tags": list(moved_tags), "items": items}
+            "kept": list(kept), "moved_tags": list(moved_tags), "planned": planned}
 
 
 def _run_builder_cache(api, step, options):
     """``POST /build/prune``: the engine removes what the filter selects (the plan's
     prediction, or, without a listing, whatever it decides) and says what it removed."""
-    if not step["items"] and not step.get("engine_decides"):
+    if not step["planned"] and not step.get("engine_decides"):
         return _outcome()
     params = {"all": "1"}
     if options["until_seconds"] > 0:
@@ -804,17 +804,17 @@ def _run_builder_cache(api, step, options):
     deleted = list(result.get("CachesDeleted") or [])
     # The engine counts records shared with image layers too; their data stays with the
     # image (it is freed, and counted, when the image goes), so take them out again.
-    shared = dict((i["id"], i["record_bytes"]) for i in step["items"] if i["shared"])
+    shared = dict((i["id"], i["record_bytes"]) for i in step["planned"] if i["shared"])
     freed = int(result.get("SpaceReclaimed") or 0) - sum(shared.get(d, 0) for d in deleted)
     items = None
     if step.get("engine_decides"):
         items = [{"id": d, "name": "", "size_bytes": None} for d in deleted]
-    return _outcome(deleted, max(freed, 0), items=items)
+    return _outcome(deleted, max(freed, 0), planned=items)
 
 
 def _run_containers(api, step, _options):
     removed, freed, errors = [], 0, []
-    for item in step["items"]:
+    for item in step["planned"]:
         try:
             api.remove_container(item["id"], v=False, force=False)
         except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
@@ -915,7 +915,7 @@ def _run_images(api, step, _options):
     """
     removed, errors, kept, moved = [], [], [], []
     levels = {}
-    for item in step["items"]:
+    for item in step["planned"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
     clone = getattr(api, "rbo_clone", None)
     for depth in sorted(levels, reverse=True):
@@ -932,11 +932,11 @@ def _run_images(api, step, _options):
                 kept.append(outcome["kept"])
             elif outcome["error"]:
                 errors.append(outcome["error"])
-    if len(removed) == len(step["items"]):
+    if len(removed) == len(step["planned"]):
         freed = step["estimated_bytes"]
     else:
         gone = set(removed)
-        freed = sum(i["size_bytes"] or 0 for i in step["items"] if i["id"] in gone)
+        freed = sum(i["size_bytes"] or 0 for i in step["planned"] if i["id"] in gone)
     return _outcome(removed, freed, errors, kept, moved)
 
 
@@ -967,7 +967,7 @@ def _parallel(clone, func, items, workers):
 
 def _run_volumes(api, step, _options):
     removed, freed, errors = [], 0, []
-    for item in step["items"]:
+    for item in step["planned"]:
         try:
             api.remove_volume(item["name"], force=False)
         except Exception as exc:  # noqa: BLE001
@@ -980,7 +980,7 @@ def _run_volumes(api, step, _options):
 
 def _run_networks(api, step, _options):
     removed, errors = [], []
-    for item in step["items"]:
+    for item in step["planned"]:
         try:
             api.remove_network(item["id"])
         except Exception as exc:  # noqa: BLE001
@@ -996,8 +996,8 @@ _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
 
 def _removed_names(step):
     if step["name"] in ("volumes", "networks"):
-        return [item["name"] for item in step["items"]]
-    return [item["id"] for item in step["items"]]
+        return [item["name"] for item in step["planned"]]
+    return [item["id"] for item in step["planned"]]
 
 
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
@@ -1026,7 +1026,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     steps, total_freed, errors = [], 0, []
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
-                  "items": planned["items"], "estimated_bytes": planned["estimated_bytes"],
+                  "planned": planned["planned"], "estimated_bytes": planned["estimated_bytes"],
                   "reclaimed_bytes": 0, "skipped": None, "errors": [], "kept": [],
                   "moved_tags": []}
         steps.append(result)
@@ -1052,8 +1052,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
                 result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
             else:
                 result["reclaimed_bytes"] = outcome["freed"]
-            if outcome["items"] is not None:
-                result["items"] = outcome["items"]
+            if outcome["planned"] is not None:
+                result["planned"] = outcome["planned"]
             result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
             result["kept"] += outcome["kept"]
             result["moved_tags"] = outcome["moved_tags"]

@@ -86,7 +86,7 @@ def format_result(result) -> list:
         lines.append("  %-13s %d removed, %s" % (step["name"], len(step["removed"]),
                                                  human_size(step["reclaimed_bytes"])))
         removed = set(step["removed"])
-        for item in step["items"]:
+        for item in step["planned"]:
             if item["id"] in removed or item["name"] in removed:
                 lines.append("    - %s%s" % (item["name"] or item["id"], (
                     "" if item["size_bytes"] is None else " " + human_size(item["size_bytes"]))))

@@ -54,9 +54,9 @@ def _removed(captured, plan):
     out = {}
     for step in plan["steps"]:
         if step["name"] == "builder_cache":
-            out[step["name"]] = len(step["items"])
+            out[step["name"]] = len(step["planned"])
         else:
-            out[step["name"]] = sorted(names.get(i["id"], i["name"]) for i in step["items"])
+            out[step["name"]] = sorted(names.get(i["id"], i["name"]) for i in step["planned"])
     return out
 
 
@@ -97,25 +97,25 @@ def test_plan_removes_exactly_the_expected_set(captured, options, expected):
 
 def test_plan_never_touches_images_used_by_any_container(captured):
     plan = _plan(captured, volumes="all", networks=True)
-    images = set(i["id"] for i in plan["steps"][2]["items"])
+    images = set(i["id"] for i in plan["steps"][2]["planned"])
     used = set(c["ImageID"] for c in captured["state"]["df"]["Containers"])
     assert used and not images & used
 
 
 def test_plan_keeps_the_parent_of_an_image_a_stopped_container_uses(captured):
     base = captured["scenario"]["images"]["base:1"]
-    assert base not in [i["id"] for i in _plan(captured)["steps"][2]["items"]]
+    assert base not in [i["id"] for i in _plan(captured)["steps"][2]["planned"]]
 
 
 def test_plan_removes_children_before_their_parents(captured):
-    items = [i["id"] for i in _plan(captured, containers=True)["steps"][2]["items"]]
+    items = [i["id"] for i in _plan(captured, containers=True)["steps"][2]["planned"]]
     imgs = captured["scenario"]["images"]
     assert items.index(imgs["derived:1"]) < items.index(imgs["base:1"])
 
 
 def test_plan_keeps_volumes_of_stopped_containers_and_compose_named_volumes(captured):
     vols = captured["scenario"]["volumes"]
-    planned = [i["name"] for i in _plan(captured, volumes="anonymous")["steps"][3]["items"]]
+    planned = [i["name"] for i in _plan(captured, volumes="anonymous")["steps"][3]["planned"]]
     assert planned == [vols["anon"]]
     assert vols["stopped_anon"] not in planned and "shop_data" not in planned
 
@@ -124,7 +124,7 @@ def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
     plan = _plan(captured, until="1h", containers=True, volumes="anonymous", images="none")
     step = plan["steps"][1]
     names = _names(captured)
-    assert step["items"] == []
+    assert step["planned"] == []
     kept = dict((names[k["id"]], k) for k in step["kept"])
     assert sorted(kept) == ["derived-stopped", "stopped"]  # kept-stopped: keep label, not listed
     for entry in kept.values():
@@ -136,7 +136,7 @@ def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
 def test_plan_keeps_the_volume_of_a_container_it_removes(captured):
     plan = _plan(captured, containers=True, volumes="anonymous", images="none")
     vols = captured["scenario"]["volumes"]
-    assert [i["name"] for i in plan["steps"][3]["items"]] == [vols["anon"]]
+    assert [i["name"] for i in plan["steps"][3]["planned"]] == [vols["anon"]]
     assert plan["steps"][3]["kept"] == [{
         "kind": "volume", "id": vols["stopped_anon"], "name": vols["stopped_anon"],
         "reason": "data of stopped, which this run removes; a later run may remove it"}]
@@ -190,7 +190,7 @@ def test_size_planned_volumes_walks_only_the_planned_ones(tmp_path):
                              {"id": "v2", "name": "v2", "mountpoint": "/nonexistent", "size_bytes": None},
                              {"id": "v3", "name": "v3", "mountpoint": None, "size_bytes": 7}])
     warnings = dc.size_planned_volumes(plan, str(tmp_path))
-    items = plan["steps"][3]["items"]
+    items = plan["steps"][3]["planned"]
     assert items[0]["size_bytes"] >= 100000 and items[0]["size_partial"] is False
     assert items[1]["size_bytes"] is None and items[2]["size_bytes"] == 7
     assert plan["steps"][3]["estimated_bytes"] == items[0]["size_bytes"] + 7
@@ -235,7 +235,7 @@ def test_plan_builder_cache_follows_the_engine_rules():
     state = {"df": {"BuildCache": BUILD_RECORDS}}
     opts = dc.normalize_options({"until": "24h", "images": "none"})
     now = dc._timestamp("2026-01-10T00:00:00Z")
-    items = dc.plan_cleanup_steps(state, opts, now=now)["steps"][0]["items"]
+    items = dc.plan_cleanup_steps(state, opts, now=now)["steps"][0]["planned"]
     assert [i["id"] for i in items] == ["old-alone", "never-used"]
 
 
@@ -348,7 +348,7 @@ def _plan_of(**steps):
     out = []
     for name in dc.STEP_ORDER:
         items = steps.get(name, [])
-        out.append({"name": name, "enabled": name in steps, "items": items,
+        out.append({"name": name, "enabled": name in steps, "planned": items,
                     "estimated_bytes": sum(i["size_bytes"] or 0 for i in items)})
     return {"steps": out, "estimated_bytes": sum(s["estimated_bytes"] for s in out)}
 

@@ -73,14 +73,14 @@ RESULT = {
     "warnings": [],
     "steps": [
         {"name": "builder_cache", "skipped": None, "removed": ["r1"], "reclaimed_bytes": 1024,
-         "items": [{"id": "r1", "name": "local source for context", "size_bytes": 1024}]},
+         "planned": [{"id": "r1", "name": "local source for context", "size_bytes": 1024}]},
         {"name": "containers", "skipped": "disabled", "removed": [], "reclaimed_bytes": 0,
-         "items": []},
+         "planned": []},
         {"name": "images", "skipped": None, "removed": ["sha256:a"], "reclaimed_bytes": 2097152,
-         "items": [{"id": "sha256:a", "name": "app:1", "size_bytes": 2097152},
+         "planned": [{"id": "sha256:a", "name": "app:1", "size_bytes": 2097152},
                    {"id": "sha256:b", "name": "app:2", "size_bytes": 5}]},
         {"name": "volumes", "skipped": "target reached", "removed": [], "reclaimed_bytes": 0,
-         "items": [{"id": "v", "name": "v", "size_bytes": 1}]},
+         "planned": [{"id": "v", "name": "v", "size_bytes": 1}]},
     ],
 }
 
@@ -109,7 +109,7 @@ def test_format_result_says_what_was_kept_and_which_tags_moved():
          "reason": "exited 5 min ago (exit 137), younger than 168h"}],
         moved_tags=[{"tag": "app:1", "planned_image": "sha256:old",
                      "image": "sha256:0123456789abcdef0123"}])
-    result["steps"] = [dict(RESULT["steps"][2], items=[
+    result["steps"] = [dict(RESULT["steps"][2], planned=[
         {"id": "sha256:a", "name": "app:1", "size_bytes": None}])]
     lines = dcc.format_result(result)
     assert "    - app:1" in lines

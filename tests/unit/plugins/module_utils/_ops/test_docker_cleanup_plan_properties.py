@@ -248,7 +248,7 @@ def planned(plan):
     out = {}
     for step in plan["steps"]:
         key = "name" if step["name"] in ("volumes", "networks") else "id"
-        out[step["name"]] = set(item[key] for item in step["items"])
+        out[step["name"]] = set(item[key] for item in step["planned"])
     return out
 
 
