@@ -251,6 +251,10 @@ class IsolatedEngine:
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
         _run(["ip", "addr", "add", self.bridge_ip + "/24", "dev", self.bridge])
         _run(["ip", "link", "set", self.bridge, "up"])
+        self._launch()
+
+    def _launch(self):
+        """Start dockerd on this engine's directories and wait until it answers."""
         argv = [DOCKERD,
                 "--data-root", self.data_root,
                 "--exec-root", self.exec_root,
@@ -291,6 +295,23 @@ class IsolatedEngine:
             time.sleep(0.2)
         raise RuntimeError("isolated dockerd %s did not answer within %d s (%s):\n%s"
                            % (self.name, START_TIMEOUT, last_error, self.log_tail()))
+
+    def restart(self, config_file=None):
+        """Stop dockerd and start it again on ``config_file`` (``None``: none), keeping the data
+        root, so images stay. Raises ``RuntimeError`` with dockerd's last log lines when it does
+        not start; the engine can then be restarted again, and ``stop()`` still cleans up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._kill_containers()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        with open(self.log_path, "ab") as log:
+            log.write(b"--- restart ---\n")
+        self.config_file = config_file
+        self._launch()
 
     def _kill_containers(self):
         """SIGKILL running containers first: dockerd then shuts down without waiting."""
