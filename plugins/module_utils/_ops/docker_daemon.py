@@ -367,7 +367,7 @@ def flag_settings(flags):
             continue
         key = FLAG_KEYS.get(name, name)
         if key == "log-opts":
-            option, _, option_value = value.partition("=")
+            option, option_value = (value.split("=", 1) + [""])[:2]
             settings.setdefault("log-opts", {})[option] = option_value
         else:
             settings[key] = value
@@ -381,7 +381,7 @@ def check_flag_conflicts(config, sources, where="daemon.json"):
         both = sorted(set(given) & set(config))
         if both:
             flags = ", ".join(_flag_text(name, value) for name, value in _flag_items(source["argv"])
-                             if FLAG_KEYS.get(name, name) in both)
+                              if FLAG_KEYS.get(name, name) in both)
             raise OpsError("%s: %s %s also given as dockerd flags (%s, from %s); dockerd refuses a "
                            "setting given both ways and would not start: drop the flag or the key"
                            % (where, ", ".join(both), "is" if len(both) == 1 else "are", flags,
@@ -491,4 +491,3 @@ def _dockerd_validate(dockerd, path, flags):
         raise OpsError("%s: dockerd --validate refused it%s: %s" % (
             path, " with the engine's flags" if kept else "",
             lines[-1] if lines else "exit status %s" % result.rc), refused_by="dockerd")
-

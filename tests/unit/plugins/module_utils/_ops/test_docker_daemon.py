@@ -338,8 +338,8 @@ def test_syslog_tls_files_must_be_there_and_be_what_they_say(tmp_path):
 
 
 def test_a_plugin_driver_needs_the_opt_in_and_then_only_its_shape_is_checked():
-    config = {"log-driver": "grafana/loki-docker-driver:latest", "log-opts": {"loki-url": "http://loki:3100",
-                                                                             "mode": "non-blocking"}}
+    config = {"log-driver": "grafana/loki-docker-driver:latest",
+              "log-opts": {"loki-url": "http://loki:3100", "mode": "non-blocking"}}
     with pytest.raises(OpsError, match="needs the plugin opt-in"):
         docker_daemon.check_daemon_config(config)
     assert docker_daemon.check_daemon_config(config, plugin_driver=True)[0] == config["log-driver"]
