@@ -289,7 +289,12 @@ class IsolatedEngine:
         _run(["ip", "link", "add", self.bridge, "type", "bridge"])
         _run(["ip", "addr", "add", self.bridge_ip + "/24", "dev", self.bridge])
         _run(["ip", "link", "set", self.bridge, "up"])
-        argv = [DOCKERD] if self.root is None else self._mount_root() + ["/usr/sbin/dockerd"]
+        self._prefix = [] if self.root is None else self._mount_root()
+        self._launch()
+
+    def _launch(self):
+        """Start dockerd on this engine's directories and wait until it answers."""
+        argv = self._prefix + [DOCKERD if self.root is None else "/usr/sbin/dockerd"]
         argv += [
             "--data-root", self.data_root,
             "--exec-root", self.exec_root,
@@ -351,6 +356,23 @@ class IsolatedEngine:
             _run(["mount", "--rbind", "/" + fs, os.path.join(self.root, fs)])
         _run(["mount", "--make-rprivate", self.root])
         return ["chroot", self.root]
+
+    def restart(self, config_file=None):
+        """Stop dockerd and start it again on ``config_file`` (``None``: none), keeping the data
+        root, so images stay. Raises ``RuntimeError`` with dockerd's last log lines when it does
+        not start; the engine can then be restarted again, and ``stop()`` still cleans up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._kill_containers()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        with open(self.log_path, "ab") as log:
+            log.write(b"--- restart ---\n")
+        self.config_file = config_file
+        self._launch()
 
     def _kill_containers(self):
         """SIGKILL running containers first: dockerd then shuts down without waiting."""

@@ -33,6 +33,7 @@ COMMANDS = {
     "media-baseline": "media_cli",
     "media-gate": "media_cli",
     "media-cleanup": "media_cli",
+    "media-cleanup-reminder": "media_cli",
     "health-check": "health_cli",
     "health-report": "health_cli",
     "backup": "backup_cli",

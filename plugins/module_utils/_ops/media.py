@@ -549,6 +549,7 @@ GATE_CONFIG_KEYS = ("media_path", "baseline_file", "size_limit", "growth_limit_p
                     "disk_path", "disk_limit_percent", "disk_trend_days", "disk_history_file")
 CLEANUP_CONFIG_KEYS = ("command", "chdir", "timeout_seconds", "media_path", "approved_report",
                        "state_file")
+REMINDER_CONFIG_KEYS = ("state_file", "alert_key", "host", "job_name")
 DEFAULT_STATE_FILE = "/var/lib/runbook-ops/media-cleanup.json"
 REPORT_ID_RE = re.compile(r"^mc-[0-9a-f]{12}$")
 
@@ -678,3 +679,45 @@ def run_cleanup(config, dry_run=False):
     return {"rc": result.rc, "stdout": result.stdout, "stderr": result.stderr,
             "seconds": round(result.seconds, 1), "timed_out": result.timed_out,
             "before_bytes": before, "after_bytes": after, "argv": argv, "refused": None}
+
+
+def check_reminder_config(config, where="media-cleanup-reminder config"):
+    """Return the review reminder job config checked; ``OpsError`` if bad.
+
+    Keys: ``state_file`` (the activation state, default
+    ``/var/lib/runbook-ops/media-cleanup.json``), ``alert_key`` (the role's alert key prefix,
+    default ``media-cleanup``; the reminder goes out on ``<alert_key>:<report id>``, the key of
+    the report's own alert, so the cooldown is that key's), ``host`` (the inventory name the
+    approval is given for) and ``job_name`` (the weekly job that was removed).
+    """
+    _check_keys(config, REMINDER_CONFIG_KEYS, where)
+    checked = {"state_file": _require_path(dict({"state_file": DEFAULT_STATE_FILE}, **config),
+                                           "state_file", where)}
+    for key, default in (("alert_key", "media-cleanup"), ("host", None), ("job_name", None)):
+        value = config.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise OpsError("%s: %s must be a non-empty string, not %r" % (where, key, value))
+        checked[key] = value
+    return checked
+
+
+def review_reminder(config):
+    """What to remind the team of while a disarmed host waits in review, or ``None``.
+
+    A host is *disarmed* when its state is ``reviewed`` with ``disarmed_at`` set: it had the
+    weekly cleanup, a settings change (or a changed dry-run) took it back to review and the
+    job was removed. Returns ``{"key", "text", "report_id"}`` for ``alerts.notify``.
+    """
+    from .state import read_json
+
+    state = read_json(config["state_file"])
+    if not isinstance(state, dict) or state.get("state") != "reviewed" or not state.get("disarmed_at"):
+        return None
+    report = state.get("report_id") or "(no report id)"
+    host = config["host"]
+    text = ("media cleanup is still OFF: the weekly job %s was removed at %s (%s) and stays off "
+            "until report %s is approved. Read %s on %s, then run the play with -l %s -e "
+            "media_cleanup_approve=%s (or media_cleanup_state: absent to end it)." % (
+                config["job_name"], state["disarmed_at"], state.get("reason") or "back to review",
+                report, state.get("report_path") or "the dry-run report", host, host, report))
+    return {"key": "%s:%s" % (config["alert_key"], report), "text": text, "report_id": report}

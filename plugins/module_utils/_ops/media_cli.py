@@ -9,10 +9,13 @@
     runbook-ops media-cleanup --config /etc/runbook-ops/meal-photos-cleanup.json [--validate] [--json]
         run the application's cleanup command once (the weekly cron job), only while the
         activation state is active for the report the job was approved for
+    runbook-ops media-cleanup-reminder --config /etc/runbook-ops/meal-photos-cleanup-review.json [--validate] [--json]
+        while a host whose weekly job was removed waits in review, repeat the report's alert
+        (the weekly job in its place; the alert cooldown applies)
 
 Exit status: 0 ran, 1 the job failed (partial measurement, baseline not written,
-cleanup command failed, cleanup not run because its approval no longer holds), 2 bad
-input or config.
+cleanup command failed, cleanup not run because its approval no longer holds, reminder not
+delivered), 2 bad input or config.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ def add_parser(subparsers):
         "media-cleanup", help="run the application's media cleanup command once")
     add_config_arguments(cleanup, None, "the job's settings")
     cleanup.set_defaults(func=cmd_media_cleanup)
+
+    reminder = subparsers.add_parser(
+        "media-cleanup-reminder", help="remind the team that a disarmed media cleanup waits for approval")
+    add_config_arguments(reminder, None, "the job's settings")
+    reminder.set_defaults(func=cmd_media_cleanup_reminder)
 
 
 def _load_config(path):
@@ -131,3 +139,26 @@ def cmd_media_cleanup(args, runtime):
         lines.append("cleanup command exited with status %d" % result["rc"])
     emit(args, result, "\n".join(line for line in lines if line))
     return 0 if result["rc"] == 0 and not result["timed_out"] else 1
+
+
+def cmd_media_cleanup_reminder(args, runtime):
+    """Repeat the waiting report's alert; 1 when it could not be delivered."""
+    from .alerts import notify
+
+    config = media.check_reminder_config(_load_config(args.config), where=args.config)
+    if args.validate:
+        _say("%s: ok" % args.config)
+        return 0
+    due = media.review_reminder(config)
+    if due is None:
+        emit(args, {"reminded": False}, "nothing to remind: the media cleanup is not waiting in review "
+             "after a disarm (%s)" % config["state_file"])
+        return 0
+    result = notify(runtime, due["key"], "warning", due["text"])
+    result["reminded"] = bool(result.get("sent"))
+    if result.get("error"):
+        emit(args, result, "reminder NOT delivered (%s): %s" % (result["error"], due["text"]))
+        return 1
+    emit(args, result, "reminder %s: %s" % (
+        "sent" if result.get("sent") else "not sent (%s)" % result.get("reason", ""), due["text"]))
+    return 0

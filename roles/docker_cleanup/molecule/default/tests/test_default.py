@@ -124,3 +124,49 @@ def test_a_real_docker_20_10_starts_on_the_file_each_phase_wrote(host, phase, tm
         assert info["LiveRestoreEnabled"] is True
     finally:
         engine.stop()
+
+
+def refusal(host, phase):
+    return json.loads(host.file("/var/tmp/evidence/%s.refusal" % phase).content_string)["msg"]
+
+
+def test_a_file_with_the_same_content_is_not_rewritten_and_nothing_restarts(host):
+    data, restarts = evidence(host, "same")
+    assert data == evidence(host, "journald")[0]
+    assert len(restarts) == 2  # no restart for formatting and key order alone
+    raw = host.file("/var/tmp/evidence/same.raw").content_string
+    assert raw == '{"log-opts":{"tag":"web"},"log-driver":"journald","live-restore":true}'
+
+
+def test_a_daemon_json_that_is_not_json_is_refused_naming_the_file(host):
+    message = refusal(host, "broken")
+    assert "\n" not in message.strip()
+    assert message.startswith("/etc/docker/daemon.json is not a JSON object (")
+    assert "fix or remove it" in message and "Nothing was changed" in message
+    assert host.file("/var/tmp/evidence/broken.raw").content_string == '{"live-restore": true,'
+    assert len(evidence(host, "broken")[1]) == 2
+
+
+def test_log_opts_also_given_in_docker_opts_are_refused(host):
+    message = refusal(host, "flags")
+    assert "\n" not in message.strip()
+    assert ("log-opts is also given as dockerd flags (--log-opt=tag=x, from /etc/init.d/docker with "
+            "DOCKER_OPTS of /etc/default/docker)") in message
+    assert "not restarted" in message
+    assert len(evidence(host, "flags")[1]) == 2
+
+
+def test_a_plugin_driver_needs_the_opt_in_and_an_engine_that_has_it(host):
+    assert "log-driver 'loki' is not a built-in Docker log driver" in refusal(host, "not-builtin")
+    message = refusal(host, "plugin")
+    assert "log-driver loki is not an enabled log driver plugin of the engine at unix:///tmp/rbo-eng/" in message
+    assert "(its plugins: none)" in message
+    for phase in ("not-builtin", "plugin"):
+        assert len(evidence(host, phase)[1]) == 2
+
+
+def test_check_mode_meets_the_refusal_a_real_run_meets(host):
+    message = json.loads(host.file("/var/tmp/evidence/check.refusal").content_string)["msg"]
+    assert "'max-size' is not an option of log-driver journald" in message
+    data, restarts = evidence(host, "check")
+    assert data == evidence(host, "journald")[0] and len(restarts) == 2

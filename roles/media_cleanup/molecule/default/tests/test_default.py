@@ -112,6 +112,15 @@ def test_approving_the_current_id_runs_the_real_cleanup_once_and_arms_the_weekly
     assert state["report_id"] in snap["telegram"][1]["text"]
 
 
+def test_an_approval_runs_the_dry_run_again_right_before_the_real_run(host):
+    """The approved report must still be what the cleanup would do (its id again)."""
+    before, snap = evidence(host, "refused-stale"), evidence(host, "approved")
+    calls = [c["argv"] for c in snap["calls"][len(before["calls"]):]
+             if c["argv"][:1] == ["cleanup_old_meal_photos"]]
+    assert calls == [["cleanup_old_meal_photos", "--days", "90", "--status", "ALL", "--dry-run"],
+                     ["cleanup_old_meal_photos", "--days", "90", "--status", "ALL"]]
+
+
 def test_a_settings_change_on_the_armed_host_removes_the_cron_job_and_makes_a_new_report(host):
     before, snap = evidence(host, "approved"), evidence(host, "changed")
     old_id, new_id = before["state"]["report_id"], snap["state"]["report_id"]
@@ -166,7 +175,8 @@ def test_the_idempotence_run_deleted_nothing_more(host):
     calls = [json.loads(line) for line in
              host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
     assert len([c for c in cleanup_calls(calls, False) if "--status" in c["argv"]]) == 2
-    assert len(cleanup_calls(calls, True)) == 3  # the gate, the settings change, the upgrade
+    # the gate, the settings change, the upgrade, and each approval (it checks its report holds)
+    assert len(cleanup_calls(calls, True)) == 5
     deleted = host.file("/var/lib/fake-app/deleted.txt").content_string.split()
     assert sorted(deleted) == sorted(OLD + MID)
     for path in NEW:

@@ -42,7 +42,7 @@ def write(host, name, config):
 
 def test_media_subcommands_are_registered():
     assert {cmd for cmd, mod in cli.COMMANDS.items() if mod == "media_cli"} == {
-        "media-baseline", "media-gate", "media-cleanup"}
+        "media-baseline", "media-gate", "media-cleanup", "media-cleanup-reminder"}
 
 
 def test_media_baseline_appends_a_sample_and_prints_a_line(host, capsys):
@@ -134,3 +134,88 @@ def test_a_job_config_without_a_report_id_is_refused(host, capsys, approved):
         config["approved_report"] = approved
     assert run(host, "media-cleanup", "--config", write(host, "old.json", config)) == 2
     assert "run the media_cleanup role to review it again" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- the review reminder
+
+sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
+from fake_telegram import FakeTelegram  # noqa: E402
+
+TOKEN = "112233:MEDIA_reminder_token_0123456789abcd"
+DISARMED = {"state": "reviewed", "report_id": "mc-0123456789ab", "disarmed_at": "2026-03-01T04:00:00Z",
+            "reason": "settings changed: days", "report_path": "/var/lib/runbook-ops/media-cleanup-dry-run.txt"}
+
+
+@pytest.fixture
+def telegram(host):
+    with FakeTelegram(TOKEN, record_path=str(host / "telegram.jsonl")) as fake:
+        token = host / "telegram.token"
+        token.write_text(TOKEN + "\n")
+        runtime = json.loads((host / "runtime.json").read_text())
+        runtime["alert"] = {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
+                            "telegram_token_file": str(token), "cooldown_seconds": 86400}
+        (host / "runtime.json").write_text(json.dumps(runtime))
+        yield fake
+
+
+def messages(host):
+    path = host / "telegram.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def reminder_config(host, state):
+    write(host, "state.json", state)
+    return write(host, "review.json", {"state_file": str(host / "state.json"), "alert_key": "media-cleanup",
+                                       "host": "app1", "job_name": "meal-photos-cleanup"})
+
+
+def test_a_disarmed_host_in_review_is_reminded_once_per_cooldown(host, telegram, capsys):
+    config = reminder_config(host, DISARMED)
+    assert run(host, "media-cleanup-reminder", "--config", config) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("reminder sent: ")
+    [sent] = messages(host)
+    assert "still OFF" in sent["text"] and "meal-photos-cleanup" in sent["text"]
+    assert "removed at 2026-03-01T04:00:00Z (settings changed: days)" in sent["text"]
+    assert "-l app1 -e media_cleanup_approve=mc-0123456789ab" in sent["text"]
+    alerts = json.loads((host / "state" / "alerts.json").read_text())
+    assert alerts["media-cleanup:mc-0123456789ab"]["level"] == "warning"
+    assert run(host, "media-cleanup-reminder", "--config", config) == 0
+    assert "not sent (in cooldown" in capsys.readouterr().out and len(messages(host)) == 1
+
+
+def test_a_reminder_that_is_not_delivered_fails_the_job(host, capsys):
+    with FakeTelegram(TOKEN, fail_first=5, fail_status=403) as fake:
+        token = host / "telegram.token"
+        token.write_text(TOKEN + "\n")
+        runtime = json.loads((host / "runtime.json").read_text())
+        runtime["alert"] = {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
+                            "telegram_token_file": str(token), "cooldown_seconds": 86400}
+        (host / "runtime.json").write_text(json.dumps(runtime))
+        assert run(host, "media-cleanup-reminder", "--config", reminder_config(host, DISARMED)) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("reminder NOT delivered (") and "HTTP 403" in out
+
+
+@pytest.mark.parametrize("state", [
+    {"state": "active", "report_id": "mc-0123456789ab"},
+    {"state": "reviewed", "report_id": "mc-0123456789ab"},  # never armed: waiting is normal
+    None,  # backlog: no state file
+], ids=["active", "reviewed-never-armed", "backlog"])
+def test_nothing_is_reminded_unless_the_host_waits_after_a_disarm(host, telegram, capsys, state):
+    config = reminder_config(host, state or {})
+    if state is None:
+        os.unlink(str(host / "state.json"))
+    assert run(host, "media-cleanup-reminder", "--config", config) == 0
+    assert capsys.readouterr().out.startswith("nothing to remind")
+    assert messages(host) == []
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"state_file": "relative.json", "host": "app1", "job_name": "j"}, "state_file must be an absolute path"),
+    ({"job_name": "j"}, "host must be a non-empty string"),
+    ({"host": "app1", "job_name": "j", "extra": 1}, "unknown setting(s) extra"),
+])
+def test_the_reminder_config_is_validated(host, capsys, config, words):
+    assert run(host, "media-cleanup-reminder", "--config", write(host, "r.json", config), "--validate") == 2
+    assert words in capsys.readouterr().err
