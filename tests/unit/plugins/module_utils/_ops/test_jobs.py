@@ -359,8 +359,10 @@ def test_a_run_skipped_behind_a_stuck_holder_alerts_once_then_recovers(host, fak
     os.kill(holder.pid, signal.SIGSTOP)
     try:
         later = time.time() + 2 + jobs.STUCK_GRACE_SECONDS + 5
+        boot_later = jobs.boot_seconds() + 2 + jobs.STUCK_GRACE_SECONDS + 5  # both clocks on
         records = [jobs.run_job(host.runtime, "frozen", ["true"], clock=lambda: later,
-                                out=open(os.devnull, "w")) for _attempt in range(2)]
+                                boot_clock=lambda: boot_later, out=open(os.devnull, "w"))
+                   for _attempt in range(2)]
         on_time = jobs.run_job(host.runtime, "frozen", ["true"], out=open(os.devnull, "w"))
     finally:
         os.kill(holder.pid, signal.SIGCONT)

@@ -143,7 +143,7 @@ def test_a_stuck_holder_alerts_even_when_the_syslog_pipe_is_gone(tmp_path, fake)
         holder.kill()
         holder.wait()
     assert proc.returncode == 1
-    assert [m["text"][:40] for m in fake.messages] == [
+    assert [m["text"][:39] for m in fake.messages] == [
         "🚨 web1 CRITICAL: job disk-monitor is st"]
 
 
