@@ -189,8 +189,10 @@ def read_lock_note(fd) -> dict:
     try:
         note = json.loads(text)
     except ValueError:
-        return {"pid": text} if text else {}
-    return note if isinstance(note, dict) else {}
+        note = None
+    if isinstance(note, dict):
+        return note
+    return {"pid": text} if text else {}  # the oldest wrappers noted a bare pid
 
 
 def holder_elapsed(note, now, boot_now):
