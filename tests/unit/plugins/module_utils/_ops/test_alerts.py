@@ -394,3 +394,32 @@ def test_decide_matches_the_model_of_rate_limited_alerts_and_one_recovery_per_al
         when += fraction * cooldown
         events.append((when, level))
     assert _decide_messages(events, cooldown) == _model_messages(events, cooldown)
+
+
+# --------------------------------------------------------------------------- fallback state
+
+def test_merge_state_keeps_the_later_level_and_the_later_sending_per_level(tmp_path):
+    main, fallback = tmp_path / "state", tmp_path / "run"
+    main.mkdir()
+    fallback.mkdir()
+    (main / "alerts.json").write_text(json.dumps({
+        "job:backup": {"level": "ok", "updated": 100, "sent": {"critical": 50, "ok": 100}},
+        "disk:/": {"level": "warning", "updated": 500, "sent": {"warning": 500}},
+    }))
+    (fallback / "alerts.json").write_text(json.dumps({
+        "job:backup": {"level": "critical", "updated": 300, "streak": 1,
+                       "sent": {"critical": 300}},
+        "disk:/": {"level": "ok", "updated": 400, "sent": {"warning": 10, "ok": 400}},
+        "runbook-ops:storage": {"level": "critical", "updated": 300, "sent": {"critical": 300}},
+    }))
+    assert alerts.merge_state(str(main), str(fallback)) == 3
+    merged = json.loads((main / "alerts.json").read_text())
+    assert merged["job:backup"] == {"level": "critical", "updated": 300, "streak": 1,
+                                    "sent": {"critical": 300, "ok": 100}}
+    assert merged["disk:/"] == {"level": "warning", "updated": 500,
+                                "sent": {"warning": 500, "ok": 400}}
+    assert merged["runbook-ops:storage"]["level"] == "critical"
+    assert not (fallback / "alerts.json").exists()
+    # and the recoveries are decided from the merged state
+    assert alerts.decide(merged["job:backup"], "ok", 400, DAY) == (True, "recovery from critical")
+    assert alerts.merge_state(str(main), str(fallback)) == 0
