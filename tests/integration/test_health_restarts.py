@@ -77,3 +77,30 @@ def test_a_worker_oom_killed_every_10_minutes_pages_with_the_exit_code(
     assert texts == ["⚠️ web1 WARNING: health check degraded (shop/worker: restarted 2 times "
                      "in the last 1 h (last exit code 137: killed, out of memory (OOM))), "
                      "for 5 min"]
+
+
+def test_the_exit_code_is_the_container_s_own_and_read_in_the_second_it_died(
+        isolated_engine):
+    """The engine's events are asked by container id: a container recreated under the same
+    name (compose up after a change) must not lend the old one's exit code. And a death in
+    the very second of the check counts (the API's ``until`` is whole seconds)."""
+    segfaults = "while [ ! -e /tmp/crash ]; do sleep 0.2; done; rm -f /tmp/crash; exit 139"
+    build_busybox_image(isolated_engine, "segv:1", cmd=["sh", "-c", segfaults])
+    client = isolated_engine.client()
+    old = client.containers.run("segv:1", ["sh", "-c", "exit 3"], detach=True,
+                                name="shop-worker-1")
+    old.wait(timeout=30)
+    old_id = old.id[:12]
+    old.remove()
+    new = client.containers.run("segv:1", detach=True, labels=LABELS, name="shop-worker-1",
+                                restart_policy={"Name": "always"})
+    try:
+        wall = time.time()
+        assert health.last_exit(client, new.id[:12], wall - 60, wall) is None
+        assert health.last_exit(client, old_id, wall - 60, wall)[:2] == (3, False)
+        _crash(new)
+        info = health.describe_container(new.attrs)
+        assert info["state"] == "running" and info["exit_code"] == 0  # inspect forgot it
+        assert health.observe_exit(client, info, 3600)[:2] == [139, False]
+    finally:
+        new.remove(force=True)

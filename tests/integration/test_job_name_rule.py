@@ -1,12 +1,16 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every role refuses a job name with a dot before it changes anything.
+"""Every role refuses a job name with a dot, or a timeout of 0 or less, before it changes
+anything.
 
 Debian's cron silently ignores /etc/cron.d files whose names contain a dot, so
-``backup_job_name: backup.daily`` would install a job that never runs. Each role is
-applied for real by one ansible-playbook run against localhost in check mode (nothing on
-this machine changes), one inventory alias per role, with such a name: each must fail at
-the role's first task with one line naming the variable, its value and the rule.
+``backup_job_name: backup.daily`` would install a job that never runs; a timeout of 0 or
+less on the cron line (``runbook-ops run --timeout -5``) would make every run fail before
+the job starts. Each role is applied for real by one ansible-playbook run against
+localhost in check mode (nothing on this machine changes), one inventory alias per case:
+each must fail at the role's first task (job name) or second task (timeouts, and the
+backup role's longest derived job name) with one line naming the variable, its value and
+the rule.
 """
 
 from __future__ import annotations
@@ -31,14 +35,32 @@ ROLE_VARS = {
 }
 
 
+# The timeout each role passes to `runbook-ops run --timeout` (backup: two of them).
+TIMEOUT_VARS = {
+    "backup": {"backup_timeout_seconds": -5, "backup_check_timeout_seconds": 0},
+    "disk_monitor": {"disk_monitor_timeout_seconds": 0},
+    "docker_cleanup": {"docker_cleanup_timeout_seconds": -5},
+    "health_monitor": {"health_monitor_job_timeout_seconds": -120},
+    "media_baseline": {"media_baseline_timeout_seconds": 0},
+    "media_cleanup": {"media_cleanup_command_timeout_seconds": -1},
+}
+RULE = "use letters, digits, '_' and '-' (not first), at most 100 characters"
+
+
 @pytest.fixture(scope="module")
 def plays(tmp_path_factory):
-    """``{role: [task results]}``: each role applied to its own alias of localhost."""
+    """``{alias: [task results]}``: each case applied to its own alias of localhost: the
+    role's name with a dotted job name, ``<role>-timeout`` with bad timeouts,
+    ``backup-long-name`` with a job name whose ``-freshness`` job is too long."""
     tmp = tmp_path_factory.mktemp("job-names")
     hosts = {}
     for role in sorted(ROLE_VARS):
         hosts[role] = dict(ROLE_VARS[role], role_under_test=role)
         hosts[role]["%s_job_name" % role] = "nightly.%s" % role
+        hosts[role + "-timeout"] = dict(ROLE_VARS[role], role_under_test=role,
+                                        **TIMEOUT_VARS[role])
+    hosts["backup-long-name"] = dict(ROLE_VARS["backup"], role_under_test="backup",
+                                     backup_job_name="b" * 95)
     # One play, so a host that fails (as most must) does not end the others' runs.
     (tmp / "play.yml").write_text(json.dumps([{
         "name": "Apply each host's role", "hosts": "all", "gather_facts": False,
@@ -72,3 +94,28 @@ def test_a_dot_in_the_job_name_is_refused_by_the_role_first_task(plays, role):
         "/etc/cron.d files with one)" % (role, role))
     own = [t for t in tasks if "/roles/%s/" % role in t.get("path", "")]
     assert own == failed, "the role ran nothing before refusing the name"
+
+
+def _own_tasks(tasks, role):
+    return [t for t in tasks if "/roles/%s/" % role in t.get("path", "")]
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_VARS))
+def test_a_timeout_of_0_or_less_is_refused_by_the_role_second_task(plays, role):
+    tasks = plays[role + "-timeout"]
+    failed = [t for t in tasks if t.get("failed")]
+    assert len(failed) == 1 and failed[0]["name"].startswith("runbook.ops.%s : Check the timeout"
+                                                             % role)
+    assert failed[0]["msg"] == "; ".join(
+        "%s %r is not a valid timeout: use a number of seconds greater than 0" % (variable, value)
+        for variable, value in TIMEOUT_VARS[role].items())
+    own = _own_tasks(tasks, role)
+    assert own[1:] == failed and not own[0].get("failed"), "only the job-name check ran before"
+
+
+def test_the_backup_role_refuses_a_name_whose_freshness_job_is_too_long(plays):
+    failed = [t for t in plays["backup-long-name"] if t.get("failed")]
+    assert len(failed) == 1 and failed[0]["msg"] == (
+        "the freshness job's name (backup_job_name + '-freshness') '%s-freshness' is not a valid "
+        "job name: %s" % ("b" * 95, RULE))
+    assert _own_tasks(plays["backup-long-name"], "backup")[1:] == failed

@@ -3,13 +3,17 @@
 """Alerts to Telegram: one cooldown per key, escalation at once, one recovery per alert.
 
 A key's alerts are rate-limited across recoveries (a flapping check sends one alert and
-one recovery per cooldown); the cooldown counts as passed ``COOLDOWN_SLACK`` early so a
-daily job alerts daily (``decide``).
+one recovery per cooldown), yet a problem that comes back after its recovery and stays
+for a second run in a row is sent at once: the last word is never a stale "recovered".
+The cooldown counts as passed ``COOLDOWN_SLACK`` early so a daily job alerts daily
+(``decide``).
 
 Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under a
 lock, decides (``decide``), formats (``format_alert``), delivers (``send_telegram``)
 and records the outcome. The state is best effort: when it cannot be written (full
 disk) the message still goes out and the result says ``state_saved: False``.
+``merge_state`` folds the state kept in the fallback directory (while the state
+directory was read-only) back into the usual one.
 
 The bot token is read from a file and only ever placed in the request URL. Errors
 raised here name the API host, never the URL (the token is in its path) nor the token.
@@ -171,23 +175,27 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
 
 
 class _StateLock:
-    """An advisory lock beside the state file; proceeds unlocked if it cannot be had."""
+    """An advisory lock beside the state file; proceeds unlocked if it cannot be had.
+
+    Opened without following a symbolic link and without leaking into child processes.
+    """
 
     def __init__(self, path, wait_seconds=120.0):
         self.path = path
         self.wait_seconds = wait_seconds
-        self.handle = None
+        self.fd = None
 
     def __enter__(self):
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.handle = open(self.path, "a")
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                              | os.O_NONBLOCK, 0o644)
         except OSError:
             return self
         deadline = time.monotonic() + self.wait_seconds
         while True:
             try:
-                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return self
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
@@ -195,8 +203,12 @@ class _StateLock:
                 time.sleep(0.1)
 
     def __exit__(self, *exc_info):
-        if self.handle is not None:
-            self.handle.close()
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _state_lock(state_dir):
+    return _StateLock(os.path.join(state_dir, "locks", "alerts.lock"))
 
 
 def _sent_times(previous) -> dict:
@@ -204,6 +216,14 @@ def _sent_times(previous) -> dict:
     sent = previous.get("sent") if isinstance(previous.get("sent"), dict) else {}
     return {level: when for level, when in sent.items()
             if level in LEVELS and isinstance(when, (int, float)) and not isinstance(when, bool)}
+
+
+def _streak(previous) -> int:
+    """How many notify calls in a row before this one reported a problem for the key."""
+    streak = previous.get("streak")
+    if isinstance(streak, int) and not isinstance(streak, bool) and streak > 0:
+        return streak
+    return 0
 
 
 def decide(previous, level, now, cooldown_seconds) -> tuple:
@@ -215,9 +235,15 @@ def decide(previous, level, now, cooldown_seconds) -> tuple:
       higher one went out less than the cooldown ago, whatever happened in between:
       a rise sends at once, a check flapping between ok and failing sends one alert
       per cooldown, not one per flap;
+    - except after a recovery: when the last message for the key was a recovery, a
+      problem that has come back for a second run in a row (``streak``) is sent at once,
+      so "recovered" never stays the last word for longer than one run while the check
+      fails; an alternating flap never has two failing runs in a row, so it still sends
+      one alert and one recovery per cooldown;
     - "less than the cooldown ago" allows ``COOLDOWN_SLACK`` of the cooldown, so a
       daily job whose alert goes out a few seconds (or minutes) earlier than
-      yesterday's still alerts daily;
+      yesterday's still alerts daily; a sending time in the future (the clock was set
+      back) counts as expired;
     - ``ok`` after a problem sends one recovery, and only for an alert that went out
       (one recovery per alert, so at most one per cooldown too).
     """
@@ -226,13 +252,14 @@ def decide(previous, level, now, cooldown_seconds) -> tuple:
     if before not in LEVELS:
         before = "ok"
     sent = _sent_times(previous)
+    last_alert = max((when for lvl, when in sent.items() if lvl != "ok"), default=None)
+    recovered_last = last_alert is not None and sent.get("ok", float("-inf")) >= last_alert
     if level == "ok":
         if before == "ok":
             return False, "already ok"
-        last_alert = max((when for lvl, when in sent.items() if lvl != "ok"), default=None)
         if last_alert is None:
             return False, "no alert went out for the %s, so no recovery" % before
-        if sent.get("ok", float("-inf")) >= last_alert:
+        if recovered_last:
             return False, "the recovery after the last alert was already sent"
         return True, "recovery from %s" % before
     rise = LEVELS[level] > LEVELS[before]
@@ -241,10 +268,32 @@ def decide(previous, level, now, cooldown_seconds) -> tuple:
                       if lvl != "ok" and LEVELS[lvl] >= LEVELS[level]]
     if not same_or_higher:
         return True, why
+    if max(same_or_higher) > now:
+        return True, "cooldown passed (last sent at a later time: the clock was set back)"
     left = max(same_or_higher) + cooldown_seconds - now
     if left <= cooldown_seconds * COOLDOWN_SLACK:
         return True, why if rise else "cooldown passed"
-    return False, "in cooldown for %d s more" % int(left + 0.999)
+    if recovered_last and _streak(previous) >= 1:
+        return True, "back after its recovery, %d runs in a row" % (_streak(previous) + 1)
+    held = "in cooldown for %d s more" % int(left + 0.999)
+    if recovered_last:
+        held += " (back after its recovery: sent if still %s next run)" % level
+    return False, held
+
+
+def next_entry(previous, level, now, delivered) -> dict:
+    """A key's stored entry after a ``level`` was reported at ``now`` (and ``delivered``
+    or not): ``{"level", "since", "updated", "sent": {level: epoch}, "streak"}``, where
+    ``streak`` counts the reports of a problem in a row (``decide`` reads it)."""
+    entry = dict(previous or {})
+    sent = _sent_times(entry)
+    if delivered:
+        sent[level] = now
+    if entry.get("level") != level:
+        entry["since"] = now
+    entry.update({"level": level, "sent": sent, "updated": now,
+                  "streak": 0 if level == "ok" else _streak(entry) + 1})
+    return entry
 
 
 def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dict:
@@ -264,7 +313,7 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
     now = time.time() if now is None else now
     alert = runtime["alert"]
     state_path = os.path.join(runtime["state_dir"], "alerts.json")
-    with _StateLock(os.path.join(runtime["state_dir"], "locks", "alerts.lock")):
+    with _state_lock(runtime["state_dir"]):
         state = read_json(state_path, {})
         if not isinstance(state, dict):
             state = {}
@@ -297,25 +346,74 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
         if level == "ok" and previous.get("level", "ok") == "ok":
             result["state_saved"] = True  # nothing changed: no write on every quiet run
             return result
-        entry = dict(previous)
-        sent = _sent_times(previous)
         if level == "ok" and should_send and not delivered and result["configured"]:
             # Keep the old level so the next ok run retries the recovery message;
             # nothing to write, so nothing was lost.
             result["state_saved"] = True
             return result
-        if delivered:
-            sent[level] = now
-        if entry.get("level") != level:
-            entry["since"] = now
-        entry.update({"level": level, "sent": sent, "updated": now})
-        state[key] = entry
+        state[key] = next_entry(previous, level, now, delivered)
         try:
             result["state_saved"] = write_json_atomic(state_path, state)
         except OSError as exc:
             result["state_saved"] = False
             result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
     return result
+
+
+def stored_levels(state_dir) -> dict:
+    """``{key: level}`` of every key stored in ``<state_dir>/alerts.json`` (read unlocked:
+    a quick look that tells which keys may need a recovery, never a decision)."""
+    state = read_json(os.path.join(state_dir, "alerts.json"), {})
+    if not isinstance(state, dict):
+        return {}
+    return {key: entry.get("level", "ok") for key, entry in state.items()
+            if isinstance(entry, dict)}
+
+
+def _merge_entry(ours, theirs) -> dict:
+    """One key's entry from two state files: the later level, the later sending per level."""
+    ours = ours if isinstance(ours, dict) else {}
+    theirs = theirs if isinstance(theirs, dict) else {}
+
+    def updated(entry):
+        when = entry.get("updated")
+        return when if isinstance(when, (int, float)) and not isinstance(when, bool) else 0
+
+    merged = dict(theirs if updated(theirs) > updated(ours) else ours)
+    sent = _sent_times(ours)
+    for level, when in _sent_times(theirs).items():
+        sent[level] = max(when, sent.get(level, when))
+    merged["sent"] = sent
+    return merged
+
+
+def merge_state(state_dir, from_dir) -> int:
+    """Fold ``<from_dir>/alerts.json`` into ``<state_dir>/alerts.json`` and remove it.
+
+    ``from_dir`` is the fallback state directory: alerts sent while the state directory
+    could not be written are recorded there, and their recoveries must be decided from
+    the usual state once it is writable again. Per key the later level wins, and per
+    level the later sending time. Returns the number of keys merged; raises ``OSError``
+    when the merged state cannot be written (the fallback file is then kept).
+    """
+    theirs_path = os.path.join(from_dir, "alerts.json")
+    ours_path = os.path.join(state_dir, "alerts.json")
+    with _state_lock(state_dir), _state_lock(from_dir):
+        theirs = read_json(theirs_path, {})
+        if not isinstance(theirs, dict):
+            theirs = {}
+        ours = read_json(ours_path, {})
+        if not isinstance(ours, dict):
+            ours = {}
+        for key, entry in theirs.items():
+            ours[key] = _merge_entry(ours.get(key), entry)
+        if theirs and not write_json_atomic(ours_path, ours):
+            raise OSError(errno.EROFS, "disk full or read-only", ours_path)
+        try:
+            os.unlink(theirs_path)
+        except FileNotFoundError:
+            pass
+    return len(theirs)
 
 
 def send_test(runtime, text="runbook-ops test alert: delivery works") -> dict:

@@ -44,6 +44,7 @@ from .errors import OpsError
 from .restic_filter import invalid_patterns
 from .retention import keeps_oldest, plan_retention
 from .runner import run_command
+from .runtime import job_name_problem
 
 SNAPSHOT_TAG = "runbook-ops"
 JOB_TAG_PREFIX = "job:"
@@ -121,8 +122,8 @@ def validate_config(raw):
 
     if config["engine"] not in ("restic", "archive"):
         raise OpsError("engine must be 'restic' or 'archive', not %r" % config["engine"])
-    if not re.match(r"^[A-Za-z0-9_.-]+$", str(config["job"])):
-        raise OpsError("job must be a simple name (letters, digits, . _ -)")
+    if job_name_problem(config["job"], "job"):  # the one rule of runbook-ops run --job
+        raise OpsError(job_name_problem(config["job"], "job"))
     if config["password_file"] is None:
         config["password_file"] = "/etc/runbook-ops/%s.password" % config["job"]
     if config["legacy_snapshots"] is None:

@@ -21,6 +21,7 @@ import argparse
 import importlib
 import sys
 
+from .cli_output import write_line
 from .errors import OpsError
 from .runtime import DEFAULT_RUNTIME_PATH, load_runtime
 
@@ -93,9 +94,9 @@ def main(argv=None) -> int:
         return int(args.func(args, runtime) or 0)
     except OpsError as exc:
         job = getattr(args, "job", None)
-        sys.stderr.write("runbook-ops: %serror: %s\n" % (("job %s: " % job) if job else "",
-                                                         exc.message))
+        write_line(sys.stderr, "runbook-ops: %serror: %s\n" % (("job %s: " % job) if job else "",
+                                                               exc.message))
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        sys.stderr.write("runbook-ops: interrupted\n")
+        write_line(sys.stderr, "runbook-ops: interrupted\n")
         return 130

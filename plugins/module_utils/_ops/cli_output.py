@@ -5,7 +5,29 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+
+
+def write_line(stream, text) -> bool:
+    """Write ``text`` to ``stream`` and flush; False when the stream is gone.
+
+    Cron lines pipe the CLI into ``logger``; when that pipe is closed (logger missing or
+    exited) a write raises ``BrokenPipeError``. That must not stop a run, nor make its
+    exit fail: the stream's descriptor is pointed at /dev/null from then on.
+    """
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (OSError, ValueError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return False
 
 
 def emit(args, data, lines) -> None:

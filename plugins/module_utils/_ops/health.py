@@ -312,61 +312,135 @@ def explain_exit(exit_code, oom_killed):
     return ("exit code %d: %s" % (exit_code, meaning)) if meaning else "exit code %d" % exit_code
 
 
-def count_restarts(before, info, now, window_seconds):
+def _epoch(stamp):
+    """Seconds since the epoch of an engine time (``2026-01-16T03:00:00.123456789Z``); None
+    for an empty, zero (``0001-01-01...``) or unreadable one."""
+    import calendar
+
+    try:
+        value = calendar.timegm(time.strptime(str(stamp)[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _exit_of(item):
+    """``(exit_code, oom_killed)`` kept with one restart of the history, or None."""
+    if len(item) >= 4 and isinstance(item[2], int) and not isinstance(item[2], bool):
+        return item[2], bool(item[3])
+    return None
+
+
+def count_restarts(before, info, now, window_seconds, exit_seen=None):
     """The restart history of one container, carried from run to run.
 
-    ``before``: last run's entry ``{"id", "restart_count", "restarts": [[epoch, n]...]}``
-    (or ``{}``). Docker's ``RestartCount`` grown since then adds ``[now, growth]``;
-    entries older than ``window_seconds`` drop out. A recreated container (another id)
-    starts a new history. Returns the new entry.
+    ``before``: last run's entry ``{"id", "restart_count", "restarts": [...]}`` (or
+    ``{}``); each restart item is ``[epoch, n]``, or ``[epoch, n, exit_code, oom_killed,
+    finished_at]`` when the exit was known. Docker's ``RestartCount`` grown since then
+    adds ``[now, growth]`` with ``exit_seen`` (``observe_exit``) when given; items older
+    than ``window_seconds`` drop out. A recreated container (another id) starts a new
+    history. Returns the new entry.
     """
     restarts = []
     if before.get("id") == info["id"]:
-        for entry in before.get("restarts") or []:
+        for item in before.get("restarts") or []:
             try:
-                when, count = float(entry[0]), int(entry[1])
+                when, count = float(item[0]), int(item[1])
             except (TypeError, ValueError, IndexError):
                 continue
             if when > now - window_seconds:
-                restarts.append([when, count])
-        last_count = before.get("restart_count")
-        if isinstance(last_count, int) and info["restart_count"] > last_count:
-            restarts.append([now, info["restart_count"] - last_count])
+                known = _exit_of(item)
+                restarts.append([when, count] + ([known[0], known[1], str(item[4])
+                                                   if len(item) > 4 else ""] if known else []))
+        growth = restarts_since(before, info)
+        if growth:
+            restarts.append([now, growth] + (list(exit_seen) if exit_seen else []))
     return {"id": info["id"], "restart_count": info["restart_count"], "restarts": restarts}
 
 
-def last_exit(client, name, since, until):
-    """``(exit_code, oom_killed)`` of container ``name``'s last death in [since, until].
+def restarts_since(before, info):
+    """How many times the container restarted since the run that left ``before``."""
+    last_count = before.get("restart_count")
+    if before.get("id") != info["id"] or not isinstance(last_count, int):
+        return 0
+    return max(0, info["restart_count"] - last_count)
 
-    A running container's inspect data has lost its last exit code (it reads 0 once the
-    restart policy started it again), so it is read from the engine's ``die`` events
-    (``oom`` comes just before the ``die`` of an OOM kill). ``None`` when the engine
-    does not say (events are kept for a limited time; any error).
+
+def last_exit(client, container_id, since, until):
+    """``(exit_code, oom_killed, epoch)`` of the container's last death in [since, until],
+    from the engine's ``die`` events (``oom`` comes just before the ``die`` of an OOM
+    kill). By id, not name: a container recreated under the same name is another one.
+    ``None`` when the engine does not say: it keeps only its last 256 events, host-wide,
+    so on a busy engine they are gone within minutes; any error.
     """
     found = None
     oom = False
     try:
-        for event in client.events(since=int(since), until=int(until), decode=True, filters={
-                "type": "container", "container": name, "event": ["oom", "die"]}):
+        # ``until`` is whole seconds: round up, or a death in this very second is missed.
+        for event in client.events(since=int(since), until=int(until) + 1, decode=True,
+                                   filters={"type": "container", "container": container_id,
+                                            "event": ["oom", "die"]}):
+            if not str(event.get("id") or "").startswith(container_id):
+                continue
             if event.get("Action") == "oom":
                 oom = True
             elif event.get("Action") == "die":
                 code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode")
-                found, oom = (int(code) if str(code).isdigit() else 0, oom), False
+                found = (int(code) if str(code).isdigit() else 0, oom,
+                         float(event.get("time") or 0))
+                oom = False
     except Exception:  # an engine or SDK without events: the inspect data must do
         return None
     return found
 
 
+def observe_exit(client, info, window_seconds):
+    """``[exit_code, oom_killed, finished_at]`` of the container's latest exit, or None.
+
+    A container that is not running (restarting, exited, dead) still has it in its
+    inspect data (``State.ExitCode``, ``OOMKilled``, ``FinishedAt``). A running one has
+    lost it (it reads 0 once the restart policy started it again): it is asked from the
+    engine's events around ``FinishedAt``, and a ``die`` older than that exit does not
+    count. Called in the run that first sees the restart, while the event is likeliest
+    to still be there; the result is kept in the restart history (``count_restarts``).
+    """
+    finished = info.get("finished_at") or ""
+    if info["state"] in ("restarting", "exited", "dead"):
+        return [info["exit_code"], info["oom_killed"], finished]
+    wall = time.time()  # the engine's clock, even when the check's ``now`` is injected
+    finished_epoch = _epoch(finished)
+    since = finished_epoch - 5 if finished_epoch else wall - window_seconds
+    found = last_exit(client, info["id"], since, wall)
+    if found and not (finished_epoch and found[2] and found[2] < finished_epoch - 2):
+        return [found[0], found[1], finished]
+    if info["exit_code"] or info["oom_killed"]:  # engines that keep them while running
+        return [info["exit_code"], info["oom_killed"], finished]
+    return None
+
+
+def explain_restarts(restarts):
+    """``last exit code 139: segfault (SIGSEGV)`` for a restart history (oldest first),
+    or what is known when the latest exit was not: ``last exit code unknown; earlier
+    exit code 139: ...`` or ``last exit code unknown``."""
+    exits = [_exit_of(item) for item in restarts]
+    if exits and exits[-1]:
+        return "last %s" % explain_exit(*exits[-1])
+    earlier = [known for known in exits if known]
+    if earlier:
+        return "last exit code unknown; earlier %s" % explain_exit(*earlier[-1])
+    return "last exit code unknown"
+
+
 def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
-                    exit_info=None):
+                    restarts=None):
     """Level and problem for one container.
 
     ``critical``: not running (with its exit code), restarting (a restart loop) or
     unhealthy. ``warning``: running but restarted ``threshold`` times or more within
     the last ``window_seconds`` (``recent_restarts``, from ``count_restarts``), with
-    the last exit code explained (``exit_info``, from ``last_exit``, when known).
-    Health ``starting`` is not a failure.
+    the last exit code explained from the restart history ``restarts``
+    (``explain_restarts``; "unknown" when nobody saw it). Health ``starting`` is not a
+    failure.
     """
     exit_words = explain_exit(info["exit_code"], info["oom_killed"])
     if info["state"] == "restarting":
@@ -380,12 +454,9 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
     if info["health"] == "unhealthy":
         return "critical", "unhealthy (healthcheck failing)"
     if recent_restarts >= threshold:
-        problem = "restarted %d time%s in the last %s" % (
-            recent_restarts, "" if recent_restarts == 1 else "s", format_duration(window_seconds))
-        if exit_info:
-            problem += " (last %s)" % explain_exit(*exit_info)
-        elif info["exit_code"] or info["oom_killed"]:
-            problem += " (last %s)" % exit_words
+        problem = "restarted %d time%s in the last %s (%s)" % (
+            recent_restarts, "" if recent_restarts == 1 else "s",
+            format_duration(window_seconds), explain_restarts(restarts or []))
         return "warning", problem
     return "ok", ""
 
@@ -412,7 +483,8 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
 
     ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: entry}``
     from the last run (``count_restarts``); restarts are judged over the sliding
-    ``window_seconds`` against ``threshold``. A project without containers and an
+    ``window_seconds`` against ``threshold``, and the exit of each restart is recorded
+    by the run that first sees it (``observe_exit``). A project without containers and an
     expected service without one are critical. When the engine does not answer, one
     critical ``compose:docker`` result says so.
     """
@@ -444,15 +516,13 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
         for info in sorted(infos, key=lambda i: (i["service"], i["number"], i["name"])):
             key = container_key(info)
             seen.add(info["service"])
-            baseline[key] = count_restarts(restart_baseline.get(key) or {}, info, now,
-                                           window_seconds)
-            recent = sum(count for _when, count in baseline[key]["restarts"])
-            exit_info = None
-            if recent >= threshold and info["state"] == "running":
-                wall = time.time()  # the engine's clock, even when ``now`` is injected
-                exit_info = last_exit(client, info["name"], wall - window_seconds, wall)
-            level, problem = judge_container(info, recent, window_seconds, threshold,
-                                             exit_info)
+            before = restart_baseline.get(key) or {}
+            exit_seen = (observe_exit(client, info, window_seconds)
+                         if restarts_since(before, info) else None)
+            baseline[key] = count_restarts(before, info, now, window_seconds, exit_seen)
+            history = baseline[key]["restarts"]
+            recent = sum(item[1] for item in history)
+            level, problem = judge_container(info, recent, window_seconds, threshold, history)
             result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
                              info["name"], level, problem)
             result.update({k: info[k] for k in (

@@ -3,10 +3,12 @@
 """The cron wrapper: ``runbook-ops run --job NAME [--timeout S] [--wait S] -- COMMAND...``.
 
 Flow of ``run_job``: probe ``<state_dir>`` (not writable: use ``<fallback_state_dir>``
-for this run and its command, and alert ``runbook-ops:storage``) -> open
-``<log_dir>/NAME.log`` (not writable: its lines go to stderr, which the cron line sends
-to syslog) -> take ``<lock_dir>/NAME.lock`` (``flock``; ``<state_dir>/locks`` if the lock
-directory is unusable), noting pid, start and timeout in it -> dead-man ping
+for this run and its command, and alert ``runbook-ops:storage``; writable: merge what
+an earlier run left in the fallback back into it) -> open ``<log_dir>/NAME.log`` (not
+writable: its lines go to stderr, which the cron line sends to syslog) -> open
+``<lock_dir>/NAME.lock`` in a directory only root can write (``private_dir.py``; else
+``<state_dir>/locks``, alerting ``runbook-ops:locks``) and any lock file an older wrapper
+may hold -> ``flock`` them, noting pid, boot and start in ours -> dead-man ping
 ``<ping_url>/start`` -> run the command in its own process group, each output line
 appended to the log with a UTC timestamp -> stop the group on ``--timeout`` -> record
 ``{started, finished, rc, seconds}`` in ``<state_dir>/jobs/NAME.json`` -> release the lock
@@ -14,12 +16,15 @@ appended to the log with a UTC timestamp -> stop the group on ``--timeout`` -> r
 ping ``<ping_url>`` or ``<ping_url>/fail``.
 
 A run that finds the lock held logs that it skipped; when the holder has outlived its
-own timeout (plus ``STUCK_GRACE_SECONDS``) it alerts ``lock:NAME`` and counts as failed.
+own timeout (plus ``STUCK_GRACE_SECONDS``, measured on the boot clock, so a clock step
+neither hides nor invents a stuck run) it alerts ``lock:NAME`` and counts as failed.
 
 Why not ``runner.run_command``: a job's log must grow while the job runs (a job killed
 by the timeout, or by a reboot, still leaves its output), and the timeout must stop the
 whole process group and then stop reading even when a process that left the group
-(``setsid worker &``) still holds the pipe. That lives here and nowhere else.
+(``setsid worker &``) still holds the pipe. The command is reaped only after the last
+signal to its group: until then its pid, which is the group's id, cannot be reused, so
+no other process group is ever signalled. That lives here and nowhere else.
 """
 
 from __future__ import annotations
@@ -36,16 +41,20 @@ import subprocess
 import sys
 import time
 
-from .alerts import notify
+from .alerts import merge_state, notify
+from .cli_output import write_line
 from .errors import OpsError
-from .runtime import STATE_DIR_ENV, job_name_problem, job_settings
-from .state import write_json_atomic
+from .private_dir import open_private_file, private_dir_problem
+from .runtime import (DEFAULT_LOCK_DIR, STATE_DIR_ENV, job_name_problem, job_settings,
+                      timeout_problem)
+from .state import read_json, write_json_atomic
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 300
 KILL_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL
 READ_GRACE_SECONDS = 2.0  # output still arriving after the command (or its group) ended
 POLL_SECONDS = 0.5
+GROUP_SCAN_SECONDS = 0.1  # how often the stop looks for processes left in the group
 MAX_LINE_BYTES = 65536
 PING_TIMEOUT_SECONDS = 10.0
 # A lock holder is stuck once it has run this long past its own timeout: the timeout's
@@ -54,6 +63,11 @@ STUCK_GRACE_SECONDS = 60.0
 TIMEOUT_RC = 124
 NOT_FOUND_RC = 127
 STORAGE_KEY = "runbook-ops:storage"
+LOCKS_KEY = "runbook-ops:locks"
+# Where wrappers before this one took their locks, besides <state_dir>/locks: a job they
+# still run must not start twice during an upgrade.
+OLD_DEFAULT_LOCK_DIR = "/run/lock/runbook-ops"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
 def utc_stamp(epoch=None) -> str:
@@ -78,7 +92,7 @@ def probe_writable(directory) -> str:
     probe = os.path.join(directory, ".write-probe-%d" % os.getpid())
     try:
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         return exc.strerror or str(exc)
     try:
@@ -113,13 +127,6 @@ class JobLog:
             self.problem = "cannot open %s: %s: its lines go to stderr (syslog)" % (
                 path, exc.strerror or exc)
 
-    def _stderr(self, text) -> None:
-        try:
-            sys.stderr.write("%s %s: %s\n" % (utc_stamp(), self.name, text))
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-
     def line(self, text: str) -> None:
         if self.handle is not None:
             try:
@@ -130,7 +137,7 @@ class JobLog:
                 if not self.problem:
                     self.problem = "cannot write %s: %s: its lines go to stderr (syslog)" % (
                         self.path, exc.strerror or exc)
-        self._stderr(text)
+        write_line(sys.stderr, "%s %s: %s\n" % (utc_stamp(), self.name, text))
 
     def close(self) -> None:
         if self.handle is not None:
@@ -142,62 +149,84 @@ class JobLog:
 
 # --------------------------------------------------------------------------- the lock
 
-def lock_paths(runtime, name) -> list:
-    """Where job ``name``'s lock may live, in order of preference."""
-    return [os.path.join(runtime["lock_dir"], name + ".lock"),
-            os.path.join(runtime["state_dir"], "locks", name + ".lock")]
+def boot_seconds() -> float:
+    """Seconds since boot, suspend included: the clock a stuck run is judged by."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def read_lock_note(handle) -> dict:
-    """The holder's note (``pid``, ``started``, ``timeout``); ``{}`` when unreadable."""
+def boot_id() -> str:
+    """This boot's id (``""`` when the kernel does not say)."""
     try:
-        handle.seek(0)
-        text = handle.read(4096).strip()
-    except (OSError, ValueError):
+        with open(BOOT_ID_PATH, encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid):
+    """When process ``pid`` started, in clock ticks after boot (``/proc/PID/stat``); None
+    when it does not run. Together with the boot id it tells a pid from its reuse."""
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as handle:
+            data = handle.read()
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+def lock_note(started, started_boot, timeout) -> dict:
+    """What the lock holder writes into its lock file for runs that find it held."""
+    return {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "boot_id": boot_id(),
+            "started": started, "started_boot": started_boot, "timeout": timeout}
+
+
+def read_lock_note(fd) -> dict:
+    """The holder's note (``lock_note``, or an older wrapper's); ``{}`` when unreadable."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    except OSError:
         return {}
     try:
         note = json.loads(text)
     except ValueError:
-        return {"pid": text} if text else {}
-    return note if isinstance(note, dict) else {}
+        note = None
+    if isinstance(note, dict):
+        return note
+    return {"pid": text} if text else {}  # the oldest wrappers noted a bare pid
 
 
-def acquire_job_lock(paths, wait_seconds=0.0, note=None):
-    """``flock`` the first of ``paths`` that can be opened.
+def holder_elapsed(note, now, boot_now):
+    """Seconds the holder has held the lock; None when its note cannot tell.
 
-    Returns ``(handle, path, None)`` with ``note`` (JSON) written into the file, or
-    ``(None, path, holder_note)`` when another process holds it past ``wait_seconds``.
-    Raises ``OpsError`` naming every path and why when none can be opened.
+    A note with a boot id is judged on the boot clock (immune to clock steps), and only
+    when it was written in this boot; an older wrapper's note by the wall clock.
     """
-    problems = []
-    for path in paths:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle = open(path, "a+")
-        except OSError as exc:
-            problems.append("%s: %s" % (path, exc.strerror or exc))
-            continue
-        if not _flock(handle, wait_seconds):
-            holder = read_lock_note(handle)
-            handle.close()
-            return None, path, holder
-        try:
-            handle.seek(0)
-            handle.truncate()
-            # Unbuffered, so a full disk fails here (ignored) and never later, in close().
-            os.write(handle.fileno(), (json.dumps(note or {}) + "\n").encode("utf-8"))
-        except OSError:
-            pass  # the lock holds all the same, only the note is missing
-        return handle, path, None
-    raise OpsError("cannot open a lock file (%s); the job did not run. Check that the "
-                   "directories exist and are writable" % "; ".join(problems))
+    try:
+        if note.get("boot_id"):
+            if note["boot_id"] != boot_id():
+                return None
+            return boot_now - float(note["started_boot"])
+        return now - float(note["started"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
-def _flock(handle, wait_seconds) -> bool:
-    deadline = time.monotonic() + max(0.0, float(wait_seconds or 0))
+def holder_overdue(note, now, boot_now) -> float:
+    """Seconds the lock holder has run past its timeout plus grace; 0 if it has not."""
+    try:
+        timeout = float(note["timeout"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0  # no timeout (or an unreadable note): never judged stuck
+    elapsed = holder_elapsed(note, now, boot_now)
+    if elapsed is None:
+        return 0.0
+    return max(0.0, elapsed - timeout - STUCK_GRACE_SECONDS)
+
+
+def _flock(fd, deadline) -> bool:
     while True:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -207,13 +236,75 @@ def _flock(handle, wait_seconds) -> bool:
         time.sleep(0.1)
 
 
-def holder_overdue(note, now) -> float:
-    """Seconds the lock holder has run past its timeout plus grace; 0 if it has not."""
-    try:
-        started, timeout = float(note["started"]), float(note["timeout"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0  # no timeout (or an unreadable note): never judged stuck
-    return max(0.0, now - (started + timeout + STUCK_GRACE_SECONDS))
+class JobLock:
+    """A job's lock file, and the lock files older wrappers may hold for the same job.
+
+    ``JobLock(runtime, name, main_state_dir)`` opens (never follows a link, never
+    truncates through a path) ``<lock_dir>/NAME.lock`` when the lock directory is private
+    (``private_dir``), else ``<state_dir>/locks/NAME.lock``; ``problems`` then says why
+    the lock directory was not used. Raises ``OpsError`` when neither can be opened.
+    It also opens, read-only, ``<main_state_dir>/locks/NAME.lock`` and the old default
+    ``/run/lock/runbook-ops/NAME.lock`` when they exist in a private directory: a wrapper
+    from before the upgrade holds those. ``acquire`` flocks them all; ``close`` releases.
+    """
+
+    def __init__(self, runtime, name, main_state_dir):
+        self.fd, self.path, self.problems = None, "", []
+        for directory in (runtime["lock_dir"], os.path.join(runtime["state_dir"], "locks")):
+            path = os.path.join(directory, name + ".lock")
+            fd, problem = open_private_file(path, create=True)
+            if fd is not None:
+                self.fd, self.path = fd, path
+                break
+            self.problems.append(problem or "%s cannot be opened" % path)
+        if self.fd is None:
+            raise OpsError("cannot open a lock file (%s); the job did not run. Check that the "
+                           "directories exist, belong to root and only root can write them"
+                           % "; ".join(self.problems))
+        self.held = [(self.fd, self.path)]
+        seen = {self._identity(self.fd)}
+        old = [os.path.join(main_state_dir, "locks")]
+        if runtime["lock_dir"] == DEFAULT_LOCK_DIR:
+            old.append(OLD_DEFAULT_LOCK_DIR)
+        for directory in old:
+            path = os.path.join(directory, name + ".lock")
+            fd, _problem = open_private_file(path, create=False)
+            if fd is None:
+                continue
+            if self._identity(fd) in seen:
+                os.close(fd)
+                continue
+            seen.add(self._identity(fd))
+            self.held.append((fd, path))
+
+    @staticmethod
+    def _identity(fd):
+        info = os.fstat(fd)
+        return info.st_dev, info.st_ino
+
+    def acquire(self, wait_seconds=0.0):
+        """``None`` once every lock file is held, else ``(holder_note, path)`` of the
+        first one another process still holds after ``wait_seconds``."""
+        deadline = time.monotonic() + max(0.0, float(wait_seconds or 0))
+        for fd, path in self.held:
+            if not _flock(fd, deadline):
+                return read_lock_note(fd), path
+        return None
+
+    def write_note(self, note) -> None:
+        """Replace the note in our lock file (through its descriptor, unbuffered, so a full
+        disk fails here and is ignored: the lock holds all the same)."""
+        data = (json.dumps(note) + "\n").encode("utf-8")
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd, _path in self.held:
+            os.close(fd)
+        self.held = []
 
 
 # --------------------------------------------------------------------------- the command
@@ -289,15 +380,45 @@ class _Output:
         self.stream.close()
 
 
-def _signal_group(pgid, signum) -> bool:
-    """Send ``signum`` to process group ``pgid``; False when the group is gone."""
+def has_exited(pid) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it (``WNOWAIT``): until it is
+    reaped its pid, which is its process group's id, cannot go to another process."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None and info.si_pid != 0
+
+
+def group_has_others(pgid, leader) -> bool:
+    """Whether a process other than ``leader`` is in process group ``pgid`` (``/proc``).
+
+    ``killpg(pgid, 0)`` cannot tell: it succeeds while the unreaped leader is there.
+    """
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True  # cannot look: assume someone is left, the grace period decides
+    for name in names:
+        if not name.isdigit() or int(name) == leader:
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                data = handle.read()
+            if int(data[data.rindex(b")") + 2:].split()[2]) == pgid:
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def _signal_group(pgid, signum) -> None:
+    """Send ``signum`` to process group ``pgid`` (its leader is not reaped yet, so the id
+    is still ours); a group already gone is fine."""
     try:
         os.killpg(pgid, signum)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _stop_group(proc, output, log) -> None:
@@ -306,12 +427,19 @@ def _stop_group(proc, output, log) -> None:
     Whatever still holds the pipe after that left the group (``setsid``): the wrapper
     stops reading rather than wait for it, and says so.
     """
-    def settled():  # the command is gone, and so is its output or its whole group
-        return proc.poll() is not None and (output.eof or not _signal_group(proc.pid, 0))
+    scanned = {"at": float("-inf"), "others": True}
 
-    if _signal_group(proc.pid, signal.SIGTERM):
-        output.read_until(time.monotonic() + KILL_GRACE_SECONDS, settled)
-        _signal_group(proc.pid, signal.SIGKILL)
+    def others():
+        if time.monotonic() - scanned["at"] >= GROUP_SCAN_SECONDS:
+            scanned.update(at=time.monotonic(), others=group_has_others(proc.pid, proc.pid))
+        return scanned["others"]
+
+    def settled():  # the command is gone, and so is its output or the rest of its group
+        return has_exited(proc.pid) and (output.eof or not others())
+
+    _signal_group(proc.pid, signal.SIGTERM)
+    output.read_until(time.monotonic() + KILL_GRACE_SECONDS, settled)
+    _signal_group(proc.pid, signal.SIGKILL)
     output.read_until(time.monotonic() + READ_GRACE_SECONDS, lambda: output.eof)
     if not output.eof:
         log.line("runbook-ops: a process outside the job's process group (started with "
@@ -324,7 +452,8 @@ def _run_streaming(argv, log, tail, timeout, env=None):
     The run ends when the command has exited and its output is closed. After
     ``timeout`` seconds the process group is stopped (``_stop_group``). A command that
     exits while processes it left behind keep its output open past ``READ_GRACE_SECONDS``
-    has those processes stopped the same way, so nothing holds the lock forever.
+    has those processes stopped the same way, so nothing holds the lock forever. The
+    command is reaped last, after every signal to its group.
     """
     try:
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -336,7 +465,7 @@ def _run_streaming(argv, log, tail, timeout, env=None):
         return NOT_FOUND_RC, False
     output = _Output(proc.stdout, log, tail)
     end = time.monotonic() + (timeout if timeout else 10.0 ** 9)
-    exited = output.read_until(end, lambda: proc.poll() is not None)
+    exited = output.read_until(end, lambda: has_exited(proc.pid))
     timed_out = not exited
     if timed_out:
         log.line("runbook-ops: timed out after %s s; stopping the process group"
@@ -354,19 +483,76 @@ def _run_streaming(argv, log, tail, timeout, env=None):
     return (TIMEOUT_RC if timed_out else rc), timed_out
 
 
-# --------------------------------------------------------------------------- the run
+# --------------------------------------------------------------------------- state
 
 def state_for_run(runtime):
     """``(runtime, problem)``: ``runtime`` itself when its state_dir is writable, else a
-    copy whose state_dir is the fallback, and one line saying what was wrong."""
+    copy whose state_dir is the fallback, and one line saying what was wrong.
+
+    The fallback is used only when it is a private directory (``private_dir``); when it
+    is not, the run keeps the unwritable state directory (alerts still go out, but
+    nothing is recorded, so they repeat every run) and the line says why.
+    """
     problem = probe_writable(runtime["state_dir"])
     if not problem:
         return runtime, ""
-    return (dict(runtime, state_dir=runtime["fallback_state_dir"]),
+    fallback = runtime["fallback_state_dir"]
+    unsafe = private_dir_problem(fallback, create=True)
+    if unsafe:
+        return runtime, ("cannot write the state directory %s (%s), and the fallback cannot "
+                         "be used (%s): nothing is recorded, so alerts repeat every run"
+                         % (runtime["state_dir"], problem, unsafe))
+    return (dict(runtime, state_dir=fallback),
             "cannot write the state directory %s (%s): state is kept in %s until it is "
-            "writable (lost at reboot)" % (runtime["state_dir"], problem,
-                                           runtime["fallback_state_dir"]))
+            "writable (lost at reboot)" % (runtime["state_dir"], problem, fallback))
 
+
+def _merge_job_records(state_dir, fallback) -> int:
+    """Move ``<fallback>/jobs/NAME.json`` into ``<state_dir>/jobs`` where newer; the count."""
+    jobs_dir = os.path.join(fallback, "jobs")
+    try:
+        names = sorted(n for n in os.listdir(jobs_dir) if n.endswith(".json"))
+    except OSError:
+        return 0
+    moved = 0
+    for name in names:
+        theirs = read_json(os.path.join(jobs_dir, name))
+        target = os.path.join(state_dir, "jobs", name)
+        ours = read_json(target)
+        if isinstance(theirs, dict) and not (isinstance(ours, dict) and str(
+                ours.get("finished", "")) >= str(theirs.get("finished", ""))):
+            if not write_json_atomic(target, theirs):
+                raise OSError(errno.EROFS, "disk full or read-only", target)
+            moved += 1
+        os.unlink(os.path.join(jobs_dir, name))
+    return moved
+
+
+def merge_fallback_state(runtime, log) -> None:
+    """Bring back what runs recorded in the fallback while the state directory was not
+    writable: alert state (so the recoveries of alerts sent then go out) and job
+    records. Costs one ``stat`` when there is nothing to merge."""
+    fallback = runtime["fallback_state_dir"]
+    if not os.path.exists(os.path.join(fallback, "alerts.json")) and not os.path.exists(
+            os.path.join(fallback, "jobs")):
+        return
+    unsafe = private_dir_problem(fallback)
+    if unsafe:
+        log.line("runbook-ops: state in %s not merged back: %s" % (fallback, unsafe))
+        return
+    try:
+        keys = merge_state(runtime["state_dir"], fallback)
+        records = _merge_job_records(runtime["state_dir"], fallback)
+    except OSError as exc:
+        log.line("runbook-ops: state in %s not merged back into %s yet: %s"
+                 % (fallback, runtime["state_dir"], exc.strerror or exc))
+        return
+    log.line("runbook-ops: the state kept in %s while %s could not be written is merged "
+             "back (%d alert keys, %d job records)"
+             % (fallback, runtime["state_dir"], keys, records))
+
+
+# --------------------------------------------------------------------------- alerts
 
 def _alert_outcome(log, result, failed=True) -> None:
     if result.get("sent"):
@@ -379,10 +565,18 @@ def _alert_outcome(log, result, failed=True) -> None:
         log.line("runbook-ops: alert %s not sent: %s" % (result["key"], result["reason"]))
 
 
+def _recover(runtime, key, text, log) -> dict:
+    """The recovery of ``key`` (sent only when its alert went out)."""
+    result = notify(runtime, key, "ok", text)
+    _alert_outcome(log, result, failed=False)
+    return result
+
+
 def report_storage(runtime, name, problems, log) -> dict:
     """Alert ``runbook-ops:storage`` (one key per host, so once per cooldown) about ``problems``.
 
-    The alert state goes to the fallback state directory: the usual one is the problem.
+    The alert state goes to the run's state directory: the fallback when the usual one
+    is the problem (merged back once it is writable, so the recovery follows).
     """
     text = "job %s: %s." % (name, "; ".join(problems))
     if "Read-only file system" in text:
@@ -390,33 +584,38 @@ def report_storage(runtime, name, problems, log) -> dict:
                  "errors: check `findmnt /` and `dmesg`.")
     for problem in problems:
         log.line("runbook-ops: " + problem)
-    result = notify(dict(runtime, state_dir=runtime["fallback_state_dir"]), STORAGE_KEY,
-                    "critical", text)
+    result = notify(runtime, STORAGE_KEY, "critical", text)
     _alert_outcome(log, result)
     return result
 
 
-def _storage_recovered(runtime, log) -> None:
-    """Send the storage recovery once nothing is wrong any more (and an alert was sent)."""
-    fallback = dict(runtime, state_dir=runtime["fallback_state_dir"])
-    if os.path.exists(os.path.join(fallback["state_dir"], "alerts.json")):
-        result = notify(fallback, STORAGE_KEY, "ok",
-                        "the state directory %s and the job logs are writable again"
-                        % runtime["state_dir"])
-        _alert_outcome(log, result, failed=False)
+def report_lock_dir(runtime, name, lock, log) -> None:
+    """Alert ``runbook-ops:locks`` when the lock directory was not private (else recover)."""
+    directory = runtime["lock_dir"]
+    if not lock.problems:
+        _recover(runtime, LOCKS_KEY, "the lock directory %s is private again" % directory, log)
+        return
+    text = ("job %s: the lock directory %s cannot be used: %s. The job's lock is taken in %s "
+            "instead. Only root may own or write it: if you did not make it so, another user "
+            "may be trying to hold the jobs' locks or to make root write through a link "
+            "there." % (name, directory, lock.problems[0], os.path.dirname(lock.path)))
+    log.line("runbook-ops: lock directory %s cannot be used: %s" % (directory, lock.problems[0]))
+    _alert_outcome(log, notify(runtime, LOCKS_KEY, "critical", text))
 
+
+# --------------------------------------------------------------------------- the run
 
 def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
-            clock=time.time) -> dict:
+            clock=time.time, boot_clock=boot_seconds) -> dict:
     """Run one cron job under its lock; returns the run's record.
 
     The record is ``{"job", "started", "finished", "rc", "seconds", "timed_out",
     "skipped", "state_dir", "state_saved", "alert"}`` (``state_error`` when the record
     could not be saved), or for a run that found the lock held ``{"job", "skipped":
     True, "stuck", "holder", "lock", "rc"}`` (``alert`` when stuck). ``clock`` gives
-    the wall time (tests inject it). Raises ``OpsError`` for a bad name, an empty
-    command, a bad timeout or no usable lock directory (after alerting ``lock:NAME``);
-    a failing command is a result, not an exception.
+    the wall time and ``boot_clock`` the seconds since boot (tests inject them). Raises
+    ``OpsError`` for a bad name, an empty command, a bad timeout or no usable lock
+    file (after alerting ``lock:NAME``); a failing command is a result, not an exception.
     """
     out = out or sys.stdout
     check_job_name(name)
@@ -424,34 +623,33 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
     if not argv:
         raise OpsError("no command given; use: runbook-ops run --job %s -- COMMAND [ARGS...]"
                        % name)
-    if timeout is not None and timeout <= 0:
-        raise OpsError("--timeout must be a positive number of seconds, got %s" % timeout)
+    if timeout is not None and timeout_problem(timeout, "--timeout"):
+        raise OpsError(timeout_problem(timeout, "--timeout"))
+    main_state_dir = runtime["state_dir"]
     runtime, state_problem = state_for_run(runtime)
     log = JobLog(os.path.join(runtime["log_dir"], name + ".log"), name)
     try:
+        if not state_problem:
+            merge_fallback_state(runtime, log)
         problems = [p for p in (state_problem, log.problem) if p]
         if problems:
             report_storage(runtime, name, problems, log)
         else:
-            _storage_recovered(runtime, log)
-        started = clock()
-        note = {"pid": os.getpid(), "started": started, "timeout": timeout}
+            _recover(runtime, STORAGE_KEY, "the state directory %s and the job logs are "
+                     "writable again" % runtime["state_dir"], log)
+        lock = _open_lock(runtime, name, main_state_dir, log)
         try:
-            handle, lock_path, holder = acquire_job_lock(lock_paths(runtime, name),
-                                                         wait_seconds, note)
-        except OpsError as exc:
-            log.line("runbook-ops: " + exc.message)
-            _alert_outcome(log, notify(runtime, "lock:" + name, "critical",
-                                       "job %s did not run: %s" % (name, exc.message)))
-            raise
-        if handle is None:
-            return _skipped(runtime, name, lock_path, holder, log, out, clock())
-        ping_url = (job_settings(runtime, name).get("ping_url") or "").rstrip("/")
-        try:
+            report_lock_dir(runtime, name, lock, log)
+            held = lock.acquire(wait_seconds)
+            if held is not None:
+                return _skipped(runtime, name, held, log, out, clock(), boot_clock())
+            started = clock()
+            lock.write_note(lock_note(started, boot_clock(), timeout))
+            ping_url = (job_settings(runtime, name).get("ping_url") or "").rstrip("/")
             record, tail = _run_locked(runtime, name, argv, timeout, log, started, ping_url,
                                        state_problem)
         finally:
-            handle.close()
+            lock.close()
         late = [p for p in (record.get("state_error"), log.problem)
                 if p and p not in problems]
         if late:
@@ -465,27 +663,45 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
         log.close()
 
 
-def _skipped(runtime, name, lock_path, holder, log, out, now) -> dict:
-    """A run that found the lock held: log it; alert when the holder is overdue."""
+def _open_lock(runtime, name, main_state_dir, log):
+    """``JobLock`` for the run; when none can be opened, alert ``lock:NAME`` and raise."""
+    try:
+        return JobLock(runtime, name, main_state_dir)
+    except OpsError as exc:
+        log.line("runbook-ops: " + exc.message)
+        _alert_outcome(log, notify(runtime, "lock:" + name, "critical",
+                                   "job %s did not run: %s" % (name, exc.message)))
+        raise
+
+
+def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
+    """A run that found the lock held: alert when the holder is overdue, then log it.
+
+    The alert goes first: stdout is a pipe to logger, which may be gone.
+    """
+    holder, lock_path = held
     pid = holder.get("pid", "unknown")
     since = holder.get("started")
     message = "job %s is already running (pid %s%s); skipping" % (
         name, pid, (", since %s" % utc_stamp(since)) if isinstance(since, (int, float)) else "")
-    log.line("runbook-ops: " + message)
-    out.write(message + "\n")
-    out.flush()
     record = {"job": name, "skipped": True, "stuck": False, "holder": holder, "rc": 0,
               "lock": lock_path}
-    overdue = holder_overdue(holder, now)
+    overdue = holder_overdue(holder, now, boot_now)
     if overdue:
+        alive = holder.get("pid_start") is None or process_start(pid) == holder["pid_start"]
+        look = ("`ps -o pid,etime,stat,cmd -s %s`" % pid) if alive else (
+            "`fuser -v %s` (pid %s no longer runs: a process that inherited the lock holds it)"
+            % (lock_path, pid))
         text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s s timeout "
-                "and still holds %s, so every later run is skipped. Look at it with "
-                "`ps -o pid,etime,stat,cmd -s %s` and end it." % (
-                    name, utc_stamp(holder["started"]), pid, overdue,
-                    _seconds(holder["timeout"]), lock_path, pid))
+                "and still holds %s, so every later run is skipped. Look at it with %s and "
+                "end it." % (name, utc_stamp(since) if isinstance(since, (int, float))
+                             else "at an unknown time", pid, overdue,
+                             _seconds(holder["timeout"]), lock_path, look))
         record.update(stuck=True, rc=1)
         record["alert"] = notify(runtime, "lock:" + name, "critical", text)
         _alert_outcome(log, record["alert"])
+    log.line("runbook-ops: " + message)
+    write_line(out, message + "\n")
     return record
 
 
@@ -532,10 +748,9 @@ def _report_result(runtime, name, record, tail, timeout, log) -> None:
         text = "job %s %s (%.0f s).\nLast output:\n%s" % (
             name, what, record["seconds"], "\n".join(tail) if tail else "(no output)")
         result = notify(runtime, "job:" + name, "critical", text)
+        _alert_outcome(log, result, failed)
     else:
-        result = notify(runtime, "job:" + name, "ok", "job %s succeeds again" % name)
+        result = _recover(runtime, "job:" + name, "job %s succeeds again" % name, log)
     record["alert"] = result
-    _alert_outcome(log, result, failed)
-    _alert_outcome(log, notify(runtime, "lock:" + name, "ok",
-                               "job %s: the stuck run has ended, later runs are no longer "
-                               "skipped" % name), False)
+    _recover(runtime, "lock:" + name, "job %s: the stuck run has ended, later runs are no "
+             "longer skipped" % name, log)

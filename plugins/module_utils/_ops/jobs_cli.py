@@ -6,7 +6,8 @@ Exit 0 when the command succeeded, or when another run of the job holds the lock
 on stdout and in the job's log); 1 when the command failed (its exit status is in the
 log and in ``<state_dir>/jobs/NAME.json``) or when the run holding the lock is past its
 own timeout (alerted as ``lock:NAME``); 124 when the command timed out and was stopped;
-2 for bad arguments or when no lock file could be opened.
+2 for bad arguments (a job name or a ``--timeout`` that breaks the rules of
+``runtime.py``, said in one line) or when no lock file could be opened.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import argparse
 import json
 import sys
 
+from .cli_output import write_line
 from .errors import OpsError
 from .jobs import TIMEOUT_RC, run_job
-from .runtime import JOB_NAME_RULE
+from .runtime import JOB_NAME_RULE, TIMEOUT_RULE, timeout_problem
 
 
-def _positive_float(value):
+def _seconds_or_more(value):
     try:
         number = float(value)
     except ValueError:
@@ -39,9 +41,10 @@ def add_parser(subparsers) -> None:
                     "when it fails and a recovery when it succeeds again.")
     parser.add_argument("--job", required=True, metavar="NAME",
                         help="the job's name: %s" % JOB_NAME_RULE)
-    parser.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
-                        help="kill the job's process group after this long")
-    parser.add_argument("--wait", type=_positive_float, default=0.0, metavar="SECONDS",
+    # Checked in run_command_line, so a bad value is refused in one line (not a usage dump).
+    parser.add_argument("--timeout", metavar="SECONDS",
+                        help="kill the job's process group after this long: %s" % TIMEOUT_RULE)
+    parser.add_argument("--wait", type=_seconds_or_more, default=0.0, metavar="SECONDS",
                         help="wait this long for a running instance to finish (default: skip)")
     parser.add_argument("--json", action="store_true", help="print the run record as JSON")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
@@ -55,11 +58,15 @@ def run_command_line(args, runtime) -> int:
         command = command[1:]
     if not command:
         raise OpsError("no command given; use: runbook-ops run --job NAME -- COMMAND [ARGS...]")
-    if args.timeout == 0:
-        args.timeout = None
-    record = run_job(runtime, args.job, command, timeout=args.timeout, wait_seconds=args.wait)
+    timeout = None
+    if args.timeout is not None:
+        problem = timeout_problem(args.timeout, "--timeout")
+        if problem:
+            raise OpsError(problem)
+        timeout = float(args.timeout)
+    record = run_job(runtime, args.job, command, timeout=timeout, wait_seconds=args.wait)
     if args.json:
-        sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+        write_line(sys.stdout, json.dumps(record, sort_keys=True) + "\n")
     if record.get("skipped"):
         return 1 if record["stuck"] else 0
     if record["timed_out"]:

@@ -8,8 +8,10 @@ works before the role has run). Keys starting with ``_`` (comments) are ignored.
 ``RUNBOOK_OPS_STATE_DIR`` in the environment replaces ``state_dir``: the cron wrapper
 sets it for its job when the state directory cannot be written (``jobs.py``).
 
-The job-name rule lives here, once: the CLI, runtime.json and every role (through the
-``runbook.ops.job_name_problem`` filter) check names with ``job_name_problem``.
+The job-name and timeout rules live here, once: the CLI, runtime.json, the backup config
+and every role (through the ``runbook.ops.job_name_problem`` and
+``runbook.ops.timeout_problem`` filters) check with ``job_name_problem`` and
+``timeout_problem``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_TOKEN_FILE = "/etc/runbook-ops/telegram.token"
 DEFAULT_COOLDOWN_SECONDS = 86400
 STATE_DIR_ENV = "RUNBOOK_OPS_STATE_DIR"
+# Locks live on tmpfs, writable when the root filesystem is read-only, in a directory only
+# root can write (never /run/lock, which every user can): see private_dir.py.
+DEFAULT_LOCK_DIR = "/run/runbook-ops/locks"
 
 # A job name becomes /etc/cron.d/runbook-ops-NAME, /var/log/NAME.log, a lock and alert
 # keys. No dot: Debian's cron silently ignores /etc/cron.d files whose names contain one.
@@ -47,14 +52,33 @@ def job_name_problem(name, where="job name") -> str:
     return problem
 
 
+# A timeout reaches `runbook-ops run --timeout S` on every cron line of every role.
+TIMEOUT_RULE = "a number of seconds greater than 0"
+
+
+def timeout_problem(value, where="timeout") -> str:
+    """One line saying why ``value`` is not a valid job timeout, or ``""`` when it is.
+
+    0 would mean "never stop the job, never judge it stuck", and a negative value would
+    make every cron run fail before the job starts; both are refused. ``where`` names the
+    setting in the message (``backup_timeout_seconds``, ``--timeout``).
+    """
+    try:
+        seconds = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if 0 < seconds < float("inf"):
+        return ""
+    return "%s %r is not a valid timeout: use %s" % (where, value, TIMEOUT_RULE)
+
+
 def default_runtime() -> dict:
     """The settings used for anything runtime.json does not set."""
     return {
         "host_label": socket.gethostname().split(".")[0] or "localhost",
         "state_dir": "/var/lib/runbook-ops",
         "log_dir": "/var/log",
-        # Locks live on tmpfs: writable when the root filesystem is read-only.
-        "lock_dir": "/run/lock/runbook-ops",
+        "lock_dir": DEFAULT_LOCK_DIR,
         # State while state_dir cannot be written (lost at reboot, which is when a
         # read-only root usually comes back writable).
         "fallback_state_dir": "/run/runbook-ops",

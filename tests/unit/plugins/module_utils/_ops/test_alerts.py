@@ -109,10 +109,19 @@ def test_cut_message_leaves_short_text_alone():
     ({"level": "critical", "sent": {"critical": 1000, "ok": 1060}}, "ok", 1180, False,
      "the recovery after the last alert was already sent"),
     ({"level": "critical", "sent": {}}, "ok", 1001, False, "no alert went out"),
+    ({"level": "critical", "sent": {"critical": 1000, "ok": 1060}, "streak": 1}, "critical",
+     1180, True, "back after its recovery, 2 runs in a row"),
+    ({"level": "critical", "sent": {"critical": 1000, "ok": 1060}, "streak": 1}, "warning",
+     1180, True, "back after its recovery"),
+    ({"level": "critical", "sent": {"critical": 1000}, "streak": 5}, "critical", 1180, False,
+     "in cooldown"),
+    ({"level": "critical", "sent": {"critical": 1000 + DAY}}, "critical", 1000, True,
+     "cooldown passed"),
 ], ids=["first-warning", "same-in-cooldown", "same-3s-early", "same-after-cooldown", "rise",
         "drop-held-by-the-higher-alert", "drop-in-cooldown", "recovery", "ok-after-ok",
         "ok-first", "undelivered-retried", "flap-back-held", "flap-back-after-cooldown",
-        "second-recovery-held", "no-recovery-without-alert"])
+        "second-recovery-held", "no-recovery-without-alert", "back-for-a-second-run",
+        "back-lower-for-a-second-run", "streak-without-recovery-held", "sent-in-the-future"])
 def test_decide_follows_the_alert_contract(previous, level, now, send, reason):
     decided, why = alerts.decide(previous, level, now, DAY)
     assert decided is send
@@ -342,17 +351,22 @@ def test_a_check_flapping_10_times_sends_one_alert_and_one_recovery_per_cooldown
 def _model_messages(events, cooldown):
     sent = []  # (time, level) of every message sent so far
     level_now = "ok"
+    failing_before = 0  # problem reports in a row just before this one
     for when, level in events:
         if level == "ok":
             alert_last = sent and sent[-1][1] != "ok"
             if level_now != "ok" and alert_last:
                 sent.append((when, "ok"))
+            failing_before = 0
         else:
             rank = alerts.LEVELS[level]
             recent = [t for t, lvl in sent if lvl != "ok" and alerts.LEVELS[lvl] >= rank
                       and when - t < cooldown * (1 - alerts.COOLDOWN_SLACK)]
-            if not recent:
+            # After a recovery, a problem that stays for a second run is news again.
+            back_for_good = bool(sent) and sent[-1][1] == "ok" and failing_before >= 1
+            if not recent or back_for_good:
                 sent.append((when, level))
+            failing_before += 1
         level_now = level
     return sent
 
@@ -362,16 +376,15 @@ def _decide_messages(events, cooldown):
     entry, sent = {}, []
     for when, level in events:
         send, _reason = alerts.decide(entry, level, when, cooldown)
-        times = dict(entry.get("sent") or {})
         if send:
             sent.append((when, level))
-            times[level] = when
-        entry = {"level": level, "sent": times}
+        entry = alerts.next_entry(entry, level, when, send)
     return sent
 
 
 @given(cooldown=st.sampled_from([600, 3600, DAY]),
-       steps=st.lists(st.tuples(st.floats(min_value=0.001, max_value=1.2),
+       steps=st.lists(st.tuples(st.one_of(st.floats(min_value=0.001, max_value=0.1),
+                                          st.floats(min_value=0.001, max_value=1.2)),
                                 st.sampled_from(["ok", "warning", "critical"])),
                       min_size=1, max_size=40))
 def test_decide_matches_the_model_of_rate_limited_alerts_and_one_recovery_per_alert(
@@ -381,3 +394,32 @@ def test_decide_matches_the_model_of_rate_limited_alerts_and_one_recovery_per_al
         when += fraction * cooldown
         events.append((when, level))
     assert _decide_messages(events, cooldown) == _model_messages(events, cooldown)
+
+
+# --------------------------------------------------------------------------- fallback state
+
+def test_merge_state_keeps_the_later_level_and_the_later_sending_per_level(tmp_path):
+    main, fallback = tmp_path / "state", tmp_path / "run"
+    main.mkdir()
+    fallback.mkdir()
+    (main / "alerts.json").write_text(json.dumps({
+        "job:backup": {"level": "ok", "updated": 100, "sent": {"critical": 50, "ok": 100}},
+        "disk:/": {"level": "warning", "updated": 500, "sent": {"warning": 500}},
+    }))
+    (fallback / "alerts.json").write_text(json.dumps({
+        "job:backup": {"level": "critical", "updated": 300, "streak": 1,
+                       "sent": {"critical": 300}},
+        "disk:/": {"level": "ok", "updated": 400, "sent": {"warning": 10, "ok": 400}},
+        "runbook-ops:storage": {"level": "critical", "updated": 300, "sent": {"critical": 300}},
+    }))
+    assert alerts.merge_state(str(main), str(fallback)) == 3
+    merged = json.loads((main / "alerts.json").read_text())
+    assert merged["job:backup"] == {"level": "critical", "updated": 300, "streak": 1,
+                                    "sent": {"critical": 300, "ok": 100}}
+    assert merged["disk:/"] == {"level": "warning", "updated": 500,
+                                "sent": {"warning": 500, "ok": 400}}
+    assert merged["runbook-ops:storage"]["level"] == "critical"
+    assert not (fallback / "alerts.json").exists()
+    # and the recoveries are decided from the merged state
+    assert alerts.decide(merged["job:backup"], "ok", 400, DAY) == (True, "recovery from critical")
+    assert alerts.merge_state(str(main), str(fallback)) == 0

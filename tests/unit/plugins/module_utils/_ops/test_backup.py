@@ -90,9 +90,12 @@ def setup(tmp_path, monkeypatch, tmpfs):
     ({"repository": "/r", "paths": ["/x"], "excludes": ["*.tmp", "cache[0-"]},
      "pattern 'cache[0-' is not a valid restic pattern"),
     ({"repository": "/r", "paths": ["/x"], "legacy_snapshots": "yes"}, "legacy_snapshots"),
+    ({"repository": "/r", "paths": ["/x"], "job": "backup.daily"},
+     "job 'backup.daily' is not a valid job name: use letters, digits, '_' and '-' (not first), "
+     "at most 100 characters (no dot: Debian's cron silently ignores /etc/cron.d files with one)"),
 ], ids=["no-repo", "relative-path", "unknown-key", "bad-engine", "no-sources",
         "negative-keep", "bad-subset", "bad-volume", "hook-without-command", "bad-exclude",
-        "legacy-not-bool"])
+        "legacy-not-bool", "dot-in-job-name"])
 def test_validate_config_rejects_bad_input_with_a_fix(raw, message):
     with pytest.raises(OpsError) as info:
         backup.validate_config(raw)

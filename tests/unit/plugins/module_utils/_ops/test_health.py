@@ -261,6 +261,36 @@ def test_a_worker_oom_killed_every_10_minutes_alerts_with_the_exit_code():
     assert all(level == "warning" for _minute, level, _text in alerts)
 
 
+def test_an_exit_seen_while_restarting_is_kept_with_its_restart_and_named_later():
+    """A run that catches the container between two starts reads its exit code from the
+    inspect data; once it runs again (exit code 0 there, and no engine events here) the
+    restart history still knows it."""
+    states = {0: _attrs("worker", restarts=0),
+              5: dict(_attrs("worker", status="restarting", restarts=1, exit_code=139),
+                      State={"Status": "restarting", "ExitCode": 139, "OOMKilled": False,
+                             "FinishedAt": "2026-01-16T03:04:59.123456789Z"}),
+              10: _attrs("worker", restarts=2),
+              15: _attrs("worker", restarts=2)}
+    seen, baseline = _checks(lambda m: [states[m]], [0, 5, 10, 15])
+    assert baseline["compose:shop/worker"]["restarts"] == [
+        [1_700_000_000 + 5 * MIN, 1, 139, False, "2026-01-16T03:04:59.123456789Z"],
+        [1_700_000_000 + 10 * MIN, 1]]
+    assert seen[3]["problem"] == ("restarted 2 times in the last 1 h (last exit code unknown; "
+                                  "earlier exit code 139: segfault (SIGSEGV))")
+
+
+@pytest.mark.parametrize("restarts, words", [
+    ([[1, 1, 137, True, ""]], "last exit code 137: killed, out of memory (OOM)"),
+    ([[1, 1, 139, False, ""], [2, 1, 143, False, ""]], "last exit code 143: stopped (SIGTERM)"),
+    ([[1, 1, 139, False, ""], [2, 1]], "last exit code unknown; earlier exit code 139: "
+                                       "segfault (SIGSEGV)"),
+    ([[1, 2], [2, 1]], "last exit code unknown"),
+    ([], "last exit code unknown"),
+], ids=["oom", "latest-known", "latest-unknown", "none-known", "empty"])
+def test_explain_restarts_names_the_latest_exit_or_says_it_is_unknown(restarts, words):
+    assert health.explain_restarts(restarts) == words
+
+
 def test_check_compose_projects_new_container_starts_a_new_baseline():
     projects = [{"name": "shop", "services": []}]
     baseline = {"compose:shop/web": {"id": "old", "restart_count": 0}}

@@ -359,8 +359,10 @@ def test_a_run_skipped_behind_a_stuck_holder_alerts_once_then_recovers(host, fak
     os.kill(holder.pid, signal.SIGSTOP)
     try:
         later = time.time() + 2 + jobs.STUCK_GRACE_SECONDS + 5
+        boot_later = jobs.boot_seconds() + 2 + jobs.STUCK_GRACE_SECONDS + 5  # both clocks on
         records = [jobs.run_job(host.runtime, "frozen", ["true"], clock=lambda: later,
-                                out=open(os.devnull, "w")) for _attempt in range(2)]
+                                boot_clock=lambda: boot_later, out=open(os.devnull, "w"))
+                   for _attempt in range(2)]
         on_time = jobs.run_job(host.runtime, "frozen", ["true"], out=open(os.devnull, "w"))
     finally:
         os.kill(holder.pid, signal.SIGCONT)
@@ -386,3 +388,196 @@ def test_cli_exit_status_is_124_for_a_timeout(host):
     proc = host.cli("run", "--job", "slowpoke", "--timeout", "0.5", "--", "sleep", "30")
     proc.communicate(timeout=30)
     assert proc.returncode == 124
+
+
+# --------------------------------------------------------------------------- #16 review fixes
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_a_timeout_of_0_or_less_is_refused_in_one_line_and_nothing_runs(host, tmp_path, value):
+    marker = tmp_path / "ran"
+    proc = host.cli("run", "--job", "backup", "--timeout", value, "--", "touch", str(marker))
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2 and out == "" and not marker.exists()
+    assert err == ("runbook-ops: job backup: error: --timeout %r is not a valid timeout: use a "
+                   "number of seconds greater than 0\n" % value)
+
+
+def test_a_lock_directory_another_user_owns_is_not_used_and_says_so_until_fixed(host, fake):
+    """Made by nobody (as anyone can in /run/lock): the job runs with its lock in the state
+    directory, one runbook-ops:locks alert says why; once root owns it, one recovery."""
+    lock_dir = host.root / "run" / "lock"
+    lock_dir.mkdir(parents=True)
+    os.chown(lock_dir, int(subprocess.check_output(["id", "-u", "nobody"])), -1)
+    record = jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+    assert record["rc"] == 0
+    assert (host.root / "state" / "locks" / "backup.lock").exists()
+    assert not (lock_dir / "backup.lock").exists()
+    assert [m["text"] for m in fake.messages] == [
+        "🚨 web1 CRITICAL: job backup: the lock directory %s cannot be used: %s is owned by uid "
+        "65534, not 0. The job's lock is taken in %s instead. Only root may own or write it: if "
+        "you did not make it so, another user may be trying to hold the jobs' locks or to make "
+        "root write through a link there." % (lock_dir, lock_dir, host.root / "state" / "locks")]
+    os.chown(lock_dir, 0, -1)
+    jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+    jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+    assert [m["text"] for m in fake.messages][1:] == [
+        "✅ web1 recovered: the lock directory %s is private again" % lock_dir]
+    assert (lock_dir / "backup.lock").exists()
+
+
+def _hold(path):
+    """``flock`` ``path`` read-only in another process, as an older wrapper holds its lock."""
+    holder = subprocess.Popen(["flock", "--no-fork", "-s", str(path), "sleep", "60"])
+    assert _wait_for(lambda: subprocess.run(["flock", "-n", str(path), "true"]).returncode == 1)
+    return holder
+
+
+def test_an_older_wrapper_holding_the_state_directory_lock_is_waited_for(host, fake):
+    """Wrappers before /run/runbook-ops/locks took <state_dir>/locks/NAME.lock: during an
+    upgrade the new one must not start the job that an old one still runs."""
+    old_lock = host.root / "state" / "locks" / "backup.lock"
+    old_lock.parent.mkdir(parents=True)
+    old_lock.write_text("4242\n")  # the oldest wrappers noted a bare pid
+    holder = _hold(old_lock)
+    try:
+        record = jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert record["skipped"] is True and record["lock"] == str(old_lock)
+    assert record["holder"] == {"pid": "4242"}
+    assert jobs.run_job(host.runtime, "backup", ["true"])["skipped"] is False
+    assert old_lock.read_text() == "4242\n", "an old lock file is only ever read"
+
+
+def test_an_older_wrapper_lock_is_honoured_on_a_read_only_state_directory(host, fake, tmp_path):
+    state = host.root / "state"
+    state.mkdir()
+    script = ('mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/locks" && echo 4242 > '
+              '"$1/locks/backup.lock" && mount -o remount,ro "$1" && '
+              '{ flock -F -s "$1/locks/backup.lock" sleep 30 >/dev/null 2>&1 & holder=$!; }; '
+              'sleep 1; shift; "$@" run --job backup -- touch %s; echo "rc=$?"; kill $holder'
+              % (tmp_path / "ran"))
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                           "sh", str(state)] + host.argv, capture_output=True, text=True,
+                          timeout=60, check=False)
+    if "unshare" in proc.stderr:
+        pytest.skip("no mount namespace here: %s" % proc.stderr.strip())
+    assert "rc=0" in proc.stdout and "job backup is already running (pid 4242)" in proc.stdout
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_old_default_lock_directory_is_honoured_only_when_root_made_it(
+        host, fake, monkeypatch):
+    """/run/lock/runbook-ops (wrappers of b380045): held there means running; the same
+    directory made by another user is ignored (its locks are nobody's to trust)."""
+    old_dir = host.root / "old-run-lock"
+    old_dir.mkdir()
+    monkeypatch.setattr(jobs, "OLD_DEFAULT_LOCK_DIR", str(old_dir))
+    monkeypatch.setattr(jobs, "DEFAULT_LOCK_DIR", host.runtime["lock_dir"])
+    (old_dir / "backup.lock").write_text('{"pid": 77, "started": 1, "timeout": null}\n')
+    holder = _hold(old_dir / "backup.lock")
+    try:
+        held = jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+        os.chown(old_dir, int(subprocess.check_output(["id", "-u", "nobody"])), -1)
+        ignored = jobs.run_job(host.runtime, "backup", ["true"], out=open(os.devnull, "w"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert held["skipped"] is True and held["holder"]["pid"] == 77
+    assert ignored["skipped"] is False and ignored["rc"] == 0
+
+
+def test_a_clock_step_neither_invents_nor_hides_a_stuck_run(host, fake):
+    """The holder's note carries its boot id and boot-clock start: two days of wall clock
+    jump (NTP fixing a dead RTC) do not make a fresh run stuck; the boot clock does."""
+    holder = host.cli("run", "--job", "steady", "--timeout", "2", "--", "sleep", "30")
+    lock = host.root / "run" / "lock" / "steady.lock"
+    assert _wait_for(lambda: lock.exists() and '"boot_id"' in lock.read_text())
+    note = json.loads(lock.read_text())
+    assert note["pid"] == holder.pid and note["pid_start"] == jobs.process_start(holder.pid)
+    try:
+        jumped = jobs.run_job(host.runtime, "steady", ["true"], clock=lambda: time.time() + 2 * 86400,
+                              out=open(os.devnull, "w"))
+        assert jumped["skipped"] is True and jumped["stuck"] is False and fake.messages == []
+        os.kill(holder.pid, signal.SIGSTOP)
+        later = jobs.boot_seconds() + 2 + jobs.STUCK_GRACE_SECONDS + 5
+        stuck = jobs.run_job(host.runtime, "steady", ["true"], clock=lambda: time.time() - 86400,
+                             boot_clock=lambda: later, out=open(os.devnull, "w"))
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.communicate(timeout=30)
+    assert stuck["stuck"] is True and "ps -o pid,etime,stat,cmd -s %d" % holder.pid in \
+        fake.messages[0]["text"]
+
+
+def test_a_stuck_note_whose_pid_no_longer_runs_points_at_the_lock_file(host, fake):
+    lock = host.root / "run" / "lock" / "orphan.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"pid": 4242, "pid_start": 1, "boot_id": jobs.boot_id(),
+                                "started": time.time() - 7200,
+                                "started_boot": jobs.boot_seconds() - 7200, "timeout": 60}))
+    holder = _hold(lock)
+    try:
+        record = jobs.run_job(host.runtime, "orphan", ["true"], out=open(os.devnull, "w"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert record["stuck"] is True
+    assert "Look at it with `fuser -v %s` (pid 4242 no longer runs" % lock in \
+        fake.messages[0]["text"]
+
+
+def test_a_run_that_waited_for_the_lock_counts_its_time_from_taking_it(host):
+    first = host.cli("run", "--job", "queue", "--json", "--", "sleep", "2")
+    lock = host.root / "run" / "lock" / "queue.lock"
+    assert _wait_for(lambda: lock.exists() and lock.read_text())
+    second = host.cli("run", "--job", "queue", "--wait", "20", "--json", "--", "true")
+    waited = json.loads(second.communicate(timeout=30)[0])
+    first_record = json.loads(first.communicate(timeout=30)[0])
+    assert waited["started"] >= first_record["finished"] > first_record["started"]
+
+
+def test_state_kept_in_the_fallback_is_merged_back_once_writable(host, fake, read_only):
+    failing = read_only("run", "--job", "backup", "--", "sh", "-c", "exit 3")
+    assert failing.returncode == 1
+    fallback = host.root / "run" / "state"
+    assert (fallback / "alerts.json").exists() and (fallback / "jobs" / "backup.json").exists()
+    jobs.run_job(host.runtime, "disk-monitor", ["true"], out=open(os.devnull, "w"))
+    state = json.loads((host.root / "state" / "alerts.json").read_text())
+    assert state["job:backup"]["level"] == "critical" and "critical" in state["job:backup"]["sent"]
+    assert json.loads((host.root / "state" / "jobs" / "backup.json").read_text())["rc"] == 3
+    assert not (fallback / "alerts.json").exists() and not list((fallback / "jobs").iterdir())
+    assert "is merged back (2 alert keys, 1 job records)" in host.log("disk-monitor")
+    assert [m["text"][:30] for m in fake.messages] == [
+        "🚨 web1 CRITICAL: job backup: c", "🚨 web1 CRITICAL: job backup fa",
+        "✅ web1 recovered: the state di"]
+
+
+def test_a_fallback_directory_another_user_owns_is_not_used(host, fake, read_only):
+    fallback = host.root / "run" / "state"
+    fallback.mkdir(parents=True)
+    os.chown(fallback, int(subprocess.check_output(["id", "-u", "nobody"])), -1)
+    proc = read_only("run", "--job", "backup", "--", "true")
+    assert proc.returncode == 0, proc.stderr
+    assert list(fallback.iterdir()) == [], "nothing written where another user can change it"
+    assert fake.messages[0]["text"].startswith(
+        "🚨 web1 CRITICAL: job backup: cannot write the state directory %s (Read-only file "
+        "system), and the fallback cannot be used (%s is owned by uid 65534, not 0): nothing "
+        "is recorded, so alerts repeat every run" % (host.root / "state", fallback))
+
+
+def test_closed_stdout_and_stderr_never_change_the_exit_status(host, tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the logger the cron line pipes into is gone
+    try:
+        ran = subprocess.run(host.argv + ["run", "--job", "quiet", "--json", "--", "true"],
+                             stdout=write_end, stderr=write_end, timeout=30, check=False)
+        refused = subprocess.run(host.argv + ["run", "--job", "bad.name", "--", "true"],
+                                 stdout=write_end, stderr=write_end, timeout=30, check=False)
+    finally:
+        os.close(write_end)
+    assert (ran.returncode, refused.returncode) == (0, 2)

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collec
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
-    job_settings, load_runtime)
+    TIMEOUT_RULE, job_settings, load_runtime, timeout_problem)
 
 
 def test_missing_file_gives_the_documented_defaults(tmp_path):
@@ -24,7 +24,7 @@ def test_missing_file_gives_the_documented_defaults(tmp_path):
         "host_label": socket.gethostname().split(".")[0],
         "state_dir": "/var/lib/runbook-ops",
         "log_dir": "/var/log",
-        "lock_dir": "/run/lock/runbook-ops",
+        "lock_dir": "/run/runbook-ops/locks",  # root-only, never the 1777 /run/lock
         "fallback_state_dir": "/run/runbook-ops",
         "alert": {"telegram_api_url": "https://api.telegram.org", "telegram_chat_id": "",
                   "telegram_token_file": "/etc/runbook-ops/telegram.token",
@@ -68,3 +68,15 @@ def test_bad_runtime_files_raise_ops_error_naming_file_and_problem(tmp_path, con
     assert str(path) in caught.value.message
     assert words in caught.value.message
     assert "runbook.ops.base" in caught.value.message
+
+
+@pytest.mark.parametrize("value", [1, 3600, 0.5, "120", "0.5"])
+def test_a_positive_timeout_has_no_problem(value):
+    assert timeout_problem(value, "backup_timeout_seconds") == ""
+
+
+@pytest.mark.parametrize("value", [0, -5, "0", "-1", "abc", "", None, True, float("inf"),
+                                   float("nan"), "inf"])
+def test_a_timeout_of_0_or_less_gets_one_line_naming_variable_value_and_rule(value):
+    assert timeout_problem(value, "backup_timeout_seconds") == (
+        "backup_timeout_seconds %r is not a valid timeout: use %s" % (value, TIMEOUT_RULE))
