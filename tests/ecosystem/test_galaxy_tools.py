@@ -27,13 +27,6 @@ check_changelog = true
 # The importer notes every sanity ignore file; that note is all it may say beyond INFO.
 IGNORE_NOTICE = re.compile(r"^WARNING: Ignore files skip ansible-test sanity tests, "
                            r"found (ignore-[0-9.]+\.txt) with (\d+) statement\(s\)$")
-# Known and temporary: two ignore-2.21.txt entries Galaxy's ansible-lint does not permit.
-# They go with the code changes that file names; then this set must be emptied (the test
-# fails while a line listed here no longer appears).
-PENDING = {
-    "WARNING: tests/sanity/ignore-2.21.txt:2: sanity[cannot-ignore]: Ignore file contains "
-    "pylint:ansible-bad-function at line 2, which is not a permitted ignore. (warning)",
-}
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +58,7 @@ def test_galaxy_importer_accepts_the_tarball_and_warns_of_nothing_unknown(
             notices[match.group(1)] = int(match.group(2))
         elif line.startswith(("WARNING", "ERROR")):
             problems.append(line)
-    assert sorted(problems) == sorted(PENDING), "\n".join(log)
+    assert not problems, "\n".join(log)
     shipped = {}
     for name in os.listdir(os.path.join(REPO, "tests", "sanity")):
         with open(os.path.join(REPO, "tests", "sanity", name), encoding="utf-8") as handle:

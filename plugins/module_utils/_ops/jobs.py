@@ -45,6 +45,7 @@ from .alerts import merge_state, notify
 from .cli_output import write_line
 from .errors import OpsError
 from .private_dir import open_private_file, private_dir_problem
+from .runner import start_process
 from .runtime import (DEFAULT_LOCK_DIR, STATE_DIR_ENV, job_name_problem, job_settings,
                       timeout_problem)
 from .state import read_json, write_json_atomic
@@ -456,8 +457,7 @@ def _run_streaming(argv, log, tail, timeout, env=None):
     command is reaped last, after every signal to its group.
     """
     try:
-        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = start_process(argv, env=env)
     except OSError as exc:
         message = "runbook-ops: cannot run %s: %s" % (argv[0], exc.strerror or exc)
         log.line(message)

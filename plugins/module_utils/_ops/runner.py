@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The single gateway through which the core runs external commands.
 
-Every subprocess of runbook.ops goes through ``run_command``, so timeouts, the
-environment and error wording are handled in one place. Secrets never travel in
+Every subprocess of runbook.ops goes through ``run_command`` (or, for the cron
+wrapper's streaming run, ``start_process``), so timeouts, the environment and error
+wording are handled in one place. Secrets never travel in
 ``argv``: pass them through ``env`` or ``stdin_data``.
 """
 
@@ -78,3 +79,18 @@ def run_command(argv, *, timeout=None, env=None, stdin_data=None, cwd=None, chec
         raise OpsError("%s exited with status %d%s" % (
             " ".join(argv[:3]), proc.returncode, (": " + " | ".join(tail)) if tail else ""))
     return result
+
+
+def start_process(argv, *, env=None):
+    """Start ``argv`` in its own session with its output (stdout and stderr) on one pipe.
+
+    For the cron wrapper, which streams that pipe into the job log and stops the
+    whole process group on timeout; the caller reads, signals and reaps the process.
+    Raises ``OSError`` when it cannot start.
+    """
+    if isinstance(argv, str):
+        raise TypeError("start_process takes a list of arguments, not a shell string")
+    # The wrapper runs on hosts without Ansible; see run_command.
+    return subprocess.Popen(  # pylint: disable=ansible-bad-function
+        list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True, env=env)
