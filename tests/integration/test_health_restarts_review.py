@@ -42,8 +42,8 @@ def _crash(container):
     raise AssertionError("the worker did not restart: %s" % container.attrs["State"])
 
 
-def test_a_segfault_loop_is_explained_on_an_engine_with_healthchecks(isolated_engine,
-                                                                      tmp_path):
+def test_a_segfault_loop_is_explained_on_an_engine_with_healthchecks(
+        isolated_engine, tmp_path):
     build_busybox_image(isolated_engine, "crashy:1", cmd=["sh", "-c", WORKER])
     client = isolated_engine.client()
     worker = client.containers.run("crashy:1", detach=True, labels=LABELS,

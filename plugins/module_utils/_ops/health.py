@@ -350,8 +350,8 @@ def count_restarts(before, info, now, window_seconds, exit_seen=None):
                 continue
             if when > now - window_seconds:
                 known = _exit_of(item)
-                restarts.append([when, count] + ([known[0], known[1], str(item[4])
-                                                   if len(item) > 4 else ""] if known else []))
+                detail = str(item[4]) if len(item) > 4 else ""
+                restarts.append([when, count] + ([known[0], known[1], detail] if known else []))
         growth = restarts_since(before, info)
         if growth:
             restarts.append([now, growth] + (list(exit_seen) if exit_seen else []))

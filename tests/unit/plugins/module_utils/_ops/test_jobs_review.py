@@ -88,11 +88,11 @@ def test_another_user_cannot_silence_a_job_by_holding_its_lock_in_run_lock(
     holder = _as_nobody("flock", lock, "sleep", "60")
     try:
         assert _wait_for(lambda: subprocess.run(
-            ["flock", "-n", lock, "true"]).returncode == 1), "nobody holds the lock"
+            ["flock", "-n", lock, "true"], check=False).returncode == 1), "nobody holds the lock"
         marker = tmp_path / "ran"
         proc = subprocess.run(argv + ["run", "--job", "health-monitor", "--timeout", "120",
                                       "--", "touch", str(marker)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
     finally:
         holder.kill()
         holder.wait()
@@ -114,7 +114,7 @@ def test_root_never_writes_through_a_symlink_planted_in_the_lock_directory(
     subprocess.run(NOBODY + ["ln", "-s", str(victim), os.path.join(lock_dir, "backup.lock")],
                    check=True)
     subprocess.run(argv + ["run", "--job", "backup", "--timeout", "60", "--", "true"],
-                   capture_output=True, text=True, timeout=60)
+                   capture_output=True, text=True, timeout=60, check=False)
     assert victim.read_text() == "root:$y$precious-hash:19000:0:99999:7:::\n"
 
 
@@ -132,12 +132,12 @@ def test_a_stuck_holder_alerts_even_when_the_syslog_pipe_is_gone(tmp_path, fake)
                                % (json.dumps(note), lock, lock)])
     try:
         assert _wait_for(lambda: subprocess.run(
-            ["flock", "-n", lock, "true"]).returncode == 1)
+            ["flock", "-n", lock, "true"], check=False).returncode == 1)
         read_end, write_end = os.pipe()
         os.close(read_end)  # `logger: not found`, or logger gone
         proc = subprocess.run(argv + ["run", "--job", "disk-monitor", "--timeout", "3600",
                                       "--", "true"], stdout=write_end, stderr=write_end,
-                              timeout=60)
+                              timeout=60, check=False)
         os.close(write_end)
     finally:
         holder.kill()
@@ -163,7 +163,7 @@ def test_a_failure_alerted_while_state_was_read_only_gets_its_recovery(tmp_path,
     (tmp_path / "state").mkdir()
     failing = subprocess.run(_read_only([tmp_path / "state"], argv + [
         "run", "--job", "backup", "--timeout", "60", "--", "sh", "-c", "echo boom; exit 3"]),
-        capture_output=True, text=True, timeout=60)
+        capture_output=True, text=True, timeout=60, check=False)
     if "unshare" in failing.stderr or "mount" in failing.stderr:
         pytest.skip("no mount namespace here: %s" % failing.stderr.strip())
     assert failing.returncode == 1
@@ -171,7 +171,6 @@ def test_a_failure_alerted_while_state_was_read_only_gets_its_recovery(tmp_path,
                for m in fake.messages)
     jobs.run_job(runtime, "backup", ["true"], out=open(os.devnull, "w"))  # writable again
     assert "✅ web1 recovered: job backup succeeds again" in [m["text"] for m in fake.messages]
-
 
 
 _PID_REUSE_DRIVER = r'''
@@ -210,7 +209,7 @@ def test_the_wrapper_never_signals_a_process_group_it_does_not_own(tmp_path, fak
     driver.write_text(_PID_REUSE_DRIVER)
     proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "python3",
                            str(driver), str(tmp_path / "leader.pid")] + argv,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0 and "unshare" in proc.stderr:
         pytest.skip("no pid namespace here: %s" % proc.stderr.strip())
     assert "reused=1" in proc.stdout, proc.stdout + proc.stderr
