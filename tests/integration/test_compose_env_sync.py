@@ -1,6 +1,6 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""runbook.ops.compose_env_sync and playbooks/env-sync.yml against an isolated Docker engine.
+"""runbook.ops.compose_env_sync and playbooks/env_sync.yml (runbook.ops.env_sync) against an isolated Docker engine.
 
 A project shaped like the runbook's (backend, celery-worker, celery-beat read .env through
 env_file, bot through ${VAR} interpolation, a one-shot migrate job) lives in tmp_path. The
@@ -169,9 +169,9 @@ def run_module(engine, args, check=False, diff=False):
 
 
 def run_playbook(engine, extra_vars, *args):
-    """Run playbooks/env-sync.yml with -vvv; return (rc, full output)."""
+    """Run playbooks/env_sync.yml with -vvv; return (rc, full output)."""
     proc = subprocess.run(
-        [os.path.join(_BIN, "ansible-playbook"), "playbooks/env-sync.yml", "-vvv",
+        [os.path.join(_BIN, "ansible-playbook"), "playbooks/env_sync.yml", "-vvv",
          "-e", json.dumps(extra_vars)] + list(args), cwd=_REPO, capture_output=True, text=True,
         env=dict(os.environ, ANSIBLE_NOCOLOR="1", **engine.env), timeout=600, check=False)
     return proc.returncode, proc.stdout + proc.stderr
@@ -503,7 +503,7 @@ def test_playbook_refuses_to_run_without_a_host_selection(project_factory, tmp_p
     assert messages == ["Refusing to run on every host of the inventory: choose them with --limit "
                         "HOST or -e env_sync_hosts=GROUP (on the command line; in group_vars it is "
                         "not seen by the play's hosts line), e.g. ansible-playbook "
-                        "playbooks/env-sync.yml -l web1 -e project_dir=/opt/app"], out
+                        "runbook.ops.env_sync -l web1 -e project_dir=/opt/app"], out
     assert "compose_env_sync" not in out.split("Refusing", 1)[1] and "drifted" not in out
     assert _ids(project) == before
     assert not os.path.exists(str(tmp_path / "state"))
@@ -829,7 +829,7 @@ def test_review_host_selection_in_group_vars_does_not_bypass_the_guard(tmp_path)
     (inventory / "group_vars" / "prod.yml").write_text("env_sync_hosts: prod\n")
     missing = str(tmp_path / "no-such-project")
     proc = subprocess.run(
-        [os.path.join(_BIN, "ansible-playbook"), "-i", str(inventory), "playbooks/env-sync.yml",
+        [os.path.join(_BIN, "ansible-playbook"), "-i", str(inventory), "playbooks/env_sync.yml",
          "-e", json.dumps({"project_dir": missing, "env_sync_state_dir": str(tmp_path / "st")})],
         cwd=_REPO, capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
         timeout=600, check=False)

@@ -167,7 +167,7 @@ def test_health_check_playbook_reports_what_is_broken(host):
     try:
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
         done = subprocess.run(
-            ["ansible-playbook", os.path.join(REPO, "playbooks", "health-check.yml"),
+            ["ansible-playbook", os.path.join(REPO, "playbooks", "health_check.yml"),
              "-i", "health-instance,", "-c", "community.docker.docker",
              "-e", "ansible_python_interpreter=/usr/bin/python3"],
             capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
