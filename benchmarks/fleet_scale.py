@@ -1,6 +1,6 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Wall time of ``emergency-disk.yml --check`` for 1, 10 and 20 container hosts.
+"""Wall time of ``emergency_disk.yml --check`` for 1, 10 and 20 container hosts.
 
     . scripts/dev-env.sh && python benchmarks/fleet_scale.py [--sizes 1,10,20] [--repeat 1]
 
@@ -34,8 +34,9 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tests", "integration"))
+for _tests_dir in ("integration", "harness"):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "tests", _tests_dir))
 
 # its own container names, so it can run beside the scale test
 os.environ.setdefault("RUNBOOK_OPS_FLEET_PREFIX", "runbook-ops-scale-bench-")
@@ -56,14 +57,14 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="rbo-fleet-bench-") as tmp:
             # one warm-up run: Python's caches on the control node and in the hosts
             inventory = write_inventory(os.path.join(tmp, "warm.yml"), names[:1])
-            run_playbook("emergency-disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
+            run_playbook("emergency_disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
             for size in sizes:
                 inventory = write_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
                                             names[:size])
                 best = None
                 for _repeat in range(args.repeat):
                     rc, output, seconds, recap = run_playbook(
-                        "emergency-disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
+                        "emergency_disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
                     failed = [h for h, r in recap.items() if r["failed"] or r["unreachable"]]
                     if rc != 0 or failed or len(recap) != size:
                         print(output[-3000:], file=sys.stderr)

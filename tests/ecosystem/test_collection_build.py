@@ -7,6 +7,8 @@ import json
 import os
 import tarfile
 
+import yaml
+
 from collection_build import REPO, VENV_BIN, run_tool
 
 # Everything at the top of the tarball. Clone-only files (ansible.cfg pointing at
@@ -53,3 +55,23 @@ def test_installed_collection_runs_a_module_outside_the_checkout(installed_colle
 def test_installed_roles_find_the_core_they_ship_to_hosts(installed_collection):
     core = (installed_collection / "roles" / "base" / ".." / ".." / "plugins" / "module_utils" / "_ops").resolve()
     assert (core / "cli.py").is_file() and (core / "jobs.py").is_file()
+
+
+def test_installed_playbooks_run_by_collection_name(installed_collection, installed_collections, tmp_path):
+    """Every playbook is runnable as runbook.ops.<name>; each hyphenated file the runbooks
+    name is one import of its underscore twin (collection playbook names hold no hyphen)."""
+    playbooks = installed_collection / "playbooks"
+    names = sorted(p.stem for p in playbooks.glob("*.yml"))
+    fqcn_names = [n for n in names if "-" not in n]
+    assert {"provision", "restore", "env_sync", "health_check"} <= set(fqcn_names)
+    for alias in (n for n in names if "-" in n):
+        twin = alias.replace("-", "_")
+        assert twin in fqcn_names, alias
+        plays = yaml.safe_load((playbooks / (alias + ".yml")).read_text())
+        assert [play["ansible.builtin.import_playbook"] for play in plays] == [twin + ".yml"]
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed_collections), "ANSIBLE_LOCALHOST_WARNING": "false",
+           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false"}
+    for name in fqcn_names:
+        out = run_tool([os.path.join(VENV_BIN, "ansible-playbook"), "--syntax-check", "runbook.ops." + name],
+                       cwd=tmp_path, env=env)
+        assert "playbook: %s" % (playbooks / (name + ".yml")) in out, out

@@ -16,12 +16,13 @@ import pytest
 import yaml
 
 from collection_build import REPO, VENV_BIN, run_tool
+from readme import code_blocks, readme_section
 
 
-def emergency_playbook(installed_collection):
-    """The playbook an AWX job template runs, as ansible-playbook takes it: the installed
-    file until the playbooks have collection names, then "runbook.ops.emergency_disk"."""
-    return str(installed_collection / "playbooks" / "emergency-disk.yml")
+def awx_section_blocks():
+    """The README's AWX section: the project's playbook, then its collections/requirements.yml."""
+    playbook, requirements = code_blocks(readme_section("From AWX / Automation Controller"), "yaml")
+    return playbook, requirements
 
 
 def test_builder_creates_a_context_that_installs_the_collection(installed_collection, collection_tarball,
@@ -52,7 +53,10 @@ def test_introspection_gives_the_ee_the_docker_sdk(installed_collections):
 
 
 def test_project_sync_requirements_name_this_collection(installed_collections):
-    """AWX installs collections/requirements.yml; offline it resolves to the installed tarball."""
+    """AWX installs collections/requirements.yml; offline it resolves to the installed tarball.
+    The README's AWX section shows the same requirements."""
+    with open(os.path.join(REPO, "collections", "requirements.yml"), encoding="utf-8") as handle:
+        assert yaml.safe_load(awx_section_blocks()[1]) == yaml.safe_load(handle)
     out = run_tool([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "--offline",
                     "-r", os.path.join(REPO, "collections", "requirements.yml"), "-p", installed_collections],
                    cwd=installed_collections)
@@ -80,11 +84,13 @@ def quiet_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_ansible_runner_check_run_of_the_emergency_playbook_reports_its_summary(installed_collection,
-                                                                                installed_collections,
-                                                                                quiet_disk, tmp_path):
+def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed_collections, quiet_disk,
+                                                                       tmp_path):
+    """An AWX job: the README's one-line project playbook, run by ansible-runner."""
     private = tmp_path / "runner"
     (private / "inventory").mkdir(parents=True)
+    (private / "project").mkdir()
+    (private / "project" / "emergency_disk.yml").write_text(awx_section_blocks()[0])
     (private / "env").mkdir()
     (private / "inventory" / "hosts").write_text(
         "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
@@ -95,7 +101,7 @@ def test_ansible_runner_check_run_of_the_emergency_playbook_reports_its_summary(
         "emergency_disk_telegram": False}))
     (private / "env" / "cmdline").write_text("--check")
     (private / "env" / "envvars").write_text(json.dumps({"ANSIBLE_COLLECTIONS_PATH": str(installed_collections)}))
-    run_tool([os.path.join(VENV_BIN, "ansible-runner"), "run", private, "-p", emergency_playbook(installed_collection),
+    run_tool([os.path.join(VENV_BIN, "ansible-runner"), "run", private, "-p", "emergency_disk.yml",
               "--ident", "check"],
              cwd=tmp_path, env={"PATH": VENV_BIN + os.pathsep + os.environ["PATH"]})
     artifacts = private / "artifacts" / "check"

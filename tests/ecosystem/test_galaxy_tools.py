@@ -67,7 +67,7 @@ def test_galaxy_importer_accepts_the_tarball_and_warns_of_nothing_unknown(
     result = json.loads((tmp_path / "importer_result.json").read_text())
     assert result["requires_ansible"] == ">=2.19.0"
     names = {(c["content_type"], c["name"]) for c in result["contents"]}
-    assert {("module", "docker_cleanup"), ("role", "base"), ("playbook", "emergency-disk.yml")} <= names
+    assert {("module", "docker_cleanup"), ("role", "base"), ("playbook", "emergency_disk.yml"), ("playbook", "emergency-disk.yml")} <= names
 
 
 def test_ansible_lint_production_passes_on_the_installed_collection(installed_collection,
