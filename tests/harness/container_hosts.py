@@ -66,7 +66,7 @@ def start_host(name, image, debs):
     for deb in debs:
         docker("cp", deb, "%s:/tmp/debs/" % name)
     docker("exec", name, "sh", "-c", "dpkg -i /tmp/debs/*.deb >/dev/null && rm -rf /tmp/debs",
-            timeout=300)
+           timeout=300)
     return name
 
 

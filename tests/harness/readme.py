@@ -20,7 +20,7 @@ def readme_section(title, path=README):
     headings = list(_headings(lines))
     for position, (index, level, text) in enumerate(headings):
         if text == title:
-            end = next((other for other, other_level, _ in headings[position + 1:] if other_level <= level),
+            end = next((other for other, other_level, _text in headings[position + 1:] if other_level <= level),
                        len(lines))
             return "\n".join(lines[index + 1:end])
     raise AssertionError("README.md has no section %r" % title)
