@@ -1,6 +1,6 @@
 # Source this (`. scripts/dev-env.sh`) to run tools the way ./scripts/test does:
 # the venv first on PATH, the collection resolvable from the checkout, the offline
-# Molecule image tag, and Compose v2 as a real `docker compose` CLI plugin.
+# Molecule image tags (Debian 12 and 13), and Compose v2 as a real `docker compose` CLI plugin.
 # It expects ./scripts/bootstrap to have made .venv and a Docker engine to answer.
 RUNBOOK_OPS_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export RUNBOOK_OPS_REPO
@@ -20,4 +20,8 @@ fi
 if [ -z "${RUNBOOK_OPS_TEST_IMAGE:-}" ]; then
     RUNBOOK_OPS_TEST_IMAGE=$("$RUNBOOK_OPS_REPO/scripts/build-test-image")
     export RUNBOOK_OPS_TEST_IMAGE
+fi
+if [ -z "${RUNBOOK_OPS_TEST_IMAGE_TRIXIE:-}" ]; then
+    RUNBOOK_OPS_TEST_IMAGE_TRIXIE=$("$RUNBOOK_OPS_REPO/scripts/build-test-image" trixie)
+    export RUNBOOK_OPS_TEST_IMAGE_TRIXIE
 fi
