@@ -533,13 +533,14 @@ def _container_exists(name):
         api.close()
 
 
-def serve(name, state_file, watch_container=None, max_seconds=1800, data_root_size=None):
-    """Start an engine, write ``state_file`` (JSON: host, dir, data_root, pid), keep it
+def serve(name, state_file, watch_container=None, max_seconds=1800, data_root_size=None,
+          version="20.10"):
+    """Start an engine (``version``: one of ``ENGINES``), write ``state_file`` (JSON: host, dir, data_root, pid), keep it
     until the file is removed, ``watch_container`` (on the main engine) is gone after
     having existed, ``max_seconds`` pass, or SIGTERM/SIGINT arrives; then stop it."""
     import json
 
-    engine = start_isolated_engine(name, data_root_size=data_root_size)
+    engine = start_isolated_engine(name, data_root_size=data_root_size, version=version)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
@@ -575,12 +576,13 @@ def main(argv=None):
     srv.add_argument("--watch-container", help="stop once this main-engine container is gone")
     srv.add_argument("--max-seconds", type=float, default=1800)
     srv.add_argument("--data-root-size")
+    srv.add_argument("--version", default="20.10", choices=ENGINES)
     stp = sub.add_parser("stop", help="stop an engine started by serve")
     stp.add_argument("--state-file", required=True)
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.name, args.state_file, args.watch_container, args.max_seconds,
-              args.data_root_size)
+              args.data_root_size, args.version)
     else:
         import json
 
