@@ -24,6 +24,11 @@ RUNTIME = "/etc/runbook-ops/runtime.json"
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
 
 
+def _name(host):
+    """The instance's inventory name: the host label its alerts and the playbook show."""
+    return host.backend.get_hostname()
+
+
 def _job_command(host):
     """The command of the cron line (after the five time fields and the user)."""
     for line in host.file(CRON_FILE).content_string.splitlines():
@@ -118,8 +123,8 @@ def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host)
     _run_job(host)
     alerts = _messages(host, "(app:")
     assert len(alerts) == 1
-    assert alerts[0].startswith("🚨 health-instance CRITICAL: health check failed "
-                                "(app: connection refused)")
+    assert alerts[0].startswith("🚨 %s CRITICAL: health check failed "
+                                "(app: connection refused)" % _name(host))
 
     _run_job(host)
     _run_job(host)
@@ -129,7 +134,7 @@ def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host)
     _run_job(host)
     recoveries = _messages(host, "recovered: app is back after")
     assert len(recoveries) == 1
-    assert recoveries[0].startswith("✅ health-instance recovered: app is back after ")
+    assert recoveries[0].startswith("✅ %s recovered: app is back after " % _name(host))
 
     _run_job(host)
     assert len(_messages(host, "(app:")) == 1
@@ -139,15 +144,16 @@ def test_one_alert_after_the_second_failure_none_in_cooldown_then_recovery(host)
 def test_wrong_host_header_is_caught(host):
     texts = _messages(host, "(app-wrong-host:")
     assert len(texts) == 1, "one alert, then quiet in the cooldown"
-    assert texts[0].startswith("🚨 health-instance CRITICAL: health check failed "
-                               "(app-wrong-host: HTTP 404, expected 200 (Host: wrong.example))")
+    assert texts[0].startswith("🚨 %s CRITICAL: health check failed "
+                               "(app-wrong-host: HTTP 404, expected 200 (Host: wrong.example))"
+                               % _name(host))
 
 
 def test_slow_response_is_caught(host):
     texts = _messages(host, "(app-slow:")
     assert len(texts) == 1
-    assert texts[0].startswith("⚠️ health-instance WARNING: health check degraded "
-                               "(app-slow: slow: ")
+    assert texts[0].startswith("⚠️ %s WARNING: health check degraded "
+                               "(app-slow: slow: " % _name(host))
     assert " ms (limit 500 ms))" in texts[0]
 
 
@@ -168,14 +174,14 @@ def test_health_check_playbook_reports_what_is_broken(host):
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
         done = subprocess.run(
             ["ansible-playbook", os.path.join(REPO, "playbooks", "health_check.yml"),
-             "-i", "health-instance,", "-c", "community.docker.docker",
+             "-i", _name(host) + ",", "-c", "community.docker.docker",
              "-e", "ansible_python_interpreter=/usr/bin/python3"],
             capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
     finally:
         _fixture(host, "start")
     out = done.stdout
     assert done.returncode == 2, out + done.stderr
-    assert "health-instance: CRITICAL" in out
+    assert "%s: CRITICAL" % _name(host) in out
     assert "endpoint   app-wrong-host" in out
     assert "HTTP 404, expected 200 (Host: wrong.example)" in out
     assert "connection refused" in out  # the app was down during the check
@@ -233,7 +239,7 @@ def test_on_a_read_only_state_dir_the_monitor_still_counts_and_alerts(host):
         host.run(restore)
     alerts = _messages(host, "(app:")[before:]
     assert len(alerts) == 1 and alerts[0].startswith(
-        "🚨 health-instance CRITICAL: health check failed (app: connection refused)")
+        "🚨 %s CRITICAL: health check failed (app: connection refused)" % _name(host))
     storage = _messages(host, "job health-monitor: cannot write the state directory /srv/ro/state "
                               "(Read-only file system)")
     assert len(storage) == 1, "one storage alert per cooldown"
@@ -247,7 +253,7 @@ def test_a_dot_in_the_job_name_is_refused_before_anything_changes(host):
     play = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "converge.yml")
     done = subprocess.run(
-        ["ansible-playbook", play, "-i", "health-instance,", "-c", "community.docker.docker",
+        ["ansible-playbook", play, "-i", _name(host) + ",", "-c", "community.docker.docker",
          "-e", "ansible_python_interpreter=/usr/bin/python3",
          "-e", "health_monitor_job_name=health.monitor"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
