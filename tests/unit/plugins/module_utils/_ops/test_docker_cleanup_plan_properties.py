@@ -9,7 +9,11 @@ stopped containers (created, exited, dead, ...) with Created/StartedAt/FinishedA
 the ``until`` cutoff, images with tags, digests, parent chains (untagged parents with
 children are intermediates, not listed) and keep labels, named and anonymous volumes
 (engine label, 64-hex names, compose names) mounted by any container, build cache
-records with parents, and networks.
+records with parents, and networks. Stopped containers have their own age
+(``containers_until``) with a floor no option switches off: an hour after a clean stop,
+a day after a crash (exit code not 0, killed for memory, dead); one holding an anonymous
+volume a staying container mounts too (``--volumes-from``) stays; volumes of containers
+an earlier run removed (the state file) stay for ``containers_until``, at least an hour.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cle
 
 NOW = 2000000000
 KEEP = "runbook.ops.keep"
-UNTILS = {"0s": 0, "1h": 3600, "168h": 168 * 3600}
+UNTILS = {"0s": 0, "30m": 1800, "1h": 3600, "24h": 86400, "168h": 168 * 3600}
+HOUR, DAY = 3600, 86400
 ZERO_TIME = "0001-01-01T00:00:00Z"
 HEX = "0123456789abcdef"
 
@@ -40,8 +45,8 @@ def rfc3339(stamp):
 # --- generated states ------------------------------------------------------------------------
 
 # ages in seconds before NOW: on both sides of every cutoff, and exactly at one
-AGES = st.sampled_from([5, 60, 3599, 3600, 3601, 86400, 168 * 3600 - 1, 168 * 3600 + 1,
-                        30 * 86400])
+AGES = st.sampled_from([5, 60, 1799, 1801, 3599, 3600, 3601, 86399, 86400, 86401,
+                        168 * 3600 - 1, 168 * 3600 + 1, 30 * 86400])
 labels = st.sampled_from([None, {}, {"other": "x"}, {KEEP: ""}, {KEEP: "true"}, None, {}])
 
 
@@ -84,8 +89,10 @@ def containers(draw, image_ids, volume_names, network_names):
                     "ImageID": draw(st.sampled_from(image_ids)) if image_ids else "",
                     "Created": created, "Mounts": mounts,
                     "NetworkSettings": {"Networks": dict((n, {"NetworkID": "net-" + n}) for n in nets)}})
+        exit_code = draw(st.sampled_from([0, 0, 1, 137])) if state in ("exited", "dead") else 0
         details[cid] = {"Created": rfc3339(created), "State": {
-            "Status": state, "ExitCode": 137 if state == "exited" else 0, "OOMKilled": False,
+            "Status": state, "ExitCode": exit_code,
+            "OOMKilled": state in ("exited", "dead") and draw(st.booleans()),
             "StartedAt": rfc3339(started) if started else ZERO_TIME,
             "FinishedAt": rfc3339(finished) if finished else ZERO_TIME}}
     return out, details
@@ -135,16 +142,19 @@ def engine_states(draw):
     networks = [{"Id": "net-" + n, "Name": n, "Labels": draw(labels),
                  "Created": rfc3339(NOW - draw(AGES)), "Scope": "local"} for n in net_names]
     networks.append({"Id": "net-bridge", "Name": "bridge", "Created": rfc3339(NOW - 30 * 86400)})
+    removed = dict((v["Name"], {"container": "gone", "removed_at": NOW - draw(AGES)})
+                   for v in vols if draw(st.booleans()))
     return {"df": {"Images": listed, "Containers": ctrs, "Volumes": vols,
                    "BuildCache": draw(build_cache())},
             "images_all": all_images, "image_layers": {}, "container_details": details,
-            "networks": networks}
+            "networks": networks, "removed_volumes": removed}
 
 
 option_sets = st.fixed_dictionaries({
     "builder_cache": st.booleans(), "images": st.sampled_from(["none", "dangling", "unused"]),
     "containers": st.booleans(), "volumes": st.sampled_from(["none", "anonymous", "all"]),
     "networks": st.booleans(), "until": st.sampled_from(sorted(UNTILS)),
+    "containers_until": st.sampled_from(sorted(UNTILS)),
 })
 
 
@@ -167,6 +177,19 @@ def when_stopped(details):
     if stamp_of(state["StartedAt"]) is None:
         return stamp_of(details["Created"])
     return stamp_of(state["FinishedAt"]) or stamp_of(state["StartedAt"])
+
+
+def may_go_after(details):
+    """How long ago a stopped container must have stopped to go, before the option:
+    a day after a crash, an hour otherwise."""
+    state = details["State"]
+    bad = state["Status"] == "dead" or state["OOMKilled"] or state["ExitCode"] != 0
+    return DAY if bad else HOUR
+
+
+def anonymous_mounts(ctr):
+    return set(m["Name"] for m in ctr["Mounts"]
+               if len(m["Name"]) == 64 and all(ch in HEX for ch in m["Name"]))
 
 
 def kept_label(thing):
@@ -194,10 +217,22 @@ def model(state, options):
     for ctr in df["Containers"] if options["containers"] else ():
         if ctr["State"] not in ("created", "exited", "dead") or kept_label(ctr):
             continue
-        if old(when_stopped(state["container_details"][ctr["Id"]]), until):
+        details = state["container_details"][ctr["Id"]]
+        need = max(UNTILS[options["containers_until"]], may_go_after(details))
+        if when_stopped(details) < NOW - need:
             go["containers"].add(ctr["Id"])
         else:
             kept["container"].add(ctr["Id"])
+    settled = False
+    while not settled:  # a data-only container stays while a staying one mounts its volume
+        settled = True
+        for ctr in df["Containers"]:
+            if ctr["Id"] in go["containers"] and any(
+                    anonymous_mounts(ctr) & anonymous_mounts(other) for other in df["Containers"]
+                    if other["Id"] not in go["containers"]):
+                go["containers"].discard(ctr["Id"])
+                kept["container"].add(ctr["Id"])
+                settled = False
     remaining = [c for c in df["Containers"] if c["Id"] not in go["containers"]]
 
     if options["images"] != "none":
@@ -231,10 +266,14 @@ def model(state, options):
             if options["volumes"] == "anonymous" and not anonymous:
                 continue
             users = [c for c in df["Containers"] if vol["Name"] in [m["Name"] for m in c["Mounts"]]]
-            if not users:
-                go["volumes"].add(vol["Name"])
-            elif all(c["Id"] in go["containers"] for c in users):
+            removed_at = (state["removed_volumes"].get(vol["Name"]) or {}).get("removed_at")
+            grace = max(UNTILS[options["containers_until"]], HOUR)
+            if users and all(c["Id"] in go["containers"] for c in users):
                 kept["volume"].add(vol["Name"])
+            elif not users and removed_at is not None and removed_at > NOW - grace:
+                kept["volume"].add(vol["Name"])
+            elif not users:
+                go["volumes"].add(vol["Name"])
 
     if options["networks"]:
         attached = set(n for c in remaining for n in c["NetworkSettings"]["Networks"])
@@ -263,9 +302,9 @@ _CHAIN = [_image(0, tags=["base:1"]), _image(1, 0), _image(2, 1, tags=["app:1"],
 INTERMEDIATE_PARENT = {"df": {"Images": [_CHAIN[0], _CHAIN[2]], "Containers": [], "Volumes": [],
                               "BuildCache": []},
                        "images_all": _CHAIN, "image_layers": {}, "container_details": {},
-                       "networks": []}
+                       "networks": [], "removed_volumes": {}}
 EVERYTHING = {"builder_cache": True, "images": "unused", "containers": True, "volumes": "all",
-              "networks": True, "until": "0s"}
+              "networks": True, "until": "0s", "containers_until": "0s"}
 
 
 @settings(max_examples=400)
@@ -300,6 +339,11 @@ def test_plan_never_touches_what_is_in_use_kept_or_named(state, options):
             assert mount["Name"] not in plan["volumes"]
         if ctr["State"] in ("running", "paused", "restarting") or kept_label(ctr):
             assert ctr["Id"] not in plan["containers"]
+        if ctr["Id"] in plan["containers"]:  # stopped over an hour ago, over a day after a crash
+            details = state["container_details"][ctr["Id"]]
+            assert when_stopped(details) < NOW - HOUR
+            if details["State"]["ExitCode"] or details["State"]["OOMKilled"] or ctr["State"] == "dead":
+                assert when_stopped(details) < NOW - DAY
     for kind, things, key in (("images", df["Images"], "Id"), ("volumes", df["Volumes"], "Name")):
         for thing in things:
             if kept_label(thing):
