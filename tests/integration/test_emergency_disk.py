@@ -27,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PLAYBOOK = os.path.join(REPO, "playbooks", "emergency-disk.yml")
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 MIB = 1024 * 1024
+DAY = 86400
 
 
 def fs_used(path):
@@ -189,11 +190,11 @@ def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
 
 
 def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engine_factory, tmp_path):
-    """db-1 was created long before emergency_disk_until and killed (exit 137) just before
-    the emergency; old-job stopped long ago. Every step runs (forced, target 1%: db-1 alone holds more): old-job
-    goes, its volume stays for this run, db-1 and its data stay, and the summary says
-    what it kept and why."""
-    until = 45  # the playbook reaches the containers step ~25 s after the crash
+    """db-1 was created ten days ago and killed (exit 137) just before the emergency;
+    old-job stopped ten days ago. Every step runs (forced, target 1%: db-1 alone holds
+    more): old-job goes, its volume stays for this run, db-1 and its data stay, and the
+    summary says what it kept and why."""
+    until = "48h"  # emergency_disk_containers_until: longer than the 24 h floor after a crash
     engine = isolated_engine_factory("emergency-crash", data_root_size="160m")
     api = engine.api()
     build_busybox_image(engine, "shop/db:1", filler_bytes=MIB)
@@ -205,13 +206,17 @@ def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engin
                    for name in ("old-job", "db-1"))
     logs = tmp_path / "log"
     logs.mkdir()
-    time.sleep(until + 3)
+    engine.backdate_containers({"old-job": 10 * DAY, "db-1": 10 * DAY})
+    api = engine.api()
+    engine.docker_cli("start", "db-1")
+    time.sleep(1)
     engine.docker_cli("kill", "db-1")
     assert api.wait("db-1", timeout=30)["StatusCode"] == 137
 
     rc, summary, out = run_emergency(engine, {
         "emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
-        "emergency_disk_until": "%ds" % until, "emergency_disk_force": True,
+        "emergency_disk_containers_until": until, "emergency_disk_until": "0s",
+        "emergency_disk_state_dir": str(tmp_path / "state"), "emergency_disk_force": True,
         "emergency_disk_target_percent": 1, "emergency_disk_log_dir": str(logs),
         "emergency_disk_journal_vacuum": False, "emergency_disk_telegram": False})
     table = printed_table(out)
@@ -228,6 +233,6 @@ def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engin
     kept_lines = [line for line in table if line.startswith("kept ")]
     assert len(kept_lines) == 2, table
     assert kept_lines[0].startswith("kept 1 stopped container: db-1 exited ")
-    assert kept_lines[0].endswith(" ago (exit 137), younger than %ds" % until)
+    assert kept_lines[0].endswith(" ago (exit 137), younger than %s" % until)
     assert kept_lines[1] == ("kept 1 volume: %s… data of old-job, which this run removes; "
                              "a later run may remove it" % volumes["old-job"][:12])
