@@ -28,8 +28,10 @@ description:
     that crashed a minute ago stays however old the container is. Right before each
     removal the container is inspected again and judged by its state then: one started
     since the plan, or that stopped again since (started, then crashed), stays.
-  - A stopped container holding an anonymous volume that a staying container mounts too
-    (C(--volumes-from), the data-only container pattern) stays.
+  - A data container stays - a stopped container that another container names in
+    C(--volumes-from) (C(HostConfig.VolumesFrom), by name or ID, read again right before
+    the removal, so a container created since the plan counts), or that holds an anonymous
+    volume a staying container mounts too.
   - What such a rule kept is listed in RV(kept).
   - Ages are measured by the engine's clock (C(SystemTime) of C(/info)) when it differs
     from this host's by more than 5 seconds (a remote engine), with a warning.
@@ -277,8 +279,9 @@ kept:
     - "A stopped container that stopped too recently (O(containers_until), or the floor of 1 h,
       24 h after a crash), one started or stopped again since the plan (reason
       C(started or stopped since the plan: ...)), or one holding an anonymous volume a staying
-      container mounts (C(--volumes-from)): C(stopped_at) (unix seconds) and C(exit_code)
-      are given too."
+      container mounts, or that another container names in C(--volumes-from) (reason
+      C(a data container: app takes its volumes (--volumes-from))): C(stopped_at) (unix
+      seconds) and C(exit_code) are given too."
     - A volume of a container this run removes (a later run may remove it), or of one an
       earlier run removed, within O(containers_until) (at least 1 h) of that removal.
     - An image that gained a name, or is used by a container created, since the plan.

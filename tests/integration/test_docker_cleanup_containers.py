@@ -7,7 +7,9 @@ and 26, each test on both), after the review of #15 items 4, 5, 9:
   and judged again right before its removal), with its volume, in that run and the next;
 * ``containers_until: 0s`` cannot switch off the floor: an hour after a clean stop, a day
   after a crash;
-* a data-only container (``--volumes-from``) stays while a container mounts its volume;
+* a data-only container (``--volumes-from``) stays while a container mounts its volume,
+  and one named in any container's ``HostConfig.VolumesFrom`` stays, even when it holds a
+  named volume only or the container naming it was created after the plan;
 * the volumes of a container a run removed stay for ``containers_until`` after it, across
   runs, through a record in ``state_dir``;
 * a container created between the check and a forced image removal is reported;
@@ -182,6 +184,46 @@ def test_a_data_only_container_stays_while_its_volume_is_mounted_through_volumes
     again = dc.run_docker_cleanup(args)
     assert again["steps"][3]["removed"] == [] and _read(engine, volume, "p1") == "photo\n"
     assert _kept(again)[volume].startswith("data of dbdata, which a cleanup removed ")
+
+
+def test_a_data_container_named_in_volumes_from_is_never_removed(engine, monkeypatch, tmp_path):
+    """dbdata holds a *named* volume (so no anonymous volume shows the link) and app runs
+    with ``--volumes-from dbdata:ro``; spare-data is referenced by nobody at the plan, and
+    a deploy creates ``late`` with ``--volumes-from <its ID prefix>`` between the plan and
+    the removal. Both data containers stopped days ago; both stay (app, late could not be
+    recreated without them), in check mode and for real."""
+    api = engine.api()
+    build_busybox_image(engine, "db:1", filler_bytes=4096)
+    engine.docker_cli("create", "-v", "dbdata-vol:/data", "--name", "dbdata", "db:1", "true")
+    engine.docker_cli("create", "-v", "/spare", "--name", "spare-data", "db:1", "true")
+    engine.docker_cli("run", "-d", "--volumes-from", "dbdata:ro", "--name", "app", "db:1",
+                      "sleep", "3600")
+    engine.backdate_containers({"dbdata": 3 * DAY, "spare-data": 3 * DAY})
+    api = engine.api()
+    engine.docker_cli("start", "app")
+    spare_id = api.inspect_container("spare-data")["Id"]
+    args = {"until": "0s", "containers": True, "containers_until": "24h", "volumes": "none",
+            "images": "none", "builder_cache": False, "docker_host": engine.host,
+            "state_dir": str(tmp_path)}
+    check = dc.run_docker_cleanup(args, check_mode=True)
+    assert [i["name"] for i in check["steps"][1]["planned"]] == ["spare-data"]
+    plan_cleanup_steps = dc.plan_cleanup_steps
+
+    def plan_then_deploy(state, options, now=None):
+        plan = plan_cleanup_steps(state, options, now)
+        engine.docker_cli("create", "--volumes-from", spare_id[:12], "--name", "late", "db:1", "true")
+        return plan
+
+    monkeypatch.setattr(dc, "plan_cleanup_steps", plan_then_deploy)
+    result = dc.run_docker_cleanup(args)
+
+    assert _kept(check)["dbdata"] == "a data container: app takes its volumes (--volumes-from)"
+    assert result["steps"][1]["removed"] == [] and result["errors"] == [], result
+    assert _kept(result) == {"dbdata": "a data container: app takes its volumes (--volumes-from)",
+                             "spare-data": "a data container: late takes its volumes (--volumes-from)"}
+    assert _exists(api, "container", "dbdata") and _exists(api, "container", "spare-data")
+    engine.docker_cli("rm", "-f", "app")
+    engine.docker_cli("run", "--name", "app", "--volumes-from", "dbdata", "db:1", "true")
 
 
 def test_volumes_of_a_removed_container_stay_across_runs_for_containers_until(engine, tmp_path):

@@ -328,14 +328,17 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     if options["containers"]:
         state["container_details"] = inspect_stopped(api, df["Containers"],
                                                      options["keep_label"], sized)
+        state["volumes_from"] = volumes_from_references(api, df["Containers"],
+                                                        state["container_details"])
     if options["networks"]:
         state["networks"] = api.networks()
     return state
 
 
 def inspect_stopped(api, containers, keep_label, sized):
-    """``{id: {"Created", "State", "SizeRw"}}`` of the stopped containers without
-    ``keep_label`` (``size=1`` only when ``sized``); a container gone meanwhile is left out."""
+    """``{id: {"Created", "State", "SizeRw", "VolumesFrom"}}`` of the stopped containers
+    without ``keep_label`` (``size=1`` only when ``sized``); a container gone meanwhile is
+    left out."""
     import docker
 
     details = {}
@@ -350,9 +353,48 @@ def inspect_stopped(api, containers, keep_label, sized):
         state = data.get("State") or {}
         details[ctr["Id"]] = {
             "Created": data.get("Created"), "SizeRw": data.get("SizeRw"),
+            "VolumesFrom": (data.get("HostConfig") or {}).get("VolumesFrom") or [],
             "State": dict((key, state.get(key)) for key in (
                 "Status", "ExitCode", "OOMKilled", "StartedAt", "FinishedAt"))}
     return details
+
+
+def volumes_from_references(api, containers, details=None) -> dict:
+    """``{container id: [reference, ...]}``: every container's ``HostConfig.VolumesFrom``
+    (``name[:ro|rw]`` or an ID, as given to ``--volumes-from``), from ``details`` where
+    ``inspect_stopped`` read it, else from an inspect; a container gone meanwhile has none.
+    The list endpoint does not carry it, so running containers are inspected too."""
+    import docker
+
+    refs = {}
+    for ctr in containers:
+        known = (details or {}).get(ctr["Id"])
+        if known is not None and "VolumesFrom" in known:
+            refs[ctr["Id"]] = list(known["VolumesFrom"])
+            continue
+        try:
+            data = api.inspect_container(ctr["Id"])
+        except docker.errors.NotFound:
+            continue
+        refs[ctr["Id"]] = list((data.get("HostConfig") or {}).get("VolumesFrom") or [])
+    return refs
+
+
+def volumes_from_users(ctr, containers, refs) -> list:
+    """Names of the other containers whose ``--volumes-from`` names ``ctr``: by its name
+    (with or without the leading ``/``) or by its ID or an ID prefix, as the engine
+    resolves them (erring towards a match: a kept container costs only disk)."""
+    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
+    users = []
+    for other in containers:
+        if other["Id"] == ctr["Id"]:
+            continue
+        for ref in refs.get(other["Id"]) or []:
+            target = str(ref).split(":", 1)[0].strip()
+            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
+                users.append(_container_name(other))
+                break
+    return sorted(users)
 
 
 def share_among_listed(images, image_layers):
@@ -524,7 +566,8 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     df = state["df"]
     containers = df.get("Containers") or []
     steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
-    steps.append(_plan_containers(containers, state.get("container_details"), options, now))
+    steps.append(_plan_containers(containers, state.get("container_details"), options, now,
+                                  state.get("volumes_from") or {}))
     gone = set(item["id"] for item in steps[-1]["planned"])
     remaining = [c for c in containers if c["Id"] not in gone]
     steps.append(_plan_images(state, remaining, options, cutoff))
@@ -621,10 +664,11 @@ def stopped_container_verdict(status, details, options, now, container=None):
         else "for a stopped container")
 
 
-def _plan_containers(containers, details, options, now):
+def _plan_containers(containers, details, options, now, refs):
     """Stopped containers that stopped long enough ago (``stopped_container_verdict``),
-    carry no keep label and hold no volume a staying container mounts; the others are
-    ``kept`` with what happened to them and when."""
+    carry no keep label, are named by no container's ``--volumes-from`` (``refs``, see
+    ``volumes_from_references``) and hold no volume a staying container mounts; the
+    others are ``kept`` with what happened to them and when."""
     items, kept = [], []
     details = details or {}
     for ctr in containers if options["containers"] else ():
@@ -633,7 +677,8 @@ def _plan_containers(containers, details, options, now):
             continue
         name = _container_name(ctr)
         info = details.get(ctr["Id"])
-        reason = stopped_container_verdict(ctr.get("State"), info, options, now, ctr)
+        reason = (stopped_container_verdict(ctr.get("State"), info, options, now, ctr)
+                  or volumes_from_reason(ctr, containers, refs))
         if reason is None:
             size = (info or {}).get("SizeRw", ctr.get("SizeRw"))
             items.append({"id": ctr["Id"], "name": name, "image": ctr.get("Image"),
@@ -644,6 +689,15 @@ def _plan_containers(containers, details, options, now):
     step = _step("containers", options["containers"], items)
     step["kept"] = kept + shared
     return step
+
+
+def volumes_from_reason(ctr, containers, refs):
+    """Why a data container stays (``None``: no container names it in ``--volumes-from``)."""
+    users = volumes_from_users(ctr, containers, refs)
+    if not users:
+        return None
+    return "a data container: %s %s its volumes (--volumes-from)" % (
+        ", ".join(users), "takes" if len(users) == 1 else "take")
 
 
 def _kept_container(cid, name, ctr, details, reason):
@@ -945,14 +999,23 @@ def _run_builder_cache(api, step, options, _clock):
 def _run_containers(api, step, options, clock):
     """Remove the planned containers; each is inspected right before and judged again by
     its state now: one started since the plan, or stopped more recently than its age
-    rule allows (started, then crashed), is ``kept``. One gone meanwhile is skipped."""
+    rule allows (started, then crashed), or named by the ``--volumes-from`` of a container
+    (one created since the plan too), is ``kept``. One gone meanwhile is skipped."""
     import docker
 
     removed, freed, errors, kept = [], 0, [], []
+    if step["planned"]:  # containers created since the plan may name one in --volumes-from
+        current = api.containers(all=True)
+        refs = volumes_from_references(api, current)
     for item in step["planned"]:
         try:
             data = api.inspect_container(item["id"])
             reason = _changed_since_plan(data, options, clock())
+            if reason is not None:
+                reason = "started or stopped since the plan: " + reason
+            else:
+                reason = volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
+                                             current, refs)
             if reason is None:
                 api.remove_container(item["id"], v=False, force=False)
         except docker.errors.NotFound:
@@ -961,8 +1024,7 @@ def _run_containers(api, step, options, clock):
             errors.append("container %s: %s" % (item["name"], _api_error_text(exc)))
             continue
         if reason is not None:
-            kept.append(_kept_container(item["id"], item["name"], {}, data,
-                                        "started or stopped since the plan: " + reason))
+            kept.append(_kept_container(item["id"], item["name"], {}, data, reason))
             continue
         removed.append(item["id"])
         freed += item["size_bytes"] or 0

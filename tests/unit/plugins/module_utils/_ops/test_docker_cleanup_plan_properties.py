@@ -144,10 +144,14 @@ def engine_states(draw):
     networks.append({"Id": "net-bridge", "Name": "bridge", "Created": rfc3339(NOW - 30 * 86400)})
     removed = dict((v["Name"], {"container": "gone", "removed_at": NOW - draw(AGES)})
                    for v in vols if draw(st.booleans()))
+    # --volumes-from as users write it: a name (with a mode), an ID prefix, the full ID
+    refs = dict((c["Id"], draw(st.lists(st.sampled_from(
+        ["ctr-%d" % i for i in range(len(ctrs))] + ["ctr-0:ro", "/ctr-1", "c2", "other"]),
+        max_size=2))) for c in ctrs)
     return {"df": {"Images": listed, "Containers": ctrs, "Volumes": vols,
                    "BuildCache": draw(build_cache())},
             "images_all": all_images, "image_layers": {}, "container_details": details,
-            "networks": networks, "removed_volumes": removed}
+            "networks": networks, "removed_volumes": removed, "volumes_from": refs}
 
 
 option_sets = st.fixed_dictionaries({
@@ -192,6 +196,13 @@ def anonymous_mounts(ctr):
                if len(m["Name"]) == 64 and all(ch in HEX for ch in m["Name"]))
 
 
+def named_by_volumes_from(ctr, state):
+    """Another container's --volumes-from names ``ctr`` (by name, ``/name``, ID)."""
+    me = ctr["Names"][0].lstrip("/")
+    return any(ref.split(":")[0].lstrip("/") == me or ctr["Id"].startswith(ref.split(":")[0])
+               for cid, refs in state["volumes_from"].items() if cid != ctr["Id"] for ref in refs)
+
+
 def kept_label(thing):
     return KEEP in (thing.get("Labels") or {})
 
@@ -219,7 +230,7 @@ def model(state, options):
             continue
         details = state["container_details"][ctr["Id"]]
         need = max(UNTILS[options["containers_until"]], may_go_after(details))
-        if when_stopped(details) < NOW - need:
+        if when_stopped(details) < NOW - need and not named_by_volumes_from(ctr, state):
             go["containers"].add(ctr["Id"])
         else:
             kept["container"].add(ctr["Id"])
@@ -338,6 +349,8 @@ def test_plan_never_touches_what_is_in_use_kept_or_named(state, options):
         for mount in ctr["Mounts"]:  # referenced by any container, even one removed now
             assert mount["Name"] not in plan["volumes"]
         if ctr["State"] in ("running", "paused", "restarting") or kept_label(ctr):
+            assert ctr["Id"] not in plan["containers"]
+        if named_by_volumes_from(ctr, state):  # a data container another one takes volumes from
             assert ctr["Id"] not in plan["containers"]
         if ctr["Id"] in plan["containers"]:  # stopped over an hour ago, over a day after a crash
             details = state["container_details"][ctr["Id"]]
