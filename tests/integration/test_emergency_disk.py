@@ -236,3 +236,71 @@ def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engin
     assert kept_lines[0].endswith(" ago (exit 137), younger than %s" % until)
     assert kept_lines[1] == ("kept 1 volume: %s… data of old-job, which this run removes; "
                              "a later run may remove it" % volumes["old-job"][:12])
+
+
+def run_playbook(args):
+    """``ansible-playbook emergency-disk.yml ARGS`` against localhost, no engine; returns
+    (returncode, json output, stderr)."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, PLAYBOOK] + args, cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def task_results(out):
+    """[(task name, localhost result)] in the order they ran."""
+    return [(task["task"]["name"], task["hosts"]["localhost"]) for play in out["plays"]
+            for task in play["tasks"] if "localhost" in task["hosts"]]
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """An empty 4 MiB tmpfs (usage 0%): a host far below any threshold."""
+    path = tmp_path / "fs"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], check=True)
+    yield str(path)
+    subprocess.run(["umount", str(path)], check=False)
+
+
+QUIET = ["-e", "emergency_disk_telegram=false", "-e", "emergency_disk_journal_vacuum=false"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_bad_setting_is_refused_before_the_first_step(small_fs, tmp_path):
+    """``-e emergency_disk_until=7d`` (Go has no days) and a ``containers_until`` past Go's
+    range: the host fails in the settings check, with one line per value naming the
+    variable, its value and the rule (the forms accepted), no traceback, and no step -
+    not even the first measurement - runs; the log directory is untouched."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "old.log.1").write_text("rotated\n")
+    os.utime(logs / "old.log.1", (0, 0))
+    rc, out, err = run_playbook(QUIET + [
+        "-e", "emergency_disk_path=" + small_fs, "-e", "emergency_disk_force=true",
+        "-e", "emergency_disk_log_dir=%s" % logs, "-e", "emergency_disk_until=7d",
+        "-e", "emergency_disk_containers_until=3000000h"])
+    ran = task_results(out)
+    assert rc != 0 and "Traceback" not in err
+    assert ran[-1][0] == "Stop on a bad setting, before the first step" and ran[-1][1]["failed"]
+    lines = ran[-1][1]["msg"].split("; emergency_disk_")
+    assert lines[0] == ("emergency_disk_until: '7d' is not a duration; use a Go duration such as "
+                        "168h, 24h, 90m or 0s (no days in Go: 7d is 168h)")
+    assert lines[1].startswith("containers_until: '3000000h' is longer than Docker accepts")
+    assert len(lines) == 2 and "\n" not in ran[-1][1]["msg"]
+    assert not any(name.startswith(("Measure", "Step", "Run the steps")) for name, _ in ran), ran
+    assert (logs / "old.log.1").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_percent_written_with_a_percent_sign_is_read_as_that_number(small_fs):
+    """``emergency_disk_crit_percent: "85%"`` (as people write it) is 85, never ``(0)``:
+    the summary says the disk is below the critical 85%."""
+    rc, out, _err = run_playbook(QUIET + ["-e", json.dumps({
+        "emergency_disk_path": small_fs, "emergency_disk_crit_percent": "85%",
+        "emergency_disk_target_percent": "70 %"})])
+    summary = [r for name, r in task_results(out) if name == "Print the summary"][0]["msg"]
+    assert rc == 0, summary
+    assert "usage 0% is below the critical 85%: nothing to do" in summary, summary
