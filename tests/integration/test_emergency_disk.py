@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -304,3 +306,55 @@ def test_a_percent_written_with_a_percent_sign_is_read_as_that_number(small_fs):
     summary = [r for name, r in task_results(out) if name == "Print the summary"][0]["msg"]
     assert rc == 0, summary
     assert "usage 0% is below the critical 85%: nothing to do" in summary, summary
+
+
+def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
+    """The Docker engine does not answer (a socket nobody listens on, as after dockerd died
+    on a full disk). The logs step still runs, the summary and the alert - through the real
+    ``runbook-ops alert`` to a fake Telegram on loopback - go out, the alert is critical and
+    names the failed step, and only then the host fails."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+    from fake_telegram import FakeTelegram
+    from host_layout import install_host_cli
+
+    token = "555:AAEmergency_secret_0123456789abcdefGH"
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "old.log.1").write_text("rotated\n")
+    os.utime(logs / "old.log.1", (0, 0))
+    host = tmp_path / "host"
+    host.mkdir()
+    install_host_cli(host)
+    (host / "telegram.token").write_text(token)
+    (host / "telegram.token").chmod(0o600)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "docker.sock"))
+    sock.close()
+    cli = host / "runbook-ops-here"
+    with FakeTelegram(token) as fake:
+        (host / "runtime.json").write_text(json.dumps({
+            "host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
+            "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
+            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
+                      "telegram_token_file": str(host / "telegram.token")}}))
+        cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (host / "runbook-ops", host / "runtime.json"))
+        cli.chmod(0o755)
+        rc, out, err = run_playbook(["-e", json.dumps({
+            "emergency_disk_path": str(tmp_path), "emergency_disk_force": True,
+            "emergency_disk_docker_host": "unix://%s" % (tmp_path / "docker.sock"),
+            "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
+            "emergency_disk_target_percent": 1, "emergency_disk_crit_percent": 99,
+            "emergency_disk_escalate_percent": 99, "__ed_runbook_ops_cli": str(cli)})])
+        sent = list(fake.requests)
+    ran = task_results(out)
+    names = [name for name, _ in ran]
+    assert rc != 0 and "Traceback" not in err
+    assert names[-1].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
+    assert names.index("Send the summary (the token stays in /etc/runbook-ops/telegram.token)") < len(names) - 1
+    assert not (logs / "old.log.1").exists(), "the logs step must still run"
+    assert "emergency step(s) failed: Docker build cache" in ran[-1][1]["msg"], ran[-1][1]["msg"]
+    assert "failed: cannot reach the Docker daemon" in ran[-1][1]["msg"]
+    texts = [r["text"] for r in sent if "text" in r]
+    assert len(texts) == 1, sent
+    assert "CRITICAL" in texts[0] and "FAILED: Docker build cache" in texts[0], texts[0]
+    assert "failed: cannot reach the Docker daemon" in texts[0]
