@@ -358,3 +358,32 @@ def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
     assert len(texts) == 1, sent
     assert "CRITICAL" in texts[0] and "FAILED: Docker build cache" in texts[0], texts[0]
     assert "failed: cannot reach the Docker daemon" in texts[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
+    """The rotated log lies on a file system that went read-only (as ext4 does on
+    errors): the logs step cannot remove it. The failure is recorded as the step's note,
+    the summary is printed with a FAILED line, and the host fails at the end - not
+    mid-way with a raw task error and no summary."""
+    logs = tmp_path / "ro-log"
+    logs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs)], check=True)
+    try:
+        (logs / "old.log.1").write_text("rotated\n")
+        os.utime(logs / "old.log.1", (0, 0))
+        subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
+        rc, out, err = run_playbook(QUIET + ["-e", json.dumps({
+            "emergency_disk_path": str(tmp_path), "emergency_disk_force": True,
+            "emergency_disk_docker_host": "unix://%s" % (tmp_path / "no-engine.sock"),
+            "emergency_disk_log_dir": str(logs), "emergency_disk_target_percent": 1,
+            "emergency_disk_crit_percent": 99, "emergency_disk_escalate_percent": 99})])
+        assert (logs / "old.log.1").exists()
+    finally:
+        subprocess.run(["umount", str(logs)], check=False)
+    ran = task_results(out)
+    summary = [r for name, r in ran if name == "Print the summary"][0]["msg"]
+    assert rc != 0 and "Traceback" not in err
+    assert any(line.startswith("FAILED: Journal and rotated logs: failed: ") for line in summary), summary
+    assert ran[-1][0].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
+    assert "1 emergency step(s) failed: Journal and rotated logs" in ran[-1][1]["msg"]
