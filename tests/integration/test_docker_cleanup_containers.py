@@ -307,3 +307,32 @@ def test_an_engine_that_dies_after_the_plan_gives_one_error_line_per_step(engine
     assert result["errors"][0].startswith("builder_cache: the step failed: ")
     assert all("\n" not in line and "Traceback" not in line for line in result["errors"])
     assert result["steps"][2]["planned"][0]["id"] == old
+
+
+def test_ages_are_judged_on_the_engine_clock_not_the_controllers(engine, monkeypatch):
+    """The controller's clock runs an hour ahead of the engine's (a remote engine, a host
+    without NTP). job stopped 90 min ago by the engine's clock: younger than
+    ``containers_until: 2h``, so it stays, though by the controller's clock it stopped 2.5 h
+    ago; the result warns about the skew. Then the engine's own age decides: 3 h later (by
+    both clocks) it goes."""
+    import time as _time
+
+    api = engine.api()
+    build_busybox_image(engine, "db:1", filler_bytes=4096)
+    engine.docker_cli("run", "--name", "job", "db:1", "true")
+    engine.backdate_containers({"job": 90 * 60})
+    args = {"until": "0s", "containers": True, "containers_until": "2h", "volumes": "none",
+            "images": "none", "builder_cache": False, "docker_host": engine.host}
+    real = _time.time
+    monkeypatch.setattr(_time, "time", lambda: real() + HOUR)
+
+    for result in (dc.run_docker_cleanup(args, check_mode=True), dc.run_docker_cleanup(args)):
+        assert result["steps"][1]["removed"] == [], result["steps"][1]
+        assert _kept(result)["job"].startswith("exited 1 h ago (exit 0), younger than 2h")
+        assert any(w.startswith("the engine's clock is 59 min behind this host's")
+                   or w.startswith("the engine's clock is 1 h behind this host's")
+                   for w in result["warnings"]), result["warnings"]
+    assert _exists(api, "container", "job")
+    monkeypatch.setattr(_time, "time", real)
+    engine.backdate_containers({"job": 3 * HOUR})
+    assert len(dc.run_docker_cleanup(args)["steps"][1]["removed"]) == 1
