@@ -243,6 +243,16 @@ steps:
     skipped:
       description: C(null), C(disabled) or C(target reached).
       type: str
+    younger:
+      description:
+        - How many items the step left only because they are younger than O(until) (build
+          cache by last use, images, unused volumes and networks by creation); C(0) when the
+          engine decides alone (build cache on Docker 20.10 in a real run).
+        - Ages are compared as the engine's C(until) filters do (what is after the cutoff
+          stays); a time the engine gives in whole seconds counts as the latest it may be.
+          The build cache prune is sent the plan's cutoff (as a duration from then, rounded
+          up), so the engine removes no record the plan kept, however long earlier steps took.
+      type: int
     errors:
       description:
         - Items the engine refused to remove (for example a volume a container created
@@ -328,6 +338,11 @@ target_reached:
   returned: success
   type: bool
   sample: true
+until:
+  description: The O(until) the run judged ages by (for the RV(steps[].younger) counts).
+  returned: success
+  type: str
+  sample: 168h
 data_root:
   description: The engine's data root (C(DockerRootDir)).
   returned: success

@@ -33,6 +33,7 @@ from images import build_busybox_image
 from isolated_engine import ENGINES
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cleanup as dc
+from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup_cli import format_result
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated engines need root")
 
@@ -336,3 +337,38 @@ def test_ages_are_judged_on_the_engine_clock_not_the_controllers(engine, monkeyp
     monkeypatch.setattr(_time, "time", real)
     engine.backdate_containers({"job": 3 * HOUR})
     assert len(dc.run_docker_cleanup(args)["steps"][1]["removed"]) == 1
+
+
+def test_the_engine_prunes_build_cache_by_the_plans_cutoff_and_the_rest_is_counted(engine, monkeypatch):
+    """Build cache last used 12 s before the plan, ``until: 20s``: the plan keeps it
+    (younger) and says so (Docker 20.10 lists no build cache in a real run: the engine
+    decides, by the plan's cutoff too). The earlier steps of a real run take time (here 14 s): by the
+    ``/build/prune`` the records are 26 s old, and an engine given ``until=20s`` itself
+    would remove them. The engine must remove exactly what the plan chose."""
+    import time as _time
+
+    build_busybox_image(engine, "cache:1", filler_bytes=4097, buildkit=True)
+    engine.docker_cli("rmi", "cache:1")
+    api = engine.api()
+    used = [r for r in api.df()["BuildCache"] or [] if r.get("LastUsedAt")]
+    assert used, "the build left no record with a last use: this tests nothing"
+    _time.sleep(12)
+    plan_cleanup_steps = dc.plan_cleanup_steps
+
+    def plan_then_wait(state, options, now=None):
+        plan = plan_cleanup_steps(state, options, now)
+        _time.sleep(14)
+        return plan
+
+    monkeypatch.setattr(dc, "plan_cleanup_steps", plan_then_wait)
+    result = dc.run_docker_cleanup({"until": "20s", "images": "none", "docker_host": engine.host})
+    step = result["steps"][0]
+    after = set(r["ID"] for r in api.df()["BuildCache"] or [])
+    assert set(step["removed"]) == set(i["id"] for i in step["planned"]), step
+    assert all(r["ID"] in after for r in used), "the engine pruned records the plan kept"
+    if api.api_version == "1.41":  # no build cache listing in a real run: the engine decides
+        assert step["younger"] == 0 and step["removed"] == []
+        return
+    assert step["younger"] == len(used) and result["until"] == "20s"
+    assert any(line.strip().startswith("builder_cache") and line.endswith(
+        ", %d younger than 20s left" % len(used)) for line in format_result(result)), format_result(result)

@@ -54,6 +54,7 @@ engine's and the plan's figures.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -465,12 +466,26 @@ def _timestamp(value):
     return seconds
 
 
+def _latest_time(value):
+    """The latest instant a timestamp may stand for: an int (``/images/json``'s
+    ``Created``) or an RFC 3339 time without a fraction (a volume's ``CreatedAt``) is
+    truncated to the second, so the thing may be up to a second younger."""
+    stamp = _timestamp(value)
+    if stamp is None:
+        return None
+    whole = isinstance(value, (int, float)) or "." not in str(value).split("T")[-1]
+    return stamp + 1.0 if whole else stamp
+
+
 def _old_enough(created, cutoff):
-    """True when ``created`` is before ``cutoff`` (no cutoff: always; unknown age: never)."""
+    """True when ``created`` is at or before ``cutoff`` (no cutoff: always; unknown age:
+    never), as the engine's ``until`` filter reads it (it keeps what is *after* the
+    cutoff); a time truncated to the second counts as the latest it may be, so the plan
+    never takes what the engine would keep."""
     if cutoff is None:
         return True
-    stamp = _timestamp(created)
-    return stamp is not None and stamp < cutoff
+    stamp = _latest_time(created)
+    return stamp is not None and stamp <= cutoff
 
 
 def _has_label(labels, key):
@@ -583,14 +598,16 @@ def _plan_build_cache(records, options, cutoff):
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
         step = _step("builder_cache", options["builder_cache"], [])
-        step["engine_decides"] = bool(options["builder_cache"])
+        step["engine_decides"], step["cutoff"] = bool(options["builder_cache"]), cutoff
         return step
-    chosen = {}
+    chosen, younger = {}, 0
     for rec in records if options["builder_cache"] else ():
-        last_used = _timestamp(rec.get("LastUsedAt"))
         if rec.get("InUse"):
             continue
-        if cutoff is not None and last_used is not None and last_used >= cutoff:
+        # BuildKit keeps a record last used after the cutoff (one never used goes)
+        last_used = _latest_time(rec.get("LastUsedAt"))
+        if cutoff is not None and last_used is not None and last_used > cutoff:
+            younger += 1
             continue
         chosen[rec["ID"]] = rec
     # a record stays while a record built on it stays
@@ -609,7 +626,9 @@ def _plan_build_cache(records, options, cutoff):
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    return _step("builder_cache", options["builder_cache"], items)
+    step = _step("builder_cache", options["builder_cache"], items)
+    step["younger"], step["cutoff"] = younger, cutoff
+    return step
 
 
 def stopped_since(container, details):
@@ -769,7 +788,7 @@ def _plan_images(state, remaining, options, cutoff):
     for img in images:
         by_id.setdefault(img["Id"], img)
     used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
-    chosen = set()
+    chosen, younger = set(), 0
     for img in images:
         if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
             continue
@@ -777,6 +796,8 @@ def _plan_images(state, remaining, options, cutoff):
             continue
         if _old_enough(img.get("Created"), cutoff):
             chosen.add(img["Id"])
+        else:
+            younger += 1
     # what stays keeps its whole parent chain
     held = set()
     for img_id in list(by_id) + list(used):
@@ -806,7 +827,9 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    return _step("images", True, items, estimate)
+    step = _step("images", True, items, estimate)
+    step["younger"] = younger
+    return step
 
 
 def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
@@ -821,16 +844,17 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
         for name in _volume_names(ctr):
             users.setdefault(name, []).append(ctr)
     grace = volume_grace_seconds(options)
-    items, kept = [], []
+    items, kept, younger = [], [], 0
     for vol in volumes:
         name = vol.get("Name")
         if _has_label(vol.get("Labels"), options["keep_label"]):
             continue
         if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
             continue
-        if not _old_enough(vol.get("CreatedAt"), cutoff):
-            continue
         holders = users.get(name) or []
+        if not _old_enough(vol.get("CreatedAt"), cutoff):
+            younger += 0 if holders else 1
+            continue
         if holders and all(ctr["Id"] in gone for ctr in holders):
             kept.append({"kind": "volume", "id": name, "name": name, "reason": (
                 "data of %s, which this run removes; a later run may remove it"
@@ -849,7 +873,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
                       "mountpoint": vol.get("Mountpoint"),
                       "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
     step = _step("volumes", True, items)
-    step["kept"] = kept
+    step["kept"], step["younger"] = kept, younger
     return step
 
 
@@ -876,18 +900,22 @@ def _plan_networks(networks, remaining, options, cutoff):
             attached.add(net_name)
             if net and net.get("NetworkID"):
                 attached.add(net["NetworkID"])
-    items = []
+    items, younger = [], 0
     for net in networks or []:
         name = net.get("Name")
         if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
             continue
         if name in attached or net.get("Id") in attached or net.get("Containers"):
             continue
-        if (_has_label(net.get("Labels"), options["keep_label"])
-                or not _old_enough(net.get("Created"), cutoff)):
+        if _has_label(net.get("Labels"), options["keep_label"]):
+            continue
+        if not _old_enough(net.get("Created"), cutoff):
+            younger += 1
             continue
         items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    return _step("networks", True, items)
+    step = _step("networks", True, items)
+    step["younger"] = younger
+    return step
 
 
 def _record_parents(rec):
@@ -902,7 +930,7 @@ def _step(name, enabled, items, estimate=None):
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
     return {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
-            "estimated_bytes": int(estimate)}
+            "younger": 0, "estimated_bytes": int(estimate)}
 
 
 # --- disk usage ---------------------------------------------------------------------------
@@ -974,7 +1002,19 @@ def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=Non
             "kept": list(kept), "moved_tags": list(moved_tags), "planned": planned}
 
 
-def _run_builder_cache(api, step, options, _clock):
+def engine_until(step, options, clock):
+    """The ``until`` for ``/build/prune`` now: the plan's cutoff (``step["cutoff"]``, the
+    engine's clock) as a duration from now, in whole seconds rounded up plus one (the
+    request's way to the engine), so the engine removes no record the plan kept, however
+    long the earlier steps took; ``until`` itself without a cutoff."""
+    cutoff = step.get("cutoff")
+    if cutoff is None:
+        return options["until"]
+    seconds = int(math.ceil(clock() - cutoff)) + 1
+    return "%ds" % min(max(seconds, 1), GO_DURATION_MAX_NS // 10 ** 9)
+
+
+def _run_builder_cache(api, step, options, clock):
     """``POST /build/prune``: the engine removes what the filter selects (the plan's
     prediction, or, without a listing, whatever it decides) and says what it removed."""
     if not step["planned"] and not step.get("engine_decides"):
@@ -983,7 +1023,7 @@ def _run_builder_cache(api, step, options, _clock):
     if options["until_seconds"] > 0:
         import json
 
-        params["filters"] = json.dumps({"until": [options["until"]]})
+        params["filters"] = json.dumps({"until": [engine_until(step, options, clock)]})
     result = api._result(api._post(api._url("/build/prune"), params=params), True)
     deleted = list(result.get("CachesDeleted") or [])
     # The engine counts records shared with image layers too; their data stays with the
@@ -1268,7 +1308,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
                   "planned": planned["planned"], "estimated_bytes": planned["estimated_bytes"],
-                  "reclaimed_bytes": 0, "skipped": None, "errors": [], "kept": [],
+                  "reclaimed_bytes": 0, "skipped": None, "younger": planned.get("younger", 0),
+                  "errors": [], "kept": [],
                   "moved_tags": []}
         steps.append(result)
         if not planned["enabled"]:
@@ -1318,6 +1359,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         "usage_after_percent": current,
         "target_percent": options.get("target_percent"),
         "target_reached": bool(reached) if target is not None else None,
+        "until": options.get("until"),
         "kept": [entry for s in steps for entry in s["kept"]],
         "moved_tags": [entry for s in steps for entry in s["moved_tags"]],
         "errors": errors,

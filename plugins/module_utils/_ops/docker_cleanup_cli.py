@@ -75,6 +75,13 @@ def _percent(value):
     return "%d%%" % value if float(value).is_integer() else "%.1f%%" % value
 
 
+def younger_note(step, result) -> str:
+    """``, 3 younger than 168h left`` for what only its age kept (``""`` for none)."""
+    if not step.get("younger"):
+        return ""
+    return ", %d younger than %s left" % (step["younger"], result.get("until"))
+
+
 def format_result(result) -> list:
     """Human lines for the job's log."""
     pct = ""
@@ -89,8 +96,9 @@ def format_result(result) -> list:
         if step["skipped"]:
             lines.append("  %-13s skipped (%s)" % (step["name"], step["skipped"]))
             continue
-        lines.append("  %-13s %d removed, %s" % (step["name"], len(step["removed"]),
-                                                 human_size(step["reclaimed_bytes"])))
+        lines.append("  %-13s %d removed, %s%s" % (
+            step["name"], len(step["removed"]), human_size(step["reclaimed_bytes"]),
+            younger_note(step, result)))
         removed = set(step["removed"])
         for item in step["planned"]:
             if item["id"] in removed or item["name"] in removed:

@@ -165,8 +165,10 @@ option_sets = st.fixed_dictionaries({
 # --- the model ---------------------------------------------------------------------------------
 
 def old(stamp, until):
-    """Older than ``until`` (0: everything is); an unknown time is never old."""
-    return until == 0 or (stamp is not None and stamp < NOW - until)
+    """At or before the cutoff ``until`` ago (0: everything is), as the engine's ``until``
+    filters read it: they keep only what is *after* the cutoff (Go's ``After``); an
+    unknown time is never old."""
+    return until == 0 or (stamp is not None and stamp <= NOW - until)
 
 
 def stamp_of(text):
@@ -251,7 +253,8 @@ def model(state, options):
         listed = set(img["Id"] for img in df["Images"])
         parent_of = dict((img["Id"], img["ParentId"]) for img in state["images_all"])
         going = set(img["Id"] for img in df["Images"]
-                    if img["Id"] not in used and not kept_label(img) and old(img["Created"], until)
+                    # /images/json's Created is whole seconds: the image may be a second younger
+                    if img["Id"] not in used and not kept_label(img) and old(img["Created"] + 1, until)
                     and (options["images"] == "unused" or not (img["RepoTags"] or img["RepoDigests"])))
         while True:  # an image something that stays is built on stays
             staying = (set(parent_of) | used) - going
