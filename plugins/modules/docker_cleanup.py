@@ -26,7 +26,7 @@ description:
     younger than a floor no option switches off - 1 hour after a clean stop, 24 hours
     after a crash (exit code not 0, killed for lack of memory, or dead) - so a database
     that crashed a minute ago stays however old the container is. Right before each
-    removal the container is inspected again and judged by its state then: one started
+    removal the container is inspected again and judged by its state then - one started
     since the plan, or that stopped again since (started, then crashed), stays.
   - A data container stays - a stopped container that another container names in
     C(--volumes-from) (C(HostConfig.VolumesFrom), by name or ID, read again right before
@@ -79,7 +79,7 @@ options:
     default: unused
   until:
     description:
-      - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)): build
+      - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)) - build
         cache by last use, images, volumes and networks by creation time. V(0s) switches
         this age filter off. It does not apply to stopped containers (O(containers_until)).
       - At most C(2562047h) (Go's, and the engine's, range).

@@ -292,7 +292,7 @@ def test_a_bad_setting_is_refused_before_the_first_step(small_fs, tmp_path):
                         "168h, 24h, 90m or 0s (no days in Go: 7d is 168h)")
     assert lines[1].startswith("containers_until: '3000000h' is longer than Docker accepts")
     assert len(lines) == 2 and "\n" not in ran[-1][1]["msg"]
-    assert not any(name.startswith(("Measure", "Step", "Run the steps")) for name, _ in ran), ran
+    assert not any(name.startswith(("Measure", "Step", "Run the steps")) for name, _result in ran), ran
     assert (logs / "old.log.1").exists()
 
 
@@ -347,7 +347,7 @@ def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
             "emergency_disk_escalate_percent": 99, "__ed_runbook_ops_cli": str(cli)})])
         sent = list(fake.requests)
     ran = task_results(out)
-    names = [name for name, _ in ran]
+    names = [name for name, _result in ran]
     assert rc != 0 and "Traceback" not in err
     assert names[-1].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
     assert names.index("Send the summary (the token stays in /etc/runbook-ops/telegram.token)") < len(names) - 1

@@ -473,7 +473,7 @@ def _latest_time(value):
     stamp = _timestamp(value)
     if stamp is None:
         return None
-    whole = isinstance(value, (int, float)) or "." not in str(value).split("T")[-1]
+    whole = isinstance(value, (int, float)) or "." not in str(value).rsplit("T", 1)[-1]
     return stamp + 1.0 if whole else stamp
 
 

@@ -537,8 +537,8 @@ def _stopped(minutes_ago, exit_code=0, oom=False, status="exited", started=True)
     (_stopped(5, 137), "exited", "0s", "exited 5 min ago (exit 137), younger than 24h (the minimum after a crash)"),
     (_stopped(23 * 60, 1), "exited", "0s", "exited 23 h ago (exit 1), younger than 24h (the minimum after a crash)"),
     (_stopped(25 * 60, 1), "exited", "0s", None),
-    (_stopped(30, 0, oom=True), "exited", "1h", "exited 30 min ago (exit 0, out of memory), younger than 24h "
-                                                 "(the minimum after a crash)"),
+    (_stopped(30, 0, oom=True), "exited", "1h",
+     "exited 30 min ago (exit 0, out of memory), younger than 24h (the minimum after a crash)"),
     (_stopped(30, 0, status="dead"), "dead", "0s", "died 30 min ago (exit 0), younger than 24h (the minimum after a crash)"),
     (_stopped(59), "exited", "0s", "exited 59 min ago (exit 0), younger than 1h (the minimum for a stopped container)"),
     (_stopped(61), "exited", "0s", None),

@@ -85,8 +85,9 @@ def test_a_percent_string_is_accepted_exactly_when_it_is_digits_and_an_optional_
     ({"docker_host": "docker.local:2375"}, "emergency_disk_docker_host: 'docker.local:2375' is not empty "
                                            "(DOCKER_HOST, else the local socket) or an engine address such "
                                            "as unix:///var/run/docker.sock or tcp://host:2376"),
-    ({"target_percent": 85, "escalate_percent": 90}, "emergency_disk_target_percent: 85 must be below emergency_disk_crit_percent "
-                             "(85): the steps stop once usage is below the target"),
+    ({"target_percent": 85, "escalate_percent": 90},
+     "emergency_disk_target_percent: 85 must be below emergency_disk_crit_percent "
+     "(85): the steps stop once usage is below the target"),
     ({"target_percent": "75%", "escalate_percent": 72, "crit_percent": 90},
      "emergency_disk_target_percent: 75 must be at most emergency_disk_escalate_percent (72)"),
 ], ids=["days", "beyond-go", "bool", "vacuum-time", "relative-path", "days-count", "largest-0",
