@@ -288,8 +288,8 @@ def test_a_bad_setting_is_refused_before_the_first_step(small_fs, tmp_path):
     assert rc != 0 and "Traceback" not in err
     assert ran[-1][0] == "Stop on a bad setting, before the first step" and ran[-1][1]["failed"]
     lines = ran[-1][1]["msg"].split("; emergency_disk_")
-    assert lines[0] == ("emergency_disk_until: '7d' is not a duration; use a Go duration such as "
-                        "168h, 24h, 90m or 0s (no days in Go: 7d is 168h)")
+    assert lines[0] == ("emergency_disk_until: '7d' is not a duration; use a Go duration, numbers with a "
+                        "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h")
     assert lines[1].startswith("containers_until: '3000000h' is longer than Docker accepts")
     assert len(lines) == 2 and "\n" not in ran[-1][1]["msg"]
     assert not any(name.startswith(("Measure", "Step", "Run the steps")) for name, _result in ran), ran
@@ -363,7 +363,8 @@ def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
 def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
     """The rotated log lies on a file system that went read-only (as ext4 does on
-    errors): the logs step cannot remove it. The failure is recorded as the step's note,
+    errors): the logs step cannot remove it; the Docker engine the settings name has no
+    socket (dockerd gone). The failure is recorded as the step's note,
     the summary is printed with a FAILED line, and the host fails at the end - not
     mid-way with a raw task error and no summary."""
     logs = tmp_path / "ro-log"
@@ -386,4 +387,9 @@ def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
     assert rc != 0 and "Traceback" not in err
     assert any(line.startswith("FAILED: Journal and rotated logs: failed: ") for line in summary), summary
     assert ran[-1][0].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
-    assert "1 emergency step(s) failed: Journal and rotated logs" in ran[-1][1]["msg"]
+    # the engine the settings name has no socket: a failed step too, not "no Docker here"
+    assert "2 emergency step(s) failed: Docker build cache: failed: no Docker engine at unix://" in ran[-1][1]["msg"]
+    assert "; Journal and rotated logs: failed: " in ran[-1][1]["msg"], ran[-1][1]["msg"]
+    notes = [line for line in summary if line.startswith(("Docker images", "Containers stopped"))]
+    assert len(notes) == 2 and all("skipped: the Docker engine failed in Docker build cache" in n
+                                   for n in notes), summary

@@ -125,9 +125,9 @@ def parse_duration(text, name="until") -> float:
         pos = match.end()
     if not value or pos != len(value):
         days = re.match(r"^(\d+)d$", value)
-        raise OpsError("%s: %r is not a duration; use a Go duration such as 168h, 24h, "
-                       "90m or 0s%s" % (name, text, " (no days in Go: %sd is %dh)" % (
-                           days.group(1), 24 * int(days.group(1))) if days else ""))
+        hint = "; no days in Go: %sd is %dh" % (days.group(1), 24 * int(days.group(1))) if days else ""
+        raise OpsError("%s: %r is not a duration; use a Go duration, numbers with a unit h, "
+                       "m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s)%s" % (name, text, hint))
     if int(nanoseconds) > GO_DURATION_MAX_NS:
         raise OpsError("%s: %r is longer than Docker accepts (Go durations end at "
                        "2562047h47m16s, about 292 years); use a shorter one such as 168h"

@@ -736,8 +736,8 @@ def test_usage_percent_is_dfs_as_disk_check_reports_it(tmp_path):
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"containers_until": "7d"}, "containers_until: '7d' is not a duration; use a Go duration such as "
-                                 "168h, 24h, 90m or 0s (no days in Go: 7d is 168h)"),
+    ({"containers_until": "7d"}, "containers_until: '7d' is not a duration; use a Go duration, numbers with a "
+                                 "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h"),
     ({"until": "2562048h"}, "until: '2562048h' is longer than Docker accepts"),
     ({"state_dir": "relative/dir"}, "state_dir: 'relative/dir' is not an absolute path"),
 ])

@@ -65,8 +65,8 @@ def test_a_percent_string_is_accepted_exactly_when_it_is_digits_and_an_optional_
 
 
 @pytest.mark.parametrize("given,problem", [
-    ({"until": "7d"}, "emergency_disk_until: '7d' is not a duration; use a Go duration such as 168h, "
-                      "24h, 90m or 0s (no days in Go: 7d is 168h)"),
+    ({"until": "7d"}, "emergency_disk_until: '7d' is not a duration; use a Go duration, numbers with a "
+                      "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h"),
     ({"containers_until": "3000000h"}, "emergency_disk_containers_until: '3000000h' is longer than Docker "
                                        "accepts (Go durations end at 2562047h47m16s, about 292 years); "
                                        "use a shorter one such as 168h"),
