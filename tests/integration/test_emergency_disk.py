@@ -385,7 +385,8 @@ def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
     ran = task_results(out)
     summary = [r for name, r in ran if name == "Print the summary"][0]["msg"]
     assert rc != 0 and "Traceback" not in err
-    assert any(line.startswith("FAILED: Journal and rotated logs: failed: ") for line in summary), summary
+    assert any(line.startswith("FAILED: Docker build cache: failed: no Docker engine at ")
+               and "; Journal and rotated logs: failed: " in line for line in summary), summary
     assert ran[-1][0].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
     # the engine the settings name has no socket: a failed step too, not "no Docker here"
     assert "2 emergency step(s) failed: Docker build cache: failed: no Docker engine at unix://" in ran[-1][1]["msg"]
