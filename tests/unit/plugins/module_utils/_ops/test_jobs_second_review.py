@@ -421,3 +421,20 @@ def test_a_holder_whose_note_could_not_be_written_is_still_judged_stuck(tmp_path
         holder.wait(timeout=60)  # woken up, it stops its command at its timeout
     assert record["stuck"], "a holder %d s into its 2 s timeout is not judged stuck; note %r" % (
         2 + jobs.STUCK_GRACE_SECONDS + 5, record.get("holder"))
+
+
+# --------------------------------------------------------------------------- cosmetic
+
+def test_the_failure_alert_keeps_the_last_output_line_when_lines_are_long(tmp_path, fake):
+    """FINDING 9 (cosmetic, but it hides the cause). The alert carries the last 20 lines of
+    up to 300 characters (6000+), and ``cut_message`` keeps the start of the text for
+    Telegram's 4096: with long lines (JSON logs, compose or restic progress) the lines cut
+    are the last ones - the error itself - and the alert shows only the noise before it."""
+    _argv, runtime = _runtime(tmp_path, fake.url)
+    noise = "progress " + "=" * 280
+    script = "for i in $(seq 1 19); do echo '%s'; done; echo 'Fatal: repository is locked'; " \
+             "exit 1" % noise
+    jobs.run_job(runtime, "backup", ["sh", "-c", script], timeout=60, out=DEVNULL)
+    texts = [m["text"] for m in fake.messages]
+    assert texts and texts[0].startswith("🚨 web1 CRITICAL: job backup failed with exit status 1")
+    assert "Fatal: repository is locked" in texts[0], texts[0][-200:]
