@@ -423,6 +423,24 @@ def test_a_holder_whose_note_could_not_be_written_is_still_judged_stuck(tmp_path
         2 + jobs.STUCK_GRACE_SECONDS + 5, record.get("holder"))
 
 
+def test_a_timeout_also_stops_what_the_job_started_in_another_group_of_its_session(
+        tmp_path, fake, job_pid):
+    """FINDING 10 (overlap after a timeout). GNU ``timeout`` (``timeout 3h restic backup``
+    in a hook or script), ``set -m`` and ``make`` put their commands in a process group of
+    their own, in the job's session. ``--timeout`` signals only the job's group, then stops
+    reading: the run ends 124 and releases the lock while those processes go on, so the
+    next run overlaps them. They never left the session (``setsid``), so the wrapper can
+    find them (``/proc/PID/stat`` field 6, the session id, is the command's pid)."""
+    pid_file, read = job_pid
+    _argv, runtime = _runtime(tmp_path, fake.url)
+    script = "timeout 100 sh -c 'echo $$ > %s; exec sleep 100'" % pid_file
+    record = jobs.run_job(runtime, "backup", ["sh", "-c", script], timeout=1, out=DEVNULL)
+    pid = read()
+    assert record["timed_out"] and record["rc"] == jobs.TIMEOUT_RC
+    assert not _running(pid), ("pid %d, started by the job in its session, still runs after "
+                               "the run timed out and released the lock" % pid)
+
+
 # --------------------------------------------------------------------------- cosmetic
 
 def test_the_failure_alert_keeps_the_last_output_line_when_lines_are_long(tmp_path, fake):
