@@ -259,6 +259,30 @@ def test_every_cron_line_sends_what_the_wrapper_says_to_syslog(tmp_path, where, 
             "%s: the wrapper's error never reached syslog: %s" % (where, command))
 
 
+def test_a_missing_runtime_config_is_not_a_silent_host_without_alerts(tmp_path):
+    """FINDING 11 (silent failure). ``load_runtime`` answers a missing runtime.json with the
+    defaults (meant for before the base role has run): no chat id, so every alert of every
+    job is "telegram not configured", written only into the job's own log. On a host whose
+    /etc/runbook-ops/runtime.json was deleted (or never written by a failed base run) the
+    jobs fail without a word to anyone - while a torn runtime.json goes to syslog with exit
+    2 (README: "cannot be read or is invalid"). Run in a mount namespace whose /var/log,
+    /var/lib and /run are empty tmpfs, so the defaults touch nothing on this machine."""
+    launcher = install_host_cli(tmp_path / "host")
+    missing = tmp_path / "etc" / "runtime.json"
+    mounts = "".join("mount -t tmpfs -o size=4m tmpfs %s && " % d
+                     for d in ("/var/log", "/var/lib", "/run"))
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           mounts + 'exec "$@"', "sh", launcher, "--runtime", str(missing),
+                           "run", "--job", "backup", "--timeout", "60", "--", "sh", "-c",
+                           "echo restic: boom; exit 3"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if "unshare" in proc.stderr or "mount:" in proc.stderr:
+        pytest.skip("no mount namespace here: %s" % proc.stderr.strip())
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr or "not configured" in proc.stderr, (
+        "the job failed, no alert could go out, and syslog got nothing: %r" % proc.stderr)
+
+
 # --------------------------------------------------------------------------- SIGTERM
 
 @pytest.fixture
