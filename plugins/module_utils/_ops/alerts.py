@@ -125,6 +125,7 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     """
     # The stdlib's urllib (Ansible's open_url is not there on hosts), imported only when an
     # alert is really sent: it is the costliest import of a cron run.
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -164,6 +165,8 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
                            max_retry_after)
             elif status < 500:
                 break
+        except http.client.HTTPException as exc:  # it answers, but not in HTTP (wrong port)
+            problem = "not an HTTP answer (%s)" % type(exc).__name__
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             problem = _redact(str(getattr(reason, "strerror", None) or reason), token, api_url)
@@ -343,6 +346,11 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
                     result["attempts"] = outcome.get("attempts")
                 except OpsError as exc:
                     result["error"] = exc.message
+                except Exception as exc:  # pylint: disable=broad-except
+                    # Whatever the sender raises, the caller (a job's wrapper) goes on:
+                    # the alert is logged as not delivered, never a traceback.
+                    result["error"] = "unexpected %s while sending: %s" % (
+                        type(exc).__name__, _redact(str(exc), token, alert["telegram_api_url"]))
         if level == "ok" and previous.get("level", "ok") == "ok":
             result["state_saved"] = True  # nothing changed: no write on every quiet run
             return result

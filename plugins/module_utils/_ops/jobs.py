@@ -311,8 +311,10 @@ class JobLock:
 # --------------------------------------------------------------------------- the command
 
 def ping(url, log, what) -> bool:
-    """GET ``url`` (dead-man switch); failures are logged without the URL and ignored."""
-    import urllib.error  # lazily: most jobs have no ping URL, and every cron run pays for imports
+    """GET ``url`` (dead-man switch); failures are logged without the URL and ignored: a
+    ping never stops or fails a job."""
+    import http.client  # lazily: most jobs have no ping URL, and every cron run pays for imports
+    import urllib.error
     import urllib.request
 
     try:
@@ -321,6 +323,9 @@ def ping(url, log, what) -> bool:
         return True
     except urllib.error.HTTPError as exc:
         log.line("runbook-ops: dead-man ping (%s) failed: HTTP %d" % (what, exc.code))
+    except http.client.HTTPException as exc:  # it answers, but not in HTTP (wrong port)
+        log.line("runbook-ops: dead-man ping (%s) failed: not an HTTP answer (%s)"
+                 % (what, type(exc).__name__))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         log.line("runbook-ops: dead-man ping (%s) failed: %s"
