@@ -128,12 +128,14 @@ class JobLog:
             self.problem = "cannot open %s: %s: its lines go to stderr (syslog)" % (
                 path, exc.strerror or exc)
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, syslog=False) -> None:
+        """Append ``text`` to the log; also to stderr (syslog) when ``syslog`` is true."""
         if self.handle is not None:
             try:
                 self.handle.write(("%s %s\n" % (utc_stamp(), text)).encode("utf-8", "replace"))
                 self.handle.flush()
-                return
+                if not syslog:
+                    return
             except OSError as exc:
                 if not self.problem:
                     self.problem = "cannot write %s: %s: its lines go to stderr (syslog)" % (
@@ -560,12 +562,17 @@ def merge_fallback_state(runtime, log) -> None:
 # --------------------------------------------------------------------------- alerts
 
 def _alert_outcome(log, result, failed=True) -> None:
+    """Log what became of an alert; one that should have gone out and did not (not
+    delivered, Telegram not configured) also goes to stderr, so to syslog."""
     if result.get("sent"):
         log.line("runbook-ops: alert %s %s sent (%s)" % (result["key"], result["level"],
                                                          result["reason"]))
     elif result.get("error"):
         log.line("runbook-ops: alert %s %s NOT delivered: %s" % (
-            result["key"], result["level"], result["error"]))
+            result["key"], result["level"], result["error"]), syslog=True)
+    elif result.get("configured") is False:
+        log.line("runbook-ops: alert %s %s not sent: %s" % (
+            result["key"], result["level"], result["reason"]), syslog=True)
     elif failed:
         log.line("runbook-ops: alert %s not sent: %s" % (result["key"], result["reason"]))
 

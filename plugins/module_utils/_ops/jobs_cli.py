@@ -64,6 +64,12 @@ def run_command_line(args, runtime) -> int:
         if problem:
             raise OpsError(problem)
         timeout = float(args.timeout)
+    if runtime.get("missing"):
+        # Defaults without a chat id: every alert of this job is "not configured". Said on
+        # stderr, which the cron line sends to syslog, so the silence is found.
+        write_line(sys.stderr, "runbook-ops: job %s: runtime config %s is missing: running "
+                   "with the defaults, so no alert can be sent; re-run the runbook.ops.base "
+                   "role\n" % (args.job, runtime["missing"]))
     record = run_job(runtime, args.job, command, timeout=timeout, wait_seconds=args.wait)
     if args.json:
         write_line(sys.stdout, json.dumps(record, sort_keys=True) + "\n")
