@@ -361,11 +361,12 @@ class _Output:
             self._emit(self.pending)
             self.pending = b""
 
-    def read_until(self, deadline, done) -> bool:
-        """Read until ``done()`` is true (returns True) or ``deadline`` passes (False)."""
+    def read_until(self, deadline, done, interrupt=None) -> bool:
+        """Read until ``done()`` is true (returns True), or ``deadline`` passes or
+        ``interrupt`` (an ``Interrupt``) has caught a signal (False)."""
         while not done():
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (interrupt is not None and interrupt.signum):
                 return False
             wait = min(POLL_SECONDS, left)
             if self.eof:  # nothing to read; wait for done() from 10 ms up to POLL_SECONDS
@@ -386,6 +387,40 @@ class _Output:
             self._emit(self.pending)
             self.pending = b""
         self.stream.close()
+
+
+class Interrupt:
+    """SIGTERM, SIGINT and SIGHUP while a job runs (systemd stopping cron, an admin's
+    ``kill``, a closed terminal): the handler only notes the signal; the read loop sees
+    it within ``POLL_SECONDS`` and the run stops its command as on a timeout, records
+    the run and releases the lock. Handlers are installed only in the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.signum = 0
+        self.stopped = False  # the command was stopped (or not started) for the signal
+        self.saved = {}
+
+    def _note(self, signum, _frame) -> None:
+        self.signum = self.signum or signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def __enter__(self):
+        for signum in self.SIGNALS:
+            try:
+                self.saved[signum] = signal.signal(signum, self._note)
+            except ValueError:  # not the main thread (an embedding program, tests)
+                break
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        self.saved = {}
 
 
 def has_exited(pid) -> bool:
@@ -454,15 +489,21 @@ def _stop_group(proc, output, log) -> None:
                  "setsid?) still holds its output; stopped reading it")
 
 
-def _run_streaming(argv, log, tail, timeout, env=None):
+def _run_streaming(argv, log, tail, timeout, env=None, interrupt=None):
     """Run ``argv``, stream its output into ``log`` and ``tail``; returns ``(rc, timed_out)``.
 
     The run ends when the command has exited and its output is closed. After
-    ``timeout`` seconds the process group is stopped (``_stop_group``). A command that
+    ``timeout`` seconds, or once ``interrupt`` caught a signal (rc 128 + its number),
+    the process group is stopped (``_stop_group``). A command that
     exits while processes it left behind keep its output open past ``READ_GRACE_SECONDS``
     has those processes stopped the same way, so nothing holds the lock forever. The
     command is reaped last, after every signal to its group.
     """
+    interrupt = interrupt or Interrupt()
+    if interrupt.signum:
+        log.line("runbook-ops: interrupted by %s before the command started" % interrupt.name)
+        interrupt.stopped = True
+        return 128 + interrupt.signum, False
     try:
         proc = start_process(argv, env=env)
     except OSError as exc:
@@ -472,9 +513,13 @@ def _run_streaming(argv, log, tail, timeout, env=None):
         return NOT_FOUND_RC, False
     output = _Output(proc.stdout, log, tail)
     end = time.monotonic() + (timeout if timeout else 10.0 ** 9)
-    exited = output.read_until(end, lambda: has_exited(proc.pid))
-    timed_out = not exited
-    if timed_out:
+    exited = output.read_until(end, lambda: has_exited(proc.pid), interrupt)
+    timed_out = not exited and not interrupt.signum
+    if interrupt.signum and not exited:
+        log.line("runbook-ops: interrupted by %s; stopping the process group" % interrupt.name)
+        interrupt.stopped = True
+        _stop_group(proc, output, log)
+    elif timed_out:
         log.line("runbook-ops: timed out after %s s; stopping the process group"
                  % _seconds(timeout))
         _stop_group(proc, output, log)
@@ -487,6 +532,8 @@ def _run_streaming(argv, log, tail, timeout, env=None):
         rc = proc.wait(timeout=READ_GRACE_SECONDS)
     except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it
         rc = -signal.SIGKILL
+    if interrupt.stopped:
+        return 128 + interrupt.signum, False
     return (TIMEOUT_RC if timed_out else rc), timed_out
 
 
@@ -658,14 +705,17 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
             started = clock()
             lock.write_note(lock_note(started, boot_clock(), timeout))
             ping_url = (job_settings(runtime, name).get("ping_url") or "").rstrip("/")
-            record, tail = _run_locked(runtime, name, argv, timeout, log, started, ping_url,
-                                       state_problem)
+            with Interrupt() as interrupt:
+                record, tail = _run_locked(runtime, name, argv, timeout, log, started,
+                                           ping_url, state_problem, interrupt)
         finally:
             lock.close()
         late = [p for p in (record.get("state_error"), log.problem)
                 if p and p not in problems]
         if late:
             report_storage(runtime, name, late, log)
+        if record.get("interrupted"):  # a shutdown: recorded and logged, no alert or ping
+            return record
         _report_result(runtime, name, record, tail, timeout, log)
         if ping_url:
             failed = record["rc"] != 0
@@ -717,7 +767,8 @@ def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
     return record
 
 
-def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_problem):
+def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_problem,
+                interrupt=None):
     """Ping, run, record; returns ``(record, tail)``. Runs while the lock is held."""
     tail = collections.deque(maxlen=TAIL_LINES)
     log.line("runbook-ops: job %s started (pid %d): %s"
@@ -728,20 +779,24 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
     if state_problem:
         env = dict(os.environ)
         env[STATE_DIR_ENV] = runtime["state_dir"]
-    rc, timed_out = _run_streaming(argv, log, tail, timeout, env)
+    interrupt = interrupt or Interrupt()
+    rc, timed_out = _run_streaming(argv, log, tail, timeout, env, interrupt)
     finished = time.time()
     seconds = round(finished - started, 3)
-    log.line("runbook-ops: job %s %s (rc %d, %.1f s)"
-             % (name, "timed out" if timed_out else ("failed" if rc else "finished"),
-                rc, seconds))
+    how = "timed out" if timed_out else ("failed" if rc else "finished")
+    if interrupt.stopped:
+        how = "interrupted by %s" % interrupt.name
+    log.line("runbook-ops: job %s %s (rc %d, %.1f s)" % (name, how, rc, seconds))
     record = {"job": name, "started": utc_stamp(started), "finished": utc_stamp(finished),
               "rc": rc, "seconds": seconds, "timed_out": timed_out, "skipped": False,
               "state_dir": runtime["state_dir"]}
+    if interrupt.stopped:
+        record["interrupted"] = interrupt.name
     path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
     try:
         record["state_saved"] = write_json_atomic(
             path, {k: record[k] for k in ("job", "started", "finished", "rc", "seconds",
-                                          "timed_out")})
+                                          "timed_out", "interrupted") if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
     except OSError as exc:
         record["state_saved"] = False
