@@ -39,6 +39,7 @@ LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 # of 1 h, 3 min: less than the 5-minute health period, so still one alert per hour.
 COOLDOWN_SLACK = 0.05
 TELEGRAM_MAX_CHARS = 4096
+MAX_ANSWER_BYTES = 65536  # what is read of the Bot API's answer (a few hundred bytes)
 _CUT_MARK = "\n… (cut)"
 _LEVEL_STYLE = {
     "warning": ("⚠️", "WARNING"),
@@ -120,7 +121,8 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     """POST ``text`` (cut to 4096) to ``<api_url>/bot<token>/sendMessage``.
 
     Retries 429 (waiting ``retry_after``, capped at ``max_retry_after``), 5xx and network
-    errors with exponential backoff, ``attempts`` tries in all. Returns
+    errors with exponential backoff, ``attempts`` tries in all; each try ends within
+    ``timeout`` seconds in all (``http_deadline``), however slowly the endpoint answers. Returns
     ``{"sent": True, "attempts": n, "message_id": id}``; raises ``OpsError`` whose
     message names the API host and the reason, never the URL or the token.
     """
@@ -129,6 +131,8 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     import http.client
     import urllib.error
     import urllib.request
+
+    from .http_deadline import deadline_opener
 
     if not token:
         raise OpsError("no Telegram bot token; set runbook_ops_telegram_bot_token")
@@ -144,21 +148,25 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
         request = urllib.request.Request(url, data=payload, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.build_opener().open(request, timeout=timeout) as response:
-                body = response.read()
+            with deadline_opener(timeout) as opener:
+                try:
+                    with opener.open(request, timeout=timeout) as response:
+                        body = response.read(MAX_ANSWER_BYTES)
+                except urllib.error.HTTPError as exc:
+                    status = exc.code
+                    try:
+                        body = exc.read(MAX_ANSWER_BYTES)
+                    except Exception:  # pylint: disable=broad-except
+                        body = b""
+                    finally:
+                        exc.close()
+                    raise
             try:
                 message_id = json.loads(body.decode("utf-8", "replace"))["result"]["message_id"]
             except (ValueError, KeyError, TypeError):
                 message_id = None
             return {"sent": True, "attempts": attempt, "message_id": message_id}
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            try:
-                body = exc.read()
-            except Exception:  # pylint: disable=broad-except
-                body = b""
-            finally:
-                exc.close()
+        except urllib.error.HTTPError:
             description, retry_after = _describe_body(body, token, api_url)
             problem = "HTTP %d%s" % (status, (" (%s)" % description) if description else "")
             if status == 429:

@@ -313,15 +313,17 @@ class JobLock:
 # --------------------------------------------------------------------------- the command
 
 def ping(url, log, what) -> bool:
-    """GET ``url`` (dead-man switch); failures are logged without the URL and ignored: a
-    ping never stops or fails a job."""
+    """GET ``url`` (dead-man switch) within ``PING_TIMEOUT_SECONDS`` in all; failures are
+    logged without the URL and ignored: a ping never stops or fails a job."""
     import http.client  # lazily: most jobs have no ping URL, and every cron run pays for imports
     import urllib.error
-    import urllib.request
+
+    from .http_deadline import deadline_opener
 
     try:
-        with urllib.request.build_opener().open(url, timeout=PING_TIMEOUT_SECONDS) as response:
-            response.read(256)
+        with deadline_opener(PING_TIMEOUT_SECONDS) as opener:
+            with opener.open(url, timeout=PING_TIMEOUT_SECONDS) as response:
+                response.read(256)
         return True
     except urllib.error.HTTPError as exc:
         log.line("runbook-ops: dead-man ping (%s) failed: HTTP %d" % (what, exc.code))
