@@ -69,6 +69,9 @@ LOCKS_KEY = "runbook-ops:locks"
 # still run must not start twice during an upgrade.
 OLD_DEFAULT_LOCK_DIR = "/run/lock/runbook-ops"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+# The lock note is overwritten in place at this fixed size (space-padded), never
+# truncated: once the file has its block, a full /run cannot leave it empty.
+NOTE_BYTES = 1024
 
 
 def utc_stamp(epoch=None) -> str:
@@ -198,6 +201,46 @@ def read_lock_note(fd) -> dict:
     return {"pid": text} if text else {}  # the oldest wrappers noted a bare pid
 
 
+def lock_holder_pid(fd):
+    """The pid holding a ``flock`` on the file open as ``fd``, from ``/proc/locks``
+    (matched by device and inode); None when it cannot be told."""
+    info = os.fstat(fd)
+    wanted = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
+    try:
+        with open("/proc/locks", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":  # "N: -> FLOCK ..." is a waiter
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
+
+
+def inferred_note(fd, now, boot_now, timeout):
+    """A note for a holder whose own note is empty or unreadable (it could not be
+    written): its pid from ``/proc/locks``, its start from ``/proc/PID/stat``, judged
+    against a generous cap (twice this run's ``timeout``). ``{}`` when none is found."""
+    pid = lock_holder_pid(fd)
+    start = process_start(pid) if pid and pid > 0 else None
+    if start is None:
+        return {}
+    started_boot = start / float(os.sysconf("SC_CLK_TCK"))
+    note = {"pid": pid, "pid_start": start, "boot_id": boot_id(),
+            "started_boot": started_boot, "started": now - (boot_now - started_boot),
+            "inferred": True}
+    if timeout:
+        note["timeout"] = 2 * float(timeout)
+    return note
+
+
 def holder_elapsed(note, now, boot_now):
     """Seconds the holder has held the lock; None when its note cannot tell.
 
@@ -286,23 +329,26 @@ class JobLock:
         return info.st_dev, info.st_ino
 
     def acquire(self, wait_seconds=0.0):
-        """``None`` once every lock file is held, else ``(holder_note, path)`` of the
+        """``None`` once every lock file is held, else ``(holder_note, path, fd)`` of the
         first one another process still holds after ``wait_seconds``."""
         deadline = time.monotonic() + max(0.0, float(wait_seconds or 0))
         for fd, path in self.held:
             if not _flock(fd, deadline):
-                return read_lock_note(fd), path
+                return read_lock_note(fd), path, fd
         return None
 
-    def write_note(self, note) -> None:
-        """Replace the note in our lock file (through its descriptor, unbuffered, so a full
-        disk fails here and is ignored: the lock holds all the same)."""
-        data = (json.dumps(note) + "\n").encode("utf-8")
+    def write_note(self, note) -> str:
+        """Overwrite the note in our lock file in place (through its descriptor, at
+        ``NOTE_BYTES``, space-padded, never truncated); ``""`` or why it failed (the
+        lock holds all the same; a skipped run then finds the holder in /proc/locks)."""
+        data = (json.dumps(note) + "\n").encode("utf-8").ljust(NOTE_BYTES)
         try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, data, 0)
-        except OSError:
-            pass
+            if os.pwrite(self.fd, data, 0) == len(data):
+                return ""
+            problem = "short write"
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        return "cannot write the lock note in %s: %s" % (self.path, problem)
 
     def close(self) -> None:
         for fd, _path in self.held:
@@ -703,9 +749,12 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
             report_lock_dir(runtime, name, lock, log)
             held = lock.acquire(wait_seconds)
             if held is not None:
-                return _skipped(runtime, name, held, log, out, clock(), boot_clock())
+                return _skipped(runtime, name, held, log, out, clock(), boot_clock(), timeout)
             started = clock()
-            lock.write_note(lock_note(started, boot_clock(), timeout))
+            note_problem = lock.write_note(lock_note(started, boot_clock(), timeout))
+            if note_problem:
+                report_storage(runtime, name, [note_problem + " (later runs find this run "
+                                               "through /proc/locks)"], log)
             ping_url = (job_settings(runtime, name).get("ping_url") or "").rstrip("/")
             with Interrupt() as interrupt:
                 record, tail = _run_locked(runtime, name, argv, timeout, log, started,
@@ -738,12 +787,15 @@ def _open_lock(runtime, name, main_state_dir, log):
         raise
 
 
-def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
+def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict:
     """A run that found the lock held: alert when the holder is overdue, then log it.
 
-    The alert goes first: stdout is a pipe to logger, which may be gone.
+    A holder whose note is empty or unreadable is found through ``/proc/locks``
+    (``inferred_note``). The alert goes first: stdout is a pipe to logger, which may be gone.
     """
-    holder, lock_path = held
+    holder, lock_path, fd = held
+    if not holder.get("timeout") and not holder.get("started"):
+        holder = inferred_note(fd, now, boot_now, timeout) or holder
     pid = holder.get("pid", "unknown")
     since = holder.get("started")
     message = "job %s is already running (pid %s%s); skipping" % (
@@ -756,11 +808,13 @@ def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
         look = ("`ps -o pid,etime,stat,cmd -s %s`" % pid) if alive else (
             "`fuser -v %s` (pid %s no longer runs: a process that inherited the lock holds it)"
             % (lock_path, pid))
-        text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s s timeout "
+        limit = ("%s s timeout" % _seconds(holder["timeout"])) if not holder.get("inferred") \
+            else ("%s s (twice the timeout; its lock note is empty, so it was found through "
+                  "/proc/locks and judged by its process start)" % _seconds(holder["timeout"]))
+        text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s "
                 "and still holds %s, so every later run is skipped. Look at it with %s and "
                 "end it." % (name, utc_stamp(since) if isinstance(since, (int, float))
-                             else "at an unknown time", pid, overdue,
-                             _seconds(holder["timeout"]), lock_path, look))
+                             else "at an unknown time", pid, overdue, limit, lock_path, look))
         record.update(stuck=True, rc=1)
         record["alert"] = notify(runtime, "lock:" + name, "critical", text)
         _alert_outcome(log, record["alert"])
