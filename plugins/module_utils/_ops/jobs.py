@@ -794,7 +794,7 @@ def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict
     (``inferred_note``). The alert goes first: stdout is a pipe to logger, which may be gone.
     """
     holder, lock_path, fd = held
-    if not holder.get("timeout") and not holder.get("started"):
+    if not str(holder.get("pid", "")).isdigit():  # empty or unreadable: not written
         holder = inferred_note(fd, now, boot_now, timeout) or holder
     pid = holder.get("pid", "unknown")
     since = holder.get("started")
