@@ -481,26 +481,32 @@ def has_exited(pid) -> bool:
     return info is not None and info.si_pid != 0
 
 
-def group_has_others(pgid, leader) -> bool:
-    """Whether a process other than ``leader`` is in process group ``pgid`` (``/proc``).
+def job_groups(leader):
+    """The process groups of the job started as ``leader`` (its session and group id)
+    that have a process other than ``leader``: its own group, and the groups its
+    commands made in its session (GNU ``timeout``, ``set -m``, ``make``), read from
+    ``/proc/PID/stat`` (fields 5 and 6); ``None`` when ``/proc`` cannot be read.
 
     ``killpg(pgid, 0)`` cannot tell: it succeeds while the unreaped leader is there.
     """
     try:
         names = os.listdir("/proc")
     except OSError:
-        return True  # cannot look: assume someone is left, the grace period decides
+        return None  # cannot look: assume someone is left, the grace period decides
+    groups = set()
     for name in names:
         if not name.isdigit() or int(name) == leader:
             continue
         try:
             with open("/proc/%s/stat" % name, "rb") as handle:
                 data = handle.read()
-            if int(data[data.rindex(b")") + 2:].split()[2]) == pgid:
-                return True
+            fields = data[data.rindex(b")") + 2:].split()
+            pgid, session = int(fields[2]), int(fields[3])
         except (OSError, ValueError, IndexError):
             continue
-    return False
+        if pgid == leader or session == leader:
+            groups.add(pgid)
+    return groups
 
 
 def _signal_group(pgid, signum) -> None:
@@ -512,26 +518,37 @@ def _signal_group(pgid, signum) -> None:
         pass
 
 
-def _stop_group(proc, output, log) -> None:
-    """SIGTERM the job's group, SIGKILL what is left after the grace, then stop reading.
+def _signal_job(leader, signum) -> None:
+    """Send ``signum`` to the job's group and to every other group in its session."""
+    _signal_group(leader, signum)
+    for pgid in sorted(job_groups(leader) or ()):
+        if pgid != leader:
+            _signal_group(pgid, signum)
 
-    Whatever still holds the pipe after that left the group (``setsid``): the wrapper
+
+def _stop_group(proc, output, log) -> None:
+    """SIGTERM the job's group and the other groups of its session, SIGKILL what is left
+    after the grace, then stop reading.
+
+    Whatever still holds the pipe after that left the session (``setsid``): the wrapper
     stops reading rather than wait for it, and says so.
     """
     scanned = {"at": float("-inf"), "others": True}
 
     def others():
         if time.monotonic() - scanned["at"] >= GROUP_SCAN_SECONDS:
-            scanned.update(at=time.monotonic(), others=group_has_others(proc.pid, proc.pid))
+            groups = job_groups(proc.pid)
+            scanned.update(at=time.monotonic(), others=groups is None or bool(groups))
         return scanned["others"]
 
-    def settled():  # the command is gone, and so is its output or the rest of its group
-        return has_exited(proc.pid) and (output.eof or not others())
+    def settled():  # the command is gone, and so is the rest of its group and session
+        return has_exited(proc.pid) and not others()
 
-    _signal_group(proc.pid, signal.SIGTERM)
+    _signal_job(proc.pid, signal.SIGTERM)
     output.read_until(time.monotonic() + KILL_GRACE_SECONDS, settled)
-    _signal_group(proc.pid, signal.SIGKILL)
-    output.read_until(time.monotonic() + READ_GRACE_SECONDS, lambda: output.eof)
+    _signal_job(proc.pid, signal.SIGKILL)
+    output.read_until(time.monotonic() + READ_GRACE_SECONDS,
+                      lambda: output.eof and not others())
     if not output.eof:
         log.line("runbook-ops: a process outside the job's process group (started with "
                  "setsid?) still holds its output; stopped reading it")
