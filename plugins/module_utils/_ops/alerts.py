@@ -76,6 +76,24 @@ def cut_message(text: str, limit: int = TELEGRAM_MAX_CHARS) -> str:
     return cut + _CUT_MARK
 
 
+def with_tail(level, host, head, lines, subject="") -> str:
+    """``head``, then as many of ``lines`` as fit in one Telegram message with the alert's
+    prefix (``format_alert``), newest kept: the last lines of a failing job's output
+    (the error) are what matters, so the oldest are dropped first, and said so."""
+    room = (TELEGRAM_MAX_CHARS - _utf16_len(format_alert(level, host, head, subject))
+            - _utf16_len("\n… (%d earlier lines cut)" % len(lines)))
+    kept = []
+    for line in reversed(list(lines)):
+        if _utf16_len(line) + 1 > room:
+            break
+        kept.append(line)
+        room -= _utf16_len(line) + 1
+    kept.reverse()
+    if len(kept) < len(lines):
+        kept.insert(0, "… (%d earlier lines cut)" % (len(lines) - len(kept)))
+    return "\n".join([head] + kept)
+
+
 def read_token(token_file) -> str:
     """The bot token from ``token_file`` (stripped); ``""`` when the file is missing or empty."""
     try:

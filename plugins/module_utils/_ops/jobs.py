@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from .alerts import merge_state, notify
+from .alerts import merge_state, notify, with_tail
 from .cli_output import write_line
 from .errors import OpsError
 from .private_dir import open_private_file, private_dir_problem
@@ -885,8 +885,8 @@ def _report_result(runtime, name, record, tail, timeout, log) -> None:
     if failed:
         what = (("timed out after %s s" % _seconds(timeout)) if record["timed_out"]
                 else ("failed with exit status %d" % record["rc"]))
-        text = "job %s %s (%.0f s).\nLast output:\n%s" % (
-            name, what, record["seconds"], "\n".join(tail) if tail else "(no output)")
+        text = with_tail("critical", runtime["host_label"], "job %s %s (%.0f s).\nLast output:"
+                         % (name, what, record["seconds"]), list(tail) or ["(no output)"])
         result = notify(runtime, "job:" + name, "critical", text)
         _alert_outcome(log, result, failed)
     else:

@@ -423,3 +423,21 @@ def test_merge_state_keeps_the_later_level_and_the_later_sending_per_level(tmp_p
     # and the recoveries are decided from the merged state
     assert alerts.decide(merged["job:backup"], "ok", 400, DAY) == (True, "recovery from critical")
     assert alerts.merge_state(str(main), str(fallback)) == 0
+
+
+@given(st.lists(st.text(max_size=300), max_size=25), st.text(max_size=200))
+def test_with_tail_keeps_the_newest_lines_that_fit_in_one_message(lines, head):
+    """Model: the kept lines are the longest suffix of ``lines`` whose message (prefix,
+    head, lines, the cut note) fits in 4096 UTF-16 units; older ones are dropped first."""
+    lines = [line.replace("\n", " ") for line in lines]
+    text = alerts.with_tail("critical", "web1", head, lines)
+    message = alerts.format_alert("critical", "web1", text)
+    assert len(message.encode("utf-16-le")) // 2 <= alerts.TELEGRAM_MAX_CHARS
+    assert alerts.cut_message(message) == message  # never cut at the end again
+    body = text[len(head) + 1:].split("\n") if lines else []
+    if body and body[0].startswith("… (") and body[0].endswith(" earlier lines cut)"):
+        dropped = int(body[0][3:].split()[0])
+        body = body[1:]
+        assert dropped == len(lines) - len(body) and dropped > 0
+    kept = len(body)
+    assert body == lines[len(lines) - kept:]
