@@ -441,3 +441,26 @@ def test_with_tail_keeps_the_newest_lines_that_fit_in_one_message(lines, head):
         assert dropped == len(lines) - len(body) and dropped > 0
     kept = len(body)
     assert body == lines[len(lines) - kept:]
+
+
+def test_notify_does_not_hold_the_state_lock_while_delivering(tmp_path, fake):
+    """Another job's notify must not wait for a slow delivery: while the message is on its
+    way the state lock is free, the alert is already recorded as sent (a concurrent run
+    sees it in cooldown), and a failed delivery takes that record back."""
+    import fcntl  # pylint: disable=import-outside-toplevel
+    runtime = _runtime(tmp_path, fake.url)
+    lock_path = tmp_path / "state" / "locks" / alerts.STATE_LOCK_NAME
+    seen = {}
+
+    def sending(*_args, **_kwargs):
+        with open(lock_path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when held
+        seen["during"] = alerts.notify(runtime, "disk:/", "critical", "also full")
+        raise OpsError("Telegram message not delivered by test: slow")
+
+    result = alerts.notify(runtime, "disk:/", "critical", "full", send=sending)
+    assert seen["during"]["sent"] is False and "cooldown" in seen["during"]["reason"]
+    assert result["sent"] is False and "slow" in result["error"]
+    assert not fake.messages
+    again = alerts.notify(runtime, "disk:/", "critical", "full")  # the claim was taken back
+    assert again["sent"] is True and len(fake.messages) == 1
