@@ -165,13 +165,13 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
         wait = backoff_seconds * (2 ** (attempt - 1))
         request = urllib.request.Request(url, data=payload, method="POST",
                                          headers={"Content-Type": "application/json"})
+        body = b""
         try:
             with deadline_opener(timeout) as opener:
                 try:
                     with opener.open(request, timeout=timeout) as response:
                         body = response.read(MAX_ANSWER_BYTES)
                 except urllib.error.HTTPError as exc:
-                    status = exc.code
                     try:
                         body = exc.read(MAX_ANSWER_BYTES)
                     except Exception:  # pylint: disable=broad-except
@@ -184,7 +184,8 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
             except (ValueError, KeyError, TypeError):
                 message_id = None
             return {"sent": True, "attempts": attempt, "message_id": message_id}
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as exc:
+            status = exc.code
             description, retry_after = _describe_body(body, token, api_url)
             problem = "HTTP %d%s" % (status, (" (%s)" % description) if description else "")
             if status == 429:
