@@ -156,13 +156,15 @@ def merge_runtime(data, path="<runtime>") -> dict:
 def load_runtime(path=DEFAULT_RUNTIME_PATH) -> dict:
     """Read, check and complete the runtime settings; defaults if the file is missing.
 
-    Raises ``OpsError`` naming the file and the problem for bad JSON or bad values.
+    A missing file is noted as ``runtime["missing"] = path`` (no chat id, so no alert can
+    go out: the cron wrapper says so on stderr). Raises ``OpsError`` naming the file and
+    the problem for bad JSON or bad values.
     """
     try:
         with open(path, "r", encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        return merge_runtime({}, path)
+        return dict(merge_runtime({}, path), missing=str(path))
     except OSError as exc:
         raise OpsError("cannot read runtime config %s: %s; check the path and its permissions"
                        % (path, exc.strerror or exc), path=str(path))
