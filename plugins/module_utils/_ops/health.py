@@ -822,7 +822,9 @@ def read_jobs(state_dir):
 
 
 def describe_job(name, data):
-    """A job's last run as ``{"name", "result", "rc", "finished_at", "level"}``."""
+    """A job's last run as ``{"name", "result", "rc", "finished_at", "last_error",
+    "timed_out", "level"}``; ``last_error`` is the line of a failed run's output that says
+    why (``jobs.last_error_line``, in the record since it is kept)."""
     rc = _first(data, ("rc", "exit_code", "returncode", "last_rc"))
     result = _first(data, ("result", "status", "last_result", "outcome"))
     finished = _first(data, ("finished_at", "ended_at", "last_run", "finished", "updated_at"))
@@ -833,9 +835,22 @@ def describe_job(name, data):
         "failed", "failure", "error", "timeout", "timed_out", "killed")
     running = result.lower() in ("running", "started")
     return {"name": name, "result": result, "rc": rc, "finished_at": finished,
+            "last_error": str(data.get("last_error") or "") if failed else "",
+            "timed_out": bool(data.get("timed_out")),
             "level": "critical" if failed else ("ok" if (rc == 0 or running or result.lower()
                                                          in ("ok", "success", "succeeded"))
                                                 else "warning")}
+
+
+def job_detail(job):
+    """``rc 2 at 2026-01-16 03:00:12 UTC: Fatal: unable to open repository`` (the reason
+    of a failed run when its record has one)."""
+    detail = "%src %s at %s" % ("timed out, " if job.get("timed_out") else "", job["rc"],
+                               format_timestamp(job["finished_at"]))
+    if job.get("level") == "critical":
+        detail += ": %s" % (job.get("last_error") or "no output recorded; see /var/log/%s.log"
+                            % job["name"])[:200]
+    return detail
 
 
 def _first(data, keys):
@@ -940,8 +955,7 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         else "unknown"), backup["detail"], backup["level"]))
     jobs = read_jobs(runtime.get("state_dir") or "/var/lib/runbook-ops")
     for job in jobs:
-        rows.append(_row("job", job["name"], job["result"],
-                         "rc %s, at %s" % (job["rc"], job["finished_at"] or "-"), job["level"]))
+        rows.append(_row("job", job["name"], job["result"], job_detail(job), job["level"]))
     counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
     return {
         "host": runtime["host_label"],
