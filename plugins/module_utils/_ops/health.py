@@ -477,8 +477,8 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
     """
     exit_words = explain_exit(info["exit_code"], info["oom_killed"])
     if info["state"] == "restarting":
-        return "critical", "restart loop (%d restarts, last %s)" % (
-            info["restart_count"], exit_words)
+        return "critical", "restart loop (%s, last %s)" % (
+            plural(info["restart_count"], "restart"), exit_words)
     if finished_oneshot(info, oneshot_services, required):
         return "ok", ""
     if info["state"] != "running":
@@ -489,9 +489,9 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
     if info["health"] == "unhealthy":
         return "critical", "unhealthy (healthcheck failing)"
     if recent_restarts >= threshold:
-        problem = "restarted %d time%s in the last %s (%s)" % (
-            recent_restarts, "" if recent_restarts == 1 else "s",
-            format_duration(window_seconds), explain_restarts(restarts or []))
+        problem = "restarted %s in the last %s (%s)" % (
+            plural(recent_restarts, "time"), format_duration(window_seconds),
+            explain_restarts(restarts or []))
         return "warning", problem
     return "ok", ""
 
