@@ -46,12 +46,14 @@ def apt_debs():
     return [sorted(paths)[-1] for paths in found]
 
 
-def start_hosts(names, image):
-    """Start one fresh host per name (removing a leftover of the same name first)."""
+def start_hosts(names, image, run_args=None):
+    """Start one fresh host per name (removing a leftover of the same name first);
+    ``run_args`` ``{name: [docker run options]}`` (volumes, ...)."""
     debs = apt_debs()
     for name in names:
         docker("rm", "-f", name, check=False)
-        docker("run", "-d", "--name", name, "--network", "none", image)
+        docker("run", "-d", "--name", name, "--network", "none",
+               *(run_args or {}).get(name, []), image)
         docker("exec", name, "mkdir", "-p", "/tmp/debs")
         for deb in debs:
             docker("cp", deb, "%s:/tmp/debs/" % name)
