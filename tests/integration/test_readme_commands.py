@@ -19,7 +19,6 @@ block fixes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -153,7 +152,7 @@ def test_every_readme_command_block_runs_as_typed(hosts, tmp_path):
     assert "recreated: backend, celery-worker" in text
     assert "restored files are under" in text
     ran = sum(1 for _block, rc, _out in outputs if rc is not None)
-    assert ran == len(blocks) - len(NOT_RUN), [b[:60] for b, rc, _ in outputs]
+    assert ran == len(blocks) - len(NOT_RUN), [item[0][:60] for item in outputs]
 
 
 def test_a_playbook_against_a_host_never_provisioned_says_to_provision_it(hosts):

@@ -845,8 +845,9 @@ def describe_job(name, data):
 def job_detail(job):
     """``rc 2 at 2026-01-16 03:00:12 UTC: Fatal: unable to open repository`` (the reason
     of a failed run when its record has one)."""
-    detail = "%src %s at %s" % ("timed out, " if job.get("timed_out") else "", job["rc"],
-                               format_timestamp(job["finished_at"]))
+    detail = "%src %s at %s" % (
+        "timed out, " if job.get("timed_out") else "", job["rc"],
+        format_timestamp(job["finished_at"]))
     if job.get("level") == "critical":
         detail += ": %s" % (job.get("last_error") or "no output recorded; see /var/log/%s.log"
                             % job["name"])[:200]
