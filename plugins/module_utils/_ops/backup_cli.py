@@ -12,6 +12,8 @@ Actions:
   file). Exit 1 on failure (the wrapper alerts).
 - ``freshness``: alerts ``backup:<job>:freshness`` (critical) when the newest snapshot
   is older than ``freshness_max_age_hours`` or there is none, recovery when fresh again;
+  having none is a warning until the first scheduled run has had its chance
+  (``first_run_pending``);
   a separate cron job, so a dead backup job is noticed. Exit 0 once the alert was
   handled, 1 when it could not be delivered.
 - ``init``: initialise the repository when it does not exist (prints ``created`` or
@@ -29,11 +31,14 @@ results as JSON. Nothing printed contains the password or the repository locatio
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
+from .units import format_timestamp
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
@@ -140,23 +145,53 @@ def _freshness(args, config, runtime) -> int:
     except OpsError as exc:
         result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
                   "max_age_hours": config["freshness_max_age_hours"]}
+    level = "ok" if result["ok"] else "critical"
     if result["ok"]:
         text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])
-        alert = _notify(runtime, key, "ok", text)
+    elif result.get("error"):
+        text = "backup %s: cannot read the backups (%s)" % (config["job"], result["error"])
+    elif result["newest"] is None:
+        pending = first_run_pending(config, runtime["state_dir"], args.config)
+        level = "warning" if pending else "critical"
+        text = "backup %s: %s for %s; %s" % (
+            config["job"], "no backup yet" if pending else "no backup exists",
+            config["host_label"], pending or "the backup job has run and made none: look "
+            "at /var/log/%s.log" % config["job"])
     else:
-        if result.get("error"):
-            text = "backup %s: cannot read the backups (%s)" % (config["job"], result["error"])
-        elif result["newest"] is None:
-            text = "backup %s: no backup exists for %s" % (config["job"], config["host_label"])
-        else:
-            text = ("backup %s: newest backup is %.1f h old (limit %s h, from %s); "
-                    "is the backup cron job running?" % (
-                        config["job"], result["age_hours"], result["max_age_hours"],
-                        result["newest"]))
-        alert = _notify(runtime, key, "critical", text)
+        text = ("backup %s: newest backup is %.1f h old (limit %s h, from %s); "
+                "is the backup cron job running?" % (
+                    config["job"], result["age_hours"], result["max_age_hours"],
+                    format_timestamp(result["newest"])))
+    result["level"] = level
+    result["detail"] = text
+    alert = _notify(runtime, key, level, text)
     result["alert"] = alert
     emit(args, result, text)
     return 1 if alert.get("error") else 0
+
+
+def first_run_pending(config, state_dir, config_path, now=None):
+    """Why having no backup is not yet a failure, or ``""`` once it is.
+
+    The first scheduled run has not had its chance while the backup job has no recorded
+    run (``<state_dir>/jobs/<job>.json``, written by ``runbook-ops run``) and its config
+    was installed (the file's modification time) less than ``freshness_max_age_hours``
+    ago. A recorded run, or a job that never ran within that time (cron not running it),
+    makes no backup a failure.
+    """
+    if os.path.exists(os.path.join(state_dir, "jobs", config["job"] + ".json")):
+        return ""
+    try:
+        installed = os.stat(config_path).st_mtime
+    except OSError:
+        return ""
+    now = time.time() if now is None else now
+    limit = config["freshness_max_age_hours"]
+    if now - installed >= limit * 3600:
+        return ""
+    return ("the job has not run since its settings were installed at %s; a backup is due "
+            "within %s h of that (freshness_max_age_hours), later this is critical"
+            % (format_timestamp(installed), "%g" % limit))
 
 
 def _snapshots(args, config, runtime) -> int:

@@ -34,6 +34,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import select
 import shlex
 import signal
@@ -865,11 +866,14 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
               "state_dir": runtime["state_dir"]}
     if interrupt.stopped:
         record["interrupted"] = interrupt.name
+    if rc:
+        record["last_error"] = last_error_line(tail)
     path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
     try:
         record["state_saved"] = write_json_atomic(
             path, {k: record[k] for k in ("job", "started", "finished", "rc", "seconds",
-                                          "timed_out", "interrupted") if k in record})
+                                          "timed_out", "interrupted", "last_error")
+                        if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
     except OSError as exc:
         record["state_saved"] = False
@@ -877,6 +881,21 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
     if reason:
         record["state_error"] = "cannot record the run in %s (%s)" % (path, reason)
     return record, tail
+
+
+ERROR_LINE = re.compile(r"error|fail|fatal|denied|refus|cannot|can't|unable|timed out|"
+                        r"traceback|exception|critical|not found|no such", re.IGNORECASE)
+
+
+def last_error_line(tail) -> str:
+    """The line of a failed run's output that says why: the last one that reads like an
+    error (``ERROR_LINE``), else the last line; ``""`` without output. The wrapper's own
+    timeout notice counts too. Kept in the job's record for the morning check."""
+    lines = [line.strip() for line in tail if line.strip()]
+    for line in reversed(lines):
+        if ERROR_LINE.search(line):
+            return line
+    return lines[-1] if lines else ""
 
 
 def _report_result(runtime, name, record, tail, timeout, log) -> None:

@@ -183,7 +183,7 @@ def test_health_check_playbook_reports_what_is_broken(host):
     assert "disk       /" in out
     assert "memory     ram" in out
     assert "job        health-monitor" in out
-    assert "fleet: 1 hosts, 1 critical" in out
+    assert "fleet: 1 host, 1 critical" in out
     assert "failed=1" in out
 
 
