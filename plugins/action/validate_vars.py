@@ -45,8 +45,7 @@ class ActionModule(ActionBase):
         values, problems = self._values(specs, defaults, task_vars)
         checked = check_roles(specs, values, names=set(task_vars), internal=internal)
         problems.extend(checked["problems"])
-        if not problems:
-            problems.extend(missing_paths(checked["paths"], self._existing(checked["paths"], task_vars)))
+        problems.extend(missing_paths(checked["paths"], self._existing(checked["paths"], task_vars)))
         result.update(changed=False, roles=list(roles), problems=problems)
         if checked["warnings"]:
             result["warnings"] = checked["warnings"]
