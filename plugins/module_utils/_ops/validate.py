@@ -15,9 +15,11 @@ answer into problems). ``runbook.ops.validate_vars`` is its Ansible face.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import re
+from decimal import Decimal
 
 from . import cron_field
 from .backup import _valid_subset as valid_read_data_subset
@@ -28,8 +30,8 @@ from .runtime import job_name_reason, timeout_reason
 
 BASE_ROLE = "base"
 BASE_PREFIX = "runbook_ops_"
-_TRUE = ("y", "yes", "on", "1", "true", "t")
-_FALSE = ("n", "no", "off", "0", "false", "f")
+_TRUE = ("y", "yes", "on", "1", "true", "t", 1)
+_FALSE = ("n", "no", "off", "0", "false", "f", 0)
 _PLAIN = re.compile(r"^[^\s'\",:{}\[\]#]+$")
 
 
@@ -56,28 +58,26 @@ def show(value, secret=False) -> str:
 def _to_int(value):
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return int(value)
-    raise ValueError
+    number = Decimal(value)  # as ansible-core: "5", 5.0, " 7 ", "1e3" are whole numbers
+    if number != int(number):
+        raise ValueError
+    return int(number)
 
 
 def _to_float(value):
-    if isinstance(value, float):
-        return value
-    if isinstance(value, (str, int)):
-        return float(value)
-    raise ValueError
+    return value if isinstance(value, float) else float(value)
 
 
 def _to_bool(value):
     if isinstance(value, bool):
         return value
-    text = str(value).lower() if isinstance(value, (str, int, float)) else None
-    if text in _TRUE or value == 1:
+    if isinstance(value, str):
+        value = value.lower().strip()
+    elif not isinstance(value, (int, float)):
+        raise ValueError
+    if value in _TRUE:
         return True
-    if text in _FALSE or value == 0:
+    if value in _FALSE:
         return False
     raise ValueError
 
@@ -87,7 +87,7 @@ def _to_list(value):
         return value
     if isinstance(value, str):
         return value.split(",")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)):
         return [str(value)]
     raise ValueError
 
@@ -96,10 +96,13 @@ def _to_dict(value):
     if isinstance(value, dict):
         return value
     if isinstance(value, str) and value.startswith("{"):
-        loaded = json.loads(value)
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            loaded = ast.literal_eval(value)
         if isinstance(loaded, dict):
             return loaded
-    elif isinstance(value, str) and "=" in value:
+    elif isinstance(value, str) and "=" in value:  # key=value pairs
         return dict(part.split("=", 1) for part in re.split(r"[\s,]+", value.strip()) if part)
     raise ValueError
 
@@ -118,7 +121,7 @@ def _convert(kind, value):
     """``(converted, "")`` or ``(None, why)`` for one value of argument-spec type ``kind``."""
     try:
         return _CONVERT[kind or "str"](value), ""
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, ArithmeticError, SyntaxError, MemoryError, RecursionError):
         return None, "is not %s" % _WHAT.get(kind, kind)
 
 
@@ -172,7 +175,8 @@ def _first_line(spec):
     description = spec.get("description") or ""
     if isinstance(description, list):
         description = description[0] if description else ""
-    return re.sub(r"[A-Z]\(([^)]*)\)", r"\1", str(description)).split(". ")[0].rstrip(".")
+    text = re.sub(r"[A-Z]\(([^)]*)\)", r"\1", str(description))
+    return re.split(r"\.\s+(?=[A-Z])", text)[0].rstrip(".")
 
 
 # ------------------------------------------------------------------ semantic rules
@@ -367,12 +371,15 @@ def check_roles(specs, values, names=(), internal=None):
 
 
 def unknown_names(role, known, names):
-    """A warning per name with the role's prefix that the role does not know."""
+    """A warning per name with the role's prefix that the role does not know, naming the
+    closest known one (compared without the prefix, which they all share)."""
+    start = len(prefix(role))
+    public = {name[start:]: name for name in known if name.startswith(prefix(role))}
     lines = []
     for name in sorted(name for name in names if name.startswith(prefix(role)) and name not in known):
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        close = difflib.get_close_matches(name[start:], sorted(public), n=1)
         where = "not a variable of runbook.ops.%s, ignored" % role
-        lines.append("%s: did you mean %s? (%s)" % (name, close[0], where) if close
+        lines.append("%s: did you mean %s? (%s)" % (name, public[close[0]], where) if close
                      else "%s: %s" % (name, where))
     return lines
 
