@@ -11,10 +11,10 @@ module: validate_vars
 short_description: Check the variables of runbook.ops roles before anything changes on a host
 version_added: 0.1.0
 description:
-  - Checks, in one pass and before any change, the variables the play gives the runbook.ops roles
+  - "Checks, in one pass and before any change, the variables the play gives the runbook.ops roles
     named in O(roles), and fails with one line per problem naming the variable, its value and the
     rule, for example C(disk_monitor_cron_hour: 25 is not an hour (0-23, */N, lists and ranges as
-    cron reads them)). Every problem is reported at once, never a traceback or a spec dump.
+    cron reads them)). Every problem is reported at once, never a traceback or a spec dump."
   - "The rules: each role's C(meta/argument_specs.yml) (types, element types, choices, required
     options and sub-options, converted as ansible-core's role validation converts them), then the
     semantic rules: cron fields as Debian's cron reads them, warning thresholds below critical ones,
@@ -23,9 +23,9 @@ description:
     the host (C(disk_monitor_paths), C(disk_monitor_largest_under), C(media_baseline_path),
     C(backup_paths), C(backup_compose_project_dir), the media cleanup's paths), looked up with
     M(ansible.builtin.stat)."
-  - A variable with a role's prefix (C(disk_monitor_), C(runbook_ops_) for P(runbook.ops.base#role))
+  - "A variable with a role's prefix (C(disk_monitor_), C(runbook_ops_) for P(runbook.ops.base#role))
     that the role does not know gets a warning naming the closest known one, for example
-    C(disk_monitor_warn_precent: did you mean disk_monitor_warn_percent?).
+    C(disk_monitor_warn_precent: did you mean disk_monitor_warn_percent?)."
   - Values are those the role would see, the role's defaults for what is not set, templated.
   - This is an action plugin; it runs on the controller and calls M(ansible.builtin.stat) on the host.
     The playbook P(runbook.ops.provision#playbook) and every role (through its P(runbook.ops.preflight#role)

@@ -87,8 +87,8 @@ def _refused_first(tasks, role):
     """The problems of the one failed task, the role's preflight check, which ran first."""
     failed = [t for t in tasks if t.get("failed")]
     assert len(failed) == 1 and failed[0]["name"] == (
-        "runbook.ops.preflight : Check the variables of runbook.ops.base, runbook.ops.%s "
-        "before anything changes" % role)
+        "runbook.ops.preflight : Check, before anything changes, the variables of runbook.ops.base, "
+        "runbook.ops.%s" % role)
     changed = [t for t in tasks if "/roles/" in t.get("path", "") and "/roles/preflight/" not in t["path"]]
     assert changed == [], "neither runbook.ops.base nor the role ran a task"
     return failed[0]["problems"]
