@@ -364,6 +364,8 @@ def check_roles(specs, values, names=(), internal=None):
                 converted[name] = value
                 if name in EXISTING and value:
                     paths[name] = value if isinstance(value, list) else [value]
+        if converted.get("media_cleanup_state") == "absent":  # disarming needs no media
+            paths = {name: items for name, items in paths.items() if not name.startswith("media_cleanup_")}
         problems.extend(_role_rules(role, converted))
         warnings.extend(unknown_names(role, set(specs[role]) | set((internal or {}).get(role, ())),
                                       names))

@@ -236,3 +236,11 @@ def test_dict_conversions_agree_with_ansible_core(value):
     theirs = ArgumentSpecValidator({"x": {"type": "dict"}}).validate({"x": value}).errors
     theirs = [error.msg for error in theirs]
     assert bool(ours) == bool(theirs), (ours, theirs)
+
+
+def test_disarming_the_media_cleanup_needs_no_media_paths_on_the_host():
+    present = _check()["paths"]
+    assert present["media_cleanup_media_path"] == ["/srv/media"]
+    absent = _check(media_cleanup_state="absent")["paths"]
+    assert not [name for name in absent if name.startswith("media_cleanup_")]
+    assert absent["disk_monitor_paths"] == ["/"]
