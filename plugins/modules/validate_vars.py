@@ -28,7 +28,7 @@ description:
     C(disk_monitor_warn_precent: did you mean disk_monitor_warn_percent?)."
   - Values are those the role would see, the role's defaults for what is not set, templated.
   - This is an action plugin; it runs on the controller and calls M(ansible.builtin.stat) on the host.
-    The playbook P(runbook.ops.provision#playbook) and every role (through its P(runbook.ops.preflight#role)
+    The playbook C(playbooks/provision.yml) and every role (through its P(runbook.ops.preflight#role)
     dependency) run it first.
 author:
   - runbook.ops maintainers (@runbook-ops)

@@ -24,9 +24,9 @@ import pytest
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _PLAYBOOK = os.path.join(_REPO, ".venv", "bin", "ansible-playbook")
 
-# The least each role needs besides its job name (argument specs require these).
+# The least each role needs besides its job name (argument specs require these), with paths
+# that exist on this machine (the check looks them up on the host).
 ROLE_VARS = {
-# Paths that exist on this machine (the check looks them up on the host).
     "backup": {"backup_engine": "archive", "backup_paths": ["/tmp"]},
     "disk_monitor": {},
     "docker_cleanup": {},

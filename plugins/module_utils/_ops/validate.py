@@ -136,8 +136,8 @@ def spec_problems(name, spec, value, secret=False):
     if why:
         return None, ["%s: %s %s" % (name, show(value, secret), why)]
     if spec.get("choices") and converted not in spec["choices"]:
-        return None, ["%s: %s is not one of %s" % (name, show(value, secret),
-                                                     ", ".join(map(str, spec["choices"])))]
+        choices = ", ".join(map(str, spec["choices"]))
+        return None, ["%s: %s is not one of %s" % (name, show(value, secret), choices)]
     if spec.get("type") == "list" and spec.get("elements"):
         converted, problems = _elements(name, spec, converted, secret)
         if problems:

@@ -46,7 +46,7 @@ def fields(draw):
     value = st.integers(low - 2, high + 2)
     case = st.one_of(st.none(), st.lists(st.booleans(), min_size=3, max_size=3))
     parts, expected = [], set()
-    for _ in range(draw(st.integers(1, 4))):
+    for _index in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["star", "number", "range", "junk"]))
         step = draw(st.one_of(st.none(), st.integers(0, high + 3)))
         if kind == "junk":
