@@ -9,9 +9,8 @@ works before the role has run). Keys starting with ``_`` (comments) are ignored.
 sets it for its job when the state directory cannot be written (``jobs.py``).
 
 The job-name and timeout rules live here, once: the CLI, runtime.json, the backup config
-and every role (through the ``runbook.ops.job_name_problem`` and
-``runbook.ops.timeout_problem`` filters) check with ``job_name_problem`` and
-``timeout_problem``.
+and every role (through ``validate.py`` and ``runbook.ops.validate_vars``) check with
+``job_name_reason``/``job_name_problem`` and ``timeout_reason``/``timeout_problem``.
 """
 
 from __future__ import annotations
@@ -39,29 +38,34 @@ JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 JOB_NAME_RULE = "letters, digits, '_' and '-' (not first), at most 100 characters"
 
 
+def job_name_reason(name) -> str:
+    """Why ``name`` is not a valid job name (``is not a valid job name: use ...``), or ``""``."""
+    if isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name):
+        return ""
+    reason = "is not a valid job name: use %s" % JOB_NAME_RULE
+    if isinstance(name, str) and "." in name:
+        reason += " (no dot: Debian's cron silently ignores /etc/cron.d files with one)"
+    return reason
+
+
 def job_name_problem(name, where="job name") -> str:
     """One line saying why ``name`` is not a valid job name, or ``""`` when it is.
 
     ``where`` names the setting in the message (``backup_job_name``, ``--job``).
     """
-    if isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name):
-        return ""
-    problem = "%s %r is not a valid job name: use %s" % (where, name, JOB_NAME_RULE)
-    if isinstance(name, str) and "." in name:
-        problem += " (no dot: Debian's cron silently ignores /etc/cron.d files with one)"
-    return problem
+    reason = job_name_reason(name)
+    return "%s %r %s" % (where, name, reason) if reason else ""
 
 
 # A timeout reaches `runbook-ops run --timeout S` on every cron line of every role.
 TIMEOUT_RULE = "a number of seconds greater than 0"
 
 
-def timeout_problem(value, where="timeout") -> str:
-    """One line saying why ``value`` is not a valid job timeout, or ``""`` when it is.
+def timeout_reason(value) -> str:
+    """Why ``value`` is not a valid job timeout (``is not a valid timeout: use ...``), or ``""``.
 
     0 would mean "never stop the job, never judge it stuck", and a negative value would
-    make every cron run fail before the job starts; both are refused. ``where`` names the
-    setting in the message (``backup_timeout_seconds``, ``--timeout``).
+    make every cron run fail before the job starts; both are refused.
     """
     try:
         seconds = float(value) if not isinstance(value, bool) else float("nan")
@@ -69,7 +73,16 @@ def timeout_problem(value, where="timeout") -> str:
         seconds = float("nan")
     if 0 < seconds < float("inf"):
         return ""
-    return "%s %r is not a valid timeout: use %s" % (where, value, TIMEOUT_RULE)
+    return "is not a valid timeout: use %s" % TIMEOUT_RULE
+
+
+def timeout_problem(value, where="timeout") -> str:
+    """One line saying why ``value`` is not a valid job timeout, or ``""`` when it is.
+
+    ``where`` names the setting in the message (``--timeout``, ``backup_timeout_seconds``).
+    """
+    reason = timeout_reason(value)
+    return "%s %r %s" % (where, value, reason) if reason else ""
 
 
 def default_runtime() -> dict:
