@@ -251,6 +251,30 @@ def test_the_quarantine_is_not_in_the_next_backup_when_a_backup_path_is_a_mount_
     assert not carried
 
 
+@needs_restic
+def test_a_same_filesystem_bind_mount_added_since_the_backup_is_kept_not_planned_as_a_move(env):
+    """A bind mount of a directory of the same filesystem has the st_dev of its parent, so
+    the plan (and its --check preview) moves it aside as "not in the snapshot"; rename(2)
+    then fails with EBUSY and the restore stops half-way after whatever moved before it."""
+    data = env["data"]
+    (data / "a").write_text("a")
+    config = backup.validate_config(env["raw"])
+    assert backup.run_backup(config)["ok"]
+    elsewhere = env["fs"] / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("p")
+    (data / "shared").mkdir()
+    subprocess.run(["mount", "--bind", str(elsewhere), str(data / "shared")], check=True)
+    try:
+        snap = backup.resolve_snapshot(config)
+        preview = backup.run_restore(config, backup.plan_restore(config, snap, in_place=True),
+                                     dry_run=True)
+        assert [item["path"] for item in preview["kept"]] == [str(data / "shared")], preview["moves"]
+        assert backup.run_restore(config, backup.plan_restore(config, snap, in_place=True))["ok"]
+    finally:
+        subprocess.run(["umount", "-l", str(data / "shared")], check=False)
+
+
 # --------------------------------------------------------------------------- snapshot choice
 
 class _Forger:
