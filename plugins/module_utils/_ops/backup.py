@@ -50,7 +50,14 @@ JOB_TAG_PREFIX = "job:"
 LEGACY_JOB = "backup"
 VOLUME_TAG_PREFIX = "volume:"
 RESTIC_INCOMPLETE_RC = 3
+RESTIC_LOCKED_RC = 11
+LOCK_RETRY_SECONDS = 10
 DEFAULT_SCRATCH_ROOT = "/var/tmp/runbook-ops-restore"
+# Retention never forgets a snapshot younger than this, nor the newest FLOOR_LAST of a job.
+FLOOR_HOURS = 48
+FLOOR_LAST = 2
+# In a dump_dir: the job that owns it (two jobs emptying one directory lose each other's dumps).
+DUMP_OWNER_FILE = ".runbook-ops-dump-owner"
 
 _DEFAULTS = {
     "engine": "restic",
@@ -72,6 +79,7 @@ _DEFAULTS = {
     "freshness_max_age_hours": 25,
     "size_drop_percent": 50,
     "backup_timeout_seconds": 6 * 3600,
+    "lock_wait_seconds": 1800,
     "archive": {},
 }
 
@@ -165,7 +173,8 @@ def validate_config(raw):
             raise OpsError("retention.%s must be a whole number >= 0" % key)
     if not _valid_subset(config["check_read_data_subset"]):
         raise OpsError("check_read_data_subset must look like '5%', '1/10' or '500M'")
-    for key in ("freshness_max_age_hours", "size_drop_percent", "backup_timeout_seconds"):
+    for key in ("freshness_max_age_hours", "size_drop_percent", "backup_timeout_seconds",
+                "lock_wait_seconds"):
         if not isinstance(config[key], (int, float)) or config[key] <= 0:
             raise OpsError("%s must be a positive number" % key)
     if archive["compression"] not in ("zstd", "gzip"):
@@ -229,6 +238,26 @@ def _restic(config, *args, timeout=None):
     return run_command(restic_argv(config, *args), env=restic_env(config), timeout=timeout)
 
 
+def is_lock_failure(result):
+    """Whether restic failed because another process holds the repository lock (restic
+    0.14-0.16 exit 1 with "repository is already locked", 0.17+ exit 11)."""
+    text = (result.stderr or "") + (result.stdout or "")
+    return not result.ok and not result.timed_out and (
+        result.rc == RESTIC_LOCKED_RC or "repository is already locked" in text
+        or "unable to create lock" in text)
+
+
+def _restic_locked(config, *args, timeout=None, sleep=time.sleep):
+    """``_restic``, tried again while another process holds the repository lock, for at
+    most ``lock_wait_seconds`` (then the lock failure is the result)."""
+    deadline = time.monotonic() + config["lock_wait_seconds"]
+    while True:
+        result = _restic(config, *args, timeout=timeout)
+        if not is_lock_failure(result) or time.monotonic() >= deadline:
+            return result
+        sleep(max(0.0, min(LOCK_RETRY_SECONDS, deadline - time.monotonic())))
+
+
 def _require_password_file(config):
     path = config["password_file"]
     if not os.path.isfile(path):
@@ -243,22 +272,77 @@ def _fail_text(result):
     return " | ".join(lines[-3:]) if lines else "exit status %d" % result.rc
 
 
-def ensure_repository(config, dry_run=False):
-    """Initialise the repository when it does not exist; return ``'exists'``/``'created'``."""
-    probe = _restic(config, "cat", "config", timeout=300)
+def repository_id(config):
+    """The repository's id (``restic cat config``); ``None`` when there is no repository
+    at the location. Raises ``OpsError`` when it cannot be opened for another reason."""
+    probe = _restic_locked(config, "cat", "config", timeout=300)
     if probe.ok:
-        return "exists"
+        try:
+            return json.loads(probe.stdout)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise OpsError("restic cat config did not return the repository config")
     text = probe.stderr or ""
     if "Is there a repository" not in text and "does not exist" not in text \
             and "no such file" not in text.lower():
         raise OpsError("cannot open the restic repository: %s; check backup_repository, "
                        "the password and the credentials" % _fail_text(probe))
+    return None
+
+
+def ensure_repository(config, dry_run=False):
+    """Initialise the repository when it does not exist (provisioning only, never a
+    backup run); return ``'exists'``/``'created'``/``'would-create'``."""
+    if repository_id(config) is not None:
+        return "exists"
     if dry_run:
         return "would-create"
     init = _restic(config, "init", timeout=300)
     if not init.ok:
         raise OpsError("restic init failed: %s" % _fail_text(init))
     return "created"
+
+
+def repository_record(state_dir, job):
+    """Where the id of job ``job``'s repository is recorded."""
+    return os.path.join(state_dir, "backup", job + ".repository.json")
+
+
+def check_repository(config, state_dir=None, record=True):
+    """The repository as a backup run needs it: existing (a run never initialises one: an
+    unmounted disk would get a new, empty repository), and, with ``state_dir``, the same
+    one as recorded there before (recorded on first sight). Returns the id."""
+    found = repository_id(config)
+    if found is None:
+        raise OpsError("no restic repository at backup_repository (is its disk mounted? is "
+                       "the location right?); a backup run never creates one: run "
+                       "`runbook-ops backup init --config FILE` (the backup role does) once")
+    if state_dir:
+        path = repository_record(state_dir, config["job"])
+        try:
+            with open(path, encoding="utf-8") as handle:
+                known = json.load(handle).get("id")
+        except (OSError, ValueError, AttributeError):
+            known = None
+        if known and known != found:
+            raise OpsError("the repository at backup_repository is another one than this job "
+                           "backed up to (id %s, recorded in %s, now %s): a disk swapped or "
+                           "not mounted, or a new repository; nothing was backed up. If the "
+                           "change is intended, delete %s" % (known[:8], path, found[:8], path))
+        if not known and record:
+            record_repository(state_dir, config["job"], found)
+    return found
+
+
+def record_repository(state_dir, job, repo_id):
+    """Record ``repo_id`` as job ``job``'s repository (best effort: a full disk only
+    means the next run records it)."""
+    from .state import write_json_atomic
+    path = repository_record(state_dir, job)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_json_atomic(path, {"id": repo_id})
+    except OSError:
+        pass
 
 
 _RESTIC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -442,13 +526,17 @@ def run_hooks(config, dry_run=False):
 
     A string command runs under ``bash -o pipefail -c`` (so ``pg_dump | gzip > f``
     fails when pg_dump fails) in the hook's ``cwd``. The first failure raises
-    ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is emptied
-    first so yesterday's dump is never mistaken for today's.
+    ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is the job's
+    own (``claim_dump_dir``) and is emptied first so yesterday's dump is never mistaken
+    for today's; hooks that leave no dump, or an empty file, fail the job
+    (``check_dumps``).
     """
     results = []
     if config["dump_dir"] and config["hooks"] and not dry_run:
-        os.makedirs(config["dump_dir"], mode=0o700, exist_ok=True)
+        claim_dump_dir(config)
         for entry in os.listdir(config["dump_dir"]):
+            if entry == DUMP_OWNER_FILE:
+                continue
             target = os.path.join(config["dump_dir"], entry)
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
@@ -469,7 +557,69 @@ def run_hooks(config, dry_run=False):
         if not result.ok:
             raise OpsError("backup hook %s failed (%s); the backup was not made"
                            % (hook["name"], _fail_text(result)), hooks=results)
+    if config["dump_dir"] and config["hooks"] and not dry_run:
+        check_dumps(config["dump_dir"], results)
     return results
+
+
+def _dump_owner(directory):
+    try:
+        with open(os.path.join(directory, DUMP_OWNER_FILE), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def claim_dump_dir(config):
+    """Make ``dump_dir`` this job's, or refuse before anything in it is deleted: another
+    job owns it, a directory above it or one below it (emptying one job's dump dir must
+    never delete another job's dump)."""
+    directory = os.path.abspath(config["dump_dir"])
+    job = config["job"]
+    problem = None
+    parent = os.path.dirname(directory)
+    while not problem and parent != os.path.dirname(parent):
+        owner = _dump_owner(parent)
+        if owner and owner != job:
+            problem = "%s, above it, is the dump_dir of job %s" % (parent, owner)
+        parent = os.path.dirname(parent)
+    owner = _dump_owner(directory)
+    if owner and owner != job:
+        problem = "it is the dump_dir of job %s" % owner
+    if not problem and os.path.isdir(directory):
+        for current, dirs, files in os.walk(directory):
+            owner = _dump_owner(current) if DUMP_OWNER_FILE in files else None
+            if current != directory and owner and owner != job:
+                problem = "%s, below it, is the dump_dir of job %s" % (current, owner)
+                break
+    if problem:
+        raise OpsError("backup_dump_dir %s of job %s is shared: %s; give every job a "
+                       "dump_dir of its own (the default is per job); nothing was deleted "
+                       "or backed up" % (directory, job, problem))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if owner != job:
+        with open(os.path.join(directory, DUMP_OWNER_FILE), "w", encoding="utf-8") as handle:
+            handle.write(job + "\n")
+
+
+def check_dumps(directory, hooks):
+    """Fail the job when the hooks left no dump in ``directory`` or an empty file (a
+    dump that wrote nothing is a failed dump, never a backup)."""
+    found, empty = 0, []
+    for current, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(current, name)
+            if name == DUMP_OWNER_FILE and current == directory:
+                continue
+            found += 1
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                empty.append(path)
+    if not found:
+        raise OpsError("the backup hooks wrote no dump into %s (RUNBOOK_OPS_DUMP_DIR); the "
+                       "backup was not made" % directory, hooks=hooks)
+    if empty:
+        raise OpsError("the backup hooks wrote an empty dump (%s); the backup was not made"
+                       % ", ".join(empty[:5]), hooks=hooks)
 
 
 # --------------------------------------------------------------------------- backup
@@ -479,7 +629,7 @@ def backup_argv(config, sources, when=None):
     argv = ["backup", "--json", "--host", config["host_label"]]
     for tag in sources["tags"]:
         argv += ["--tag", tag]
-    for pattern in config["excludes"]:
+    for pattern in list(config["excludes"]) + [restore_plan.QUARANTINE_DIR]:
         argv += ["--exclude", pattern]
     if when:
         argv += ["--time", when]
@@ -532,7 +682,8 @@ def size_drop(previous_bytes, current_bytes, drop_percent):
             "drop_percent": round(100.0 * (previous_bytes - current_bytes) / previous_bytes, 1)}
 
 
-def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint):
+def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint,
+               state_dir=None):
     """Hooks, backup, size comparison, retention. Return a result dict.
 
     ``result["ok"]`` is False when the backup failed; then nothing was pruned.
@@ -544,7 +695,8 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     sources = plan_sources(config, mountpoint_of=mountpoint_of)
     result = {"engine": "restic", "ok": False, "paths": sources["paths"],
               "tags": sources["tags"], "dry_run": dry_run}
-    result["repository"] = ensure_repository(config, dry_run=dry_run)
+    result["repository"] = "exists"
+    result["repository_id"] = check_repository(config, state_dir, record=not dry_run)[:8]
     result["hooks"] = run_hooks(config, dry_run=dry_run)
     if dry_run:
         result["ok"] = True
@@ -552,8 +704,8 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                           restic_argv(config, *forget_argv(["<ids the retention plan picks>"]))]
         return result
     _restic(config, "unlock", timeout=300)
-    backup = _restic(config, *backup_argv(config, sources, when),
-                     timeout=config["backup_timeout_seconds"])
+    backup = _restic_locked(config, *backup_argv(config, sources, when),
+                            timeout=config["backup_timeout_seconds"])
     summary = parse_backup_summary(backup.stdout)
     result["summary"] = summary
     result["seconds"] = round(backup.seconds, 1)
@@ -567,36 +719,55 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     result["snapshot_id"] = summary.get("snapshot_id", "")
     snapshots = list_snapshots(config)
     result["size_drop"] = None
-    if len(snapshots) >= 2 and result["snapshot_id"]:
-        newest = [s for s in snapshots if s["id"].startswith(result["snapshot_id"])]
-        others = [s for s in snapshots if not s["id"].startswith(result["snapshot_id"])]
-        if newest and others:
-            current = snapshot_size(config, newest[0]["id"])
-            previous = snapshot_size(config, others[-1]["id"])
-            result["size_bytes"] = current
-            result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
-    result["forget"] = run_forget(config, snapshots)
+    newest = select_snapshot(snapshots, result["snapshot_id"]) if result["snapshot_id"] else None
+    if newest is None:
+        result["forget"] = {"skipped": "the new snapshot %s is not among the job's snapshots; "
+                                       "nothing was forgotten" % (result["snapshot_id"] or "?")}
+        return result
+    others = [snap for snap in snapshots if snap["id"] != newest["id"]]
+    if others:
+        current = snapshot_size(config, newest["id"])
+        previous = snapshot_size(config, others[-1]["id"])
+        result["size_bytes"] = current
+        result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
+    if result["size_drop"]:
+        result["forget"] = {"skipped": "the new snapshot is %.0f%% smaller than the previous "
+                                       "one; nothing was forgotten"
+                                       % result["size_drop"]["drop_percent"]}
+        return result
+    try:
+        result["forget"] = run_forget(config, snapshots)
+    except OpsError as exc:
+        result["forget"] = {"error": exc.message}
     return result
 
 
-def run_forget(config, snapshots=None):
+def retention_floor(now=None):
+    """What retention never forgets, whatever the policy: snapshots younger than
+    ``FLOOR_HOURS`` and the newest ``FLOOR_LAST`` of the job."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return {"newer_than": now - datetime.timedelta(hours=FLOOR_HOURS), "last": FLOOR_LAST}
+
+
+def run_forget(config, snapshots=None, now=None):
     """Apply retention to this job's snapshots only. Call only after a successful backup.
 
     The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
-    version) over ``snapshots`` (default: ``list_snapshots``) and passed to
-    ``restic forget --prune`` by id, so a snapshot of another job, host or tool is never in
-    reach. Returns ``{"kept", "removed"}``.
+    version, and ``retention_floor``) over ``snapshots`` (default: ``list_snapshots``)
+    and passed to ``restic forget --prune`` by id, so a snapshot of another job, host or
+    tool is never in reach. Returns ``{"kept", "removed"}``; raises ``OpsError`` when
+    restic fails.
     """
     if snapshots is None:
         snapshots = list_snapshots(config)
     plan = plan_retention(snapshots, retention_policy(config),
-                          keep_oldest=restic_keeps_oldest(config))
+                          keep_oldest=restic_keeps_oldest(config), floor=retention_floor(now))
     owned = {snap["id"] for snap in snapshots}
     if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
         raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
                        "nothing was forgotten")
     if plan["remove"]:
-        forget = _restic(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
+        forget = _restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
         if not forget.ok:
             raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
     return {"kept": plan["keep"], "removed": plan["remove"]}
@@ -641,20 +812,34 @@ def check_freshness(config, now=None):
 
 # --------------------------------------------------------------------------- restore
 
+def select_snapshot(snapshots, snapshot_id):
+    """The one snapshot of ``snapshots`` whose id is or starts with ``snapshot_id``;
+    ``None`` when none does. Raises ``OpsError`` when the prefix is ambiguous (restic
+    refuses one too): an in-place restore of whichever came first is not a choice."""
+    found = [snap for snap in snapshots if snap["id"].startswith(snapshot_id or "\0")]
+    if len(found) > 1:
+        raise OpsError("snapshot id %s is ambiguous: %s start with it; give more of the id"
+                       % (snapshot_id, ", ".join(snap["short_id"] for snap in found[:5])))
+    return found[0] if found else None
+
+
 def resolve_snapshot(config, snapshot="latest"):
-    """This job's snapshot ``snapshot`` (an id, a short id, or ``latest``) as a dict."""
+    """This job's snapshot ``snapshot`` (an id, a unique id prefix, or ``latest``) as a
+    dict; its full ``id`` is what every later step uses."""
     snapshots = list_snapshots(config)
     if not snapshots:
         raise OpsError("no snapshots of job %s for host %s in the repository; run a backup first"
                        % (config["job"], config["host_label"]))
     if snapshot in (None, "", "latest"):
         return snapshots[-1]
-    for snap in snapshots:
-        if snap["id"].startswith(snapshot):
-            return snap
-    raise OpsError("snapshot %s is not one of job %s on host %s; list them with "
-                   "`runbook-ops backup snapshots --config FILE`"
-                   % (snapshot, config["job"], config["host_label"]))
+    if not re.match(r"^[0-9a-f]+$", snapshot):
+        raise OpsError("snapshot %r is not a snapshot id (hex digits) or 'latest'" % snapshot)
+    found = select_snapshot(snapshots, snapshot)
+    if found is None:
+        raise OpsError("snapshot %s is not one of job %s on host %s; list them with "
+                       "`runbook-ops backup snapshots --config FILE`"
+                       % (snapshot, config["job"], config["host_label"]))
+    return found
 
 
 def scratch_dir(host_label, snapshot_short_id, root=DEFAULT_SCRATCH_ROOT, now=None):

@@ -84,23 +84,28 @@ def _init(args, config, runtime) -> int:
         emit(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
         return 0
     state = backup.ensure_repository(config, dry_run=args.dry_run)
+    if not args.dry_run:
+        backup.check_repository(config, runtime["state_dir"])  # records its id
     emit(args, {"repository": state}, "repository %s" % state)
     return 0
 
 
 def _run(args, config, runtime) -> int:
-    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run)
+    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
+                               state_dir=runtime["state_dir"])
     job = config["job"]
     if result.get("size_drop"):
         drop = result["size_drop"]
         text = ("backup %s: the new snapshot is %.0f%% smaller than the previous one "
-                "(%s -> %s); check that no source went missing"
+                "(%s -> %s); nothing was forgotten; check that no source went missing"
                 % (job, drop["drop_percent"], _human(drop["previous_bytes"]),
                    _human(drop["current_bytes"])))
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "warning", text)
     elif result.get("ok") and not args.dry_run:
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "ok",
                                   "backup %s: snapshot size back to normal" % job)
+    if result["ok"] and not args.dry_run:
+        result["retention_alert"] = _retention_alert(runtime, job, result.get("forget") or {})
     if result["ok"]:
         summary = result.get("summary") or {}
         forget = result.get("forget") or {}
@@ -119,6 +124,20 @@ def _run(args, config, runtime) -> int:
     sys.stderr.write("runbook-ops: backup %s FAILED: %s; nothing was pruned\n"
                      % (job, result.get("error")))
     return 1
+
+
+def _retention_alert(runtime, job, forget):
+    """Retention's own alert ``backup:<job>:retention``: a failed forget/prune is not a
+    failed backup (the snapshot was made), but old snapshots pile up until it is fixed."""
+    key = "backup:%s:retention" % job
+    if forget.get("error"):
+        sys.stderr.write("runbook-ops: backup %s: retention FAILED: %s\n" % (job, forget["error"]))
+        return _notify(runtime, key, "critical",
+                       "backup %s: the snapshot was made, but retention failed: %s; no "
+                       "snapshot was forgotten this run" % (job, forget["error"]))
+    if "removed" in forget:
+        return _notify(runtime, key, "ok", "backup %s: retention works again" % job)
+    return None
 
 
 def _check(args, config, runtime) -> int:

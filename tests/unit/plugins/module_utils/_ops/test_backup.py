@@ -71,7 +71,10 @@ def setup(tmp_path, monkeypatch, tmpfs):
         "paths": [str(data / "app"), str(data / "volume")],
         "retention": {"keep_daily": 3},
     }
-    return {"tmp": tmp_path, "data": data, "config": backup.validate_config(raw), "raw": raw,
+    config = backup.validate_config(raw)
+    if shutil.which("restic"):
+        assert backup.ensure_repository(config) == "created"  # provisioning: `backup init`
+    return {"tmp": tmp_path, "data": data, "config": config, "raw": raw,
             "quarantine": fs / "runbook-ops-quarantine"}
 
 
@@ -443,7 +446,7 @@ def _legacy_backup(config, when, host=None):
 @needs_restic
 def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
     config = setup["config"]  # job "backup", keep_daily 3
-    assert backup.ensure_repository(config) == "created"
+    assert backup.ensure_repository(config) == "exists"
     for day in (1, 2):
         _legacy_backup(config, "2026-01-%02d 03:00:00" % day)
     _legacy_backup(config, "2026-01-02 04:00:00", host="other-host")

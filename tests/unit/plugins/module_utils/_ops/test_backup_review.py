@@ -49,6 +49,8 @@ def env(tmp_path, monkeypatch, tmpfs):
     raw = {"repository": str(tmp_path / "repo"), "password_file": str(password),
            "host_label": "h", "paths": [str(data)], "retention": {"keep_daily": 7},
            "restic_bin": shutil.which(RESTIC) or RESTIC}
+    if shutil.which(RESTIC):
+        backup.ensure_repository(backup.validate_config(raw))  # provisioning: `backup init`
     return {"tmp": tmp_path, "fs": fs, "data": data, "raw": raw}
 
 
@@ -192,6 +194,7 @@ def test_a_backup_never_initialises_a_new_repository_where_its_disk_is_not_mount
     tmpfs(str(disk), "size=64m")
     (env["data"] / "f").write_text("data")
     config = backup.validate_config(dict(env["raw"], repository=str(disk / "restic")))
+    backup.ensure_repository(config)  # provisioning: `backup init`
     assert backup.run_backup(config)["ok"]
     subprocess.run(["umount", str(disk)], check=True)
 
