@@ -42,7 +42,7 @@ import time
 from . import restore_plan
 from .errors import OpsError
 from .restic_filter import invalid_patterns
-from .retention import keeps_oldest, plan_retention
+from .retention import keeps_oldest, plan_retention, restic_version
 from .runner import run_command
 
 SNAPSHOT_TAG = "runbook-ops"
@@ -281,6 +281,10 @@ def repository_id(config):
             return json.loads(probe.stdout)["id"]
         except (ValueError, KeyError, TypeError):
             raise OpsError("restic cat config did not return the repository config")
+    if is_lock_failure(probe):
+        raise OpsError("the restic repository stayed locked by another process for %s s "
+                       "(lock_wait_seconds): %s; nothing was done"
+                       % (config["lock_wait_seconds"], _fail_text(probe)))
     text = probe.stderr or ""
     if "Is there a repository" not in text and "does not exist" not in text \
             and "no such file" not in text.lower():
@@ -663,12 +667,16 @@ def forget_argv(snapshot_ids):
 _VERSIONS = {}
 
 
-def restic_keeps_oldest(config):
-    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
+def _restic_version_text(config):
     binary = config["restic_bin"]
     if binary not in _VERSIONS:
         _VERSIONS[binary] = run_command([binary, "version"], timeout=60).stdout
-    return keeps_oldest(_VERSIONS[binary])
+    return _VERSIONS[binary]
+
+
+def restic_keeps_oldest(config):
+    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
+    return keeps_oldest(_restic_version_text(config))
 
 
 def size_drop(previous_bytes, current_bytes, drop_percent):
@@ -978,7 +986,11 @@ def run_restore(config, plan, dry_run=False):
     if dry_run:
         done.extend(step["action"] for step in plan["steps"])
         if plan["in_place"]:
-            result.update(summarize_in_place(plan_in_place(config, plan)))
+            fs_plan = plan_in_place(config, plan)
+            result.update(summarize_in_place(fs_plan))
+            check_free_space(fs_plan["space"])
+        else:
+            check_restore_target(plan["target"])
         return result
     state = {"stopped": False, "touched": False, "fs_plan": None}
     try:
@@ -1004,6 +1016,7 @@ def _run_restore_step(config, plan, step, state, result):
     elif action == "move_aside":
         fs_plan = state["fs_plan"] = plan_in_place(config, plan)
         result.update(summarize_in_place(fs_plan))
+        check_free_space(fs_plan["space"])
         header = {"snapshot": plan["snapshot"], "job": config["job"],
                   "host": config["host_label"], "snapshot_time": plan["time"],
                   "restored_at": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -1018,14 +1031,17 @@ def _run_restore_step(config, plan, step, state, result):
     elif action == "restore":
         target = step["target"]
         argv = ["restore", plan["snapshot"], "--target", target, "--verify"]
+        if restic_version_at_least(config, (0, 15)):
+            argv.append("--sparse")
         if target == "/":
             for pattern in state["fs_plan"]["restore_excludes"]:
                 argv += ["--exclude", pattern]
             state["touched"] = True
         else:
-            if os.path.exists(target) and os.listdir(target):
-                raise OpsError("restore target %s is not empty; pick a new directory" % target)
+            check_restore_target(target)
             os.makedirs(target, mode=0o700, exist_ok=True)
+            check_free_space([{"path": _existing_parent(target),
+                               "bytes": snapshot_size(config, plan["snapshot"])}])
         restored = _restic(config, *argv, timeout=12 * 3600)
         if not restored.ok:
             raise OpsError("restic restore failed: %s" % _fail_text(restored))
@@ -1034,6 +1050,39 @@ def _run_restore_step(config, plan, step, state, result):
             result["ok"] = False
             result["error"] = ("services restarted but the health check did not pass "
                                "within %d s" % step["timeout_seconds"])
+
+
+def check_restore_target(target):
+    """Refuse a restore target that is not empty (a real run and its preview alike)."""
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise OpsError("restore target %s is not empty; pick a new directory" % target)
+
+
+def _existing_parent(path):
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_free_space(space):
+    """Refuse (before anything is touched) when a filesystem has less free space than
+    restic will write there (``[{"path", "bytes"}]``)."""
+    for entry in space:
+        try:
+            stats = os.statvfs(entry["path"])
+        except OSError:
+            continue
+        free = stats.f_bavail * stats.f_frsize
+        if entry["bytes"] > free:
+            raise OpsError("not enough free space for the restore on the filesystem of %s: "
+                           "it needs %d MiB, %d MiB are free; free space first"
+                           % (entry["path"], -(-entry["bytes"] // 2 ** 20), free // 2 ** 20))
+
+
+def restic_version_at_least(config, wanted):
+    """Whether this host's restic is ``wanted`` (``(major, minor)``) or newer."""
+    version = restic_version(_restic_version_text(config))
+    return version is not None and version >= wanted
 
 
 def _restore_failure(config, state, exc, done):

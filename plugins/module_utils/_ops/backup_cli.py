@@ -29,7 +29,10 @@ results as JSON. Nothing printed contains the password or the repository locatio
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 
 from . import backup
 from .cli_output import add_config_arguments, emit
@@ -59,6 +62,15 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=backup_command)
 
 
+class Interrupted(OpsError):
+    """SIGTERM or SIGINT arrived: raised where the action is, so its failure path runs
+    (a restore says what it left where; the run alerts and logs to syslog)."""
+
+
+def _interrupt(signum, _frame):
+    raise Interrupted("stopped by %s" % signal.Signals(signum).name)
+
+
 def backup_command(args, runtime) -> int:
     """Load the config (exit 2 when bad), then run the action."""
     config = backup.load_config(args.config)
@@ -70,13 +82,33 @@ def backup_command(args, runtime) -> int:
         return 0
     handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
                "snapshots": _snapshots, "restore": _restore}[args.action]
+    previous = {signum: signal.signal(signum, _interrupt)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         return handler(args, config, runtime)
     except OpsError as exc:
         # Failed hooks, an unreachable repository, a failed restore: the job failed.
-        emit(args, dict(exc.details, ok=False, error=exc.message), None)
-        sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # the failure path finishes
+        _report_failure(args, config, runtime, exc)
         return 1
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+def _report_failure(args, config, runtime, exc):
+    """Print the failure; an interrupted run or a failed restore also alerts
+    ``backup:<job>:<action>`` and goes to syslog (no cron wrapper reports them)."""
+    emit(args, dict(exc.details, ok=False, error=exc.message), None)
+    text = "runbook-ops: backup %s of job %s failed: %s" % (args.action, config["job"],
+                                                           exc.message)
+    sys.stderr.write(text + "\n")
+    if isinstance(exc, Interrupted) or args.action == "restore":
+        import syslog
+        syslog.openlog("runbook-ops")
+        syslog.syslog(syslog.LOG_ERR, text)
+        _notify(runtime, "backup:%s:%s" % (config["job"], args.action), "critical", text[13:])
 
 
 def _init(args, config, runtime) -> int:
@@ -199,7 +231,31 @@ def _restore(args, config, runtime) -> int:
                        "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
-    snapshot = backup.resolve_snapshot(config, args.snapshot)
+    lock = _restore_lock(config, runtime) if args.in_place and not args.dry_run else None
+    try:
+        return _restore_locked(args, config)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _restore_lock(config, runtime):
+    """The job's lock (the one `runbook-ops run --job JOB` takes for `backup run`): no
+    backup, and so no retention, runs during an in-place restore, nor one during a backup.
+    Returns the open lock file; refuses when the job is running."""
+    from .jobs import acquire_job_lock, lock_paths
+    note = {"pid": os.getpid(), "started": time.time(), "timeout": None,
+            "what": "backup restore --in-place"}
+    handle, path, holder = acquire_job_lock(lock_paths(runtime, config["job"]), 0, note)
+    if handle is None:
+        raise OpsError("job %s is running (pid %s holds %s); the restore did not start and "
+                       "nothing was changed: run it again when the job has finished"
+                       % (config["job"], holder.get("pid", "unknown"), path))
+    return handle
+
+
+def _restore_locked(args, config):
+    snapshot = backup.resolve_snapshot(config, args.snapshot)  # once: its id from here on
     target = args.target or backup.scratch_dir(config["host_label"], snapshot["short_id"])
     plan = backup.plan_restore(config, snapshot, target=target, in_place=args.in_place)
     result = backup.run_restore(config, plan, dry_run=args.dry_run)

@@ -232,7 +232,7 @@ def test_backup_then_restore_into_scratch_matches_every_checksum(setup, tmp_path
     before = _tree_checksums(str(setup["data"]))
     result = backup.run_backup(config)
     assert result["ok"], result
-    assert result["repository"] == "created"
+    assert result["repository"] == "exists"
     # change and delete data after the backup
     _write(str(setup["data"] / "app" / "config.yml"), b"key: CHANGED\n")
     os.unlink(str(setup["data"] / "volume" / "_data" / "db.sqlite"))
@@ -272,7 +272,13 @@ def test_in_place_restore_puts_back_changed_and_deleted_files(setup):
     result = _in_place(config)
     assert result["ok"]
     assert _tree_checksums(str(setup["data"])) == before
-    assert result["moves"][0]["reason"] == "a symlink where the snapshot has a symlink"
+    moved = {item["path"]: item["reason"] for item in result["moves"]}
+    assert moved[str(setup["data"] / "app" / "link-to-b")] == \
+        "a symlink where the snapshot has a symlink"
+    # the changed file is not overwritten: it is in the quarantine, so the restore can be undone
+    assert moved[str(setup["data"] / "app" / "config.yml")].startswith("differs from the snapshot")
+    assert open(result["quarantine"][0] + str(setup["data"] / "app" / "config.yml")).read() == \
+        "key: CHANGED\n"
 
 
 @needs_restic
@@ -308,7 +314,9 @@ def test_in_place_restore_keeps_excluded_paths_and_moves_new_files_aside(setup):
     assert moved == {str(app / "uploads" / "photo-after-backup.jpg"): "not in the snapshot",
                      str(app / "uploads" / "2026"): "not in the snapshot",
                      # restic 0.14 cannot restore over a symlink: it is moved aside too
-                     str(app / "link-to-b"): "a symlink where the snapshot has a symlink"}
+                     str(app / "link-to-b"): "a symlink where the snapshot has a symlink",
+                     str(app / "config.yml"): "differs from the snapshot: moved aside, so "
+                                              "the restore can be undone"}
     assert result["excluded_untouched"] == 2
     with open(os.path.join(quarantine, "restore-plan.json")) as handle:
         assert json.load(handle)["snapshot"] == result["snapshot"]
@@ -463,7 +471,8 @@ def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
                                         retention={"keep_daily": 1}))
     for day in (3, 4):
         assert backup.run_backup(other, when="2026-01-%02d 02:00:00" % day)["ok"]
-    assert [snap["time"].day for snap in backup.list_snapshots(other)] == [4]
+    # keep-daily 1, but the floor keeps a job's newest two
+    assert [snap["time"].day for snap in backup.list_snapshots(other)] == [3, 4]
     # the default job's retention counts them as its own: keep-daily 3 over days 1, 2, 5
     assert backup.run_backup(config, when="2026-01-05 03:00:00")["ok"]
     kept = backup.list_snapshots(config)
@@ -477,12 +486,12 @@ def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
 
 
 @needs_restic
-def test_keep_last_one_survives_a_policy_that_keeps_nothing_else(setup):
+def test_the_floor_keeps_the_newest_two_when_the_policy_keeps_nothing_else(setup):
     config = backup.validate_config(dict(setup["raw"], retention={"keep_daily": 0}))
-    for when in ("2026-01-01 03:00:00", "2026-01-02 03:00:00"):
+    for when in ("2026-01-01 03:00:00", "2026-01-02 03:00:00", "2026-01-03 03:00:00"):
         assert backup.run_backup(config, when=when)["ok"]
     snaps = backup.list_snapshots(config)
-    assert [s["time"].day for s in snaps] == [2]
+    assert [s["time"].day for s in snaps] == [2, 3]
 
 
 @needs_restic
@@ -623,7 +632,7 @@ def test_archive_engine_encrypts_to_a_public_key(setup, tmp_path):
 @pytest.fixture
 def runtime(tmp_path):
     return {"host_label": "drill-host", "state_dir": str(tmp_path / "state"),
-            "log_dir": str(tmp_path / "log"),
+            "log_dir": str(tmp_path / "log"), "lock_dir": str(tmp_path / "lock"),
             "alert": {"telegram_api_url": "http://127.0.0.1:9", "telegram_chat_id": "",
                       "telegram_token_file": str(tmp_path / "none"), "cooldown_seconds": 0},
             "jobs": {}}
@@ -682,7 +691,7 @@ def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
     assert "in place: dry run, nothing changed" in text
     assert "would replace 4 files from the snapshot (1 differ from it now)" in text
     assert "differs now: %s" % (setup["data"] / "app" / "config.yml") in text
-    assert "would move 2 paths aside" in text and str(setup["quarantine"]) in text
+    assert "would move 3 paths aside" in text and str(setup["quarantine"]) in text
     assert "%s  (not in the snapshot)" % (setup["data"] / "app" / "uploads" / "after-backup.jpg") \
         in text
     assert "1 excluded paths left untouched" in text
@@ -690,6 +699,204 @@ def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
     assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
                  "--confirm-overwrite", "--json"], runtime) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert result["moved_aside"] == 2 and result["quarantine"][0].startswith(str(setup["quarantine"]))
+    assert result["moved_aside"] == 3 and result["quarantine"][0].startswith(str(setup["quarantine"]))
     assert os.path.exists(result["quarantine"][0] + str(setup["data"] / "app" / "uploads" /
                                                         "after-backup.jpg"))
+
+
+# --------------------------------------------------------------------------- review of #15: guards
+
+@needs_restic
+def test_a_run_never_creates_a_repository(setup, tmp_path):
+    config = backup.validate_config(dict(setup["raw"], repository=str(tmp_path / "nowhere")))
+    with pytest.raises(OpsError, match="a backup run never creates one"):
+        backup.run_backup(config)
+    assert not (tmp_path / "nowhere").exists()
+
+
+@needs_restic
+def test_a_repository_that_changed_under_the_job_is_refused(setup, tmp_path):
+    """The disk was swapped (or another repository mounted where the old one was): the
+    recorded id no longer matches; the run refuses and changes nothing."""
+    config, state = setup["config"], str(tmp_path / "state")
+    assert backup.run_backup(config, state_dir=state)["ok"]
+    os.rename(config["repository"], config["repository"] + ".old")
+    assert backup.ensure_repository(config) == "created"
+    with pytest.raises(OpsError, match="another one than this job backed up to"):
+        backup.run_backup(config, state_dir=state)
+    assert _raw_snapshots(config) == []
+
+
+def _exclusive_lock_holder(config):
+    """A real ``restic prune`` stopped (SIGSTOP) while it holds the repository's exclusive
+    lock; returns its Popen."""
+    import signal
+    environ = dict(os.environ, RESTIC_REPOSITORY=config["repository"],
+                   RESTIC_PASSWORD_FILE=config["password_file"])
+    locks = os.path.join(config["repository"], "locks")
+
+    def held():  # a lock file written in full (not restic's "<id>-tmp-<n>" while writing)
+        return [name for name in os.listdir(locks) if len(name) == 64]
+    for _attempt in range(20):
+        proc = subprocess.Popen(["restic", "prune"], env=environ, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        while not held() and proc.poll() is None:
+            pass
+        os.kill(proc.pid, signal.SIGSTOP)
+        if proc.poll() is None and held():
+            return proc
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait()
+    pytest.fail("could not catch restic prune holding its lock")
+
+
+@needs_restic
+def test_a_locked_repository_is_waited_for_then_backed_up(setup):
+    import signal
+    import threading
+    config = dict(setup["config"], lock_wait_seconds=60)
+    assert backup.run_backup(config)["ok"]
+    holder = _exclusive_lock_holder(config)
+    timer = threading.Timer(3, lambda: os.kill(holder.pid, signal.SIGCONT))
+    timer.start()
+    try:
+        result = backup.run_backup(config)
+    finally:
+        timer.cancel()
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait()
+    assert result["ok"], result.get("error")
+    assert result["seconds"] >= 0
+
+
+@needs_restic
+def test_a_lock_held_past_the_wait_fails_the_backup(setup):
+    import signal
+    config = dict(setup["config"], lock_wait_seconds=1)
+    assert backup.run_backup(config)["ok"]
+    holder = _exclusive_lock_holder(config)
+    try:
+        with pytest.raises(OpsError, match="stayed locked by another process for 1 s"):
+            backup.run_backup(config)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait()
+    assert len(backup.list_snapshots(config)) == 1
+
+
+@needs_restic
+def test_a_failed_retention_alerts_on_its_own_and_the_backup_stays_ok(setup, runtime, tmp_path,
+                                                                     capsys):
+    script = tmp_path / "restic-forget-fails"
+    script.write_text("#!/bin/sh\n[ \"$1\" = forget ] && { echo 'Fatal: forget broke' >&2; "
+                      "exit 1; }\nexec restic \"$@\"\n")
+    os.chmod(str(script), 0o755)
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(dict(setup["raw"], restic_bin=str(script),
+                                           retention={"keep_daily": 1})))
+    for day in (1, 2, 3):
+        capsys.readouterr()
+        assert _cli(["backup", "run", "--config", str(config_path), "--json", "--time",
+                     "2026-01-%02d 03:00:00" % day], runtime) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["ok"] and "forget broke" in result["forget"]["error"]
+    assert result["retention_alert"]["key"] == "backup:backup:retention"
+    assert result["retention_alert"]["level"] == "critical"
+    assert len(backup.list_snapshots(setup["config"])) == 3
+
+
+@needs_restic
+def test_an_empty_dump_fails_the_backup_and_makes_no_snapshot(setup):
+    for command in ("true", ": > \"$RUNBOOK_OPS_DUMP_DIR/db.dump\""):
+        config = backup.validate_config(dict(setup["raw"], dump_dir=str(setup["tmp"] / "dumps"),
+                                             hooks=[{"name": "dump", "command": command}]))
+        with pytest.raises(OpsError, match="no dump|an empty dump"):
+            backup.run_backup(config)
+    assert backup.list_snapshots(setup["config"]) == []
+
+
+@needs_restic
+def test_a_dump_dir_of_another_job_is_refused_before_anything_is_deleted(setup):
+    shared = setup["tmp"] / "dumps"
+    hook = [{"name": "dump", "command": "echo rows > \"$RUNBOOK_OPS_DUMP_DIR/$JOB.dump\""}]
+
+    def job(name, dump_dir):
+        return backup.validate_config(dict(setup["raw"], job=name, dump_dir=str(dump_dir),
+                                           hooks=[dict(hook[0], command=hook[0]["command"]
+                                                       .replace("$JOB", name))]))
+    assert backup.run_backup(job("backup-db", shared))["ok"]
+    for other in (job("backup-redis", shared), job("backup-redis", shared / "redis"),
+                  job("backup-redis", setup["tmp"])):
+        with pytest.raises(OpsError, match="is shared"):
+            backup.run_backup(other)
+        assert (shared / "backup-db.dump").read_text() == "rows\n"
+
+
+@needs_restic
+def test_an_in_place_restore_refuses_while_the_job_holds_its_lock(setup, runtime, tmp_path):
+    from _ops import jobs
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(setup["raw"]))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    (setup["data"] / "app" / "new.jpg").write_bytes(b"after")
+    handle, _path, _holder = jobs.acquire_job_lock(jobs.lock_paths(runtime, "backup"), 0,
+                                                   {"pid": 4242})
+    try:
+        assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
+                     "--confirm-overwrite"], runtime) == 1
+    finally:
+        handle.close()
+    assert (setup["data"] / "app" / "new.jpg").exists() and not setup["quarantine"].exists()
+    # and a backup run under the wrapper waits its turn: the restore holds the same lock
+    handle = backup_cli._restore_lock(setup["config"], runtime)
+    try:
+        assert jobs.acquire_job_lock(jobs.lock_paths(runtime, "backup"), 0)[0] is None
+    finally:
+        handle.close()
+
+
+@needs_restic
+def test_sigterm_during_an_in_place_restore_takes_the_failure_path(setup, runtime, tmp_path,
+                                                                  capsys):
+    script = tmp_path / "restic-killed"
+    script.write_text("#!/bin/sh\n[ \"$1\" = restore ] && { kill -TERM %d; sleep 30; }\n"
+                      "exec restic \"$@\"\n" % os.getpid())
+    os.chmod(str(script), 0o755)
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(dict(setup["raw"], restic_bin=str(script))))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    (setup["data"] / "app" / "new.jpg").write_bytes(b"after")
+    capsys.readouterr()
+    assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
+                 "--confirm-overwrite", "--json"], runtime) == 1
+    out = capsys.readouterr()
+    result = json.loads(out.out.splitlines()[-1])
+    assert "stopped by SIGTERM" in result["error"] and result["quarantine"]
+    assert os.path.exists(result["quarantine"][0] + str(setup["data"] / "app" / "new.jpg"))
+    assert "restore of job backup failed: stopped by SIGTERM" in out.err
+    with open(os.path.join(runtime["state_dir"], "alerts.json")) as handle:
+        assert "backup:backup:restore" in handle.read()
+
+
+@needs_restic
+def test_a_restore_that_does_not_fit_is_refused_before_anything_is_written(setup, tmpfs, tmp_path):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    small = tmpfs(tmp_path / "small", "size=128k")
+    snap = backup.resolve_snapshot(config)
+    plan = backup.plan_restore(config, snap, target=str(small / "look"))
+    with pytest.raises(OpsError, match="not enough free space"):
+        backup.run_restore(config, plan)
+    assert os.listdir(str(small / "look")) == []
+
+
+@needs_restic
+def test_a_check_run_into_a_non_empty_directory_refuses_like_the_real_run(setup, tmp_path):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    (tmp_path / "look").mkdir()
+    (tmp_path / "look" / "keep.txt").write_text("mine")
+    plan = backup.plan_restore(config, backup.resolve_snapshot(config), target=str(tmp_path / "look"))
+    for dry_run in (True, False):
+        with pytest.raises(OpsError, match="is not empty"):
+            backup.run_restore(config, plan, dry_run=dry_run)
