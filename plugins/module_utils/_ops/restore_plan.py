@@ -338,6 +338,7 @@ def quarantine_moves(moves, name, mounts=None):
     for item in moves:
         top = filesystem_top(item["path"], mounts)
         if top not in dirs:
+            _refuse_mounted_quarantine(top, mounts)
             base = os.path.join(top, QUARANTINE_DIR, name)
             candidate, counter = base, 1
             while os.path.lexists(candidate):
@@ -346,6 +347,16 @@ def quarantine_moves(moves, name, mounts=None):
             dirs[top] = candidate
         placed.append(dict(item, to=dirs[top] + item["path"]))
     return {"dirs": sorted(dirs.values()), "moves": placed}
+
+
+def _refuse_mounted_quarantine(top, mounts):
+    """A ``runbook-ops-quarantine`` that is a mount point (or a symlink) of its own turns
+    every rename into it into EXDEV half-way through a restore: refuse before any move."""
+    quarantine = os.path.join(top, QUARANTINE_DIR)
+    if os.path.islink(quarantine) or os.path.realpath(quarantine) in mounts:
+        raise OpsError("%s is a mount point or a symlink: moving files into it would not be "
+                       "a rename on one filesystem; unmount or remove it (it must be a plain "
+                       "directory); nothing was moved" % quarantine, moved=[])
 
 
 def move_aside(moves, dirs, header):

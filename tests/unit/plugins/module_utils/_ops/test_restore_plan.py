@@ -515,3 +515,23 @@ def test_space_counts_what_restic_writes_on_each_filesystem(tmpfs, tmp_path):
     plan = restore_plan.plan_in_place([root], nodes, [])
     assert plan["space"] == [{"path": root, "bytes": 4096 * 4},  # grew (2), new/, new/a
                              {"path": inner, "bytes": 4096 * 2}]
+
+
+def test_a_mounted_quarantine_is_refused_before_anything_moves(tmpfs, tmp_path, binds):
+    """Two filesystems to restore over; the second's runbook-ops-quarantine is a bind mount
+    (same filesystem, so the device check passes): its renames would fail with EXDEV after
+    the first filesystem's moves were done. The plan (and so --check) refuses first."""
+    first = str(tmpfs(tmp_path / "one", "size=16m"))
+    second = str(tmpfs(tmp_path / "two", "size=16m"))
+    for top in (first, second):
+        with open(os.path.join(top, "new.jpg"), "w") as handle:
+            handle.write("uploaded since")
+    os.makedirs(os.path.join(second, "elsewhere"))
+    os.makedirs(os.path.join(second, restore_plan.QUARANTINE_DIR))
+    binds(os.path.join(second, "elsewhere"), os.path.join(second, restore_plan.QUARANTINE_DIR))
+    plan = restore_plan.plan_in_place([first, second], {first: _node("dir"),
+                                                        second: _node("dir")}, [])
+    with pytest.raises(OpsError, match="is a mount point or a symlink"):
+        restore_plan.quarantine_moves(plan["moves"], "q")
+    assert os.path.exists(os.path.join(first, "new.jpg"))
+    assert os.path.exists(os.path.join(second, "new.jpg"))
