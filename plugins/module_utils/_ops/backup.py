@@ -49,6 +49,9 @@ SNAPSHOT_TAG = "runbook-ops"
 JOB_TAG_PREFIX = "job:"
 LEGACY_JOB = "backup"
 VOLUME_TAG_PREFIX = "volume:"
+MACHINE_TAG_PREFIX = "machine:"
+# On the snapshots of the one job that adopts the legacy (job-tag-less) snapshots.
+LEGACY_CLAIM_TAG = "legacy-owner"
 RESTIC_INCOMPLETE_RC = 3
 RESTIC_LOCKED_RC = 11
 LOCK_RETRY_SECONDS = 10
@@ -409,6 +412,26 @@ def parse_snapshots(stdout):
     return snapshots
 
 
+def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
+    """``machine:<keyed fingerprint of the machine id>``: tells two hosts apart that share a
+    host label and a repository (keyed: the machine id is never in the repository).
+    ``None`` when the machine id cannot be read."""
+    from .hostkey import fingerprint, host_key
+    try:
+        with open(machine_id_file, encoding="utf-8") as handle:
+            machine_id = handle.read().strip()
+    except OSError:
+        return None
+    if not machine_id:
+        return None
+    key, _warnings = host_key(state_dir)
+    return MACHINE_TAG_PREFIX + fingerprint(key, "machine-id:" + machine_id)
+
+
+def _machine_of(snapshot):
+    return next((tag for tag in snapshot["tags"] if tag.startswith(MACHINE_TAG_PREFIX)), None)
+
+
 def job_tag(config):
     """``job:NAME``: the tag that tells this job's snapshots from other jobs'."""
     return JOB_TAG_PREFIX + config["job"]
@@ -424,19 +447,55 @@ def belongs_to_job(snapshot, config):
     return config["legacy_snapshots"] and not any(tag.startswith(JOB_TAG_PREFIX) for tag in tags)
 
 
-def job_snapshots(snapshots, config):
-    """The snapshots of ``snapshots`` (parsed) this host's job owns, oldest first."""
-    return [snap for snap in snapshots
-            if snap["hostname"] == config["host_label"] and belongs_to_job(snap, config)]
+def job_snapshots(snapshots, config, other_machines=False):
+    """The snapshots of ``snapshots`` (parsed) this host's job owns, oldest first: its host
+    label, its job, and no other machine's tag (``machine_tag``; snapshots from before
+    machine tags count as this machine's). ``other_machines``: those with another
+    machine's tag instead (a host label two hosts share)."""
+    mine = config.get("machine_tag")
+    found = []
+    for snap in snapshots:
+        if snap["hostname"] != config["host_label"] or not belongs_to_job(snap, config):
+            continue
+        machine = _machine_of(snap)
+        foreign = bool(mine and machine and machine != mine)
+        if foreign == other_machines:
+            found.append(snap)
+    return found
 
 
-def list_snapshots(config):
-    """This host's snapshots of this job, oldest first (``job_snapshots``)."""
+def _refuse_double_legacy_claim(snapshots, config):
+    """Two jobs of one host that both adopt the legacy (untagged) snapshots would both
+    apply retention to them: refuse until one sets legacy_snapshots false."""
+    if not config["legacy_snapshots"]:
+        return
+    others = sorted({tag for snap in snapshots if LEGACY_CLAIM_TAG in snap["tags"]
+                     and snap["hostname"] == config["host_label"]
+                     for tag in snap["tags"] if tag.startswith(JOB_TAG_PREFIX)} - {job_tag(config)})
+    if others:
+        raise OpsError("job %s and job %s both adopt the snapshots made before job tags "
+                       "(legacy_snapshots); set backup_legacy_snapshots false for all but one; "
+                       "nothing was done" % (config["job"], others[0][len(JOB_TAG_PREFIX):]))
+
+
+def _list_host_snapshots(config):
     result = _restic(config, "snapshots", "--json", "--host", config["host_label"],
                      "--tag", SNAPSHOT_TAG, timeout=600)
     if not result.ok:
         raise OpsError("restic snapshots failed: %s" % _fail_text(result))
-    return job_snapshots(parse_snapshots(result.stdout), config)
+    snapshots = parse_snapshots(result.stdout)
+    _refuse_double_legacy_claim(snapshots, config)
+    return snapshots
+
+
+def list_snapshots(config):
+    """This host's snapshots of this job, oldest first (``job_snapshots``)."""
+    return job_snapshots(_list_host_snapshots(config), config)
+
+
+def other_machines_snapshots(config):
+    """This job's snapshots under this host label made by another machine (a collision)."""
+    return job_snapshots(_list_host_snapshots(config), config, other_machines=True)
 
 
 def snapshot_size(config, snapshot_id):
@@ -511,6 +570,10 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
                        % ", ".join(missing))
     volumes = {}
     tags = [SNAPSHOT_TAG, job_tag(config)]
+    if config.get("machine_tag"):
+        tags.append(config["machine_tag"])
+    if config["legacy_snapshots"]:
+        tags.append(LEGACY_CLAIM_TAG)
     for name in config["volumes"]:
         mountpoint = mountpoint_of(name)
         volumes[name] = mountpoint
@@ -705,6 +768,8 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
               "tags": sources["tags"], "dry_run": dry_run}
     result["repository"] = "exists"
     result["repository_id"] = check_repository(config, state_dir, record=not dry_run)[:8]
+    if config["legacy_snapshots"]:
+        _list_host_snapshots(config)  # refuses a second job adopting them, before the hooks
     result["hooks"] = run_hooks(config, dry_run=dry_run)
     if dry_run:
         result["ok"] = True
@@ -725,7 +790,9 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
         return result
     result["ok"] = True
     result["snapshot_id"] = summary.get("snapshot_id", "")
-    snapshots = list_snapshots(config)
+    host_snapshots = _list_host_snapshots(config)
+    snapshots = job_snapshots(host_snapshots, config)
+    result["other_machines"] = len(job_snapshots(host_snapshots, config, other_machines=True))
     result["size_drop"] = None
     newest = select_snapshot(snapshots, result["snapshot_id"]) if result["snapshot_id"] else None
     if newest is None:

@@ -80,6 +80,8 @@ def backup_command(args, runtime) -> int:
         emit(args, {"valid": True, "config": args.config},
              "backup config %s is valid" % args.config)
         return 0
+    if config["engine"] == "restic":
+        config["machine_tag"] = backup.machine_tag(runtime["state_dir"])
     handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
                "snapshots": _snapshots, "restore": _restore}[args.action]
     previous = {signum: signal.signal(signum, _interrupt)
@@ -138,6 +140,13 @@ def _run(args, config, runtime) -> int:
                                   "backup %s: snapshot size back to normal" % job)
     if result["ok"] and not args.dry_run:
         result["retention_alert"] = _retention_alert(runtime, job, result.get("forget") or {})
+        if result.get("other_machines"):
+            result["host_label_alert"] = _notify(
+                runtime, "backup:%s:host-label" % job, "warning",
+                "backup %s: %d snapshots of this job under host label %s come from another "
+                "machine: two hosts share the label; each keeps to its own snapshots (machine "
+                "tag), but give each host its own label" % (job, result["other_machines"],
+                                                           config["host_label"]))
     if result["ok"]:
         summary = result.get("summary") or {}
         forget = result.get("forget") or {}

@@ -477,7 +477,7 @@ def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
     assert backup.run_backup(config, when="2026-01-05 03:00:00")["ok"]
     kept = backup.list_snapshots(config)
     assert [snap["time"].day for snap in kept] == [1, 2, 5]
-    assert sorted(kept[-1]["tags"]) == ["job:backup", "runbook-ops"]
+    assert sorted(kept[-1]["tags"]) == ["job:backup", "legacy-owner", "runbook-ops"]
     for day in (6, 7):
         assert backup.run_backup(config, when="2026-01-%02d 03:00:00" % day)["ok"]
     assert [snap["time"].day for snap in backup.list_snapshots(config)] == [5, 6, 7]
@@ -900,3 +900,43 @@ def test_a_check_run_into_a_non_empty_directory_refuses_like_the_real_run(setup,
     for dry_run in (True, False):
         with pytest.raises(OpsError, match="is not empty"):
             backup.run_restore(config, plan, dry_run=dry_run)
+
+
+def test_the_machine_tag_is_keyed_and_tells_machines_apart(tmp_path):
+    ids = []
+    for name, machine_id in (("a", "0123456789abcdef0123456789abcdef"),
+                             ("b", "fedcba9876543210fedcba9876543210")):
+        (tmp_path / name).write_text(machine_id + "\n")
+        ids.append(backup.machine_tag(str(tmp_path / "state"), str(tmp_path / name)))
+    assert ids[0] != ids[1] and all(tag.startswith("machine:") for tag in ids)
+    assert "0123456789ab" not in ids[0]  # keyed, not the machine id itself
+    assert backup.machine_tag(str(tmp_path / "state"), str(tmp_path / "missing")) is None
+
+
+@needs_restic
+def test_two_hosts_with_one_label_never_forget_each_others_snapshots(setup):
+    """web1 was cloned into web2 with the same host label: each keeps to its own."""
+    raw = dict(setup["raw"], retention={"keep_daily": 1})
+    web1 = dict(backup.validate_config(raw), machine_tag="machine:aaaaaaaaaaaa")
+    web2 = dict(backup.validate_config(raw), machine_tag="machine:bbbbbbbbbbbb")
+    for day in (1, 2, 3):
+        assert backup.run_backup(web1, when="2026-01-%02d 03:00:00" % day)["ok"]
+    for day in (4, 5, 6):
+        result = backup.run_backup(web2, when="2026-01-%02d 03:00:00" % day)
+        assert result["ok"] and result["other_machines"] == 2
+    assert [snap["time"].day for snap in backup.list_snapshots(web1)] == [2, 3]
+    assert [snap["time"].day for snap in backup.list_snapshots(web2)] == [5, 6]
+    assert backup.resolve_snapshot(web1)["time"].day == 3
+
+
+@needs_restic
+def test_a_second_job_adopting_legacy_snapshots_is_refused(setup):
+    config = setup["config"]  # job "backup": adopts them by default
+    _legacy_backup(config, "2026-01-01 03:00:00")
+    assert backup.run_backup(config, when="2026-01-02 03:00:00")["ok"]
+    other = backup.validate_config(dict(setup["raw"], job="backup-files", legacy_snapshots=True))
+    with pytest.raises(OpsError, match="both adopt the snapshots made before job tags"):
+        backup.run_backup(other)
+    assert len(_raw_snapshots(config)) == 2
+    with pytest.raises(OpsError, match="both adopt"):
+        backup.list_snapshots(other)
