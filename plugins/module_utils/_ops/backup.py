@@ -56,6 +56,7 @@ RESTIC_INCOMPLETE_RC = 3
 RESTIC_LOCKED_RC = 11
 LOCK_RETRY_SECONDS = 10
 DEFAULT_SCRATCH_ROOT = "/var/tmp/runbook-ops-restore"
+FSTAB = "/etc/fstab"
 # Retention never forgets a snapshot younger than this, nor the newest FLOOR_LAST of a job.
 FLOOR_HOURS = 48
 FLOOR_LAST = 2
@@ -551,7 +552,7 @@ def compose_files(config):
     return found
 
 
-def plan_sources(config, mountpoint_of=volume_mountpoint):
+def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
     """What a backup reads: ``{"paths": [...], "tags": [...], "volumes": {name: dir}}``.
 
     Missing paths raise ``OpsError``: restic 0.14 only warns about them and would
@@ -568,6 +569,11 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
     if missing:
         raise OpsError("backup source(s) missing: %s; fix backup_paths or create them"
                        % ", ".join(missing))
+    unmounted = unmounted_sources(paths, fstab)
+    if unmounted:
+        raise OpsError("the filesystem of backup source %s is not mounted (%s is a mount point "
+                       "in %s): the backup would hold an empty directory; mount it first"
+                       % (unmounted[0][0], unmounted[0][1], fstab))
     volumes = {}
     tags = [SNAPSHOT_TAG, job_tag(config)]
     if config.get("machine_tag"):
@@ -586,6 +592,36 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
         if config["dump_dir"] not in paths:
             paths.append(os.path.abspath(config["dump_dir"]))
     return {"paths": paths, "tags": tags, "volumes": volumes}
+
+
+def fstab_mount_points(fstab=FSTAB):
+    """The mount points ``fstab`` lists (not swap, not ``/``); empty when unreadable."""
+    points = []
+    try:
+        with open(fstab, encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
+                        and fields[2] != "swap":
+                    points.append(os.path.normpath(restore_plan.unescape_mount(fields[1])))
+    except OSError:
+        pass
+    return points
+
+
+def unmounted_sources(paths, fstab=FSTAB, mounts=None):
+    """``[(path, mount point)]`` for each of ``paths`` at or below a mount point of
+    ``fstab`` that is not mounted now (its disk missing: the directory below is empty)."""
+    mounts = restore_plan.mount_points() if mounts is None else mounts
+    missing = [point for point in fstab_mount_points(fstab) if point not in mounts]
+    found = []
+    for path in paths:
+        real = os.path.realpath(path)
+        for point in missing:
+            if real == point or real.startswith(point + "/"):
+                found.append((path, point))
+                break
+    return found
 
 
 def run_hooks(config, dry_run=False):
@@ -659,6 +695,12 @@ def claim_dump_dir(config):
             if current != directory and owner and owner != job:
                 problem = "%s, below it, is the dump_dir of job %s" % (current, owner)
                 break
+    mounted = sorted(point for point in restore_plan.mount_points()
+                     if point.startswith(os.path.realpath(directory) + "/"))
+    if not problem and mounted:
+        raise OpsError("backup_dump_dir %s of job %s has a filesystem mounted below it (%s): "
+                       "emptying it would delete files on that filesystem; unmount it or pick "
+                       "another dump_dir; nothing was deleted" % (directory, job, mounted[0]))
     if problem:
         raise OpsError("backup_dump_dir %s of job %s is shared: %s; give every job a "
                        "dump_dir of its own (the default is per job); nothing was deleted "

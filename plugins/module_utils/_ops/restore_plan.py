@@ -298,13 +298,14 @@ def mount_points(mountinfo="/proc/self/mountinfo"):
             for line in handle:
                 fields = line.split(" ")
                 if len(fields) > 4:
-                    points.add(_unescape_mount(fields[4]))
+                    points.add(unescape_mount(fields[4]))
     except OSError:
         pass
     return points
 
 
-def _unescape_mount(text):
+def unescape_mount(text):
+    """A path from the mount table or fstab, its octal escapes (space, tab...) undone."""
     for code in ("\\040", "\\011", "\\012", "\\134"):
         text = text.replace(code, chr(int(code[1:], 8)))
     return text

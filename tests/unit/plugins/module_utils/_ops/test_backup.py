@@ -940,3 +940,41 @@ def test_a_second_job_adopting_legacy_snapshots_is_refused(setup):
     assert len(_raw_snapshots(config)) == 2
     with pytest.raises(OpsError, match="both adopt"):
         backup.list_snapshots(other)
+
+
+@needs_restic
+def test_a_source_whose_disk_is_not_mounted_is_refused(setup, tmp_path):
+    """/srv/media is its own disk in fstab; tonight it did not mount: the empty directory
+    below is not backed up as if it were the uploads."""
+    media = tmp_path / "media"
+    media.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(media)], check=True)
+    (media / "photo.jpg").write_bytes(b"p")
+    fstab = tmp_path / "fstab"
+    fstab.write_text("# <file system> <mount point> <type>\nUUID=1 / ext4 defaults 0 1\n"
+                     "UUID=2 %s ext4 defaults 0 2\nUUID=3 none swap sw 0 0\n" % media)
+    config = backup.validate_config(dict(setup["raw"], paths=[str(media)]))
+    assert backup.plan_sources(config, fstab=str(fstab))["paths"] == [str(media)]
+    subprocess.run(["umount", str(media)], check=True)
+    with pytest.raises(OpsError, match="is not mounted"):
+        backup.plan_sources(config, fstab=str(fstab))
+    assert backup.unmounted_sources([str(media / "sub")], str(fstab)) == [
+        (str(media / "sub"), str(media))]
+
+
+@needs_restic
+def test_a_dump_dir_with_a_filesystem_mounted_below_is_never_emptied(setup, tmp_path):
+    dump_dir = tmp_path / "dumps"
+    (dump_dir / "archive").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.sql").write_text("rows")
+    subprocess.run(["mount", "--bind", str(elsewhere), str(dump_dir / "archive")], check=True)
+    try:
+        config = backup.validate_config(dict(setup["raw"], dump_dir=str(dump_dir), hooks=[
+            {"name": "dump", "command": "echo rows > \"$RUNBOOK_OPS_DUMP_DIR/db.dump\""}]))
+        with pytest.raises(OpsError, match="has a filesystem mounted below it"):
+            backup.run_backup(config)
+    finally:
+        subprocess.run(["umount", "-l", str(dump_dir / "archive")], check=False)
+    assert (elsewhere / "precious.sql").read_text() == "rows"
