@@ -978,3 +978,29 @@ def test_a_dump_dir_with_a_filesystem_mounted_below_is_never_emptied(setup, tmp_
     finally:
         subprocess.run(["umount", "-l", str(dump_dir / "archive")], check=False)
     assert (elsewhere / "precious.sql").read_text() == "rows"
+
+
+@pytest.fixture(scope="module")
+def newer_restic():
+    """Debian 13's restic (0.18), from scripts/ensure-test-restic-newer."""
+    script = os.path.join(_MODULE_UTILS, "..", "..", "scripts", "ensure-test-restic-newer")
+    found = subprocess.run([script], capture_output=True, text=True, timeout=600)
+    if found.returncode != 0:
+        pytest.skip("Debian 13's restic is not available: %s" % found.stderr[-300:])
+    return found.stdout.strip()
+
+
+def test_restic_0_15_and_later_restore_sparse_files_sparse(setup, newer_restic, tmp_path):
+    """A 30 MB database file that is mostly holes restores as a few blocks, not 30 MB of
+    zeros (restic 0.14 has no --sparse and writes them out)."""
+    sparse = setup["data"] / "app" / "sparse.db"
+    with open(str(sparse), "wb") as handle:
+        handle.write(b"head")
+        handle.truncate(30 * 2 ** 20)
+    config = backup.validate_config(dict(setup["raw"], restic_bin=newer_restic))
+    assert backup.run_backup(config)["ok"]
+    target = str(tmp_path / "look")
+    plan = backup.plan_restore(config, backup.resolve_snapshot(config), target=target)
+    assert backup.run_restore(config, plan)["ok"]
+    restored = os.stat(target + str(sparse))
+    assert restored.st_size == 30 * 2 ** 20 and restored.st_blocks * 512 < 2 ** 20
