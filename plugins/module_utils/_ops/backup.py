@@ -417,7 +417,7 @@ def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
     """``machine:<keyed fingerprint of the machine id>``: tells two hosts apart that share a
     host label and a repository (keyed: the machine id is never in the repository).
     ``None`` when the machine id cannot be read."""
-    from .hostkey import fingerprint, host_key
+    from .hostkey import fingerprint, host_key, key_path, read_key
     try:
         with open(machine_id_file, encoding="utf-8") as handle:
             machine_id = handle.read().strip()
@@ -426,6 +426,12 @@ def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
     if not machine_id:
         return None
     key, _warnings = host_key(state_dir)
+    try:
+        kept = read_key(key_path(state_dir), may_change=False)[0]
+    except (OSError, OpsError):
+        kept = None
+    if kept != key:
+        return None  # a throw-away key (state dir read-only): a tag no later run would know
     return MACHINE_TAG_PREFIX + fingerprint(key, "machine-id:" + machine_id)
 
 
@@ -706,9 +712,19 @@ def claim_dump_dir(config):
                        "dump_dir of its own (the default is per job); nothing was deleted "
                        "or backed up" % (directory, job, problem))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    if owner != job:
-        with open(os.path.join(directory, DUMP_OWNER_FILE), "w", encoding="utf-8") as handle:
-            handle.write(job + "\n")
+    if owner is None:
+        try:
+            fd = os.open(os.path.join(directory, DUMP_OWNER_FILE),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            fd = None  # another job claimed it this very moment: judged below
+        if fd is not None:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(job + "\n")
+        if _dump_owner(directory) != job:
+            raise OpsError("backup_dump_dir %s of job %s is shared: job %s claimed it; give "
+                           "every job a dump_dir of its own; nothing was deleted or backed up"
+                           % (directory, job, _dump_owner(directory)))
 
 
 def check_dumps(directory, hooks):
@@ -853,9 +869,11 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                                        % result["size_drop"]["drop_percent"]}
         return result
     try:
-        result["forget"] = run_forget(config, snapshots)
+        result["forget"] = run_forget(config, snapshots, current_bytes=result.get("size_bytes"))
     except OpsError as exc:
         result["forget"] = {"error": exc.message}
+    if result["forget"].get("larger"):
+        result["size_drop"] = result["forget"]["larger"]
     return result
 
 
@@ -866,7 +884,7 @@ def retention_floor(now=None):
     return {"newer_than": now - datetime.timedelta(hours=FLOOR_HOURS), "last": FLOOR_LAST}
 
 
-def run_forget(config, snapshots=None, now=None):
+def run_forget(config, snapshots=None, now=None, current_bytes=None):
     """Apply retention to this job's snapshots only. Call only after a successful backup.
 
     The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
@@ -883,6 +901,15 @@ def run_forget(config, snapshots=None, now=None):
     if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
         raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
                        "nothing was forgotten")
+    if plan["remove"] and current_bytes is not None:
+        for snapshot_id in plan["remove"]:
+            drop = size_drop(snapshot_size(config, snapshot_id), current_bytes,
+                             config["size_drop_percent"])
+            if drop:  # the data went missing runs ago: this may be the last good snapshot
+                return {"skipped": "snapshot %s, due to be forgotten, is %.0f%% larger than "
+                                   "the new one; nothing was forgotten"
+                                   % (snapshot_id[:8], drop["drop_percent"]),
+                        "larger": dict(drop, compared_with=snapshot_id[:8])}
     if plan["remove"]:
         forget = _restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
         if not forget.ok:
@@ -1010,7 +1037,8 @@ def compose_argv(config, action):
 
 
 def snapshot_nodes(config, snapshot_id):
-    """``{path: {"type", "size", "mtime_ns"}}`` of a snapshot (``restic ls --json``)."""
+    """``{path: {"type", "size", "mtime_ns", "ctime_ns", "inode", "hardlinked"?}}`` of a
+    snapshot (``restic ls --json``; ``inode`` and so ``hardlinked`` from restic 0.17)."""
     listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
     if not listing.ok:
         raise OpsError("restic ls failed: %s" % _fail_text(listing))
@@ -1023,7 +1051,16 @@ def snapshot_nodes(config, snapshot_id):
         if node.get("struct_type") == "node" and node.get("path"):
             nodes[node["path"]] = {
                 "type": node.get("type", ""), "size": node.get("size", 0),
-                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None}
+                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None,
+                "ctime_ns": restic_time_ns(node["ctime"]) if node.get("ctime") else None,
+                "inode": node.get("inode")}
+    by_inode = {}
+    for node in nodes.values():  # restic 0.17+ lists inodes: names sharing one are linked
+        if node["type"] == "file" and node["inode"]:
+            by_inode.setdefault(node["inode"], []).append(node)
+    for group in by_inode.values():
+        for node in group:
+            node["hardlinked"] = len(group) > 1
     return nodes
 
 

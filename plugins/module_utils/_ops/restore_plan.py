@@ -9,7 +9,8 @@ restored paths (never following a symlink) and decides, path by path:
   it is a ``runbook-ops-quarantine`` directory. Never touched: the walk does not enter
   it and ``restic restore`` gets the same ``--exclude`` patterns.
 - ``replace`` / ``create``: a live regular file the snapshot has, with the snapshot's
-  size and time, is overwritten by restic; a path the snapshot has and the host lacks is
+  size, time and change time (``ctime_ns`` when the listing has it: a rewrite that kept
+  size and mtime still changes it), is overwritten by restic; a path the snapshot has and the host lacks is
   created.
 - ``moves``: moved aside, never deleted. Files and directories the snapshot does not
   have (written after the backup); a file that differs from the snapshot's (so the
@@ -134,7 +135,8 @@ class _Planner:
         one that differs, or that the snapshot has hard-linked, moves aside first."""
         self.plan["replace"] += 1
         reason = ""
-        if node.get("size") != st.st_size or node.get("mtime_ns") != st.st_mtime_ns:
+        if node.get("size") != st.st_size or node.get("mtime_ns") != st.st_mtime_ns or (
+                node.get("ctime_ns") is not None and node["ctime_ns"] != st.st_ctime_ns):
             self.plan["changed"] += 1
             if len(self.plan["changed_sample"]) < SAMPLE:
                 self.plan["changed_sample"].append(path)

@@ -1004,3 +1004,83 @@ def test_restic_0_15_and_later_restore_sparse_files_sparse(setup, newer_restic, 
     assert backup.run_restore(config, plan)["ok"]
     restored = os.stat(target + str(sparse))
     assert restored.st_size == 30 * 2 ** 20 and restored.st_blocks * 512 < 2 ** 20
+
+
+# --------------------------------------------------------------------------- adversarial pass
+
+@needs_restic
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_moved_aside_not_overwritten(setup):
+    """An app (or rsync -t, tar -x) rewrote the database with the same length and put the
+    old modification time back: only its change time tells. Overwriting it would lose the
+    rows written since the backup."""
+    config = setup["config"]
+    db = setup["data"] / "volume" / "_data" / "db.sqlite"
+    assert backup.run_backup(config)["ok"]
+    before = os.stat(str(db))
+    today = os.urandom(before.st_size)
+    db.write_bytes(today)
+    os.utime(str(db), ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = _in_place(config)
+    moved = {item["path"] for item in result["moves"]}
+    assert str(db) in moved
+    with open(result["quarantine"][0] + str(db), "rb") as handle:
+        assert handle.read() == today
+
+
+@needs_restic
+def test_a_snapshot_due_to_go_that_is_far_larger_than_the_new_one_is_not_forgotten(setup):
+    """The uploads were wiped two runs ago: the first small snapshot alerted and forgot
+    nothing; the second is not smaller than the first small one. Retention must still not
+    forget the last good snapshot that is due to go."""
+    config = backup.validate_config(dict(setup["raw"], retention={"keep_daily": 1}))
+    assert backup.run_backup(config, when="2026-01-01 03:00:00")["ok"]
+    good = backup.list_snapshots(config)[-1]["id"]
+    shutil.rmtree(str(setup["data"] / "app" / "uploads"))
+    first = backup.run_backup(config, when="2026-01-02 03:00:00")
+    assert first["size_drop"] and "skipped" in first["forget"]
+    second = backup.run_backup(config, when="2026-01-03 03:00:00")
+    assert second["ok"] and "skipped" in second["forget"], second["forget"]
+    assert second["size_drop"]["compared_with"] == good[:8]
+    assert good in [snap["id"] for snap in backup.list_snapshots(config)]
+
+
+def test_a_throw_away_host_key_gives_no_machine_tag(tmp_path):
+    """A read-only state directory: the key would be new each run, and so the tag; a
+    later run would take its own snapshots for another machine's."""
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(state)], check=True)
+    try:
+        assert backup.machine_tag(str(state), str(machine_id)) is None
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
+
+
+@needs_restic
+def test_two_jobs_claiming_one_dump_dir_at_once_never_both_run(setup):
+    import threading
+    shared = str(setup["tmp"] / "dumps")
+    configs = [backup.validate_config(dict(setup["raw"], job=name, dump_dir=shared, hooks=[
+        {"name": "dump", "command": "echo x > \"$RUNBOOK_OPS_DUMP_DIR/%s.dump\"" % name}]))
+        for name in ("backup-a", "backup-b")]
+    outcomes = []
+    barrier = threading.Barrier(2)
+
+    def claim(config):
+        barrier.wait()
+        try:
+            backup.claim_dump_dir(config)
+            outcomes.append("claimed")
+        except OpsError:
+            outcomes.append("refused")
+    for _round in range(20):
+        shutil.rmtree(shared, ignore_errors=True)
+        outcomes.clear()
+        workers = [threading.Thread(target=claim, args=(config,)) for config in configs]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(outcomes) == ["claimed", "refused"]
