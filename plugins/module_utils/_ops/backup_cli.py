@@ -37,6 +37,7 @@ import time
 from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
+from .runtime import LOCKED_JOB_ENV
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
@@ -125,8 +126,15 @@ def _init(args, config, runtime) -> int:
 
 
 def _run(args, config, runtime) -> int:
-    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
-                               state_dir=runtime["state_dir"])
+    lock = None
+    if not args.dry_run and os.environ.get(LOCKED_JOB_ENV) != config["job"]:
+        lock = _job_lock(config, runtime, "backup run")  # run by hand, not by the wrapper
+    try:
+        result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
+                                   state_dir=runtime["state_dir"])
+    finally:
+        if lock is not None:
+            lock.close()
     job = config["job"]
     if result.get("size_drop"):
         drop = result["size_drop"]
@@ -240,7 +248,8 @@ def _restore(args, config, runtime) -> int:
                        "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
-    lock = _restore_lock(config, runtime) if args.in_place and not args.dry_run else None
+    lock = (_job_lock(config, runtime, "backup restore --in-place")
+            if args.in_place and not args.dry_run else None)
     try:
         return _restore_locked(args, config)
     finally:
@@ -248,18 +257,18 @@ def _restore(args, config, runtime) -> int:
             lock.close()
 
 
-def _restore_lock(config, runtime):
+def _job_lock(config, runtime, what):
     """The job's lock (the one `runbook-ops run --job JOB` takes for `backup run`): no
-    backup, and so no retention, runs during an in-place restore, nor one during a backup.
-    Returns the open lock file; refuses when the job is running."""
+    backup, and so no retention, runs during an in-place restore, nor a restore or a
+    second backup during a backup. Returns the open lock file; refuses when it is held."""
     from .jobs import acquire_job_lock, lock_paths
-    note = {"pid": os.getpid(), "started": time.time(), "timeout": None,
-            "what": "backup restore --in-place"}
+    note = {"pid": os.getpid(), "started": time.time(), "timeout": None, "what": what}
     handle, path, holder = acquire_job_lock(lock_paths(runtime, config["job"]), 0, note)
     if handle is None:
-        raise OpsError("job %s is running (pid %s holds %s); the restore did not start and "
-                       "nothing was changed: run it again when the job has finished"
-                       % (config["job"], holder.get("pid", "unknown"), path))
+        raise OpsError("job %s is busy (pid %s holds %s%s); %s did not start and nothing was "
+                       "changed: run it again when that has finished"
+                       % (config["job"], holder.get("pid", "unknown"), path,
+                          (", " + holder["what"]) if holder.get("what") else "", what))
     return handle
 
 

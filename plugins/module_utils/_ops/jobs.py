@@ -38,7 +38,7 @@ import time
 
 from .alerts import notify
 from .errors import OpsError
-from .runtime import STATE_DIR_ENV, job_name_problem, job_settings
+from .runtime import LOCKED_JOB_ENV, STATE_DIR_ENV, job_name_problem, job_settings
 from .state import write_json_atomic
 
 TAIL_LINES = 20
@@ -496,9 +496,9 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
              % (name, os.getpid(), " ".join(shlex.quote(a) for a in argv)))
     if ping_url:
         ping(ping_url + "/start", log, "start")
-    env = None
+    env = dict(os.environ)
+    env[LOCKED_JOB_ENV] = name  # the command need not (and cannot) take this lock itself
     if state_problem:
-        env = dict(os.environ)
         env[STATE_DIR_ENV] = runtime["state_dir"]
     rc, timed_out = _run_streaming(argv, log, tail, timeout, env)
     finished = time.time()

@@ -26,6 +26,8 @@ DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_TOKEN_FILE = "/etc/runbook-ops/telegram.token"
 DEFAULT_COOLDOWN_SECONDS = 86400
 STATE_DIR_ENV = "RUNBOOK_OPS_STATE_DIR"
+# Set by the cron wrapper for its command: the job whose lock the wrapper holds for it.
+LOCKED_JOB_ENV = "RUNBOOK_OPS_LOCKED_JOB"
 
 # A job name becomes /etc/cron.d/runbook-ops-NAME, /var/log/NAME.log, a lock and alert
 # keys. No dot: Debian's cron silently ignores /etc/cron.d files whose names contain one.

@@ -848,7 +848,7 @@ def test_an_in_place_restore_refuses_while_the_job_holds_its_lock(setup, runtime
         handle.close()
     assert (setup["data"] / "app" / "new.jpg").exists() and not setup["quarantine"].exists()
     # and a backup run under the wrapper waits its turn: the restore holds the same lock
-    handle = backup_cli._restore_lock(setup["config"], runtime)
+    handle = backup_cli._job_lock(setup["config"], runtime, "backup restore --in-place")
     try:
         assert jobs.acquire_job_lock(jobs.lock_paths(runtime, "backup"), 0)[0] is None
     finally:
@@ -1084,3 +1084,23 @@ def test_two_jobs_claiming_one_dump_dir_at_once_never_both_run(setup):
         for worker in workers:
             worker.join()
         assert sorted(outcomes) == ["claimed", "refused"]
+
+
+@needs_restic
+def test_a_backup_run_by_hand_during_an_in_place_restore_is_refused(setup, runtime, tmp_path,
+                                                                    monkeypatch):
+    """Under the wrapper the job's lock keeps them apart; a `backup run` typed by hand
+    takes the same lock, and the wrapper's own command is let through."""
+    from _ops import jobs, runtime as runtime_module
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(setup["raw"]))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    handle = backup_cli._job_lock(setup["config"], runtime, "backup restore --in-place")
+    try:
+        assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 1
+        assert len(backup.list_snapshots(setup["config"])) == 1
+        monkeypatch.setenv(runtime_module.LOCKED_JOB_ENV, "backup")  # the wrapper's child
+        assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    finally:
+        handle.close()
+    assert jobs.acquire_job_lock(jobs.lock_paths(runtime, "backup"), 0)[0] is not None
