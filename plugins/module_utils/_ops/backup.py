@@ -318,37 +318,42 @@ def repository_record(state_dir, job):
 def check_repository(config, state_dir=None, record=True):
     """The repository as a backup run needs it: existing (a run never initialises one: an
     unmounted disk would get a new, empty repository), and, with ``state_dir``, the same
-    one as recorded there before (recorded on first sight). Returns the id."""
+    one as recorded there for this location before (recorded on first sight, and again
+    when backup_repository is changed on purpose). Returns the id."""
     found = repository_id(config)
     if found is None:
         raise OpsError("no restic repository at backup_repository (is its disk mounted? is "
                        "the location right?); a backup run never creates one: run "
                        "`runbook-ops backup init --config FILE` (the backup role does) once")
-    if state_dir:
-        path = repository_record(state_dir, config["job"])
-        try:
-            with open(path, encoding="utf-8") as handle:
-                known = json.load(handle).get("id")
-        except (OSError, ValueError, AttributeError):
-            known = None
-        if known and known != found:
-            raise OpsError("the repository at backup_repository is another one than this job "
-                           "backed up to (id %s, recorded in %s, now %s): a disk swapped or "
-                           "not mounted, or a new repository; nothing was backed up. If the "
-                           "change is intended, delete %s" % (known[:8], path, found[:8], path))
-        if not known and record:
-            record_repository(state_dir, config["job"], found)
+    if not state_dir:
+        return found
+    from .hostkey import fingerprint, host_key
+    location = fingerprint(host_key(state_dir, create=record)[0], config["repository"])
+    path = repository_record(state_dir, config["job"])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            known = json.load(handle)
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or known.get("location") != location:
+        known = {}
+    if known.get("id") and known["id"] != found:
+        raise OpsError("the repository at backup_repository is another one than this job "
+                       "backed up to (id %s, recorded in %s, now %s): a disk swapped or not "
+                       "mounted, or a new repository; nothing was backed up. If the change is "
+                       "intended, delete %s" % (known["id"][:8], path, found[:8], path))
+    if not known and record:
+        record_repository(path, {"location": location, "id": found})
     return found
 
 
-def record_repository(state_dir, job, repo_id):
-    """Record ``repo_id`` as job ``job``'s repository (best effort: a full disk only
-    means the next run records it)."""
+def record_repository(path, content):
+    """Write the repository record (best effort: a full disk only means the next run
+    records it)."""
     from .state import write_json_atomic
-    path = repository_record(state_dir, job)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        write_json_atomic(path, {"id": repo_id})
+        write_json_atomic(path, content)
     except OSError:
         pass
 

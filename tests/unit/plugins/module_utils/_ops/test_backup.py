@@ -1104,3 +1104,16 @@ def test_a_backup_run_by_hand_during_an_in_place_restore_is_refused(setup, runti
     finally:
         handle.close()
     assert jobs.acquire_job_lock(jobs.lock_paths(runtime, "backup"), 0)[0] is not None
+
+
+@needs_restic
+def test_a_repository_moved_on_purpose_is_recorded_anew(setup, tmp_path):
+    """backup_repository changed in the inventory (new storage, initialised by the role):
+    a new location is a new record, not a refusal; the old location's id is not leaked."""
+    config, state = setup["config"], str(tmp_path / "state")
+    assert backup.run_backup(config, state_dir=state)["ok"]
+    moved = dict(config, repository=str(tmp_path / "new-repo"))
+    assert backup.ensure_repository(moved) == "created"
+    assert backup.run_backup(moved, state_dir=state)["ok"]
+    record = open(backup.repository_record(state, "backup")).read()
+    assert str(tmp_path) not in record
