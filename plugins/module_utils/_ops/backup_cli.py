@@ -104,8 +104,8 @@ def _report_failure(args, config, runtime, exc):
     """Print the failure; an interrupted run or a failed restore also alerts
     ``backup:<job>:<action>`` and goes to syslog (no cron wrapper reports them)."""
     emit(args, dict(exc.details, ok=False, error=exc.message), None)
-    text = "runbook-ops: backup %s of job %s failed: %s" % (args.action, config["job"],
-                                                           exc.message)
+    text = "runbook-ops: backup %s of job %s failed: %s" % (
+        args.action, config["job"], exc.message)
     sys.stderr.write(text + "\n")
     if isinstance(exc, Interrupted) or args.action == "restore":
         import syslog
@@ -153,8 +153,8 @@ def _run(args, config, runtime) -> int:
                 runtime, "backup:%s:host-label" % job, "warning",
                 "backup %s: %d snapshots of this job under host label %s come from another "
                 "machine: two hosts share the label; each keeps to its own snapshots (machine "
-                "tag), but give each host its own label" % (job, result["other_machines"],
-                                                           config["host_label"]))
+                "tag), but give each host its own label"
+                % (job, result["other_machines"], config["host_label"]))
     if result["ok"]:
         summary = result.get("summary") or {}
         forget = result.get("forget") or {}

@@ -785,8 +785,8 @@ def test_a_lock_held_past_the_wait_fails_the_backup(setup):
 
 
 @needs_restic
-def test_a_failed_retention_alerts_on_its_own_and_the_backup_stays_ok(setup, runtime, tmp_path,
-                                                                     capsys):
+def test_a_failed_retention_alerts_on_its_own_and_the_backup_stays_ok(
+        setup, runtime, tmp_path, capsys):
     script = tmp_path / "restic-forget-fails"
     script.write_text("#!/bin/sh\n[ \"$1\" = forget ] && { echo 'Fatal: forget broke' >&2; "
                       "exit 1; }\nexec restic \"$@\"\n")
@@ -856,8 +856,8 @@ def test_an_in_place_restore_refuses_while_the_job_holds_its_lock(setup, runtime
 
 
 @needs_restic
-def test_sigterm_during_an_in_place_restore_takes_the_failure_path(setup, runtime, tmp_path,
-                                                                  capsys):
+def test_sigterm_during_an_in_place_restore_takes_the_failure_path(
+        setup, runtime, tmp_path, capsys):
     script = tmp_path / "restic-killed"
     script.write_text("#!/bin/sh\n[ \"$1\" = restore ] && { kill -TERM %d; sleep 30; }\n"
                       "exec restic \"$@\"\n" % os.getpid())

@@ -489,8 +489,8 @@ def test_a_file_hard_linked_in_the_snapshot_moves_aside_even_when_identical(tmp_
     root = tmp_path / "data"
     root.mkdir()
     (root / "b").write_text("orig")
-    nodes = {str(root): _node("dir"), str(root / "b"): _file_node(str(root / "b"),
-                                                                   hardlinked=True)}
+    nodes = {str(root): _node("dir"),
+             str(root / "b"): _file_node(str(root / "b"), hardlinked=True)}
     plan = restore_plan.plan_in_place([str(root)], nodes, [])
     assert [item["path"] for item in plan["moves"]] == [str(root / "b")]
     assert "hard-linked in the snapshot" in plan["moves"][0]["reason"]
