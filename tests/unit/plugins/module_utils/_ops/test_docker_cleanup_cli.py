@@ -78,7 +78,7 @@ RESULT = {
          "planned": []},
         {"name": "images", "skipped": None, "removed": ["sha256:a"], "reclaimed_bytes": 2097152,
          "planned": [{"id": "sha256:a", "name": "app:1", "size_bytes": 2097152},
-                   {"id": "sha256:b", "name": "app:2", "size_bytes": 5}]},
+                     {"id": "sha256:b", "name": "app:2", "size_bytes": 5}]},
         {"name": "volumes", "skipped": "target reached", "removed": [], "reclaimed_bytes": 0,
          "planned": [{"id": "v", "name": "v", "size_bytes": 1}]},
     ],
