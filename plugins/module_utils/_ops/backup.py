@@ -166,6 +166,8 @@ def validate_config(raw):
             raise OpsError("each hook needs a name and a command")
         if not isinstance(hook["command"], (str, list)):
             raise OpsError("hook %s: command must be a string or a list" % hook["name"])
+        if not isinstance(hook.get("dump", True), bool):
+            raise OpsError("hook %s: dump must be true or false" % hook["name"])
     compose = config["compose"] or {}
     if not isinstance(compose, dict):
         raise OpsError("compose must be an object")
@@ -642,8 +644,8 @@ def run_hooks(config, dry_run=False):
     fails when pg_dump fails) in the hook's ``cwd``. The first failure raises
     ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is the job's
     own (``claim_dump_dir``) and is emptied first so yesterday's dump is never mistaken
-    for today's; hooks that leave no dump, or an empty file, fail the job
-    (``check_dumps``).
+    for today's; dump hooks (all but ``dump: false``) that leave no dump, or an empty
+    file, fail the job (``check_dumps``).
     """
     results = []
     if config["dump_dir"] and config["hooks"] and not dry_run:
@@ -671,7 +673,8 @@ def run_hooks(config, dry_run=False):
         if not result.ok:
             raise OpsError("backup hook %s failed (%s); the backup was not made"
                            % (hook["name"], _fail_text(result)), hooks=results)
-    if config["dump_dir"] and config["hooks"] and not dry_run:
+    if config["dump_dir"] and not dry_run and any(
+            hook.get("dump", True) for hook in config["hooks"]):
         check_dumps(config["dump_dir"], results)
     return results
 

@@ -813,6 +813,10 @@ def test_an_empty_dump_fails_the_backup_and_makes_no_snapshot(setup):
         with pytest.raises(OpsError, match="no dump|an empty dump"):
             backup.run_backup(config)
     assert backup.list_snapshots(setup["config"]) == []
+    # a hook that writes no dump says so
+    config = backup.validate_config(dict(setup["raw"], dump_dir=str(setup["tmp"] / "dumps"),
+                                         hooks=[{"name": "flush", "command": "true", "dump": False}]))
+    assert backup.run_backup(config)["ok"]
 
 
 @needs_restic
