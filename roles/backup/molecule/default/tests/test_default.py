@@ -154,7 +154,7 @@ def test_restore_drill_brings_back_every_checksum(host):
 
     # the hook's dump is in the snapshot, the excluded thumbnails are not
     listing = _ok(host, (RESTIC_ENV % "/srv/restic-repo") + " restic ls latest")
-    assert "/var/backups/runbook-ops/dumps/db.dump" in listing
+    assert "/var/backups/runbook-ops/dumps/backup/db.dump" in listing  # the job's own dump dir
     assert "thumbs.cache" not in listing
 
     # damage: change, delete, add, and change the excluded file
@@ -278,6 +278,7 @@ def test_retention_with_forged_dates_keeps_expected_and_the_newest(host):
 def test_failing_hook_fails_the_backup_and_alerts(host):
     before = len(_snapshots(host, "/srv/restic-repo"))
     config = _derived_config(host, "backup-failhook", job="backup-failhook",
+                             legacy_snapshots=False,  # the job "backup" adopts them
                              dump_dir="/var/backups/runbook-ops/dumps/backup-failhook", hooks=[
                                  {"name": "pg_dump",
                                   "command": "echo 'pg_dump: connection refused' >&2; exit 3"}])
