@@ -186,7 +186,7 @@ def test_plan_sources_adds_volume_mountpoints_with_tags_and_compose_files(setup,
                                          compose={"project_dir": str(project)}))
     plan = backup.plan_sources(config, mountpoint_of=lambda name: "/var/lib/docker/volumes/%s/_data" % name)
     assert "/var/lib/docker/volumes/app_db/_data" in plan["paths"]
-    assert plan["tags"] == ["runbook-ops", "job:backup", "volume:app_db"]
+    assert plan["tags"] == ["runbook-ops", "job:backup", "legacy-owner", "volume:app_db"]
     assert str(project / ".env") in plan["paths"]
     assert str(project / "compose.yaml") in plan["paths"]
 

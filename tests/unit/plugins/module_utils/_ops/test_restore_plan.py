@@ -360,10 +360,14 @@ def test_live_type_names_every_kind(tmp_path):
 def test_a_quarantine_directory_that_is_a_symlink_is_refused(tmpfs, tmp_path):
     top = str(tmpfs(tmp_path / "fs", "size=64m"))
     os.makedirs(os.path.join(top, "elsewhere"))
-    os.symlink(os.path.join(top, "elsewhere"), os.path.join(top, restore_plan.QUARANTINE_DIR))
     path = os.path.join(top, "f")
     open(path, "w").close()
     placed = restore_plan.quarantine_moves([{"path": path, "reason": "r"}], "q")
+    os.symlink(os.path.join(top, "elsewhere"), os.path.join(top, restore_plan.QUARANTINE_DIR))
+    # the plan (and so --check) refuses it ...
+    with pytest.raises(OpsError, match="is a mount point or a symlink.*nothing was moved"):
+        restore_plan.quarantine_moves([{"path": path, "reason": "r"}], "q")
+    # ... and so do the moves, when it appeared after the plan
     with pytest.raises(OpsError, match="is not a directory .a symlink.*nothing was moved"):
         restore_plan.move_aside(placed["moves"], placed["dirs"], {})
     assert os.path.exists(path) and os.listdir(os.path.join(top, "elsewhere")) == []
