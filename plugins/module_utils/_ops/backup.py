@@ -720,7 +720,7 @@ def claim_dump_dir(config):
                        "dump_dir of its own (the default is per job); nothing was deleted "
                        "or backed up" % (directory, job, problem))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    if owner is None:
+    if owner != job:
         try:
             fd = os.open(os.path.join(directory, DUMP_OWNER_FILE),
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -729,6 +729,9 @@ def claim_dump_dir(config):
         if fd is not None:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(job + "\n")
+        deadline = time.monotonic() + 5
+        while not _dump_owner(directory) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the other claimant is writing its name
         if _dump_owner(directory) != job:
             raise OpsError("backup_dump_dir %s of job %s is shared: job %s claimed it; give "
                            "every job a dump_dir of its own; nothing was deleted or backed up"

@@ -1079,7 +1079,7 @@ def test_two_jobs_claiming_one_dump_dir_at_once_never_both_run(setup):
             outcomes.append("claimed")
         except OpsError:
             outcomes.append("refused")
-    for _round in range(20):
+    for _round in range(100):
         shutil.rmtree(shared, ignore_errors=True)
         outcomes.clear()
         workers = [threading.Thread(target=claim, args=(config,)) for config in configs]
