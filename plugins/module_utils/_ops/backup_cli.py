@@ -32,12 +32,14 @@ results as JSON. Nothing printed contains the password or the repository locatio
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
 from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
+from .runtime import LOCKED_JOB_ENV
 from .units import format_timestamp
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
@@ -64,6 +66,15 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=backup_command)
 
 
+class Interrupted(OpsError):
+    """SIGTERM or SIGINT arrived: raised where the action is, so its failure path runs
+    (a restore says what it left where; the run alerts and logs to syslog)."""
+
+
+def _interrupt(signum, _frame):
+    raise Interrupted("stopped by %s" % signal.Signals(signum).name)
+
+
 def backup_command(args, runtime) -> int:
     """Load the config (exit 2 when bad), then run the action."""
     config = backup.load_config(args.config)
@@ -73,15 +84,37 @@ def backup_command(args, runtime) -> int:
         emit(args, {"valid": True, "config": args.config},
              "backup config %s is valid" % args.config)
         return 0
+    if config["engine"] == "restic":
+        config["machine_tag"] = backup.machine_tag(runtime["state_dir"])
     handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
                "snapshots": _snapshots, "restore": _restore}[args.action]
+    previous = {signum: signal.signal(signum, _interrupt)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         return handler(args, config, runtime)
     except OpsError as exc:
         # Failed hooks, an unreachable repository, a failed restore: the job failed.
-        emit(args, dict(exc.details, ok=False, error=exc.message), None)
-        sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # the failure path finishes
+        _report_failure(args, config, runtime, exc)
         return 1
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+def _report_failure(args, config, runtime, exc):
+    """Print the failure; an interrupted run or a failed restore also alerts
+    ``backup:<job>:<action>`` and goes to syslog (no cron wrapper reports them)."""
+    emit(args, dict(exc.details, ok=False, error=exc.message), None)
+    text = "runbook-ops: backup %s of job %s failed: %s" % (
+        args.action, config["job"], exc.message)
+    sys.stderr.write(text + "\n")
+    if isinstance(exc, Interrupted) or args.action == "restore":
+        import syslog
+        syslog.openlog("runbook-ops")
+        syslog.syslog(syslog.LOG_ERR, text)
+        _notify(runtime, "backup:%s:%s" % (config["job"], args.action), "critical", text[13:])
 
 
 def _init(args, config, runtime) -> int:
@@ -89,23 +122,42 @@ def _init(args, config, runtime) -> int:
         emit(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
         return 0
     state = backup.ensure_repository(config, dry_run=args.dry_run)
+    if not args.dry_run:
+        backup.check_repository(config, runtime["state_dir"])  # records its id
     emit(args, {"repository": state}, "repository %s" % state)
     return 0
 
 
 def _run(args, config, runtime) -> int:
-    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run)
+    lock = None
+    if not args.dry_run and os.environ.get(LOCKED_JOB_ENV) != config["job"]:
+        lock = _job_lock(config, runtime, "backup run")  # run by hand, not by the wrapper
+    try:
+        result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
+                                   state_dir=runtime["state_dir"])
+    finally:
+        if lock is not None:
+            lock.close()
     job = config["job"]
     if result.get("size_drop"):
         drop = result["size_drop"]
         text = ("backup %s: the new snapshot is %.0f%% smaller than the previous one "
-                "(%s -> %s); check that no source went missing"
+                "(%s -> %s); nothing was forgotten; check that no source went missing"
                 % (job, drop["drop_percent"], _human(drop["previous_bytes"]),
                    _human(drop["current_bytes"])))
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "warning", text)
     elif result.get("ok") and not args.dry_run:
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "ok",
                                   "backup %s: snapshot size back to normal" % job)
+    if result["ok"] and not args.dry_run:
+        result["retention_alert"] = _retention_alert(runtime, job, result.get("forget") or {})
+        if result.get("other_machines"):
+            result["host_label_alert"] = _notify(
+                runtime, "backup:%s:host-label" % job, "warning",
+                "backup %s: %d snapshots of this job under host label %s come from another "
+                "machine: two hosts share the label; each keeps to its own snapshots (machine "
+                "tag), but give each host its own label"
+                % (job, result["other_machines"], config["host_label"]))
     if result["ok"]:
         summary = result.get("summary") or {}
         forget = result.get("forget") or {}
@@ -124,6 +176,20 @@ def _run(args, config, runtime) -> int:
     sys.stderr.write("runbook-ops: backup %s FAILED: %s; nothing was pruned\n"
                      % (job, result.get("error")))
     return 1
+
+
+def _retention_alert(runtime, job, forget):
+    """Retention's own alert ``backup:<job>:retention``: a failed forget/prune is not a
+    failed backup (the snapshot was made), but old snapshots pile up until it is fixed."""
+    key = "backup:%s:retention" % job
+    if forget.get("error"):
+        sys.stderr.write("runbook-ops: backup %s: retention FAILED: %s\n" % (job, forget["error"]))
+        return _notify(runtime, key, "critical",
+                       "backup %s: the snapshot was made, but retention failed: %s; no "
+                       "snapshot was forgotten this run" % (job, forget["error"]))
+    if "removed" in forget:
+        return _notify(runtime, key, "ok", "backup %s: retention works again" % job)
+    return None
 
 
 def _check(args, config, runtime) -> int:
@@ -215,7 +281,35 @@ def _restore(args, config, runtime) -> int:
                        "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
-    snapshot = backup.resolve_snapshot(config, args.snapshot)
+    lock = (_job_lock(config, runtime, "backup restore --in-place")
+            if args.in_place and not args.dry_run else None)
+    try:
+        return _restore_locked(args, config)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _job_lock(config, runtime, what):
+    """The job's lock (the one `runbook-ops run --job JOB` takes for `backup run`): no
+    backup, and so no retention, runs during an in-place restore, nor a restore or a
+    second backup during a backup. Returns the held ``JobLock``; refuses when it is held."""
+    from .jobs import JobLock, boot_seconds, lock_note
+    lock = JobLock(runtime, config["job"], runtime["state_dir"])
+    held = lock.acquire(0)
+    if held is not None:
+        holder, path, _fd = held
+        lock.close()
+        raise OpsError("job %s is busy (pid %s holds %s%s); %s did not start and nothing was "
+                       "changed: run it again when that has finished"
+                       % (config["job"], holder.get("pid", "unknown"), path,
+                          (", " + holder["what"]) if holder.get("what") else "", what))
+    lock.write_note(dict(lock_note(time.time(), boot_seconds(), None), what=what))
+    return lock
+
+
+def _restore_locked(args, config):
+    snapshot = backup.resolve_snapshot(config, args.snapshot)  # once: its id from here on
     target = args.target or backup.scratch_dir(config["host_label"], snapshot["short_id"])
     plan = backup.plan_restore(config, snapshot, target=target, in_place=args.in_place)
     result = backup.run_restore(config, plan, dry_run=args.dry_run)

@@ -47,8 +47,8 @@ from .cli_output import write_line
 from .errors import OpsError
 from .private_dir import open_private_file, private_dir_problem
 from .runner import start_process
-from .runtime import (DEFAULT_LOCK_DIR, STATE_DIR_ENV, job_name_problem, job_settings,
-                      timeout_problem)
+from .runtime import (DEFAULT_LOCK_DIR, LOCKED_JOB_ENV, STATE_DIR_ENV, job_name_problem,
+                      job_settings, timeout_problem)
 from .state import read_json, write_json_atomic
 
 TAIL_LINES = 20
@@ -849,9 +849,9 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
              % (name, os.getpid(), " ".join(shlex.quote(a) for a in argv)))
     if ping_url:
         ping(ping_url + "/start", log, "start")
-    env = None
+    env = dict(os.environ)
+    env[LOCKED_JOB_ENV] = name  # the command need not (and cannot) take this lock itself
     if state_problem:
-        env = dict(os.environ)
         env[STATE_DIR_ENV] = runtime["state_dir"]
     interrupt = interrupt or Interrupt()
     rc, timed_out = _run_streaming(argv, log, tail, timeout, env, interrupt)

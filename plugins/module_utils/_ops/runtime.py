@@ -30,6 +30,8 @@ STATE_DIR_ENV = "RUNBOOK_OPS_STATE_DIR"
 # Locks live on tmpfs, writable when the root filesystem is read-only, in a directory only
 # root can write (never /run/lock, which every user can): see private_dir.py.
 DEFAULT_LOCK_DIR = "/run/runbook-ops/locks"
+# Set by the cron wrapper for its command: the job whose lock the wrapper holds for it.
+LOCKED_JOB_ENV = "RUNBOOK_OPS_LOCKED_JOB"
 
 # A job name becomes /etc/cron.d/runbook-ops-NAME, /var/log/NAME.log, a lock and alert
 # keys. No dot: Debian's cron silently ignores /etc/cron.d files whose names contain one.

@@ -90,6 +90,14 @@ def test_success_is_logged_with_timestamps_and_recorded_in_state(host, fake):
     assert fake.requests == []  # success after success: nothing to say
 
 
+def test_the_command_is_told_which_job_lock_the_wrapper_holds_for_it(host, fake):
+    """`backup run` takes its job's lock when run by hand; under the wrapper it is told
+    the wrapper holds it (it could not take it: the wrapper's flock excludes it)."""
+    record = jobs.run_job(host.runtime, "hello", ["sh", "-c", "echo locked=$RUNBOOK_OPS_LOCKED_JOB"])
+    assert record["rc"] == 0
+    assert "locked=hello" in host.log("hello")
+
+
 def test_failure_alerts_once_within_cooldown_then_recovery_once(host, fake):
     for _attempt in range(2):
         record = jobs.run_job(host.runtime, "backup", ["sh", "-c", "echo restic: repo locked; exit 3"])
