@@ -60,7 +60,7 @@ def main(argv=None):
             run_playbook("emergency_disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
             for size in sizes:
                 inventory = write_fleet_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
-                                            names[:size])
+                                                  names[:size])
                 best = None
                 for _repeat in range(args.repeat):
                     rc, output, seconds, recap = run_playbook(

@@ -870,10 +870,9 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
         record["last_error"] = last_error_line(tail)
     path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
     try:
-        record["state_saved"] = write_json_atomic(
-            path, {k: record[k] for k in ("job", "started", "finished", "rc", "seconds",
-                                          "timed_out", "interrupted", "last_error")
-                        if k in record})
+        kept = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted",
+                "last_error")
+        record["state_saved"] = write_json_atomic(path, {k: record[k] for k in kept if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
     except OSError as exc:
         record["state_saved"] = False
