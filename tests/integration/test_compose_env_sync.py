@@ -148,6 +148,15 @@ def project_factory(engine, tmp_path):
     for project in projects:
         subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=project.dir, capture_output=True,
                        env=dict(os.environ, **engine.env), timeout=120, check=False)
+        # `down` leaves the services of profiles it was not given (gpu-worker): the engine is
+        # shared by the session, so every container of the project goes
+        client = engine.client()
+        try:
+            for container in client.containers.list(
+                    all=True, filters={"label": "com.docker.compose.project=%s" % project.name}):
+                container.remove(force=True)
+        finally:
+            client.close()
 
 
 def run_module(engine, args, check=False, diff=False):

@@ -68,17 +68,19 @@ def _compose(engine, directory, *args):
 
 
 @pytest.fixture
-def projects(isolated_engine, tmp_path):
-    """``shop`` and ``other`` up on the isolated engine, their one-shot runs finished."""
-    build_busybox_image(isolated_engine, IMAGE)
+def projects(isolated_engine_factory, tmp_path):
+    """``shop`` and ``other`` up on an engine of their own (the monitor judges every container
+    the engine has), their one-shot runs finished."""
+    engine = isolated_engine_factory("firstday")
+    build_busybox_image(engine, IMAGE)
     dirs = []
     for name, text in (("shop", SHOP), ("other", OTHER)):
         directory = tmp_path / name
         directory.mkdir()
         (directory / "compose.yaml").write_text(text % {"image": IMAGE})
         dirs.append(directory)
-        _compose(isolated_engine, directory, "up", "-d")
-    client = isolated_engine.client()
+        _compose(engine, directory, "up", "-d")
+    client = engine.client()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = {c.name: c.status for c in client.containers.list(all=True)}
@@ -89,8 +91,7 @@ def projects(isolated_engine, tmp_path):
                       "shop-seed-1": "exited", "shop-broken-1": "exited",
                       "other-stray-1": "exited"}, states
     yield client
-    for directory in dirs:
-        _compose(isolated_engine, directory, "down", "--timeout", "0")
+    client.close()
 
 
 def _levels(results):
