@@ -31,6 +31,7 @@ import pytest
 
 from images import build_busybox_image
 from isolated_engine import ENGINES
+from test_docker_cleanup_safety import _exists, _read, _volume_of  # the same probes of a real engine
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cleanup as dc
 from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup_cli import format_result
@@ -44,22 +45,6 @@ HOUR, DAY = 3600, 86400
 @pytest.fixture(params=ENGINES, ids=["docker-%s" % v for v in ENGINES])
 def engine(request, isolated_engine_factory):
     return isolated_engine_factory("containers", version=request.param)
-
-
-def _exists(api, kind, ref):
-    try:
-        getattr(api, "inspect_" + kind)(ref)
-        return True
-    except Exception:  # noqa: BLE001 - NotFound
-        return False
-
-
-def _volume_of(api, container):
-    return [m["Name"] for m in api.inspect_container(container)["Mounts"] if m["Type"] == "volume"][0]
-
-
-def _read(engine, volume, path):
-    return engine.docker_cli("run", "--rm", "-v", "%s:/v:ro" % volume, "db:1", "cat", "/v/" + path).stdout
 
 
 def _kept(result):
