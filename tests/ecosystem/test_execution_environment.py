@@ -117,7 +117,7 @@ def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed
                         "estimates]" % (quiet_disk, quiet_disk))
     assert table[1] == ("usage 69% -> 49% (projected), target below 50%, escalate above 80% "
                         "(forced: below critical)")
-    assert table[2] == "would free 200.00 KB"
+    assert table[2] == "would free 200.0 KiB"
     steps = {line.split("  ")[0].strip(): line for line in table[4:8]}
     assert "skipped: Docker's data root (%s) is at" % isolated_engine.data_root in steps["Docker build cache"]
     assert "2 old log files, 0 archived journal files (journal vacuum off)" in steps["Journal and rotated logs"]

@@ -191,6 +191,39 @@ def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
     assert "nothing to do" in printed_table(out)[-1]
 
 
+def test_a_forced_preview_shows_every_step_with_its_estimate(isolated_engine_factory, tmp_path):
+    """``--check -e emergency_disk_force=true`` on a host far below the target (an old
+    unused image and an old rotated log on a quiet engine): every step is previewed with
+    what it would free, in IEC units, none is skipped for the target, and nothing goes."""
+    engine = isolated_engine_factory("emergency-forced", data_root_size="160m")
+    old = build_busybox_image(engine, "shop/app:old", filler_bytes=3 * MIB)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "app.log.1").write_bytes(b"x" * 300 * 1024)
+    os.utime(logs / "app.log.1", (0, 0))
+    before = fs_used(engine.data_root)[1]
+    assert before < 70
+    rc, summary, out = run_emergency(engine, {
+        "emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
+        "emergency_disk_force": True, "emergency_disk_until": "0s",
+        "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
+        "emergency_disk_telegram": False}, check=True)
+    table = printed_table(out)
+    print("\n".join(table))
+    assert rc == 0, table
+    assert summary["forced"] and summary["check_mode"]
+    assert all(step["ran"] for step in summary["steps"]), table
+    assert not any("below the target" in line for line in table), table
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert steps["images"]["estimated_bytes"] >= 3 * MIB, table
+    assert steps["logs"]["estimated_bytes"] == 300 * 1024, table
+    images_line = [line for line in table if line.startswith("Docker images unused")][0]
+    assert "MiB" in images_line, table
+    assert [line for line in table if line.startswith("would free ")][0].endswith("MiB"), table
+    assert old in [image.id for image in engine.client().images.list(all=True)]
+    assert (logs / "app.log.1").exists()
+
+
 def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engine_factory, tmp_path):
     """db-1 was created ten days ago and killed (exit 137) just before the emergency;
     old-job stopped ten days ago. Every step runs (forced, target 1%: db-1 alone holds
