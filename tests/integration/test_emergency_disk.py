@@ -191,37 +191,53 @@ def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
     assert "nothing to do" in printed_table(out)[-1]
 
 
-def test_a_forced_preview_shows_every_step_with_its_estimate(isolated_engine_factory, tmp_path):
-    """``--check -e emergency_disk_force=true`` on a host far below the target (an old
-    unused image and an old rotated log on a quiet engine): every step is previewed with
-    what it would free, in IEC units, none is skipped for the target, and nothing goes."""
+def test_a_forced_preview_shows_every_step_and_a_forced_run_still_stops_at_the_target(
+        isolated_engine_factory, tmp_path):
+    """``-e emergency_disk_force=true`` on a host far below the target (an unused image on a
+    quiet engine, an old rotated log on another filesystem). With ``--check``: every step
+    previewed with what it would free, in IEC units, each marked as one a real run would not
+    reach, the log's bytes shown but not counted for the engine's disk. For real: the
+    procedure stops at the target, so the image and the log stay."""
     engine = isolated_engine_factory("emergency-forced", data_root_size="160m")
     old = build_busybox_image(engine, "shop/app:old", filler_bytes=3 * MIB)
     logs = tmp_path / "log"
     logs.mkdir()
     (logs / "app.log.1").write_bytes(b"x" * 300 * 1024)
     os.utime(logs / "app.log.1", (0, 0))
-    before = fs_used(engine.data_root)[1]
-    assert before < 70
-    rc, summary, out = run_emergency(engine, {
-        "emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
-        "emergency_disk_force": True, "emergency_disk_until": "0s",
-        "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
-        "emergency_disk_telegram": False}, check=True)
+    assert fs_used(engine.data_root)[1] < 70
+    extra = {"emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
+             "emergency_disk_force": True, "emergency_disk_until": "0s",
+             "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
+             "emergency_disk_telegram": False}
+    rc, summary, out = run_emergency(engine, extra, check=True)
     table = printed_table(out)
     print("\n".join(table))
     assert rc == 0, table
-    assert summary["forced"] and summary["check_mode"]
-    assert all(step["ran"] for step in summary["steps"]), table
-    assert not any("below the target" in line for line in table), table
+    assert summary["forced"] and summary["preview_all"]
     steps = {s["id"]: s for s in summary["steps"]}
+    assert all(step["ran"] and step["note"].endswith("; a real run stops before this step (below the target)")
+               for step in steps.values()), table
     assert steps["images"]["estimated_bytes"] >= 3 * MIB, table
     assert steps["logs"]["estimated_bytes"] == 300 * 1024, table
-    images_line = [line for line in table if line.startswith("Docker images unused")][0]
-    assert "MiB" in images_line, table
+    assert "; on %s, not counted for %s" % (mount_of(str(logs)), engine.data_root) in steps["logs"]["note"]
+    assert summary["after_used_bytes"] == summary["before_used_bytes"] - steps["images"]["estimated_bytes"], table
+    assert steps["logs"]["note"].startswith("1 old log file, 0 archived journal files (journal vacuum off)")
+    assert "MiB" in [line for line in table if line.startswith("Docker images unused")][0], table
     assert [line for line in table if line.startswith("would free ")][0].endswith("MiB"), table
+
+    rc, summary, out = run_emergency(engine, extra)
+    assert rc == 0, printed_table(out)
+    assert not any(step["ran"] for step in summary["steps"]), printed_table(out)
     assert old in [image.id for image in engine.client().images.list(all=True)]
     assert (logs / "app.log.1").exists()
+
+
+def mount_of(path):
+    """The mount point holding ``path`` (as df prints it)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engine_factory, tmp_path):
