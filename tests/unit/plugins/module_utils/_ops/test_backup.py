@@ -20,6 +20,7 @@ sys.path.insert(0, _MODULE_UTILS)
 
 from _ops import backup, backup_cli  # noqa: E402
 from _ops.errors import OpsError  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 PASSWORD = "s3cret-Backup-Pa55word"
 UTC = datetime.timezone.utc
@@ -74,6 +75,7 @@ def setup(tmp_path, monkeypatch, tmpfs):
     config = backup.validate_config(raw)
     if shutil.which("restic"):
         assert backup.ensure_repository(config) == "created"  # provisioning: `backup init`
+        cheapen_keys(raw["repository"], PASSWORD)
     return {"tmp": tmp_path, "data": data, "config": config, "raw": raw,
             "quarantine": fs / "runbook-ops-quarantine"}
 

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
 from host_layout import install_host_cli  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 TOKEN = "777:AAFirst_day_token_0123456789abcdefGH"
 PASSWORD = "first-day-repository-password"
@@ -39,6 +40,7 @@ def host(tmp_path):
                XDG_CACHE_HOME=str(tmp_path / "cache"))
     subprocess.run(["/usr/bin/restic", "init", "--repo", str(tmp_path / "repo")], env=env,
                    capture_output=True, check=True, timeout=120)
+    cheapen_keys(str(tmp_path / "repo"), PASSWORD)
     data = tmp_path / "data"
     data.mkdir()
     (tmp_path / "backup.json").write_text(json.dumps({

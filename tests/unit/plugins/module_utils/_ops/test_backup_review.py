@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(_REPO, "plugins", "module_utils"))
 
 from _ops import backup, retention  # noqa: E402
 from _ops.errors import OpsError  # noqa: E402
+from restic_keys import cheapen_keys, seal  # noqa: E402
 
 RESTIC = os.environ.get("RUNBOOK_OPS_TEST_RESTIC", "restic")
 needs_restic = pytest.mark.skipif(shutil.which(RESTIC) is None, reason="restic not installed")
@@ -51,6 +52,7 @@ def env(tmp_path, monkeypatch, tmpfs):
            "restic_bin": shutil.which(RESTIC) or RESTIC}
     if shutil.which(RESTIC):
         backup.ensure_repository(backup.validate_config(raw))  # provisioning: `backup init`
+        cheapen_keys(raw["repository"], "pw")
     return {"tmp": tmp_path, "fs": fs, "data": data, "raw": raw}
 
 
@@ -286,31 +288,20 @@ class _Forger:
     with `restic forget --dry-run` over thousands of timestamps in seconds."""
 
     def __init__(self, repo, environ):
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-        from cryptography.hazmat.primitives.poly1305 import Poly1305
-        self._cipher, self._algorithms, self._modes, self._poly = Cipher, algorithms, modes, Poly1305
         self.repo, self.environ = repo, environ
         key = json.loads(self._run("cat", "masterkey"))
-        self.encrypt = base64.b64decode(key["encrypt"])
-        self.mac_k = base64.b64decode(key["mac"]["k"])
-        self.mac_r = base64.b64decode(key["mac"]["r"])
+        self.key = (base64.b64decode(key["encrypt"]), base64.b64decode(key["mac"]["k"]),
+                    base64.b64decode(key["mac"]["r"]))
         self.tree = json.loads(self._run("snapshots", "--json"))[0]["tree"]
 
     def _run(self, *argv):
         return subprocess.run([RESTIC, "--no-cache"] + list(argv), env=self.environ, check=True,
                               capture_output=True, text=True, timeout=300).stdout
 
-    def _seal(self, plain):
-        nonce = os.urandom(16)
-        encryptor = self._cipher(self._algorithms.AES(self.encrypt), self._modes.CTR(nonce)).encryptor()
-        text = encryptor.update(plain) + encryptor.finalize()
-        ecb = self._cipher(self._algorithms.AES(self.mac_k), self._modes.ECB()).encryptor()
-        return nonce + text + self._poly.generate_tag(self.mac_r + ecb.update(nonce) + ecb.finalize(), text)
-
     def snapshot(self, when, tags, host="h"):
-        blob = self._seal(json.dumps({"time": when, "tree": self.tree, "paths": ["/data"],
-                                      "hostname": host, "username": "root",
-                                      "tags": list(tags)}).encode())
+        blob = seal(*self.key, json.dumps({"time": when, "tree": self.tree, "paths": ["/data"],
+                                           "hostname": host, "username": "root",
+                                           "tags": list(tags)}).encode())
         snapshot_id = hashlib.sha256(blob).hexdigest()
         with open(os.path.join(self.repo, "snapshots", snapshot_id), "wb") as handle:
             handle.write(blob)
@@ -319,7 +310,6 @@ class _Forger:
 
 @pytest.fixture(scope="module")
 def forger(tmp_path_factory):
-    pytest.importorskip("cryptography")
     if shutil.which(RESTIC) is None:
         pytest.skip("restic not installed")
     base = tmp_path_factory.mktemp("forged")
@@ -328,6 +318,7 @@ def forger(tmp_path_factory):
     (base / "src").mkdir()
     (base / "src" / "f").write_text("x")
     subprocess.run([RESTIC, "init"], env=environ, check=True, capture_output=True)
+    cheapen_keys(str(base / "repo"), "pw")
     subprocess.run([RESTIC, "backup", "--host", "seed", str(base / "src")], env=environ,
                    check=True, capture_output=True)
     return _Forger(str(base / "repo"), environ)

@@ -23,6 +23,7 @@ if os.path.join(_REPO, ".collections") not in sys.path:
     sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import backup, retention  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 # The restic to compare with: Debian 12's by default; RUNBOOK_OPS_TEST_RESTIC=/path/to/restic
 # runs the same tests against another version (e.g. Debian 13's 0.18).
@@ -254,6 +255,7 @@ def forged_repository(tmp_path, zone, wall_times):
     """A real repository with one snapshot per forged local time in ``zone``; its snapshots."""
     env = _env(tmp_path, zone)
     _restic(env, "init")
+    cheapen_keys(env["RESTIC_REPOSITORY"], "pw")
     source = tmp_path / "source"
     source.mkdir(exist_ok=True)
     (source / "f").write_text("data")
