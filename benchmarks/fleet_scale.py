@@ -41,8 +41,8 @@ for _tests_dir in ("integration", "harness"):
 # its own container names, so it can run beside the scale test
 os.environ.setdefault("RUNBOOK_OPS_FLEET_PREFIX", "runbook-ops-scale-bench-")
 
-from test_fleet_scale import (EMERGENCY_CHECK_VARS, remove_fleet, run_playbook,  # noqa: E402
-                              start_fleet, write_inventory)
+from test_fleet_scale import (EMERGENCY_CHECK_VARS, remove_hosts, run_playbook,  # noqa: E402
+                              start_fleet, write_fleet_inventory)
 
 
 def main(argv=None):
@@ -56,11 +56,11 @@ def main(argv=None):
     try:
         with tempfile.TemporaryDirectory(prefix="rbo-fleet-bench-") as tmp:
             # one warm-up run: Python's caches on the control node and in the hosts
-            inventory = write_inventory(os.path.join(tmp, "warm.yml"), names[:1])
+            inventory = write_fleet_inventory(os.path.join(tmp, "warm.yml"), names[:1])
             run_playbook("emergency_disk.yml", inventory, EMERGENCY_CHECK_VARS, check=True)
             for size in sizes:
-                inventory = write_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
-                                            names[:size])
+                inventory = write_fleet_inventory(os.path.join(tmp, "hosts-%d.yml" % size),
+                                                  names[:size])
                 best = None
                 for _repeat in range(args.repeat):
                     rc, output, seconds, recap = run_playbook(
@@ -74,7 +74,7 @@ def main(argv=None):
                 print("%3d hosts: %7.1f s wall, %6.2f s per host" % (size, best, best / size),
                       flush=True)
     finally:
-        remove_fleet(names)
+        remove_hosts(names)
     print()
     print("| hosts | wall time (s) | per host (s) | vs 1 host |")
     print("|------:|--------------:|-------------:|----------:|")

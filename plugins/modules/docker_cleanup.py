@@ -22,15 +22,27 @@ description:
     image of one; never removes a volume that any container references, counting the
     containers the same run removes; never removes anything carrying O(keep_label).
   - Stopped containers are aged by when they stopped (C(State.FinishedAt); creation time
-    only for one that never ran), so a database that crashed a minute ago stays however
-    old the container is. What such a rule kept is listed in RV(kept).
+    only for one that never ran), by O(containers_until), never by O(until), and never
+    younger than a floor no option switches off - 1 hour after a clean stop, 24 hours
+    after a crash (exit code not 0, killed for lack of memory, or dead) - so a database
+    that crashed a minute ago stays however old the container is. Right before each
+    removal the container is inspected again and judged by its state then - one started
+    since the plan, or that stopped again since (started, then crashed), stays.
+  - A data container stays - a stopped container that another container names in
+    C(--volumes-from) (C(HostConfig.VolumesFrom), by name or ID, read again right before
+    the removal, so a container created since the plan counts), or that holds an anonymous
+    volume a staying container mounts too.
+  - What such a rule kept is listed in RV(kept).
+  - Ages are measured by the engine's clock (C(SystemTime) of C(/info)) when it differs
+    from this host's by more than 5 seconds (a remote engine), with a warning.
   - Images are removed by ID, never by tag. Right before each removal the image's names
     are read again; a planned tag that moved to another image is left alone and listed in
     RV(moved_tags), and an image that gained a name since the plan is kept. An image with
     several names can only be deleted by ID with the engine's C(force), which skips the
     engine's check for stopped containers, so that check is done right before instead;
-    the engine still refuses images a running container or a child image uses. Nothing
-    else is ever forced.
+    the engine still refuses images a running container or a child image uses; a container
+    created between that check and the forced removal is listed in RV(errors) right
+    after. Nothing else is ever forced.
   - O(volumes=anonymous) removes only volumes that were never named, on every engine
     version (Docker 20.10's own C(volume prune) also removes unused named volumes).
     A volume is anonymous when it carries the engine's C(com.docker.volume.anonymous)
@@ -67,18 +79,38 @@ options:
     default: unused
   until:
     description:
-      - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)).
-        Stopped containers by when they stopped, build cache by last use, images,
-        volumes and networks by creation time. V(0s) switches the age filter off.
+      - Only remove what is older than this Go duration (C(168h), C(24h), C(90m)) - build
+        cache by last use, images, volumes and networks by creation time. V(0s) switches
+        this age filter off. It does not apply to stopped containers (O(containers_until)).
+      - At most C(2562047h) (Go's, and the engine's, range).
     type: str
     default: 168h
   containers:
     description:
-      - Remove stopped (created, exited, dead) containers that stopped longer than O(until)
-        ago. Their volumes stay for this run (RV(kept)); a later run with O(volumes) may
-        remove them once nothing references them.
+      - Remove stopped (created, exited, dead) containers that stopped longer than
+        O(containers_until) ago. Their volumes stay for this run (RV(kept)) and, with
+        O(state_dir), for O(containers_until) (at least 1 hour) after it; a later run with
+        O(volumes) may remove them once nothing references them.
     type: bool
     default: false
+  containers_until:
+    description:
+      - With O(containers), how long ago (a Go duration) a stopped container must have
+        stopped to be removed; its creation time counts only for one that never ran.
+      - "A floor applies whatever this says, V(0s) included: 1 hour, and 24 hours after a
+        crash (exit code not 0, killed for lack of memory, or dead)."
+    type: str
+    default: 168h
+  state_dir:
+    description:
+      - Where the module records the volumes of the containers a run removed
+        (C(<state_dir>/docker-cleanup/removed-volumes-<engine id>.json), mode 0600), so
+        that the next runs keep them for O(containers_until) (at least 1 hour) after the
+        removal. Without a record a volume is kept in the removing run only.
+      - A directory that cannot be written (a full or read-only disk) gives a warning, never a failure.
+      - Set it to the base role's C(runbook_ops_state_dir) when that differs.
+    type: path
+    default: /var/lib/runbook-ops
   volumes:
     description:
       - V(anonymous) removes unused anonymous volumes; V(all) also unused named volumes
@@ -98,6 +130,7 @@ options:
     description:
       - Stop after the step that brings the file system holding Docker's data root below
         this usage percentage. When usage is already below it, nothing is removed.
+      - Usage is df's C(Use%) (rounded up), as M(runbook.ops.disk_check) reports it.
       - Needs the engine's data root to be visible here (a local C(unix://) socket);
         for a remote engine usage is reported as C(null), this option is ignored with a
         warning and every enabled step runs.
@@ -140,7 +173,10 @@ notes:
     the same run (this module keeps them for that run)."
   - Removals are never forced (except an image with several names, see above); an item the
     engine refuses (for example a volume a container created meanwhile mounts) is reported
-    in C(errors) and the rest goes on.
+    in C(errors) and the rest goes on. A step that fails as a whole (the engine stops
+    answering, a C(/build/prune) longer than the client's 120 s) is one line in C(errors)
+    and the next steps still run. The module then warns; it fails only when nothing could
+    run (bad options, no engine, no inventory).
 seealso:
   - module: community.docker.docker_prune
     description: The engine's own prune; see the collection docs for where the two differ.
@@ -159,8 +195,9 @@ EXAMPLES = r"""
 
 - name: Emergency cleanup, step by step, until the disk is below 80 percent
   runbook.ops.docker_cleanup:
-    until: 0s
+    until: 0s                 # build cache, images, volumes of any age
     containers: true
+    containers_until: 24h     # stopped containers: a day (an hour is the floor anyway)
     volumes: anonymous
     target_percent: 80
   register: cleanup
@@ -194,6 +231,7 @@ steps:
         - The planned removals with C(id), C(name) and C(size_bytes) (and per-type details).
         - C(size_bytes) is C(null) where a real run did not size the item (it measures the
           step instead); build cache on Docker 20.10 lists what the engine removed.
+        - Containers carry C(volumes), the volumes they mount.
       type: list
       elements: dict
     estimated_bytes:
@@ -205,8 +243,20 @@ steps:
     skipped:
       description: C(null), C(disabled) or C(target reached).
       type: str
+    younger:
+      description:
+        - How many items the step left only because they are younger than O(until) (build
+          cache by last use, images, unused volumes and networks by creation); C(0) when the
+          engine decides alone (build cache on Docker 20.10 in a real run).
+        - Ages are compared as the engine's C(until) filters do (what is after the cutoff
+          stays); a time the engine gives in whole seconds counts as the latest it may be.
+          The build cache prune is sent the plan's cutoff (as a duration from then, rounded
+          up), so the engine removes no record the plan kept, however long earlier steps took.
+      type: int
     errors:
-      description: Items the engine refused to remove (for example a container started meanwhile).
+      description:
+        - Items the engine refused to remove (for example a volume a container created
+          meanwhile mounts), or one line for a step that failed as a whole.
       type: list
       elements: str
     kept:
@@ -236,9 +286,14 @@ kept:
   description:
     - What a safety rule kept that the step's options would otherwise remove, with the
       reason, from every step that ran; C(kind) is C(container), C(volume) or C(image).
-    - "A stopped container younger than O(until) (by when it stopped): C(stopped_at) (unix
+    - "A stopped container that stopped too recently (O(containers_until), or the floor of 1 h,
+      24 h after a crash), one started or stopped again since the plan (reason
+      C(started or stopped since the plan: ...)), or one holding an anonymous volume a staying
+      container mounts, or that another container names in C(--volumes-from) (reason
+      C(a data container: app takes its volumes (--volumes-from))): C(stopped_at) (unix
       seconds) and C(exit_code) are given too."
-    - A volume of a container this run removes (a later run may remove it).
+    - A volume of a container this run removes (a later run may remove it), or of one an
+      earlier run removed, within O(containers_until) (at least 1 h) of that removal.
     - An image that gained a name, or is used by a container created, since the plan.
   returned: success
   type: list
@@ -246,7 +301,9 @@ kept:
   sample:
     - {kind: container, id: "4f0c...", name: db-1, stopped_at: 1795450395.1, exit_code: 137,
        reason: "exited 5 min ago (exit 137), younger than 168h"}
-    - {kind: volume, id: "9b1e...", name: "9b1e...", reason: "data of db-1, which this run removes; a later run may remove it"}
+    - {kind: container, id: "77ad...", name: worker, stopped_at: 1795450810.4, exit_code: 3,
+       reason: "started or stopped since the plan: exited 4 s ago (exit 3), younger than 24h (the minimum after a crash)"}
+    - {kind: volume, id: "9b1e...", name: "9b1e...", reason: "data of old-job, which this run removes; a later run may remove it"}
 moved_tags:
   description:
     - Planned tags that pointed to another image (C(image), C(null) when none) when their
@@ -265,20 +322,27 @@ estimated_bytes:
   type: int
   sample: 4456480
 usage_before_percent:
-  description: Usage of the file system holding Docker's data root before the run; C(null) for a remote engine.
+  description:
+    - Usage (df's C(Use%), rounded up) of the file system holding Docker's data root before
+      the run; C(null) for a remote engine.
   returned: success
-  type: float
-  sample: 86.4
+  type: int
+  sample: 87
 usage_after_percent:
-  description: "Usage after the run (check mode: predicted); C(null) for a remote engine."
+  description: "Usage after the run (check mode: predicted), as RV(usage_before_percent); C(null) for a remote engine."
   returned: success
-  type: float
-  sample: 71.2
+  type: int
+  sample: 72
 target_reached:
   description: With O(target_percent), whether usage ended below it; C(null) otherwise.
   returned: success
   type: bool
   sample: true
+until:
+  description: The O(until) the run judged ages by (for the RV(steps[].younger) counts).
+  returned: success
+  type: str
+  sample: 168h
 data_root:
   description: The engine's data root (C(DockerRootDir)).
   returned: success
@@ -305,11 +369,11 @@ api_version:
   type: str
   sample: "1.41"
 errors:
-  description: All per-item refusals of every step.
+  description: All per-item refusals and failed steps of every step (C(steps[].errors)).
   returned: success
   type: list
   elements: str
-  sample: []
+  sample: ["builder_cache: the step failed: UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=120)"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -327,11 +391,13 @@ def main():
             images=dict(type="str", default="unused", choices=["none", "dangling", "unused"]),
             until=dict(type="str", default="168h"),
             containers=dict(type="bool", default=False),
+            containers_until=dict(type="str", default="168h"),
             volumes=dict(type="str", default="none", choices=["none", "anonymous", "all"]),
             networks=dict(type="bool", default=False),
             keep_label=dict(type="str", default="runbook.ops.keep"),
             target_percent=dict(type="float"),
             docker_host=dict(type="str"),
+            state_dir=dict(type="path", default="/var/lib/runbook-ops"),
         ),
         supports_check_mode=True,
     )
@@ -340,7 +406,7 @@ def main():
     for warning in result.pop("warnings", []):
         module.warn(warning)
     if result["errors"]:
-        module.warn("%d item(s) could not be removed: %s"
+        module.warn("%d removal(s) or step(s) failed: %s"
                     % (len(result["errors"]), "; ".join(result["errors"][:5])))
     module.exit_json(**result)
 

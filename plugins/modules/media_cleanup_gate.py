@@ -157,10 +157,10 @@ triggers:
   sample:
     - {name: size, value: 47000000, limit: 500000000, hit: false, unit: bytes, detail: "media is 47.0 MB, limit 500.0 MB"}
     - {name: growth, value: null, limit: 100000000, hit: false, unit: bytes/week,
-       detail: "not enough baselines: 1 baseline sample; growth needs two at least a day apart"}
+       detail: "not enough baselines: 1 baseline sample; growth needs 2 samples at least a day apart"}
     - {name: records, value: 8, limit: 1000, hit: false, unit: records, detail: "8 records, limit 1000"}
     - {name: disk, value: 22.0, limit: 70, hit: false, unit: percent, days_to_limit: null,
-       detail: "disk 22.0% used, limit 70%; no disk-check history for a trend"}
+       detail: "disk 22.0% used, limit 70%; no trend yet: the disk-check history has 1 sample of /, a trend needs 2 samples at least a day apart"}
 media_bytes:
   description: Size of O(media_path) in bytes, as C(du -s) counts it.
   returned: always

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tarfile
 
 import yaml
 
 from collection_build import REPO, VENV_BIN, run_tool
+from readme import README, readme_section
 
 # Everything at the top of the tarball. Clone-only files (ansible.cfg pointing at
 # ./.collections, inventory/localhost.yml, docs/, .config/, collections/requirements.yml,
@@ -31,6 +33,26 @@ def test_tarball_carries_only_what_an_installed_collection_uses(collection_tarba
     assert "plugins/module_utils/_ops/cli.py" in names
     assert "roles/base/tasks/main.yml" in names
     assert "meta/execution-environment.yml" in names
+
+
+# A path of the collection as the README names it (`examples/hosts.yml`, `meta/...`).
+_PATH = re.compile(r"\b(?:examples|playbooks|meta|roles|plugins|scripts|docs|benchmarks|tests)/[\w./-]*")
+
+
+def test_the_shipped_readme_names_only_files_that_ship(collection_tarball):
+    """Outside its "From a clone" section (and sentences pointing at the source repository),
+    every file the README names is in the tarball: an installed collection's README makes
+    sense without the clone."""
+    with tarfile.open(collection_tarball) as tar:
+        names = tar.getnames()
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read().replace(readme_section("From a clone (development)"), "")
+    paragraphs = [p for p in text.split("\n\n") if "source repository" not in p]
+    named = {m.rstrip("./") for p in paragraphs for m in _PATH.findall(p)}
+    assert named, "the README names no file of the collection"
+    missing = [path for path in sorted(named)
+               if not any(n == path or n.startswith(path + "/") or n.endswith("/" + path) for n in names)]
+    assert missing == []
 
 
 def test_installed_collection_documents_every_module(installed_collections):

@@ -85,7 +85,7 @@ def quiet_disk(tmp_path):
 
 
 def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed_collections, quiet_disk,
-                                                                       tmp_path):
+                                                                       isolated_engine, tmp_path):
     """An AWX job: the README's one-line project playbook, run by ansible-runner."""
     private = tmp_path / "runner"
     (private / "inventory").mkdir(parents=True)
@@ -96,7 +96,7 @@ def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed
         "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
     (private / "env" / "extravars").write_text(json.dumps({
         "emergency_disk_path": str(quiet_disk), "emergency_disk_force": True,
-        "emergency_disk_target_percent": 50, "emergency_disk_docker_host": "unix:///nonexistent/docker.sock",
+        "emergency_disk_target_percent": 50, "emergency_disk_docker_host": isolated_engine.host,
         "emergency_disk_log_dir": str(quiet_disk / "log"), "emergency_disk_journal_vacuum": False,
         "emergency_disk_telegram": False}))
     (private / "env" / "cmdline").write_text("--check")
@@ -116,9 +116,9 @@ def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed
     assert table[0] == ("emergency-disk localhost: %s (mount %s) [CHECK MODE: nothing changed, figures are "
                         "estimates]" % (quiet_disk, quiet_disk))
     assert table[1] == ("usage 69% -> 49% (projected), target below 50%, escalate above 80% "
-                        "(forced: below critical)")
-    assert table[2] == "would free 200.00 KB"
+                        "(forced: below critical) (forced preview: every step, past the target too)")
+    assert table[2].startswith("would free ")  # the old logs, and whatever the shared engine holds
     steps = {line.split("  ")[0].strip(): line for line in table[4:8]}
-    assert "skipped: no Docker engine on this host" in steps["Docker build cache"]
+    assert " to remove" in steps["Docker build cache"]  # previewed, forced
     assert "2 old log files, 0 archived journal files (journal vacuum off)" in steps["Journal and rotated logs"]
     assert sorted(os.listdir(quiet_disk / "log")) == ["app.log.1.gz", "app.log.2.gz"]  # --check removed nothing

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 from collection_build import VENV_BIN, run_tool
-from container_hosts import PREFIX, apt_debs, fleet_image, remove_fleet, start_host, write_inventory
+from container_hosts import PREFIX, apt_debs, fleet_image, remove_hosts, start_host, write_fleet_inventory
 from readme import code_blocks, readme_section
 
 
@@ -25,7 +25,7 @@ def web1():
     try:
         yield start_host(name, fleet_image(), apt_debs())
     finally:
-        remove_fleet([name])
+        remove_hosts([name])
 
 
 def test_readme_install_commands_work_as_typed(collection_tarball, web1, tmp_path):
@@ -34,7 +34,7 @@ def test_readme_install_commands_work_as_typed(collection_tarball, web1, tmp_pat
     assert commands[0][:3] == ["ansible-galaxy", "collection", "install"]
     assert commands[0][3] == collection_tarball.name, "the README names another version than galaxy.yml's"
     shutil.copy(collection_tarball, tmp_path / collection_tarball.name)
-    write_inventory(str(tmp_path / "inventory.yml"), ["web1"], {"web1": {"ansible_host": web1}})
+    write_fleet_inventory(str(tmp_path / "inventory.yml"), ["web1"], {"web1": {"ansible_host": web1}})
     env = {"ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_PIPELINING": "true"}
     outputs = {}

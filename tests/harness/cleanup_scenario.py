@@ -14,6 +14,9 @@ volumes  shop_data (named volume of the compose project, down), loose (unused na
          references, and an anonymous volume of the stopped container.
 networks unusednet (no container), stoppednet (only the stopped container).
 containers running, stopped, derived-stopped (stopped), kept-stopped (stopped, keep label).
+         The stopped ones stopped ``STOPPED_AGO`` (2 days) ago (``backdate_containers``):
+         older than the floor every cleanup keeps (a day after a crash), younger than the
+         default ``containers_until`` (168h).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 from images import build_busybox_image
 
 KEEP = "runbook.ops.keep"
+STOPPED_AGO = 2 * 86400
 
 COMPOSE_FILE = """\
 name: shop
@@ -132,4 +136,7 @@ def build_cleanup_scenario(engine, buildkit=True):
     _compose(engine, workdir, "down", "-t", "0")
     vols["shop_data"] = "shop_data"
     client.close()
+    engine.backdate_containers(dict((name, STOPPED_AGO) for name in (
+        "stopped", "derived-stopped", "kept-stopped")))
+    engine.docker_cli("start", "running")  # the restart stopped it
     return s

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
+_TOOL_HOME = tempfile.mkdtemp(prefix="runbook-ops-tool-home-")
 _CHECKOUT_ENV = ("ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS",
                  "ANSIBLE_ROLES_PATH")
 
@@ -31,6 +33,9 @@ def run_tool(argv, cwd, env=None, timeout=900, expect_rc=0):
     ``CompletedProcess`` instead.
     """
     full_env = {k: v for k, v in os.environ.items() if k not in _CHECKOUT_ENV}
+    # A HOME of their own: ansible-lint (also inside galaxy-importer) installs the collection
+    # it lints into ~/.ansible/collections, which would shadow the checkout for later runs.
+    full_env["HOME"] = _TOOL_HOME
     full_env.update(env or {})
     proc = subprocess.run([str(a) for a in argv], cwd=str(cwd), env=full_env, capture_output=True,
                           text=True, errors="replace", timeout=timeout, check=False)

@@ -28,6 +28,8 @@ the host's). The overlay is the mount point a container start needs at the root.
 from __future__ import annotations
 
 import atexit
+import datetime
+import json
 import os
 import re
 import shutil
@@ -51,6 +53,17 @@ def _run(argv, check=True):
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode,
                                                    proc.stderr.strip()))
     return proc
+
+
+def _earlier(stamp, seconds):
+    """An RFC 3339 time as dockerd writes it, ``seconds`` earlier (the zero time stays)."""
+    if not stamp or stamp.startswith("0001-"):
+        return stamp
+    whole, _dot, rest = stamp.rstrip("Z").partition(".")
+    fraction = float("0." + rest) if rest else 0.0
+    when = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=fraction - seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _pid_alive(pid):
@@ -357,10 +370,12 @@ class IsolatedEngine:
         _run(["mount", "--make-rprivate", self.root])
         return ["chroot", self.root]
 
-    def restart(self, config_file=None):
+    def restart(self, config_file=None, while_stopped=None):
         """Stop dockerd and start it again on ``config_file`` (``None``: none), keeping the data
-        root, so images stay. Raises ``RuntimeError`` with dockerd's last log lines when it does
-        not start; the engine can then be restarted again, and ``stop()`` still cleans up."""
+        root, so images stay. ``while_stopped`` (a callable) runs between the two, on the
+        data root of a stopped daemon. Raises ``RuntimeError`` with dockerd's last log lines
+        when it does not start; the engine can then be restarted again, and ``stop()`` still
+        cleans up."""
         if self.proc is not None and self.proc.poll() is None:
             self._kill_containers()
             self.proc.terminate()
@@ -369,10 +384,37 @@ class IsolatedEngine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if while_stopped is not None:
+            while_stopped()
         with open(self.log_path, "ab") as log:
             log.write(b"--- restart ---\n")
         self.config_file = config_file
         self._launch()
+
+    def backdate_containers(self, seconds_by_name):
+        """Make containers look created, started and stopped ``seconds`` earlier than they
+        were (``{name: seconds}``): dockerd stops (running containers are killed first, so
+        every container ends up stopped), each one's ``Created``, ``State.StartedAt`` and
+        ``State.FinishedAt`` in ``config.v2.json`` move back, and dockerd starts again and
+        reads them as its own records. Times that were never set stay unset."""
+        api = self.api(timeout=30)
+        try:
+            ids = dict((name, api.inspect_container(name)["Id"]) for name in seconds_by_name)
+        finally:
+            api.close()
+
+        def rewrite():
+            for name, seconds in seconds_by_name.items():
+                path = os.path.join(self.data_root, "containers", ids[name], "config.v2.json")
+                with open(path) as fh:
+                    config = json.load(fh)
+                config["Created"] = _earlier(config["Created"], seconds)
+                for key in ("StartedAt", "FinishedAt"):
+                    config["State"][key] = _earlier(config["State"][key], seconds)
+                with open(path, "w") as fh:
+                    json.dump(config, fh)
+
+        self.restart(config_file=self.config_file, while_stopped=rewrite)
 
     def _kill_containers(self):
         """SIGKILL running containers first: dockerd then shuts down without waiting."""

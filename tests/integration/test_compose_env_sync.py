@@ -148,6 +148,15 @@ def project_factory(engine, tmp_path):
     for project in projects:
         subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=project.dir, capture_output=True,
                        env=dict(os.environ, **engine.env), timeout=120, check=False)
+        # `down` leaves the services of profiles it was not given (gpu-worker): the engine is
+        # shared by the session, so every container of the project goes
+        client = engine.client()
+        try:
+            for container in client.containers.list(
+                    all=True, filters={"label": "com.docker.compose.project=%s" % project.name}):
+                container.remove(force=True)
+        finally:
+            client.close()
 
 
 def run_module(engine, args, check=False, diff=False):
@@ -382,6 +391,26 @@ def test_a_missing_project_directory_fails_with_a_clear_message(engine, tmp_path
     assert rc != 0
     assert result["msg"] == ("project directory %s does not exist; set project_src to the "
                              "directory holding the compose file" % (tmp_path / "nope"))
+
+
+def test_the_playbook_names_its_own_variables_and_says_it_once(engine, tmp_path):
+    missing = str(tmp_path / "nope")
+    proc = subprocess.run(
+        [os.path.join(_BIN, "ansible-playbook"), "playbooks/env-sync.yml", "-l", "localhost",
+         "-e", json.dumps({"project_dir": missing, "env_sync_compose_command": [COMPOSE_BIN],
+                           "env_sync_state_dir": str(tmp_path / "state")})],
+        cwd=_REPO, capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1", **engine.env))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "failed=1" in out, out
+    reason = ("project directory %s does not exist; set project_dir to the directory holding "
+              "the compose file" % missing)
+    # one task reports it (ansible-core shows a failed task's message in its [ERROR] line and
+    # in its fatal result; before, the module's failure, the summary and the last task did)
+    failing_tasks = [block for block in out.split("\nTASK [")[1:] if reason in block]
+    assert len(failing_tasks) == 1 and failing_tasks[0].startswith("Fail hosts"), out
+    assert "project_src" not in out, out
+    assert "FAILED (the reason is the last line of this host)" in out, out
 
 
 # --- `$` values, profiles, host selection, keyed fingerprints ---------------------------------

@@ -159,8 +159,10 @@ COMBOS = [
      {"volumes": ("anon", "loose", "shop_data")}),
     ("networks", {"images": "none", "builder_cache": False, "networks": True},
      {"networks": ("unusednet",)}),
-    # stopped_anon is the volume of "stopped", which the same run removes: it stays
-    ("everything", {"containers": True, "volumes": "anonymous", "networks": True},
+    # stopped_anon is the volume of "stopped", which the same run removes: it stays; the
+    # stopped containers stopped 2 days ago (the scenario backdates them)
+    ("everything", {"containers": True, "containers_until": "24h", "volumes": "anonymous",
+                    "networks": True},
      {"images": UNUSED_IMAGES + ("app:stopped", "base:1", "derived:1"), "builder_cache": "all",
       "containers": ("stopped", "derived-stopped"), "volumes": ("anon",),
       "networks": ("unusednet", "stoppednet")}),
@@ -241,7 +243,8 @@ PRUNE_COMPARISONS = [
     ("networks", {"images": "none", "builder_cache": False, "networks": True},
      {"networks": True, "networks_filters": dict(NOT_KEPT)},
      {"networks": ("stoppednet",)}),
-    ("containers", {"images": "none", "builder_cache": False, "containers": True},
+    ("containers", {"images": "none", "builder_cache": False, "containers": True,
+                    "containers_until": "24h"},
      {"containers": True, "containers_filters": dict(NOT_KEPT)}, {}),
 ]
 

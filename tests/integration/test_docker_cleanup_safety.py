@@ -33,7 +33,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated engines need
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 KEEP = "runbook.ops.keep"
-UNTIL_SECONDS = 20  # a "week" scaled down: the db runs longer than this, then crashes
+DAY = 86400
+CONTAINERS_UNTIL = "48h"  # stopped containers: more than the 24 h floor after a crash
 
 
 @pytest.fixture(params=ENGINES, ids=["docker-%s" % v for v in ENGINES])
@@ -71,21 +72,26 @@ def run_module(engine, args, check=False):
 
 # --- item 4: stopped containers are aged by when they stopped ------------------------------
 
-def test_a_database_that_just_crashed_stays_with_its_data(engine):
-    """db-1 was created more than ``until`` ago and killed (exit 137) a moment ago; old-job
-    stopped long ago. containers: true removes old-job only, and keeps old-job's
-    volume for this run; the next run removes that volume and still keeps db-1."""
+def test_a_database_that_just_crashed_stays_with_its_data(engine, tmp_path):
+    """db-1 was created ten days ago and killed (exit 137) a moment ago; old-job stopped ten
+    days ago. containers: true removes old-job only, and keeps old-job's volume for this
+    run; a later run without a record of that removal (no state_dir) removes that volume
+    and still keeps db-1."""
     api = engine.api()
     build_busybox_image(engine, "db:1", filler_bytes=4096)
     engine.docker_cli("run", "--name", "old-job", "-v", "/out", "db:1", "sh", "-c", "echo done > /out/result")
     engine.docker_cli("run", "-d", "--name", "db-1", "-v", "/var/lib/db", "db:1",
                       "sh", "-c", "echo row-1 > /var/lib/db/table; exec sleep 3600")
     db_volume, job_volume = _volume_of(api, "db-1"), _volume_of(api, "old-job")
-    time.sleep(UNTIL_SECONDS + 3)
+    engine.backdate_containers({"old-job": 10 * DAY, "db-1": 10 * DAY})
+    api = engine.api()
+    engine.docker_cli("start", "db-1")
+    time.sleep(1)
     engine.docker_cli("kill", "db-1")  # SIGKILL: what ENOSPC usually ends in
     assert api.wait("db-1", timeout=30)["StatusCode"] == 137
-    args = {"until": "%ds" % UNTIL_SECONDS, "containers": True, "volumes": "anonymous",
-            "images": "none", "builder_cache": False, "docker_host": engine.host}
+    args = {"until": "0s", "containers": True, "containers_until": CONTAINERS_UNTIL,
+            "volumes": "anonymous", "images": "none", "builder_cache": False,
+            "docker_host": engine.host, "state_dir": str(tmp_path)}
 
     check = dc.run_docker_cleanup(args, check_mode=True)
     result = run_module(engine, args)
@@ -101,11 +107,11 @@ def test_a_database_that_just_crashed_stays_with_its_data(engine):
         assert set(kept) == {"db-1", job_volume}
         assert kept["db-1"]["exit_code"] == 137 and kept["db-1"]["kind"] == "container"
         assert kept["db-1"]["reason"].startswith("exited ")
-        assert kept["db-1"]["reason"].endswith("ago (exit 137), younger than %ds" % UNTIL_SECONDS)
+        assert kept["db-1"]["reason"].endswith("ago (exit 137), younger than %s" % CONTAINERS_UNTIL)
         assert kept[job_volume]["reason"] == ("data of old-job, which this run removes; "
                                               "a later run may remove it")
 
-    again = dc.run_docker_cleanup(args)
+    again = dc.run_docker_cleanup(dict(args, state_dir=None))
     assert again["steps"][3]["removed"] == [job_volume]
     assert _exists(api, "container", "db-1") and _exists(api, "volume", db_volume)
     assert [k["name"] for k in again["kept"]] == ["db-1"]
@@ -221,7 +227,8 @@ def test_one_inventory_per_run_and_never_the_full_one_in_a_real_run(engine):
     engine.docker_cli("run", "-d", "--name", "app", "-v", "photos:/photos", "shop/app:1", "sh", "-c",
                       "mkdir -p /photos/2026 && cd /photos/2026 && for i in $(seq 2000); do echo $i > p$i; done;"
                       " exec sleep 3600")
-    args = {"until": "0s", "containers": True, "volumes": "anonymous", "docker_host": engine.host}
+    args = {"until": "0s", "containers": True, "containers_until": "24h", "volumes": "anonymous",
+            "docker_host": engine.host}
     typed = api.api_version != "1.41"  # /system/df?type=... since API 1.42
     want = ["GET /v%s/system/df?type=image&type=build-cache" % api.api_version] if typed else []
 
@@ -231,6 +238,8 @@ def test_one_inventory_per_run_and_never_the_full_one_in_a_real_run(engine):
     assert _df_calls(engine, mark) == want
 
     engine.docker_cli("run", "--name", "done", "shop/app:1", "true")
+    engine.backdate_containers({"done": 2 * DAY})  # stopped long enough ago to go
+    engine.docker_cli("start", "app")
     mark = len(engine.api_calls())
     check = dc.run_docker_cleanup(args, check_mode=True)
     assert check["steps"][1]["removed"]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -27,6 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PLAYBOOK = os.path.join(REPO, "playbooks", "emergency-disk.yml")
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 MIB = 1024 * 1024
+DAY = 86400
 
 
 def fs_used(path):
@@ -188,12 +191,61 @@ def test_emergency_disk_frees_below_target_and_keeps_what_is_used(full_engine):
     assert "nothing to do" in printed_table(out)[-1]
 
 
+def test_a_forced_preview_shows_every_step_and_a_forced_run_still_stops_at_the_target(
+        isolated_engine_factory, tmp_path):
+    """``-e emergency_disk_force=true`` on a host far below the target (an unused image on a
+    quiet engine, an old rotated log on another filesystem). With ``--check``: every step
+    previewed with what it would free, in IEC units, each marked as one a real run would not
+    reach, the log's bytes shown but not counted for the engine's disk. For real: the
+    procedure stops at the target, so the image and the log stay."""
+    engine = isolated_engine_factory("emergency-forced", data_root_size="160m")
+    old = build_busybox_image(engine, "shop/app:old", filler_bytes=3 * MIB)
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "app.log.1").write_bytes(b"x" * 300 * 1024)
+    os.utime(logs / "app.log.1", (0, 0))
+    assert fs_used(engine.data_root)[1] < 70
+    extra = {"emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
+             "emergency_disk_force": True, "emergency_disk_until": "0s",
+             "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
+             "emergency_disk_telegram": False}
+    rc, summary, out = run_emergency(engine, extra, check=True)
+    table = printed_table(out)
+    print("\n".join(table))
+    assert rc == 0, table
+    assert summary["forced"] and summary["preview_all"]
+    steps = {s["id"]: s for s in summary["steps"]}
+    assert all(step["ran"] and step["note"].endswith("; a real run stops before this step (below the target)")
+               for step in steps.values()), table
+    assert steps["images"]["estimated_bytes"] >= 3 * MIB, table
+    assert steps["logs"]["estimated_bytes"] == 300 * 1024, table
+    assert "; on %s, not counted for %s" % (mount_of(str(logs)), engine.data_root) in steps["logs"]["note"]
+    assert summary["after_used_bytes"] == summary["before_used_bytes"] - steps["images"]["estimated_bytes"], table
+    assert steps["logs"]["note"].startswith("1 old log file, 0 archived journal files (journal vacuum off)")
+    assert "MiB" in [line for line in table if line.startswith("Docker images unused")][0], table
+    assert [line for line in table if line.startswith("would free ")][0].endswith("MiB"), table
+
+    rc, summary, out = run_emergency(engine, extra)
+    assert rc == 0, printed_table(out)
+    assert not any(step["ran"] for step in summary["steps"]), printed_table(out)
+    assert old in [image.id for image in engine.client().images.list(all=True)]
+    assert (logs / "app.log.1").exists()
+
+
+def mount_of(path):
+    """The mount point holding ``path`` (as df prints it)."""
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engine_factory, tmp_path):
-    """db-1 was created long before emergency_disk_until and killed (exit 137) just before
-    the emergency; old-job stopped long ago. Every step runs (forced, target 1%: db-1 alone holds more): old-job
-    goes, its volume stays for this run, db-1 and its data stay, and the summary says
-    what it kept and why."""
-    until = 45  # the playbook reaches the containers step ~25 s after the crash
+    """db-1 was created ten days ago and killed (exit 137) just before the emergency;
+    old-job stopped ten days ago. Every step runs (forced, target 1%: db-1 alone holds
+    more): old-job goes, its volume stays for this run, db-1 and its data stay, and the
+    summary says what it kept and why."""
+    until = "48h"  # emergency_disk_containers_until: longer than the 24 h floor after a crash
     engine = isolated_engine_factory("emergency-crash", data_root_size="160m")
     api = engine.api()
     build_busybox_image(engine, "shop/db:1", filler_bytes=MIB)
@@ -205,13 +257,17 @@ def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engin
                    for name in ("old-job", "db-1"))
     logs = tmp_path / "log"
     logs.mkdir()
-    time.sleep(until + 3)
+    engine.backdate_containers({"old-job": 10 * DAY, "db-1": 10 * DAY})
+    api = engine.api()
+    engine.docker_cli("start", "db-1")
+    time.sleep(1)
     engine.docker_cli("kill", "db-1")
     assert api.wait("db-1", timeout=30)["StatusCode"] == 137
 
     rc, summary, out = run_emergency(engine, {
         "emergency_disk_path": engine.data_root, "emergency_disk_docker_host": engine.host,
-        "emergency_disk_until": "%ds" % until, "emergency_disk_force": True,
+        "emergency_disk_containers_until": until, "emergency_disk_until": "0s",
+        "emergency_disk_state_dir": str(tmp_path / "state"), "emergency_disk_force": True,
         "emergency_disk_target_percent": 1, "emergency_disk_log_dir": str(logs),
         "emergency_disk_journal_vacuum": False, "emergency_disk_telegram": False})
     table = printed_table(out)
@@ -228,6 +284,162 @@ def test_emergency_keeps_a_database_that_just_crashed_and_says_so(isolated_engin
     kept_lines = [line for line in table if line.startswith("kept ")]
     assert len(kept_lines) == 2, table
     assert kept_lines[0].startswith("kept 1 stopped container: db-1 exited ")
-    assert kept_lines[0].endswith(" ago (exit 137), younger than %ds" % until)
+    assert kept_lines[0].endswith(" ago (exit 137), younger than %s" % until)
     assert kept_lines[1] == ("kept 1 volume: %s… data of old-job, which this run removes; "
                              "a later run may remove it" % volumes["old-job"][:12])
+
+
+def run_playbook(args):
+    """``ansible-playbook emergency-disk.yml ARGS`` against localhost, no engine; returns
+    (returncode, json output, stderr)."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+               ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, PLAYBOOK] + args, cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def task_results(out):
+    """[(task name, localhost result)] in the order they ran."""
+    return [(task["task"]["name"], task["hosts"]["localhost"]) for play in out["plays"]
+            for task in play["tasks"] if "localhost" in task["hosts"]]
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """An empty 4 MiB tmpfs (usage 0%): a host far below any threshold."""
+    path = tmp_path / "fs"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], check=True)
+    yield str(path)
+    subprocess.run(["umount", str(path)], check=False)
+
+
+QUIET = ["-e", "emergency_disk_telegram=false", "-e", "emergency_disk_journal_vacuum=false"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_bad_setting_is_refused_before_the_first_step(small_fs, tmp_path):
+    """``-e emergency_disk_until=7d`` (Go has no days) and a ``containers_until`` past Go's
+    range: the host fails in the settings check, with one line per value naming the
+    variable, its value and the rule (the forms accepted), no traceback, and no step -
+    not even the first measurement - runs; the log directory is untouched."""
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "old.log.1").write_text("rotated\n")
+    os.utime(logs / "old.log.1", (0, 0))
+    rc, out, err = run_playbook(QUIET + [
+        "-e", "emergency_disk_path=" + small_fs, "-e", "emergency_disk_force=true",
+        "-e", "emergency_disk_log_dir=%s" % logs, "-e", "emergency_disk_until=7d",
+        "-e", "emergency_disk_containers_until=3000000h"])
+    ran = task_results(out)
+    assert rc != 0 and "Traceback" not in err
+    assert ran[-1][0] == "Stop on a bad setting, before the first step" and ran[-1][1]["failed"]
+    lines = ran[-1][1]["msg"].split("; emergency_disk_")
+    assert lines[0] == ("emergency_disk_until: '7d' is not a duration; use a Go duration, numbers with a "
+                        "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h")
+    assert lines[1].startswith("containers_until: '3000000h' is longer than Docker accepts")
+    assert len(lines) == 2 and "\n" not in ran[-1][1]["msg"]
+    assert not any(name.startswith(("Measure", "Step", "Run the steps")) for name, _result in ran), ran
+    assert (logs / "old.log.1").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_percent_written_with_a_percent_sign_is_read_as_that_number(small_fs):
+    """``emergency_disk_crit_percent: "85%"`` (as people write it) is 85, never ``(0)``:
+    the summary says the disk is below the critical 85%."""
+    rc, out, _err = run_playbook(QUIET + ["-e", json.dumps({
+        "emergency_disk_path": small_fs, "emergency_disk_crit_percent": "85%",
+        "emergency_disk_target_percent": "70 %"})])
+    summary = [r for name, r in task_results(out) if name == "Print the summary"][0]["msg"]
+    assert rc == 0, summary
+    assert "usage 0% is below the critical 85%: nothing to do" in summary, summary
+
+
+def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
+    """The Docker engine does not answer (a socket nobody listens on, as after dockerd died
+    on a full disk). The logs step still runs, the summary and the alert - through the real
+    ``runbook-ops alert`` to a fake Telegram on loopback - go out, the alert is critical and
+    names the failed step, and only then the host fails."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+    from fake_telegram import FakeTelegram
+    from host_layout import install_host_cli
+
+    token = "555:AAEmergency_secret_0123456789abcdefGH"
+    logs = tmp_path / "log"
+    logs.mkdir()
+    (logs / "old.log.1").write_text("rotated\n")
+    os.utime(logs / "old.log.1", (0, 0))
+    host = tmp_path / "host"
+    host.mkdir()
+    install_host_cli(host)
+    (host / "telegram.token").write_text(token)
+    (host / "telegram.token").chmod(0o600)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "docker.sock"))
+    sock.close()
+    cli = host / "runbook-ops-here"
+    with FakeTelegram(token) as fake:
+        (host / "runtime.json").write_text(json.dumps({
+            "host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
+            "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
+            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
+                      "telegram_token_file": str(host / "telegram.token")}}))
+        cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (host / "runbook-ops", host / "runtime.json"))
+        cli.chmod(0o755)
+        rc, out, err = run_playbook(["-e", json.dumps({
+            "emergency_disk_path": str(tmp_path), "emergency_disk_force": True,
+            "emergency_disk_docker_host": "unix://%s" % (tmp_path / "docker.sock"),
+            "emergency_disk_log_dir": str(logs), "emergency_disk_journal_vacuum": False,
+            "emergency_disk_target_percent": 1, "emergency_disk_crit_percent": 99,
+            "emergency_disk_escalate_percent": 99, "__ed_runbook_ops_cli": str(cli)})])
+        sent = list(fake.requests)
+    ran = task_results(out)
+    names = [name for name, _result in ran]
+    assert rc != 0 and "Traceback" not in err
+    assert names[-1].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
+    assert names.index("Send the summary (the token stays in /etc/runbook-ops/telegram.token)") < len(names) - 1
+    assert not (logs / "old.log.1").exists(), "the logs step must still run"
+    assert "emergency step(s) failed: Docker build cache" in ran[-1][1]["msg"], ran[-1][1]["msg"]
+    assert "failed: cannot reach the Docker daemon" in ran[-1][1]["msg"]
+    texts = [r["text"] for r in sent if "text" in r]
+    assert len(texts) == 1, sent
+    assert "CRITICAL" in texts[0] and "FAILED: Docker build cache" in texts[0], texts[0]
+    assert "failed: cannot reach the Docker daemon" in texts[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
+def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
+    """The rotated log lies on a file system that went read-only (as ext4 does on
+    errors): the logs step cannot remove it; the Docker engine the settings name has no
+    socket (dockerd gone). The failure is recorded as the step's note,
+    the summary is printed with a FAILED line, and the host fails at the end - not
+    mid-way with a raw task error and no summary."""
+    logs = tmp_path / "ro-log"
+    logs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs)], check=True)
+    try:
+        (logs / "old.log.1").write_text("rotated\n")
+        os.utime(logs / "old.log.1", (0, 0))
+        subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
+        rc, out, err = run_playbook(QUIET + ["-e", json.dumps({
+            "emergency_disk_path": str(tmp_path), "emergency_disk_force": True,
+            "emergency_disk_docker_host": "unix://%s" % (tmp_path / "no-engine.sock"),
+            "emergency_disk_log_dir": str(logs), "emergency_disk_target_percent": 1,
+            "emergency_disk_crit_percent": 99, "emergency_disk_escalate_percent": 99})])
+        assert (logs / "old.log.1").exists()
+    finally:
+        subprocess.run(["umount", str(logs)], check=False)
+    ran = task_results(out)
+    summary = [r for name, r in ran if name == "Print the summary"][0]["msg"]
+    assert rc != 0 and "Traceback" not in err
+    assert any(line.startswith("FAILED: Docker build cache: failed: no Docker engine at ")
+               and "; Journal and rotated logs: failed: " in line for line in summary), summary
+    assert ran[-1][0].startswith("Fail the hosts where a step failed") and ran[-1][1]["failed"]
+    # the engine the settings name has no socket: a failed step too, not "no Docker here"
+    assert "2 emergency step(s) failed: Docker build cache: failed: no Docker engine at unix://" in ran[-1][1]["msg"]
+    assert "; Journal and rotated logs: failed: " in ran[-1][1]["msg"], ran[-1][1]["msg"]
+    notes = [line for line in summary if line.startswith(("Docker images", "Containers stopped"))]
+    assert len(notes) == 2 and all("skipped: the Docker engine failed in Docker build cache" in n
+                                   for n in notes), summary

@@ -23,7 +23,7 @@ import subprocess
 import time
 
 import pytest
-from container_hosts import PREFIX, remove_fleet, start_fleet, write_inventory
+from container_hosts import PREFIX, remove_hosts, start_fleet, write_fleet_inventory
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
@@ -77,10 +77,10 @@ def fleet(tmp_path_factory):
     names = [f"{PREFIX}{n}" for n in range(1, FLEET_SIZE + 1)]
     try:
         start_fleet(FLEET_SIZE)
-        inventory = write_inventory(str(tmp_path_factory.mktemp("fleet") / "hosts.yml"), names)
+        inventory = write_fleet_inventory(str(tmp_path_factory.mktemp("fleet") / "hosts.yml"), names)
         yield names, inventory
     finally:
-        remove_fleet(names)
+        remove_hosts(names)
 
 
 def _assert_all_ok(names, recap, output):

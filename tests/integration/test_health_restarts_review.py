@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
 
 from fake_telegram import FakeTelegram  # noqa: E402
 from images import build_busybox_image  # noqa: E402
+from test_health_restarts import LABELS, _crash  # noqa: E402  (the same worker, another exit)
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import health  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
@@ -26,20 +26,6 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import ( 
 
 TOKEN = "55555:health-review-token"
 WORKER = "while [ ! -e /tmp/crash ]; do sleep 0.2; done; rm -f /tmp/crash; exit 139"
-LABELS = {"com.docker.compose.project": "shop", "com.docker.compose.service": "worker",
-          "com.docker.compose.container-number": "1"}
-
-
-def _crash(container):
-    before = container.attrs["RestartCount"]
-    container.exec_run(["touch", "/tmp/crash"])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        container.reload()
-        if container.attrs["RestartCount"] > before and container.status == "running":
-            return
-        time.sleep(0.2)
-    raise AssertionError("the worker did not restart: %s" % container.attrs["State"])
 
 
 def test_a_segfault_loop_is_explained_on_an_engine_with_healthchecks(

@@ -1,16 +1,16 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every role refuses a job name with a dot, or a timeout of 0 or less, before it changes
-anything.
+"""Every role refuses a job name with a dot, or a timeout of 0 or less, before it or
+runbook.ops.base change anything.
 
 Debian's cron silently ignores /etc/cron.d files whose names contain a dot, so
 ``backup_job_name: backup.daily`` would install a job that never runs; a timeout of 0 or
 less on the cron line (``runbook-ops run --timeout -5``) would make every run fail before
 the job starts. Each role is applied for real by one ansible-playbook run against
 localhost in check mode (nothing on this machine changes), one inventory alias per case:
-each must fail at the role's first task (job name) or second task (timeouts, and the
-backup role's longest derived job name) with one line naming the variable, its value and
-the rule.
+each must fail at its first task, the variable check of its runbook.ops.preflight
+dependency (before runbook.ops.base runs), with one line per problem naming the variable,
+its value and the rule.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import pytest
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _PLAYBOOK = os.path.join(_REPO, ".venv", "bin", "ansible-playbook")
 
-# The least each role needs besides its job name (argument specs require these).
+# The least each role needs besides its job name (argument specs require these), with paths
+# that exist on this machine (the check looks them up on the host).
 ROLE_VARS = {
-    "backup": {"backup_engine": "archive", "backup_paths": ["/srv"]},
+    "backup": {"backup_engine": "archive", "backup_paths": ["/tmp"]},
     "disk_monitor": {},
     "docker_cleanup": {},
     "health_monitor": {},
-    "media_baseline": {"media_baseline_path": "/srv/media"},
-    "media_cleanup": {"media_cleanup_media_path": "/srv/media", "media_cleanup_chdir": "/srv"},
+    "media_baseline": {"media_baseline_path": "/tmp"},
+    "media_cleanup": {"media_cleanup_media_path": "/tmp", "media_cleanup_chdir": "/tmp"},
 }
 
 
@@ -82,40 +83,32 @@ def plays(tmp_path_factory):
             for host in hosts}
 
 
-@pytest.mark.parametrize("role", sorted(ROLE_VARS))
-def test_a_dot_in_the_job_name_is_refused_by_the_role_first_task(plays, role):
-    tasks = plays[role]
+def _refused_first(tasks, role):
+    """The problems of the one failed task, the role's preflight check, which ran first."""
     failed = [t for t in tasks if t.get("failed")]
     assert len(failed) == 1 and failed[0]["name"] == (
-        "runbook.ops.%s : Check the job name (the rule of runbook-ops run --job)" % role)
-    assert failed[0]["msg"] == (
-        "%s_job_name 'nightly.%s' is not a valid job name: use letters, digits, '_' and '-' "
-        "(not first), at most 100 characters (no dot: Debian's cron silently ignores "
-        "/etc/cron.d files with one)" % (role, role))
-    own = [t for t in tasks if "/roles/%s/" % role in t.get("path", "")]
-    assert own == failed, "the role ran nothing before refusing the name"
-
-
-def _own_tasks(tasks, role):
-    return [t for t in tasks if "/roles/%s/" % role in t.get("path", "")]
+        "runbook.ops.preflight : Check, before anything changes, the variables of runbook.ops.base, "
+        "runbook.ops.%s" % role)
+    changed = [t for t in tasks if "/roles/" in t.get("path", "") and "/roles/preflight/" not in t["path"]]
+    assert changed == [], "neither runbook.ops.base nor the role ran a task"
+    return failed[0]["problems"]
 
 
 @pytest.mark.parametrize("role", sorted(ROLE_VARS))
-def test_a_timeout_of_0_or_less_is_refused_by_the_role_second_task(plays, role):
-    tasks = plays[role + "-timeout"]
-    failed = [t for t in tasks if t.get("failed")]
-    assert len(failed) == 1 and failed[0]["name"].startswith("runbook.ops.%s : Check the timeout"
-                                                             % role)
-    assert failed[0]["msg"] == "; ".join(
-        "%s %r is not a valid timeout: use a number of seconds greater than 0" % (variable, value)
-        for variable, value in TIMEOUT_VARS[role].items())
-    own = _own_tasks(tasks, role)
-    assert own[1:] == failed and not own[0].get("failed"), "only the job-name check ran before"
+def test_a_dot_in_the_job_name_is_refused_before_anything_runs(plays, role):
+    assert _refused_first(plays[role], role) == [
+        "%s_job_name: nightly.%s is not a valid job name: %s (no dot: Debian's cron silently "
+        "ignores /etc/cron.d files with one)" % (role, role, RULE)]
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_VARS))
+def test_a_timeout_of_0_or_less_is_refused_before_anything_runs(plays, role):
+    assert _refused_first(plays[role + "-timeout"], role) == [
+        "%s: %s is not a valid timeout: use a number of seconds greater than 0" % (variable, value)
+        for variable, value in TIMEOUT_VARS[role].items()]
 
 
 def test_the_backup_role_refuses_a_name_whose_freshness_job_is_too_long(plays):
-    failed = [t for t in plays["backup-long-name"] if t.get("failed")]
-    assert len(failed) == 1 and failed[0]["msg"] == (
-        "the freshness job's name (backup_job_name + '-freshness') '%s-freshness' is not a valid "
-        "job name: %s" % ("b" * 95, RULE))
-    assert _own_tasks(plays["backup-long-name"], "backup")[1:] == failed
+    assert _refused_first(plays["backup-long-name"], "backup") == [
+        "backup_job_name: %s is too long for the freshness job %s-freshness (is not a valid "
+        "job name: %s)" % ("b" * 95, "b" * 95, RULE)]

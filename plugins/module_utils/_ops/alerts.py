@@ -8,9 +8,10 @@ for a second run in a row is sent at once: the last word is never a stale "recov
 The cooldown counts as passed ``COOLDOWN_SLACK`` early so a daily job alerts daily
 (``decide``).
 
-Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under a
-lock, decides (``decide``), formats (``format_alert``), delivers (``send_telegram``)
-and records the outcome. The state is best effort: when it cannot be written (full
+Flow: ``notify(runtime, key, level, text)`` reads ``<state_dir>/alerts.json`` under
+``<state_dir>/locks/.alerts.lock``, decides (``decide``) and records a message to send as
+sent, then (unlocked) formats (``format_alert``) and delivers (``send_telegram``), and
+takes the record back (locked again) when it was not delivered. The state is best effort: when it cannot be written (full
 disk) the message still goes out and the result says ``state_saved: False``.
 ``merge_state`` folds the state kept in the fallback directory (while the state
 directory was read-only) back into the usual one.
@@ -38,6 +39,7 @@ LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 # of 1 h, 3 min: less than the 5-minute health period, so still one alert per hour.
 COOLDOWN_SLACK = 0.05
 TELEGRAM_MAX_CHARS = 4096
+MAX_ANSWER_BYTES = 65536  # what is read of the Bot API's answer (a few hundred bytes)
 _CUT_MARK = "\n… (cut)"
 _LEVEL_STYLE = {
     "warning": ("⚠️", "WARNING"),
@@ -72,6 +74,24 @@ def cut_message(text: str, limit: int = TELEGRAM_MAX_CHARS) -> str:
     while _utf16_len(cut) > budget:
         cut = cut[:-max(1, (_utf16_len(cut) - budget) // 2)]
     return cut + _CUT_MARK
+
+
+def with_tail(level, host, head, lines, subject="") -> str:
+    """``head``, then as many of ``lines`` as fit in one Telegram message with the alert's
+    prefix (``format_alert``), newest kept: the last lines of a failing job's output
+    (the error) are what matters, so the oldest are dropped first, and said so."""
+    room = (TELEGRAM_MAX_CHARS - _utf16_len(format_alert(level, host, head, subject))
+            - _utf16_len("\n… (%d earlier lines cut)" % len(lines)))
+    kept = []
+    for line in reversed(list(lines)):
+        if _utf16_len(line) + 1 > room:
+            break
+        kept.append(line)
+        room -= _utf16_len(line) + 1
+    kept.reverse()
+    if len(kept) < len(lines):
+        kept.insert(0, "… (%d earlier lines cut)" % (len(lines) - len(kept)))
+    return "\n".join([head] + kept)
 
 
 def read_token(token_file) -> str:
@@ -119,14 +139,18 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
     """POST ``text`` (cut to 4096) to ``<api_url>/bot<token>/sendMessage``.
 
     Retries 429 (waiting ``retry_after``, capped at ``max_retry_after``), 5xx and network
-    errors with exponential backoff, ``attempts`` tries in all. Returns
+    errors with exponential backoff, ``attempts`` tries in all; each try ends within
+    ``timeout`` seconds in all (``http_deadline``), however slowly the endpoint answers. Returns
     ``{"sent": True, "attempts": n, "message_id": id}``; raises ``OpsError`` whose
     message names the API host and the reason, never the URL or the token.
     """
     # The stdlib's urllib (Ansible's open_url is not there on hosts), imported only when an
     # alert is really sent: it is the costliest import of a cron run.
+    import http.client
     import urllib.error
     import urllib.request
+
+    from .http_deadline import deadline_opener
 
     if not token:
         raise OpsError("no Telegram bot token; set runbook_ops_telegram_bot_token")
@@ -141,9 +165,20 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
         wait = backoff_seconds * (2 ** (attempt - 1))
         request = urllib.request.Request(url, data=payload, method="POST",
                                          headers={"Content-Type": "application/json"})
+        body = b""
         try:
-            with urllib.request.build_opener().open(request, timeout=timeout) as response:
-                body = response.read()
+            with deadline_opener(timeout) as opener:
+                try:
+                    with opener.open(request, timeout=timeout) as response:
+                        body = response.read(MAX_ANSWER_BYTES)
+                except urllib.error.HTTPError as exc:
+                    try:
+                        body = exc.read(MAX_ANSWER_BYTES)
+                    except Exception:  # pylint: disable=broad-except
+                        body = b""
+                    finally:
+                        exc.close()
+                    raise
             try:
                 message_id = json.loads(body.decode("utf-8", "replace"))["result"]["message_id"]
             except (ValueError, KeyError, TypeError):
@@ -151,12 +186,6 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
             return {"sent": True, "attempts": attempt, "message_id": message_id}
         except urllib.error.HTTPError as exc:
             status = exc.code
-            try:
-                body = exc.read()
-            except Exception:  # pylint: disable=broad-except
-                body = b""
-            finally:
-                exc.close()
             description, retry_after = _describe_body(body, token, api_url)
             problem = "HTTP %d%s" % (status, (" (%s)" % description) if description else "")
             if status == 429:
@@ -164,6 +193,8 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
                            max_retry_after)
             elif status < 500:
                 break
+        except http.client.HTTPException as exc:  # it answers, but not in HTTP (wrong port)
+            problem = "not an HTTP answer (%s)" % type(exc).__name__
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             problem = _redact(str(getattr(reason, "strerror", None) or reason), token, api_url)
@@ -207,8 +238,15 @@ class _StateLock:
             os.close(self.fd)
 
 
+# A name no job can have (job names have no dot), so the alert state never waits on a job
+# named "alerts". Wrappers before this one locked <state_dir>/locks/alerts.lock: during an
+# upgrade an old and a new wrapper may write alerts.json at once, each write atomic, so
+# at worst one key's update is lost (an alert repeated once).
+STATE_LOCK_NAME = ".alerts.lock"
+
+
 def _state_lock(state_dir):
-    return _StateLock(os.path.join(state_dir, "locks", "alerts.lock"))
+    return _StateLock(os.path.join(state_dir, "locks", STATE_LOCK_NAME))
 
 
 def _sent_times(previous) -> dict:
@@ -304,6 +342,11 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
     Returns ``{"key", "level", "previous", "sent", "reason", "state_saved"}`` plus
     ``"error"`` when delivery failed and ``"configured": False`` when no chat id or token
     is set. Raises ``OpsError`` only for a bad ``level`` or ``key``.
+
+    The state lock is held to read and decide, and to record, never while the message
+    is on its way: a message to be sent is first recorded as sent (so a concurrent run
+    of another job sees it in cooldown and does not send it twice), and taken back when
+    it was not delivered.
     """
     if level not in LEVELS:
         raise OpsError("alert level %r is not one of ok, warning, critical" % (level,))
@@ -314,50 +357,68 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
     alert = runtime["alert"]
     state_path = os.path.join(runtime["state_dir"], "alerts.json")
     with _state_lock(runtime["state_dir"]):
-        state = read_json(state_path, {})
-        if not isinstance(state, dict):
-            state = {}
+        state = _read_state(state_path)
         previous = state.get(key) if isinstance(state.get(key), dict) else {}
         should_send, reason = decide(previous, level, now, alert["cooldown_seconds"])
         result = {"key": key, "level": level, "previous": previous.get("level", "ok"),
                   "sent": False, "reason": reason, "configured": True}
-        delivered = False
-        if should_send:
-            token = ""
-            try:
-                if alert["telegram_chat_id"]:
-                    token = read_token(alert["telegram_token_file"])
-            except OpsError as exc:
-                result["error"] = exc.message
-            if not token and "error" not in result:
-                result["configured"] = False
-                result["reason"] = "%s; telegram not configured (no %s)" % (
-                    reason, "chat id" if not alert["telegram_chat_id"] else "token")
-            elif token:
-                message = format_alert(level, runtime["host_label"], text, subject)
-                try:
-                    outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
-                                   message)
-                    delivered = True
-                    result["sent"] = True
-                    result["attempts"] = outcome.get("attempts")
-                except OpsError as exc:
-                    result["error"] = exc.message
-        if level == "ok" and previous.get("level", "ok") == "ok":
-            result["state_saved"] = True  # nothing changed: no write on every quiet run
+        token = _token(alert, result) if should_send else ""
+        if not token:
+            if level == "ok" and (previous.get("level", "ok") == "ok" or should_send):
+                # Nothing changed (no write on every quiet run), or a recovery that could
+                # not go out keeps the old level so the next ok run retries it.
+                result["state_saved"] = True
+                return result
+            state[key] = next_entry(previous, level, now, False)
+            _save_state(result, state_path, state)
             return result
-        if level == "ok" and should_send and not delivered and result["configured"]:
-            # Keep the old level so the next ok run retries the recovery message;
-            # nothing to write, so nothing was lost.
-            result["state_saved"] = True
-            return result
-        state[key] = next_entry(previous, level, now, delivered)
-        try:
-            result["state_saved"] = write_json_atomic(state_path, state)
-        except OSError as exc:
-            result["state_saved"] = False
-            result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
+        state[key] = next_entry(previous, level, now, True)  # claimed while it is sent
+        _save_state(result, state_path, state)
+    try:
+        outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
+                       format_alert(level, runtime["host_label"], text, subject))
+        result.update(sent=True, attempts=outcome.get("attempts"))
+        return result
+    except OpsError as exc:
+        result["error"] = exc.message
+    except Exception as exc:  # pylint: disable=broad-except
+        # Whatever the sender raises, the caller (a job's wrapper) goes on: the alert is
+        # logged as not delivered, never a traceback.
+        result["error"] = "unexpected %s while sending: %s" % (
+            type(exc).__name__, _redact(str(exc), token, alert["telegram_api_url"]))
+    with _state_lock(runtime["state_dir"]):  # not delivered: take the claim back
+        state = _read_state(state_path)
+        state[key] = previous if level == "ok" else next_entry(previous, level, now, False)
+        _save_state(result, state_path, state)
     return result
+
+
+def _token(alert, result) -> str:
+    """The bot token when an alert can be sent; else ``""`` and ``result`` says why."""
+    try:
+        token = read_token(alert["telegram_token_file"]) if alert["telegram_chat_id"] else ""
+    except OpsError as exc:
+        result["error"] = exc.message
+        return ""
+    if not token:
+        result["configured"] = False
+        result["reason"] = "%s; telegram not configured (no %s)" % (
+            result["reason"], "chat id" if not alert["telegram_chat_id"] else "token")
+    return token
+
+
+def _read_state(state_path) -> dict:
+    state = read_json(state_path, {})
+    return state if isinstance(state, dict) else {}
+
+
+def _save_state(result, state_path, state) -> None:
+    """Write ``state``; ``result["state_saved"]`` (and ``state_error``) say how it went."""
+    try:
+        result["state_saved"] = write_json_atomic(state_path, state)
+    except OSError as exc:
+        result["state_saved"] = False
+        result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
 
 
 def stored_levels(state_dir) -> dict:

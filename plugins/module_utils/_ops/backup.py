@@ -42,7 +42,7 @@ import time
 from . import restore_plan
 from .errors import OpsError
 from .restic_filter import invalid_patterns
-from .retention import keeps_oldest, plan_retention
+from .retention import keeps_oldest, plan_retention, restic_version
 from .runner import run_command
 from .runtime import job_name_problem
 
@@ -50,8 +50,19 @@ SNAPSHOT_TAG = "runbook-ops"
 JOB_TAG_PREFIX = "job:"
 LEGACY_JOB = "backup"
 VOLUME_TAG_PREFIX = "volume:"
+MACHINE_TAG_PREFIX = "machine:"
+# On the snapshots of the one job that adopts the legacy (job-tag-less) snapshots.
+LEGACY_CLAIM_TAG = "legacy-owner"
 RESTIC_INCOMPLETE_RC = 3
+RESTIC_LOCKED_RC = 11
+LOCK_RETRY_SECONDS = 10
 DEFAULT_SCRATCH_ROOT = "/var/tmp/runbook-ops-restore"
+FSTAB = "/etc/fstab"
+# Retention never forgets a snapshot younger than this, nor the newest FLOOR_LAST of a job.
+FLOOR_HOURS = 48
+FLOOR_LAST = 2
+# In a dump_dir: the job that owns it (two jobs emptying one directory lose each other's dumps).
+DUMP_OWNER_FILE = ".runbook-ops-dump-owner"
 
 _DEFAULTS = {
     "engine": "restic",
@@ -73,6 +84,7 @@ _DEFAULTS = {
     "freshness_max_age_hours": 25,
     "size_drop_percent": 50,
     "backup_timeout_seconds": 6 * 3600,
+    "lock_wait_seconds": 1800,
     "archive": {},
 }
 
@@ -155,6 +167,8 @@ def validate_config(raw):
             raise OpsError("each hook needs a name and a command")
         if not isinstance(hook["command"], (str, list)):
             raise OpsError("hook %s: command must be a string or a list" % hook["name"])
+        if not isinstance(hook.get("dump", True), bool):
+            raise OpsError("hook %s: dump must be true or false" % hook["name"])
     compose = config["compose"] or {}
     if not isinstance(compose, dict):
         raise OpsError("compose must be an object")
@@ -166,7 +180,8 @@ def validate_config(raw):
             raise OpsError("retention.%s must be a whole number >= 0" % key)
     if not _valid_subset(config["check_read_data_subset"]):
         raise OpsError("check_read_data_subset must look like '5%', '1/10' or '500M'")
-    for key in ("freshness_max_age_hours", "size_drop_percent", "backup_timeout_seconds"):
+    for key in ("freshness_max_age_hours", "size_drop_percent", "backup_timeout_seconds",
+                "lock_wait_seconds"):
         if not isinstance(config[key], (int, float)) or config[key] <= 0:
             raise OpsError("%s must be a positive number" % key)
     if archive["compression"] not in ("zstd", "gzip"):
@@ -230,6 +245,26 @@ def _restic(config, *args, timeout=None):
     return run_command(restic_argv(config, *args), env=restic_env(config), timeout=timeout)
 
 
+def is_lock_failure(result):
+    """Whether restic failed because another process holds the repository lock (restic
+    0.14-0.16 exit 1 with "repository is already locked", 0.17+ exit 11)."""
+    text = (result.stderr or "") + (result.stdout or "")
+    return not result.ok and not result.timed_out and (
+        result.rc == RESTIC_LOCKED_RC or "repository is already locked" in text
+        or "unable to create lock" in text)
+
+
+def _restic_locked(config, *args, timeout=None, sleep=time.sleep):
+    """``_restic``, tried again while another process holds the repository lock, for at
+    most ``lock_wait_seconds`` (then the lock failure is the result)."""
+    deadline = time.monotonic() + config["lock_wait_seconds"]
+    while True:
+        result = _restic(config, *args, timeout=timeout)
+        if not is_lock_failure(result) or time.monotonic() >= deadline:
+            return result
+        sleep(max(0.0, min(LOCK_RETRY_SECONDS, deadline - time.monotonic())))
+
+
 def _require_password_file(config):
     path = config["password_file"]
     if not os.path.isfile(path):
@@ -244,22 +279,86 @@ def _fail_text(result):
     return " | ".join(lines[-3:]) if lines else "exit status %d" % result.rc
 
 
-def ensure_repository(config, dry_run=False):
-    """Initialise the repository when it does not exist; return ``'exists'``/``'created'``."""
-    probe = _restic(config, "cat", "config", timeout=300)
+def repository_id(config):
+    """The repository's id (``restic cat config``); ``None`` when there is no repository
+    at the location. Raises ``OpsError`` when it cannot be opened for another reason."""
+    probe = _restic_locked(config, "cat", "config", timeout=300)
     if probe.ok:
-        return "exists"
+        try:
+            return json.loads(probe.stdout)["id"]
+        except (ValueError, KeyError, TypeError):
+            raise OpsError("restic cat config did not return the repository config")
+    if is_lock_failure(probe):
+        raise OpsError("the restic repository stayed locked by another process for %s s "
+                       "(lock_wait_seconds): %s; nothing was done"
+                       % (config["lock_wait_seconds"], _fail_text(probe)))
     text = probe.stderr or ""
     if "Is there a repository" not in text and "does not exist" not in text \
             and "no such file" not in text.lower():
         raise OpsError("cannot open the restic repository: %s; check backup_repository, "
                        "the password and the credentials" % _fail_text(probe))
+    return None
+
+
+def ensure_repository(config, dry_run=False):
+    """Initialise the repository when it does not exist (provisioning only, never a
+    backup run); return ``'exists'``/``'created'``/``'would-create'``."""
+    if repository_id(config) is not None:
+        return "exists"
     if dry_run:
         return "would-create"
     init = _restic(config, "init", timeout=300)
     if not init.ok:
         raise OpsError("restic init failed: %s" % _fail_text(init))
     return "created"
+
+
+def repository_record(state_dir, job):
+    """Where the id of job ``job``'s repository is recorded."""
+    return os.path.join(state_dir, "backup", job + ".repository.json")
+
+
+def check_repository(config, state_dir=None, record=True):
+    """The repository as a backup run needs it: existing (a run never initialises one: an
+    unmounted disk would get a new, empty repository), and, with ``state_dir``, the same
+    one as recorded there for this location before (recorded on first sight, and again
+    when backup_repository is changed on purpose). Returns the id."""
+    found = repository_id(config)
+    if found is None:
+        raise OpsError("no restic repository at backup_repository (is its disk mounted? is "
+                       "the location right?); a backup run never creates one: run "
+                       "`runbook-ops backup init --config FILE` (the backup role does) once")
+    if not state_dir:
+        return found
+    from .hostkey import fingerprint, host_key
+    location = fingerprint(host_key(state_dir, create=record)[0], config["repository"])
+    path = repository_record(state_dir, config["job"])
+    try:
+        with open(path, encoding="utf-8") as handle:
+            known = json.load(handle)
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict) or known.get("location") != location:
+        known = {}
+    if known.get("id") and known["id"] != found:
+        raise OpsError("the repository at backup_repository is another one than this job "
+                       "backed up to (id %s, recorded in %s, now %s): a disk swapped or not "
+                       "mounted, or a new repository; nothing was backed up. If the change is "
+                       "intended, delete %s" % (known["id"][:8], path, found[:8], path))
+    if not known and record:
+        record_repository(path, {"location": location, "id": found})
+    return found
+
+
+def record_repository(path, content):
+    """Write the repository record (best effort: a full disk only means the next run
+    records it)."""
+    from .state import write_json_atomic
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_json_atomic(path, content)
+    except OSError:
+        pass
 
 
 _RESTIC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -322,6 +421,32 @@ def parse_snapshots(stdout):
     return snapshots
 
 
+def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
+    """``machine:<keyed fingerprint of the machine id>``: tells two hosts apart that share a
+    host label and a repository (keyed: the machine id is never in the repository).
+    ``None`` when the machine id cannot be read."""
+    from .hostkey import fingerprint, host_key, key_path, read_key
+    try:
+        with open(machine_id_file, encoding="utf-8") as handle:
+            machine_id = handle.read().strip()
+    except OSError:
+        return None
+    if not machine_id:
+        return None
+    key, _warnings = host_key(state_dir)
+    try:
+        kept = read_key(key_path(state_dir), may_change=False)[0]
+    except (OSError, OpsError):
+        kept = None
+    if kept != key:
+        return None  # a throw-away key (state dir read-only): a tag no later run would know
+    return MACHINE_TAG_PREFIX + fingerprint(key, "machine-id:" + machine_id)
+
+
+def _machine_of(snapshot):
+    return next((tag for tag in snapshot["tags"] if tag.startswith(MACHINE_TAG_PREFIX)), None)
+
+
 def job_tag(config):
     """``job:NAME``: the tag that tells this job's snapshots from other jobs'."""
     return JOB_TAG_PREFIX + config["job"]
@@ -337,19 +462,55 @@ def belongs_to_job(snapshot, config):
     return config["legacy_snapshots"] and not any(tag.startswith(JOB_TAG_PREFIX) for tag in tags)
 
 
-def job_snapshots(snapshots, config):
-    """The snapshots of ``snapshots`` (parsed) this host's job owns, oldest first."""
-    return [snap for snap in snapshots
-            if snap["hostname"] == config["host_label"] and belongs_to_job(snap, config)]
+def job_snapshots(snapshots, config, other_machines=False):
+    """The snapshots of ``snapshots`` (parsed) this host's job owns, oldest first: its host
+    label, its job, and no other machine's tag (``machine_tag``; snapshots from before
+    machine tags count as this machine's). ``other_machines``: those with another
+    machine's tag instead (a host label two hosts share)."""
+    mine = config.get("machine_tag")
+    found = []
+    for snap in snapshots:
+        if snap["hostname"] != config["host_label"] or not belongs_to_job(snap, config):
+            continue
+        machine = _machine_of(snap)
+        foreign = bool(mine and machine and machine != mine)
+        if foreign == other_machines:
+            found.append(snap)
+    return found
 
 
-def list_snapshots(config):
-    """This host's snapshots of this job, oldest first (``job_snapshots``)."""
+def _refuse_double_legacy_claim(snapshots, config):
+    """Two jobs of one host that both adopt the legacy (untagged) snapshots would both
+    apply retention to them: refuse until one sets legacy_snapshots false."""
+    if not config["legacy_snapshots"]:
+        return
+    others = sorted({tag for snap in snapshots if LEGACY_CLAIM_TAG in snap["tags"]
+                     and snap["hostname"] == config["host_label"]
+                     for tag in snap["tags"] if tag.startswith(JOB_TAG_PREFIX)} - {job_tag(config)})
+    if others:
+        raise OpsError("job %s and job %s both adopt the snapshots made before job tags "
+                       "(legacy_snapshots); set backup_legacy_snapshots false for all but one; "
+                       "nothing was done" % (config["job"], others[0][len(JOB_TAG_PREFIX):]))
+
+
+def _list_host_snapshots(config):
     result = _restic(config, "snapshots", "--json", "--host", config["host_label"],
                      "--tag", SNAPSHOT_TAG, timeout=600)
     if not result.ok:
         raise OpsError("restic snapshots failed: %s" % _fail_text(result))
-    return job_snapshots(parse_snapshots(result.stdout), config)
+    snapshots = parse_snapshots(result.stdout)
+    _refuse_double_legacy_claim(snapshots, config)
+    return snapshots
+
+
+def list_snapshots(config):
+    """This host's snapshots of this job, oldest first (``job_snapshots``)."""
+    return job_snapshots(_list_host_snapshots(config), config)
+
+
+def other_machines_snapshots(config):
+    """This job's snapshots under this host label made by another machine (a collision)."""
+    return job_snapshots(_list_host_snapshots(config), config, other_machines=True)
 
 
 def snapshot_size(config, snapshot_id):
@@ -405,7 +566,7 @@ def compose_files(config):
     return found
 
 
-def plan_sources(config, mountpoint_of=volume_mountpoint):
+def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
     """What a backup reads: ``{"paths": [...], "tags": [...], "volumes": {name: dir}}``.
 
     Missing paths raise ``OpsError``: restic 0.14 only warns about them and would
@@ -422,8 +583,17 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
     if missing:
         raise OpsError("backup source(s) missing: %s; fix backup_paths or create them"
                        % ", ".join(missing))
+    unmounted = unmounted_sources(paths, fstab)
+    if unmounted:
+        raise OpsError("the filesystem of backup source %s is not mounted (%s is a mount point "
+                       "in %s): the backup would hold an empty directory; mount it first"
+                       % (unmounted[0][0], unmounted[0][1], fstab))
     volumes = {}
     tags = [SNAPSHOT_TAG, job_tag(config)]
+    if config.get("machine_tag"):
+        tags.append(config["machine_tag"])
+    if config["legacy_snapshots"]:
+        tags.append(LEGACY_CLAIM_TAG)
     for name in config["volumes"]:
         mountpoint = mountpoint_of(name)
         volumes[name] = mountpoint
@@ -438,18 +608,52 @@ def plan_sources(config, mountpoint_of=volume_mountpoint):
     return {"paths": paths, "tags": tags, "volumes": volumes}
 
 
+def fstab_mount_points(fstab=FSTAB):
+    """The mount points ``fstab`` lists (not swap, not ``/``); empty when unreadable."""
+    points = []
+    try:
+        with open(fstab, encoding="utf-8", errors="surrogateescape") as handle:
+            for line in handle:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
+                        and fields[2] != "swap":
+                    points.append(os.path.normpath(restore_plan.unescape_mount(fields[1])))
+    except OSError:
+        pass
+    return points
+
+
+def unmounted_sources(paths, fstab=FSTAB, mounts=None):
+    """``[(path, mount point)]`` for each of ``paths`` at or below a mount point of
+    ``fstab`` that is not mounted now (its disk missing: the directory below is empty)."""
+    mounts = restore_plan.mount_points() if mounts is None else mounts
+    missing = [point for point in fstab_mount_points(fstab) if point not in mounts]
+    found = []
+    for path in paths:
+        real = os.path.realpath(path)
+        for point in missing:
+            if real == point or real.startswith(point + "/"):
+                found.append((path, point))
+                break
+    return found
+
+
 def run_hooks(config, dry_run=False):
     """Run the pre-backup hooks in order; return a result per hook.
 
     A string command runs under ``bash -o pipefail -c`` (so ``pg_dump | gzip > f``
     fails when pg_dump fails) in the hook's ``cwd``. The first failure raises
-    ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is emptied
-    first so yesterday's dump is never mistaken for today's.
+    ``OpsError``: a backup without its dump is not a backup. ``dump_dir`` is the job's
+    own (``claim_dump_dir``) and is emptied first so yesterday's dump is never mistaken
+    for today's; dump hooks (all but ``dump: false``) that leave no dump, or an empty
+    file, fail the job (``check_dumps``).
     """
     results = []
     if config["dump_dir"] and config["hooks"] and not dry_run:
-        os.makedirs(config["dump_dir"], mode=0o700, exist_ok=True)
+        claim_dump_dir(config)
         for entry in os.listdir(config["dump_dir"]):
+            if entry == DUMP_OWNER_FILE:
+                continue
             target = os.path.join(config["dump_dir"], entry)
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
@@ -470,7 +674,89 @@ def run_hooks(config, dry_run=False):
         if not result.ok:
             raise OpsError("backup hook %s failed (%s); the backup was not made"
                            % (hook["name"], _fail_text(result)), hooks=results)
+    if config["dump_dir"] and not dry_run and any(
+            hook.get("dump", True) for hook in config["hooks"]):
+        check_dumps(config["dump_dir"], results)
     return results
+
+
+def _dump_owner(directory):
+    try:
+        with open(os.path.join(directory, DUMP_OWNER_FILE), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def claim_dump_dir(config):
+    """Make ``dump_dir`` this job's, or refuse before anything in it is deleted: another
+    job owns it, a directory above it or one below it (emptying one job's dump dir must
+    never delete another job's dump)."""
+    directory = os.path.abspath(config["dump_dir"])
+    job = config["job"]
+    problem = None
+    parent = os.path.dirname(directory)
+    while not problem and parent != os.path.dirname(parent):
+        owner = _dump_owner(parent)
+        if owner and owner != job:
+            problem = "%s, above it, is the dump_dir of job %s" % (parent, owner)
+        parent = os.path.dirname(parent)
+    owner = _dump_owner(directory)
+    if owner and owner != job:
+        problem = "it is the dump_dir of job %s" % owner
+    if not problem and os.path.isdir(directory):
+        for current, dirs, files in os.walk(directory):
+            owner = _dump_owner(current) if DUMP_OWNER_FILE in files else None
+            if current != directory and owner and owner != job:
+                problem = "%s, below it, is the dump_dir of job %s" % (current, owner)
+                break
+    mounted = sorted(point for point in restore_plan.mount_points()
+                     if point.startswith(os.path.realpath(directory) + "/"))
+    if not problem and mounted:
+        raise OpsError("backup_dump_dir %s of job %s has a filesystem mounted below it (%s): "
+                       "emptying it would delete files on that filesystem; unmount it or pick "
+                       "another dump_dir; nothing was deleted" % (directory, job, mounted[0]))
+    if problem:
+        raise OpsError("backup_dump_dir %s of job %s is shared: %s; give every job a "
+                       "dump_dir of its own (the default is per job); nothing was deleted "
+                       "or backed up" % (directory, job, problem))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    if owner != job:
+        try:
+            fd = os.open(os.path.join(directory, DUMP_OWNER_FILE),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            fd = None  # another job claimed it this very moment: judged below
+        if fd is not None:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(job + "\n")
+        deadline = time.monotonic() + 5
+        while not _dump_owner(directory) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the other claimant is writing its name
+        if _dump_owner(directory) != job:
+            raise OpsError("backup_dump_dir %s of job %s is shared: job %s claimed it; give "
+                           "every job a dump_dir of its own; nothing was deleted or backed up"
+                           % (directory, job, _dump_owner(directory)))
+
+
+def check_dumps(directory, hooks):
+    """Fail the job when the hooks left no dump in ``directory`` or an empty file (a
+    dump that wrote nothing is a failed dump, never a backup)."""
+    found, empty = 0, []
+    for current, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(current, name)
+            if name == DUMP_OWNER_FILE and current == directory:
+                continue
+            found += 1
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                empty.append(path)
+    if not found:
+        raise OpsError("the backup hooks wrote no dump into %s (RUNBOOK_OPS_DUMP_DIR); the "
+                       "backup was not made" % directory, hooks=hooks)
+    if empty:
+        raise OpsError("the backup hooks wrote an empty dump (%s); the backup was not made"
+                       % ", ".join(empty[:5]), hooks=hooks)
 
 
 # --------------------------------------------------------------------------- backup
@@ -480,7 +766,7 @@ def backup_argv(config, sources, when=None):
     argv = ["backup", "--json", "--host", config["host_label"]]
     for tag in sources["tags"]:
         argv += ["--tag", tag]
-    for pattern in config["excludes"]:
+    for pattern in list(config["excludes"]) + [restore_plan.QUARANTINE_DIR]:
         argv += ["--exclude", pattern]
     if when:
         argv += ["--time", when]
@@ -514,12 +800,16 @@ def forget_argv(snapshot_ids):
 _VERSIONS = {}
 
 
-def restic_keeps_oldest(config):
-    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
+def _restic_version_text(config):
     binary = config["restic_bin"]
     if binary not in _VERSIONS:
         _VERSIONS[binary] = run_command([binary, "version"], timeout=60).stdout
-    return keeps_oldest(_VERSIONS[binary])
+    return _VERSIONS[binary]
+
+
+def restic_keeps_oldest(config):
+    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
+    return keeps_oldest(_restic_version_text(config))
 
 
 def size_drop(previous_bytes, current_bytes, drop_percent):
@@ -533,7 +823,8 @@ def size_drop(previous_bytes, current_bytes, drop_percent):
             "drop_percent": round(100.0 * (previous_bytes - current_bytes) / previous_bytes, 1)}
 
 
-def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint):
+def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint,
+               state_dir=None):
     """Hooks, backup, size comparison, retention. Return a result dict.
 
     ``result["ok"]`` is False when the backup failed; then nothing was pruned.
@@ -545,7 +836,10 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     sources = plan_sources(config, mountpoint_of=mountpoint_of)
     result = {"engine": "restic", "ok": False, "paths": sources["paths"],
               "tags": sources["tags"], "dry_run": dry_run}
-    result["repository"] = ensure_repository(config, dry_run=dry_run)
+    result["repository"] = "exists"
+    result["repository_id"] = check_repository(config, state_dir, record=not dry_run)[:8]
+    if config["legacy_snapshots"]:
+        _list_host_snapshots(config)  # refuses a second job adopting them, before the hooks
     result["hooks"] = run_hooks(config, dry_run=dry_run)
     if dry_run:
         result["ok"] = True
@@ -553,8 +847,8 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                           restic_argv(config, *forget_argv(["<ids the retention plan picks>"]))]
         return result
     _restic(config, "unlock", timeout=300)
-    backup = _restic(config, *backup_argv(config, sources, when),
-                     timeout=config["backup_timeout_seconds"])
+    backup = _restic_locked(config, *backup_argv(config, sources, when),
+                            timeout=config["backup_timeout_seconds"])
     summary = parse_backup_summary(backup.stdout)
     result["summary"] = summary
     result["seconds"] = round(backup.seconds, 1)
@@ -566,38 +860,70 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
         return result
     result["ok"] = True
     result["snapshot_id"] = summary.get("snapshot_id", "")
-    snapshots = list_snapshots(config)
+    host_snapshots = _list_host_snapshots(config)
+    snapshots = job_snapshots(host_snapshots, config)
+    result["other_machines"] = len(job_snapshots(host_snapshots, config, other_machines=True))
     result["size_drop"] = None
-    if len(snapshots) >= 2 and result["snapshot_id"]:
-        newest = [s for s in snapshots if s["id"].startswith(result["snapshot_id"])]
-        others = [s for s in snapshots if not s["id"].startswith(result["snapshot_id"])]
-        if newest and others:
-            current = snapshot_size(config, newest[0]["id"])
-            previous = snapshot_size(config, others[-1]["id"])
-            result["size_bytes"] = current
-            result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
-    result["forget"] = run_forget(config, snapshots)
+    newest = select_snapshot(snapshots, result["snapshot_id"]) if result["snapshot_id"] else None
+    if newest is None:
+        result["forget"] = {"skipped": "the new snapshot %s is not among the job's snapshots; "
+                                       "nothing was forgotten" % (result["snapshot_id"] or "?")}
+        return result
+    others = [snap for snap in snapshots if snap["id"] != newest["id"]]
+    if others:
+        current = snapshot_size(config, newest["id"])
+        previous = snapshot_size(config, others[-1]["id"])
+        result["size_bytes"] = current
+        result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
+    if result["size_drop"]:
+        result["forget"] = {"skipped": "the new snapshot is %.0f%% smaller than the previous "
+                                       "one; nothing was forgotten"
+                                       % result["size_drop"]["drop_percent"]}
+        return result
+    try:
+        result["forget"] = run_forget(config, snapshots, current_bytes=result.get("size_bytes"))
+    except OpsError as exc:
+        result["forget"] = {"error": exc.message}
+    if result["forget"].get("larger"):
+        result["size_drop"] = result["forget"]["larger"]
     return result
 
 
-def run_forget(config, snapshots=None):
+def retention_floor(now=None):
+    """What retention never forgets, whatever the policy: snapshots younger than
+    ``FLOOR_HOURS`` and the newest ``FLOOR_LAST`` of the job."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return {"newer_than": now - datetime.timedelta(hours=FLOOR_HOURS), "last": FLOOR_LAST}
+
+
+def run_forget(config, snapshots=None, now=None, current_bytes=None):
     """Apply retention to this job's snapshots only. Call only after a successful backup.
 
     The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
-    version) over ``snapshots`` (default: ``list_snapshots``) and passed to
-    ``restic forget --prune`` by id, so a snapshot of another job, host or tool is never in
-    reach. Returns ``{"kept", "removed"}``.
+    version, and ``retention_floor``) over ``snapshots`` (default: ``list_snapshots``)
+    and passed to ``restic forget --prune`` by id, so a snapshot of another job, host or
+    tool is never in reach. Returns ``{"kept", "removed"}``; raises ``OpsError`` when
+    restic fails.
     """
     if snapshots is None:
         snapshots = list_snapshots(config)
     plan = plan_retention(snapshots, retention_policy(config),
-                          keep_oldest=restic_keeps_oldest(config))
+                          keep_oldest=restic_keeps_oldest(config), floor=retention_floor(now))
     owned = {snap["id"] for snap in snapshots}
     if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
         raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
                        "nothing was forgotten")
+    if plan["remove"] and current_bytes is not None:
+        for snapshot_id in plan["remove"]:
+            drop = size_drop(snapshot_size(config, snapshot_id), current_bytes,
+                             config["size_drop_percent"])
+            if drop:  # the data went missing runs ago: this may be the last good snapshot
+                return {"skipped": "snapshot %s, due to be forgotten, is %.0f%% larger than "
+                                   "the new one; nothing was forgotten"
+                                   % (snapshot_id[:8], drop["drop_percent"]),
+                        "larger": dict(drop, compared_with=snapshot_id[:8])}
     if plan["remove"]:
-        forget = _restic(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
+        forget = _restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
         if not forget.ok:
             raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
     return {"kept": plan["keep"], "removed": plan["remove"]}
@@ -642,20 +968,34 @@ def check_freshness(config, now=None):
 
 # --------------------------------------------------------------------------- restore
 
+def select_snapshot(snapshots, snapshot_id):
+    """The one snapshot of ``snapshots`` whose id is or starts with ``snapshot_id``;
+    ``None`` when none does. Raises ``OpsError`` when the prefix is ambiguous (restic
+    refuses one too): an in-place restore of whichever came first is not a choice."""
+    found = [snap for snap in snapshots if snap["id"].startswith(snapshot_id or "\0")]
+    if len(found) > 1:
+        raise OpsError("snapshot id %s is ambiguous: %s start with it; give more of the id"
+                       % (snapshot_id, ", ".join(snap["short_id"] for snap in found[:5])))
+    return found[0] if found else None
+
+
 def resolve_snapshot(config, snapshot="latest"):
-    """This job's snapshot ``snapshot`` (an id, a short id, or ``latest``) as a dict."""
+    """This job's snapshot ``snapshot`` (an id, a unique id prefix, or ``latest``) as a
+    dict; its full ``id`` is what every later step uses."""
     snapshots = list_snapshots(config)
     if not snapshots:
         raise OpsError("no snapshots of job %s for host %s in the repository; run a backup first"
                        % (config["job"], config["host_label"]))
     if snapshot in (None, "", "latest"):
         return snapshots[-1]
-    for snap in snapshots:
-        if snap["id"].startswith(snapshot):
-            return snap
-    raise OpsError("snapshot %s is not one of job %s on host %s; list them with "
-                   "`runbook-ops backup snapshots --config FILE`"
-                   % (snapshot, config["job"], config["host_label"]))
+    if not re.match(r"^[0-9a-f]+$", snapshot):
+        raise OpsError("snapshot %r is not a snapshot id (hex digits) or 'latest'" % snapshot)
+    found = select_snapshot(snapshots, snapshot)
+    if found is None:
+        raise OpsError("snapshot %s is not one of job %s on host %s; list them with "
+                       "`runbook-ops backup snapshots --config FILE`"
+                       % (snapshot, config["job"], config["host_label"]))
+    return found
 
 
 def scratch_dir(host_label, snapshot_short_id, root=DEFAULT_SCRATCH_ROOT, now=None):
@@ -709,7 +1049,8 @@ def compose_argv(config, action):
 
 
 def snapshot_nodes(config, snapshot_id):
-    """``{path: {"type", "size", "mtime_ns"}}`` of a snapshot (``restic ls --json``)."""
+    """``{path: {"type", "size", "mtime_ns", "ctime_ns", "inode", "hardlinked"?}}`` of a
+    snapshot (``restic ls --json``; ``inode`` and so ``hardlinked`` from restic 0.17)."""
     listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
     if not listing.ok:
         raise OpsError("restic ls failed: %s" % _fail_text(listing))
@@ -722,7 +1063,16 @@ def snapshot_nodes(config, snapshot_id):
         if node.get("struct_type") == "node" and node.get("path"):
             nodes[node["path"]] = {
                 "type": node.get("type", ""), "size": node.get("size", 0),
-                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None}
+                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None,
+                "ctime_ns": restic_time_ns(node["ctime"]) if node.get("ctime") else None,
+                "inode": node.get("inode")}
+    by_inode = {}
+    for node in nodes.values():  # restic 0.17+ lists inodes: names sharing one are linked
+        if node["type"] == "file" and node["inode"]:
+            by_inode.setdefault(node["inode"], []).append(node)
+    for group in by_inode.values():
+        for node in group:
+            node["hardlinked"] = len(group) > 1
     return nodes
 
 
@@ -794,7 +1144,11 @@ def run_restore(config, plan, dry_run=False):
     if dry_run:
         done.extend(step["action"] for step in plan["steps"])
         if plan["in_place"]:
-            result.update(summarize_in_place(plan_in_place(config, plan)))
+            fs_plan = plan_in_place(config, plan)
+            result.update(summarize_in_place(fs_plan))
+            check_free_space(fs_plan["space"])
+        else:
+            check_restore_target(plan["target"])
         return result
     state = {"stopped": False, "touched": False, "fs_plan": None}
     try:
@@ -820,6 +1174,7 @@ def _run_restore_step(config, plan, step, state, result):
     elif action == "move_aside":
         fs_plan = state["fs_plan"] = plan_in_place(config, plan)
         result.update(summarize_in_place(fs_plan))
+        check_free_space(fs_plan["space"])
         header = {"snapshot": plan["snapshot"], "job": config["job"],
                   "host": config["host_label"], "snapshot_time": plan["time"],
                   "restored_at": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -834,14 +1189,17 @@ def _run_restore_step(config, plan, step, state, result):
     elif action == "restore":
         target = step["target"]
         argv = ["restore", plan["snapshot"], "--target", target, "--verify"]
+        if restic_version_at_least(config, (0, 15)):
+            argv.append("--sparse")
         if target == "/":
             for pattern in state["fs_plan"]["restore_excludes"]:
                 argv += ["--exclude", pattern]
             state["touched"] = True
         else:
-            if os.path.exists(target) and os.listdir(target):
-                raise OpsError("restore target %s is not empty; pick a new directory" % target)
+            check_restore_target(target)
             os.makedirs(target, mode=0o700, exist_ok=True)
+            check_free_space([{"path": _existing_parent(target),
+                               "bytes": snapshot_size(config, plan["snapshot"])}])
         restored = _restic(config, *argv, timeout=12 * 3600)
         if not restored.ok:
             raise OpsError("restic restore failed: %s" % _fail_text(restored))
@@ -850,6 +1208,39 @@ def _run_restore_step(config, plan, step, state, result):
             result["ok"] = False
             result["error"] = ("services restarted but the health check did not pass "
                                "within %d s" % step["timeout_seconds"])
+
+
+def check_restore_target(target):
+    """Refuse a restore target that is not empty (a real run and its preview alike)."""
+    if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+        raise OpsError("restore target %s is not empty; pick a new directory" % target)
+
+
+def _existing_parent(path):
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_free_space(space):
+    """Refuse (before anything is touched) when a filesystem has less free space than
+    restic will write there (``[{"path", "bytes"}]``)."""
+    for entry in space:
+        try:
+            stats = os.statvfs(entry["path"])
+        except OSError:
+            continue
+        free = stats.f_bavail * stats.f_frsize
+        if entry["bytes"] > free:
+            raise OpsError("not enough free space for the restore on the filesystem of %s: "
+                           "it needs %d MiB, %d MiB are free; free space first"
+                           % (entry["path"], -(-entry["bytes"] // 2 ** 20), free // 2 ** 20))
+
+
+def restic_version_at_least(config, wanted):
+    """Whether this host's restic is ``wanted`` (``(major, minor)``) or newer."""
+    version = restic_version(_restic_version_text(config))
+    return version is not None and version >= wanted
 
 
 def _restore_failure(config, state, exc, done):

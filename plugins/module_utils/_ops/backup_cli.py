@@ -12,6 +12,8 @@ Actions:
   file). Exit 1 on failure (the wrapper alerts).
 - ``freshness``: alerts ``backup:<job>:freshness`` (critical) when the newest snapshot
   is older than ``freshness_max_age_hours`` or there is none, recovery when fresh again;
+  having none is a warning until the first scheduled run has had its chance
+  (``first_run_pending``);
   a separate cron job, so a dead backup job is noticed. Exit 0 once the alert was
   handled, 1 when it could not be delivered.
 - ``init``: initialise the repository when it does not exist (prints ``created`` or
@@ -29,11 +31,16 @@ results as JSON. Nothing printed contains the password or the repository locatio
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 
 from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
+from .runtime import LOCKED_JOB_ENV
+from .units import format_timestamp
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
@@ -59,6 +66,15 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=backup_command)
 
 
+class Interrupted(OpsError):
+    """SIGTERM or SIGINT arrived: raised where the action is, so its failure path runs
+    (a restore says what it left where; the run alerts and logs to syslog)."""
+
+
+def _interrupt(signum, _frame):
+    raise Interrupted("stopped by %s" % signal.Signals(signum).name)
+
+
 def backup_command(args, runtime) -> int:
     """Load the config (exit 2 when bad), then run the action."""
     config = backup.load_config(args.config)
@@ -68,15 +84,37 @@ def backup_command(args, runtime) -> int:
         emit(args, {"valid": True, "config": args.config},
              "backup config %s is valid" % args.config)
         return 0
+    if config["engine"] == "restic":
+        config["machine_tag"] = backup.machine_tag(runtime["state_dir"])
     handler = {"init": _init, "run": _run, "check": _check, "freshness": _freshness,
                "snapshots": _snapshots, "restore": _restore}[args.action]
+    previous = {signum: signal.signal(signum, _interrupt)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         return handler(args, config, runtime)
     except OpsError as exc:
         # Failed hooks, an unreachable repository, a failed restore: the job failed.
-        emit(args, dict(exc.details, ok=False, error=exc.message), None)
-        sys.stderr.write("runbook-ops: backup %s failed: %s\n" % (args.action, exc.message))
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # the failure path finishes
+        _report_failure(args, config, runtime, exc)
         return 1
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+def _report_failure(args, config, runtime, exc):
+    """Print the failure; an interrupted run or a failed restore also alerts
+    ``backup:<job>:<action>`` and goes to syslog (no cron wrapper reports them)."""
+    emit(args, dict(exc.details, ok=False, error=exc.message), None)
+    text = "runbook-ops: backup %s of job %s failed: %s" % (
+        args.action, config["job"], exc.message)
+    sys.stderr.write(text + "\n")
+    if isinstance(exc, Interrupted) or args.action == "restore":
+        import syslog
+        syslog.openlog("runbook-ops")
+        syslog.syslog(syslog.LOG_ERR, text)
+        _notify(runtime, "backup:%s:%s" % (config["job"], args.action), "critical", text[13:])
 
 
 def _init(args, config, runtime) -> int:
@@ -84,23 +122,42 @@ def _init(args, config, runtime) -> int:
         emit(args, {"repository": "n/a"}, "archive engine: no repository to initialise")
         return 0
     state = backup.ensure_repository(config, dry_run=args.dry_run)
+    if not args.dry_run:
+        backup.check_repository(config, runtime["state_dir"])  # records its id
     emit(args, {"repository": state}, "repository %s" % state)
     return 0
 
 
 def _run(args, config, runtime) -> int:
-    result = backup.run_backup(config, when=args.when, dry_run=args.dry_run)
+    lock = None
+    if not args.dry_run and os.environ.get(LOCKED_JOB_ENV) != config["job"]:
+        lock = _job_lock(config, runtime, "backup run")  # run by hand, not by the wrapper
+    try:
+        result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
+                                   state_dir=runtime["state_dir"])
+    finally:
+        if lock is not None:
+            lock.close()
     job = config["job"]
     if result.get("size_drop"):
         drop = result["size_drop"]
         text = ("backup %s: the new snapshot is %.0f%% smaller than the previous one "
-                "(%s -> %s); check that no source went missing"
+                "(%s -> %s); nothing was forgotten; check that no source went missing"
                 % (job, drop["drop_percent"], _human(drop["previous_bytes"]),
                    _human(drop["current_bytes"])))
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "warning", text)
     elif result.get("ok") and not args.dry_run:
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "ok",
                                   "backup %s: snapshot size back to normal" % job)
+    if result["ok"] and not args.dry_run:
+        result["retention_alert"] = _retention_alert(runtime, job, result.get("forget") or {})
+        if result.get("other_machines"):
+            result["host_label_alert"] = _notify(
+                runtime, "backup:%s:host-label" % job, "warning",
+                "backup %s: %d snapshots of this job under host label %s come from another "
+                "machine: two hosts share the label; each keeps to its own snapshots (machine "
+                "tag), but give each host its own label"
+                % (job, result["other_machines"], config["host_label"]))
     if result["ok"]:
         summary = result.get("summary") or {}
         forget = result.get("forget") or {}
@@ -119,6 +176,20 @@ def _run(args, config, runtime) -> int:
     sys.stderr.write("runbook-ops: backup %s FAILED: %s; nothing was pruned\n"
                      % (job, result.get("error")))
     return 1
+
+
+def _retention_alert(runtime, job, forget):
+    """Retention's own alert ``backup:<job>:retention``: a failed forget/prune is not a
+    failed backup (the snapshot was made), but old snapshots pile up until it is fixed."""
+    key = "backup:%s:retention" % job
+    if forget.get("error"):
+        sys.stderr.write("runbook-ops: backup %s: retention FAILED: %s\n" % (job, forget["error"]))
+        return _notify(runtime, key, "critical",
+                       "backup %s: the snapshot was made, but retention failed: %s; no "
+                       "snapshot was forgotten this run" % (job, forget["error"]))
+    if "removed" in forget:
+        return _notify(runtime, key, "ok", "backup %s: retention works again" % job)
+    return None
 
 
 def _check(args, config, runtime) -> int:
@@ -140,23 +211,53 @@ def _freshness(args, config, runtime) -> int:
     except OpsError as exc:
         result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
                   "max_age_hours": config["freshness_max_age_hours"]}
+    level = "ok" if result["ok"] else "critical"
     if result["ok"]:
         text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])
-        alert = _notify(runtime, key, "ok", text)
+    elif result.get("error"):
+        text = "backup %s: cannot read the backups (%s)" % (config["job"], result["error"])
+    elif result["newest"] is None:
+        pending = first_run_pending(config, runtime["state_dir"], args.config)
+        level = "warning" if pending else "critical"
+        text = "backup %s: %s for %s; %s" % (
+            config["job"], "no backup yet" if pending else "no backup exists",
+            config["host_label"], pending or "the backup job has run and made none: look "
+            "at /var/log/%s.log" % config["job"])
     else:
-        if result.get("error"):
-            text = "backup %s: cannot read the backups (%s)" % (config["job"], result["error"])
-        elif result["newest"] is None:
-            text = "backup %s: no backup exists for %s" % (config["job"], config["host_label"])
-        else:
-            text = ("backup %s: newest backup is %.1f h old (limit %s h, from %s); "
-                    "is the backup cron job running?" % (
-                        config["job"], result["age_hours"], result["max_age_hours"],
-                        result["newest"]))
-        alert = _notify(runtime, key, "critical", text)
+        text = ("backup %s: newest backup is %.1f h old (limit %s h, from %s); "
+                "is the backup cron job running?" % (
+                    config["job"], result["age_hours"], result["max_age_hours"],
+                    format_timestamp(result["newest"])))
+    result["level"] = level
+    result["detail"] = text
+    alert = _notify(runtime, key, level, text)
     result["alert"] = alert
     emit(args, result, text)
     return 1 if alert.get("error") else 0
+
+
+def first_run_pending(config, state_dir, config_path, now=None):
+    """Why having no backup is not yet a failure, or ``""`` once it is.
+
+    The first scheduled run has not had its chance while the backup job has no recorded
+    run (``<state_dir>/jobs/<job>.json``, written by ``runbook-ops run``) and its config
+    was installed (the file's modification time) less than ``freshness_max_age_hours``
+    ago. A recorded run, or a job that never ran within that time (cron not running it),
+    makes no backup a failure.
+    """
+    if os.path.exists(os.path.join(state_dir, "jobs", config["job"] + ".json")):
+        return ""
+    try:
+        installed = os.stat(config_path).st_mtime
+    except OSError:
+        return ""
+    now = time.time() if now is None else now
+    limit = config["freshness_max_age_hours"]
+    if now - installed >= limit * 3600:
+        return ""
+    return ("the job has not run since its settings were installed at %s; a backup is due "
+            "within %s h of that (freshness_max_age_hours), later this is critical"
+            % (format_timestamp(installed), "%g" % limit))
 
 
 def _snapshots(args, config, runtime) -> int:
@@ -180,7 +281,35 @@ def _restore(args, config, runtime) -> int:
                        "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
-    snapshot = backup.resolve_snapshot(config, args.snapshot)
+    lock = (_job_lock(config, runtime, "backup restore --in-place")
+            if args.in_place and not args.dry_run else None)
+    try:
+        return _restore_locked(args, config)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _job_lock(config, runtime, what):
+    """The job's lock (the one `runbook-ops run --job JOB` takes for `backup run`): no
+    backup, and so no retention, runs during an in-place restore, nor a restore or a
+    second backup during a backup. Returns the held ``JobLock``; refuses when it is held."""
+    from .jobs import JobLock, boot_seconds, lock_note
+    lock = JobLock(runtime, config["job"], runtime["state_dir"])
+    held = lock.acquire(0)
+    if held is not None:
+        holder, path, _fd = held
+        lock.close()
+        raise OpsError("job %s is busy (pid %s holds %s%s); %s did not start and nothing was "
+                       "changed: run it again when that has finished"
+                       % (config["job"], holder.get("pid", "unknown"), path,
+                          (", " + holder["what"]) if holder.get("what") else "", what))
+    lock.write_note(dict(lock_note(time.time(), boot_seconds(), None), what=what))
+    return lock
+
+
+def _restore_locked(args, config):
+    snapshot = backup.resolve_snapshot(config, args.snapshot)  # once: its id from here on
     target = args.target or backup.scratch_dir(config["host_label"], snapshot["short_id"])
     plan = backup.plan_restore(config, snapshot, target=target, in_place=args.in_place)
     result = backup.run_restore(config, plan, dry_run=args.dry_run)

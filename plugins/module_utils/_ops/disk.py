@@ -153,7 +153,7 @@ def find_mount(path, mounts, dev=None):
     return best
 
 
-def _ceil_percent(part, whole):
+def ceil_percent(part, whole):
     """``ceil(part * 100 / whole)`` in integers, as df computes Use% (None for 0/0)."""
     if whole <= 0:
         return None
@@ -190,11 +190,11 @@ def filesystem_usage(path, mounts=None):
         "total_bytes": vfs.f_blocks * frsize,
         "used_bytes": used_blocks * frsize,
         "free_bytes": vfs.f_bavail * frsize,
-        "used_percent": _ceil_percent(used_blocks, used_blocks + vfs.f_bavail) or 0,
+        "used_percent": ceil_percent(used_blocks, used_blocks + vfs.f_bavail) or 0,
         "inodes_total": vfs.f_files,
         "inodes_used": inodes_used,
         "inodes_free": vfs.f_ffree,
-        "inodes_used_percent": _ceil_percent(inodes_used, vfs.f_files) if vfs.f_files else None,
+        "inodes_used_percent": ceil_percent(inodes_used, vfs.f_files) if vfs.f_files else None,
     }
 
 

@@ -54,12 +54,15 @@ engine's and the plan's figures.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
 from datetime import datetime, timezone
 
+from .disk import ceil_percent
 from .errors import OpsError
+from .state import read_json, write_json_atomic
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
 IMAGE_MODES = ("none", "dangling", "unused")
@@ -69,45 +72,67 @@ DEFAULT_OPTIONS = {
     "images": "unused",
     "until": "168h",
     "containers": False,
+    "containers_until": "168h",
     "volumes": "none",
     "networks": False,
     "keep_label": "runbook.ops.keep",
     "target_percent": None,
     "docker_host": None,
+    "state_dir": None,
 }
+# Stopped containers stay at least this long after they stopped, whatever
+# ``containers_until`` says: one that exited 0 (or never started) for an hour, one that
+# crashed (exit code not 0, killed for memory, or dead) for a day, so a database that
+# died in the night is still there in the morning, with its volumes.
+CONTAINER_MIN_AGE = 3600
+CRASHED_CONTAINER_MIN_AGE = 86400
+# Ages are measured by the engine's clock when it differs from this host's by more.
+CLOCK_TOLERANCE = 5.0
 ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 STOPPED_STATES = ("created", "exited", "dead")
 BUILTIN_NETWORKS = ("bridge", "host", "none")
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-                   "h": 3600.0}
+_DURATION_NS = {"ns": 1, "us": 10 ** 3, "\u00b5s": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9,
+                "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
+GO_DURATION_MAX_NS = 2 ** 63 - 1
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|ms|s|m|h)")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- options -----------------------------------------------------------------------
 
-def parse_duration(text) -> float:
+def parse_duration(text, name="until") -> float:
     """Seconds in a Go duration string (``168h``, ``1h30m``, ``90s``, ``0``).
 
-    Raises ``OpsError`` for anything else (Docker's ``until`` takes the same syntax).
+    ``name`` is the option the value came from (for the message). Raises ``OpsError`` for
+    anything Go's ``time.ParseDuration`` (the engine's ``until`` filter) would refuse
+    here: other syntax, a sign, or more than Go's range (2562047h47m16.854775807s, the
+    int64 nanoseconds the engine parses into).
     """
+    from fractions import Fraction
+
     value = str(text).strip()
     if value == "0":
         return 0.0
-    pos, total = 0, 0.0
+    pos, nanoseconds = 0, Fraction(0)
     while pos < len(value):
         match = _DURATION_PART.match(value, pos)
         if not match:
             break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        nanoseconds += Fraction(match.group(1)) * _DURATION_NS[match.group(2)]
         pos = match.end()
     if not value or pos != len(value):
-        raise OpsError("until: %r is not a duration; use a Go duration such as 168h, 24h, "
-                       "90m or 0s" % (text,))
-    return total
+        days = re.match(r"^(\d+)d$", value)
+        hint = "; no days in Go: %sd is %dh" % (days.group(1), 24 * int(days.group(1))) if days else ""
+        raise OpsError("%s: %r is not a duration; use a Go duration, numbers with a unit h, "
+                       "m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s)%s" % (name, text, hint))
+    if int(nanoseconds) > GO_DURATION_MAX_NS:
+        raise OpsError("%s: %r is longer than Docker accepts (Go durations end at "
+                       "2562047h47m16s, about 292 years); use a shorter one such as 168h"
+                       % (name, text))
+    return float(nanoseconds / 10 ** 9)
 
 
 def normalize_options(options) -> dict:
@@ -129,6 +154,8 @@ def normalize_options(options) -> dict:
         raise OpsError("volumes: %r is not one of %s"
                        % (opts["volumes"], ", ".join(VOLUME_MODES)))
     opts["until_seconds"] = parse_duration(opts["until"])
+    opts["containers_until_seconds"] = parse_duration(opts["containers_until"],
+                                                      "containers_until")
     if not isinstance(opts["keep_label"], str) or not opts["keep_label"].strip():
         raise OpsError("keep_label: must be a non-empty label key such as runbook.ops.keep")
     if opts["target_percent"] is not None:
@@ -140,6 +167,10 @@ def normalize_options(options) -> dict:
             raise OpsError("target_percent: %r is not a percentage between 0 and 100 "
                            "(exclusive)" % (opts["target_percent"],))
         opts["target_percent"] = target
+    if opts["state_dir"] is not None and not (isinstance(opts["state_dir"], str)
+                                              and opts["state_dir"].startswith("/")):
+        raise OpsError("state_dir: %r is not an absolute path; use the runtime's state "
+                       "directory such as /var/lib/runbook-ops" % (opts["state_dir"],))
     return opts
 
 
@@ -230,7 +261,9 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     engine whose data root cannot be measured from here: a real run on a local engine
     measures what each step frees instead). Keys:
 
-    ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``); ``data_root_local``
+    ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``, ``ID``, ``SystemTime``);
+    ``clock_offset`` (the engine's clock minus this host's, in seconds, at ``/info``);
+    ``data_root_local``
     (the data root when it is measurable here, else ``None``); ``sized``; ``df`` shaped
     like ``/system/df``: ``Containers`` (``/containers/json?all=1``, always), ``Images``
     and ``LayersSize`` (images step; ``/system/df?type=image`` on API 1.42+, else
@@ -246,6 +279,8 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
     """
     info = api.info()
+    engine_time = _timestamp(info.get("SystemTime"))
+    clock_offset = engine_time - time.time() if engine_time is not None else 0.0
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
     typed = api_at_least(api.api_version, TYPED_DF_API)
@@ -272,7 +307,9 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     state = {
         "info": {"DockerRootDir": info.get("DockerRootDir"),
                  "ServerVersion": info.get("ServerVersion"),
-                 "ApiVersion": api.api_version},
+                 "ApiVersion": api.api_version, "ID": info.get("ID"),
+                 "SystemTime": info.get("SystemTime")},
+        "clock_offset": clock_offset,
         "data_root_local": root,
         "sized": sized,
         "df": df,
@@ -292,14 +329,17 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     if options["containers"]:
         state["container_details"] = inspect_stopped(api, df["Containers"],
                                                      options["keep_label"], sized)
+        state["volumes_from"] = volumes_from_references(api, df["Containers"],
+                                                        state["container_details"])
     if options["networks"]:
         state["networks"] = api.networks()
     return state
 
 
 def inspect_stopped(api, containers, keep_label, sized):
-    """``{id: {"Created", "State", "SizeRw"}}`` of the stopped containers without
-    ``keep_label`` (``size=1`` only when ``sized``); a container gone meanwhile is left out."""
+    """``{id: {"Created", "State", "SizeRw", "VolumesFrom"}}`` of the stopped containers
+    without ``keep_label`` (``size=1`` only when ``sized``); a container gone meanwhile is
+    left out."""
     import docker
 
     details = {}
@@ -314,9 +354,48 @@ def inspect_stopped(api, containers, keep_label, sized):
         state = data.get("State") or {}
         details[ctr["Id"]] = {
             "Created": data.get("Created"), "SizeRw": data.get("SizeRw"),
+            "VolumesFrom": (data.get("HostConfig") or {}).get("VolumesFrom") or [],
             "State": dict((key, state.get(key)) for key in (
                 "Status", "ExitCode", "OOMKilled", "StartedAt", "FinishedAt"))}
     return details
+
+
+def volumes_from_references(api, containers, details=None) -> dict:
+    """``{container id: [reference, ...]}``: every container's ``HostConfig.VolumesFrom``
+    (``name[:ro|rw]`` or an ID, as given to ``--volumes-from``), from ``details`` where
+    ``inspect_stopped`` read it, else from an inspect; a container gone meanwhile has none.
+    The list endpoint does not carry it, so running containers are inspected too."""
+    import docker
+
+    refs = {}
+    for ctr in containers:
+        known = (details or {}).get(ctr["Id"])
+        if known is not None and "VolumesFrom" in known:
+            refs[ctr["Id"]] = list(known["VolumesFrom"])
+            continue
+        try:
+            data = api.inspect_container(ctr["Id"])
+        except docker.errors.NotFound:
+            continue
+        refs[ctr["Id"]] = list((data.get("HostConfig") or {}).get("VolumesFrom") or [])
+    return refs
+
+
+def volumes_from_users(ctr, containers, refs) -> list:
+    """Names of the other containers whose ``--volumes-from`` names ``ctr``: by its name
+    (with or without the leading ``/``) or by its ID or an ID prefix, as the engine
+    resolves them (erring towards a match: a kept container costs only disk)."""
+    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
+    users = []
+    for other in containers:
+        if other["Id"] == ctr["Id"]:
+            continue
+        for ref in refs.get(other["Id"]) or []:
+            target = str(ref).split(":", 1)[0].strip()
+            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
+                users.append(_container_name(other))
+                break
+    return sorted(users)
 
 
 def share_among_listed(images, image_layers):
@@ -387,12 +466,26 @@ def _timestamp(value):
     return seconds
 
 
+def _latest_time(value):
+    """The latest instant a timestamp may stand for: an int (``/images/json``'s
+    ``Created``) or an RFC 3339 time without a fraction (a volume's ``CreatedAt``) is
+    truncated to the second, so the thing may be up to a second younger."""
+    stamp = _timestamp(value)
+    if stamp is None:
+        return None
+    whole = isinstance(value, (int, float)) or "." not in str(value).rsplit("T", 1)[-1]
+    return stamp + 1.0 if whole else stamp
+
+
 def _old_enough(created, cutoff):
-    """True when ``created`` is before ``cutoff`` (no cutoff: always; unknown age: never)."""
+    """True when ``created`` is at or before ``cutoff`` (no cutoff: always; unknown age:
+    never), as the engine's ``until`` filter reads it (it keeps what is *after* the
+    cutoff); a time truncated to the second counts as the latest it may be, so the plan
+    never takes what the engine would keep."""
     if cutoff is None:
         return True
-    stamp = _timestamp(created)
-    return stamp is not None and stamp < cutoff
+    stamp = _latest_time(created)
+    return stamp is not None and stamp <= cutoff
 
 
 def _has_label(labels, key):
@@ -459,33 +552,45 @@ def estimate_image_bytes(images, removed_ids, image_layers):
     return total
 
 
+def engine_clock_offset(state) -> float:
+    """Seconds to add to this host's clock to read the engine's: its ``clock_offset`` at
+    the inventory when the two differ by more than ``CLOCK_TOLERANCE``, else 0."""
+    offset = float((state or {}).get("clock_offset") or 0.0)
+    return offset if abs(offset) > CLOCK_TOLERANCE else 0.0
+
+
 def plan_cleanup_steps(state, options, now=None) -> dict:
     """Decide every removal from ``collect_state`` data; touches nothing.
 
     ``options`` as returned by ``normalize_options``; ``now`` in unix seconds (default:
-    the current time). Returns ``{"steps": [...], "estimated_bytes": N}``; each step is
+    the current time by the engine's clock, see ``engine_clock_offset``). Returns
+    ``{"steps": [...], "estimated_bytes": N, "clock_offset": S}``; each step is
     ``{"name", "enabled", "planned": [{"id", "name", "size_bytes", ...}], "kept":
     [{"kind", "id", "name", "reason"}], "estimated_bytes"}`` in execution order
     (``size_bytes`` is ``None`` where the inventory did not size the item). Later steps
     see earlier ones done: an image used only by a container the containers step removes
     is unused by then. Volumes are the exception: one that a container removed in this
-    run references stays for this run (``kept``), so a container and its data never go
-    together.
+    run references stays for this run (``kept``), and one whose container an earlier run
+    removed (``state["removed_volumes"]``) stays for ``containers_until`` (at least
+    ``CONTAINER_MIN_AGE``) after that, so a container and its data never go together.
     """
-    now = time.time() if now is None else now
+    offset = engine_clock_offset(state)
+    now = time.time() + offset if now is None else now
     until = options["until_seconds"]
     cutoff = now - until if until > 0 else None
     df = state["df"]
     containers = df.get("Containers") or []
     steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
-    steps.append(_plan_containers(containers, state.get("container_details"), options,
-                                  cutoff, now))
+    steps.append(_plan_containers(containers, state.get("container_details"), options, now,
+                                  state.get("volumes_from") or {}))
     gone = set(item["id"] for item in steps[-1]["planned"])
     remaining = [c for c in containers if c["Id"] not in gone]
     steps.append(_plan_images(state, remaining, options, cutoff))
-    steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff))
+    steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff,
+                               state.get("removed_volumes") or {}, now))
     steps.append(_plan_networks(state.get("networks"), remaining, options, cutoff))
-    return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps)}
+    return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps),
+            "clock_offset": offset}
 
 
 def _plan_build_cache(records, options, cutoff):
@@ -493,14 +598,16 @@ def _plan_build_cache(records, options, cutoff):
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
         step = _step("builder_cache", options["builder_cache"], [])
-        step["engine_decides"] = bool(options["builder_cache"])
+        step["engine_decides"], step["cutoff"] = bool(options["builder_cache"]), cutoff
         return step
-    chosen = {}
+    chosen, younger = {}, 0
     for rec in records if options["builder_cache"] else ():
-        last_used = _timestamp(rec.get("LastUsedAt"))
         if rec.get("InUse"):
             continue
-        if cutoff is not None and last_used is not None and last_used >= cutoff:
+        # BuildKit keeps a record last used after the cutoff (one never used goes)
+        last_used = _latest_time(rec.get("LastUsedAt"))
+        if cutoff is not None and last_used is not None and last_used > cutoff:
+            younger += 1
             continue
         chosen[rec["ID"]] = rec
     # a record stays while a record built on it stays
@@ -519,7 +626,9 @@ def _plan_build_cache(records, options, cutoff):
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    return _step("builder_cache", options["builder_cache"], items)
+    step = _step("builder_cache", options["builder_cache"], items)
+    step["younger"], step["cutoff"] = younger, cutoff
+    return step
 
 
 def stopped_since(container, details):
@@ -535,9 +644,50 @@ def stopped_since(container, details):
     return max(stamps) if stamps else None
 
 
-def _plan_containers(containers, details, options, cutoff, now):
-    """Stopped containers that stopped before ``cutoff`` and carry no keep label; the
-    younger ones are ``kept`` with what happened to them and when."""
+def crashed(status, state) -> bool:
+    """Whether a stopped container ended badly: dead, killed for memory, or exit code not 0."""
+    return status == "dead" or bool(state.get("OOMKilled")) or (state.get("ExitCode") or 0) != 0
+
+
+def container_min_age(status, state, options):
+    """``(seconds, floor)``: how long ago a stopped container must have stopped to go, and
+    the floor when that is what decides (``None`` when ``containers_until`` does):
+    ``containers_until``, raised to ``CONTAINER_MIN_AGE``, or to
+    ``CRASHED_CONTAINER_MIN_AGE`` after a crash. ``0s`` cannot switch the floor off."""
+    floor = CRASHED_CONTAINER_MIN_AGE if crashed(status, state) else CONTAINER_MIN_AGE
+    wanted = options["containers_until_seconds"]
+    return (wanted, None) if wanted >= floor else (floor, floor)
+
+
+def stopped_container_verdict(status, details, options, now, container=None):
+    """``None`` when a stopped container (``status``: created, exited or dead; ``details``
+    from its inspect) may go at ``now``, else why it stays, e.g. ``exited 5 min ago
+    (exit 137), younger than 24h (the minimum after a crash)``."""
+    state = (details or {}).get("State") or {}
+    stopped = stopped_since(container or {}, details)
+    if stopped is None:
+        return "not removed: its stop time is unknown (inspect failed)"
+    need, floor = container_min_age(status, state, options)
+    if stopped < now - need:
+        return None
+    if _timestamp(state.get("StartedAt")) is None:
+        what = "created %s ago, never started" % _ago(now - stopped)
+    else:
+        what = "%s %s ago (exit %s%s)" % (
+            "died" if status == "dead" else "exited", _ago(now - stopped),
+            state.get("ExitCode"), ", out of memory" if state.get("OOMKilled") else "")
+    if floor is None:
+        return "%s, younger than %s" % (what, options["containers_until"])
+    return "%s, younger than %s (the minimum %s)" % (
+        what, _ago(floor).replace(" ", ""), "after a crash" if floor == CRASHED_CONTAINER_MIN_AGE
+        else "for a stopped container")
+
+
+def _plan_containers(containers, details, options, now, refs):
+    """Stopped containers that stopped long enough ago (``stopped_container_verdict``),
+    carry no keep label, are named by no container's ``--volumes-from`` (``refs``, see
+    ``volumes_from_references``) and hold no volume a staying container mounts; the
+    others are ``kept`` with what happened to them and when."""
     items, kept = [], []
     details = details or {}
     for ctr in containers if options["containers"] else ():
@@ -546,33 +696,64 @@ def _plan_containers(containers, details, options, cutoff, now):
             continue
         name = _container_name(ctr)
         info = details.get(ctr["Id"])
-        stopped = stopped_since(ctr, info)
-        if cutoff is None or (stopped is not None and stopped < cutoff):
+        reason = (stopped_container_verdict(ctr.get("State"), info, options, now, ctr)
+                  or volumes_from_reason(ctr, containers, refs))
+        if reason is None:
             size = (info or {}).get("SizeRw", ctr.get("SizeRw"))
             items.append({"id": ctr["Id"], "name": name, "image": ctr.get("Image"),
-                          "size_bytes": _size_or_none(size)})
+                          "volumes": _volume_names(ctr), "size_bytes": _size_or_none(size)})
             continue
-        state = (info or {}).get("State") or {}
-        kept.append({"kind": "container", "id": ctr["Id"], "name": name,
-                     "stopped_at": stopped, "exit_code": state.get("ExitCode"),
-                     "reason": _young_container_reason(ctr, state, stopped, now,
-                                                       options["until"])})
+        kept.append(_kept_container(ctr["Id"], name, ctr, info, reason))
+    items, shared = _keep_volume_holders(items, containers, details)
     step = _step("containers", options["containers"], items)
-    step["kept"] = kept
+    step["kept"] = kept + shared
     return step
 
 
-def _young_container_reason(ctr, state, stopped, now, until):
-    """``exited 5 min ago (exit 137), younger than 168h`` and the like."""
-    if stopped is None:
-        return "not removed: its stop time is unknown (inspect failed)"
-    if _timestamp(state.get("StartedAt")) is None:
-        what = "created %s ago, never started" % _ago(now - stopped)
-    else:
-        what = "%s %s ago (exit %s%s)" % (
-            "died" if ctr.get("State") == "dead" else "exited", _ago(now - stopped),
-            state.get("ExitCode"), ", out of memory" if state.get("OOMKilled") else "")
-    return "%s, younger than %s" % (what, until)
+def volumes_from_reason(ctr, containers, refs):
+    """Why a data container stays (``None``: no container names it in ``--volumes-from``)."""
+    users = volumes_from_users(ctr, containers, refs)
+    if not users:
+        return None
+    return "a data container: %s %s its volumes (--volumes-from)" % (
+        ", ".join(users), "takes" if len(users) == 1 else "take")
+
+
+def _kept_container(cid, name, ctr, details, reason):
+    state = (details or {}).get("State") or {}
+    return {"kind": "container", "id": cid, "name": name,
+            "stopped_at": stopped_since(ctr, details), "exit_code": state.get("ExitCode"),
+            "reason": reason}
+
+
+def _volume_names(ctr):
+    return [m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume"
+            and m.get("Name")]
+
+
+def _keep_volume_holders(items, containers, details):
+    """Planned containers holding an anonymous volume that a staying container mounts too
+    (``--volumes-from``: a data-only container, whose volume the list shows on both)
+    stay, until no more do: ``(items, kept)``."""
+    anonymous = dict((c["Id"], set(v for v in _volume_names(c) if _HEX64.match(v)))
+                     for c in containers)
+    going = dict((item["id"], item) for item in items)
+    kept, changed = [], True
+    while changed:
+        changed = False
+        for item in list(going.values()):
+            for other in containers:
+                shared = anonymous[item["id"]] & anonymous[other["Id"]]
+                if other["Id"] in going or not shared:
+                    continue
+                ctr = next(c for c in containers if c["Id"] == item["id"])
+                kept.append(_kept_container(item["id"], item["name"], ctr, details.get(item["id"]), (
+                    "holds volume %s…, which %s mounts too (--volumes-from)"
+                    % (sorted(shared)[0][:12], _container_name(other)))))
+                del going[item["id"]]
+                changed = True
+                break
+    return [item for item in items if item["id"] in going], kept
 
 
 def _ago(seconds):
@@ -607,7 +788,7 @@ def _plan_images(state, remaining, options, cutoff):
     for img in images:
         by_id.setdefault(img["Id"], img)
     used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
-    chosen = set()
+    chosen, younger = set(), 0
     for img in images:
         if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
             continue
@@ -615,6 +796,8 @@ def _plan_images(state, remaining, options, cutoff):
             continue
         if _old_enough(img.get("Created"), cutoff):
             chosen.add(img["Id"])
+        else:
+            younger += 1
     # what stays keeps its whole parent chain
     held = set()
     for img_id in list(by_id) + list(used):
@@ -644,42 +827,66 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    return _step("images", True, items, estimate)
+    step = _step("images", True, items, estimate)
+    step["younger"] = younger
+    return step
 
 
-def _plan_volumes(volumes, containers, gone, options, cutoff):
-    """Volumes no container references, counting the containers this run removes:
-    their volumes are ``kept`` until a later run (a crashed database and its data never
-    go together)."""
+def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
+    """Volumes no container references, counting the containers this run removes: their
+    volumes are ``kept`` until a later run, and (``removed_volumes``, from the state file)
+    for ``volume_grace_seconds`` after the run that removed their container (a crashed
+    database and its data never go together)."""
     if options["volumes"] == "none":
         return _step("volumes", False, [])
     users = {}
     for ctr in containers:
-        for mount in ctr.get("Mounts") or []:
-            if mount.get("Type") == "volume" and mount.get("Name"):
-                users.setdefault(mount["Name"], []).append(ctr)
-    items, kept = [], []
+        for name in _volume_names(ctr):
+            users.setdefault(name, []).append(ctr)
+    grace = volume_grace_seconds(options)
+    items, kept, younger = [], [], 0
     for vol in volumes:
         name = vol.get("Name")
         if _has_label(vol.get("Labels"), options["keep_label"]):
             continue
         if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
             continue
-        if not _old_enough(vol.get("CreatedAt"), cutoff):
-            continue
         holders = users.get(name) or []
+        if not _old_enough(vol.get("CreatedAt"), cutoff):
+            younger += 0 if holders else 1
+            continue
         if holders and all(ctr["Id"] in gone for ctr in holders):
             kept.append({"kind": "volume", "id": name, "name": name, "reason": (
                 "data of %s, which this run removes; a later run may remove it"
                 % ", ".join(sorted(_container_name(c) for c in holders)))})
         if holders:
             continue
+        record = removed_volumes.get(name) or {}
+        removed_at = record.get("removed_at")
+        if isinstance(removed_at, (int, float)) and removed_at > now - grace:
+            kept.append({"kind": "volume", "id": name, "name": name, "reason": (
+                "data of %s, which a cleanup removed %s ago; kept for %s after that"
+                % (record.get("container") or "a container", _ago(now - removed_at),
+                   volume_grace_text(options)))})
+            continue
         items.append({"id": name, "name": name, "anonymous": is_anonymous_volume(vol),
                       "mountpoint": vol.get("Mountpoint"),
                       "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
     step = _step("volumes", True, items)
-    step["kept"] = kept
+    step["kept"], step["younger"] = kept, younger
     return step
+
+
+def volume_grace_seconds(options):
+    """How long the volumes of a removed container stay after its removal:
+    ``containers_until``, at least ``CONTAINER_MIN_AGE``."""
+    return max(options["containers_until_seconds"], CONTAINER_MIN_AGE)
+
+
+def volume_grace_text(options):
+    if options["containers_until_seconds"] >= CONTAINER_MIN_AGE:
+        return options["containers_until"]
+    return _ago(CONTAINER_MIN_AGE).replace(" ", "")
 
 
 def _plan_networks(networks, remaining, options, cutoff):
@@ -693,18 +900,22 @@ def _plan_networks(networks, remaining, options, cutoff):
             attached.add(net_name)
             if net and net.get("NetworkID"):
                 attached.add(net["NetworkID"])
-    items = []
+    items, younger = [], 0
     for net in networks or []:
         name = net.get("Name")
         if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
             continue
         if name in attached or net.get("Id") in attached or net.get("Containers"):
             continue
-        if (_has_label(net.get("Labels"), options["keep_label"])
-                or not _old_enough(net.get("Created"), cutoff)):
+        if _has_label(net.get("Labels"), options["keep_label"]):
+            continue
+        if not _old_enough(net.get("Created"), cutoff):
+            younger += 1
             continue
         items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    return _step("networks", True, items)
+    step = _step("networks", True, items)
+    step["younger"] = younger
+    return step
 
 
 def _record_parents(rec):
@@ -719,7 +930,7 @@ def _step(name, enabled, items, estimate=None):
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
     return {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
-            "estimated_bytes": int(estimate)}
+            "younger": 0, "estimated_bytes": int(estimate)}
 
 
 # --- disk usage ---------------------------------------------------------------------------
@@ -735,13 +946,14 @@ def local_data_root(docker_host, docker_root_dir):
 
 
 def filesystem_usage(path) -> dict:
-    """``{"size_bytes", "used_bytes", "avail_bytes", "percent"}`` like ``df`` for ``path``."""
+    """``{"size_bytes", "used_bytes", "avail_bytes", "percent"}`` like ``df`` for ``path``:
+    ``percent`` is df's Use% (rounded up, ``disk.ceil_percent``), the figure
+    ``disk_check`` and the emergency playbook compare with their thresholds too."""
     st = os.statvfs(path)
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
     avail = st.f_bavail * st.f_frsize
-    size = used + avail
     return {"size_bytes": st.f_blocks * st.f_frsize, "used_bytes": used, "avail_bytes": avail,
-            "percent": round(100.0 * used / size, 2) if size else 0.0}
+            "percent": ceil_percent(used, used + avail) or 0}
 
 
 def size_planned_volumes(plan, data_root) -> list:
@@ -790,7 +1002,19 @@ def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=Non
             "kept": list(kept), "moved_tags": list(moved_tags), "planned": planned}
 
 
-def _run_builder_cache(api, step, options):
+def engine_until(step, options, clock):
+    """The ``until`` for ``/build/prune`` now: the plan's cutoff (``step["cutoff"]``, the
+    engine's clock) as a duration from now, in whole seconds rounded up plus one (the
+    request's way to the engine), so the engine removes no record the plan kept, however
+    long the earlier steps took; ``until`` itself without a cutoff."""
+    cutoff = step.get("cutoff")
+    if cutoff is None:
+        return options["until"]
+    seconds = int(math.ceil(clock() - cutoff)) + 1
+    return "%ds" % min(max(seconds, 1), GO_DURATION_MAX_NS // 10 ** 9)
+
+
+def _run_builder_cache(api, step, options, clock):
     """``POST /build/prune``: the engine removes what the filter selects (the plan's
     prediction, or, without a listing, whatever it decides) and says what it removed."""
     if not step["planned"] and not step.get("engine_decides"):
@@ -799,7 +1023,7 @@ def _run_builder_cache(api, step, options):
     if options["until_seconds"] > 0:
         import json
 
-        params["filters"] = json.dumps({"until": [options["until"]]})
+        params["filters"] = json.dumps({"until": [engine_until(step, options, clock)]})
     result = api._result(api._post(api._url("/build/prune"), params=params), True)
     deleted = list(result.get("CachesDeleted") or [])
     # The engine counts records shared with image layers too; their data stays with the
@@ -812,17 +1036,49 @@ def _run_builder_cache(api, step, options):
     return _outcome(deleted, max(freed, 0), planned=items)
 
 
-def _run_containers(api, step, _options):
-    removed, freed, errors = [], 0, []
+def _run_containers(api, step, options, clock):
+    """Remove the planned containers; each is inspected right before and judged again by
+    its state now: one started since the plan, or stopped more recently than its age
+    rule allows (started, then crashed), or named by the ``--volumes-from`` of a container
+    (one created since the plan too), is ``kept``. One gone meanwhile is skipped."""
+    import docker
+
+    removed, freed, errors, kept = [], 0, [], []
+    if step["planned"]:  # containers created since the plan may name one in --volumes-from
+        current = api.containers(all=True)
+        refs = volumes_from_references(api, current)
     for item in step["planned"]:
         try:
-            api.remove_container(item["id"], v=False, force=False)
+            data = api.inspect_container(item["id"])
+            reason = _changed_since_plan(data, options, clock())
+            if reason is not None:
+                reason = "started or stopped since the plan: " + reason
+            else:
+                reason = volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
+                                             current, refs)
+            if reason is None:
+                api.remove_container(item["id"], v=False, force=False)
+        except docker.errors.NotFound:
+            continue
         except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
             errors.append("container %s: %s" % (item["name"], _api_error_text(exc)))
             continue
+        if reason is not None:
+            kept.append(_kept_container(item["id"], item["name"], {}, data, reason))
+            continue
         removed.append(item["id"])
         freed += item["size_bytes"] or 0
-    return _outcome(removed, freed, errors)
+    return _outcome(removed, freed, errors, kept)
+
+
+def _changed_since_plan(data, options, now):
+    """Why a container planned for removal must stay after all (``None``: it may go),
+    from its inspect data now: running (or paused, restarting), or a stop too recent."""
+    state = data.get("State") or {}
+    status = state.get("Status")
+    if status not in STOPPED_STATES or state.get("Running") or state.get("Restarting"):
+        return "%s now" % (status or "running")
+    return stopped_container_verdict(status, data, options, now)
 
 
 def single_reference(tags, digests) -> bool:
@@ -881,9 +1137,12 @@ def _remove_image(api, item):
     try:
         api.remove_image(item["id"], force=force, noprune=False)
         out["removed"] = True
-        return out
     except Exception as exc:  # noqa: BLE001 - decided below
         error = exc
+    else:
+        if force:
+            out["error"] = _users_after_forced_removal(api, item)
+        return out
     try:
         api.inspect_image(item["id"])
     except docker.errors.NotFound:  # gone after all (a parent prune raced us)
@@ -893,6 +1152,21 @@ def _remove_image(api, item):
         pass
     out["error"] = "image %s: %s" % (item["name"], _api_error_text(error))
     return out
+
+
+def _users_after_forced_removal(api, item):
+    """After a forced removal: an error naming the containers that use the removed image
+    (created between the check and the removal, which ``force`` let through), else ``None``."""
+    try:
+        users = [c for c in api.containers(all=True) if c.get("ImageID") == item["id"]]
+    except Exception as exc:  # noqa: BLE001 - say that it could not be checked
+        return ("image %s: removed (several names need force), but the containers created "
+                "meanwhile could not be listed: %s" % (item["name"], _api_error_text(exc)))
+    if not users:
+        return None
+    return ("image %s: removed (several names need force), but container %s, created since "
+            "the check, uses it: it cannot be recreated from that image"
+            % (item["name"], ", ".join(sorted(_container_name(c) for c in users))))
 
 
 def _moved_tag(api, tag, planned_id):
@@ -907,7 +1181,7 @@ def _moved_tag(api, tag, planned_id):
 IMAGE_WORKERS = 4
 
 
-def _run_images(api, step, _options):
+def _run_images(api, step, _options, _clock):
     """Remove deeper images first; images at one depth in parallel (``IMAGE_WORKERS``).
 
     The engine does the heavy part (layer directories); a few connections keep both it
@@ -930,7 +1204,7 @@ def _run_images(api, step, _options):
                 removed.append(item["id"])
             elif outcome["kept"]:
                 kept.append(outcome["kept"])
-            elif outcome["error"]:
+            if outcome["error"]:
                 errors.append(outcome["error"])
     if len(removed) == len(step["planned"]):
         freed = step["estimated_bytes"]
@@ -965,7 +1239,7 @@ def _parallel(clone, func, items, workers):
             client.close()
 
 
-def _run_volumes(api, step, _options):
+def _run_volumes(api, step, _options, _clock):
     removed, freed, errors = [], 0, []
     for item in step["planned"]:
         try:
@@ -978,7 +1252,7 @@ def _run_volumes(api, step, _options):
     return _outcome(removed, freed, errors)
 
 
-def _run_networks(api, step, _options):
+def _run_networks(api, step, _options, _clock):
     removed, errors = [], []
     for item in step["planned"]:
         try:
@@ -1008,9 +1282,16 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
     measures (other writers on that file system count too), else the engine's or the
     plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
-    after the one that brings usage below it (check mode: by the estimates).
+    after the one that brings usage (df's Use%) below it (check mode: by the estimates).
+    A step whose runner raises (the engine stopped answering, a ``/build/prune`` past
+    the client's timeout) gets one error line, and the next steps still run.
     Returns the result dict (see ``run_docker_cleanup``).
     """
+    offset = plan.get("clock_offset") or 0.0
+
+    def clock():
+        return time.time() + offset
+
     target = options.get("target_percent")
     measure = usage or (lambda: None)
     fs = measure()
@@ -1027,7 +1308,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
                   "planned": planned["planned"], "estimated_bytes": planned["estimated_bytes"],
-                  "reclaimed_bytes": 0, "skipped": None, "errors": [], "kept": [],
+                  "reclaimed_bytes": 0, "skipped": None, "younger": planned.get("younger", 0),
+                  "errors": [], "kept": [],
                   "moved_tags": []}
         steps.append(result)
         if not planned["enabled"]:
@@ -1042,9 +1324,13 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             result["reclaimed_bytes"] = planned["estimated_bytes"]
             used -= planned["estimated_bytes"]
             if current is not None and total:
-                current = round(100.0 * max(used, 0) / total, 2)
+                current = ceil_percent(max(used, 0), total)
         else:
-            outcome = _RUNNERS[planned["name"]](api, planned, options)
+            try:
+                outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
+            except Exception as exc:  # noqa: BLE001 - one line for the step, the rest goes on
+                outcome = _outcome(errors=["%s: the step failed: %s"
+                                           % (planned["name"], _api_error_text(exc))])
             fs_now = measure() if fs else None
             if not outcome["removed"]:
                 result["reclaimed_bytes"] = 0  # another writer's noise is not ours
@@ -1073,11 +1359,64 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         "usage_after_percent": current,
         "target_percent": options.get("target_percent"),
         "target_reached": bool(reached) if target is not None else None,
+        "until": options.get("until"),
         "kept": [entry for s in steps for entry in s["kept"]],
         "moved_tags": [entry for s in steps for entry in s["moved_tags"]],
         "errors": errors,
         "warnings": warnings,
     }
+
+
+# --- what earlier runs removed (state file) ------------------------------------------------
+
+def removed_volumes_path(state_dir, engine_id):
+    """``<state_dir>/docker-cleanup/removed-volumes-<engine>.json``: one file per engine."""
+    key = re.sub(r"[^A-Za-z0-9_.-]", "-", str(engine_id or "unknown"))[:100]
+    return os.path.join(state_dir, "docker-cleanup", "removed-volumes-%s.json" % key)
+
+
+def load_removed_volumes(path) -> dict:
+    """``{volume: {"container", "removed_at"}}`` from the file (``{}`` when missing or torn)."""
+    data = read_json(path, {}) if path else {}
+    volumes = data.get("volumes") if isinstance(data, dict) else None
+    return dict((name, entry) for name, entry in (volumes or {}).items()
+                if isinstance(entry, dict)) if isinstance(volumes, dict) else {}
+
+
+def remember_removed_volumes(path, known, plan, result, options, now) -> list:
+    """Record the volumes of the containers this run removed (with when), dropping
+    records older than ``volume_grace_seconds``; returns warnings (a state directory that
+    cannot be written costs the protection after this run, never the run)."""
+    step = next(s for s in plan["steps"] if s["name"] == "containers")
+    removed = set(next(s for s in result["steps"] if s["name"] == "containers")["removed"])
+    grace = volume_grace_seconds(options)
+    fresh = dict((name, entry) for name, entry in known.items()
+                 if isinstance(entry.get("removed_at"), (int, float))
+                 and entry["removed_at"] > now - grace)
+    added = dict((volume, {"container": item["name"], "removed_at": round(now, 3)})
+                 for item in step["planned"] if item["id"] in removed
+                 for volume in item.get("volumes") or [])
+    if not added and fresh == known:
+        return []
+    fresh.update(added)
+    problem = None
+    try:
+        if not write_json_atomic(path, {"volumes": fresh}, mode=0o600):
+            problem = "the file system is full or read-only"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is None:
+        return []
+    return ["could not record in %s which volumes belonged to removed containers (%s): "
+            "%s" % (path, problem, "they are kept in this run only" if added else
+                    "old records stay")]
+
+
+def _clock_warning(offset):
+    if not offset:
+        return []
+    return ["the engine's clock is %s %s this host's: ages are measured by the engine's "
+            "clock" % (_ago(abs(offset)), "ahead of" if offset > 0 else "behind")]
 
 
 def run_docker_cleanup(options, check_mode=False) -> dict:
@@ -1103,13 +1442,20 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
         except Exception as exc:  # noqa: BLE001 - a daemon that fails mid-way
             raise OpsError("the Docker daemon at %s did not answer the inventory (%s); "
                            "nothing was removed" % (host, _api_error_text(exc)))
+        record = (removed_volumes_path(opts["state_dir"], state["info"].get("ID"))
+                  if opts["state_dir"] else None)
+        state["removed_volumes"] = load_removed_volumes(record)
         plan = plan_cleanup_steps(state, opts)
         root = state["data_root_local"]
-        notes = size_planned_volumes(plan, root) if state["sized"] else []
+        notes = _clock_warning(plan["clock_offset"])
+        notes += size_planned_volumes(plan, root) if state["sized"] else []
         usage = (lambda: filesystem_usage(root)) if root else None
         result = execute_plan(plan, opts, api=api, usage=usage, check_mode=check_mode)
     finally:
         api.close()
+    if record and not check_mode:
+        notes += remember_removed_volumes(record, state["removed_volumes"], plan, result, opts,
+                                          time.time() + plan["clock_offset"])
     result["warnings"] = notes + result["warnings"]
     result["data_root"] = state["info"].get("DockerRootDir")
     result["data_root_measured"] = root is not None

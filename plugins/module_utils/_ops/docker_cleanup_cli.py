@@ -5,9 +5,10 @@
     runbook-ops docker-cleanup --config /etc/runbook-ops/docker-cleanup.json [--validate] [--check] [--json]
 
 The config holds the options of the ``runbook.ops.docker_cleanup`` module as JSON
-(``builder_cache``, ``images``, ``until``, ``containers``, ``volumes``, ``networks``,
-``keep_label``, ``target_percent``, ``docker_host``); keys starting with ``_`` are
-comments. The run plans and removes through ``docker_cleanup.run_docker_cleanup`` and
+(``builder_cache``, ``images``, ``until``, ``containers``, ``containers_until``,
+``volumes``, ``networks``, ``keep_label``, ``target_percent``, ``docker_host``,
+``state_dir``); keys starting with ``_`` are comments. Without ``state_dir`` the
+runtime's state directory records the volumes of removed containers. The run plans and removes through ``docker_cleanup.run_docker_cleanup`` and
 prints one line per step and per removed item (the job's log).
 
 Exit status: 0 ran (whatever it found to remove), 1 the engine refused some removals
@@ -69,12 +70,24 @@ def human_size(num) -> str:
     return "%d B" % num
 
 
+def _percent(value):
+    """``87%`` for df's whole percents, ``71.2%`` for a fraction."""
+    return "%d%%" % value if float(value).is_integer() else "%.1f%%" % value
+
+
+def younger_note(step, result) -> str:
+    """``, 3 younger than 168h left`` for what only its age kept (``""`` for none)."""
+    if not step.get("younger"):
+        return ""
+    return ", %d younger than %s left" % (step["younger"], result.get("until"))
+
+
 def format_result(result) -> list:
     """Human lines for the job's log."""
     pct = ""
     if result["usage_before_percent"] is not None:
-        pct = ", disk %.1f%% -> %.1f%%" % (
-            result["usage_before_percent"], result["usage_after_percent"])
+        pct = ", disk %s -> %s" % (_percent(result["usage_before_percent"]),
+                                   _percent(result["usage_after_percent"]))
     lines = ["docker cleanup%s on %s: %s %s%s" % (
         " (check mode)" if result["check_mode"] else "", result["docker_host"],
         "would free" if result["check_mode"] else "freed",
@@ -83,8 +96,9 @@ def format_result(result) -> list:
         if step["skipped"]:
             lines.append("  %-13s skipped (%s)" % (step["name"], step["skipped"]))
             continue
-        lines.append("  %-13s %d removed, %s" % (step["name"], len(step["removed"]),
-                                                 human_size(step["reclaimed_bytes"])))
+        lines.append("  %-13s %d removed, %s%s" % (
+            step["name"], len(step["removed"]), human_size(step["reclaimed_bytes"]),
+            younger_note(step, result)))
         removed = set(step["removed"])
         for item in step["planned"]:
             if item["id"] in removed or item["name"] in removed:
@@ -109,6 +123,8 @@ def docker_cleanup_command(args, runtime) -> int:
         emit(args, {"valid": True, "config": args.config},
              ["docker cleanup config %s is valid" % args.config])
         return EXIT_OK
+    if runtime.get("state_dir"):
+        options.setdefault("state_dir", runtime["state_dir"])
     result = run_docker_cleanup(options, check_mode=args.check)
     emit(args, result, format_result(result))
     return EXIT_PROBLEM if result["errors"] else EXIT_OK

@@ -28,6 +28,7 @@ import time
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
+from .units import format_bytes, format_timestamp, plural
 
 LEVELS = ("ok", "warning", "critical")
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/health-monitor.json"
@@ -44,6 +45,9 @@ CONFIG_DEFAULTS = {
     # OOM-killed every 10 minutes is caught even though it is running at every check.
     "restart_window_seconds": 3600,
     "restart_threshold": 2,
+    # Services whose containers run once and exit (migrations, seeders): exit 0 is ok
+    # even when their restart policy is not "no". Each: "service" or "project/service".
+    "oneshot_services": [],
 }
 ENDPOINT_DEFAULTS = {
     "host_header": "",
@@ -142,6 +146,11 @@ def validate_config(data):
     _positive_number(config["restart_window_seconds"], "restart_window_seconds")
     config["restart_threshold"] = _positive_number(
         config["restart_threshold"], "restart_threshold", integer=True)
+    oneshot = config["oneshot_services"]
+    if not isinstance(oneshot, list) or not all(
+            isinstance(item, str) and item.strip("/") for item in oneshot):
+        raise OpsError("oneshot_services must be a list of service names (service or "
+                       "project/service), got %r" % (oneshot,))
     endpoints = data.get("endpoints") or []
     projects = data.get("compose_projects") or []
     if not isinstance(endpoints, list) or not isinstance(projects, list):
@@ -267,6 +276,7 @@ def describe_container(attrs):
     state = attrs.get("State") or {}
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     health = (state.get("Health") or {}).get("Status") or ""
+    policy = ((attrs.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no"
     return {
         "id": (attrs.get("Id") or "")[:12],
         "name": (attrs.get("Name") or "").lstrip("/"),
@@ -280,7 +290,29 @@ def describe_container(attrs):
         "oom_killed": bool(state.get("OOMKilled")),
         "started_at": state.get("StartedAt") or "",
         "finished_at": state.get("FinishedAt") or "",
+        "restart_policy": policy,
     }
+
+
+def named_oneshot(info, oneshot_services=()):
+    """Whether ``oneshot_services`` names the container's ``service`` or
+    ``project/service``."""
+    names = set(oneshot_services or ())
+    return bool(info["service"]) and (
+        info["service"] in names or "%s/%s" % (info["project"], info["service"]) in names)
+
+
+def finished_oneshot(info, oneshot_services=(), required=()):
+    """Whether the container is a one-shot run that is done: exited with 0 (not OOM
+    killed), and its service is named in ``oneshot_services`` or has Compose's default
+    ``restart: "no"`` (``HostConfig.RestartPolicy.Name`` ``no`` or empty) and is not one
+    of the ``required`` services (a project's ``services``, which must run).
+    """
+    if info["state"] != "exited" or info["exit_code"] or info["oom_killed"]:
+        return False
+    if named_oneshot(info, oneshot_services):
+        return True
+    return info.get("restart_policy", "no") in ("", "no") and info["service"] not in required
 
 
 # Exit codes a container's main process commonly ends with (128 + n: killed by signal n).
@@ -432,11 +464,12 @@ def explain_restarts(restarts):
 
 
 def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
-                    restarts=None):
+                    restarts=None, oneshot_services=(), required=()):
     """Level and problem for one container.
 
-    ``critical``: not running (with its exit code), restarting (a restart loop) or
-    unhealthy. ``warning``: running but restarted ``threshold`` times or more within
+    ``ok``: running, or a one-shot run that is done (``finished_oneshot``: exit 0 of a
+    service with ``restart: "no"`` or named in ``oneshot_services``). ``critical``: not
+    running (with its exit code), restarting (a restart loop) or unhealthy. ``warning``: running but restarted ``threshold`` times or more within
     the last ``window_seconds`` (``recent_restarts``, from ``count_restarts``), with
     the last exit code explained from the restart history ``restarts``
     (``explain_restarts``; "unknown" when nobody saw it). Health ``starting`` is not a
@@ -444,8 +477,10 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
     """
     exit_words = explain_exit(info["exit_code"], info["oom_killed"])
     if info["state"] == "restarting":
-        return "critical", "restart loop (%d restarts, last %s)" % (
-            info["restart_count"], exit_words)
+        return "critical", "restart loop (%s, last %s)" % (
+            plural(info["restart_count"], "restart"), exit_words)
+    if finished_oneshot(info, oneshot_services, required):
+        return "ok", ""
     if info["state"] != "running":
         problem = "%s" % info["state"]
         if info["state"] in ("exited", "dead"):
@@ -454,9 +489,9 @@ def judge_container(info, recent_restarts=0, window_seconds=3600, threshold=2,
     if info["health"] == "unhealthy":
         return "critical", "unhealthy (healthcheck failing)"
     if recent_restarts >= threshold:
-        problem = "restarted %d time%s in the last %s (%s)" % (
-            recent_restarts, "" if recent_restarts == 1 else "s",
-            format_duration(window_seconds), explain_restarts(restarts or []))
+        problem = "restarted %s in the last %s (%s)" % (
+            plural(recent_restarts, "time"), format_duration(window_seconds),
+            explain_restarts(restarts or []))
         return "warning", problem
     return "ok", ""
 
@@ -478,14 +513,16 @@ def list_project_containers(client, project):
 def check_compose_projects(projects, restart_baseline=None, client=None, timeout=10,
                            lister=list_project_containers, now=None,
                            window_seconds=CONFIG_DEFAULTS["restart_window_seconds"],
-                           threshold=CONFIG_DEFAULTS["restart_threshold"]):
+                           threshold=CONFIG_DEFAULTS["restart_threshold"],
+                           oneshot_services=()):
     """Judge every container of every project; return ``(results, new_baseline)``.
 
     ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: entry}``
     from the last run (``count_restarts``); restarts are judged over the sliding
     ``window_seconds`` against ``threshold``, and the exit of each restart is recorded
-    by the run that first sees it (``observe_exit``). A project without containers and an
-    expected service without one are critical. When the engine does not answer, one
+    by the run that first sees it (``observe_exit``). A one-shot run that is done
+    (``finished_oneshot``, with ``oneshot_services``) is ok. A project without containers
+    and an expected service without one are critical. When the engine does not answer, one
     critical ``compose:docker`` result says so.
     """
     now = time.time() if now is None else now
@@ -522,7 +559,8 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             baseline[key] = count_restarts(before, info, now, window_seconds, exit_seen)
             history = baseline[key]["restarts"]
             recent = sum(item[1] for item in history)
-            level, problem = judge_container(info, recent, window_seconds, threshold, history)
+            level, problem = judge_container(info, recent, window_seconds, threshold, history,
+                                             oneshot_services, project["services"])
             result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
                              info["name"], level, problem)
             result.update({k: info[k] for k in (
@@ -633,7 +671,8 @@ def run_checks(config, restart_baseline=None, docker=None, now=None):
         config["compose_projects"], restart_baseline, client=docker,
         timeout=config["docker_timeout_seconds"], now=now,
         window_seconds=config["restart_window_seconds"],
-        threshold=config["restart_threshold"])
+        threshold=config["restart_threshold"],
+        oneshot_services=config.get("oneshot_services") or ())
     results.extend(compose_results)
     return results, baseline
 
@@ -783,7 +822,9 @@ def read_jobs(state_dir):
 
 
 def describe_job(name, data):
-    """A job's last run as ``{"name", "result", "rc", "finished_at", "level"}``."""
+    """A job's last run as ``{"name", "result", "rc", "finished_at", "last_error",
+    "timed_out", "level"}``; ``last_error`` is the line of a failed run's output that says
+    why (``jobs.last_error_line``, in the record since it is kept)."""
     rc = _first(data, ("rc", "exit_code", "returncode", "last_rc"))
     result = _first(data, ("result", "status", "last_result", "outcome"))
     finished = _first(data, ("finished_at", "ended_at", "last_run", "finished", "updated_at"))
@@ -794,9 +835,23 @@ def describe_job(name, data):
         "failed", "failure", "error", "timeout", "timed_out", "killed")
     running = result.lower() in ("running", "started")
     return {"name": name, "result": result, "rc": rc, "finished_at": finished,
+            "last_error": str(data.get("last_error") or "") if failed else "",
+            "timed_out": bool(data.get("timed_out")),
             "level": "critical" if failed else ("ok" if (rc == 0 or running or result.lower()
                                                          in ("ok", "success", "succeeded"))
                                                 else "warning")}
+
+
+def job_detail(job):
+    """``rc 2 at 2026-01-16 03:00:12 UTC: Fatal: unable to open repository`` (the reason
+    of a failed run when its record has one)."""
+    detail = "%src %s at %s" % (
+        "timed out, " if job.get("timed_out") else "", job["rc"],
+        format_timestamp(job["finished_at"]))
+    if job.get("level") == "critical":
+        detail += ": %s" % (job.get("last_error") or "no output recorded; see /var/log/%s.log"
+                            % job["name"])[:200]
+    return detail
 
 
 def _first(data, keys):
@@ -847,9 +902,10 @@ def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
     if data.get("error"):
         detail = "cannot read the backups: %s" % str(data["error"])[:160]
     elif age_hours is None:
-        detail = "no backup found"
+        detail = ("no backup yet, the first scheduled run is still due" if level == "warning"
+                  else "no backup found")
     else:
-        detail = "newest %s" % (data.get("newest") or "?")
+        detail = "newest %s" % format_timestamp(data.get("newest") or "?")
         if data.get("max_age_hours") is not None:
             detail += " (limit %s h)" % data["max_age_hours"]
     detail += ", size %s" % (format_bytes(size) if size is not None else "unknown")
@@ -859,67 +915,21 @@ def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
             "detail": detail}
 
 
-def format_bytes(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else "%.1f %s" % (value, unit)
-        value /= 1024.0
-    return str(value)
-
-
 def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_percent=80,
                  memory_critical_percent=95, docker=None, backup=None,
                  meminfo_path="/proc/meminfo", now=None):
     """The morning check of one host as plain data, rows with a level each.
 
-    ``config``: a validated health monitor config (endpoints to request; projects are not
-    needed: every container on the host is listed). ``docker``: a Docker SDK client, or
-    ``None`` to connect (a host without Docker reports that as a warning row).
+    ``config``: a validated health monitor config (endpoints to request, Compose projects
+    whose containers are judged: ``report_containers``). ``docker``: a Docker SDK client,
+    or ``None`` to connect.
     ``backup``: a dict from ``read_backup_freshness`` (``None`` runs it).
     Returns ``{"host", "level", "rows", "containers", "endpoints", "memory", "logs",
     "backup", "jobs", "counts"}``; each row is ``{"section", "name", "status",
     "detail", "level"}``.
     """
     now = time.time() if now is None else now
-    rows = []
-    containers = []
-    logs = []
-    try:
-        client = docker if docker is not None else docker_client(
-            config.get("docker_timeout_seconds", 10))
-    except OpsError as exc:
-        client = None
-        rows.append(_row("containers", "docker", "unavailable", exc.message, "warning"))
-    if client is not None:
-        try:
-            listed = client.containers.list(all=True)
-        except Exception as exc:
-            listed = []
-            rows.append(_row("containers", "docker", "error", str(exc)[:200], "critical"))
-        for container in sorted(listed, key=lambda c: c.name):
-            info = describe_container(container.attrs)
-            level, problem = judge_container(info)
-            if level == "ok" and info["restart_count"]:
-                level, problem = "warning", "%d restarts (last %s)" % (
-                    info["restart_count"], explain_exit(info["exit_code"], info["oom_killed"]))
-            info.update(level=level, problem=problem)
-            containers.append(info)
-            status = info["state"] + (" (%s)" % info["health"] if info["health"] else "")
-            rows.append(_row("container", info["name"], status,
-                             problem or "restarts %d" % info["restart_count"], level))
-            try:
-                errors = container_log_errors(container, since_hours * 3600, now, log_lines)
-            except Exception as exc:
-                errors = {"count": None, "last": [], "error": str(exc)[:200]}
-            errors["container"] = info["name"]
-            logs.append(errors)
-            if errors["count"]:
-                rows.append(_row("logs", info["name"], "%d errors" % errors["count"],
-                                 "last: " + errors["last"][-1][:120], "warning"))
+    rows, containers, logs = report_containers(config, docker, since_hours, log_lines, now)
     endpoints = []
     if config.get("endpoints"):
         for endpoint in config["endpoints"]:
@@ -946,8 +956,7 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         else "unknown"), backup["detail"], backup["level"]))
     jobs = read_jobs(runtime.get("state_dir") or "/var/lib/runbook-ops")
     for job in jobs:
-        rows.append(_row("job", job["name"], job["result"],
-                         "rc %s, at %s" % (job["rc"], job["finished_at"] or "-"), job["level"]))
+        rows.append(_row("job", job["name"], job["result"], job_detail(job), job["level"]))
     counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
     return {
         "host": runtime["host_label"],
@@ -961,6 +970,75 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         "backup": backup,
         "jobs": jobs,
     }
+
+
+def report_containers(config, docker, since_hours, log_lines, now):
+    """The container rows of the morning check: ``(rows, containers, logs)``.
+
+    Only containers of the configured Compose projects are judged (a one-shot run that
+    is done is ok, as in the monitor); the others are named in one ``ok`` row, not
+    judged. A host without a Docker engine gets one row: ``ok`` when no project is
+    configured, ``warning`` when one is.
+    """
+    rows, containers, logs = [], [], []
+    projects = dict((p["name"], p) for p in config.get("compose_projects") or [])
+    try:
+        client = docker if docker is not None else docker_client(
+            config.get("docker_timeout_seconds", 10))
+    except OpsError as exc:
+        if projects or docker_installed():
+            return [_row("containers", "docker", "unavailable", exc.message, "warning")], [], []
+        return [_row("containers", "docker", "not installed",
+                     "no Docker engine on this host; no container checks", "ok")], [], []
+    try:
+        listed = client.containers.list(all=True)
+    except Exception as exc:
+        return [_row("containers", "docker", "error", str(exc)[:200], "critical")], [], []
+    ignored = []
+    for container in sorted(listed, key=lambda c: c.name):
+        info = describe_container(container.attrs)
+        project = projects.get(info["project"])
+        if project is None:
+            ignored.append(info["name"])
+            continue
+        level, problem = judge_container(
+            info, oneshot_services=config.get("oneshot_services") or (),
+            required=project["services"])
+        if level == "ok" and info["restart_count"]:
+            level, problem = "warning", "%s (last %s)" % (
+                plural(info["restart_count"], "restart"),
+                explain_exit(info["exit_code"], info["oom_killed"]))
+        if level == "ok" and info["state"] == "exited":
+            problem = "one-shot run done, exit code 0"
+        info.update(level=level, problem=problem)
+        containers.append(info)
+        status = info["state"] + (" (%s)" % info["health"] if info["health"] else "")
+        rows.append(_row("container", info["name"], status,
+                         problem or plural(info["restart_count"], "restart"), level))
+        errors = _log_errors(container, since_hours, now, log_lines)
+        errors["container"] = info["name"]
+        logs.append(errors)
+        if errors["count"]:
+            rows.append(_row("logs", info["name"], plural(errors["count"], "error"),
+                             "last: " + errors["last"][-1][:120], "warning"))
+    if ignored:
+        rows.append(_row("containers", "not monitored", "%d outside projects" % len(ignored),
+                         "not judged (not in health_monitor_compose_projects): %s"
+                         % ", ".join(ignored[:10]) + (", ..." if len(ignored) > 10 else ""),
+                         "ok"))
+    return rows, containers, logs
+
+
+def _log_errors(container, since_hours, now, log_lines):
+    try:
+        return container_log_errors(container, since_hours * 3600, now, log_lines)
+    except Exception as exc:
+        return {"count": None, "last": [], "error": str(exc)[:200]}
+
+
+def docker_installed(socket_path="/var/run/docker.sock"):
+    """Whether this host has a Docker engine: its socket, or ``DOCKER_HOST`` set."""
+    return bool(os.environ.get("DOCKER_HOST")) or os.path.exists(socket_path)
 
 
 def _row(section, name, status, detail, level):

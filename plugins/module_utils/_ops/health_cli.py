@@ -21,6 +21,7 @@ import os
 
 from . import health
 from .cli_output import add_config_arguments, emit
+from .units import plural
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -57,8 +58,9 @@ def health_check_command(args, runtime) -> int:
     config = health.load_config(args.config)
     if args.validate:
         emit(args, {"valid": True, "config": args.config},
-             ["health monitor config %s is valid: %d endpoints, %d compose projects" % (
-                 args.config, len(config["endpoints"]), len(config["compose_projects"]))])
+             ["health monitor config %s is valid: %s, %s" % (
+                 args.config, plural(len(config["endpoints"]), "endpoint"),
+                 plural(len(config["compose_projects"]), "compose project"))])
         return EXIT_OK
     summary = health.run_health_check(config, runtime)
     emit(args, summary, health.format_check_lines(summary))

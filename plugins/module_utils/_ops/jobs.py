@@ -34,6 +34,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import select
 import shlex
 import signal
@@ -41,13 +42,13 @@ import subprocess
 import sys
 import time
 
-from .alerts import merge_state, notify
+from .alerts import merge_state, notify, with_tail
 from .cli_output import write_line
 from .errors import OpsError
 from .private_dir import open_private_file, private_dir_problem
 from .runner import start_process
-from .runtime import (DEFAULT_LOCK_DIR, STATE_DIR_ENV, job_name_problem, job_settings,
-                      timeout_problem)
+from .runtime import (DEFAULT_LOCK_DIR, LOCKED_JOB_ENV, STATE_DIR_ENV, job_name_problem,
+                      job_settings, timeout_problem)
 from .state import read_json, write_json_atomic
 
 TAIL_LINES = 20
@@ -69,6 +70,9 @@ LOCKS_KEY = "runbook-ops:locks"
 # still run must not start twice during an upgrade.
 OLD_DEFAULT_LOCK_DIR = "/run/lock/runbook-ops"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+# The lock note is overwritten in place at this fixed size (space-padded), never
+# truncated: once the file has its block, a full /run cannot leave it empty.
+NOTE_BYTES = 1024
 
 
 def utc_stamp(epoch=None) -> str:
@@ -128,12 +132,14 @@ class JobLog:
             self.problem = "cannot open %s: %s: its lines go to stderr (syslog)" % (
                 path, exc.strerror or exc)
 
-    def line(self, text: str) -> None:
+    def line(self, text: str, syslog=False) -> None:
+        """Append ``text`` to the log; also to stderr (syslog) when ``syslog`` is true."""
         if self.handle is not None:
             try:
                 self.handle.write(("%s %s\n" % (utc_stamp(), text)).encode("utf-8", "replace"))
                 self.handle.flush()
-                return
+                if not syslog:
+                    return
             except OSError as exc:
                 if not self.problem:
                     self.problem = "cannot write %s: %s: its lines go to stderr (syslog)" % (
@@ -194,6 +200,46 @@ def read_lock_note(fd) -> dict:
     if isinstance(note, dict):
         return note
     return {"pid": text} if text else {}  # the oldest wrappers noted a bare pid
+
+
+def lock_holder_pid(fd):
+    """The pid holding a ``flock`` on the file open as ``fd``, from ``/proc/locks``
+    (matched by device and inode); None when it cannot be told."""
+    info = os.fstat(fd)
+    wanted = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
+    try:
+        with open("/proc/locks", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":  # "N: -> FLOCK ..." is a waiter
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == wanted:
+                return int(fields[4])
+        except ValueError:
+            continue
+    return None
+
+
+def inferred_note(fd, now, boot_now, timeout):
+    """A note for a holder whose own note is empty or unreadable (it could not be
+    written): its pid from ``/proc/locks``, its start from ``/proc/PID/stat``, judged
+    against a generous cap (twice this run's ``timeout``). ``{}`` when none is found."""
+    pid = lock_holder_pid(fd)
+    start = process_start(pid) if pid and pid > 0 else None
+    if start is None:
+        return {}
+    started_boot = start / float(os.sysconf("SC_CLK_TCK"))
+    note = {"pid": pid, "pid_start": start, "boot_id": boot_id(),
+            "started_boot": started_boot, "started": now - (boot_now - started_boot),
+            "inferred": True}
+    if timeout:
+        note["timeout"] = 2 * float(timeout)
+    return note
 
 
 def holder_elapsed(note, now, boot_now):
@@ -284,23 +330,26 @@ class JobLock:
         return info.st_dev, info.st_ino
 
     def acquire(self, wait_seconds=0.0):
-        """``None`` once every lock file is held, else ``(holder_note, path)`` of the
+        """``None`` once every lock file is held, else ``(holder_note, path, fd)`` of the
         first one another process still holds after ``wait_seconds``."""
         deadline = time.monotonic() + max(0.0, float(wait_seconds or 0))
         for fd, path in self.held:
             if not _flock(fd, deadline):
-                return read_lock_note(fd), path
+                return read_lock_note(fd), path, fd
         return None
 
-    def write_note(self, note) -> None:
-        """Replace the note in our lock file (through its descriptor, unbuffered, so a full
-        disk fails here and is ignored: the lock holds all the same)."""
-        data = (json.dumps(note) + "\n").encode("utf-8")
+    def write_note(self, note) -> str:
+        """Overwrite the note in our lock file in place (through its descriptor, at
+        ``NOTE_BYTES``, space-padded, never truncated); ``""`` or why it failed (the
+        lock holds all the same; a skipped run then finds the holder in /proc/locks)."""
+        data = (json.dumps(note) + "\n").encode("utf-8").ljust(NOTE_BYTES)
         try:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, data, 0)
-        except OSError:
-            pass
+            if os.pwrite(self.fd, data, 0) == len(data):
+                return ""
+            problem = "short write"
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        return "cannot write the lock note in %s: %s" % (self.path, problem)
 
     def close(self) -> None:
         for fd, _path in self.held:
@@ -311,16 +360,23 @@ class JobLock:
 # --------------------------------------------------------------------------- the command
 
 def ping(url, log, what) -> bool:
-    """GET ``url`` (dead-man switch); failures are logged without the URL and ignored."""
-    import urllib.error  # lazily: most jobs have no ping URL, and every cron run pays for imports
-    import urllib.request
+    """GET ``url`` (dead-man switch) within ``PING_TIMEOUT_SECONDS`` in all; failures are
+    logged without the URL and ignored: a ping never stops or fails a job."""
+    import http.client  # lazily: most jobs have no ping URL, and every cron run pays for imports
+    import urllib.error
+
+    from .http_deadline import deadline_opener
 
     try:
-        with urllib.request.build_opener().open(url, timeout=PING_TIMEOUT_SECONDS) as response:
-            response.read(256)
+        with deadline_opener(PING_TIMEOUT_SECONDS) as opener:
+            with opener.open(url, timeout=PING_TIMEOUT_SECONDS) as response:
+                response.read(256)
         return True
     except urllib.error.HTTPError as exc:
         log.line("runbook-ops: dead-man ping (%s) failed: HTTP %d" % (what, exc.code))
+    except http.client.HTTPException as exc:  # it answers, but not in HTTP (wrong port)
+        log.line("runbook-ops: dead-man ping (%s) failed: not an HTTP answer (%s)"
+                 % (what, type(exc).__name__))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         log.line("runbook-ops: dead-man ping (%s) failed: %s"
@@ -354,11 +410,12 @@ class _Output:
             self._emit(self.pending)
             self.pending = b""
 
-    def read_until(self, deadline, done) -> bool:
-        """Read until ``done()`` is true (returns True) or ``deadline`` passes (False)."""
+    def read_until(self, deadline, done, interrupt=None) -> bool:
+        """Read until ``done()`` is true (returns True), or ``deadline`` passes or
+        ``interrupt`` (an ``Interrupt``) has caught a signal (False)."""
         while not done():
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (interrupt is not None and interrupt.signum):
                 return False
             wait = min(POLL_SECONDS, left)
             if self.eof:  # nothing to read; wait for done() from 10 ms up to POLL_SECONDS
@@ -381,6 +438,40 @@ class _Output:
         self.stream.close()
 
 
+class Interrupt:
+    """SIGTERM, SIGINT and SIGHUP while a job runs (systemd stopping cron, an admin's
+    ``kill``, a closed terminal): the handler only notes the signal; the read loop sees
+    it within ``POLL_SECONDS`` and the run stops its command as on a timeout, records
+    the run and releases the lock. Handlers are installed only in the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.signum = 0
+        self.stopped = False  # the command was stopped (or not started) for the signal
+        self.saved = {}
+
+    def _note(self, signum, _frame) -> None:
+        self.signum = self.signum or signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def __enter__(self):
+        for signum in self.SIGNALS:
+            try:
+                self.saved[signum] = signal.signal(signum, self._note)
+            except ValueError:  # not the main thread (an embedding program, tests)
+                break
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        self.saved = {}
+
+
 def has_exited(pid) -> bool:
     """Whether our child ``pid`` has exited, without reaping it (``WNOWAIT``): until it is
     reaped its pid, which is its process group's id, cannot go to another process."""
@@ -391,26 +482,32 @@ def has_exited(pid) -> bool:
     return info is not None and info.si_pid != 0
 
 
-def group_has_others(pgid, leader) -> bool:
-    """Whether a process other than ``leader`` is in process group ``pgid`` (``/proc``).
+def job_groups(leader):
+    """The process groups of the job started as ``leader`` (its session and group id)
+    that have a process other than ``leader``: its own group, and the groups its
+    commands made in its session (GNU ``timeout``, ``set -m``, ``make``), read from
+    ``/proc/PID/stat`` (fields 5 and 6); ``None`` when ``/proc`` cannot be read.
 
     ``killpg(pgid, 0)`` cannot tell: it succeeds while the unreaped leader is there.
     """
     try:
         names = os.listdir("/proc")
     except OSError:
-        return True  # cannot look: assume someone is left, the grace period decides
+        return None  # cannot look: assume someone is left, the grace period decides
+    groups = set()
     for name in names:
         if not name.isdigit() or int(name) == leader:
             continue
         try:
             with open("/proc/%s/stat" % name, "rb") as handle:
                 data = handle.read()
-            if int(data[data.rindex(b")") + 2:].split()[2]) == pgid:
-                return True
+            fields = data[data.rindex(b")") + 2:].split()
+            pgid, session = int(fields[2]), int(fields[3])
         except (OSError, ValueError, IndexError):
             continue
-    return False
+        if pgid == leader or session == leader:
+            groups.add(pgid)
+    return groups
 
 
 def _signal_group(pgid, signum) -> None:
@@ -422,40 +519,57 @@ def _signal_group(pgid, signum) -> None:
         pass
 
 
-def _stop_group(proc, output, log) -> None:
-    """SIGTERM the job's group, SIGKILL what is left after the grace, then stop reading.
+def _signal_job(leader, signum) -> None:
+    """Send ``signum`` to the job's group and to every other group in its session."""
+    _signal_group(leader, signum)
+    for pgid in sorted(job_groups(leader) or ()):
+        if pgid != leader:
+            _signal_group(pgid, signum)
 
-    Whatever still holds the pipe after that left the group (``setsid``): the wrapper
+
+def _stop_group(proc, output, log) -> None:
+    """SIGTERM the job's group and the other groups of its session, SIGKILL what is left
+    after the grace, then stop reading.
+
+    Whatever still holds the pipe after that left the session (``setsid``): the wrapper
     stops reading rather than wait for it, and says so.
     """
     scanned = {"at": float("-inf"), "others": True}
 
     def others():
         if time.monotonic() - scanned["at"] >= GROUP_SCAN_SECONDS:
-            scanned.update(at=time.monotonic(), others=group_has_others(proc.pid, proc.pid))
+            groups = job_groups(proc.pid)
+            scanned.update(at=time.monotonic(), others=groups is None or bool(groups))
         return scanned["others"]
 
-    def settled():  # the command is gone, and so is its output or the rest of its group
-        return has_exited(proc.pid) and (output.eof or not others())
+    def settled():  # the command is gone, and so is the rest of its group and session
+        return has_exited(proc.pid) and not others()
 
-    _signal_group(proc.pid, signal.SIGTERM)
+    _signal_job(proc.pid, signal.SIGTERM)
     output.read_until(time.monotonic() + KILL_GRACE_SECONDS, settled)
-    _signal_group(proc.pid, signal.SIGKILL)
-    output.read_until(time.monotonic() + READ_GRACE_SECONDS, lambda: output.eof)
+    _signal_job(proc.pid, signal.SIGKILL)
+    output.read_until(time.monotonic() + READ_GRACE_SECONDS,
+                      lambda: output.eof and not others())
     if not output.eof:
         log.line("runbook-ops: a process outside the job's process group (started with "
                  "setsid?) still holds its output; stopped reading it")
 
 
-def _run_streaming(argv, log, tail, timeout, env=None):
+def _run_streaming(argv, log, tail, timeout, env=None, interrupt=None):
     """Run ``argv``, stream its output into ``log`` and ``tail``; returns ``(rc, timed_out)``.
 
     The run ends when the command has exited and its output is closed. After
-    ``timeout`` seconds the process group is stopped (``_stop_group``). A command that
+    ``timeout`` seconds, or once ``interrupt`` caught a signal (rc 128 + its number),
+    the process group is stopped (``_stop_group``). A command that
     exits while processes it left behind keep its output open past ``READ_GRACE_SECONDS``
     has those processes stopped the same way, so nothing holds the lock forever. The
     command is reaped last, after every signal to its group.
     """
+    interrupt = interrupt or Interrupt()
+    if interrupt.signum:
+        log.line("runbook-ops: interrupted by %s before the command started" % interrupt.name)
+        interrupt.stopped = True
+        return 128 + interrupt.signum, False
     try:
         proc = start_process(argv, env=env)
     except OSError as exc:
@@ -465,9 +579,13 @@ def _run_streaming(argv, log, tail, timeout, env=None):
         return NOT_FOUND_RC, False
     output = _Output(proc.stdout, log, tail)
     end = time.monotonic() + (timeout if timeout else 10.0 ** 9)
-    exited = output.read_until(end, lambda: has_exited(proc.pid))
-    timed_out = not exited
-    if timed_out:
+    exited = output.read_until(end, lambda: has_exited(proc.pid), interrupt)
+    timed_out = not exited and not interrupt.signum
+    if interrupt.signum and not exited:
+        log.line("runbook-ops: interrupted by %s; stopping the process group" % interrupt.name)
+        interrupt.stopped = True
+        _stop_group(proc, output, log)
+    elif timed_out:
         log.line("runbook-ops: timed out after %s s; stopping the process group"
                  % _seconds(timeout))
         _stop_group(proc, output, log)
@@ -480,6 +598,8 @@ def _run_streaming(argv, log, tail, timeout, env=None):
         rc = proc.wait(timeout=READ_GRACE_SECONDS)
     except subprocess.TimeoutExpired:  # unkillable (uninterruptible sleep): leave it
         rc = -signal.SIGKILL
+    if interrupt.stopped:
+        return 128 + interrupt.signum, False
     return (TIMEOUT_RC if timed_out else rc), timed_out
 
 
@@ -555,12 +675,17 @@ def merge_fallback_state(runtime, log) -> None:
 # --------------------------------------------------------------------------- alerts
 
 def _alert_outcome(log, result, failed=True) -> None:
+    """Log what became of an alert; one that should have gone out and did not (not
+    delivered, Telegram not configured) also goes to stderr, so to syslog."""
     if result.get("sent"):
         log.line("runbook-ops: alert %s %s sent (%s)" % (result["key"], result["level"],
                                                          result["reason"]))
     elif result.get("error"):
         log.line("runbook-ops: alert %s %s NOT delivered: %s" % (
-            result["key"], result["level"], result["error"]))
+            result["key"], result["level"], result["error"]), syslog=True)
+    elif result.get("configured") is False:
+        log.line("runbook-ops: alert %s %s not sent: %s" % (
+            result["key"], result["level"], result["reason"]), syslog=True)
     elif failed:
         log.line("runbook-ops: alert %s not sent: %s" % (result["key"], result["reason"]))
 
@@ -642,18 +767,24 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
             report_lock_dir(runtime, name, lock, log)
             held = lock.acquire(wait_seconds)
             if held is not None:
-                return _skipped(runtime, name, held, log, out, clock(), boot_clock())
+                return _skipped(runtime, name, held, log, out, clock(), boot_clock(), timeout)
             started = clock()
-            lock.write_note(lock_note(started, boot_clock(), timeout))
+            note_problem = lock.write_note(lock_note(started, boot_clock(), timeout))
+            if note_problem:
+                report_storage(runtime, name, [note_problem + " (later runs find this run "
+                                               "through /proc/locks)"], log)
             ping_url = (job_settings(runtime, name).get("ping_url") or "").rstrip("/")
-            record, tail = _run_locked(runtime, name, argv, timeout, log, started, ping_url,
-                                       state_problem)
+            with Interrupt() as interrupt:
+                record, tail = _run_locked(runtime, name, argv, timeout, log, started,
+                                           ping_url, state_problem, interrupt)
         finally:
             lock.close()
         late = [p for p in (record.get("state_error"), log.problem)
                 if p and p not in problems]
         if late:
             report_storage(runtime, name, late, log)
+        if record.get("interrupted"):  # a shutdown: recorded and logged, no alert or ping
+            return record
         _report_result(runtime, name, record, tail, timeout, log)
         if ping_url:
             failed = record["rc"] != 0
@@ -674,12 +805,15 @@ def _open_lock(runtime, name, main_state_dir, log):
         raise
 
 
-def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
+def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict:
     """A run that found the lock held: alert when the holder is overdue, then log it.
 
-    The alert goes first: stdout is a pipe to logger, which may be gone.
+    A holder whose note is empty or unreadable is found through ``/proc/locks``
+    (``inferred_note``). The alert goes first: stdout is a pipe to logger, which may be gone.
     """
-    holder, lock_path = held
+    holder, lock_path, fd = held
+    if not str(holder.get("pid", "")).isdigit():  # empty or unreadable: not written
+        holder = inferred_note(fd, now, boot_now, timeout) or holder
     pid = holder.get("pid", "unknown")
     since = holder.get("started")
     message = "job %s is already running (pid %s%s); skipping" % (
@@ -692,11 +826,13 @@ def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
         look = ("`ps -o pid,etime,stat,cmd -s %s`" % pid) if alive else (
             "`fuser -v %s` (pid %s no longer runs: a process that inherited the lock holds it)"
             % (lock_path, pid))
-        text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s s timeout "
+        limit = ("%s s timeout" % _seconds(holder["timeout"])) if not holder.get("inferred") \
+            else ("%s s (twice the timeout; its lock note is empty, so it was found through "
+                  "/proc/locks and judged by its process start)" % _seconds(holder["timeout"]))
+        text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s "
                 "and still holds %s, so every later run is skipped. Look at it with %s and "
                 "end it." % (name, utc_stamp(since) if isinstance(since, (int, float))
-                             else "at an unknown time", pid, overdue,
-                             _seconds(holder["timeout"]), lock_path, look))
+                             else "at an unknown time", pid, overdue, limit, lock_path, look))
         record.update(stuck=True, rc=1)
         record["alert"] = notify(runtime, "lock:" + name, "critical", text)
         _alert_outcome(log, record["alert"])
@@ -705,31 +841,38 @@ def _skipped(runtime, name, held, log, out, now, boot_now) -> dict:
     return record
 
 
-def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_problem):
+def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_problem,
+                interrupt=None):
     """Ping, run, record; returns ``(record, tail)``. Runs while the lock is held."""
     tail = collections.deque(maxlen=TAIL_LINES)
     log.line("runbook-ops: job %s started (pid %d): %s"
              % (name, os.getpid(), " ".join(shlex.quote(a) for a in argv)))
     if ping_url:
         ping(ping_url + "/start", log, "start")
-    env = None
+    env = dict(os.environ)
+    env[LOCKED_JOB_ENV] = name  # the command need not (and cannot) take this lock itself
     if state_problem:
-        env = dict(os.environ)
         env[STATE_DIR_ENV] = runtime["state_dir"]
-    rc, timed_out = _run_streaming(argv, log, tail, timeout, env)
+    interrupt = interrupt or Interrupt()
+    rc, timed_out = _run_streaming(argv, log, tail, timeout, env, interrupt)
     finished = time.time()
     seconds = round(finished - started, 3)
-    log.line("runbook-ops: job %s %s (rc %d, %.1f s)"
-             % (name, "timed out" if timed_out else ("failed" if rc else "finished"),
-                rc, seconds))
+    how = "timed out" if timed_out else ("failed" if rc else "finished")
+    if interrupt.stopped:
+        how = "interrupted by %s" % interrupt.name
+    log.line("runbook-ops: job %s %s (rc %d, %.1f s)" % (name, how, rc, seconds))
     record = {"job": name, "started": utc_stamp(started), "finished": utc_stamp(finished),
               "rc": rc, "seconds": seconds, "timed_out": timed_out, "skipped": False,
               "state_dir": runtime["state_dir"]}
+    if interrupt.stopped:
+        record["interrupted"] = interrupt.name
+    if rc:
+        record["last_error"] = last_error_line(tail)
     path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
     try:
-        record["state_saved"] = write_json_atomic(
-            path, {k: record[k] for k in ("job", "started", "finished", "rc", "seconds",
-                                          "timed_out")})
+        kept = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted",
+                "last_error")
+        record["state_saved"] = write_json_atomic(path, {k: record[k] for k in kept if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
     except OSError as exc:
         record["state_saved"] = False
@@ -739,14 +882,29 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
     return record, tail
 
 
+ERROR_LINE = re.compile(r"error|fail|fatal|denied|refus|cannot|can't|unable|timed out|"
+                        r"traceback|exception|critical|not found|no such", re.IGNORECASE)
+
+
+def last_error_line(tail) -> str:
+    """The line of a failed run's output that says why: the last one that reads like an
+    error (``ERROR_LINE``), else the last line; ``""`` without output. The wrapper's own
+    timeout notice counts too. Kept in the job's record for the morning check."""
+    lines = [line.strip() for line in tail if line.strip()]
+    for line in reversed(lines):
+        if ERROR_LINE.search(line):
+            return line
+    return lines[-1] if lines else ""
+
+
 def _report_result(runtime, name, record, tail, timeout, log) -> None:
     """Alert ``job:NAME`` on failure (recovery on success); recover ``lock:NAME``."""
     failed = record["rc"] != 0
     if failed:
         what = (("timed out after %s s" % _seconds(timeout)) if record["timed_out"]
                 else ("failed with exit status %d" % record["rc"]))
-        text = "job %s %s (%.0f s).\nLast output:\n%s" % (
-            name, what, record["seconds"], "\n".join(tail) if tail else "(no output)")
+        text = with_tail("critical", runtime["host_label"], "job %s %s (%.0f s).\nLast output:"
+                         % (name, what, record["seconds"]), list(tail) or ["(no output)"])
         result = notify(runtime, "job:" + name, "critical", text)
         _alert_outcome(log, result, failed)
     else:

@@ -6,6 +6,8 @@ Exit 0 when the command succeeded, or when another run of the job holds the lock
 on stdout and in the job's log); 1 when the command failed (its exit status is in the
 log and in ``<state_dir>/jobs/NAME.json``) or when the run holding the lock is past its
 own timeout (alerted as ``lock:NAME``); 124 when the command timed out and was stopped;
+128 + N when the wrapper got signal N (SIGTERM, SIGINT, SIGHUP): its command was stopped
+as on a timeout and the run recorded with that exit status (no alert: a shutdown);
 2 for bad arguments (a job name or a ``--timeout`` that breaks the rules of
 ``runtime.py``, said in one line) or when no lock file could be opened.
 """
@@ -64,6 +66,12 @@ def run_command_line(args, runtime) -> int:
         if problem:
             raise OpsError(problem)
         timeout = float(args.timeout)
+    if runtime.get("missing"):
+        # Defaults without a chat id: every alert of this job is "not configured". Said on
+        # stderr, which the cron line sends to syslog, so the silence is found.
+        write_line(sys.stderr, "runbook-ops: job %s: runtime config %s is missing: running "
+                   "with the defaults, so no alert can be sent; re-run the runbook.ops.base "
+                   "role\n" % (args.job, runtime["missing"]))
     record = run_job(runtime, args.job, command, timeout=timeout, wait_seconds=args.wait)
     if args.json:
         write_line(sys.stdout, json.dumps(record, sort_keys=True) + "\n")
@@ -71,4 +79,6 @@ def run_command_line(args, runtime) -> int:
         return 1 if record["stuck"] else 0
     if record["timed_out"]:
         return TIMEOUT_RC
+    if record.get("interrupted"):
+        return record["rc"]  # 128 + the signal, as a shell reports it
     return 0 if record["rc"] == 0 else 1

@@ -37,6 +37,7 @@ from decimal import Decimal, InvalidOperation
 
 from .errors import OpsError
 from .runner import run_command
+from .units import plural
 
 DEFAULT_BASELINE_FILE = "/var/lib/runbook-ops/media-baseline.jsonl"
 DEFAULT_DISK_HISTORY_FILE = "/var/lib/runbook-ops/disk-history.jsonl"
@@ -267,8 +268,8 @@ def growth_per_week(samples, window_days=GROWTH_WINDOW_DAYS,
     count = len(usable)
     if count < 2:
         return {"status": "insufficient", "bytes_per_week": None, "samples": count,
-                "detail": "%d baseline sample%s; growth needs two at least a day apart"
-                          % (count, "" if count == 1 else "s")}
+                "detail": "%s; growth needs 2 samples at least a day apart"
+                          % plural(count, "baseline sample")}
     newest = usable[-1]
     newest_ts = parse_ts(newest["ts"])
     window_start = newest_ts - datetime.timedelta(days=window_days)
@@ -277,7 +278,7 @@ def growth_per_week(samples, window_days=GROWTH_WINDOW_DAYS,
     if not candidates:
         return {"status": "insufficient", "bytes_per_week": None, "samples": count,
                 "detail": "%d baseline samples, all within a day of the newest; growth "
-                          "needs two at least a day apart" % count}
+                          "needs 2 samples at least a day apart" % count}
     in_window = [s for s in candidates if parse_ts(s["ts"]) >= window_start]
     if in_window:
         base, method = in_window[0], "window"
@@ -350,8 +351,8 @@ def count_records(command, chdir=None, timeout=120):
 def disk_state(disk_path, history_file, limit_percent):
     """Return the disk inputs of the gate for the filesystem holding ``disk_path``.
 
-    ``{"mount", "used_percent", "bytes_per_day", "days_to_limit"}``: usage as ``df`` shows
-    it (``disk.filesystem_usage``) and the trend of the disk check's history
+    ``{"mount", "samples", "used_percent", "bytes_per_day", "days_to_limit"}``: usage as
+    ``df`` shows it (``disk.filesystem_usage``) and the trend of the disk check's history
     (``disk.read_history`` + ``disk.compute_trend``, least squares over samples spanning at
     least a day): days until ``limit_percent`` (0 when already there, ``None`` when not
     growing or without history).
@@ -359,9 +360,11 @@ def disk_state(disk_path, history_file, limit_percent):
     from .disk import compute_trend, filesystem_usage, read_history
 
     usage = filesystem_usage(disk_path)
-    trend = compute_trend(read_history(history_file, usage["mount"]), usage, limit_percent, 100)
+    samples = read_history(history_file, usage["mount"])
+    trend = compute_trend(samples, usage, limit_percent, 100)
     return {
         "mount": usage["mount"],
+        "samples": len(samples),
         "used_percent": usage["used_percent"],
         "bytes_per_day": trend["growth_bytes_per_day"] if trend else None,
         "days_to_limit": trend["days_until_warn"] if trend else None,
@@ -409,7 +412,8 @@ def decide_gate(media, growth, records, disk, limits):
                                  "no record count configured"))
     else:
         triggers.append(_trigger("records", records, record_limit, records > record_limit,
-                                 "records", "%d records, limit %d" % (records, record_limit)))
+                                 "records", "%s, limit %d" % (plural(records, "record"),
+                                                              record_limit)))
 
     disk_limit = limits["disk_limit_percent"]
     horizon = limits["disk_trend_days"]
@@ -422,8 +426,10 @@ def decide_gate(media, growth, records, disk, limits):
         detail = "disk %s%% used, trend reaches %s%% in %.0f days (horizon %d)" % (
             disk["used_percent"], disk_limit, days, horizon)
     elif disk.get("bytes_per_day") is None:
-        detail = "disk %s%% used, limit %s%%; no disk-check history for a trend" % (
-            disk["used_percent"], disk_limit)
+        detail = ("disk %s%% used, limit %s%%; no trend yet: the disk-check history has %s "
+                  "of %s, a trend needs 2 samples at least a day apart" % (
+                      disk["used_percent"], disk_limit, plural(disk.get("samples", 0), "sample"),
+                      disk.get("mount") or "this filesystem"))
     else:
         detail = "disk %s%% used, limit %s%%; not growing" % (disk["used_percent"], disk_limit)
     disk_trigger = _trigger("disk", disk["used_percent"], disk_limit, now_hit or trend_hit,
@@ -494,9 +500,9 @@ def evaluate_gate(media_path, size_limit=DEFAULT_SIZE_LIMIT,
 
 def summarize_gate(result):
     """Return a short multi-line text of a gate result (alerts and logs)."""
-    head = "media cleanup gate %s for %s (%s, %d files)" % (
+    head = "media cleanup gate %s for %s (%s, %s)" % (
         "FIRED" if result["activate"] else "quiet", result.get("media_path", "media"),
-        format_size(result["media_bytes"]), result["media_files"])
+        format_size(result["media_bytes"]), plural(result["media_files"], "file"))
     lines = [head]
     for trig in result["triggers"]:
         lines.append("%s %s: %s" % ("[HIT]" if trig["hit"] else "[ok] ", trig["name"],

@@ -27,6 +27,7 @@ import sys
 from .errors import OpsError
 from .cli_output import add_config_arguments, emit
 from . import media
+from .units import plural
 
 ALERT_KEY = "media-cleanup"
 
@@ -91,12 +92,12 @@ def cmd_media_baseline(args, runtime):
                                    timeout=config["timeout_seconds"])
     sample, growth = result["sample"], result["growth"]
     rate = growth.get("bytes_per_week")
-    text = "%s %s %s (%d bytes), %d files, growth %s" % (
-        sample["ts"], sample["path"], media.format_size(sample["bytes"]), sample["bytes"],
-        sample["files"], "%s/week" % media.format_size(rate) if rate is not None
+    text = "%s %s %s (%s), %s, growth %s" % (
+        sample["ts"], sample["path"], media.format_size(sample["bytes"]),
+        plural(sample["bytes"], "byte"), plural(sample["files"], "file"), "%s/week" % media.format_size(rate) if rate is not None
         else "n/a (%s)" % growth.get("detail", ""))
     if result["partial"]:
-        text += "; PARTIAL: %d entries unreadable" % result["unreadable"]
+        text += "; PARTIAL: %s unreadable" % plural(result["unreadable"], "entry", "entries")
     if not result["written"]:
         text += "; NOT WRITTEN to %s" % config["baseline_file"]
     emit(args, result, text)

@@ -8,16 +8,25 @@ restored paths (never following a symlink) and decides, path by path:
 - ``excluded``: the job's excludes match it (restic's own rules, ``restic_filter``), or
   it is a ``runbook-ops-quarantine`` directory. Never touched: the walk does not enter
   it and ``restic restore`` gets the same ``--exclude`` patterns.
-- ``replace`` / ``create``: a regular file the snapshot has is overwritten by restic; a
-  path the snapshot has and the host lacks is created.
+- ``replace`` / ``create``: a live regular file the snapshot has, with the snapshot's
+  size, time and change time (``ctime_ns`` when the listing has it: a rewrite that kept
+  size and mtime still changes it), is overwritten by restic; a path the snapshot has and the host lacks is
+  created.
 - ``moves``: moved aside, never deleted. Files and directories the snapshot does not
-  have (written after the backup), and whatever restic would fail on or write through:
-  a live path of another type than the snapshot's (a directory where it has a file, a
-  symlink, fifo or device where it has one) and a file with other hard links (restic
-  truncates files in place, which would change the other names too). A directory goes
-  as a whole when nothing below it is excluded or mounted, else entry by entry.
-- ``kept``: cannot be moved (a mount point, a directory in the way that holds excluded
-  paths): left exactly as it is and left out of the restore.
+  have (written after the backup); a file that differs from the snapshot's (so the
+  restore can be undone: the old one is in the quarantine); and whatever restic would fail
+  on or write through: a live path of another type than the snapshot's (a directory where
+  it has a file, a symlink, fifo or device where it has one), a file with other hard links
+  (restic truncates files in place, which would change the other names too) and a file
+  the snapshot has hard-linked (restic 0.14 deletes such a file and does not link it). A
+  directory goes as a whole when nothing below it is excluded or mounted, else entry by
+  entry.
+- ``kept``: cannot be moved (a mount point: another device than its parent, or in the
+  mount table, as a bind mount of the same filesystem is; a directory in the way that
+  holds excluded paths): left exactly as it is and left out of the restore. Every place
+  that decides a move checks this first.
+- ``space``: what restic will write on each filesystem (new files and the replacements of
+  moved files, at full length in whole blocks), for the free-space check.
 
 ``quarantine_moves`` places each move under ``<top of the file's filesystem>/
 runbook-ops-quarantine/<time>-<job>-<snapshot>/<original absolute path>`` (the top is
@@ -38,6 +47,7 @@ from .restic_filter import escape_path, list_matches, parse_patterns
 
 QUARANTINE_DIR = "runbook-ops-quarantine"
 SAMPLE = 50
+BLOCK = 4096
 
 
 def live_type(mode):
@@ -59,8 +69,10 @@ def _lstat(path):
 class _Planner:
     """One walk over the restored roots; fills the plan's lists."""
 
-    def __init__(self, nodes, excludes):
+    def __init__(self, nodes, excludes, mounts):
         self.nodes = nodes
+        self.mounts = mounts
+        self.root, self.real_root = "", ""
         self.parsed = parse_patterns(list(excludes) + [QUARANTINE_DIR])
         self.children = {}
         for path in nodes:
@@ -68,18 +80,30 @@ class _Planner:
             self.children.setdefault(parent, set()).add(name)
         self.plan = {"moves": [], "kept": [], "excluded": [], "replace": 0, "create": 0,
                      "changed": 0, "changed_sample": []}
+        self.space = {}
+
+    def start(self, root):
+        """Walk ``root`` next; paths below it are compared with the mount table by the
+        root's real path (the walk never follows a symlink, so the rest is real)."""
+        self.root, self.real_root = root, os.path.realpath(root)
 
     def excluded(self, path):
         return list_matches(self.parsed, path)
 
-    def visit(self, path, parent_dev):
+    def mounted(self, path, st, parent_dev):
+        """Whether ``path`` is a mount point: another device than its parent, or in the
+        mount table (a bind mount of the same filesystem has its parent's device)."""
+        return st.st_dev != parent_dev or (
+            self.real_root + path[len(self.root):]) in self.mounts
+
+    def visit(self, path, parent_dev, parent_path):
         """Decide for ``path`` (not excluded) and what is below it."""
         node = self.nodes.get(path)
         wanted = node["type"] if node else None
         st = _lstat(path)
         if st is None:
             if wanted and wanted != "socket":
-                self.count_create(path)
+                self.count_create(path, parent_dev, parent_path)
             return
         live = live_type(st.st_mode)
         if wanted is None:
@@ -89,9 +113,9 @@ class _Planner:
         elif wanted == "dir" and live == "dir":
             self.descend(path, st)
         elif wanted == "file" and live == "file" and st.st_nlink == 1:
-            self.replace(path, st, node)
+            self.replace(path, st, node, parent_dev, parent_path)
         else:
-            self.displace(path, st, parent_dev, _conflict_reason(wanted, live, st))
+            self.displace(path, st, parent_dev, parent_path, _conflict_reason(wanted, live, st))
 
     def descend(self, path, st):
         try:
@@ -104,21 +128,43 @@ class _Planner:
                 if name in names:
                     self.plan["excluded"].append(child)
                 continue
-            self.visit(child, st.st_dev)
+            self.visit(child, st.st_dev, path)
 
-    def replace(self, path, st, node):
+    def replace(self, path, st, node, parent_dev, parent_path):
+        """A live file where the snapshot has one: identical ones are overwritten in place;
+        one that differs, or that the snapshot has hard-linked, moves aside first."""
         self.plan["replace"] += 1
-        if node.get("size") != st.st_size or node.get("mtime_ns") != st.st_mtime_ns:
+        reason = ""
+        if node.get("size") != st.st_size or node.get("mtime_ns") != st.st_mtime_ns or (
+                node.get("ctime_ns") is not None and node["ctime_ns"] != st.st_ctime_ns):
             self.plan["changed"] += 1
             if len(self.plan["changed_sample"]) < SAMPLE:
                 self.plan["changed_sample"].append(path)
+            reason = "differs from the snapshot: moved aside, so the restore can be undone"
+        elif node.get("hardlinked"):
+            reason = ("hard-linked in the snapshot: restic (0.14) would delete it here and "
+                      "not link it")
+        if reason:
+            self.displace(path, st, parent_dev, parent_path, reason, replacing=True)
 
-    def count_create(self, path):
-        self.plan["create"] += 1
+    def count_create(self, path, dev, parent_path, counted=True):
+        """Count what restic creates at ``path`` and below (on device ``dev``)."""
+        if counted:
+            self.plan["create"] += 1
+        node = self.nodes[path]
+        self.add_space(dev, parent_path, (node.get("size") or 0) if node["type"] == "file"
+                       else BLOCK)
         for name in self.children.get(path, ()):
             child = os.path.join(path, name)
             if not self.excluded(child) and self.nodes[child]["type"] != "socket":
-                self.count_create(child)
+                self.count_create(child, dev, parent_path, counted)
+
+    def add_space(self, dev, path, size):
+        """Count ``size`` bytes restic writes on device ``dev`` (``path``: a directory on
+        it), in whole 4 KiB blocks: files at their full length (restic 0.14 writes sparse
+        files out in full), everything else one block."""
+        entry = self.space.setdefault(dev, {"path": path, "bytes": 0})
+        entry["bytes"] += -(-size // BLOCK) * BLOCK
 
     def move(self, path, reason):
         self.plan["moves"].append({"path": path, "reason": reason})
@@ -126,9 +172,9 @@ class _Planner:
     def keep(self, path, reason):
         self.plan["kept"].append({"path": path, "reason": reason})
 
-    def displace(self, path, st, parent_dev, reason):
+    def displace(self, path, st, parent_dev, parent_path, reason, replacing=False):
         """The snapshot has something else at ``path``: move the live one aside, or keep it."""
-        if st.st_dev != parent_dev:
+        if self.mounted(path, st, parent_dev):
             self.keep(path, "a mount point where the snapshot has a %s; not restored"
                       % self.nodes[path]["type"])
             return
@@ -139,11 +185,11 @@ class _Planner:
                                 "the snapshot has a %s; not restored" % self.nodes[path]["type"])
                 return
         self.move(path, reason)
-        self.count_create(path)
+        self.count_create(path, parent_dev, parent_path, counted=not replacing)
 
     def extra(self, path, st, parent_dev):
         """``path`` is not in the snapshot: move it aside (or what of it can move)."""
-        if st.st_dev != parent_dev:
+        if self.mounted(path, st, parent_dev):
             self.keep(path, "a mount point not in the snapshot")
             return
         if not stat.S_ISDIR(st.st_mode):
@@ -177,7 +223,7 @@ class _Planner:
             child_st = _lstat(child)
             if child_st is None:
                 continue
-            if child_st.st_dev != st.st_dev:
+            if self.mounted(child, child_st, st.st_dev):
                 self.keep(child, "a mount point not in the snapshot")
                 clean = False
             elif stat.S_ISDIR(child_st.st_mode):
@@ -209,16 +255,19 @@ def _ancestors(path):
     return found
 
 
-def plan_in_place(roots, nodes, excludes):
-    """What an in-place restore of ``nodes`` (``{path: {"type", "size", "mtime_ns"}}``,
-    the snapshot's listing) over ``roots`` (its paths) does to the live tree.
+def plan_in_place(roots, nodes, excludes, mounts=None):
+    """What an in-place restore of ``nodes`` (``{path: {"type", "size", "mtime_ns",
+    "hardlinked"?}}``, the snapshot's listing) over ``roots`` (its paths) does to the
+    live tree. ``mounts``: the mount points (default: this process's mount table).
 
     Returns ``{"moves": [{"path", "reason"}], "kept": [{"path", "reason"}],
     "excluded": [paths], "replace", "create", "changed": counts, "changed_sample",
-    "restore_excludes": [patterns for restic restore]}``. Reads only; raises ``OpsError``
-    when the snapshot does not list a root or an exclude would make restic skip a root.
+    "restore_excludes": [patterns for restic restore], "space": [{"path", "bytes"}]}``
+    (``space``: what restic will write on each filesystem, ``path`` a directory on it).
+    Reads only; raises ``OpsError`` when the snapshot does not list a root or an exclude
+    would make restic skip a root.
     """
-    planner = _Planner(nodes, excludes)
+    planner = _Planner(nodes, excludes, mount_points() if mounts is None else mounts)
     for root in sorted(set(roots)):
         if root not in nodes:
             raise OpsError("the snapshot lists nothing at %s, one of its own paths; refusing "
@@ -232,10 +281,12 @@ def plan_in_place(roots, nodes, excludes):
             raise OpsError("the exclude patterns match %s, a parent of the restored path %s: "
                            "restic restore would skip it; fix backup_excludes" % (hiding[0], root))
         parent = _lstat(os.path.dirname(root))
-        planner.visit(root, parent.st_dev if parent else None)
+        planner.start(root)
+        planner.visit(root, parent.st_dev if parent else None, os.path.dirname(root))
     plan = planner.plan
     plan["restore_excludes"] = (list(excludes) + [QUARANTINE_DIR]
                                 + [escape_path(item["path"]) for item in plan["kept"]])
+    plan["space"] = sorted(planner.space.values(), key=lambda entry: entry["path"])
     return plan
 
 
@@ -249,13 +300,14 @@ def mount_points(mountinfo="/proc/self/mountinfo"):
             for line in handle:
                 fields = line.split(" ")
                 if len(fields) > 4:
-                    points.add(_unescape_mount(fields[4]))
+                    points.add(unescape_mount(fields[4]))
     except OSError:
         pass
     return points
 
 
-def _unescape_mount(text):
+def unescape_mount(text):
+    """A path from the mount table or fstab, its octal escapes (space, tab...) undone."""
     for code in ("\\040", "\\011", "\\012", "\\134"):
         text = text.replace(code, chr(int(code[1:], 8)))
     return text
@@ -289,6 +341,7 @@ def quarantine_moves(moves, name, mounts=None):
     for item in moves:
         top = filesystem_top(item["path"], mounts)
         if top not in dirs:
+            _refuse_mounted_quarantine(top, mounts)
             base = os.path.join(top, QUARANTINE_DIR, name)
             candidate, counter = base, 1
             while os.path.lexists(candidate):
@@ -297,6 +350,16 @@ def quarantine_moves(moves, name, mounts=None):
             dirs[top] = candidate
         placed.append(dict(item, to=dirs[top] + item["path"]))
     return {"dirs": sorted(dirs.values()), "moves": placed}
+
+
+def _refuse_mounted_quarantine(top, mounts):
+    """A ``runbook-ops-quarantine`` that is a mount point (or a symlink) of its own turns
+    every rename into it into EXDEV half-way through a restore: refuse before any move."""
+    quarantine = os.path.join(top, QUARANTINE_DIR)
+    if os.path.islink(quarantine) or os.path.realpath(quarantine) in mounts:
+        raise OpsError("%s is a mount point or a symlink: moving files into it would not be "
+                       "a rename on one filesystem; unmount or remove it (it must be a plain "
+                       "directory); nothing was moved" % quarantine, moved=[])
 
 
 def move_aside(moves, dirs, header):

@@ -9,9 +9,8 @@ works before the role has run). Keys starting with ``_`` (comments) are ignored.
 sets it for its job when the state directory cannot be written (``jobs.py``).
 
 The job-name and timeout rules live here, once: the CLI, runtime.json, the backup config
-and every role (through the ``runbook.ops.job_name_problem`` and
-``runbook.ops.timeout_problem`` filters) check with ``job_name_problem`` and
-``timeout_problem``.
+and every role (through ``validate.py`` and ``runbook.ops.validate_vars``) check with
+``job_name_reason``/``job_name_problem`` and ``timeout_reason``/``timeout_problem``.
 """
 
 from __future__ import annotations
@@ -31,6 +30,8 @@ STATE_DIR_ENV = "RUNBOOK_OPS_STATE_DIR"
 # Locks live on tmpfs, writable when the root filesystem is read-only, in a directory only
 # root can write (never /run/lock, which every user can): see private_dir.py.
 DEFAULT_LOCK_DIR = "/run/runbook-ops/locks"
+# Set by the cron wrapper for its command: the job whose lock the wrapper holds for it.
+LOCKED_JOB_ENV = "RUNBOOK_OPS_LOCKED_JOB"
 
 # A job name becomes /etc/cron.d/runbook-ops-NAME, /var/log/NAME.log, a lock and alert
 # keys. No dot: Debian's cron silently ignores /etc/cron.d files whose names contain one.
@@ -39,29 +40,34 @@ JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 JOB_NAME_RULE = "letters, digits, '_' and '-' (not first), at most 100 characters"
 
 
+def job_name_reason(name) -> str:
+    """Why ``name`` is not a valid job name (``is not a valid job name: use ...``), or ``""``."""
+    if isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name):
+        return ""
+    reason = "is not a valid job name: use %s" % JOB_NAME_RULE
+    if isinstance(name, str) and "." in name:
+        reason += " (no dot: Debian's cron silently ignores /etc/cron.d files with one)"
+    return reason
+
+
 def job_name_problem(name, where="job name") -> str:
     """One line saying why ``name`` is not a valid job name, or ``""`` when it is.
 
     ``where`` names the setting in the message (``backup_job_name``, ``--job``).
     """
-    if isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name):
-        return ""
-    problem = "%s %r is not a valid job name: use %s" % (where, name, JOB_NAME_RULE)
-    if isinstance(name, str) and "." in name:
-        problem += " (no dot: Debian's cron silently ignores /etc/cron.d files with one)"
-    return problem
+    reason = job_name_reason(name)
+    return "%s %r %s" % (where, name, reason) if reason else ""
 
 
 # A timeout reaches `runbook-ops run --timeout S` on every cron line of every role.
 TIMEOUT_RULE = "a number of seconds greater than 0"
 
 
-def timeout_problem(value, where="timeout") -> str:
-    """One line saying why ``value`` is not a valid job timeout, or ``""`` when it is.
+def timeout_reason(value) -> str:
+    """Why ``value`` is not a valid job timeout (``is not a valid timeout: use ...``), or ``""``.
 
     0 would mean "never stop the job, never judge it stuck", and a negative value would
-    make every cron run fail before the job starts; both are refused. ``where`` names the
-    setting in the message (``backup_timeout_seconds``, ``--timeout``).
+    make every cron run fail before the job starts; both are refused.
     """
     try:
         seconds = float(value) if not isinstance(value, bool) else float("nan")
@@ -69,7 +75,16 @@ def timeout_problem(value, where="timeout") -> str:
         seconds = float("nan")
     if 0 < seconds < float("inf"):
         return ""
-    return "%s %r is not a valid timeout: use %s" % (where, value, TIMEOUT_RULE)
+    return "is not a valid timeout: use %s" % TIMEOUT_RULE
+
+
+def timeout_problem(value, where="timeout") -> str:
+    """One line saying why ``value`` is not a valid job timeout, or ``""`` when it is.
+
+    ``where`` names the setting in the message (``--timeout``, ``backup_timeout_seconds``).
+    """
+    reason = timeout_reason(value)
+    return "%s %r %s" % (where, value, reason) if reason else ""
 
 
 def default_runtime() -> dict:
@@ -156,13 +171,15 @@ def merge_runtime(data, path="<runtime>") -> dict:
 def load_runtime(path=DEFAULT_RUNTIME_PATH) -> dict:
     """Read, check and complete the runtime settings; defaults if the file is missing.
 
-    Raises ``OpsError`` naming the file and the problem for bad JSON or bad values.
+    A missing file is noted as ``runtime["missing"] = path`` (no chat id, so no alert can
+    go out: the cron wrapper says so on stderr). Raises ``OpsError`` naming the file and
+    the problem for bad JSON or bad values.
     """
     try:
         with open(path, "r", encoding="utf-8") as handle:
             text = handle.read()
     except FileNotFoundError:
-        return merge_runtime({}, path)
+        return dict(merge_runtime({}, path), missing=str(path))
     except OSError as exc:
         raise OpsError("cannot read runtime config %s: %s; check the path and its permissions"
                        % (path, exc.strerror or exc), path=str(path))

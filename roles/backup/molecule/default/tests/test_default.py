@@ -154,7 +154,7 @@ def test_restore_drill_brings_back_every_checksum(host):
 
     # the hook's dump is in the snapshot, the excluded thumbnails are not
     listing = _ok(host, (RESTIC_ENV % "/srv/restic-repo") + " restic ls latest")
-    assert "/var/backups/runbook-ops/dumps/db.dump" in listing
+    assert "/var/backups/runbook-ops/dumps/backup/db.dump" in listing  # the job's own dump dir
     assert "thumbs.cache" not in listing
 
     # damage: change, delete, add, and change the excluded file
@@ -264,6 +264,7 @@ def test_in_place_restore_goes_host_by_host_and_stops_at_the_first_failure(host)
 def test_retention_with_forged_dates_keeps_expected_and_the_newest(host):
     config = _derived_config(host, "backup-forged", repository="/srv/restic-forged", hooks=[],
                              dump_dir="")
+    _ok(host, "runbook-ops backup init --config %s" % config)  # a run never initialises
     for day in range(1, 7):
         _ok(host, "runbook-ops backup run --config %s --time '2026-01-%02d 03:00:00'" % (config, day))
     days = sorted(s["time"][:10] for s in _snapshots(host, "/srv/restic-forged"))
@@ -276,8 +277,11 @@ def test_retention_with_forged_dates_keeps_expected_and_the_newest(host):
 
 def test_failing_hook_fails_the_backup_and_alerts(host):
     before = len(_snapshots(host, "/srv/restic-repo"))
-    config = _derived_config(host, "backup-failhook", job="backup-failhook", hooks=[
-        {"name": "pg_dump", "command": "echo 'pg_dump: connection refused' >&2; exit 3"}])
+    config = _derived_config(host, "backup-failhook", job="backup-failhook",
+                             legacy_snapshots=False,  # the job "backup" adopts them
+                             dump_dir="/var/backups/runbook-ops/dumps/backup-failhook", hooks=[
+                                 {"name": "pg_dump",
+                                  "command": "echo 'pg_dump: connection refused' >&2; exit 3"}])
     run = host.run("runbook-ops run --job backup-failhook -- runbook-ops backup run --config %s"
                    % config)
     assert run.rc != 0

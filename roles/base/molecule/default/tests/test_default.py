@@ -321,7 +321,7 @@ def test_read_only_state_dir_still_runs_the_job_alerts_and_logs_to_syslog(host):
     assert record["rc"] == 0
     alerts = _messages(host, "job %s: cannot write the state directory /srv/ro/state" % job)
     assert len(alerts) == 1 and "errors=remount-ro" in alerts[0]["text"]
-    assert host.file("/run/lock/runbook-ops/%s.lock" % job).exists
+    assert host.file("/run/runbook-ops/locks/%s.lock" % job).exists  # private, on tmpfs
 
 
 def test_timeout_ends_the_run_when_a_setsid_grandchild_holds_the_pipe(host):

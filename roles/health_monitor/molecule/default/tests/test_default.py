@@ -189,7 +189,7 @@ def test_health_check_playbook_reports_what_is_broken(host):
     assert "disk       /" in out
     assert "memory     ram" in out
     assert "job        health-monitor" in out
-    assert "fleet: 1 hosts, 1 critical" in out
+    assert "fleet: 1 host, 1 critical" in out
     assert "failed=1" in out
 
 
@@ -259,7 +259,7 @@ def test_a_dot_in_the_job_name_is_refused_before_anything_changes(host):
         capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
     out = done.stdout + done.stderr
     assert done.returncode == 2, out[-3000:]
-    assert ("health_monitor_job_name 'health.monitor' is not a valid job name: use letters, "
+    assert ("health_monitor_job_name: health.monitor is not a valid job name: use letters, "
             "digits, '_' and '-' (not first), at most 100 characters (no dot: Debian's cron "
             "silently ignores /etc/cron.d files with one)") in out
     assert not host.file("/etc/cron.d/runbook-ops-health.monitor").exists

@@ -43,6 +43,9 @@ def test_the_reminder_runs_at_the_cleanups_time_through_the_wrapper(host):
     assert ("0 4 * * 0 root /usr/local/bin/runbook-ops run --job %s --timeout 300 -- "
             "/usr/local/bin/runbook-ops media-cleanup-reminder --config /etc/runbook-ops/%s-review.json"
             % (JOB, JOB)) in cron
+    # what the wrapper says when it cannot even start (a torn runtime.json) reaches syslog
+    line = [row for row in cron.splitlines() if " root " in row][0]
+    assert line.endswith(" 2>&1 | logger -t runbook-ops"), line
 
 
 def test_the_reminder_tells_the_team_once_per_cooldown(host):

@@ -423,3 +423,44 @@ def test_merge_state_keeps_the_later_level_and_the_later_sending_per_level(tmp_p
     # and the recoveries are decided from the merged state
     assert alerts.decide(merged["job:backup"], "ok", 400, DAY) == (True, "recovery from critical")
     assert alerts.merge_state(str(main), str(fallback)) == 0
+
+
+@given(st.lists(st.text(max_size=300), max_size=25), st.text(max_size=200))
+def test_with_tail_keeps_the_newest_lines_that_fit_in_one_message(lines, head):
+    """Model: the kept lines are the longest suffix of ``lines`` whose message (prefix,
+    head, lines, the cut note) fits in 4096 UTF-16 units; older ones are dropped first."""
+    lines = [line.replace("\n", " ") for line in lines]
+    text = alerts.with_tail("critical", "web1", head, lines)
+    message = alerts.format_alert("critical", "web1", text)
+    assert len(message.encode("utf-16-le")) // 2 <= alerts.TELEGRAM_MAX_CHARS
+    assert alerts.cut_message(message) == message  # never cut at the end again
+    body = text[len(head) + 1:].split("\n") if lines else []
+    if body and body[0].startswith("… (") and body[0].endswith(" earlier lines cut)"):
+        dropped = int(body[0][3:].split()[0])
+        body = body[1:]
+        assert dropped == len(lines) - len(body) and dropped > 0
+    kept = len(body)
+    assert body == lines[len(lines) - kept:]
+
+
+def test_notify_does_not_hold_the_state_lock_while_delivering(tmp_path, fake):
+    """Another job's notify must not wait for a slow delivery: while the message is on its
+    way the state lock is free, the alert is already recorded as sent (a concurrent run
+    sees it in cooldown), and a failed delivery takes that record back."""
+    import fcntl  # pylint: disable=import-outside-toplevel
+    runtime = _runtime(tmp_path, fake.url)
+    lock_path = tmp_path / "state" / "locks" / alerts.STATE_LOCK_NAME
+    seen = {}
+
+    def sending(*_args, **_kwargs):
+        with open(lock_path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when held
+        seen["during"] = alerts.notify(runtime, "disk:/", "critical", "also full")
+        raise OpsError("Telegram message not delivered by test: slow")
+
+    result = alerts.notify(runtime, "disk:/", "critical", "full", send=sending)
+    assert seen["during"]["sent"] is False and "cooldown" in seen["during"]["reason"]
+    assert result["sent"] is False and "slow" in result["error"]
+    assert not fake.messages
+    again = alerts.notify(runtime, "disk:/", "critical", "full")  # the claim was taken back
+    assert again["sent"] is True and len(fake.messages) == 1

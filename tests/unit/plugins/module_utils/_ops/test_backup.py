@@ -20,6 +20,7 @@ sys.path.insert(0, _MODULE_UTILS)
 
 from _ops import backup, backup_cli  # noqa: E402
 from _ops.errors import OpsError  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 PASSWORD = "s3cret-Backup-Pa55word"
 UTC = datetime.timezone.utc
@@ -71,7 +72,11 @@ def setup(tmp_path, monkeypatch, tmpfs):
         "paths": [str(data / "app"), str(data / "volume")],
         "retention": {"keep_daily": 3},
     }
-    return {"tmp": tmp_path, "data": data, "config": backup.validate_config(raw), "raw": raw,
+    config = backup.validate_config(raw)
+    if shutil.which("restic"):
+        assert backup.ensure_repository(config) == "created"  # provisioning: `backup init`
+        cheapen_keys(raw["repository"], PASSWORD)
+    return {"tmp": tmp_path, "data": data, "config": config, "raw": raw,
             "quarantine": fs / "runbook-ops-quarantine"}
 
 
@@ -186,7 +191,7 @@ def test_plan_sources_adds_volume_mountpoints_with_tags_and_compose_files(setup,
                                          compose={"project_dir": str(project)}))
     plan = backup.plan_sources(config, mountpoint_of=lambda name: "/var/lib/docker/volumes/%s/_data" % name)
     assert "/var/lib/docker/volumes/app_db/_data" in plan["paths"]
-    assert plan["tags"] == ["runbook-ops", "job:backup", "volume:app_db"]
+    assert plan["tags"] == ["runbook-ops", "job:backup", "legacy-owner", "volume:app_db"]
     assert str(project / ".env") in plan["paths"]
     assert str(project / "compose.yaml") in plan["paths"]
 
@@ -232,7 +237,7 @@ def test_backup_then_restore_into_scratch_matches_every_checksum(setup, tmp_path
     before = _tree_checksums(str(setup["data"]))
     result = backup.run_backup(config)
     assert result["ok"], result
-    assert result["repository"] == "created"
+    assert result["repository"] == "exists"
     # change and delete data after the backup
     _write(str(setup["data"] / "app" / "config.yml"), b"key: CHANGED\n")
     os.unlink(str(setup["data"] / "volume" / "_data" / "db.sqlite"))
@@ -272,7 +277,13 @@ def test_in_place_restore_puts_back_changed_and_deleted_files(setup):
     result = _in_place(config)
     assert result["ok"]
     assert _tree_checksums(str(setup["data"])) == before
-    assert result["moves"][0]["reason"] == "a symlink where the snapshot has a symlink"
+    moved = {item["path"]: item["reason"] for item in result["moves"]}
+    assert moved[str(setup["data"] / "app" / "link-to-b")] == \
+        "a symlink where the snapshot has a symlink"
+    # the changed file is not overwritten: it is in the quarantine, so the restore can be undone
+    assert moved[str(setup["data"] / "app" / "config.yml")].startswith("differs from the snapshot")
+    assert open(result["quarantine"][0] + str(setup["data"] / "app" / "config.yml")).read() == \
+        "key: CHANGED\n"
 
 
 @needs_restic
@@ -308,7 +319,9 @@ def test_in_place_restore_keeps_excluded_paths_and_moves_new_files_aside(setup):
     assert moved == {str(app / "uploads" / "photo-after-backup.jpg"): "not in the snapshot",
                      str(app / "uploads" / "2026"): "not in the snapshot",
                      # restic 0.14 cannot restore over a symlink: it is moved aside too
-                     str(app / "link-to-b"): "a symlink where the snapshot has a symlink"}
+                     str(app / "link-to-b"): "a symlink where the snapshot has a symlink",
+                     str(app / "config.yml"): "differs from the snapshot: moved aside, so "
+                                              "the restore can be undone"}
     assert result["excluded_untouched"] == 2
     with open(os.path.join(quarantine, "restore-plan.json")) as handle:
         assert json.load(handle)["snapshot"] == result["snapshot"]
@@ -446,7 +459,7 @@ def _legacy_backup(config, when, host=None):
 @needs_restic
 def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
     config = setup["config"]  # job "backup", keep_daily 3
-    assert backup.ensure_repository(config) == "created"
+    assert backup.ensure_repository(config) == "exists"
     for day in (1, 2):
         _legacy_backup(config, "2026-01-%02d 03:00:00" % day)
     _legacy_backup(config, "2026-01-02 04:00:00", host="other-host")
@@ -463,12 +476,13 @@ def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
                                         retention={"keep_daily": 1}))
     for day in (3, 4):
         assert backup.run_backup(other, when="2026-01-%02d 02:00:00" % day)["ok"]
-    assert [snap["time"].day for snap in backup.list_snapshots(other)] == [4]
+    # keep-daily 1, but the floor keeps a job's newest two
+    assert [snap["time"].day for snap in backup.list_snapshots(other)] == [3, 4]
     # the default job's retention counts them as its own: keep-daily 3 over days 1, 2, 5
     assert backup.run_backup(config, when="2026-01-05 03:00:00")["ok"]
     kept = backup.list_snapshots(config)
     assert [snap["time"].day for snap in kept] == [1, 2, 5]
-    assert sorted(kept[-1]["tags"]) == ["job:backup", "runbook-ops"]
+    assert sorted(kept[-1]["tags"]) == ["job:backup", "legacy-owner", "runbook-ops"]
     for day in (6, 7):
         assert backup.run_backup(config, when="2026-01-%02d 03:00:00" % day)["ok"]
     assert [snap["time"].day for snap in backup.list_snapshots(config)] == [5, 6, 7]
@@ -477,12 +491,12 @@ def test_legacy_snapshots_stay_with_the_default_job_and_no_other(setup):
 
 
 @needs_restic
-def test_keep_last_one_survives_a_policy_that_keeps_nothing_else(setup):
+def test_the_floor_keeps_the_newest_two_when_the_policy_keeps_nothing_else(setup):
     config = backup.validate_config(dict(setup["raw"], retention={"keep_daily": 0}))
-    for when in ("2026-01-01 03:00:00", "2026-01-02 03:00:00"):
+    for when in ("2026-01-01 03:00:00", "2026-01-02 03:00:00", "2026-01-03 03:00:00"):
         assert backup.run_backup(config, when=when)["ok"]
     snaps = backup.list_snapshots(config)
-    assert [s["time"].day for s in snaps] == [2]
+    assert [s["time"].day for s in snaps] == [2, 3]
 
 
 @needs_restic
@@ -623,7 +637,7 @@ def test_archive_engine_encrypts_to_a_public_key(setup, tmp_path):
 @pytest.fixture
 def runtime(tmp_path):
     return {"host_label": "drill-host", "state_dir": str(tmp_path / "state"),
-            "log_dir": str(tmp_path / "log"),
+            "log_dir": str(tmp_path / "log"), "lock_dir": str(tmp_path / "lock"),
             "alert": {"telegram_api_url": "http://127.0.0.1:9", "telegram_chat_id": "",
                       "telegram_token_file": str(tmp_path / "none"), "cooldown_seconds": 0},
             "jobs": {}}
@@ -682,7 +696,7 @@ def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
     assert "in place: dry run, nothing changed" in text
     assert "would replace 4 files from the snapshot (1 differ from it now)" in text
     assert "differs now: %s" % (setup["data"] / "app" / "config.yml") in text
-    assert "would move 2 paths aside" in text and str(setup["quarantine"]) in text
+    assert "would move 3 paths aside" in text and str(setup["quarantine"]) in text
     assert "%s  (not in the snapshot)" % (setup["data"] / "app" / "uploads" / "after-backup.jpg") \
         in text
     assert "1 excluded paths left untouched" in text
@@ -690,6 +704,435 @@ def test_cli_in_place_dry_run_changes_nothing_and_names_what_would_move(
     assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
                  "--confirm-overwrite", "--json"], runtime) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert result["moved_aside"] == 2 and result["quarantine"][0].startswith(str(setup["quarantine"]))
+    assert result["moved_aside"] == 3 and result["quarantine"][0].startswith(str(setup["quarantine"]))
     assert os.path.exists(result["quarantine"][0] + str(setup["data"] / "app" / "uploads" /
                                                         "after-backup.jpg"))
+
+
+# --------------------------------------------------------------------------- review of #15: guards
+
+@needs_restic
+def test_a_run_never_creates_a_repository(setup, tmp_path):
+    config = backup.validate_config(dict(setup["raw"], repository=str(tmp_path / "nowhere")))
+    with pytest.raises(OpsError, match="a backup run never creates one"):
+        backup.run_backup(config)
+    assert not (tmp_path / "nowhere").exists()
+
+
+@needs_restic
+def test_a_repository_that_changed_under_the_job_is_refused(setup, tmp_path):
+    """The disk was swapped (or another repository mounted where the old one was): the
+    recorded id no longer matches; the run refuses and changes nothing."""
+    config, state = setup["config"], str(tmp_path / "state")
+    assert backup.run_backup(config, state_dir=state)["ok"]
+    os.rename(config["repository"], config["repository"] + ".old")
+    assert backup.ensure_repository(config) == "created"
+    with pytest.raises(OpsError, match="another one than this job backed up to"):
+        backup.run_backup(config, state_dir=state)
+    assert _raw_snapshots(config) == []
+
+
+def _exclusive_lock_holder(config):
+    """A real ``restic prune`` stopped (SIGSTOP) while it holds the repository's exclusive
+    lock; returns its Popen."""
+    import signal
+    environ = dict(os.environ, RESTIC_REPOSITORY=config["repository"],
+                   RESTIC_PASSWORD_FILE=config["password_file"])
+    locks = os.path.join(config["repository"], "locks")
+
+    def held():  # a lock file written in full (not restic's "<id>-tmp-<n>" while writing)
+        return [name for name in os.listdir(locks) if len(name) == 64]
+    for _attempt in range(20):
+        proc = subprocess.Popen(["restic", "prune"], env=environ, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        while not held() and proc.poll() is None:
+            pass
+        os.kill(proc.pid, signal.SIGSTOP)
+        if proc.poll() is None and held():
+            return proc
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait()
+    pytest.fail("could not catch restic prune holding its lock")
+
+
+@needs_restic
+def test_a_locked_repository_is_waited_for_then_backed_up(setup):
+    import signal
+    import threading
+    config = dict(setup["config"], lock_wait_seconds=60)
+    assert backup.run_backup(config)["ok"]
+    holder = _exclusive_lock_holder(config)
+    timer = threading.Timer(3, lambda: os.kill(holder.pid, signal.SIGCONT))
+    timer.start()
+    try:
+        result = backup.run_backup(config)
+    finally:
+        timer.cancel()
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait()
+    assert result["ok"], result.get("error")
+    assert result["seconds"] >= 0
+
+
+@needs_restic
+def test_a_lock_held_past_the_wait_fails_the_backup(setup):
+    import signal
+    config = dict(setup["config"], lock_wait_seconds=1)
+    assert backup.run_backup(config)["ok"]
+    holder = _exclusive_lock_holder(config)
+    try:
+        with pytest.raises(OpsError, match="stayed locked by another process for 1 s"):
+            backup.run_backup(config)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait()
+    assert len(backup.list_snapshots(config)) == 1
+
+
+@needs_restic
+def test_a_failed_retention_alerts_on_its_own_and_the_backup_stays_ok(
+        setup, runtime, tmp_path, capsys):
+    script = tmp_path / "restic-forget-fails"
+    script.write_text("#!/bin/sh\n[ \"$1\" = forget ] && { echo 'Fatal: forget broke' >&2; "
+                      "exit 1; }\nexec restic \"$@\"\n")
+    os.chmod(str(script), 0o755)
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(dict(setup["raw"], restic_bin=str(script),
+                                           retention={"keep_daily": 1})))
+    for day in (1, 2, 3):
+        capsys.readouterr()
+        assert _cli(["backup", "run", "--config", str(config_path), "--json", "--time",
+                     "2026-01-%02d 03:00:00" % day], runtime) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["ok"] and "forget broke" in result["forget"]["error"]
+    assert result["retention_alert"]["key"] == "backup:backup:retention"
+    assert result["retention_alert"]["level"] == "critical"
+    assert len(backup.list_snapshots(setup["config"])) == 3
+
+
+@needs_restic
+def test_an_empty_dump_fails_the_backup_and_makes_no_snapshot(setup):
+    for command in ("true", ": > \"$RUNBOOK_OPS_DUMP_DIR/db.dump\""):
+        config = backup.validate_config(dict(setup["raw"], dump_dir=str(setup["tmp"] / "dumps"),
+                                             hooks=[{"name": "dump", "command": command}]))
+        with pytest.raises(OpsError, match="no dump|an empty dump"):
+            backup.run_backup(config)
+    assert backup.list_snapshots(setup["config"]) == []
+    # a hook that writes no dump says so
+    config = backup.validate_config(dict(setup["raw"], dump_dir=str(setup["tmp"] / "dumps"),
+                                         hooks=[{"name": "flush", "command": "true", "dump": False}]))
+    assert backup.run_backup(config)["ok"]
+
+
+@needs_restic
+def test_a_dump_dir_of_another_job_is_refused_before_anything_is_deleted(setup):
+    shared = setup["tmp"] / "dumps"
+    hook = [{"name": "dump", "command": "echo rows > \"$RUNBOOK_OPS_DUMP_DIR/$JOB.dump\""}]
+
+    def job(name, dump_dir):
+        return backup.validate_config(dict(setup["raw"], job=name, dump_dir=str(dump_dir),
+                                           hooks=[dict(hook[0], command=hook[0]["command"]
+                                                       .replace("$JOB", name))]))
+    assert backup.run_backup(job("backup-db", shared))["ok"]
+    for other in (job("backup-redis", shared), job("backup-redis", shared / "redis"),
+                  job("backup-redis", setup["tmp"])):
+        with pytest.raises(OpsError, match="is shared"):
+            backup.run_backup(other)
+        assert (shared / "backup-db.dump").read_text() == "rows\n"
+
+
+def _job_lock_is_held(jobs, runtime, name):
+    """Whether another open file description holds the job's lock (flock)."""
+    probe = jobs.JobLock(runtime, name, runtime["state_dir"])
+    try:
+        return probe.acquire(0) is not None
+    finally:
+        probe.close()
+
+
+@needs_restic
+def test_an_in_place_restore_refuses_while_the_job_holds_its_lock(setup, runtime, tmp_path):
+    from _ops import jobs
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(setup["raw"]))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    (setup["data"] / "app" / "new.jpg").write_bytes(b"after")
+    handle = jobs.JobLock(runtime, "backup", runtime["state_dir"])
+    assert handle.acquire(0) is None
+    handle.write_note({"pid": 4242})
+    try:
+        assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
+                     "--confirm-overwrite"], runtime) == 1
+    finally:
+        handle.close()
+    assert (setup["data"] / "app" / "new.jpg").exists() and not setup["quarantine"].exists()
+    # and a backup run under the wrapper waits its turn: the restore holds the same lock
+    handle = backup_cli._job_lock(setup["config"], runtime, "backup restore --in-place")
+    try:
+        assert _job_lock_is_held(jobs, runtime, "backup")
+    finally:
+        handle.close()
+
+
+@needs_restic
+def test_sigterm_during_an_in_place_restore_takes_the_failure_path(
+        setup, runtime, tmp_path, capsys):
+    script = tmp_path / "restic-killed"
+    script.write_text("#!/bin/sh\n[ \"$1\" = restore ] && { kill -TERM %d; sleep 30; }\n"
+                      "exec restic \"$@\"\n" % os.getpid())
+    os.chmod(str(script), 0o755)
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(dict(setup["raw"], restic_bin=str(script))))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    (setup["data"] / "app" / "new.jpg").write_bytes(b"after")
+    capsys.readouterr()
+    assert _cli(["backup", "restore", "--config", str(config_path), "--in-place",
+                 "--confirm-overwrite", "--json"], runtime) == 1
+    out = capsys.readouterr()
+    result = json.loads(out.out.splitlines()[-1])
+    assert "stopped by SIGTERM" in result["error"] and result["quarantine"]
+    assert os.path.exists(result["quarantine"][0] + str(setup["data"] / "app" / "new.jpg"))
+    assert "restore of job backup failed: stopped by SIGTERM" in out.err
+    with open(os.path.join(runtime["state_dir"], "alerts.json")) as handle:
+        assert "backup:backup:restore" in handle.read()
+
+
+@needs_restic
+def test_a_restore_that_does_not_fit_is_refused_before_anything_is_written(setup, tmpfs, tmp_path):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    small = tmpfs(tmp_path / "small", "size=128k")
+    snap = backup.resolve_snapshot(config)
+    plan = backup.plan_restore(config, snap, target=str(small / "look"))
+    with pytest.raises(OpsError, match="not enough free space"):
+        backup.run_restore(config, plan)
+    assert os.listdir(str(small / "look")) == []
+
+
+@needs_restic
+def test_a_check_run_into_a_non_empty_directory_refuses_like_the_real_run(setup, tmp_path):
+    config = setup["config"]
+    assert backup.run_backup(config)["ok"]
+    (tmp_path / "look").mkdir()
+    (tmp_path / "look" / "keep.txt").write_text("mine")
+    plan = backup.plan_restore(config, backup.resolve_snapshot(config), target=str(tmp_path / "look"))
+    for dry_run in (True, False):
+        with pytest.raises(OpsError, match="is not empty"):
+            backup.run_restore(config, plan, dry_run=dry_run)
+
+
+def test_the_machine_tag_is_keyed_and_tells_machines_apart(tmp_path):
+    ids = []
+    for name, machine_id in (("a", "0123456789abcdef0123456789abcdef"),
+                             ("b", "fedcba9876543210fedcba9876543210")):
+        (tmp_path / name).write_text(machine_id + "\n")
+        ids.append(backup.machine_tag(str(tmp_path / "state"), str(tmp_path / name)))
+    assert ids[0] != ids[1] and all(tag.startswith("machine:") for tag in ids)
+    assert "0123456789ab" not in ids[0]  # keyed, not the machine id itself
+    assert backup.machine_tag(str(tmp_path / "state"), str(tmp_path / "missing")) is None
+
+
+@needs_restic
+def test_two_hosts_with_one_label_never_forget_each_others_snapshots(setup):
+    """web1 was cloned into web2 with the same host label: each keeps to its own."""
+    raw = dict(setup["raw"], retention={"keep_daily": 1})
+    web1 = dict(backup.validate_config(raw), machine_tag="machine:aaaaaaaaaaaa")
+    web2 = dict(backup.validate_config(raw), machine_tag="machine:bbbbbbbbbbbb")
+    for day in (1, 2, 3):
+        assert backup.run_backup(web1, when="2026-01-%02d 03:00:00" % day)["ok"]
+    for day in (4, 5, 6):
+        result = backup.run_backup(web2, when="2026-01-%02d 03:00:00" % day)
+        assert result["ok"] and result["other_machines"] == 2
+    assert [snap["time"].day for snap in backup.list_snapshots(web1)] == [2, 3]
+    assert [snap["time"].day for snap in backup.list_snapshots(web2)] == [5, 6]
+    assert backup.resolve_snapshot(web1)["time"].day == 3
+
+
+@needs_restic
+def test_a_second_job_adopting_legacy_snapshots_is_refused(setup):
+    config = setup["config"]  # job "backup": adopts them by default
+    _legacy_backup(config, "2026-01-01 03:00:00")
+    assert backup.run_backup(config, when="2026-01-02 03:00:00")["ok"]
+    other = backup.validate_config(dict(setup["raw"], job="backup-files", legacy_snapshots=True))
+    with pytest.raises(OpsError, match="both adopt the snapshots made before job tags"):
+        backup.run_backup(other)
+    assert len(_raw_snapshots(config)) == 2
+    with pytest.raises(OpsError, match="both adopt"):
+        backup.list_snapshots(other)
+
+
+@needs_restic
+def test_a_source_whose_disk_is_not_mounted_is_refused(setup, tmp_path):
+    """/srv/media is its own disk in fstab; tonight it did not mount: the empty directory
+    below is not backed up as if it were the uploads."""
+    media = tmp_path / "media"
+    media.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(media)], check=True)
+    (media / "photo.jpg").write_bytes(b"p")
+    fstab = tmp_path / "fstab"
+    fstab.write_text("# <file system> <mount point> <type>\nUUID=1 / ext4 defaults 0 1\n"
+                     "UUID=2 %s ext4 defaults 0 2\nUUID=3 none swap sw 0 0\n" % media)
+    config = backup.validate_config(dict(setup["raw"], paths=[str(media)]))
+    assert backup.plan_sources(config, fstab=str(fstab))["paths"] == [str(media)]
+    subprocess.run(["umount", str(media)], check=True)
+    with pytest.raises(OpsError, match="is not mounted"):
+        backup.plan_sources(config, fstab=str(fstab))
+    assert backup.unmounted_sources([str(media / "sub")], str(fstab)) == [
+        (str(media / "sub"), str(media))]
+
+
+@needs_restic
+def test_a_dump_dir_with_a_filesystem_mounted_below_is_never_emptied(setup, tmp_path):
+    dump_dir = tmp_path / "dumps"
+    (dump_dir / "archive").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.sql").write_text("rows")
+    subprocess.run(["mount", "--bind", str(elsewhere), str(dump_dir / "archive")], check=True)
+    try:
+        config = backup.validate_config(dict(setup["raw"], dump_dir=str(dump_dir), hooks=[
+            {"name": "dump", "command": "echo rows > \"$RUNBOOK_OPS_DUMP_DIR/db.dump\""}]))
+        with pytest.raises(OpsError, match="has a filesystem mounted below it"):
+            backup.run_backup(config)
+    finally:
+        subprocess.run(["umount", "-l", str(dump_dir / "archive")], check=False)
+    assert (elsewhere / "precious.sql").read_text() == "rows"
+
+
+@pytest.fixture(scope="module")
+def newer_restic():
+    """Debian 13's restic (0.18), from scripts/ensure-test-restic-newer."""
+    script = os.path.join(_MODULE_UTILS, "..", "..", "scripts", "ensure-test-restic-newer")
+    found = subprocess.run([script], capture_output=True, text=True, timeout=600, check=False)
+    if found.returncode != 0:
+        pytest.skip("Debian 13's restic is not available: %s" % found.stderr[-300:])
+    return found.stdout.strip()
+
+
+def test_restic_0_15_and_later_restore_sparse_files_sparse(setup, newer_restic, tmp_path):
+    """A 30 MB database file that is mostly holes restores as a few blocks, not 30 MB of
+    zeros (restic 0.14 has no --sparse and writes them out)."""
+    sparse = setup["data"] / "app" / "sparse.db"
+    with open(str(sparse), "wb") as handle:
+        handle.write(b"head")
+        handle.truncate(30 * 2 ** 20)
+    config = backup.validate_config(dict(setup["raw"], restic_bin=newer_restic))
+    assert backup.run_backup(config)["ok"]
+    target = str(tmp_path / "look")
+    plan = backup.plan_restore(config, backup.resolve_snapshot(config), target=target)
+    assert backup.run_restore(config, plan)["ok"]
+    restored = os.stat(target + str(sparse))
+    assert restored.st_size == 30 * 2 ** 20 and restored.st_blocks * 512 < 2 ** 20
+
+
+# --------------------------------------------------------------------------- adversarial pass
+
+@needs_restic
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_moved_aside_not_overwritten(setup):
+    """An app (or rsync -t, tar -x) rewrote the database with the same length and put the
+    old modification time back: only its change time tells. Overwriting it would lose the
+    rows written since the backup."""
+    config = setup["config"]
+    db = setup["data"] / "volume" / "_data" / "db.sqlite"
+    assert backup.run_backup(config)["ok"]
+    before = os.stat(str(db))
+    today = os.urandom(before.st_size)
+    db.write_bytes(today)
+    os.utime(str(db), ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = _in_place(config)
+    moved = {item["path"] for item in result["moves"]}
+    assert str(db) in moved
+    with open(result["quarantine"][0] + str(db), "rb") as handle:
+        assert handle.read() == today
+
+
+@needs_restic
+def test_a_snapshot_due_to_go_that_is_far_larger_than_the_new_one_is_not_forgotten(setup):
+    """The uploads were wiped two runs ago: the first small snapshot alerted and forgot
+    nothing; the second is not smaller than the first small one. Retention must still not
+    forget the last good snapshot that is due to go."""
+    config = backup.validate_config(dict(setup["raw"], retention={"keep_daily": 1}))
+    assert backup.run_backup(config, when="2026-01-01 03:00:00")["ok"]
+    good = backup.list_snapshots(config)[-1]["id"]
+    shutil.rmtree(str(setup["data"] / "app" / "uploads"))
+    first = backup.run_backup(config, when="2026-01-02 03:00:00")
+    assert first["size_drop"] and "skipped" in first["forget"]
+    second = backup.run_backup(config, when="2026-01-03 03:00:00")
+    assert second["ok"] and "skipped" in second["forget"], second["forget"]
+    assert second["size_drop"]["compared_with"] == good[:8]
+    assert good in [snap["id"] for snap in backup.list_snapshots(config)]
+
+
+def test_a_throw_away_host_key_gives_no_machine_tag(tmp_path):
+    """A read-only state directory: the key would be new each run, and so the tag; a
+    later run would take its own snapshots for another machine's."""
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(state)], check=True)
+    try:
+        assert backup.machine_tag(str(state), str(machine_id)) is None
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
+
+
+@needs_restic
+def test_two_jobs_claiming_one_dump_dir_at_once_never_both_run(setup):
+    import threading
+    shared = str(setup["tmp"] / "dumps")
+    configs = [backup.validate_config(dict(setup["raw"], job=name, dump_dir=shared, hooks=[
+        {"name": "dump", "command": "echo x > \"$RUNBOOK_OPS_DUMP_DIR/%s.dump\"" % name}]))
+        for name in ("backup-a", "backup-b")]
+    outcomes = []
+    barrier = threading.Barrier(2)
+
+    def claim(config):
+        barrier.wait()
+        try:
+            backup.claim_dump_dir(config)
+            outcomes.append("claimed")
+        except OpsError:
+            outcomes.append("refused")
+    for _round in range(100):
+        shutil.rmtree(shared, ignore_errors=True)
+        outcomes.clear()
+        workers = [threading.Thread(target=claim, args=(config,)) for config in configs]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert sorted(outcomes) == ["claimed", "refused"]
+
+
+@needs_restic
+def test_a_backup_run_by_hand_during_an_in_place_restore_is_refused(setup, runtime, tmp_path,
+                                                                    monkeypatch):
+    """Under the wrapper the job's lock keeps them apart; a `backup run` typed by hand
+    takes the same lock, and the wrapper's own command is let through."""
+    from _ops import jobs, runtime as runtime_module
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(setup["raw"]))
+    assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    handle = backup_cli._job_lock(setup["config"], runtime, "backup restore --in-place")
+    try:
+        assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 1
+        assert len(backup.list_snapshots(setup["config"])) == 1
+        monkeypatch.setenv(runtime_module.LOCKED_JOB_ENV, "backup")  # the wrapper's child
+        assert _cli(["backup", "run", "--config", str(config_path)], runtime) == 0
+    finally:
+        handle.close()
+    assert not _job_lock_is_held(jobs, runtime, "backup")
+
+
+@needs_restic
+def test_a_repository_moved_on_purpose_is_recorded_anew(setup, tmp_path):
+    """backup_repository changed in the inventory (new storage, initialised by the role):
+    a new location is a new record, not a refusal; the old location's id is not leaked."""
+    config, state = setup["config"], str(tmp_path / "state")
+    assert backup.run_backup(config, state_dir=state)["ok"]
+    moved = dict(config, repository=str(tmp_path / "new-repo"))
+    assert backup.ensure_repository(moved) == "created"
+    assert backup.run_backup(moved, state_dir=state)["ok"]
+    record = open(backup.repository_record(state, "backup")).read()
+    assert str(tmp_path) not in record

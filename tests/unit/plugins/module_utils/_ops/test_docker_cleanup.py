@@ -13,6 +13,8 @@ import json
 import os
 import re
 import sys
+import time
+from datetime import datetime, timezone
 
 import docker
 import pytest
@@ -44,9 +46,14 @@ def _names(captured):
     return out
 
 
-def _plan(captured, **options):
+# Stopped containers stay at least an hour after they stop (a day after a crash), whatever
+# the options say: the scenario's stopped containers are old enough to go a week later.
+WEEK_LATER = 8 * 86400
+
+
+def _plan(captured, later=0, **options):
     opts = dc.normalize_options(dict({"until": "0s"}, **options))
-    return dc.plan_cleanup_steps(captured["state"], opts, now=captured["captured_at"] + 60)
+    return dc.plan_cleanup_steps(captured["state"], opts, now=captured["captured_at"] + 60 + later)
 
 
 def _removed(captured, plan):
@@ -77,7 +84,7 @@ PLAN_CASES = [
      {"builder_cache": 0, "containers": [], "images": [], "volumes": [],
       "networks": ["unusednet"]}),
     # stopped_anon belongs to "stopped", which this run removes: it stays until a later run
-    ("everything", {"containers": True, "volumes": "anonymous", "networks": True},
+    ("everything", {"containers": True, "volumes": "anonymous", "networks": True, "later": WEEK_LATER},
      {"builder_cache": 10, "containers": ["derived-stopped", "stopped"],
       "images": sorted(UNUSED + ["app:stopped", "base:1", "derived:1"]),
       "volumes": ["anon"], "networks": ["stoppednet", "unusednet"]}),
@@ -108,7 +115,7 @@ def test_plan_keeps_the_parent_of_an_image_a_stopped_container_uses(captured):
 
 
 def test_plan_removes_children_before_their_parents(captured):
-    items = [i["id"] for i in _plan(captured, containers=True)["steps"][2]["planned"]]
+    items = [i["id"] for i in _plan(captured, containers=True, later=WEEK_LATER)["steps"][2]["planned"]]
     imgs = captured["scenario"]["images"]
     assert items.index(imgs["derived:1"]) < items.index(imgs["base:1"])
 
@@ -121,7 +128,7 @@ def test_plan_keeps_volumes_of_stopped_containers_and_compose_named_volumes(capt
 
 
 def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
-    plan = _plan(captured, until="1h", containers=True, volumes="anonymous", images="none")
+    plan = _plan(captured, containers_until="1h", containers=True, volumes="anonymous", images="none")
     step = plan["steps"][1]
     names = _names(captured)
     assert step["planned"] == []
@@ -134,7 +141,7 @@ def test_plan_keeps_containers_that_stopped_recently_and_says_why(captured):
 
 
 def test_plan_keeps_the_volume_of_a_container_it_removes(captured):
-    plan = _plan(captured, containers=True, volumes="anonymous", images="none")
+    plan = _plan(captured, containers=True, volumes="anonymous", images="none", later=WEEK_LATER)
     vols = captured["scenario"]["volumes"]
     assert [i["name"] for i in plan["steps"][3]["planned"]] == [vols["anon"]]
     assert plan["steps"][3]["kept"] == [{
@@ -325,12 +332,20 @@ class FakeApi:
 
     def containers(self, all=False, filters=None):
         self.calls.append(("containers", all, filters))
-        return self.users.get((filters or {}).get("ancestor"), [])
+        return self.users.get((filters or {}).get("ancestor"), [])  # users[None]: the whole list
 
     def remove_image(self, ref, force=False, noprune=False):
         self.calls.append(("remove_image", ref, force, noprune))
         image = self.images.pop(ref)
         return [{"Untagged": t} for t in image.get("RepoTags", [])] + [{"Deleted": ref}]
+
+    def inspect_container(self, cid):
+        """Every container stopped cleanly long ago, unless ``self.containers_now`` says."""
+        self.calls.append(("inspect_container", cid))
+        return getattr(self, "containers_now", {}).get(cid) or {
+            "Created": "2020-01-01T00:00:00Z", "State": {
+                "Status": "exited", "Running": False, "ExitCode": 0, "OOMKilled": False,
+                "StartedAt": "2020-01-01T00:00:01Z", "FinishedAt": "2020-01-01T00:00:02Z"}}
 
     def remove_container(self, cid, v=False, force=False):
         self.calls.append(("remove_container", cid, v, force))
@@ -502,3 +517,231 @@ def test_filesystem_usage_matches_statvfs(tmp_path):
 def test_connect_to_a_dead_socket_says_what_to_do(tmp_path):
     with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix://.*docker_host"):
         dc.connect("unix://%s/nothing.sock" % tmp_path, timeout=2)
+
+
+# --- stopped containers: their own age, a floor, judged again right before removal ----------
+
+NOW = dc._timestamp("2026-11-23T12:00:00Z")
+
+
+def _stopped(minutes_ago, exit_code=0, oom=False, status="exited", started=True):
+    stamp = datetime.fromtimestamp(NOW - 60 * minutes_ago, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    return {"Created": "2026-01-01T00:00:00Z", "State": {
+        "Status": status, "Running": False, "ExitCode": exit_code, "OOMKilled": oom,
+        "StartedAt": stamp if started else "0001-01-01T00:00:00Z",
+        "FinishedAt": stamp if started else "0001-01-01T00:00:00Z"}}
+
+
+@pytest.mark.parametrize("details,status,until,reason", [
+    (_stopped(5, 137), "exited", "0s", "exited 5 min ago (exit 137), younger than 24h (the minimum after a crash)"),
+    (_stopped(23 * 60, 1), "exited", "0s", "exited 23 h ago (exit 1), younger than 24h (the minimum after a crash)"),
+    (_stopped(25 * 60, 1), "exited", "0s", None),
+    (_stopped(30, 0, oom=True), "exited", "1h",
+     "exited 30 min ago (exit 0, out of memory), younger than 24h (the minimum after a crash)"),
+    (_stopped(30, 0, status="dead"), "dead", "0s", "died 30 min ago (exit 0), younger than 24h (the minimum after a crash)"),
+    (_stopped(59), "exited", "0s", "exited 59 min ago (exit 0), younger than 1h (the minimum for a stopped container)"),
+    (_stopped(61), "exited", "0s", None),
+    (_stopped(61), "exited", "168h", "exited 1 h ago (exit 0), younger than 168h"),
+    (_stopped(3 * 24 * 60, 137), "exited", "48h", None),
+    (_stopped(30 * 60, 137), "exited", "48h", "exited 30 h ago (exit 137), younger than 48h"),
+], ids=["crash-5min", "crash-23h", "crash-25h", "oom", "dead", "clean-59min", "clean-61min",
+        "clean-under-until", "crash-over-until", "crash-under-until"])
+def test_stopped_containers_have_a_floor_no_option_switches_off(details, status, until, reason):
+    opts = dc.normalize_options({"containers_until": until})
+    assert dc.stopped_container_verdict(status, details, opts, NOW) == reason
+
+
+def test_a_never_started_container_is_aged_by_creation_with_the_clean_floor():
+    details = _stopped(0, started=False)
+    details["Created"] = datetime.fromtimestamp(NOW - 1800, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    opts = dc.normalize_options({"containers_until": "0s"})
+    assert dc.stopped_container_verdict("created", details, opts, NOW) == (
+        "created 30 min ago, never started, younger than 1h (the minimum for a stopped container)")
+    assert dc.stopped_container_verdict("created", details, opts, NOW + 3600) is None
+
+
+def _container(cid, state="exited", volumes=()):
+    return {"Id": cid, "Names": ["/" + cid], "State": state, "Labels": {}, "ImageID": "sha256:i",
+            "Mounts": [{"Type": "volume", "Name": name} for name in volumes]}
+
+
+def test_until_does_not_reach_stopped_containers():
+    """``until: 0s`` (the README's emergency sample) is for cache, images, volumes: a
+    container that crashed five minutes ago stays; ``containers_until`` decides."""
+    state = {"df": {"Containers": [_container("db")]}, "container_details": {"db": _stopped(5, 137)}}
+    plan = dc.plan_cleanup_steps(state, dc.normalize_options({"until": "0s", "containers": True,
+                                                              "images": "none"}), now=NOW)
+    assert plan["steps"][1]["planned"] == []
+    assert plan["steps"][1]["kept"][0]["reason"].endswith("younger than 168h")
+
+
+HEX_A, HEX_B = "a" * 64, "b" * 64
+
+
+def test_a_data_only_container_stays_while_a_staying_container_mounts_its_volume():
+    """``docker create -v /data --name dbdata`` + ``docker run --volumes-from dbdata app``:
+    the list shows dbdata's anonymous volume on both. dbdata stays while app stays; so
+    does a chain (old -> dbdata); a container whose volume nobody else mounts goes."""
+    containers = [_container("app", "running", [HEX_A]), _container("dbdata", "created", [HEX_A, HEX_B]),
+                  _container("older", "exited", [HEX_B]), _container("loner", "exited", ["c" * 64])]
+    details = dict((c["Id"], _stopped(3 * 24 * 60)) for c in containers[1:])
+    state = {"df": {"Containers": containers}, "container_details": details}
+    plan = dc.plan_cleanup_steps(state, dc.normalize_options({"containers": True, "images": "none",
+                                                              "containers_until": "24h"}), now=NOW)
+    step = plan["steps"][1]
+    assert [i["id"] for i in step["planned"]] == ["loner"]
+    kept = dict((k["id"], k["reason"]) for k in step["kept"])
+    assert kept == {"dbdata": "holds volume aaaaaaaaaaaa…, which app mounts too (--volumes-from)",
+                    "older": "holds volume bbbbbbbbbbbb…, which dbdata mounts too (--volumes-from)"}
+    assert step["planned"][0]["volumes"] == ["c" * 64]
+
+
+def test_execute_keeps_a_container_started_or_crashed_since_the_plan():
+    api = FakeApi()
+    api.containers_now = {"restarted": _stopped(0, 3), "running": {"State": {"Status": "running", "Running": True}}}
+    api.containers_now["restarted"]["State"]["FinishedAt"] = datetime.now(timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    plan = _plan_of(containers=[{"id": cid, "name": cid, "size_bytes": 1, "volumes": []}
+                                for cid in ("restarted", "running", "old")])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert [c[1] for c in api.calls if c[0] == "remove_container"] == ["old"]
+    kept = dict((k["id"], k) for k in result["kept"])
+    assert kept["running"]["reason"] == "started or stopped since the plan: running now"
+    assert re.match(r"^started or stopped since the plan: exited \d+ s ago \(exit 3\), younger than 168h$",
+                    kept["restarted"]["reason"])
+    assert kept["restarted"]["exit_code"] == 3 and result["errors"] == []
+
+
+def test_execute_turns_a_step_that_raises_into_one_error_line_and_goes_on():
+    """``/build/prune`` past the client's timeout raised out of the module as a traceback."""
+    import requests
+
+    api = FakeApi({"sha256:b": {}})
+
+    def slow_prune(*_args, **_kwargs):
+        raise requests.exceptions.ReadTimeout(
+            "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=120)")
+
+    api._url = lambda path, *args: path
+    api._post = slow_prune
+    api._result = lambda response, _json=False: response
+    plan = _plan_of(builder_cache=[{"id": "r1", "name": "r1", "shared": False, "record_bytes": 5,
+                                    "size_bytes": 5}],
+                    images=[_image_item("sha256:b", size=1)])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    assert result["steps"][0]["errors"] == result["errors"][:1] == [
+        "builder_cache: the step failed: UnixHTTPConnectionPool(host='localhost', port=None): "
+        "Read timed out. (read timeout=120)"]
+    assert result["steps"][2]["removed"] == ["sha256:b"]
+
+
+def test_execute_reports_a_container_that_took_a_force_removed_image():
+    """Between the check and a forced removal (several names need force) a container was
+    created from the image: the engine let the removal through; say so."""
+    tags = ["app:1", "app:latest"]
+    api = FakeApi({"sha256:a": {"RepoTags": tags}})
+    real_remove = api.remove_image
+
+    def remove_while_deploying(ref, force=False, noprune=False):
+        api.users[None] = [{"Id": "c7", "Names": ["/late"], "ImageID": ref}]
+        return real_remove(ref, force=force, noprune=noprune)
+
+    api.remove_image = remove_while_deploying
+    result = dc.execute_plan(_plan_of(images=[_image_item("sha256:a", tags)]),
+                             dc.normalize_options({}), api=api)
+    assert result["steps"][2]["removed"] == ["sha256:a"]
+    assert result["errors"] == ["image app:1, app:latest: removed (several names need force), but "
+                                "container late, created since the check, uses it: it cannot be "
+                                "recreated from that image"]
+
+
+@pytest.mark.parametrize("offset,kept", [(-7200, True), (3, False), (0, False)],
+                         ids=["engine-2h-behind", "within-tolerance", "same"])
+def test_ages_follow_the_engine_clock_when_it_differs(offset, kept):
+    """The container stopped 90 min ago by this host's clock; an engine whose clock is 2 h
+    behind says 30 min ago (by its own clock, which wrote FinishedAt: 30 min)."""
+    host_now = time.time()
+    stopped = datetime.fromtimestamp(host_now - 5400, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    details = {"Created": stopped, "State": {"Status": "exited", "ExitCode": 0, "OOMKilled": False,
+                                             "StartedAt": stopped, "FinishedAt": stopped}}
+    state = {"df": {"Containers": [_container("job")]}, "container_details": {"job": details},
+             "clock_offset": offset}
+    plan = dc.plan_cleanup_steps(state, dc.normalize_options({"containers": True, "images": "none",
+                                                              "containers_until": "0s"}))
+    assert bool(plan["steps"][1]["kept"]) is kept
+    assert plan["clock_offset"] == (offset if kept else 0)
+    if kept:
+        assert dc._clock_warning(plan["clock_offset"]) == [
+            "the engine's clock is 2 h behind this host's: ages are measured by the engine's clock"]
+
+
+# --- the volumes of removed containers, remembered across runs ---------------------------------
+
+def _volume(name):
+    return {"Name": name, "Labels": None, "CreatedAt": "2026-01-01T00:00:00Z",
+            "Mountpoint": "/nonexistent", "UsageData": {"Size": 1}}
+
+
+def test_volumes_of_a_removed_container_stay_for_containers_until_after_the_removal(tmp_path):
+    path = dc.removed_volumes_path(str(tmp_path), "OFJY:3BUQ:OJ46")
+    assert path == str(tmp_path / "docker-cleanup" / "removed-volumes-OFJY-3BUQ-OJ46.json")
+    opts = dc.normalize_options({"containers": True, "volumes": "anonymous", "images": "none",
+                                 "until": "0s", "containers_until": "24h"})
+    state = {"df": {"Containers": [_container("old-job", volumes=[HEX_A])], "Volumes": [_volume(HEX_A)]},
+             "container_details": {"old-job": _stopped(3 * 24 * 60)}, "removed_volumes": {}}
+    plan = dc.plan_cleanup_steps(state, opts, now=NOW)
+    result = {"steps": [{"name": "containers", "removed": ["old-job"]}]}
+    assert dc.remember_removed_volumes(path, {}, plan, result, opts, NOW) == []
+    record = dc.load_removed_volumes(path)
+    assert record == {HEX_A: {"container": "old-job", "removed_at": NOW}}
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+    later = {"df": {"Containers": [], "Volumes": [_volume(HEX_A)]}, "removed_volumes": record}
+    step = dc.plan_cleanup_steps(later, opts, now=NOW + 600)["steps"][3]
+    assert step["planned"] == []
+    assert step["kept"] == [{"kind": "volume", "id": HEX_A, "name": HEX_A, "reason":
+                             "data of old-job, which a cleanup removed 10 min ago; kept for 24h after that"}]
+    gone = dc.plan_cleanup_steps(later, opts, now=NOW + 86401)["steps"][3]
+    assert [i["name"] for i in gone["planned"]] == [HEX_A] and gone["kept"] == []
+    # an expired record is dropped at the next write
+    empty = {"steps": [{"name": "containers", "planned": []}]}
+    assert dc.remember_removed_volumes(path, record, empty, {"steps": [{"name": "containers", "removed": []}]},
+                                       opts, NOW + 86401) == []
+    assert dc.load_removed_volumes(path) == {}
+
+
+def test_a_record_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    path = dc.removed_volumes_path(str(tmp_path / "file"), "id")
+    opts = dc.normalize_options({"containers": True})
+    plan = {"steps": [{"name": "containers", "planned": [{"id": "c", "name": "old-job", "volumes": [HEX_A]}]}]}
+    result = {"steps": [{"name": "containers", "removed": ["c"]}]}
+    warnings = dc.remember_removed_volumes(path, {}, plan, result, opts, NOW)
+    assert len(warnings) == 1 and warnings[0].startswith("could not record in %s" % path)
+    assert warnings[0].endswith("they are kept in this run only")
+
+
+@pytest.mark.parametrize("content", ["{torn", "[]", '{"volumes": []}', '{"volumes": {"v": 3}}'])
+def test_a_torn_or_odd_record_reads_as_empty(tmp_path, content):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    assert dc.load_removed_volumes(str(path)) == {}
+
+
+def test_usage_percent_is_dfs_as_disk_check_reports_it(tmp_path):
+    from ansible_collections.runbook.ops.plugins.module_utils._ops import disk
+
+    assert dc.filesystem_usage(str(tmp_path))["percent"] == disk.filesystem_usage(str(tmp_path))["used_percent"]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"containers_until": "7d"}, "containers_until: '7d' is not a duration; use a Go duration, numbers with a "
+                                 "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h"),
+    ({"until": "2562048h"}, "until: '2562048h' is longer than Docker accepts"),
+    ({"state_dir": "relative/dir"}, "state_dir: 'relative/dir' is not an absolute path"),
+])
+def test_normalize_options_names_the_option_and_the_rule(options, message):
+    with pytest.raises(OpsError) as info:
+        dc.normalize_options(options)
+    assert info.value.message.startswith(message)

@@ -9,7 +9,11 @@ stopped containers (created, exited, dead, ...) with Created/StartedAt/FinishedA
 the ``until`` cutoff, images with tags, digests, parent chains (untagged parents with
 children are intermediates, not listed) and keep labels, named and anonymous volumes
 (engine label, 64-hex names, compose names) mounted by any container, build cache
-records with parents, and networks.
+records with parents, and networks. Stopped containers have their own age
+(``containers_until``) with a floor no option switches off: an hour after a clean stop,
+a day after a crash (exit code not 0, killed for memory, dead); one holding an anonymous
+volume a staying container mounts too (``--volumes-from``) stays; volumes of containers
+an earlier run removed (the state file) stay for ``containers_until``, at least an hour.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cle
 
 NOW = 2000000000
 KEEP = "runbook.ops.keep"
-UNTILS = {"0s": 0, "1h": 3600, "168h": 168 * 3600}
+UNTILS = {"0s": 0, "30m": 1800, "1h": 3600, "24h": 86400, "168h": 168 * 3600}
+HOUR, DAY = 3600, 86400
 ZERO_TIME = "0001-01-01T00:00:00Z"
 HEX = "0123456789abcdef"
 
@@ -40,8 +45,8 @@ def rfc3339(stamp):
 # --- generated states ------------------------------------------------------------------------
 
 # ages in seconds before NOW: on both sides of every cutoff, and exactly at one
-AGES = st.sampled_from([5, 60, 3599, 3600, 3601, 86400, 168 * 3600 - 1, 168 * 3600 + 1,
-                        30 * 86400])
+AGES = st.sampled_from([5, 60, 1799, 1801, 3599, 3600, 3601, 86399, 86400, 86401,
+                        168 * 3600 - 1, 168 * 3600 + 1, 30 * 86400])
 labels = st.sampled_from([None, {}, {"other": "x"}, {KEEP: ""}, {KEEP: "true"}, None, {}])
 
 
@@ -84,8 +89,10 @@ def containers(draw, image_ids, volume_names, network_names):
                     "ImageID": draw(st.sampled_from(image_ids)) if image_ids else "",
                     "Created": created, "Mounts": mounts,
                     "NetworkSettings": {"Networks": dict((n, {"NetworkID": "net-" + n}) for n in nets)}})
+        exit_code = draw(st.sampled_from([0, 0, 1, 137])) if state in ("exited", "dead") else 0
         details[cid] = {"Created": rfc3339(created), "State": {
-            "Status": state, "ExitCode": 137 if state == "exited" else 0, "OOMKilled": False,
+            "Status": state, "ExitCode": exit_code,
+            "OOMKilled": state in ("exited", "dead") and draw(st.booleans()),
             "StartedAt": rfc3339(started) if started else ZERO_TIME,
             "FinishedAt": rfc3339(finished) if finished else ZERO_TIME}}
     return out, details
@@ -135,24 +142,33 @@ def engine_states(draw):
     networks = [{"Id": "net-" + n, "Name": n, "Labels": draw(labels),
                  "Created": rfc3339(NOW - draw(AGES)), "Scope": "local"} for n in net_names]
     networks.append({"Id": "net-bridge", "Name": "bridge", "Created": rfc3339(NOW - 30 * 86400)})
+    removed = dict((v["Name"], {"container": "gone", "removed_at": NOW - draw(AGES)})
+                   for v in vols if draw(st.booleans()))
+    # --volumes-from as users write it: a name (with a mode), an ID prefix, the full ID
+    refs = dict((c["Id"], draw(st.lists(st.sampled_from(
+        ["ctr-%d" % i for i in range(len(ctrs))] + ["ctr-0:ro", "/ctr-1", "c2", "other"]),
+        max_size=2))) for c in ctrs)
     return {"df": {"Images": listed, "Containers": ctrs, "Volumes": vols,
                    "BuildCache": draw(build_cache())},
             "images_all": all_images, "image_layers": {}, "container_details": details,
-            "networks": networks}
+            "networks": networks, "removed_volumes": removed, "volumes_from": refs}
 
 
 option_sets = st.fixed_dictionaries({
     "builder_cache": st.booleans(), "images": st.sampled_from(["none", "dangling", "unused"]),
     "containers": st.booleans(), "volumes": st.sampled_from(["none", "anonymous", "all"]),
     "networks": st.booleans(), "until": st.sampled_from(sorted(UNTILS)),
+    "containers_until": st.sampled_from(sorted(UNTILS)),
 })
 
 
 # --- the model ---------------------------------------------------------------------------------
 
 def old(stamp, until):
-    """Older than ``until`` (0: everything is); an unknown time is never old."""
-    return until == 0 or (stamp is not None and stamp < NOW - until)
+    """At or before the cutoff ``until`` ago (0: everything is), as the engine's ``until``
+    filters read it: they keep only what is *after* the cutoff (Go's ``After``); an
+    unknown time is never old."""
+    return until == 0 or (stamp is not None and stamp <= NOW - until)
 
 
 def stamp_of(text):
@@ -167,6 +183,26 @@ def when_stopped(details):
     if stamp_of(state["StartedAt"]) is None:
         return stamp_of(details["Created"])
     return stamp_of(state["FinishedAt"]) or stamp_of(state["StartedAt"])
+
+
+def may_go_after(details):
+    """How long ago a stopped container must have stopped to go, before the option:
+    a day after a crash, an hour otherwise."""
+    state = details["State"]
+    bad = state["Status"] == "dead" or state["OOMKilled"] or state["ExitCode"] != 0
+    return DAY if bad else HOUR
+
+
+def anonymous_mounts(ctr):
+    return set(m["Name"] for m in ctr["Mounts"]
+               if len(m["Name"]) == 64 and all(ch in HEX for ch in m["Name"]))
+
+
+def named_by_volumes_from(ctr, state):
+    """Another container's --volumes-from names ``ctr`` (by name, ``/name``, ID)."""
+    me = ctr["Names"][0].lstrip("/")
+    return any(ref.split(":")[0].lstrip("/") == me or ctr["Id"].startswith(ref.split(":")[0])
+               for cid, refs in state["volumes_from"].items() if cid != ctr["Id"] for ref in refs)
 
 
 def kept_label(thing):
@@ -194,10 +230,22 @@ def model(state, options):
     for ctr in df["Containers"] if options["containers"] else ():
         if ctr["State"] not in ("created", "exited", "dead") or kept_label(ctr):
             continue
-        if old(when_stopped(state["container_details"][ctr["Id"]]), until):
+        details = state["container_details"][ctr["Id"]]
+        need = max(UNTILS[options["containers_until"]], may_go_after(details))
+        if when_stopped(details) < NOW - need and not named_by_volumes_from(ctr, state):
             go["containers"].add(ctr["Id"])
         else:
             kept["container"].add(ctr["Id"])
+    settled = False
+    while not settled:  # a data-only container stays while a staying one mounts its volume
+        settled = True
+        for ctr in df["Containers"]:
+            if ctr["Id"] in go["containers"] and any(
+                    anonymous_mounts(ctr) & anonymous_mounts(other) for other in df["Containers"]
+                    if other["Id"] not in go["containers"]):
+                go["containers"].discard(ctr["Id"])
+                kept["container"].add(ctr["Id"])
+                settled = False
     remaining = [c for c in df["Containers"] if c["Id"] not in go["containers"]]
 
     if options["images"] != "none":
@@ -205,7 +253,8 @@ def model(state, options):
         listed = set(img["Id"] for img in df["Images"])
         parent_of = dict((img["Id"], img["ParentId"]) for img in state["images_all"])
         going = set(img["Id"] for img in df["Images"]
-                    if img["Id"] not in used and not kept_label(img) and old(img["Created"], until)
+                    # /images/json's Created is whole seconds: the image may be a second younger
+                    if img["Id"] not in used and not kept_label(img) and old(img["Created"] + 1, until)
                     and (options["images"] == "unused" or not (img["RepoTags"] or img["RepoDigests"])))
         while True:  # an image something that stays is built on stays
             staying = (set(parent_of) | used) - going
@@ -231,10 +280,14 @@ def model(state, options):
             if options["volumes"] == "anonymous" and not anonymous:
                 continue
             users = [c for c in df["Containers"] if vol["Name"] in [m["Name"] for m in c["Mounts"]]]
-            if not users:
-                go["volumes"].add(vol["Name"])
-            elif all(c["Id"] in go["containers"] for c in users):
+            removed_at = (state["removed_volumes"].get(vol["Name"]) or {}).get("removed_at")
+            grace = max(UNTILS[options["containers_until"]], HOUR)
+            if users and all(c["Id"] in go["containers"] for c in users):
                 kept["volume"].add(vol["Name"])
+            elif not users and removed_at is not None and removed_at > NOW - grace:
+                kept["volume"].add(vol["Name"])
+            elif not users:
+                go["volumes"].add(vol["Name"])
 
     if options["networks"]:
         attached = set(n for c in remaining for n in c["NetworkSettings"]["Networks"])
@@ -263,9 +316,9 @@ _CHAIN = [_image(0, tags=["base:1"]), _image(1, 0), _image(2, 1, tags=["app:1"],
 INTERMEDIATE_PARENT = {"df": {"Images": [_CHAIN[0], _CHAIN[2]], "Containers": [], "Volumes": [],
                               "BuildCache": []},
                        "images_all": _CHAIN, "image_layers": {}, "container_details": {},
-                       "networks": []}
+                       "networks": [], "removed_volumes": {}}
 EVERYTHING = {"builder_cache": True, "images": "unused", "containers": True, "volumes": "all",
-              "networks": True, "until": "0s"}
+              "networks": True, "until": "0s", "containers_until": "0s"}
 
 
 @settings(max_examples=400)
@@ -300,6 +353,13 @@ def test_plan_never_touches_what_is_in_use_kept_or_named(state, options):
             assert mount["Name"] not in plan["volumes"]
         if ctr["State"] in ("running", "paused", "restarting") or kept_label(ctr):
             assert ctr["Id"] not in plan["containers"]
+        if named_by_volumes_from(ctr, state):  # a data container another one takes volumes from
+            assert ctr["Id"] not in plan["containers"]
+        if ctr["Id"] in plan["containers"]:  # stopped over an hour ago, over a day after a crash
+            details = state["container_details"][ctr["Id"]]
+            assert when_stopped(details) < NOW - HOUR
+            if details["State"]["ExitCode"] or details["State"]["OOMKilled"] or ctr["State"] == "dead":
+                assert when_stopped(details) < NOW - DAY
     for kind, things, key in (("images", df["Images"], "Id"), ("volumes", df["Volumes"], "Name")):
         for thing in things:
             if kept_label(thing):

@@ -535,7 +535,7 @@ def test_build_report_rows_and_level(tmp_path, app_server):
         _FakeContainer(_attrs("web", health_status="healthy"), b"GET / 200\nERROR boom\n"),
         _FakeContainer(_attrs("worker", status="exited", exit_code=137, oom=True), b""),
     ])
-    config = health.validate_config({"endpoints": [
+    config = health.validate_config({"compose_projects": ["shop"], "endpoints": [
         {"name": "api", "url": app_server + "/health/", "host_header": "app.example"}]})
     runtime = merge_runtime({"host_label": "web1", "state_dir": str(tmp_path)})
     report = health.build_report(config, runtime, docker=docker, meminfo_path=str(meminfo),
@@ -545,7 +545,7 @@ def test_build_report_rows_and_level(tmp_path, app_server):
     assert rows[("container", "shop-web-1")]["level"] == "ok"
     assert rows[("container", "shop-worker-1")]["detail"] == (
         "exited, exit code 137: killed, out of memory (OOM)")
-    assert rows[("logs", "shop-web-1")]["status"] == "1 errors"
+    assert rows[("logs", "shop-web-1")]["status"] == "1 error"
     assert rows[("endpoint", "api")]["status"] == "HTTP 200"
     assert rows[("memory", "ram")]["status"] == "50% used"
     assert rows[("backup", "newest")]["status"] == "age unknown"

@@ -90,6 +90,14 @@ def test_success_is_logged_with_timestamps_and_recorded_in_state(host, fake):
     assert fake.requests == []  # success after success: nothing to say
 
 
+def test_the_command_is_told_which_job_lock_the_wrapper_holds_for_it(host, fake):
+    """`backup run` takes its job's lock when run by hand; under the wrapper it is told
+    the wrapper holds it (it could not take it: the wrapper's flock excludes it)."""
+    record = jobs.run_job(host.runtime, "hello", ["sh", "-c", "echo locked=$RUNBOOK_OPS_LOCKED_JOB"])
+    assert record["rc"] == 0
+    assert "locked=hello" in host.log("hello")
+
+
 def test_failure_alerts_once_within_cooldown_then_recovery_once(host, fake):
     for _attempt in range(2):
         record = jobs.run_job(host.runtime, "backup", ["sh", "-c", "echo restic: repo locked; exit 3"])
@@ -581,3 +589,35 @@ def test_closed_stdout_and_stderr_never_change_the_exit_status(host, tmp_path):
     finally:
         os.close(write_end)
     assert (ran.returncode, refused.returncode) == (0, 2)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_to_the_wrapper_stops_the_job_records_it_and_frees_the_lock(host, fake, signum):
+    """A closed terminal (SIGHUP) or Ctrl-C (SIGINT) is handled like SIGTERM: the job is
+    stopped, the run recorded with 128 + the signal, the lock released, no alert."""
+    pid_file = host.root / "job.pid"
+    wrapper = host.cli("run", "--job", "backup", "--timeout", "3600", "--", "sh", "-c",
+                       "echo $$ > %s; exec sleep 120" % pid_file)
+    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    job = int(pid_file.read_text())
+    wrapper.send_signal(signum)
+    rc = wrapper.wait(timeout=60)
+    wrapper.communicate()
+    assert rc == 128 + signum
+    assert _wait_for(lambda: jobs.process_start(job) is None or _zombie(job), 5)
+    record = json.loads((host.root / "state" / "jobs" / "backup.json").read_text())
+    assert record["rc"] == 128 + signum
+    assert record["interrupted"] == signal.Signals(signum).name
+    assert "interrupted by %s" % signal.Signals(signum).name in host.log("backup")
+    assert subprocess.run(["flock", "-n", str(host.root / "run" / "lock" / "backup.lock"),
+                           "true"], check=False).returncode == 0
+    assert not fake.messages
+
+
+def _zombie(pid) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2:].split()[0] == b"Z"

@@ -452,3 +452,27 @@ def test_baseline_and_cleanup_configs_are_checked():
                                          "timeout_seconds": 60, "approved_report": "mc-0123456789ab"})
     assert config["command"] == "true"
     assert config["state_file"] == media.DEFAULT_STATE_FILE
+
+
+# ---------------------------------------------------------------------------- wording
+
+def test_no_disk_trend_says_how_many_samples_there_are_and_how_many_it_needs(tmp_path):
+    from ansible_collections.runbook.ops.plugins.module_utils._ops import disk
+
+    history = str(tmp_path / "disk-history.jsonl")
+    usage = disk.filesystem_usage(str(tmp_path))
+    write_jsonl(history, [disk.history_sample(usage)])
+    state = media.disk_state(str(tmp_path), history, 70)
+    assert state["samples"] == 1 and state["bytes_per_day"] is None
+    detail = trigger(decide(disk=state), "disk")["detail"]
+    assert detail.endswith("no trend yet: the disk-check history has 1 sample of %s, a trend "
+                           "needs 2 samples at least a day apart" % usage["mount"])
+    assert "0 samples of" in trigger(decide(disk=media.disk_state(
+        str(tmp_path), str(tmp_path / "none.jsonl"), 70)), "disk")["detail"]
+
+
+def test_counts_in_gate_lines_are_singular_for_one():
+    result = dict(decide(records=1), media_path="/srv/media", media_files=1)
+    assert trigger(result, "records")["detail"] == "1 record, limit 1000"
+    assert media.summarize_gate(result).splitlines()[0] == (
+        "media cleanup gate quiet for /srv/media (47.0 MB, 1 file)")

@@ -21,6 +21,7 @@ if os.path.join(_REPO, ".collections") not in sys.path:
     sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import restic_filter  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 # The restic to compare with: Debian 12's by default; RUNBOOK_OPS_TEST_RESTIC=/path/to/restic
 # runs the same tests against another version (e.g. Debian 13's 0.18).
@@ -176,6 +177,7 @@ def restic_repo(tmp_path):
     env = dict(os.environ, RESTIC_REPOSITORY=str(tmp_path / "repo"), RESTIC_PASSWORD="pw",
                XDG_CACHE_HOME=str(tmp_path / "cache"), TZ="UTC")
     _restic(env, "init")
+    cheapen_keys(env["RESTIC_REPOSITORY"], "pw")
     return env
 
 

@@ -47,8 +47,10 @@ def _trees(leaf, depth):
 LIVE = st.dictionaries(st.sampled_from(NAMES),
                        _trees(st.sampled_from(["file", "hardlink", "symlink", "fifo"]), 3),
                        max_size=5)
+# "same": a file as the live one is now (its size and time): overwritten in place
 SNAPSHOT = st.dictionaries(st.sampled_from(NAMES),
-                           _trees(st.sampled_from(["file", "symlink", "fifo"]), 3), max_size=5)
+                           _trees(st.sampled_from(["file", "same", "symlink", "fifo"]), 3),
+                           max_size=5)
 
 
 def build_live(root, tree, outside):
@@ -74,15 +76,32 @@ def build_live(root, tree, outside):
 
 
 def listing(root, tree):
-    """A snapshot listing (``restic ls`` shape) of ``tree`` restored at ``root``."""
+    """A snapshot listing (``restic ls`` shape) of ``tree`` restored at ``root``; a
+    ``same`` file has the size and time of the live file there (when there is one)."""
     nodes = {root: {"type": "dir", "size": 0, "mtime_ns": None}}
     for name, sub in tree.items():
         path = os.path.join(root, name)
         if isinstance(sub, dict):
             nodes.update(listing(path, sub))
+        elif sub == "same":
+            live = os.lstat(path) if os.path.lexists(path) else None
+            nodes[path] = {"type": "file", "size": live.st_size if live else 0,
+                           "mtime_ns": live.st_mtime_ns if live else None}
         else:
             nodes[path] = {"type": sub, "size": 0, "mtime_ns": None}
     return nodes
+
+
+def identical(nodes):
+    """The snapshot files whose live file has their size and time (restic overwrites those
+    in place; any other live file there is moved aside first)."""
+    same = set()
+    for path, node in nodes.items():
+        if node["type"] == "file" and os.path.lexists(path):
+            live = os.lstat(path)
+            if (live.st_size, live.st_mtime_ns) == (node["size"], node["mtime_ns"]):
+                same.add(path)
+    return same
 
 
 def inventory(root):
@@ -131,15 +150,15 @@ def model_excluded(patterns, root, path):
     return False
 
 
-def model_fates(root, live, nodes, patterns):
+def model_fates(root, live, nodes, patterns, same):
     """``{path: "stay" | "quarantine"}`` for every live path, and the paths kept in the way."""
     def excluded(path):
         return model_excluded(patterns, root, path)
 
     def fits(path):
         node, (_ino, kind, links) = nodes.get(path), live[path]
-        return node is not None and ((node["type"] == kind == "dir")
-                                     or (node["type"] == kind == "file" and links == 1))
+        return node is not None and ((node["type"] == kind == "dir") or (
+            node["type"] == kind == "file" and links == 1 and path in same))
 
     def blocked(path):
         return any(other.startswith(path + "/") and excluded(other) for other in live)
@@ -183,6 +202,7 @@ def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(
     build_live(root, live_tree, outside)
     patterns = [pattern.format(root=root.strip("/")) for pattern in chosen]
     nodes = listing(root, snapshot_tree)
+    same = identical(nodes)
     before = inventory(root)
     outside_before = {name: open(os.path.join(outside, name)).read()
                       for name in os.listdir(outside)}
@@ -191,7 +211,7 @@ def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(
     placed = restore_plan.quarantine_moves(plan["moves"], os.path.basename(case))
     restore_plan.move_aside(placed["moves"], placed["dirs"], {"snapshot": "test"})
 
-    fates, kept = model_fates(root, before, nodes, patterns)
+    fates, kept = model_fates(root, before, nodes, patterns, same)
     quarantine = os.path.join(top, restore_plan.QUARANTINE_DIR, os.path.basename(case))
     assert placed["dirs"] == ([quarantine] if plan["moves"] else [])
     for path, (inode, kind, _links) in before.items():
@@ -208,7 +228,7 @@ def test_plan_and_moves_lose_nothing_and_touch_no_excluded_path(
             st_ = os.lstat(path)
             kind = restore_plan.live_type(st_.st_mode)
             assert kind == node["type"] and kind in ("dir", "file"), (path, kind, node)
-            assert kind == "dir" or st_.st_nlink == 1
+            assert kind == "dir" or (st_.st_nlink == 1 and path in same)
     assert {name: open(os.path.join(outside, name)).read()
             for name in os.listdir(outside)} == outside_before
     shutil.rmtree(case)
@@ -340,10 +360,14 @@ def test_live_type_names_every_kind(tmp_path):
 def test_a_quarantine_directory_that_is_a_symlink_is_refused(tmpfs, tmp_path):
     top = str(tmpfs(tmp_path / "fs", "size=64m"))
     os.makedirs(os.path.join(top, "elsewhere"))
-    os.symlink(os.path.join(top, "elsewhere"), os.path.join(top, restore_plan.QUARANTINE_DIR))
     path = os.path.join(top, "f")
     open(path, "w").close()
     placed = restore_plan.quarantine_moves([{"path": path, "reason": "r"}], "q")
+    os.symlink(os.path.join(top, "elsewhere"), os.path.join(top, restore_plan.QUARANTINE_DIR))
+    # the plan (and so --check) refuses it ...
+    with pytest.raises(OpsError, match="is a mount point or a symlink.*nothing was moved"):
+        restore_plan.quarantine_moves([{"path": path, "reason": "r"}], "q")
+    # ... and so do the moves, when it appeared after the plan
     with pytest.raises(OpsError, match="is not a directory .a symlink.*nothing was moved"):
         restore_plan.move_aside(placed["moves"], placed["dirs"], {})
     assert os.path.exists(path) and os.listdir(os.path.join(top, "elsewhere")) == []
@@ -359,3 +383,159 @@ def test_a_path_gone_before_its_move_is_reported_not_fatal(tmpfs, tmp_path):
     done = restore_plan.move_aside(placed["moves"], placed["dirs"], {})
     assert [item["path"] for item in done["moved"]] == [paths[1]]
     assert done["warnings"] == ["%s was gone before it could be moved aside" % paths[0]]
+
+
+# --------------------------------------------------------------------------- same-filesystem bind mounts
+
+@pytest.fixture
+def binds():
+    """``bind(source, target)`` bind-mounts for real; all are unmounted after the test."""
+    done = []
+
+    def bind(source, target):
+        subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
+        done.append(str(target))
+
+    yield bind
+    for target in reversed(done):
+        subprocess.run(["umount", "-l", target], check=False)
+
+
+def _tree_with_bind(tmpfs, tmp_path, binds, mount_at, kind="dir"):
+    """A root on a tmpfs, ``elsewhere`` on the same filesystem bind-mounted at
+    ``root/<mount_at>`` (a directory, or a file when ``kind`` is ``file``)."""
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    root = os.path.join(top, "data")
+    target = os.path.join(root, mount_at)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if kind == "dir":
+        source = os.path.join(top, "elsewhere")
+        os.makedirs(source)
+        os.makedirs(target)
+        with open(os.path.join(source, "precious"), "w") as handle:
+            handle.write("p")
+    else:
+        source = os.path.join(top, "elsewhere.db")
+        for path in (source, target):
+            with open(path, "w") as handle:
+                handle.write("live now")
+    binds(source, target)
+    return root, target
+
+
+def test_a_same_filesystem_bind_mount_below_a_new_directory_stays_and_the_rest_moves(
+        tmpfs, tmp_path, binds):
+    """new/ is not in the snapshot and holds a bind mount: new/ cannot move as a whole;
+    its other entries move, the mount point is kept."""
+    root, target = _tree_with_bind(tmpfs, tmp_path, binds, "new/shared")
+    with open(os.path.join(root, "new", "photo.jpg"), "w") as handle:
+        handle.write("uploaded since")
+    plan = restore_plan.plan_in_place([root], {root: _node("dir")}, [])
+    assert plan["kept"] == [{"path": target, "reason": "a mount point not in the snapshot"}]
+    assert [item["path"] for item in plan["moves"]] == [os.path.join(root, "new", "photo.jpg")]
+    placed = restore_plan.quarantine_moves(plan["moves"], "q")
+    restore_plan.move_aside(placed["moves"], placed["dirs"], {})  # no EBUSY
+    assert os.path.exists(os.path.join(target, "precious"))
+
+
+def test_a_same_filesystem_bind_mount_where_the_snapshot_has_a_file_is_kept(
+        tmpfs, tmp_path, binds):
+    root, target = _tree_with_bind(tmpfs, tmp_path, binds, "shared")
+    plan = restore_plan.plan_in_place([root], {root: _node("dir"), target: _node("file")}, [])
+    assert plan["moves"] == []
+    assert plan["kept"] == [{"path": target, "reason": "a mount point where the snapshot has "
+                                                       "a file; not restored"}]
+    assert restore_plan.escape_path(target) in plan["restore_excludes"]
+
+
+def test_a_bind_mounted_file_that_differs_from_the_snapshot_is_kept_not_moved(
+        tmpfs, tmp_path, binds):
+    root, target = _tree_with_bind(tmpfs, tmp_path, binds, "app.db", kind="file")
+    plan = restore_plan.plan_in_place(
+        [root], {root: _node("dir"), target: {"type": "file", "size": 3, "mtime_ns": 1}}, [])
+    assert plan["moves"] == [] and plan["kept"][0]["path"] == target
+
+
+def test_a_root_reached_through_a_symlink_still_sees_its_bind_mounts(tmpfs, tmp_path, binds):
+    root, target = _tree_with_bind(tmpfs, tmp_path, binds, "shared")
+    alias = str(tmp_path / "alias")
+    os.symlink(os.path.dirname(root), alias)  # the backup was made through /srv -> /data/srv
+    via = os.path.join(alias, "data")
+    plan = restore_plan.plan_in_place([via], {via: _node("dir")}, [])
+    assert [item["path"] for item in plan["kept"]] == [os.path.join(via, "shared")]
+
+
+# --------------------------------------------------------------------------- files restic would rewrite
+
+def _file_node(path, **changes):
+    live = os.lstat(path)
+    return dict({"type": "file", "size": live.st_size, "mtime_ns": live.st_mtime_ns}, **changes)
+
+
+def test_a_file_that_differs_moves_aside_and_an_identical_one_is_overwritten(tmpfs, tmp_path):
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    root = os.path.join(top, "data")
+    os.makedirs(root)
+    same, changed = os.path.join(root, "same.txt"), os.path.join(root, "changed.db")
+    for path in (same, changed):
+        with open(path, "w") as handle:
+            handle.write("content")
+    nodes = {root: _node("dir"), same: _file_node(same),
+             changed: _file_node(changed, size=3)}
+    plan = restore_plan.plan_in_place([root], nodes, [])
+    assert plan["moves"] == [{"path": changed, "reason": "differs from the snapshot: moved "
+                                                         "aside, so the restore can be undone"}]
+    assert (plan["replace"], plan["changed"], plan["create"]) == (2, 1, 0)
+    assert plan["changed_sample"] == [changed]
+
+
+def test_a_file_hard_linked_in_the_snapshot_moves_aside_even_when_identical(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "b").write_text("orig")
+    nodes = {str(root): _node("dir"),
+             str(root / "b"): _file_node(str(root / "b"), hardlinked=True)}
+    plan = restore_plan.plan_in_place([str(root)], nodes, [])
+    assert [item["path"] for item in plan["moves"]] == [str(root / "b")]
+    assert "hard-linked in the snapshot" in plan["moves"][0]["reason"]
+
+
+def test_space_counts_what_restic_writes_on_each_filesystem(tmpfs, tmp_path):
+    """New files and replacements of moved files in whole blocks; identical files
+    overwritten in place and files only moved aside need nothing."""
+    top = str(tmpfs(tmp_path / "fs", "size=64m"))
+    root = os.path.join(top, "data")
+    inner = str(tmpfs(os.path.join(root, "disk2"), "size=64m"))
+    for path, size in ((os.path.join(root, "same"), 10000), (os.path.join(root, "grew"), 5),
+                       (os.path.join(root, "extra"), 9000)):
+        with open(path, "wb") as handle:
+            handle.write(b"x" * size)
+    nodes = {root: _node("dir"), inner: _node("dir"),
+             os.path.join(root, "same"): _file_node(os.path.join(root, "same")),
+             os.path.join(root, "grew"): {"type": "file", "size": 5000, "mtime_ns": 1},
+             os.path.join(root, "new"): _node("dir"),
+             os.path.join(root, "new", "a"): {"type": "file", "size": 1, "mtime_ns": 1},
+             os.path.join(inner, "b"): {"type": "file", "size": 4097, "mtime_ns": 1}}
+    plan = restore_plan.plan_in_place([root], nodes, [])
+    assert plan["space"] == [{"path": root, "bytes": 4096 * 4},  # grew (2), new/, new/a
+                             {"path": inner, "bytes": 4096 * 2}]
+
+
+def test_a_mounted_quarantine_is_refused_before_anything_moves(tmpfs, tmp_path, binds):
+    """Two filesystems to restore over; the second's runbook-ops-quarantine is a bind mount
+    (same filesystem, so the device check passes): its renames would fail with EXDEV after
+    the first filesystem's moves were done. The plan (and so --check) refuses first."""
+    first = str(tmpfs(tmp_path / "one", "size=16m"))
+    second = str(tmpfs(tmp_path / "two", "size=16m"))
+    for top in (first, second):
+        with open(os.path.join(top, "new.jpg"), "w") as handle:
+            handle.write("uploaded since")
+    os.makedirs(os.path.join(second, "elsewhere"))
+    os.makedirs(os.path.join(second, restore_plan.QUARANTINE_DIR))
+    binds(os.path.join(second, "elsewhere"), os.path.join(second, restore_plan.QUARANTINE_DIR))
+    plan = restore_plan.plan_in_place([first, second], {first: _node("dir"),
+                                                        second: _node("dir")}, [])
+    with pytest.raises(OpsError, match="is a mount point or a symlink"):
+        restore_plan.quarantine_moves(plan["moves"], "q")
+    assert os.path.exists(os.path.join(first, "new.jpg"))
+    assert os.path.exists(os.path.join(second, "new.jpg"))

@@ -6,6 +6,7 @@ and against ``restic forget --dry-run --json`` itself on repositories with forge
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ if os.path.join(_REPO, ".collections") not in sys.path:
     sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import backup, retention  # noqa: E402
+from restic_keys import cheapen_keys  # noqa: E402
 
 # The restic to compare with: Debian 12's by default; RUNBOOK_OPS_TEST_RESTIC=/path/to/restic
 # runs the same tests against another version (e.g. Debian 13's 0.18).
@@ -148,6 +150,86 @@ def test_plan_equals_the_independent_model(times, policy, keep_oldest):
         assert plan["keep"][0] == newest["id"]
 
 
+def restic_apply(order, policy, keep_oldest):
+    """restic's ApplyPolicy loop over snapshots already in one order (newest first)."""
+    buckets = [[count, KEYS.get(rule, lambda t: None), object()]
+               for rule, count in policy.items() if count]
+    kept = set()
+    for nr, snap in enumerate(order):
+        for bucket in buckets:
+            if bucket[0] > 0:
+                value = nr if bucket[1](snap["time"]) is None else bucket[1](snap["time"])
+                if value != bucket[2] or (keep_oldest and nr == len(order) - 1):
+                    bucket[2] = value
+                    bucket[0] -= 1
+                    kept.add(snap["id"])
+    return kept
+
+
+def model_keep_any_order(snapshots, policy, keep_oldest):
+    """What restic keeps in some order of snapshots with the same time: its loop over
+    every order (the product of every tie group's permutations), united."""
+    if not any(policy.values()):
+        return {snap["id"] for snap in snapshots}
+    ordered = sorted(snapshots, key=lambda snap: snap["time"], reverse=True)
+    groups = [list(group) for _t, group in itertools.groupby(ordered, key=lambda s: s["time"])]
+    kept = set()
+    for orders in itertools.product(*(itertools.permutations(group) for group in groups)):
+        kept |= restic_apply([snap for group in orders for snap in group], policy, keep_oldest)
+    return kept
+
+
+INSTANTS = [datetime.datetime(2026, 1, 1, 1, tzinfo=UTC) + datetime.timedelta(hours=hours)
+            for hours in (0, 5, 20, 30, 24 * 9, 24 * 40)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(picks=st.lists(st.tuples(st.sampled_from(INSTANTS), st.sampled_from(OFFSETS)),
+                      min_size=1, max_size=7),
+       policy=POLICIES, keep_oldest=st.booleans())
+def test_plan_keeps_what_restic_keeps_in_any_order_of_tied_times(picks, policy, keep_oldest):
+    """Snapshots at one instant (recorded in different UTC offsets, so their days can
+    differ) come in any order restic loads them: the plan keeps what some order keeps."""
+    snapshots = snaps([instant.astimezone(offset) for instant, offset in picks])
+    plan = retention.plan_retention(snapshots, policy, keep_oldest=keep_oldest)
+    assert set(plan["keep"]) == model_keep_any_order(snapshots, policy, keep_oldest)
+
+
+def test_a_tie_group_too_big_to_follow_keeps_everything_from_there(monkeypatch):
+    monkeypatch.setattr(retention, "MAX_STATES", 2)
+    when = datetime.datetime(2026, 1, 5, 12, tzinfo=UTC)
+    tied = when - datetime.timedelta(days=2)  # January 3 in UTC, January 4 at +14:00
+    times = [when, tied, tied, tied.astimezone(OFFSETS[4])] + [
+        when - datetime.timedelta(days=day) for day in (3, 4)]
+    plan = retention.plan_retention(snaps(times), {"last": 1, "daily": 1})
+    assert plan["keep"][0] == "s000" and plan["remove"] == []
+
+
+FLOOR_NOW = datetime.datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(st.datetimes(min_value=datetime.datetime(2026, 2, 20),
+                                   max_value=datetime.datetime(2026, 3, 2),
+                                   timezones=st.sampled_from(OFFSETS)), max_size=12),
+       policy=POLICIES, keep_oldest=st.booleans(), hours=st.integers(0, 96),
+       last=st.integers(0, 3))
+def test_the_floor_only_ever_keeps_more(times, policy, keep_oldest, hours, last):
+    """restic's selection, plus everything newer than the floor's moment and the newest
+    ``last`` (and what ties with the last of them); nothing else is kept."""
+    snapshots = snaps(times)
+    newer_than = FLOOR_NOW - datetime.timedelta(hours=hours)
+    plan = retention.plan_retention(snapshots, policy, keep_oldest=keep_oldest,
+                                    floor={"newer_than": newer_than, "last": last})
+    ordered = sorted(snapshots, key=lambda snap: snap["time"], reverse=True)
+    newest = {snap["id"] for snap in ordered if last and snap["time"] >= ordered[
+        min(last, len(ordered)) - 1]["time"]}
+    expected = model_keep_any_order(snapshots, policy, keep_oldest) | newest | {
+        snap["id"] for snap in snapshots if snap["time"] > newer_than}
+    assert set(plan["keep"]) == expected
+    assert sorted(plan["keep"] + plan["remove"]) == sorted(snap["id"] for snap in snapshots)
+
+
 # --------------------------------------------------------------------------- real restic
 
 REAL_POLICIES = [
@@ -173,6 +255,7 @@ def forged_repository(tmp_path, zone, wall_times):
     """A real repository with one snapshot per forged local time in ``zone``; its snapshots."""
     env = _env(tmp_path, zone)
     _restic(env, "init")
+    cheapen_keys(env["RESTIC_REPOSITORY"], "pw")
     source = tmp_path / "source"
     source.mkdir(exist_ok=True)
     (source / "f").write_text("data")

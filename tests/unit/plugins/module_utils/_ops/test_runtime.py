@@ -30,6 +30,7 @@ def test_missing_file_gives_the_documented_defaults(tmp_path):
                   "telegram_token_file": "/etc/runbook-ops/telegram.token",
                   "cooldown_seconds": 86400},
         "jobs": {},
+        "missing": str(tmp_path / "runtime.json"),  # the wrapper says so on stderr
     }
 
 
