@@ -41,6 +41,7 @@ import time
 
 from . import restore_plan
 from .errors import OpsError
+from .mounts import unescape_mount
 from .restic_filter import invalid_patterns
 from .retention import keeps_oldest, plan_retention, restic_version
 from .runner import run_command
@@ -617,7 +618,7 @@ def fstab_mount_points(fstab=FSTAB):
                 fields = line.split("#", 1)[0].split()
                 if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
                         and fields[2] != "swap":
-                    points.append(os.path.normpath(restore_plan.unescape_mount(fields[1])))
+                    points.append(os.path.normpath(unescape_mount(fields[1])))
     except OSError:
         pass
     return points

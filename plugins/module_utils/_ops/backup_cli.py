@@ -40,7 +40,7 @@ from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 from .runtime import LOCKED_JOB_ENV
-from .units import format_timestamp
+from .units import format_bytes, format_timestamp
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
@@ -143,8 +143,8 @@ def _run(args, config, runtime) -> int:
         drop = result["size_drop"]
         text = ("backup %s: the new snapshot is %.0f%% smaller than the previous one "
                 "(%s -> %s); nothing was forgotten; check that no source went missing"
-                % (job, drop["drop_percent"], _human(drop["previous_bytes"]),
-                   _human(drop["current_bytes"])))
+                % (job, drop["drop_percent"], format_bytes(drop["previous_bytes"]),
+                   format_bytes(drop["current_bytes"])))
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "warning", text)
     elif result.get("ok") and not args.dry_run:
         result["alert"] = _notify(runtime, "backup:%s:size" % job, "ok",
@@ -165,11 +165,11 @@ def _run(args, config, runtime) -> int:
                                            len(result["paths"]))
         if result.get("snapshot_id"):
             text += ", snapshot %s, %s processed, %s added, kept %d, removed %d" % (
-                result["snapshot_id"], _human(summary.get("total_bytes_processed", 0)),
-                _human(summary.get("data_added", 0)), len(forget.get("kept", [])),
+                result["snapshot_id"], format_bytes(summary.get("total_bytes_processed", 0)),
+                format_bytes(summary.get("data_added", 0)), len(forget.get("kept", [])),
                 len(forget.get("removed", [])))
         if result.get("file"):
-            text += ", %s (%s)" % (result["file"], _human(result.get("size_bytes", 0)))
+            text += ", %s (%s)" % (result["file"], format_bytes(result.get("size_bytes", 0)))
         emit(args, result, text)
         return 0
     emit(args, result, None)
@@ -358,12 +358,3 @@ def _in_place_lines(result, dry_run):
 def _notify(runtime, key, level, text):
     from .alerts import notify
     return notify(runtime, key, level, text)
-
-
-def _human(count) -> str:
-    value = float(count or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return "%.1f %s" % (value, unit) if unit != "B" else "%d B" % value
-        value /= 1024.0
-    return "%d B" % count

@@ -28,6 +28,7 @@ import socket
 import time
 
 from .errors import OpsError
+from .mounts import unescape_mount
 from .state import read_jsonl
 from .treewalk import walk_tree
 
@@ -92,22 +93,6 @@ def should_fail(status, fail_on):
 # ---------------------------------------------------------------------------- filesystems
 
 
-def _unescape_mountinfo(field):
-    """Decode the octal escapes (``\\040`` for a space) /proc/self/mountinfo uses."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text):
     """Parse /proc/self/mountinfo text into ``[{"mount", "device", "fstype", "dev"}]``.
 
@@ -121,8 +106,8 @@ def parse_mountinfo(text):
             sep = fields.index("-", 6)
             major, minor = fields[2].split(":")
             mounts.append({
-                "mount": _unescape_mountinfo(fields[4]),
-                "device": _unescape_mountinfo(fields[sep + 2]),
+                "mount": unescape_mount(fields[4]),
+                "device": unescape_mount(fields[sep + 2]),
                 "fstype": fields[sep + 1],
                 "dev": os.makedev(int(major), int(minor)),
             })

@@ -22,6 +22,7 @@ import json
 from .docker_cleanup import normalize_options, run_docker_cleanup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
+from .units import format_bytes
 
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/docker-cleanup.json"
 EXIT_OK = 0
@@ -60,16 +61,6 @@ def load_config(path) -> dict:
     return options
 
 
-def human_size(num) -> str:
-    """``1536`` -> ``1.5 KiB`` (binary units, as ``docker system df`` rounds them)."""
-    value = float(num or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
-        value /= 1024.0
-    return "%d B" % num
-
-
 def _percent(value):
     """``87%`` for df's whole percents, ``71.2%`` for a fraction."""
     return "%d%%" % value if float(value).is_integer() else "%.1f%%" % value
@@ -91,19 +82,19 @@ def format_result(result) -> list:
     lines = ["docker cleanup%s on %s: %s %s%s" % (
         " (check mode)" if result["check_mode"] else "", result["docker_host"],
         "would free" if result["check_mode"] else "freed",
-        human_size(result["reclaimed_bytes"]), pct)]
+        format_bytes(result["reclaimed_bytes"]), pct)]
     for step in result["steps"]:
         if step["skipped"]:
             lines.append("  %-13s skipped (%s)" % (step["name"], step["skipped"]))
             continue
         lines.append("  %-13s %d removed, %s%s" % (
-            step["name"], len(step["removed"]), human_size(step["reclaimed_bytes"]),
+            step["name"], len(step["removed"]), format_bytes(step["reclaimed_bytes"]),
             younger_note(step, result)))
         removed = set(step["removed"])
         for item in step["planned"]:
             if item["id"] in removed or item["name"] in removed:
                 lines.append("    - %s%s" % (item["name"] or item["id"], (
-                    "" if item["size_bytes"] is None else " " + human_size(item["size_bytes"]))))
+                    "" if item["size_bytes"] is None else " " + format_bytes(item["size_bytes"]))))
     for kept in result.get("kept") or []:
         lines.append("  kept %s %s: %s" % (kept["kind"], kept["name"], kept["reason"]))
     for moved in result.get("moved_tags") or []:

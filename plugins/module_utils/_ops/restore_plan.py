@@ -43,6 +43,7 @@ import os
 import stat
 
 from .errors import OpsError
+from .mounts import unescape_mount
 from .restic_filter import escape_path, list_matches, parse_patterns
 
 QUARANTINE_DIR = "runbook-ops-quarantine"
@@ -304,13 +305,6 @@ def mount_points(mountinfo="/proc/self/mountinfo"):
     except OSError:
         pass
     return points
-
-
-def unescape_mount(text):
-    """A path from the mount table or fstab, its octal escapes (space, tab...) undone."""
-    for code in ("\\040", "\\011", "\\012", "\\134"):
-        text = text.replace(code, chr(int(code[1:], 8)))
-    return text
 
 
 def filesystem_top(path, mounts):

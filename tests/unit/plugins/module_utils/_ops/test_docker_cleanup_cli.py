@@ -97,12 +97,6 @@ def test_format_result_lists_steps_removed_items_and_refusals():
     assert lines[-1].startswith("  not removed: image app:2: conflict")
 
 
-@pytest.mark.parametrize("num,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),
-                                      (5 * 1024 ** 3, "5.0 GiB")])
-def test_human_size(num, text):
-    assert dcc.human_size(num) == text
-
-
 def test_format_result_says_what_was_kept_and_which_tags_moved():
     result = dict(RESULT, errors=[], kept=[
         {"kind": "container", "id": "c1", "name": "db-1",
