@@ -218,7 +218,11 @@ def restic_env(config):
 
 
 def read_env_file(path):
-    """Parse ``KEY=VALUE`` lines (``#`` comments, optional ``export``); values are secrets."""
+    """Parse ``KEY=VALUE`` lines (``#`` comments, optional ``export``); values are secrets.
+
+    One pair of matching quotes around a value is removed (the role writes ``KEY='value'``),
+    nothing else: a secret that ends in a quote keeps it.
+    """
     values = {}
     try:
         with open(path, encoding="utf-8") as handle:
@@ -230,10 +234,17 @@ def read_env_file(path):
                 key = key.strip()
                 if key.startswith("export "):
                     key = key[len("export "):].strip()
-                values[key] = value.strip().strip("'\"")
+                values[key] = _unquote(value.strip())
     except OSError as exc:
         raise OpsError("cannot read restic env file %s (%s)" % (path, exc.strerror))
     return values
+
+
+def _unquote(value):
+    """``value`` without one pair of matching surrounding quotes."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def restic_argv(config, *args):

@@ -12,7 +12,11 @@ import shutil
 import subprocess
 import sys
 
+import jinja2
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 _MODULE_UTILS = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..",
                                              "..", "plugins", "module_utils"))
@@ -1136,3 +1140,29 @@ def test_a_repository_moved_on_purpose_is_recorded_anew(setup, tmp_path):
     assert backup.run_backup(moved, state_dir=state)["ok"]
     record = open(backup.repository_record(state, "backup")).read()
     assert str(tmp_path) not in record
+
+
+# --------------------------------------------------------------------------- env file
+
+_ROLE_TASKS = os.path.join(os.path.dirname(os.path.dirname(_MODULE_UTILS)), "roles", "backup", "tasks",
+                           "configure.yml")
+
+
+def _role_env_file(values):
+    """The credentials file as roles/backup/tasks/configure.yml writes it (its template)."""
+    with open(_ROLE_TASKS, encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    (task,) = [t for t in tasks if t.get("name") == "Write the repository credentials (0600)"]
+    template = jinja2.Environment(trim_blocks=True).from_string(task["ansible.builtin.copy"]["content"])
+    return template.render(backup_repository_env=values)
+
+
+@given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,15}", fullmatch=True),
+                       st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"),
+                               max_size=30), max_size=4))
+def test_every_credential_the_role_writes_reads_back_unchanged(tmp_path_factory, values):
+    """A secret ending in a quote, holding '#', '$', '=', spaces or quotes arrives at
+    restic as written (before, any quote at either end was stripped)."""
+    path = tmp_path_factory.mktemp("env") / "backup.env"
+    path.write_text(_role_env_file(values), encoding="utf-8")
+    assert backup.read_env_file(str(path)) == values
