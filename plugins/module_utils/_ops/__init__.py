@@ -3,7 +3,7 @@
 """The runbook.ops core: plain Python shared by the modules, the host CLI and the tests.
 
 Nothing in this package imports Ansible. It needs the standard library only at import
-time; psutil and the Docker SDK are imported lazily by the functions that need them.
+time; the Docker SDK is imported lazily by the functions that need it.
 Imports inside the package are relative, so the same files run as
 ``ansible_collections.runbook.ops.plugins.module_utils._ops`` (modules) and as
 ``runbook_ops`` (the ``runbook-ops`` CLI installed by the base role).
