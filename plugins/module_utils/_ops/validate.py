@@ -226,13 +226,7 @@ def _size(value):
 
 
 def _target_percent(value):
-    if value in ("", None):
-        return ""
-    try:
-        target = float(value)
-    except ValueError:
-        target = -1.0
-    return "" if 0 < target < 100 else "is not a percentage between 0 and 100 (exclusive), or \"\""
+    return "" if 0 < value < 100 else "is not a percentage between 0 and 100 (exclusive); leave it unset to run every step"
 
 
 def _read_data_subset(value):

@@ -32,7 +32,7 @@ def on_ubuntu_layout(host):
 
 def block(log, *directives):
     """A logrotate.d file for ``log`` as the role's template writes it."""
-    body = directives or ("weekly", "rotate 8", "compress", "copytruncate", "missingok", "notifempty")
+    body = directives or ("weekly", "rotate 8", "compress", "missingok", "notifempty")
     return '"%s"\n{\n%s}\n' % (log, "".join("    %s\n" % line for line in body))
 
 

@@ -107,7 +107,10 @@ def test_thresholds_must_be_in_order():
     ("disk_monitor_alert", "maybe", "disk_monitor_alert: maybe is not true or false"),
     ("media_cleanup_size_limit", "lots", "media_cleanup_size_limit: lots is not a size (a number of bytes or e.g. 500MB, 1.5GiB)"),
     ("backup_check_read_data_subset", "half", "backup_check_read_data_subset: half is not a restic subset (e.g. 5%, 1/10 or 500M)"),
-    ("docker_cleanup_target_percent", "85%", "docker_cleanup_target_percent: 85% is not a percentage between 0 and 100 (exclusive), or \"\""),
+    ("docker_cleanup_target_percent", "85%", "docker_cleanup_target_percent: 85% is not a number"),
+    ("docker_cleanup_target_percent", "", 'docker_cleanup_target_percent: "" is not a number'),
+    ("docker_cleanup_target_percent", 100,
+     "docker_cleanup_target_percent: 100 is not a percentage between 0 and 100 (exclusive); leave it unset to run every step"),
     ("runbook_ops_job_ping_urls", {"a.b": "http://x"},
      "runbook_ops_job_ping_urls: key a.b is not a valid job name: use %s (no dot: Debian's cron silently "
      "ignores /etc/cron.d files with one)" % JOB_NAME_RULE),
@@ -244,3 +247,12 @@ def test_disarming_the_media_cleanup_needs_no_media_paths_on_the_host():
     absent = _check(media_cleanup_state="absent")["paths"]
     assert not [name for name in absent if name.startswith("media_cleanup_")]
     assert absent["disk_monitor_paths"] == ["/"]
+
+
+@pytest.mark.parametrize("name", ["media_baseline_path", "media_cleanup_media_path", "media_cleanup_chdir"])
+def test_a_required_path_left_unset_is_refused_by_name(name):
+    """The roles give required variables no default, so leaving one out is refused in one line."""
+    values = _values()
+    del values[name]
+    assert [line.split(" (")[0] for line in validate.check_roles(_specs(), values, names=set(values))["problems"]] \
+        == ["%s: is required" % name]
