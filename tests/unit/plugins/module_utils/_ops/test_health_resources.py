@@ -63,7 +63,7 @@ def kernel_stat(fields, btime, cpus=2):
     head = "cpu  " + " ".join(str(value) for value in fields)
     per_cpu = ["cpu%d %s" % (n, " ".join(str(value // cpus) for value in fields))
                for n in range(cpus)]
-    tail = ["intr 123456 " + " ".join("0" for _ in range(40)), "ctxt 987654",
+    tail = ["intr 123456 " + " ".join(["0"] * 40), "ctxt 987654",
             "btime %d" % btime, "processes 4321", "procs_running 2", "procs_blocked 0",
             "softirq 5555 0 1 2 3 4 5 6 7 8 9"]
     return "\n".join([head] + per_cpu + tail) + "\n"
