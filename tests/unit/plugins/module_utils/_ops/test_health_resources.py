@@ -100,9 +100,10 @@ def test_memory_on_this_machine_is_what_free_shows():
 def test_the_cpu_counters_of_this_machine_add_up_and_move():
     with open("/proc/uptime") as handle:
         uptime = float(handle.read().split()[0])
-    first = health_resources.read_proc_stat()
     with open("/proc/stat") as handle:
-        raw = handle.readline().split()
+        text = handle.read()
+    first = health_resources.parse_proc_stat(text)
+    raw = text.splitlines()[0].split()
     assert raw[0] == "cpu" and len(raw) == 11  # this kernel prints all ten columns
     assert first["total"] == sum(int(value) for value in raw[1:9])
     assert abs(first["btime"] - (time.time() - uptime)) < 5
