@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
 from fake_telegram import FakeTelegram  # noqa: E402
 from images import build_busybox_image  # noqa: E402
 
-from ansible_collections.runbook.ops.plugins.module_utils._ops import health  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
+    health, health_resources)
 from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
     merge_runtime)
 
@@ -77,6 +78,10 @@ def test_container_memory_against_its_limit_pages_and_matches_docker_stats(
         assert hog["level"] == "critical" and hog["used_percent"] >= 90, hog
         assert hog["problem"].startswith("%.0f%% used (critical at 90%%), " % hog["used_percent"])
         assert web["level"] == "ok"
+        # the request made by hand (SDKs without one_shot) reads the same figures
+        raw = health_resources.container_memory_usage(
+            health_resources.read_container_stats_raw(client, containers[0].id))
+        assert raw[1] == 32 * MIB and abs(raw[0] - hog["usage_bytes"]) < 2 * MIB
 
         (tmp_path / "token").write_text(TOKEN)
         with FakeTelegram(TOKEN) as fake:

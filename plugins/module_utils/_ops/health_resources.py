@@ -250,8 +250,19 @@ def container_memory_check(key, name, usage, limit, warning, critical):
 
 def read_container_stats(client, container_id):
     """One stats answer for a container, without waiting for a second CPU sample
-    (``one_shot``, API 1.41+) when the SDK can ask for it."""
+    (``one-shot``, API 1.41+): through the SDK's ``one_shot`` where it has it (docker-py
+    6+), else by the same request made by hand (Debian 12's python3-docker 5.0 would wait
+    a second or two per container for the CPU figures nobody reads here)."""
     try:
         return client.api.stats(container_id, stream=False, one_shot=True)
-    except TypeError:  # an SDK before one_shot
-        return client.api.stats(container_id, stream=False)
+    except TypeError:
+        return read_container_stats_raw(client, container_id)
+
+
+def read_container_stats_raw(client, container_id):
+    """``GET /containers/ID/stats?stream=false&one-shot=true`` through the SDK's own
+    session (the way its ``stats`` makes the request)."""
+    api = client.api
+    url = api._url("/containers/{0}/stats", container_id)  # pylint: disable=protected-access
+    response = api._get(url, params={"stream": False, "one-shot": True})  # pylint: disable=protected-access
+    return api._result(response, True)  # pylint: disable=protected-access
