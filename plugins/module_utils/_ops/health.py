@@ -20,7 +20,8 @@ Two callers:
   per row, plus the monitor's last CPU, command and certificate results from its state.
 
 Cheap by design (it runs every 5 minutes): only the standard library at import time,
-the Docker SDK only when Compose projects are configured, no psutil.
+the Docker SDK only when Compose projects are configured, ``health_commands`` and
+``health_certs`` (and ``ssl``) only when commands or certificates are, no psutil.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import os
 import re
 import time
 
-from . import health_certs, health_commands, health_resources
+from . import health_resources
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
@@ -188,9 +189,15 @@ def validate_config(data):
         raise OpsError("endpoints, compose_projects, commands and certificates must be lists")
     config["endpoints"] = [validate_endpoint(e, i) for i, e in enumerate(endpoints)]
     config["compose_projects"] = [validate_project(p, i) for i, p in enumerate(projects)]
-    config["commands"] = [health_commands.validate_command(c, i) for i, c in enumerate(commands)]
-    config["certificates"] = [health_certs.validate_certificate(c, i)
-                              for i, c in enumerate(certificates)]
+    config["commands"], config["certificates"] = [], []
+    if commands:  # the command and certificate code is imported only when configured
+        from . import health_commands
+        config["commands"] = [health_commands.validate_command(c, i)
+                              for i, c in enumerate(commands)]
+    if certificates:
+        from . import health_certs
+        config["certificates"] = [health_certs.validate_certificate(c, i)
+                                  for i, c in enumerate(certificates)]
     for kind, items in (("endpoint", config["endpoints"]),
                         ("compose project", config["compose_projects"]),
                         ("command", config["commands"]),
@@ -806,8 +813,11 @@ def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMI
 
 def run_command_checks(config, runner=None):
     """Each of ``config["commands"]`` once, one after another (``health_commands``)."""
+    if not config.get("commands"):
+        return []
+    from . import health_commands
     return [health_commands.run_check_command(check, runner=runner)
-            for check in config.get("commands") or []]
+            for check in config["commands"]]
 
 
 def run_certificate_checks(config, cached, now):
@@ -816,7 +826,10 @@ def run_certificate_checks(config, cached, now):
     days left counted again; return ``(results, cache)``."""
     cached = cached if isinstance(cached, dict) else {}
     results, cache = [], {}
-    for entry in config.get("certificates") or []:
+    if not config.get("certificates"):
+        return results, cache
+    from . import health_certs
+    for entry in config["certificates"]:
         before = cached.get(entry["name"])
         if health_certs.certificate_due(before, entry, now,
                                         config["certificate_interval_seconds"]):
@@ -902,8 +915,10 @@ def result_status(result):
     """``(status, detail)`` of any check result, for the job log and the morning check."""
     kind = result.get("kind")
     if kind == "command":
+        from . import health_commands
         return health_commands.describe_command_result(result)
     if kind == "certificate":
+        from . import health_certs
         return health_certs.describe_certificate(result)
     if kind == "endpoint":
         status = "HTTP %s" % result["status"] if result["status"] is not None else "down"
@@ -1212,8 +1227,19 @@ def monitor_rows(config, saved, now):
             remembered("cpu", "busy", cpu)
     for check in config.get("commands") or []:
         remembered("command", check["name"], by_key.get("command:" + check["name"]))
+    rows.extend(_certificate_rows(config, saved, now))
+    return rows
+
+
+def _certificate_rows(config, saved, now):
+    """The morning check's row per certificate: its last check, days left as of ``now``."""
+    if not config.get("certificates"):
+        return []
+    from . import health_certs
+
+    rows = []
     cached = saved.get("certificates") if isinstance(saved.get("certificates"), dict) else {}
-    for entry in config.get("certificates") or []:
+    for entry in config["certificates"]:
         before = cached.get(entry["name"])
         if not isinstance(before, dict) or before.get("signature") != health_certs.signature(entry):
             rows.append(_row("cert", entry["name"], "unknown",
