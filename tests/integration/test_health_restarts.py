@@ -52,7 +52,8 @@ def test_a_worker_oom_killed_every_10_minutes_pages_with_the_exit_code(
     container = client.containers.run("crashy:1", detach=True, labels=LABELS,
                                       restart_policy={"Name": "always"}, mem_limit="16m",
                                       memswap_limit="16m", name="shop-worker-1")
-    config = health.validate_config({"compose_projects": ["shop"]})
+    # the machine's own memory and CPU are not this test's subject
+    config = health.validate_config({"compose_projects": ["shop"], "resource_checks": False})
     start = 1_700_000_000
     try:
         with FakeTelegram(TOKEN) as fake:

@@ -36,7 +36,8 @@ def test_a_segfault_loop_is_explained_on_an_engine_with_healthchecks(
                                    restart_policy={"Name": "always"}, name="shop-worker-1")
     neighbour = client.containers.run("crashy:1", ["sleep", "3600"], detach=True,
                                       name="other-web-1")
-    config = health.validate_config({"compose_projects": ["shop"]})
+    # the machine's own memory and CPU are not this test's subject
+    config = health.validate_config({"compose_projects": ["shop"], "resource_checks": False})
     start = 1_700_000_000
     try:
         with FakeTelegram(TOKEN) as fake:

@@ -1,21 +1,27 @@
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Service health: HTTP endpoints and Docker Compose containers.
+"""Service health: HTTP endpoints, Docker Compose containers, host resources, the
+team's own commands and TLS certificates.
 
 Two callers:
 
 * the ``health-monitor`` cron job (``runbook-ops health-check``), every few minutes:
   ``load_config`` -> ``run_checks`` (``check_endpoint`` per endpoint,
-  ``check_compose_projects``) -> ``track_failures`` (consecutive failures and downtime,
-  state in ``<state_dir>/health.json``) -> one ``alerts.notify`` call per check that has
-  failed ``failures_before_alert`` runs in a row, and a recovery message with the
-  downtime when it is back;
+  ``check_compose_projects`` with each limited container's memory) ->
+  ``run_host_checks`` (memory, swap, CPU over a window: ``health_resources``) ->
+  ``run_command_checks`` (``health_commands``) -> ``run_certificate_checks`` (daily:
+  ``health_certs``) -> ``track_failures`` (consecutive failures and downtime, state in
+  ``<state_dir>/health.json``) -> one ``alerts.notify`` call per check that has failed
+  ``failures_before_alert`` runs in a row, and a recovery message with the downtime when
+  it is back;
 * the morning check playbook (``runbook-ops health-report``): ``build_report`` gathers
-  containers, endpoints, memory, error lines in container logs, the newest backup and
-  every installed job's last result, as plain data with a level per row.
+  containers (and their memory), endpoints, memory, swap, error lines in container logs,
+  the newest backup and every installed job's last result, as plain data with a level
+  per row, plus the monitor's last CPU, command and certificate results from its state.
 
 Cheap by design (it runs every 5 minutes): only the standard library at import time,
-the Docker SDK only when Compose projects are configured, no psutil.
+the Docker SDK only when Compose projects are configured, ``health_commands`` and
+``health_certs`` (and ``ssl``) only when commands or certificates are, no psutil.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import re
 import time
 
+from . import health_resources
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
@@ -48,7 +55,29 @@ CONFIG_DEFAULTS = {
     # Services whose containers run once and exit (migrations, seeders): exit 0 is ok
     # even when their restart policy is not "no". Each: "service" or "project/service".
     "oneshot_services": [],
+    # Host resources (health_resources.py): memory used = MemTotal - MemAvailable, as
+    # `free` shows it; CPU busy above the threshold over every interval of the window.
+    "resource_checks": True,
+    "memory_warning_percent": 80,
+    "memory_critical_percent": 90,
+    "swap_warning_percent": 50,
+    "swap_critical_percent": 80,
+    "cpu_warning_percent": 80,
+    "cpu_window_seconds": 300,
+    # Each container of the Compose projects against its own memory limit.
+    "container_memory_warning_percent": 80,
+    "container_memory_critical_percent": 90,
+    # TLS certificates (health_certs.py), checked once per interval.
+    "certificate_warning_days": 21,
+    "certificate_critical_days": 7,
+    "certificate_interval_seconds": 86400,
 }
+# Threshold pairs: (warning, critical, highest value allowed).
+THRESHOLD_PAIRS = (
+    ("memory_warning_percent", "memory_critical_percent", 100),
+    ("swap_warning_percent", "swap_critical_percent", 100),
+    ("container_memory_warning_percent", "container_memory_critical_percent", 100),
+)
 ENDPOINT_DEFAULTS = {
     "host_header": "",
     "expected_status": 200,
@@ -129,7 +158,7 @@ def validate_config(data):
     if not isinstance(data, dict):
         raise OpsError("the health monitor config must be a JSON object")
     data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # comments
-    known = set(CONFIG_DEFAULTS) | {"endpoints", "compose_projects"}
+    known = set(CONFIG_DEFAULTS) | {"endpoints", "compose_projects", "commands", "certificates"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise OpsError("unknown keys in the health monitor config: %s; known keys: %s" % (
@@ -151,20 +180,63 @@ def validate_config(data):
             isinstance(item, str) and item.strip("/") for item in oneshot):
         raise OpsError("oneshot_services must be a list of service names (service or "
                        "project/service), got %r" % (oneshot,))
+    _validate_resources(config)
     endpoints = data.get("endpoints") or []
     projects = data.get("compose_projects") or []
-    if not isinstance(endpoints, list) or not isinstance(projects, list):
-        raise OpsError("endpoints and compose_projects must be lists")
+    commands = data.get("commands") or []
+    certificates = data.get("certificates") or []
+    if not all(isinstance(items, list) for items in (endpoints, projects, commands, certificates)):
+        raise OpsError("endpoints, compose_projects, commands and certificates must be lists")
     config["endpoints"] = [validate_endpoint(e, i) for i, e in enumerate(endpoints)]
     config["compose_projects"] = [validate_project(p, i) for i, p in enumerate(projects)]
+    config["commands"], config["certificates"] = [], []
+    if commands:  # the command and certificate code is imported only when configured
+        from . import health_commands
+        config["commands"] = [health_commands.validate_command(c, i)
+                              for i, c in enumerate(commands)]
+    if certificates:
+        from . import health_certs
+        config["certificates"] = [health_certs.validate_certificate(c, i)
+                                  for i, c in enumerate(certificates)]
     for kind, items in (("endpoint", config["endpoints"]),
-                        ("compose project", config["compose_projects"])):
+                        ("compose project", config["compose_projects"]),
+                        ("command", config["commands"]),
+                        ("certificate", config["certificates"])):
         names = [item["name"] for item in items]
         duplicates = sorted(set(n for n in names if names.count(n) > 1))
         if duplicates:
             raise OpsError("%s names must be unique; repeated: %s" % (
                 kind, ", ".join(duplicates)))
     return config
+
+
+def _validate_resources(config):
+    """The resource and certificate settings: numbers in range, warnings below criticals."""
+    if not isinstance(config["resource_checks"], bool):
+        raise OpsError("resource_checks must be true or false, got %r" % (
+            config["resource_checks"],))
+    for warning, critical, top in THRESHOLD_PAIRS:
+        for key in (warning, critical):
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value <= top:
+                raise OpsError("%s must be a percentage above 0 and at most %d, got %r" % (
+                    key, top, value))
+        if not config[warning] < config[critical]:
+            raise OpsError("%s (%s) must be below %s (%s)" % (
+                warning, config[warning], critical, config[critical]))
+    cpu = config["cpu_warning_percent"]
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0 < cpu < 100:
+        raise OpsError("cpu_warning_percent must be a percentage between 0 and 100, got %r"
+                       % (cpu,))
+    _positive_number(config["cpu_window_seconds"], "cpu_window_seconds")
+    _positive_number(config["certificate_interval_seconds"], "certificate_interval_seconds")
+    for key in ("certificate_warning_days", "certificate_critical_days"):
+        config[key] = _positive_number(config[key], key, integer=True)
+    if not config["certificate_critical_days"] < config["certificate_warning_days"]:
+        raise OpsError("certificate_critical_days (%s) must be below certificate_warning_days "
+                       "(%s)" % (config["certificate_critical_days"],
+                                 config["certificate_warning_days"]))
 
 
 def load_config(path):
@@ -291,6 +363,7 @@ def describe_container(attrs):
         "started_at": state.get("StartedAt") or "",
         "finished_at": state.get("FinishedAt") or "",
         "restart_policy": policy,
+        "memory_limit": int((attrs.get("HostConfig") or {}).get("Memory") or 0),
     }
 
 
@@ -514,7 +587,8 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
                            lister=list_project_containers, now=None,
                            window_seconds=CONFIG_DEFAULTS["restart_window_seconds"],
                            threshold=CONFIG_DEFAULTS["restart_threshold"],
-                           oneshot_services=()):
+                           oneshot_services=(), memory_levels=None,
+                           stats_reader=health_resources.read_container_stats):
     """Judge every container of every project; return ``(results, new_baseline)``.
 
     ``projects``: ``[{"name", "services"}]``. ``restart_baseline``: ``{key: entry}``
@@ -523,7 +597,9 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
     by the run that first sees it (``observe_exit``). A one-shot run that is done
     (``finished_oneshot``, with ``oneshot_services``) is ok. A project without containers
     and an expected service without one are critical. When the engine does not answer, one
-    critical ``compose:docker`` result says so.
+    critical ``compose:docker`` result says so. ``memory_levels``: ``(warning, critical)``
+    percentages to judge each running container with a memory limit against it
+    (``container_memory_results``); ``None`` leaves memory out.
     """
     now = time.time() if now is None else now
     restart_baseline = restart_baseline or {}
@@ -567,12 +643,32 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
                 "state", "health", "restart_count", "exit_code", "oom_killed")})
             result["recent_restarts"] = recent
             results.append(result)
+            if memory_levels:
+                results.extend(container_memory_results(client, info, key, result["name"],
+                                                        memory_levels, stats_reader))
         for service in project["services"]:
             if service not in seen:
                 results.append(_result("compose:%s/%s" % (name, service), "compose",
                                        "%s/%s" % (name, service), service, "critical",
                                        "no container for service %s" % service))
     return results, baseline
+
+
+def container_memory_results(client, info, key, name, memory_levels, stats_reader):
+    """``[result]`` for a running container with a memory limit, judged as ``docker
+    stats`` shows it (``health_resources``); ``[]`` for others, and when its stats cannot
+    be read (it stopped meanwhile: its state is judged already)."""
+    if info["state"] != "running" or info.get("memory_limit", 0) <= 0:
+        return []
+    try:
+        figures = health_resources.container_memory_usage(stats_reader(client, info["id"]))
+    except Exception:  # the SDK raises many types; the container's state row stands
+        return []
+    if figures is None:
+        return []
+    return [health_resources.container_memory_check(
+        "container-memory:" + key.split(":", 1)[1], name, figures[0], figures[1],
+        memory_levels[0], memory_levels[1])]
 
 
 def _result(key, kind, name, target, level, problem):
@@ -662,19 +758,92 @@ def track_failures(previous, results, now, failures_before_alert):
 # --------------------------------------------------------------------------- the job
 
 def run_checks(config, restart_baseline=None, docker=None, now=None):
-    """Every check of ``config`` once; return ``(results, restart_baseline)``."""
+    """The endpoint and container checks of ``config`` once (each limited container's
+    memory too, with ``resource_checks``); return ``(results, restart_baseline)``."""
     results = []
     if config["endpoints"]:
         for endpoint in config["endpoints"]:
             results.append(check_endpoint(endpoint))
+    memory_levels = ((config["container_memory_warning_percent"],
+                      config["container_memory_critical_percent"])
+                     if config.get("resource_checks", True) else None)
     compose_results, baseline = check_compose_projects(
         config["compose_projects"], restart_baseline, client=docker,
         timeout=config["docker_timeout_seconds"], now=now,
         window_seconds=config["restart_window_seconds"],
         threshold=config["restart_threshold"],
-        oneshot_services=config.get("oneshot_services") or ())
+        oneshot_services=config.get("oneshot_services") or (),
+        memory_levels=memory_levels)
     results.extend(compose_results)
     return results, baseline
+
+
+def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMINFO_PATH,
+                    stat_path=health_resources.STAT_PATH):
+    """Memory, swap and CPU of the host; return ``(results, cpu_history)``.
+
+    ``cpu_history``: last run's (``health_resources.update_cpu_history``). Nothing when
+    ``resource_checks`` is off. A ``/proc`` file that cannot be read is a warning.
+    """
+    if not config.get("resource_checks", True):
+        return [], {}
+    results = []
+    try:
+        meminfo = health_resources.read_meminfo(meminfo_path)
+    except (OSError, ValueError) as exc:
+        results.append(_result("memory:ram", "memory", "memory", "ram", "warning",
+                               "cannot read %s: %s" % (meminfo_path, exc)))
+    else:
+        results.append(health_resources.memory_check(
+            meminfo, config["memory_warning_percent"], config["memory_critical_percent"]))
+        results.append(health_resources.swap_check(
+            meminfo, config["swap_warning_percent"], config["swap_critical_percent"]))
+    try:
+        reading = health_resources.read_proc_stat(stat_path)
+    except (OSError, ValueError) as exc:
+        results.append(_result("cpu:busy", "cpu", "cpu", "cpu", "warning",
+                               "cannot read %s: %s" % (stat_path, exc)))
+        return results, cpu_history if isinstance(cpu_history, dict) else {}
+    history = health_resources.update_cpu_history(cpu_history, reading, now,
+                                                  config["cpu_window_seconds"])
+    results.append(health_resources.judge_cpu(history, config["cpu_warning_percent"],
+                                              config["cpu_window_seconds"]))
+    return results, history
+
+
+def run_command_checks(config, runner=None):
+    """Each of ``config["commands"]`` once, one after another (``health_commands``)."""
+    if not config.get("commands"):
+        return []
+    from . import health_commands
+    return [health_commands.run_check_command(check, runner=runner)
+            for check in config["commands"]]
+
+
+def run_certificate_checks(config, cached, now):
+    """Each certificate that is due (``health_certs.certificate_due``: daily, or at every
+    run while not ok) checked, the others from ``cached`` (``{name: result}``) with their
+    days left counted again; return ``(results, cache)``."""
+    cached = cached if isinstance(cached, dict) else {}
+    results, cache = [], {}
+    if not config.get("certificates"):
+        return results, cache
+    from . import health_certs
+    for entry in config["certificates"]:
+        before = cached.get(entry["name"])
+        if health_certs.certificate_due(before, entry, now,
+                                        config["certificate_interval_seconds"]):
+            result = health_certs.check_certificate(
+                entry, now, config["certificate_warning_days"],
+                config["certificate_critical_days"])
+            result["fresh"] = True
+        else:
+            result = health_certs.refresh_cached(before, now, config["certificate_warning_days"],
+                                                 config["certificate_critical_days"])
+            result["fresh"] = False
+        results.append(result)
+        cache[entry["name"]] = dict(result, fresh=False)
+    return results, cache
 
 
 def alert_runtime(runtime, cooldown_seconds):
@@ -684,13 +853,23 @@ def alert_runtime(runtime, cooldown_seconds):
     return copy
 
 
-def run_health_check(config, runtime, notify=None, now=None, docker=None):
+# What the morning check reads back from the monitor's state: the checks it cannot
+# repeat by itself (the CPU needs the history, commands run as root, certificates daily).
+REMEMBERED_KINDS = ("cpu", "command")
+
+
+def run_health_check(config, runtime, notify=None, now=None, docker=None,
+                     meminfo_path=health_resources.MEMINFO_PATH,
+                     stat_path=health_resources.STAT_PATH, runner=None):
     """The health-monitor job: check, count, alert, save state; return a summary dict.
 
     ``runtime``: from ``runtime.load_runtime`` (host_label, state_dir, alert{...}).
     ``notify``: ``alerts.notify``-compatible callable (tests pass their own).
+    ``meminfo_path``/``stat_path``: the ``/proc`` files read (a test passes files in the
+    kernel's format); ``runner``: the command gateway for the command checks.
     Returns ``{"host", "results", "alerts", "failing", "state_saved"}``; ``alerts`` lists
-    each action with what notify returned.
+    each action with what notify returned. Certificate alerts repeat no more often than
+    ``certificate_interval_seconds`` (daily), the others after ``cooldown_seconds``.
     """
     now = time.time() if now is None else now
     host = runtime["host_label"]
@@ -700,18 +879,29 @@ def run_health_check(config, runtime, notify=None, now=None, docker=None):
         saved = {}
     results, baseline = run_checks(config, saved.get("restart_baseline"),
                                    docker=docker, now=now)
+    host_results, cpu_history = run_host_checks(config, saved.get("cpu"), now,
+                                                meminfo_path, stat_path)
+    results.extend(host_results)
+    results.extend(run_command_checks(config, runner))
+    certificate_results, certificates = run_certificate_checks(
+        config, saved.get("certificates"), now)
+    results.extend(certificate_results)
     checks, actions = track_failures(saved.get("checks") or {}, results, now,
                                      config["failures_before_alert"])
     alert_rt = alert_runtime(runtime, config["cooldown_seconds"])
+    certificate_rt = alert_runtime(runtime, config["certificate_interval_seconds"])
     delivered = []
     if actions and notify is None:
         from .alerts import notify  # only when there is something to say: a cheap quiet run
     for action in actions:
-        outcome = notify(alert_rt, "health:" + action["key"], action["level"], action["text"],
-                         now=now)
+        outcome = notify(certificate_rt if action["key"].startswith("certificate:") else alert_rt,
+                         "health:" + action["key"], action["level"], action["text"], now=now)
         delivered.append(dict(action, outcome=outcome))
     saved_ok = write_json_atomic(state_path, {
-        "updated_at": now, "checks": checks, "restart_baseline": baseline})
+        "updated_at": now, "checks": checks, "restart_baseline": baseline,
+        "cpu": cpu_history, "certificates": certificates,
+        "last": {"at": now, "results": [r for r in results
+                                        if r.get("kind") in REMEMBERED_KINDS]}})
     return {
         "host": host,
         "results": results,
@@ -719,6 +909,25 @@ def run_health_check(config, runtime, notify=None, now=None, docker=None):
         "failing": sorted(checks),
         "state_saved": bool(saved_ok),
     }
+
+
+def result_status(result):
+    """``(status, detail)`` of any check result, for the job log and the morning check."""
+    kind = result.get("kind")
+    if kind == "command":
+        from . import health_commands
+        return health_commands.describe_command_result(result)
+    if kind == "certificate":
+        from . import health_certs
+        return health_certs.describe_certificate(result)
+    if kind == "endpoint":
+        status = "HTTP %s" % result["status"] if result["status"] is not None else "down"
+        latency = ("%d ms" % round(result["latency_ms"])
+                   if result["latency_ms"] is not None else "-")
+        return status, ("%s (%s)" % (result["problem"], latency)) if result["problem"] \
+            else latency
+    return result.get("status", result["level"]), result.get("problem") or result.get(
+        "detail", "")
 
 
 def format_check_lines(summary):
@@ -731,10 +940,14 @@ def format_check_lines(summary):
             latency = ("%d ms" % round(result["latency_ms"])
                        if result["latency_ms"] is not None else "-")
             detail = ("%s (%s)" % (detail, latency)) if detail else "%s in %s" % (status, latency)
-        elif not detail:
-            detail = result.get("state", "")
-            if result.get("health"):
-                detail += " (%s)" % result["health"]
+        elif result["kind"] == "compose":
+            if not detail:
+                detail = result.get("state", "")
+                if result.get("health"):
+                    detail += " (%s)" % result["health"]
+        else:
+            status, detail = result_status(result)
+            detail = ("%s: %s" % (status, detail)) if detail and detail != status else status
         lines.append("%-8s %-30s %s" % (result["level"], result["name"], detail))
     for action in summary["alerts"]:
         lines.append("alert    %-30s %s -> %s" % (
@@ -767,24 +980,17 @@ def worst_level(levels):
 
 
 def read_memory(meminfo_path="/proc/meminfo"):
-    """Host memory from ``/proc/meminfo``: totals in bytes and the used percentage."""
-    values = {}
-    with open(meminfo_path, encoding="ascii") as handle:
-        for line in handle:
-            name, _sep, rest = line.partition(":")
-            parts = rest.split()
-            if parts:
-                values[name] = int(parts[0]) * 1024
-    total = values.get("MemTotal", 0)
-    available = values.get("MemAvailable", values.get("MemFree", 0))
-    swap_total = values.get("SwapTotal", 0)
-    swap_used = swap_total - values.get("SwapFree", 0)
+    """Host memory from ``/proc/meminfo``: totals in bytes and the used percentage (used =
+    MemTotal - MemAvailable, as ``free`` shows it)."""
+    values = health_resources.read_meminfo(meminfo_path)
+    memory = health_resources.memory_check(values, 101, 101)
+    swap = health_resources.swap_check(values, 101, 101)
     return {
-        "total_bytes": total,
-        "available_bytes": available,
-        "used_percent": round(100.0 * (total - available) / total, 1) if total else 0.0,
-        "swap_total_bytes": swap_total,
-        "swap_used_bytes": swap_used,
+        "total_bytes": memory["total_bytes"],
+        "available_bytes": memory["available_bytes"],
+        "used_percent": memory["used_percent"],
+        "swap_total_bytes": swap["total_bytes"],
+        "swap_used_bytes": swap["used_bytes"],
     }
 
 
@@ -915,17 +1121,20 @@ def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
             "detail": detail}
 
 
-def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_percent=80,
-                 memory_critical_percent=95, docker=None, backup=None,
+def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_percent=None,
+                 memory_critical_percent=None, docker=None, backup=None,
                  meminfo_path="/proc/meminfo", now=None):
     """The morning check of one host as plain data, rows with a level each.
 
     ``config``: a validated health monitor config (endpoints to request, Compose projects
-    whose containers are judged: ``report_containers``). ``docker``: a Docker SDK client,
-    or ``None`` to connect.
-    ``backup``: a dict from ``read_backup_freshness`` (``None`` runs it).
+    whose containers are judged: ``report_containers``; the resource thresholds).
+    ``memory_warning_percent``/``memory_critical_percent``: other thresholds for the
+    memory row than the monitor's (``None``: the monitor's). ``docker``: a Docker SDK
+    client, or ``None`` to connect. ``backup``: a dict from ``read_backup_freshness``
+    (``None`` runs it). The CPU, command and certificate rows are the monitor's last
+    results from its state (``monitor_rows``).
     Returns ``{"host", "level", "rows", "containers", "endpoints", "memory", "logs",
-    "backup", "jobs", "counts"}``; each row is ``{"section", "name", "status",
+    "backup", "jobs", "counts", "monitor"}``; each row is ``{"section", "name", "status",
     "detail", "level"}``.
     """
     now = time.time() if now is None else now
@@ -935,20 +1144,24 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         for endpoint in config["endpoints"]:
             result = check_endpoint(endpoint)
             endpoints.append(result)
-            status = "HTTP %s" % result["status"] if result["status"] is not None else "down"
-            latency = ("%d ms" % round(result["latency_ms"])
-                       if result["latency_ms"] is not None else "-")
-            rows.append(_row("endpoint", endpoint["name"], status,
-                             ("%s (%s)" % (result["problem"], latency)) if result["problem"]
-                             else latency, result["level"]))
+            status, detail = result_status(result)
+            rows.append(_row("endpoint", endpoint["name"], status, detail, result["level"]))
+    warning = (config["memory_warning_percent"] if memory_warning_percent is None
+               else memory_warning_percent)
+    critical = (config["memory_critical_percent"] if memory_critical_percent is None
+                else memory_critical_percent)
     memory = read_memory(meminfo_path)
-    memory_level = ("critical" if memory["used_percent"] >= memory_critical_percent else
-                    "warning" if memory["used_percent"] >= memory_warning_percent else "ok")
-    memory["level"] = memory_level
-    rows.append(_row("memory", "ram", "%.0f%% used" % memory["used_percent"],
-                     "%s available of %s" % (format_bytes(memory["available_bytes"]),
-                                             format_bytes(memory["total_bytes"])),
-                     memory_level))
+    values = health_resources.read_meminfo(meminfo_path)
+    ram = health_resources.memory_check(values, warning, critical)
+    memory["level"] = ram["level"]
+    rows.append(_row("memory", "ram", ram["status"], ram["detail"], ram["level"]))
+    if config.get("resource_checks", True):
+        swap = health_resources.swap_check(values, config["swap_warning_percent"],
+                                           config["swap_critical_percent"])
+        rows.append(_row("memory", "swap", swap["status"], swap["problem"] or swap["detail"],
+                         swap["level"]))
+    monitor = read_monitor_state(runtime.get("state_dir") or "/var/lib/runbook-ops")
+    rows.extend(monitor_rows(config, monitor, now))
     if backup is None:
         backup = read_backup_freshness()
     rows.append(_row("backup", "newest", "age %s" % (
@@ -969,7 +1182,76 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         "logs": logs,
         "backup": backup,
         "jobs": jobs,
+        "monitor": {"updated_at": monitor.get("updated_at")},
     }
+
+
+# A monitor result older than this is stale in the morning check: the job stopped running.
+STALE_SECONDS = 3600
+
+
+def read_monitor_state(state_dir):
+    """The health monitor's state (``health.json``), ``{}`` when missing or unreadable."""
+    saved = read_json(os.path.join(state_dir, STATE_FILE), {})
+    return saved if isinstance(saved, dict) else {}
+
+
+def monitor_rows(config, saved, now):
+    """The morning check's rows for what only the monitor measures: CPU over its window,
+    each command's and each certificate's last result (days left counted as of ``now``).
+
+    A configured command or certificate without a result, or a result older than
+    ``STALE_SECONDS``, is a warning: the monitor is not running.
+    """
+    rows = []
+    last = saved.get("last") if isinstance(saved.get("last"), dict) else {}
+    at = last.get("at") if isinstance(last.get("at"), (int, float)) else None
+    by_key = {r.get("key"): r for r in last.get("results") or [] if isinstance(r, dict)}
+    stale = at is None or now - at > STALE_SECONDS
+    age = ("no result from the health monitor yet" if at is None else
+           "last monitor run %s ago" % format_duration(now - at))
+
+    def remembered(section, name, result):
+        if result is None or stale:
+            rows.append(_row(section, name, "unknown", age, "warning"))
+            return
+        status, detail = result_status(result)
+        rows.append(_row(section, name, status, detail, result["level"]))
+
+    if config.get("resource_checks", True):
+        cpu = by_key.get("cpu:busy")
+        if cpu is None and at is None:
+            rows.append(_row("cpu", "busy", "unknown",
+                             "not measured: the health monitor keeps the CPU history", "ok"))
+        else:
+            remembered("cpu", "busy", cpu)
+    for check in config.get("commands") or []:
+        remembered("command", check["name"], by_key.get("command:" + check["name"]))
+    rows.extend(_certificate_rows(config, saved, now))
+    return rows
+
+
+def _certificate_rows(config, saved, now):
+    """The morning check's row per certificate: its last check, days left as of ``now``."""
+    if not config.get("certificates"):
+        return []
+    from . import health_certs
+
+    rows = []
+    cached = saved.get("certificates") if isinstance(saved.get("certificates"), dict) else {}
+    for entry in config["certificates"]:
+        before = cached.get(entry["name"])
+        if not isinstance(before, dict) or before.get("signature") != health_certs.signature(entry):
+            rows.append(_row("cert", entry["name"], "unknown",
+                             "not checked yet by the health monitor", "warning"))
+            continue
+        result = before if before.get("level") != "ok" else health_certs.refresh_cached(
+            before, now, config["certificate_warning_days"], config["certificate_critical_days"])
+        if before.get("level") != "ok" and before.get("not_after") is not None:
+            result = dict(before, days_left=health_certs.days_left(before["not_after"], now))
+        status, detail = health_certs.describe_certificate(result)
+        rows.append(_row("cert", entry["name"], status, detail, result["level"]))
+    return rows
 
 
 def report_containers(config, docker, since_hours, log_lines, now):
@@ -1015,6 +1297,14 @@ def report_containers(config, docker, since_hours, log_lines, now):
         status = info["state"] + (" (%s)" % info["health"] if info["health"] else "")
         rows.append(_row("container", info["name"], status,
                          problem or plural(info["restart_count"], "restart"), level))
+        if config.get("resource_checks", True):
+            for memory in container_memory_results(
+                    client, info, container_key(info), info["name"],
+                    (config["container_memory_warning_percent"],
+                     config["container_memory_critical_percent"]),
+                    health_resources.read_container_stats):
+                rows.append(_row("memory", info["name"], memory["status"],
+                                 memory["problem"] or memory["detail"], memory["level"]))
         errors = _log_errors(container, since_hours, now, log_lines)
         errors["container"] = info["name"]
         logs.append(errors)

@@ -3,14 +3,17 @@
 """``runbook-ops health-check`` (the cron job) and ``runbook-ops health-report`` (the playbook).
 
 - ``health-check --config /etc/runbook-ops/health-monitor.json [--json]``: request every
-  endpoint, judge every container of the configured Compose projects, count failures in a
+  endpoint, judge every container of the configured Compose projects (and its memory
+  against its limit), the host's memory, swap and CPU (over a window), run the
+  configured commands, check the TLS certificates that are due, count failures in a
   row and alert through ``alerts.notify``. Exit 0 when it ran and its alerts were handled
   (a failing service is reported by its own alert after N failures in a row, not by the
   job wrapper, so one blip does not page); 1 when an alert could not be delivered (the
   wrapper then reports the job as failed); 2 for a bad config.
 - ``health-check --validate``: only check the config file (the role's ``validate:``).
 - ``health-report [--config FILE] [--json]``: the morning check of this host (containers,
-  endpoints, memory, error lines in container logs, newest backup, jobs' last results);
+  endpoints, memory, swap, error lines in container logs, newest backup, jobs' last
+  results, and the monitor's last CPU, command and certificate results);
   exit 0 nothing critical, 1 something critical, 2 bad config. A missing config file is
   fine here: the report then requests no endpoints.
 """
@@ -47,8 +50,10 @@ def add_parser(subparsers) -> None:
                         help="how far back to count error lines in logs (default: 24)")
     report.add_argument("--log-lines", type=int, default=5, metavar="N",
                         help="error lines to keep per container (default: 5)")
-    report.add_argument("--memory-warning-percent", type=float, default=80.0, metavar="P")
-    report.add_argument("--memory-critical-percent", type=float, default=95.0, metavar="P")
+    report.add_argument("--memory-warning-percent", type=float, default=None, metavar="P",
+                        help="memory row's warning threshold (default: the monitor's, 80)")
+    report.add_argument("--memory-critical-percent", type=float, default=None, metavar="P",
+                        help="memory row's critical threshold (default: the monitor's, 90)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.set_defaults(func=health_report_command)
 

@@ -11,6 +11,7 @@ wording are handled in one place. Secrets never travel in
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
@@ -35,13 +36,21 @@ class CommandResult:
         return self.rc == 0 and not self.timed_out
 
 
+# After a timeout, how long the output of a killed process group is still read: a
+# process that left the group (setsid) may hold the pipe open for ever.
+GROUP_READ_GRACE_SECONDS = 2
+
+
 def run_command(argv, *, timeout=None, env=None, stdin_data=None, cwd=None, check=False,
-                merge_env=True, text=True):
+                merge_env=True, text=True, kill_group=False):
     """Run ``argv`` (a list, never a shell string) and return a ``CommandResult``.
 
     ``env`` adds to (or, with ``merge_env=False``, replaces) the current environment.
     ``check=True`` raises ``OpsError`` naming the command and its exit status when it
-    fails. A missing executable always raises ``OpsError``.
+    fails. A missing executable always raises ``OpsError``. ``kill_group=True`` runs the
+    command in its own session and, at ``timeout``, kills its whole process group (a
+    user's ``sh -c 'psql ...'`` leaves no hung ``psql`` behind), then reads what it wrote
+    for at most ``GROUP_READ_GRACE_SECONDS``.
     """
     if isinstance(argv, str):
         raise TypeError("run_command takes a list of arguments, not a shell string")
@@ -49,6 +58,8 @@ def run_command(argv, *, timeout=None, env=None, stdin_data=None, cwd=None, chec
     if env is not None:
         full_env = dict(os.environ) if merge_env else {}
         full_env.update(env)
+    if kill_group:
+        return _run_in_group(argv, timeout, full_env, stdin_data, cwd, text, check)
     started = time.monotonic()
     try:
         # This is the core's one gateway to subprocesses, and the core also runs on hosts
@@ -78,6 +89,45 @@ def run_command(argv, *, timeout=None, env=None, stdin_data=None, cwd=None, chec
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:] if text else []
         raise OpsError("%s exited with status %d%s" % (
             " ".join(argv[:3]), proc.returncode, (": " + " | ".join(tail)) if tail else ""))
+    return result
+
+
+def _run_in_group(argv, timeout, env, stdin_data, cwd, text, check):
+    """``run_command`` for ``kill_group=True``: own session, the group killed at timeout."""
+    started = time.monotonic()
+    try:
+        # The gateway itself (see run_command); a session of its own so a timeout kills
+        # every process the command started, not only the first one.
+        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            list(argv), stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, text=text,
+            start_new_session=True)
+    except FileNotFoundError:
+        raise OpsError("command not found: %s; install it or fix PATH" % argv[0])
+    except PermissionError:
+        raise OpsError("command not executable: %s; check its mode" % argv[0])
+    empty = "" if text else b""
+    try:
+        out, err = proc.communicate(stdin_data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the leader is not reaped yet: its group
+        except ProcessLookupError:
+            pass
+        try:
+            out, err = proc.communicate(timeout=GROUP_READ_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:  # a process outside the group holds the pipe
+            for stream in (proc.stdout, proc.stderr):
+                stream.close()
+            proc.wait()
+            out, err = empty, empty
+        if check:
+            raise OpsError("%s did not finish within %s s" % (argv[0], timeout))
+        return CommandResult(argv, -1, out or empty, err or empty, time.monotonic() - started,
+                             timed_out=True)
+    result = CommandResult(argv, proc.returncode, out, err, time.monotonic() - started)
+    if check and proc.returncode != 0:
+        raise OpsError("%s exited with status %d" % (" ".join(argv[:3]), proc.returncode))
     return result
 
 

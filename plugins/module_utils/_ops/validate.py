@@ -25,6 +25,8 @@ from . import cron_field
 from .backup import _valid_subset as valid_read_data_subset
 from .docker_cleanup import parse_duration
 from .errors import OpsError
+from .health_certs import certificate_problems
+from .health_commands import command_problems
 from .media import parse_size
 from .runtime import job_name_reason, timeout_reason
 
@@ -258,6 +260,18 @@ RULES = {
     "docker_cleanup_target_percent": [_target_percent],
     "docker_cleanup_timeout_seconds": [_timeout],
     "health_monitor_job_timeout_seconds": [_timeout],
+    "health_monitor_memory_warning_percent": [_percent],
+    "health_monitor_memory_critical_percent": [_percent],
+    "health_monitor_swap_warning_percent": [_percent],
+    "health_monitor_swap_critical_percent": [_percent],
+    "health_monitor_cpu_warning_percent": [_percent],
+    "health_monitor_cpu_window_seconds": [_at_least(1)],
+    "health_monitor_container_memory_warning_percent": [_percent],
+    "health_monitor_container_memory_critical_percent": [_percent],
+    "health_monitor_command_timeout_seconds": [_timeout],
+    "health_monitor_certificate_warning_days": [_at_least(1)],
+    "health_monitor_certificate_critical_days": [_at_least(1)],
+    "health_monitor_certificate_interval_seconds": [_at_least(300)],
     "media_baseline_timeout_seconds": [_timeout],
     "media_cleanup_command_timeout_seconds": [_timeout],
     "media_cleanup_size_limit": [_size],
@@ -277,6 +291,11 @@ RULES = {
 ORDER = [
     ("disk_monitor_warn_percent", "disk_monitor_crit_percent"),
     ("disk_monitor_inode_warn_percent", "disk_monitor_inode_crit_percent"),
+    ("health_monitor_memory_warning_percent", "health_monitor_memory_critical_percent"),
+    ("health_monitor_swap_warning_percent", "health_monitor_swap_critical_percent"),
+    ("health_monitor_container_memory_warning_percent",
+     "health_monitor_container_memory_critical_percent"),
+    ("health_monitor_certificate_critical_days", "health_monitor_certificate_warning_days"),
 ]
 
 # Variables whose paths must exist on the host (each job reads them on every run).
@@ -310,7 +329,41 @@ def _role_rules(role, values):
                         for key in values["runbook_ops_job_ping_urls"] if job_name_reason(key))
     if role == "backup":
         problems.extend(_backup_rules(values))
+    if role == "health_monitor":
+        problems.extend(_health_monitor_rules(values))
     return problems
+
+
+def _health_monitor_rules(values):
+    """The command and certificate entries by the core's own rules (``health_commands``,
+    ``health_certs``: what the host's config check refuses), and commands that cannot
+    all finish before the wrapper stops the run."""
+    problems = []
+    commands = values.get("health_monitor_commands") or []
+    for index, check in enumerate(commands):
+        item = {k: v for k, v in check.items() if v is not None} if isinstance(check, dict) else check
+        problems.extend(command_problems(item, "health_monitor_commands[%d]" % index))
+    for index, cert in enumerate(values.get("health_monitor_certificates") or []):
+        item = {k: v for k, v in cert.items() if v is not None} if isinstance(cert, dict) else cert
+        problems.extend(certificate_problems(item, "health_monitor_certificates[%d]" % index))
+    default = values.get("health_monitor_command_timeout_seconds")
+    limit = values.get("health_monitor_job_timeout_seconds")
+    if commands and not problems and isinstance(default, (int, float)) and isinstance(limit, int):
+        total = sum(check.get("timeout_seconds") or default for check in commands)
+        if total >= limit:
+            problems.append("health_monitor_commands: their timeouts add up to %g s, not below "
+                            "health_monitor_job_timeout_seconds (%d): the wrapper would stop the "
+                            "run before the last command ends" % (total, limit))
+    return problems
+
+
+def _role_paths(role, values):
+    """Paths inside list entries that must exist on the host: each certificate's ``ca_file``."""
+    if role != "health_monitor":
+        return {}
+    files = [cert["ca_file"] for cert in values.get("health_monitor_certificates") or []
+             if isinstance(cert, dict) and cert.get("ca_file")]
+    return {"health_monitor_certificates": files} if files else {}
 
 
 def _backup_rules(values):
@@ -361,6 +414,7 @@ def check_roles(specs, values, names=(), internal=None):
         if converted.get("media_cleanup_state") == "absent":  # disarming needs no media
             paths = {name: items for name, items in paths.items() if not name.startswith("media_cleanup_")}
         problems.extend(_role_rules(role, converted))
+        paths.update(_role_paths(role, converted))
         warnings.extend(unknown_names(role, set(specs[role]) | set((internal or {}).get(role, ())),
                                       names))
     return {"problems": problems, "warnings": warnings, "paths": paths}

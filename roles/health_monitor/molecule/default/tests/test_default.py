@@ -100,6 +100,11 @@ def test_settings_are_valid_and_carry_the_runbook_defaults(host):
     app = [e for e in data["endpoints"] if e["name"] == "app"][0]
     assert app["host_header"] == "app.example"
     assert app["latency_limit_ms"] == 500
+    assert [c["name"] for c in data["commands"]] == ["queue-depth", "redis-ping"]
+    assert data["commands"][0]["warn_above"] == 1000 and data["commands"][0]["timeout_seconds"] == 10
+    assert data["certificates"] == [{"host": "127.0.0.1", "port": 8443, "server_name": "app.test",
+                                     "ca_file": "/opt/fixture/tls.pem", "timeout_seconds": 10}]
+    assert data["resource_checks"] is True and data["cpu_window_seconds"] == 300
     assert host.run("/usr/local/bin/runbook-ops health-check --config %s --validate"
                     % CONFIG).rc == 0
 
@@ -161,6 +166,11 @@ def test_job_log_and_state(host):
     log = host.file("/var/log/health-monitor.log").content_string
     assert "critical app" in log
     assert "HTTP 404, expected 200 (Host: wrong.example)" in log
+    assert "ok       queue-depth                    value 5" in log
+    assert "ok       redis-ping                     exit 0" in log
+    assert "ok       app.test:8443                  39 days left: expires in 39 days" in log
+    assert "ok       cpu                            measuring" in log
+    assert "cat /var/tmp/queue-depth" not in log  # the command itself is never logged
     job = json.loads(host.file("/var/lib/runbook-ops/jobs/health-monitor.json").content_string)
     assert job["rc"] == 0
     state = json.loads(host.file("/var/lib/runbook-ops/health.json").content_string)
@@ -188,6 +198,10 @@ def test_health_check_playbook_reports_what_is_broken(host):
     assert "slow: " in out
     assert "disk       /" in out
     assert "memory     ram" in out
+    assert "memory     swap" in out
+    assert "cpu        busy" in out
+    assert "command    queue-depth                  value 5" in out
+    assert "cert       app.test:8443                39 days left" in out
     assert "job        health-monitor" in out
     assert "fleet: 1 host, 1 critical" in out
     assert "failed=1" in out
@@ -264,3 +278,21 @@ def test_a_dot_in_the_job_name_is_refused_before_anything_changes(host):
             "silently ignores /etc/cron.d files with one)") in out
     assert not host.file("/etc/cron.d/runbook-ops-health.monitor").exists
     assert not host.file("/etc/runbook-ops/health.monitor.json").exists
+
+
+# --------------------------------------------------------------------------- own checks
+
+def test_a_command_check_alerts_after_two_runs_and_recovers(host):
+    """The runbook's queue depth alert (> 1000 jobs), written as a command in the inventory."""
+    host.run("echo 1500 > /var/tmp/queue-depth")
+    try:
+        _run_job(host)
+        assert _messages(host, "(queue-depth:") == [], "one run must not page"
+        _run_job(host)
+        alerts = _messages(host, "(queue-depth:")
+        assert alerts == ["⚠️ %s WARNING: health check degraded (queue-depth: 1500, above 1000)"
+                          % _name(host)]
+    finally:
+        host.run("echo 5 > /var/tmp/queue-depth")
+    _run_job(host)
+    assert len(_messages(host, "recovered: queue-depth is back after")) == 1

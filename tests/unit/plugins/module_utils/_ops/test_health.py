@@ -29,6 +29,14 @@ TOKEN = "123456789:AAH-health_Token_0123456789abcdef"
 MIN = 60
 
 
+@pytest.fixture(autouse=True)
+def _no_resource_checks(monkeypatch):
+    """These tests count the alerts of endpoints and containers; the machine's own memory
+    and CPU (2 shared cores) must not add any. The resource checks have their own tests
+    (test_health_resources.py), on real /proc readings and kernel-format files."""
+    monkeypatch.setitem(health.CONFIG_DEFAULTS, "resource_checks", False)
+
+
 class _AppHandler(BaseHTTPRequestHandler):
     """``/health/``: 200 ``{"status": "healthy"}`` for Host app.example, else 404;
     ``/slow``: the same after 300 ms; ``/redirect``: 302."""

@@ -118,6 +118,32 @@ def test_thresholds_must_be_in_order():
      "health_monitor_endpoints[0].url: is required (http:// or https:// URL, e.g. http://127.0.0.1:8000/health/)"),
     ("health_monitor_endpoints", [{"name": "app", "url": "http://x", "expected_status": "ok"}],
      "health_monitor_endpoints[0].expected_status: ok is not a whole number"),
+    ("health_monitor_memory_warning_percent", 95,
+     "health_monitor_memory_warning_percent: 95 is not below health_monitor_memory_critical_percent (90)"),
+    ("health_monitor_swap_critical_percent", 120, "health_monitor_swap_critical_percent: 120 is not a percentage (0-100)"),
+    ("health_monitor_cpu_warning_percent", "busy", "health_monitor_cpu_warning_percent: busy is not a whole number"),
+    ("health_monitor_certificate_critical_days", 30,
+     "health_monitor_certificate_critical_days: 30 is not below health_monitor_certificate_warning_days (21)"),
+    ("health_monitor_certificate_interval_seconds", 60, "health_monitor_certificate_interval_seconds: 60 is below 300"),
+    ("health_monitor_command_timeout_seconds", 0,
+     "health_monitor_command_timeout_seconds: 0 is not a valid timeout: use %s" % TIMEOUT_RULE),
+    ("health_monitor_commands", [{"name": "queue"}],
+     "health_monitor_commands[0].command: is required (An argv (list of strings), or a shell command line (string) "
+     "run by /bin/sh -c)"),
+    ("health_monitor_commands", [{"name": "queue", "command": "redis-cli llen q", "warn_above": 5000, "crit_above": "1000"}],
+     "health_monitor_commands[0].warn_above: 5000 is not below crit_above (1000)"),
+    ("health_monitor_commands", [{"name": "queue", "command": "x", "warn_above": "many"}],
+     "health_monitor_commands[0].warn_above: many is not a number"),
+    ("health_monitor_commands", [{"name": "q q", "command": ["redis-cli", "ping"]}],
+     "health_monitor_commands[0].name: \"q q\" is not a short name of letters, digits, '.', '_' or '-'"),
+    ("health_monitor_commands", [{"name": "a", "command": "sleep 1", "timeout_seconds": 115},
+                                 {"name": "b", "command": "sleep 1"}],
+     "health_monitor_commands: their timeouts add up to 125 s, not below health_monitor_job_timeout_seconds (120): "
+     "the wrapper would stop the run before the last command ends"),
+    ("health_monitor_certificates", [{"host": "shop.example", "port": 70000}],
+     "health_monitor_certificates[0].port: 70000 is not a port (1-65535)"),
+    ("health_monitor_certificates", [{"host": "shop.example", "ca_file": "ca.pem"}],
+     "health_monitor_certificates[0].ca_file: ca.pem is not an absolute path"),
     ("backup_job_name", "b" * 95,
      "backup_job_name: %s is too long for the freshness job %s-freshness (is not a valid job name: use %s)"
      % ("b" * 95, "b" * 95, JOB_NAME_RULE)),
@@ -126,6 +152,15 @@ def test_thresholds_must_be_in_order():
 ])
 def test_each_rule_names_the_variable_its_value_and_the_rule(name, value, line):
     assert _check(**{name: value})["problems"] == [line]
+
+
+def test_certificate_ca_files_must_exist_on_the_host():
+    result = _check(health_monitor_certificates=[{"host": "a.example", "ca_file": "/etc/ssl/internal-ca.pem"},
+                                                 {"host": "b.example"}])
+    assert result["problems"] == []
+    assert result["paths"]["health_monitor_certificates"] == ["/etc/ssl/internal-ca.pem"]
+    assert validate.missing_paths({"health_monitor_certificates": ["/etc/ssl/internal-ca.pem"]}, set()) == [
+        "health_monitor_certificates: /etc/ssl/internal-ca.pem does not exist on the host"]
 
 
 def test_archive_backups_need_no_repository_nor_password():

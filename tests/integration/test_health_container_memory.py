@@ -1,0 +1,113 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Each container's memory against its own limit, on a real (isolated) Docker engine.
+
+A ``hog`` container fills its /dev/shm (tmpfs pages are charged to its memory cgroup) to
+about 90% of a 32 MiB limit, a ``web`` container uses a little of its 64 MiB, a ``worker``
+has no limit. The monitor's figures must be what ``docker stats`` shows, the hog must page
+(after 2 runs in a row) through the fake Bot API, and the morning check shows the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
+
+from fake_telegram import FakeTelegram  # noqa: E402
+from images import build_busybox_image  # noqa: E402
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
+    health, health_resources)
+from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
+    merge_runtime)
+
+TOKEN = "8080:container-memory-token"
+MIB = 1 << 20
+
+
+def _labels(service):
+    return {"com.docker.compose.project": "shop", "com.docker.compose.service": service,
+            "com.docker.compose.container-number": "1"}
+
+
+def _fill(mebibytes):
+    return ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=%d 2>/dev/null && "
+                        "touch /tmp/ready && exec sleep 3600" % mebibytes]
+
+
+def _wait_ready(container):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if container.exec_run(["test", "-e", "/tmp/ready"]).exit_code == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s did not fill its memory" % container.name)
+
+
+def _docker_stats_percent(engine, name):
+    out = engine.docker_cli("stats", "--no-stream", "--format", "{{.MemPerc}}", name).stdout
+    return float(out.strip().rstrip("%"))
+
+
+def test_container_memory_against_its_limit_pages_and_matches_docker_stats(
+        isolated_engine, tmp_path):
+    build_busybox_image(isolated_engine, "memhog:1")
+    client = isolated_engine.client()
+    containers = [
+        client.containers.run("memhog:1", _fill(29), detach=True, labels=_labels("hog"),
+                              mem_limit="32m", memswap_limit="32m", name="shop-hog-1"),
+        client.containers.run("memhog:1", _fill(4), detach=True, labels=_labels("web"),
+                              mem_limit="64m", name="shop-web-1"),
+        client.containers.run("memhog:1", _fill(4), detach=True, labels=_labels("worker"),
+                              name="shop-worker-1"),
+    ]
+    try:
+        for container in containers:
+            _wait_ready(container)
+        config = health.validate_config({"compose_projects": ["shop"]})
+        results, _baseline = health.run_checks(config, docker=client)
+        memory = {r["key"]: r for r in results if r["kind"] == "container-memory"}
+        assert set(memory) == {"container-memory:shop/hog", "container-memory:shop/web"}
+        hog, web = memory["container-memory:shop/hog"], memory["container-memory:shop/web"]
+        assert hog["limit_bytes"] == 32 * MIB and web["limit_bytes"] == 64 * MIB
+        assert abs(hog["used_percent"] - _docker_stats_percent(isolated_engine, "shop-hog-1")) < 1.0
+        assert abs(web["used_percent"] - _docker_stats_percent(isolated_engine, "shop-web-1")) < 1.0
+        assert hog["level"] == "critical" and hog["used_percent"] >= 90, hog
+        assert hog["problem"].startswith("%.0f%% used (critical at 90%%), " % hog["used_percent"])
+        assert web["level"] == "ok"
+        # the request made by hand (SDKs without one_shot) reads the same figures
+        raw = health_resources.container_memory_usage(
+            health_resources.read_container_stats_raw(client, containers[0].id))
+        assert raw[1] == 32 * MIB and abs(raw[0] - hog["usage_bytes"]) < 2 * MIB
+
+        (tmp_path / "token").write_text(TOKEN)
+        with FakeTelegram(TOKEN) as fake:
+            runtime = merge_runtime({
+                "host_label": "web1", "state_dir": str(tmp_path / "state"),
+                "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
+                          "telegram_token_file": str(tmp_path / "token")}})
+            quiet = dict(config, resource_checks=True, memory_warning_percent=99,
+                         memory_critical_percent=100, swap_warning_percent=99,
+                         swap_critical_percent=100, cpu_warning_percent=99.9)
+            for minute in (0, 5):
+                health.run_health_check(quiet, runtime, now=1_700_000_000 + minute * 60,
+                                        docker=client)
+            texts = [m["text"] for m in fake.messages]
+        assert len(texts) == 1 and texts[0].startswith(
+            "🚨 web1 CRITICAL: health check failed (shop/hog memory: "), texts
+        assert "of its 32.0 MiB limit), for 5 min" in texts[0]
+
+        report = health.build_report(config, runtime, docker=client,
+                                     backup={"available": False, "age_hours": None,
+                                             "level": "ok", "detail": "n/a"})
+        rows = {r["name"]: r for r in report["rows"] if r["section"] == "memory"}
+        assert rows["shop-hog-1"]["level"] == "critical"
+        assert rows["shop-hog-1"]["status"].endswith("% of limit")
+        assert rows["shop-web-1"]["level"] == "ok"
+        assert "shop-worker-1" not in rows  # no limit: not judged
+    finally:
+        for container in containers:
+            container.remove(force=True)
