@@ -60,7 +60,8 @@ import re
 import time
 from datetime import datetime, timezone
 
-from .disk import ceil_percent
+from . import docker_api
+from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
 from .state import read_json, write_json_atomic
 
@@ -92,7 +93,6 @@ ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 STOPPED_STATES = ("created", "exited", "dead")
 BUILTIN_NETWORKS = ("bridge", "host", "none")
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 _DURATION_NS = {"ns": 1, "us": 10 ** 3, "\u00b5s": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9,
                 "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
@@ -177,69 +177,12 @@ def normalize_options(options) -> dict:
 # --- talking to the engine -----------------------------------------------------------
 
 def connect(docker_host=None, timeout=120):
-    """``(api, host)``: a low-level ``docker.APIClient`` (docker SDK >= 5.0) that answered
-    with its API version, and the host it talks to (``unix:///var/run/docker.sock``,
-    ``tcp://...``). On a unix socket the client keeps one connection for every path.
-
-    ``docker_host`` overrides ``DOCKER_HOST``; TLS settings come from the usual
-    ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``. Raises ``OpsError`` if nothing answers.
-    """
-    import docker
-    from docker.utils import kwargs_from_env
-
-    kwargs = kwargs_from_env()
-    if docker_host:
-        kwargs["base_url"] = docker_host
-    kwargs.setdefault("base_url", DEFAULT_SOCKET)
-    where = kwargs["base_url"]
-    if where.startswith("/"):
-        where = kwargs["base_url"] = "unix://" + where
-    local = where.startswith("unix://")
-
-    def client(version):
-        api = docker.APIClient(version=version, timeout=timeout, **kwargs)
-        # A unix socket takes no proxy, netrc or CA bundle from the environment; not
-        # looking them up spares requests' scan of os.environ on every call.
-        api.trust_env = not local
-        if local:
-            _reuse_socket_connections(api)
-        return api
-
-    try:
-        api = client("auto")  # asks the engine for its API version: it answers or raises
-        # more connections to the same engine, for removals in parallel
-        api.rbo_clone = lambda: client(api.api_version)
-    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-        raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set "
-                       "docker_host / DOCKER_HOST to where it listens"
-                       % (where, _short_error(exc)), docker_host=where)
+    """``(api, host)``: a low-level ``docker.APIClient`` that answered, and the host it
+    talks to (``docker_api.connect``); ``api``'s ``clone()`` opens another connection to
+    the same engine, for removals in parallel."""
+    api, where = docker_api.connect(docker_host, timeout=timeout)
+    api.clone = lambda: docker_api.connect(where, timeout=timeout, version=api.api_version)[0]
     return api, where
-
-
-def _reuse_socket_connections(api):
-    """Make one unix-socket client keep its connections across request paths.
-
-    docker-py's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL,
-    so every distinct path (``DELETE /images/<each id>``) opens a new connection and a
-    new pool, which costs this process and the engine more than the removal itself.
-    The pool ignores the URL (requests go to the socket by path), so one key serves all.
-    """
-    adapter = api.get_adapter(api.base_url)
-    get_connection = getattr(adapter, "get_connection", None)
-    if get_connection is None or not hasattr(adapter, "socket_path"):
-        return
-    pool_key = api.base_url
-
-    def shared_pool(_url, proxies=None):
-        return get_connection(pool_key, proxies)
-
-    adapter.pools.clear()  # the one the API version lookup opened
-    adapter.get_connection = shared_pool
-
-
-def _short_error(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[-1] if text else type(exc).__name__)[:300]
 
 
 TYPED_DF_API = (1, 42)  # /system/df?type=... (Docker 23+); 1.41 computes everything
@@ -290,7 +233,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
         types = [kind for kind, on in (("image", options["images"] != "none"),
                                        ("build-cache", options["builder_cache"])) if on]
         if types:  # the answer carries the other keys too, as null
-            source = api._result(api._get(api._url("/system/df"), params={"type": types}), True)
+            source = docker_api.request_json(api, "GET", "/system/df", params={"type": types})
     elif full:
         source = api.df()
     df = {"Containers": api.containers(all=True), "Images": None, "LayersSize": None,
@@ -347,8 +290,8 @@ def inspect_stopped(api, containers, keep_label, sized):
         if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), keep_label):
             continue
         try:
-            data = api._result(api._get(api._url("/containers/{0}/json", ctr["Id"]),
-                                        params={"size": 1 if sized else 0}), True)
+            data = docker_api.request_json(api, "GET", "/containers/%s/json" % ctr["Id"],
+                                           params={"size": 1 if sized else 0})
         except docker.errors.NotFound:
             continue
         state = data.get("State") or {}
@@ -945,17 +888,6 @@ def local_data_root(docker_host, docker_root_dir):
     return docker_root_dir if os.path.isdir(docker_root_dir) else None
 
 
-def filesystem_usage(path) -> dict:
-    """``{"size_bytes", "used_bytes", "avail_bytes", "percent"}`` like ``df`` for ``path``:
-    ``percent`` is df's Use% (rounded up, ``disk.ceil_percent``), the figure
-    ``disk_check`` and the emergency playbook compare with their thresholds too."""
-    st = os.statvfs(path)
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    avail = st.f_bavail * st.f_frsize
-    return {"size_bytes": st.f_blocks * st.f_frsize, "used_bytes": used, "avail_bytes": avail,
-            "percent": ceil_percent(used, used + avail) or 0}
-
-
 def size_planned_volumes(plan, data_root) -> list:
     """Size the planned volumes the inventory did not (``du -x`` of their mount point,
     which is under ``data_root`` for the local driver) and update the estimates.
@@ -992,7 +924,7 @@ def size_planned_volumes(plan, data_root) -> list:
 
 def _api_error_text(exc):
     explanation = getattr(exc, "explanation", None)
-    return _short_error(explanation or exc)
+    return docker_api.short_error(explanation or exc)
 
 
 def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=None):
@@ -1024,7 +956,7 @@ def _run_builder_cache(api, step, options, clock):
         import json
 
         params["filters"] = json.dumps({"until": [engine_until(step, options, clock)]})
-    result = api._result(api._post(api._url("/build/prune"), params=params), True)
+    result = docker_api.request_json(api, "POST", "/build/prune", params=params)
     deleted = list(result.get("CachesDeleted") or [])
     # The engine counts records shared with image layers too; their data stays with the
     # image (it is freed, and counted, when the image goes), so take them out again.
@@ -1191,7 +1123,7 @@ def _run_images(api, step, _options, _clock):
     levels = {}
     for item in step["planned"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
-    clone = getattr(api, "rbo_clone", None)
+    clone = getattr(api, "clone", None)
     for depth in sorted(levels, reverse=True):
         items = levels[depth]
         if clone is None or len(items) < 2:
@@ -1278,7 +1210,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order.
 
     ``usage`` is a callable returning the data root's file system usage
-    (``filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
+    (``disk.filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
     run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
     measures (other writers on that file system count too), else the engine's or the
     plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
@@ -1295,8 +1227,8 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     target = options.get("target_percent")
     measure = usage or (lambda: None)
     fs = measure()
-    before = fs["percent"] if fs else None
-    used, total = (fs["used_bytes"], fs["used_bytes"] + fs["avail_bytes"]) if fs else (0, 0)
+    before = fs["used_percent"] if fs else None
+    used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
     warnings = []
     if target is not None and before is None:
         warnings.append("target_percent ignored: the engine's data root cannot be measured "
@@ -1345,7 +1277,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             result["moved_tags"] = outcome["moved_tags"]
             errors.extend(outcome["errors"])
             if fs_now:
-                fs, current = fs_now, fs_now["percent"]
+                fs, current = fs_now, fs_now["used_percent"]
         total_freed += result["reclaimed_bytes"]
         if target is not None and current is not None and current < target:
             reached = True
@@ -1449,7 +1381,7 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
         root = state["data_root_local"]
         notes = _clock_warning(plan["clock_offset"])
         notes += size_planned_volumes(plan, root) if state["sized"] else []
-        usage = (lambda: filesystem_usage(root)) if root else None
+        usage = (lambda: filesystem_usage(root)) if root else None  # df's figures (disk.py)
         result = execute_plan(plan, opts, api=api, usage=usage, check_mode=check_mode)
     finally:
         api.close()
