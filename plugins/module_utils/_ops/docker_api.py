@@ -28,13 +28,14 @@ def engine_address(docker_host=None, environ=None) -> str:
     return "unix://" + where if where.startswith("/") else where
 
 
-def connect(docker_host=None, timeout=60, version="auto", high_level=False):
+def connect(docker_host=None, timeout=60, version="auto", high_level=False, check=True):
     """``(client, address)``: a Docker SDK client (>= 5.0) that answered.
 
     ``docker.APIClient`` by default, ``docker.DockerClient`` with ``high_level``.
-    ``version="auto"`` asks the engine for its API version (the first request); give a
-    version to open another connection to an engine already asked. Raises ``OpsError``
-    when the SDK is missing or nothing answers at the address.
+    ``version="auto"`` asks the engine for its API version (the first request); give the
+    version of an engine already asked to open another connection to it, which pings it
+    unless ``check`` is false (then nothing is sent until the first call). Raises
+    ``OpsError`` when the SDK is missing, the TLS settings are unusable or nothing answers.
     """
     try:
         import docker  # pylint: disable=import-outside-toplevel
@@ -42,20 +43,26 @@ def connect(docker_host=None, timeout=60, version="auto", high_level=False):
     except ImportError:
         raise OpsError("the Docker SDK for Python is missing; install python3-docker")
     where = engine_address(docker_host)
-    environment = dict(os.environ, DOCKER_HOST=where)
     try:
-        kwargs = kwargs_from_env(environment=environment)
+        kwargs = kwargs_from_env(environment=dict(os.environ, DOCKER_HOST=where))
+    except Exception as exc:  # noqa: BLE001 - docker.errors.TLSParameterError, OSError
+        raise OpsError("the Docker client settings for %s are unusable (%s); check DOCKER_TLS_VERIFY "
+                       "and DOCKER_CERT_PATH" % (where, short_error(exc)), docker_host=where)
+    client = None
+    try:
         if high_level:
             client = docker.DockerClient(version=version, timeout=timeout, **kwargs)
-            api = client.api
         else:
-            client = api = docker.APIClient(version=version, timeout=timeout, **kwargs)
+            client = docker.APIClient(version=version, timeout=timeout, **kwargs)
+        api = client.api if high_level else client
         # A unix socket takes no proxy, netrc or CA bundle from the environment; not looking
         # them up spares requests' scan of os.environ on every call.
         api.trust_env = not where.startswith("unix://")
-        if version != "auto":
+        if version != "auto" and check:
             api.ping()
     except Exception as exc:  # noqa: BLE001 - the SDK raises DockerException, requests errors, OSError
+        if client is not None:
+            client.close()
         raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set docker_host / "
                        "DOCKER_HOST to where it listens" % (where, short_error(exc)), docker_host=where)
     return client, where
@@ -68,8 +75,12 @@ def request_json(api, method, path, params=None):
     import docker  # pylint: disable=import-outside-toplevel
     import requests  # pylint: disable=import-outside-toplevel
 
+    from docker.utils.config import load_general_config  # pylint: disable=import-outside-toplevel
+
     url = "%s/v%s%s" % (api.base_url, api.api_version, path)
-    response = api.request(method, url, params=params, timeout=api.timeout)
+    # the HttpHeaders of ~/.docker/config.json, which the SDK's own calls send too
+    headers = load_general_config().get("HttpHeaders") or None
+    response = api.request(method, url, params=params, headers=headers, timeout=api.timeout)
     try:
         response.raise_for_status()
     except requests.exceptions.HTTPError as exc:

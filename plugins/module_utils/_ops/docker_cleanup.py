@@ -181,7 +181,8 @@ def connect(docker_host=None, timeout=120):
     talks to (``docker_api.connect``); ``api``'s ``clone()`` opens another connection to
     the same engine, for removals in parallel."""
     api, where = docker_api.connect(docker_host, timeout=timeout)
-    api.clone = lambda: docker_api.connect(where, timeout=timeout, version=api.api_version)[0]
+    api.clone = lambda: docker_api.connect(where, timeout=timeout, version=api.api_version,
+                                           check=False)[0]
     return api, where
 
 
@@ -1129,7 +1130,7 @@ def _run_images(api, step, _options, _clock):
         if clone is None or len(items) < 2:
             outcomes = [_remove_image(api, item) for item in items]
         else:
-            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS)
+            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS, _image_failed)
         for item, outcome in zip(items, outcomes):
             moved.extend(outcome["moved"])
             if outcome["removed"]:
@@ -1146,8 +1147,17 @@ def _run_images(api, step, _options, _clock):
     return _outcome(removed, freed, errors, kept, moved)
 
 
-def _parallel(clone, func, items, workers):
-    """``[func(client, item) for item in items]`` on ``workers`` threads, one client each."""
+def _image_failed(item, exc):
+    """The outcome of an image whose removal raised outside the engine's answers."""
+    return {"removed": False, "error": "image %s: %s" % (item.get("name") or item["id"][:19],
+                                                         _api_error_text(exc)),
+            "kept": None, "moved": []}
+
+
+def _parallel(clone, func, items, workers, failed):
+    """``[func(client, item) for item in items]`` on ``workers`` threads, one client each;
+    an item whose call raises (its thread's client could not be made, say) gets
+    ``failed(item, exc)``, so the others' outcomes are never lost to it."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1156,12 +1166,15 @@ def _parallel(clone, func, items, workers):
     lock = threading.Lock()
 
     def call(item):
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = clone()
-            with lock:
-                clients.append(client)
-        return func(client, item)
+        try:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = clone()
+                with lock:
+                    clients.append(client)
+            return func(client, item)
+        except Exception as exc:  # noqa: BLE001 - one item's failure, reported as its outcome
+            return failed(item, exc)
 
     try:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
@@ -1206,6 +1219,23 @@ def _removed_names(step):
     return [item["id"] for item in step["planned"]]
 
 
+def _safe_usage(usage, warnings):
+    """``usage`` that answers ``None`` (and says so once in ``warnings``) when the data root
+    cannot be measured any more, so a failed reading never ends a run mid-way (the removed
+    volumes' record is written after it)."""
+    def measure():
+        if usage is None:
+            return None
+        try:
+            return usage()
+        except (OSError, OpsError) as exc:
+            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
+            if note not in warnings:
+                warnings.append(note)
+            return None
+    return measure
+
+
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order.
 
@@ -1225,11 +1255,11 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         return time.time() + offset
 
     target = options.get("target_percent")
-    measure = usage or (lambda: None)
+    warnings = []
+    measure = _safe_usage(usage, warnings)
     fs = measure()
     before = fs["used_percent"] if fs else None
     used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
-    warnings = []
     if target is not None and before is None:
         warnings.append("target_percent ignored: the engine's data root cannot be measured "
                         "from here (remote engine); every enabled step runs")

@@ -731,3 +731,52 @@ def test_normalize_options_names_the_option_and_the_rule(options, message):
     with pytest.raises(OpsError) as info:
         dc.normalize_options(options)
     assert info.value.message.startswith(message)
+
+
+def test_a_connection_that_cannot_be_made_loses_no_other_images_outcome():
+    """Parallel removals: one worker's client fails; what the others removed is still reported."""
+    import threading
+
+    api = FakeApi(dict(("sha256:%d" % n, {"RepoTags": ["app:%d" % n]}) for n in range(8)))
+    lock, made = threading.Lock(), []
+
+    def clone():
+        with lock:
+            made.append(1)
+            if len(made) == 2:
+                raise dc.OpsError("cannot reach the Docker daemon at unix:///x (refused)")
+        return api
+
+    removal = api.remove_image
+
+    def slow_removal(*args, **kwargs):  # every worker thread gets items, and its own client
+        time.sleep(0.05)
+        return removal(*args, **kwargs)
+
+    api.remove_image, api.clone, api.close = slow_removal, clone, lambda: None
+    plan = _plan_of(images=[_image_item("sha256:%d" % n, ["app:%d" % n]) for n in range(8)])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    gone = [c[1] for c in api.calls if c[0] == "remove_image"]
+    assert gone and sorted(result["steps"][2]["removed"]) == sorted(gone)
+    assert result["changed"] is True
+    assert len(made) > 2 and len(result["errors"]) == 8 - len(gone) >= 1
+    assert all(e.startswith("image app:") and "cannot reach the Docker daemon" in e for e in result["errors"])
+
+
+def test_a_data_root_that_cannot_be_measured_mid_run_ends_nothing():
+    """The disk reading fails after the containers step: the run goes on and says so."""
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:1"]}})
+    readings = iter([{"used_percent": 90, "used_bytes": 900, "free_bytes": 100, "total_bytes": 1000}])
+
+    def usage():
+        try:
+            return next(readings)
+        except StopIteration:
+            raise dc.OpsError("path /var/lib/docker does not exist; give a path on the filesystem to check")
+
+    plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 1, "volumes": []}],
+                    images=[_image_item("sha256:a", ["app:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 50}), api=api, usage=usage)
+    assert [c[1] for c in api.calls if c[0].startswith("remove_")] == ["c1", "sha256:a"]
+    assert result["warnings"] == ["the data root's usage could not be measured (path /var/lib/docker does not "
+                                  "exist; give a path on the filesystem to check); steps run on without the target"]
