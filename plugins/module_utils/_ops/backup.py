@@ -39,7 +39,7 @@ import re
 import shutil
 import time
 
-from . import restore_plan
+from . import restore_plan, timestamps
 from .errors import OpsError
 from .mounts import unescape_mount
 from .restic_filter import invalid_patterns
@@ -373,39 +373,15 @@ def record_repository(path, content):
         pass
 
 
-_RESTIC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-
-
 def parse_restic_time(text):
     """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime.
 
     The datetime keeps the UTC offset restic recorded: retention buckets days by it.
     """
-    match = _RESTIC_TIME.match(text or "")
-    if not match:
+    parsed = timestamps.parse(text)
+    if parsed is None:
         raise OpsError("unexpected snapshot time %r from restic" % text)
-    base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
-    micro = int((match.group(2) or ".0")[1:7].ljust(6, "0"))
-    zone = match.group(3)
-    if zone == "Z":
-        offset = datetime.timedelta(0)
-    else:
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    return base.replace(microsecond=micro, tzinfo=datetime.timezone(offset))
-
-
-def _nanoseconds(text):
-    """The fraction of a second of a restic time, in nanoseconds (restic writes up to 9 digits)."""
-    match = _RESTIC_TIME.match(text or "")
-    return int(((match.group(2) if match else None) or ".0")[1:10].ljust(9, "0"))
-
-
-def restic_time_ns(text):
-    """Nanoseconds since the epoch of a restic time, exactly (file mtimes compare with it)."""
-    whole = parse_restic_time(text).replace(microsecond=0)
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    return (whole - epoch) // datetime.timedelta(seconds=1) * 10 ** 9 + _nanoseconds(text)
+    return parsed[0]
 
 
 def parse_snapshots(stdout):
@@ -424,7 +400,7 @@ def parse_snapshots(stdout):
             "id": item["id"],
             "short_id": item.get("short_id", item["id"][:8]),
             "time": parse_restic_time(item["time"]),
-            "time_ns": _nanoseconds(item["time"]) % 1000,
+            "time_ns": timestamps.epoch_ns(item["time"]) % 1000,
             "paths": list(item.get("paths") or []),
             "tags": list(item.get("tags") or []),
             "hostname": item.get("hostname", ""),
@@ -1075,8 +1051,8 @@ def snapshot_nodes(config, snapshot_id):
         if node.get("struct_type") == "node" and node.get("path"):
             nodes[node["path"]] = {
                 "type": node.get("type", ""), "size": node.get("size", 0),
-                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None,
-                "ctime_ns": restic_time_ns(node["ctime"]) if node.get("ctime") else None,
+                "mtime_ns": timestamps.epoch_ns(node["mtime"]) if node.get("mtime") else None,
+                "ctime_ns": timestamps.epoch_ns(node["ctime"]) if node.get("ctime") else None,
                 "inode": node.get("inode")}
     by_inode = {}
     for node in nodes.values():  # restic 0.17+ lists inodes: names sharing one are linked

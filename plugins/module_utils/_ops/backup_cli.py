@@ -40,7 +40,8 @@ from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 from .runtime import LOCKED_JOB_ENV
-from .units import format_bytes, format_timestamp
+from .timestamps import format_timestamp
+from .units import format_bytes
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")

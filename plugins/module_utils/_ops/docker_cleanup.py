@@ -58,12 +58,12 @@ import math
 import os
 import re
 import time
-from datetime import datetime, timezone
 
 from . import docker_api
 from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
 from .state import read_json, write_json_atomic
+from .timestamps import epoch_seconds
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
 IMAGE_MODES = ("none", "dangling", "unused")
@@ -223,7 +223,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
     """
     info = api.info()
-    engine_time = _timestamp(info.get("SystemTime"))
+    engine_time = epoch_seconds(info.get("SystemTime"))
     clock_offset = engine_time - time.time() if engine_time is not None else 0.0
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
@@ -384,37 +384,11 @@ def image_layer_sizes(api, image_id):
 
 # --- planning (pure) -------------------------------------------------------------------
 
-def _timestamp(value):
-    """Unix seconds from an int or an RFC 3339 string (nanoseconds allowed); None if unknown."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    if text.startswith("0001-01-01"):
-        return None
-    match = re.match(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$",
-                     text)
-    if not match:
-        return None
-    base = datetime.strptime(match.group(1) + "T" + match.group(2), "%Y-%m-%dT%H:%M:%S")
-    zone = match.group(4) or "Z"
-    offset = 0
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    seconds = base.replace(tzinfo=timezone.utc).timestamp() - offset
-    if match.group(3):
-        seconds += float("0" + match.group(3))
-    return seconds
-
-
 def _latest_time(value):
     """The latest instant a timestamp may stand for: an int (``/images/json``'s
     ``Created``) or an RFC 3339 time without a fraction (a volume's ``CreatedAt``) is
     truncated to the second, so the thing may be up to a second younger."""
-    stamp = _timestamp(value)
+    stamp = epoch_seconds(value)
     if stamp is None:
         return None
     whole = isinstance(value, (int, float)) or "." not in str(value).rsplit("T", 1)[-1]
@@ -582,8 +556,8 @@ def stopped_since(container, details):
     if not details:
         return None
     state = details.get("State") or {}
-    stamps = [_timestamp(state.get("FinishedAt")), _timestamp(state.get("StartedAt")),
-              _timestamp(details.get("Created") or container.get("Created"))]
+    stamps = [epoch_seconds(state.get("FinishedAt")), epoch_seconds(state.get("StartedAt")),
+              epoch_seconds(details.get("Created") or container.get("Created"))]
     stamps = [stamp for stamp in stamps if stamp is not None]
     return max(stamps) if stamps else None
 
@@ -614,7 +588,7 @@ def stopped_container_verdict(status, details, options, now, container=None):
     need, floor = container_min_age(status, state, options)
     if stopped < now - need:
         return None
-    if _timestamp(state.get("StartedAt")) is None:
+    if epoch_seconds(state.get("StartedAt")) is None:
         what = "created %s ago, never started" % _ago(now - stopped)
     else:
         what = "%s %s ago (exit %s%s)" % (

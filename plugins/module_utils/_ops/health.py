@@ -28,7 +28,8 @@ import time
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
-from .units import format_bytes, format_timestamp, plural
+from .timestamps import epoch_seconds, format_timestamp
+from .units import format_bytes, plural
 
 LEVELS = ("ok", "warning", "critical")
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/health-monitor.json"
@@ -344,18 +345,6 @@ def explain_exit(exit_code, oom_killed):
     return ("exit code %d: %s" % (exit_code, meaning)) if meaning else "exit code %d" % exit_code
 
 
-def _epoch(stamp):
-    """Seconds since the epoch of an engine time (``2026-01-16T03:00:00.123456789Z``); None
-    for an empty, zero (``0001-01-01...``) or unreadable one."""
-    import calendar
-
-    try:
-        value = calendar.timegm(time.strptime(str(stamp)[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-    return value if value > 0 else None
-
-
 def _exit_of(item):
     """``(exit_code, oom_killed)`` kept with one restart of the history, or None."""
     if len(item) >= 4 and isinstance(item[2], int) and not isinstance(item[2], bool):
@@ -440,7 +429,7 @@ def observe_exit(client, info, window_seconds):
     if info["state"] in ("restarting", "exited", "dead"):
         return [info["exit_code"], info["oom_killed"], finished]
     wall = time.time()  # the engine's clock, even when the check's ``now`` is injected
-    finished_epoch = _epoch(finished)
+    finished_epoch = epoch_seconds(finished)
     since = finished_epoch - 5 if finished_epoch else wall - window_seconds
     found = last_exit(client, info["id"], since, wall)
     if found and not (finished_epoch and found[2] and found[2] < finished_epoch - 2):

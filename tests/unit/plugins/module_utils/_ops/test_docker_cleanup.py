@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cleanup as dc  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.timestamps import epoch_seconds  # noqa: E402
 
 FIXTURE = os.path.join(_REPO, "tests", "unit", "fixtures", "docker_cleanup", "scenario-20.10.json")
 
@@ -164,7 +165,7 @@ T0 = "2026-11-23T10:00:00Z"
 def test_stopped_since_is_when_it_stopped(state, expected):
     details = None if state is None else {"Created": T0, "State": state}
     got = dc.stopped_since({"Created": 1}, details)
-    assert got == (dc._timestamp(expected) if expected else None)
+    assert got == (epoch_seconds(expected) if expected else None)
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
@@ -241,7 +242,7 @@ BUILD_RECORDS = [
 def test_plan_builder_cache_follows_the_engine_rules():
     state = {"df": {"BuildCache": BUILD_RECORDS}}
     opts = dc.normalize_options({"until": "24h", "images": "none"})
-    now = dc._timestamp("2026-01-10T00:00:00Z")
+    now = epoch_seconds("2026-01-10T00:00:00Z")
     items = dc.plan_cleanup_steps(state, opts, now=now)["steps"][0]["planned"]
     assert [i["id"] for i in items] == ["old-alone", "never-used"]
 
@@ -289,19 +290,6 @@ def test_normalize_options_rejects_bad_values(options, match):
         dc.normalize_options(options)
 
 
-@pytest.mark.parametrize("value,expected", [
-    (1700000000, 1700000000.0),
-    ("2026-11-23T16:13:15Z", 1795450395.0),
-    ("2026-11-23T16:13:15.5Z", 1795450395.5),
-    ("2026-11-23T16:13:15.086270889Z", 1795450395.086270889),
-    ("2026-11-23T18:13:15+02:00", 1795450395.0),
-    ("0001-01-01T00:00:00Z", None),
-    (None, None),
-    ("garbage", None),
-])
-def test_timestamp_reads_engine_formats(value, expected):
-    got = dc._timestamp(value)
-    assert got == (pytest.approx(expected) if expected is not None else None)
 
 
 def _usage_sequence(values, size=1000):
@@ -514,7 +502,7 @@ def test_connect_to_a_dead_socket_says_what_to_do(tmp_path):
 
 # --- stopped containers: their own age, a floor, judged again right before removal ----------
 
-NOW = dc._timestamp("2026-11-23T12:00:00Z")
+NOW = epoch_seconds("2026-11-23T12:00:00Z")
 
 
 def _stopped(minutes_ago, exit_code=0, oom=False, status="exited", started=True):
