@@ -858,11 +858,12 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                                        "nothing was forgotten" % (result["snapshot_id"] or "?")}
         return result
     others = [snap for snap in snapshots if snap["id"] != newest["id"]]
+    result["size_bytes"] = snapshot_size(config, newest["id"])
+    if state_dir:
+        remember_snapshot_size(state_dir, config["job"], newest["id"], result["size_bytes"])
     if others:
-        current = snapshot_size(config, newest["id"])
         previous = snapshot_size(config, others[-1]["id"])
-        result["size_bytes"] = current
-        result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
+        result["size_drop"] = size_drop(previous, result["size_bytes"], config["size_drop_percent"])
     if result["size_drop"]:
         result["forget"] = {"skipped": "the new snapshot is %.0f%% smaller than the previous "
                                        "one; nothing was forgotten"
@@ -944,14 +945,47 @@ def freshness(snapshot_times, max_age_hours, now=None):
             "age_hours": round(age, 1), "max_age_hours": max_age_hours}
 
 
-def check_freshness(config, now=None):
-    """Freshness of the newest snapshot (restic) or archive file."""
+def check_freshness(config, now=None, state_dir=None):
+    """Freshness of the newest snapshot (restic) or archive file, with its size: the
+    archive's, or the restore size the backup run recorded for that snapshot
+    (``remember_snapshot_size``; ``None`` when that run did not record it)."""
     if config["engine"] == "archive":
-        times = [datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc)
-                 for path in list_archives(config)]
+        found = [(datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc),
+                  os.path.getsize(path)) for path in list_archives(config)]
     else:
-        times = [snap["time"] for snap in list_snapshots(config)]
-    return freshness(times, config["freshness_max_age_hours"], now=now)
+        found = [(snap["time"], remembered_snapshot_size(state_dir, config["job"], snap["id"]))
+                 for snap in list_snapshots(config)]
+    result = freshness([when for when, _size in found], config["freshness_max_age_hours"], now=now)
+    result["size_bytes"] = max(found, key=lambda entry: entry[0])[1] if found else None
+    return result
+
+
+def _snapshot_size_path(state_dir, job):
+    return os.path.join(state_dir, "backup-sizes", job + ".json")
+
+
+def remember_snapshot_size(state_dir, job, snapshot_id, size_bytes):
+    """Record the newest snapshot's restore size for the freshness check (best effort)."""
+    from .state import write_json_atomic
+
+    path = _snapshot_size_path(state_dir, job)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_json_atomic(path, {"snapshot_id": snapshot_id, "size_bytes": int(size_bytes)})
+    except OSError:
+        pass
+
+
+def remembered_snapshot_size(state_dir, job, snapshot_id):
+    """The recorded restore size of ``snapshot_id``, or ``None``."""
+    from .state import read_json
+
+    if not state_dir:
+        return None
+    data = read_json(_snapshot_size_path(state_dir, job))
+    if isinstance(data, dict) and data.get("snapshot_id") == snapshot_id:
+        return data.get("size_bytes")
+    return None
 
 
 # --------------------------------------------------------------------------- restore
