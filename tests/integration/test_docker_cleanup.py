@@ -317,26 +317,6 @@ def test_target_percent_stops_after_the_step_that_gets_below(isolated_engine_fac
     assert again["changed"] is False and again["steps"][3]["skipped"] == "target reached"
 
 
-# --- speed: one connection per client, whatever the path -------------------------------------
-
-def test_client_keeps_one_socket_connection_across_request_paths(isolated_engine):
-    """docker-py alone opens a connection (and a pool) for every distinct URL on a unix
-    socket, so removing 300 images meant 300 connections; ours reuses one."""
-    build_busybox_image(isolated_engine, "reuse:1", filler_bytes=1024)
-    api, _host = connect(isolated_engine.host)
-    try:
-        for n in range(30):
-            api.history("reuse:1")
-            assert api.images(name="reuse-%d" % n) == []
-        api.inspect_image("reuse:1")
-        adapter = api.get_adapter(api.base_url)
-        assert len(adapter.pools) == 1
-        pool = adapter.pools[list(adapter.pools.keys())[0]]
-        assert len([conn for conn in pool.pool.queue if conn is not None]) == 1
-    finally:
-        api.close()
-
-
 # --- bad input: a clear message, nothing removed -----------------------------------------------
 
 @pytest.mark.parametrize("args,message", [

@@ -39,7 +39,7 @@ import re
 import shutil
 import time
 
-from . import restore_plan
+from . import restore_plan, timestamps
 from .errors import OpsError
 from .mounts import unescape_mount
 from .restic_filter import invalid_patterns
@@ -373,39 +373,15 @@ def record_repository(path, content):
         pass
 
 
-_RESTIC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-
-
 def parse_restic_time(text):
     """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime.
 
     The datetime keeps the UTC offset restic recorded: retention buckets days by it.
     """
-    match = _RESTIC_TIME.match(text or "")
-    if not match:
+    parsed = timestamps.parse(text)
+    if parsed is None:
         raise OpsError("unexpected snapshot time %r from restic" % text)
-    base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")
-    micro = int((match.group(2) or ".0")[1:7].ljust(6, "0"))
-    zone = match.group(3)
-    if zone == "Z":
-        offset = datetime.timedelta(0)
-    else:
-        sign = 1 if zone[0] == "+" else -1
-        offset = sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
-    return base.replace(microsecond=micro, tzinfo=datetime.timezone(offset))
-
-
-def _nanoseconds(text):
-    """The fraction of a second of a restic time, in nanoseconds (restic writes up to 9 digits)."""
-    match = _RESTIC_TIME.match(text or "")
-    return int(((match.group(2) if match else None) or ".0")[1:10].ljust(9, "0"))
-
-
-def restic_time_ns(text):
-    """Nanoseconds since the epoch of a restic time, exactly (file mtimes compare with it)."""
-    whole = parse_restic_time(text).replace(microsecond=0)
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-    return (whole - epoch) // datetime.timedelta(seconds=1) * 10 ** 9 + _nanoseconds(text)
+    return parsed[0]
 
 
 def parse_snapshots(stdout):
@@ -424,7 +400,7 @@ def parse_snapshots(stdout):
             "id": item["id"],
             "short_id": item.get("short_id", item["id"][:8]),
             "time": parse_restic_time(item["time"]),
-            "time_ns": _nanoseconds(item["time"]) % 1000,
+            "time_ns": timestamps.epoch_ns(item["time"]) % 1000,
             "paths": list(item.get("paths") or []),
             "tags": list(item.get("tags") or []),
             "hostname": item.get("hostname", ""),
@@ -882,11 +858,12 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                                        "nothing was forgotten" % (result["snapshot_id"] or "?")}
         return result
     others = [snap for snap in snapshots if snap["id"] != newest["id"]]
+    result["size_bytes"] = snapshot_size(config, newest["id"])
+    if state_dir:
+        remember_snapshot_size(state_dir, config["job"], newest["id"], result["size_bytes"])
     if others:
-        current = snapshot_size(config, newest["id"])
         previous = snapshot_size(config, others[-1]["id"])
-        result["size_bytes"] = current
-        result["size_drop"] = size_drop(previous, current, config["size_drop_percent"])
+        result["size_drop"] = size_drop(previous, result["size_bytes"], config["size_drop_percent"])
     if result["size_drop"]:
         result["forget"] = {"skipped": "the new snapshot is %.0f%% smaller than the previous "
                                        "one; nothing was forgotten"
@@ -968,14 +945,47 @@ def freshness(snapshot_times, max_age_hours, now=None):
             "age_hours": round(age, 1), "max_age_hours": max_age_hours}
 
 
-def check_freshness(config, now=None):
-    """Freshness of the newest snapshot (restic) or archive file."""
+def check_freshness(config, now=None, state_dir=None):
+    """Freshness of the newest snapshot (restic) or archive file, with its size: the
+    archive's, or the restore size the backup run recorded for that snapshot
+    (``remember_snapshot_size``; ``None`` when that run did not record it)."""
     if config["engine"] == "archive":
-        times = [datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc)
-                 for path in list_archives(config)]
+        found = [(datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc),
+                  os.path.getsize(path)) for path in list_archives(config)]
     else:
-        times = [snap["time"] for snap in list_snapshots(config)]
-    return freshness(times, config["freshness_max_age_hours"], now=now)
+        found = [(snap["time"], remembered_snapshot_size(state_dir, config["job"], snap["id"]))
+                 for snap in list_snapshots(config)]
+    result = freshness([when for when, _size in found], config["freshness_max_age_hours"], now=now)
+    result["size_bytes"] = max(found, key=lambda entry: entry[0])[1] if found else None
+    return result
+
+
+def _snapshot_size_path(state_dir, job):
+    return os.path.join(state_dir, "backup-sizes", job + ".json")
+
+
+def remember_snapshot_size(state_dir, job, snapshot_id, size_bytes):
+    """Record the newest snapshot's restore size for the freshness check (best effort)."""
+    from .state import write_json_atomic
+
+    path = _snapshot_size_path(state_dir, job)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_json_atomic(path, {"snapshot_id": snapshot_id, "size_bytes": int(size_bytes)})
+    except OSError:
+        pass
+
+
+def remembered_snapshot_size(state_dir, job, snapshot_id):
+    """The recorded restore size of ``snapshot_id``, or ``None``."""
+    from .state import read_json
+
+    if not state_dir:
+        return None
+    data = read_json(_snapshot_size_path(state_dir, job))
+    if isinstance(data, dict) and data.get("snapshot_id") == snapshot_id:
+        return data.get("size_bytes")
+    return None
 
 
 # --------------------------------------------------------------------------- restore
@@ -1075,8 +1085,8 @@ def snapshot_nodes(config, snapshot_id):
         if node.get("struct_type") == "node" and node.get("path"):
             nodes[node["path"]] = {
                 "type": node.get("type", ""), "size": node.get("size", 0),
-                "mtime_ns": restic_time_ns(node["mtime"]) if node.get("mtime") else None,
-                "ctime_ns": restic_time_ns(node["ctime"]) if node.get("ctime") else None,
+                "mtime_ns": timestamps.epoch_ns(node["mtime"]) if node.get("mtime") else None,
+                "ctime_ns": timestamps.epoch_ns(node["ctime"]) if node.get("ctime") else None,
                 "inode": node.get("inode")}
     by_inode = {}
     for node in nodes.values():  # restic 0.17+ lists inodes: names sharing one are linked

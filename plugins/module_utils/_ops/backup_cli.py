@@ -40,7 +40,8 @@ from . import backup
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 from .runtime import LOCKED_JOB_ENV
-from .units import format_bytes, format_timestamp
+from .timestamps import format_timestamp
+from .units import format_bytes
 
 DEFAULT_CONFIG = "/etc/runbook-ops/backup.json"
 ACTIONS = ("init", "run", "check", "freshness", "snapshots", "restore")
@@ -207,10 +208,10 @@ def _check(args, config, runtime) -> int:
 def _freshness(args, config, runtime) -> int:
     key = "backup:%s:freshness" % config["job"]
     try:
-        result = backup.check_freshness(config)
+        result = backup.check_freshness(config, state_dir=runtime["state_dir"])
     except OpsError as exc:
         result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
-                  "max_age_hours": config["freshness_max_age_hours"]}
+                  "max_age_hours": config["freshness_max_age_hours"], "size_bytes": None}
     level = "ok" if result["ok"] else "critical"
     if result["ok"]:
         text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])

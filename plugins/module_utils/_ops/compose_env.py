@@ -63,12 +63,12 @@ import shlex
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
 
 from .errors import OpsError
 from .hostkey import FINGERPRINT_LENGTH, UNSET, fingerprint, host_key, key_id, keyed_hash
 from .runner import run_command
 from .state import read_json, write_json_atomic
+from .timestamps import epoch_seconds
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
@@ -372,20 +372,12 @@ def file_signature(path):
         return "missing"
 
 
-_DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
-
 def parse_docker_time(text):
-    """Return epoch seconds for Docker's RFC 3339 timestamps (nanoseconds allowed)."""
-    match = _DOCKER_TIME.match(text or "")
-    if not match:
+    """Epoch seconds of a Docker time (``timestamps.epoch_seconds``); ``ValueError`` for
+    anything else, so an unreadable creation time never reads as "long ago"."""
+    seconds = epoch_seconds(text)
+    if seconds is None or isinstance(text, (int, float)):
         raise ValueError("not a Docker timestamp: %r" % (text,))
-    base, fraction, zone = match.groups()
-    stamp = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-    seconds = stamp.timestamp() + (float("0." + fraction) if fraction else 0.0)
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
     return seconds
 
 

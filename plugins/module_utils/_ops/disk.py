@@ -22,7 +22,6 @@ CLI appends).
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import time
@@ -30,6 +29,7 @@ import time
 from .errors import OpsError
 from .mounts import unescape_mount
 from .state import read_jsonl
+from .timestamps import epoch_seconds, iso_z
 from .treewalk import walk_tree
 
 DEFAULT_HISTORY_FILE = "/var/lib/runbook-ops/disk-history.jsonl"
@@ -267,32 +267,6 @@ def _require_directory(path, option):
 # ---------------------------------------------------------------------------- trend
 
 
-def _parse_ts(value):
-    """Seconds since the epoch for an ISO-8601 string (``Z`` or offset) or a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
-
-
-def format_ts(epoch):
-    """ISO-8601 UTC with a ``Z`` suffix, whole seconds (the history's ``ts``)."""
-    moment = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def read_history(history_file, mount):
     """The samples of ``mount`` in ``history_file`` as ``[(epoch, used_bytes)]``, oldest
     first; malformed lines and other mounts are skipped, a missing file gives ``[]``."""
@@ -302,7 +276,7 @@ def read_history(history_file, mount):
     for record in read_jsonl(history_file) or []:
         if not isinstance(record, dict) or record.get("mount") != mount:
             continue
-        epoch = _parse_ts(record.get("ts"))
+        epoch = epoch_seconds(record.get("ts"))
         used = record.get("used_bytes")
         if epoch is None or isinstance(used, bool) or not isinstance(used, (int, float)):
             continue
@@ -353,7 +327,7 @@ def compute_trend(samples, usage, warn_percent, crit_percent):
 
 def history_sample(usage, now=None):
     """The history line for today's sample: ``{"ts", "mount", "used_bytes", "total_bytes"}``."""
-    return {"ts": format_ts(time.time() if now is None else now), "mount": usage["mount"],
+    return {"ts": iso_z(time.time() if now is None else now), "mount": usage["mount"],
             "used_bytes": usage["used_bytes"], "total_bytes": usage["total_bytes"]}
 
 

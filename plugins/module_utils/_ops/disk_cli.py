@@ -37,6 +37,7 @@ from . import disk, disk_metrics, docker_usage
 from .cli_output import add_config_arguments, emit
 from .errors import OpsError
 from .state import append_jsonl
+from .timestamps import iso_z
 
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/disk-monitor.json"
 EXIT_OK = 0
@@ -95,7 +96,7 @@ def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=No
         sample = disk.history_sample(fs, now=now)
         recorded = False
         history = disk.read_history(history_file, fs["mount"])
-        if not history or disk.format_ts(history[-1][0])[:10] != sample["ts"][:10]:
+        if not history or iso_z(history[-1][0])[:10] != sample["ts"][:10]:
             recorded = append_jsonl(history_file, sample)
         samples.append({"mount": fs["mount"], "recorded": recorded})
     alerts = []

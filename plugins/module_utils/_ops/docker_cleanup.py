@@ -58,11 +58,12 @@ import math
 import os
 import re
 import time
-from datetime import datetime, timezone
 
-from .disk import ceil_percent
+from . import docker_api
+from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
 from .state import read_json, write_json_atomic
+from .timestamps import epoch_seconds
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
 IMAGE_MODES = ("none", "dangling", "unused")
@@ -92,7 +93,6 @@ ANONYMOUS_VOLUME_LABEL = "com.docker.volume.anonymous"
 COMPOSE_VOLUME_LABEL = "com.docker.compose.volume"
 STOPPED_STATES = ("created", "exited", "dead")
 BUILTIN_NETWORKS = ("bridge", "host", "none")
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 _DURATION_NS = {"ns": 1, "us": 10 ** 3, "\u00b5s": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9,
                 "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
@@ -177,69 +177,13 @@ def normalize_options(options) -> dict:
 # --- talking to the engine -----------------------------------------------------------
 
 def connect(docker_host=None, timeout=120):
-    """``(api, host)``: a low-level ``docker.APIClient`` (docker SDK >= 5.0) that answered
-    with its API version, and the host it talks to (``unix:///var/run/docker.sock``,
-    ``tcp://...``). On a unix socket the client keeps one connection for every path.
-
-    ``docker_host`` overrides ``DOCKER_HOST``; TLS settings come from the usual
-    ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``. Raises ``OpsError`` if nothing answers.
-    """
-    import docker
-    from docker.utils import kwargs_from_env
-
-    kwargs = kwargs_from_env()
-    if docker_host:
-        kwargs["base_url"] = docker_host
-    kwargs.setdefault("base_url", DEFAULT_SOCKET)
-    where = kwargs["base_url"]
-    if where.startswith("/"):
-        where = kwargs["base_url"] = "unix://" + where
-    local = where.startswith("unix://")
-
-    def client(version):
-        api = docker.APIClient(version=version, timeout=timeout, **kwargs)
-        # A unix socket takes no proxy, netrc or CA bundle from the environment; not
-        # looking them up spares requests' scan of os.environ on every call.
-        api.trust_env = not local
-        if local:
-            _reuse_socket_connections(api)
-        return api
-
-    try:
-        api = client("auto")  # asks the engine for its API version: it answers or raises
-        # more connections to the same engine, for removals in parallel
-        api.rbo_clone = lambda: client(api.api_version)
-    except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-        raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set "
-                       "docker_host / DOCKER_HOST to where it listens"
-                       % (where, _short_error(exc)), docker_host=where)
+    """``(api, host)``: a low-level ``docker.APIClient`` that answered, and the host it
+    talks to (``docker_api.connect``); ``api``'s ``clone()`` opens another connection to
+    the same engine, for removals in parallel."""
+    api, where = docker_api.connect(docker_host, timeout=timeout)
+    api.clone = lambda: docker_api.connect(where, timeout=timeout, version=api.api_version,
+                                           check=False)[0]
     return api, where
-
-
-def _reuse_socket_connections(api):
-    """Make one unix-socket client keep its connections across request paths.
-
-    docker-py's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL,
-    so every distinct path (``DELETE /images/<each id>``) opens a new connection and a
-    new pool, which costs this process and the engine more than the removal itself.
-    The pool ignores the URL (requests go to the socket by path), so one key serves all.
-    """
-    adapter = api.get_adapter(api.base_url)
-    get_connection = getattr(adapter, "get_connection", None)
-    if get_connection is None or not hasattr(adapter, "socket_path"):
-        return
-    pool_key = api.base_url
-
-    def shared_pool(_url, proxies=None):
-        return get_connection(pool_key, proxies)
-
-    adapter.pools.clear()  # the one the API version lookup opened
-    adapter.get_connection = shared_pool
-
-
-def _short_error(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[-1] if text else type(exc).__name__)[:300]
 
 
 TYPED_DF_API = (1, 42)  # /system/df?type=... (Docker 23+); 1.41 computes everything
@@ -279,7 +223,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
     """
     info = api.info()
-    engine_time = _timestamp(info.get("SystemTime"))
+    engine_time = epoch_seconds(info.get("SystemTime"))
     clock_offset = engine_time - time.time() if engine_time is not None else 0.0
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
@@ -290,7 +234,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
         types = [kind for kind, on in (("image", options["images"] != "none"),
                                        ("build-cache", options["builder_cache"])) if on]
         if types:  # the answer carries the other keys too, as null
-            source = api._result(api._get(api._url("/system/df"), params={"type": types}), True)
+            source = docker_api.request_json(api, "GET", "/system/df", params={"type": types})
     elif full:
         source = api.df()
     df = {"Containers": api.containers(all=True), "Images": None, "LayersSize": None,
@@ -347,8 +291,8 @@ def inspect_stopped(api, containers, keep_label, sized):
         if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), keep_label):
             continue
         try:
-            data = api._result(api._get(api._url("/containers/{0}/json", ctr["Id"]),
-                                        params={"size": 1 if sized else 0}), True)
+            data = docker_api.request_json(api, "GET", "/containers/%s/json" % ctr["Id"],
+                                           params={"size": 1 if sized else 0})
         except docker.errors.NotFound:
             continue
         state = data.get("State") or {}
@@ -440,37 +384,11 @@ def image_layer_sizes(api, image_id):
 
 # --- planning (pure) -------------------------------------------------------------------
 
-def _timestamp(value):
-    """Unix seconds from an int or an RFC 3339 string (nanoseconds allowed); None if unknown."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    if text.startswith("0001-01-01"):
-        return None
-    match = re.match(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$",
-                     text)
-    if not match:
-        return None
-    base = datetime.strptime(match.group(1) + "T" + match.group(2), "%Y-%m-%dT%H:%M:%S")
-    zone = match.group(4) or "Z"
-    offset = 0
-    if zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    seconds = base.replace(tzinfo=timezone.utc).timestamp() - offset
-    if match.group(3):
-        seconds += float("0" + match.group(3))
-    return seconds
-
-
 def _latest_time(value):
     """The latest instant a timestamp may stand for: an int (``/images/json``'s
     ``Created``) or an RFC 3339 time without a fraction (a volume's ``CreatedAt``) is
     truncated to the second, so the thing may be up to a second younger."""
-    stamp = _timestamp(value)
+    stamp = epoch_seconds(value)
     if stamp is None:
         return None
     whole = isinstance(value, (int, float)) or "." not in str(value).rsplit("T", 1)[-1]
@@ -638,8 +556,8 @@ def stopped_since(container, details):
     if not details:
         return None
     state = details.get("State") or {}
-    stamps = [_timestamp(state.get("FinishedAt")), _timestamp(state.get("StartedAt")),
-              _timestamp(details.get("Created") or container.get("Created"))]
+    stamps = [epoch_seconds(state.get("FinishedAt")), epoch_seconds(state.get("StartedAt")),
+              epoch_seconds(details.get("Created") or container.get("Created"))]
     stamps = [stamp for stamp in stamps if stamp is not None]
     return max(stamps) if stamps else None
 
@@ -670,7 +588,7 @@ def stopped_container_verdict(status, details, options, now, container=None):
     need, floor = container_min_age(status, state, options)
     if stopped < now - need:
         return None
-    if _timestamp(state.get("StartedAt")) is None:
+    if epoch_seconds(state.get("StartedAt")) is None:
         what = "created %s ago, never started" % _ago(now - stopped)
     else:
         what = "%s %s ago (exit %s%s)" % (
@@ -945,17 +863,6 @@ def local_data_root(docker_host, docker_root_dir):
     return docker_root_dir if os.path.isdir(docker_root_dir) else None
 
 
-def filesystem_usage(path) -> dict:
-    """``{"size_bytes", "used_bytes", "avail_bytes", "percent"}`` like ``df`` for ``path``:
-    ``percent`` is df's Use% (rounded up, ``disk.ceil_percent``), the figure
-    ``disk_check`` and the emergency playbook compare with their thresholds too."""
-    st = os.statvfs(path)
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    avail = st.f_bavail * st.f_frsize
-    return {"size_bytes": st.f_blocks * st.f_frsize, "used_bytes": used, "avail_bytes": avail,
-            "percent": ceil_percent(used, used + avail) or 0}
-
-
 def size_planned_volumes(plan, data_root) -> list:
     """Size the planned volumes the inventory did not (``du -x`` of their mount point,
     which is under ``data_root`` for the local driver) and update the estimates.
@@ -992,7 +899,7 @@ def size_planned_volumes(plan, data_root) -> list:
 
 def _api_error_text(exc):
     explanation = getattr(exc, "explanation", None)
-    return _short_error(explanation or exc)
+    return docker_api.short_error(explanation or exc)
 
 
 def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=None):
@@ -1024,7 +931,7 @@ def _run_builder_cache(api, step, options, clock):
         import json
 
         params["filters"] = json.dumps({"until": [engine_until(step, options, clock)]})
-    result = api._result(api._post(api._url("/build/prune"), params=params), True)
+    result = docker_api.request_json(api, "POST", "/build/prune", params=params)
     deleted = list(result.get("CachesDeleted") or [])
     # The engine counts records shared with image layers too; their data stays with the
     # image (it is freed, and counted, when the image goes), so take them out again.
@@ -1191,13 +1098,13 @@ def _run_images(api, step, _options, _clock):
     levels = {}
     for item in step["planned"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
-    clone = getattr(api, "rbo_clone", None)
+    clone = getattr(api, "clone", None)
     for depth in sorted(levels, reverse=True):
         items = levels[depth]
         if clone is None or len(items) < 2:
             outcomes = [_remove_image(api, item) for item in items]
         else:
-            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS)
+            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS, _image_failed)
         for item, outcome in zip(items, outcomes):
             moved.extend(outcome["moved"])
             if outcome["removed"]:
@@ -1214,8 +1121,17 @@ def _run_images(api, step, _options, _clock):
     return _outcome(removed, freed, errors, kept, moved)
 
 
-def _parallel(clone, func, items, workers):
-    """``[func(client, item) for item in items]`` on ``workers`` threads, one client each."""
+def _image_failed(item, exc):
+    """The outcome of an image whose removal raised outside the engine's answers."""
+    return {"removed": False, "error": "image %s: %s" % (item.get("name") or item["id"][:19],
+                                                         _api_error_text(exc)),
+            "kept": None, "moved": []}
+
+
+def _parallel(clone, func, items, workers, failed):
+    """``[func(client, item) for item in items]`` on ``workers`` threads, one client each;
+    an item whose call raises (its thread's client could not be made, say) gets
+    ``failed(item, exc)``, so the others' outcomes are never lost to it."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1224,12 +1140,15 @@ def _parallel(clone, func, items, workers):
     lock = threading.Lock()
 
     def call(item):
-        client = getattr(local, "client", None)
-        if client is None:
-            client = local.client = clone()
-            with lock:
-                clients.append(client)
-        return func(client, item)
+        try:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = clone()
+                with lock:
+                    clients.append(client)
+            return func(client, item)
+        except Exception as exc:  # noqa: BLE001 - one item's failure, reported as its outcome
+            return failed(item, exc)
 
     try:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
@@ -1274,11 +1193,28 @@ def _removed_names(step):
     return [item["id"] for item in step["planned"]]
 
 
+def _safe_usage(usage, warnings):
+    """``usage`` that answers ``None`` (and says so once in ``warnings``) when the data root
+    cannot be measured any more, so a failed reading never ends a run mid-way (the removed
+    volumes' record is written after it)."""
+    def measure():
+        if usage is None:
+            return None
+        try:
+            return usage()
+        except (OSError, OpsError) as exc:
+            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
+            if note not in warnings:
+                warnings.append(note)
+            return None
+    return measure
+
+
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order.
 
     ``usage`` is a callable returning the data root's file system usage
-    (``filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
+    (``disk.filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
     run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
     measures (other writers on that file system count too), else the engine's or the
     plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
@@ -1293,11 +1229,11 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         return time.time() + offset
 
     target = options.get("target_percent")
-    measure = usage or (lambda: None)
-    fs = measure()
-    before = fs["percent"] if fs else None
-    used, total = (fs["used_bytes"], fs["used_bytes"] + fs["avail_bytes"]) if fs else (0, 0)
     warnings = []
+    measure = _safe_usage(usage, warnings)
+    fs = measure()
+    before = fs["used_percent"] if fs else None
+    used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
     if target is not None and before is None:
         warnings.append("target_percent ignored: the engine's data root cannot be measured "
                         "from here (remote engine); every enabled step runs")
@@ -1345,7 +1281,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             result["moved_tags"] = outcome["moved_tags"]
             errors.extend(outcome["errors"])
             if fs_now:
-                fs, current = fs_now, fs_now["percent"]
+                fs, current = fs_now, fs_now["used_percent"]
         total_freed += result["reclaimed_bytes"]
         if target is not None and current is not None and current < target:
             reached = True
@@ -1449,7 +1385,7 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
         root = state["data_root_local"]
         notes = _clock_warning(plan["clock_offset"])
         notes += size_planned_volumes(plan, root) if state["sized"] else []
-        usage = (lambda: filesystem_usage(root)) if root else None
+        usage = (lambda: filesystem_usage(root)) if root else None  # df's figures (disk.py)
         result = execute_plan(plan, opts, api=api, usage=usage, check_mode=check_mode)
     finally:
         api.close()

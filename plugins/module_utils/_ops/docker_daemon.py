@@ -161,7 +161,7 @@ def check_daemon_keys(config, where="daemon.json"):
 
 def check_log_plugin(driver, docker_host=None):
     """Refuse ``driver`` unless the engine has it as an enabled log driver plugin."""
-    from .docker_cleanup import connect
+    from .docker_api import connect
 
     api, where = connect(docker_host, timeout=30)
     try:

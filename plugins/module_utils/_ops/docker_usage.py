@@ -128,13 +128,13 @@ def docker_usage(timeout=DF_TIMEOUT_SECONDS, client_factory=None):
     Returns ``summarize_df`` plus ``"logs"`` (``container_log_usage``, ``None`` when
     the data root is not readable here) and ``"data_root"``. ``client_factory`` (for
     tests) returns an object with ``df()`` and ``info()``; by default the Docker SDK's
-    ``docker.from_env``. Never raises for a missing SDK or an unreachable daemon.
+    ``docker_api.connect``. Never raises for a missing SDK or an unreachable daemon.
     """
     try:
         if client_factory is None:
-            import docker  # pylint: disable=import-outside-toplevel
+            from .docker_api import connect  # pylint: disable=import-outside-toplevel
 
-            client = docker.from_env(timeout=timeout)
+            client = connect(timeout=timeout)[0]
         else:
             client = client_factory()
         try:

@@ -35,7 +35,8 @@ from . import health_resources
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
-from .units import format_bytes, format_timestamp, plural
+from .timestamps import epoch_seconds, format_timestamp
+from .units import format_bytes, plural
 
 LEVELS = ("ok", "warning", "critical")
 DEFAULT_CONFIG_PATH = "/etc/runbook-ops/health-monitor.json"
@@ -417,18 +418,6 @@ def explain_exit(exit_code, oom_killed):
     return ("exit code %d: %s" % (exit_code, meaning)) if meaning else "exit code %d" % exit_code
 
 
-def _epoch(stamp):
-    """Seconds since the epoch of an engine time (``2026-01-16T03:00:00.123456789Z``); None
-    for an empty, zero (``0001-01-01...``) or unreadable one."""
-    import calendar
-
-    try:
-        value = calendar.timegm(time.strptime(str(stamp)[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-    return value if value > 0 else None
-
-
 def _exit_of(item):
     """``(exit_code, oom_killed)`` kept with one restart of the history, or None."""
     if len(item) >= 4 and isinstance(item[2], int) and not isinstance(item[2], bool):
@@ -513,7 +502,7 @@ def observe_exit(client, info, window_seconds):
     if info["state"] in ("restarting", "exited", "dead"):
         return [info["exit_code"], info["oom_killed"], finished]
     wall = time.time()  # the engine's clock, even when the check's ``now`` is injected
-    finished_epoch = _epoch(finished)
+    finished_epoch = epoch_seconds(finished)
     since = finished_epoch - 5 if finished_epoch else wall - window_seconds
     found = last_exit(client, info["id"], since, wall)
     if found and not (finished_epoch and found[2] and found[2] < finished_epoch - 2):
@@ -1029,23 +1018,16 @@ def read_jobs(state_dir):
 
 def describe_job(name, data):
     """A job's last run as ``{"name", "result", "rc", "finished_at", "last_error",
-    "timed_out", "level"}``; ``last_error`` is the line of a failed run's output that says
-    why (``jobs.last_error_line``, in the record since it is kept)."""
-    rc = _first(data, ("rc", "exit_code", "returncode", "last_rc"))
-    result = _first(data, ("result", "status", "last_result", "outcome"))
-    finished = _first(data, ("finished_at", "ended_at", "last_run", "finished", "updated_at"))
-    if result is None:
-        result = "unknown" if rc is None else ("ok" if rc == 0 else "failed")
-    result = str(result)
-    failed = (rc not in (None, 0)) or bool(data.get("timed_out")) or result.lower() in (
-        "failed", "failure", "error", "timeout", "timed_out", "killed")
-    running = result.lower() in ("running", "started")
-    return {"name": name, "result": result, "rc": rc, "finished_at": finished,
+    "timed_out", "level"}`` from the record the wrapper writes (``jobs.JOB_RECORD_KEYS``);
+    ``last_error`` is the line of a failed run's output that says why."""
+    rc = data.get("rc")
+    timed_out = bool(data.get("timed_out"))
+    failed = rc not in (None, 0) or timed_out
+    result = "unknown" if rc is None else ("failed" if failed else "ok")
+    return {"name": name, "result": result, "rc": rc, "finished_at": data.get("finished"),
             "last_error": str(data.get("last_error") or "") if failed else "",
-            "timed_out": bool(data.get("timed_out")),
-            "level": "critical" if failed else ("ok" if (rc == 0 or running or result.lower()
-                                                         in ("ok", "success", "succeeded"))
-                                                else "warning")}
+            "timed_out": timed_out,
+            "level": "critical" if failed else ("ok" if rc == 0 else "warning")}
 
 
 def job_detail(job):
@@ -1058,18 +1040,6 @@ def job_detail(job):
         detail += ": %s" % (job.get("last_error") or "no output recorded; see /var/log/%s.log"
                             % job["name"])[:200]
     return detail
-
-
-def _first(data, keys):
-    for key in keys:
-        if data.get(key) is not None:
-            return data[key]
-    last = data.get("last")
-    if isinstance(last, dict):
-        for key in keys:
-            if last.get(key) is not None:
-                return last[key]
-    return None
 
 
 def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
@@ -1097,14 +1067,9 @@ def read_backup_freshness(cli="/usr/local/bin/runbook-ops", runner=None):
         if done.rc == 2 or done.rc is None:
             return unknown
         return dict(unknown, detail="unknown (backup freshness exited %s)" % done.rc)
-    age_hours = data.get("age_hours")
-    size = _first(data, ("size_bytes", "size", "total_size"))
-    if data.get("level") in LEVELS:
-        level = data["level"]
-    elif "ok" in data:
-        level = "ok" if data["ok"] else "critical"
-    else:
-        level = "ok" if done.rc == 0 and age_hours is not None else "critical"
+    # the schema of backup_cli's freshness result (backup.FRESHNESS_KEYS)
+    age_hours, size = data.get("age_hours"), data.get("size_bytes")
+    level = data["level"] if data.get("level") in LEVELS else "critical"
     if data.get("error"):
         detail = "cannot read the backups: %s" % str(data["error"])[:160]
     elif age_hours is None:

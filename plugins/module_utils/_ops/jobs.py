@@ -50,6 +50,7 @@ from .runner import start_process
 from .runtime import (DEFAULT_LOCK_DIR, LOCKED_JOB_ENV, STATE_DIR_ENV, job_name_problem,
                       job_settings, timeout_problem)
 from .state import read_json, write_json_atomic
+from .timestamps import iso_z
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 300
@@ -63,6 +64,9 @@ PING_TIMEOUT_SECONDS = 10.0
 # stop (KILL_GRACE + 2 x READ_GRACE) and the start ping (PING_TIMEOUT) fit well inside.
 STUCK_GRACE_SECONDS = 60.0
 TIMEOUT_RC = 124
+# What a run leaves in <state_dir>/jobs/<job>.json: the schema the morning check reads
+# (health.describe_job); started and finished as timestamps.iso_z.
+JOB_RECORD_KEYS = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted", "last_error")
 NOT_FOUND_RC = 127
 STORAGE_KEY = "runbook-ops:storage"
 LOCKS_KEY = "runbook-ops:locks"
@@ -73,11 +77,6 @@ BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 # The lock note is overwritten in place at this fixed size (space-padded), never
 # truncated: once the file has its block, a full /run cannot leave it empty.
 NOTE_BYTES = 1024
-
-
-def utc_stamp(epoch=None) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` for ``epoch`` (now by default)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _seconds(value) -> str:
@@ -136,7 +135,7 @@ class JobLog:
         """Append ``text`` to the log; also to stderr (syslog) when ``syslog`` is true."""
         if self.handle is not None:
             try:
-                self.handle.write(("%s %s\n" % (utc_stamp(), text)).encode("utf-8", "replace"))
+                self.handle.write(("%s %s\n" % (iso_z(time.time()), text)).encode("utf-8", "replace"))
                 self.handle.flush()
                 if not syslog:
                     return
@@ -144,7 +143,7 @@ class JobLog:
                 if not self.problem:
                     self.problem = "cannot write %s: %s: its lines go to stderr (syslog)" % (
                         self.path, exc.strerror or exc)
-        write_line(sys.stderr, "%s %s: %s\n" % (utc_stamp(), self.name, text))
+        write_line(sys.stderr, "%s %s: %s\n" % (iso_z(time.time()), self.name, text))
 
     def close(self) -> None:
         if self.handle is not None:
@@ -817,7 +816,7 @@ def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict
     pid = holder.get("pid", "unknown")
     since = holder.get("started")
     message = "job %s is already running (pid %s%s); skipping" % (
-        name, pid, (", since %s" % utc_stamp(since)) if isinstance(since, (int, float)) else "")
+        name, pid, (", since %s" % iso_z(since)) if isinstance(since, (int, float)) else "")
     record = {"job": name, "skipped": True, "stuck": False, "holder": holder, "rc": 0,
               "lock": lock_path}
     overdue = holder_overdue(holder, now, boot_now)
@@ -831,7 +830,7 @@ def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict
                   "/proc/locks and judged by its process start)" % _seconds(holder["timeout"]))
         text = ("job %s is stuck: the run started %s (pid %s) is %d s past its %s "
                 "and still holds %s, so every later run is skipped. Look at it with %s and "
-                "end it." % (name, utc_stamp(since) if isinstance(since, (int, float))
+                "end it." % (name, iso_z(since) if isinstance(since, (int, float))
                              else "at an unknown time", pid, overdue, limit, lock_path, look))
         record.update(stuck=True, rc=1)
         record["alert"] = notify(runtime, "lock:" + name, "critical", text)
@@ -861,7 +860,7 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
     if interrupt.stopped:
         how = "interrupted by %s" % interrupt.name
     log.line("runbook-ops: job %s %s (rc %d, %.1f s)" % (name, how, rc, seconds))
-    record = {"job": name, "started": utc_stamp(started), "finished": utc_stamp(finished),
+    record = {"job": name, "started": iso_z(started), "finished": iso_z(finished),
               "rc": rc, "seconds": seconds, "timed_out": timed_out, "skipped": False,
               "state_dir": runtime["state_dir"]}
     if interrupt.stopped:
@@ -870,9 +869,7 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
         record["last_error"] = last_error_line(tail)
     path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
     try:
-        kept = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted",
-                "last_error")
-        record["state_saved"] = write_json_atomic(path, {k: record[k] for k in kept if k in record})
+        record["state_saved"] = write_json_atomic(path, {k: record[k] for k in JOB_RECORD_KEYS if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
     except OSError as exc:
         record["state_saved"] = False

@@ -37,6 +37,7 @@ from decimal import Decimal, InvalidOperation
 
 from .errors import OpsError
 from .runner import run_command
+from .timestamps import iso_z, utc
 from .units import plural
 
 DEFAULT_BASELINE_FILE = "/var/lib/runbook-ops/media-baseline.jsonl"
@@ -121,30 +122,6 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
-def format_ts(moment):
-    """Return ``moment`` (aware datetime) as ISO-8601 UTC with a ``Z`` suffix."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_ts(text):
-    """Return an aware UTC datetime for an ISO-8601 string, or ``None`` if it is not one.
-
-    Accepts a ``Z`` suffix or an offset; a string without a zone is taken as UTC.
-    """
-    if not isinstance(text, str):
-        return None
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
-
-
 # ---------------------------------------------------------------------------- baselines
 
 
@@ -178,7 +155,7 @@ def make_baseline_sample(measurement, now=None):
     rate can leave it out.
     """
     sample = {
-        "ts": format_ts(now or utc_now()),
+        "ts": iso_z(now or utc_now()),
         "path": measurement["path"],
         "bytes": measurement["bytes"],
         "files": measurement["files"],
@@ -243,7 +220,7 @@ def read_baselines(baseline_file, media_path=None):
 def _usable_samples(samples):
     usable = []
     for record in samples:
-        moment = parse_ts(record.get("ts"))
+        moment = utc(record.get("ts"))
         size = record.get("bytes")
         if moment is None or isinstance(size, bool) or not isinstance(size, int):
             continue
@@ -271,20 +248,20 @@ def growth_per_week(samples, window_days=GROWTH_WINDOW_DAYS,
                 "detail": "%s; growth needs 2 samples at least a day apart"
                           % plural(count, "baseline sample")}
     newest = usable[-1]
-    newest_ts = parse_ts(newest["ts"])
+    newest_ts = utc(newest["ts"])
     window_start = newest_ts - datetime.timedelta(days=window_days)
     latest_base = newest_ts - datetime.timedelta(seconds=min_span_seconds)
-    candidates = [s for s in usable[:-1] if parse_ts(s["ts"]) <= latest_base]
+    candidates = [s for s in usable[:-1] if utc(s["ts"]) <= latest_base]
     if not candidates:
         return {"status": "insufficient", "bytes_per_week": None, "samples": count,
                 "detail": "%d baseline samples, all within a day of the newest; growth "
                           "needs 2 samples at least a day apart" % count}
-    in_window = [s for s in candidates if parse_ts(s["ts"]) >= window_start]
+    in_window = [s for s in candidates if utc(s["ts"]) >= window_start]
     if in_window:
         base, method = in_window[0], "window"
     else:
         base, method = candidates[-1], "previous"
-    seconds = (newest_ts - parse_ts(base["ts"])).total_seconds()
+    seconds = (newest_ts - utc(base["ts"])).total_seconds()
     delta = newest["bytes"] - base["bytes"]
     return {
         "status": "ok",

@@ -673,6 +673,32 @@ def test_cli_run_restore_and_output_never_show_the_password(setup, runtime, tmp_
     assert _tree_checksums(str(target) + str(setup["data"])) == _tree_checksums(str(setup["data"]))
 
 
+@needs_restic
+def test_the_morning_check_shows_the_size_the_backup_run_recorded(setup, runtime, tmp_path, capsys):
+    """The freshness result carries the newest snapshot's restore size (recorded by the run
+    that made it), and the morning check reads it under the writer's key."""
+    from _ops import health
+    from _ops.runner import CommandResult
+    from _ops.units import format_bytes
+
+    config_path = tmp_path / "backup.json"
+    config_path.write_text(json.dumps(setup["raw"]))
+    assert _cli(["backup", "freshness", "--config", str(config_path), "--json"], runtime) == 0
+    assert json.loads(capsys.readouterr().out)["size_bytes"] is None  # no backup yet
+    assert _cli(["backup", "run", "--config", str(config_path), "--json"], runtime) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["size_bytes"] == backup.snapshot_size(setup["config"], made["snapshot_id"]) > 0
+    assert _cli(["backup", "freshness", "--config", str(config_path), "--json"], runtime) == 0
+    written = capsys.readouterr().out
+    assert json.loads(written)["size_bytes"] == made["size_bytes"]
+
+    cli = tmp_path / "runbook-ops"
+    cli.write_text("")
+    seen = health.read_backup_freshness(str(cli), runner=lambda argv, timeout: CommandResult(argv, 0, written, "", 0.1))
+    assert seen["size_bytes"] == made["size_bytes"] and seen["level"] == "ok"
+    assert seen["detail"].endswith(", size %s" % format_bytes(made["size_bytes"]))
+
+
 def test_cli_validate_rejects_a_bad_config(tmp_path, runtime):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"repository": "/r", "paths": ["relative"]}))

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collec
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import disk  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.timestamps import iso_z  # noqa: E402
 
 DAY = 86400.0
 GIB = 1024 ** 3
@@ -253,9 +254,9 @@ def _usage(used, free):
 
 
 def test_trend_fits_growth_per_day_and_days_until_each_limit(tmp_path):
-    rows = [{"ts": disk.format_ts(NOW - (9 - d) * DAY), "mount": "/",
+    rows = [{"ts": iso_z(NOW - (9 - d) * DAY), "mount": "/",
              "used_bytes": 50 * GIB + d * GIB, "total_bytes": 100 * GIB} for d in range(10)]
-    rows.insert(3, {"ts": disk.format_ts(NOW), "mount": "/data", "used_bytes": 1, "total_bytes": 2})
+    rows.insert(3, {"ts": iso_z(NOW), "mount": "/data", "used_bytes": 1, "total_bytes": 2})
     rows.insert(5, "{not json")
     rows.insert(6, {"ts": "yesterday", "mount": "/", "used_bytes": 1, "total_bytes": 2})
     samples = disk.read_history(_history(tmp_path / "h.jsonl", rows), "/")
@@ -291,10 +292,10 @@ def test_trend_days_are_zero_once_past_a_limit():
 
 def test_check_reports_trend_per_mount_from_forged_history(tmp_path):
     usage = disk.filesystem_usage("/")
-    rows = [{"ts": disk.format_ts(NOW - (4 - d) * DAY), "mount": "/",
+    rows = [{"ts": iso_z(NOW - (4 - d) * DAY), "mount": "/",
              "used_bytes": usage["used_bytes"] - (4 - d) * 100 * 1024 ** 2,
              "total_bytes": usage["total_bytes"]} for d in range(5)]
-    rows.append({"ts": disk.format_ts(NOW + DAY), "mount": "/", "used_bytes": 0,
+    rows.append({"ts": iso_z(NOW + DAY), "mount": "/", "used_bytes": 0,
                  "total_bytes": 1})  # from the future: ignored
     history = _history(tmp_path / "disk-history.jsonl", rows)
     result = disk.check_disks(["/", "/var/tmp"], history_file=history, now=NOW)

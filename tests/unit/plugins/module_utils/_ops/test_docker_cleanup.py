@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_cleanup as dc  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.timestamps import epoch_seconds  # noqa: E402
 
 FIXTURE = os.path.join(_REPO, "tests", "unit", "fixtures", "docker_cleanup", "scenario-20.10.json")
 
@@ -164,7 +165,7 @@ T0 = "2026-11-23T10:00:00Z"
 def test_stopped_since_is_when_it_stopped(state, expected):
     details = None if state is None else {"Created": T0, "State": state}
     got = dc.stopped_since({"Created": 1}, details)
-    assert got == (dc._timestamp(expected) if expected else None)
+    assert got == (epoch_seconds(expected) if expected else None)
 
 
 @pytest.mark.parametrize("seconds,text", [(0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"),
@@ -241,7 +242,7 @@ BUILD_RECORDS = [
 def test_plan_builder_cache_follows_the_engine_rules():
     state = {"df": {"BuildCache": BUILD_RECORDS}}
     opts = dc.normalize_options({"until": "24h", "images": "none"})
-    now = dc._timestamp("2026-01-10T00:00:00Z")
+    now = epoch_seconds("2026-01-10T00:00:00Z")
     items = dc.plan_cleanup_steps(state, opts, now=now)["steps"][0]["planned"]
     assert [i["id"] for i in items] == ["old-alone", "never-used"]
 
@@ -289,19 +290,6 @@ def test_normalize_options_rejects_bad_values(options, match):
         dc.normalize_options(options)
 
 
-@pytest.mark.parametrize("value,expected", [
-    (1700000000, 1700000000.0),
-    ("2026-11-23T16:13:15Z", 1795450395.0),
-    ("2026-11-23T16:13:15.5Z", 1795450395.5),
-    ("2026-11-23T16:13:15.086270889Z", 1795450395.086270889),
-    ("2026-11-23T18:13:15+02:00", 1795450395.0),
-    ("0001-01-01T00:00:00Z", None),
-    (None, None),
-    ("garbage", None),
-])
-def test_timestamp_reads_engine_formats(value, expected):
-    got = dc._timestamp(value)
-    assert got == (pytest.approx(expected) if expected is not None else None)
 
 
 def _usage_sequence(values, size=1000):
@@ -311,7 +299,7 @@ def _usage_sequence(values, size=1000):
     def usage():
         pct = next(it)
         used = int(size * pct / 100)
-        return {"percent": pct, "used_bytes": used, "avail_bytes": size - used, "size_bytes": size}
+        return {"used_percent": pct, "used_bytes": used, "free_bytes": size - used, "total_bytes": size}
     return usage
 
 
@@ -507,13 +495,6 @@ def test_local_data_root_only_for_a_visible_local_engine(tmp_path, host, expecte
     assert dc.local_data_root(host, root) == (str(tmp_path) if expected else None)
 
 
-def test_filesystem_usage_matches_statvfs(tmp_path):
-    usage = dc.filesystem_usage(str(tmp_path))
-    st = os.statvfs(str(tmp_path))
-    assert usage["avail_bytes"] == st.f_bavail * st.f_frsize
-    assert 0 <= usage["percent"] <= 100
-
-
 def test_connect_to_a_dead_socket_says_what_to_do(tmp_path):
     with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix://.*docker_host"):
         dc.connect("unix://%s/nothing.sock" % tmp_path, timeout=2)
@@ -521,7 +502,7 @@ def test_connect_to_a_dead_socket_says_what_to_do(tmp_path):
 
 # --- stopped containers: their own age, a floor, judged again right before removal ----------
 
-NOW = dc._timestamp("2026-11-23T12:00:00Z")
+NOW = epoch_seconds("2026-11-23T12:00:00Z")
 
 
 def _stopped(minutes_ago, exit_code=0, oom=False, status="exited", started=True):
@@ -623,9 +604,8 @@ def test_execute_turns_a_step_that_raises_into_one_error_line_and_goes_on():
         raise requests.exceptions.ReadTimeout(
             "UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. (read timeout=120)")
 
-    api._url = lambda path, *args: path
-    api._post = slow_prune
-    api._result = lambda response, _json=False: response
+    api.base_url, api.api_version, api.timeout = "http+docker://localhost", "1.41", 120
+    api.request = slow_prune
     plan = _plan_of(builder_cache=[{"id": "r1", "name": "r1", "shared": False, "record_bytes": 5,
                                     "size_bytes": 5}],
                     images=[_image_item("sha256:b", size=1)])
@@ -729,12 +709,6 @@ def test_a_torn_or_odd_record_reads_as_empty(tmp_path, content):
     assert dc.load_removed_volumes(str(path)) == {}
 
 
-def test_usage_percent_is_dfs_as_disk_check_reports_it(tmp_path):
-    from ansible_collections.runbook.ops.plugins.module_utils._ops import disk
-
-    assert dc.filesystem_usage(str(tmp_path))["percent"] == disk.filesystem_usage(str(tmp_path))["used_percent"]
-
-
 @pytest.mark.parametrize("options,message", [
     ({"containers_until": "7d"}, "containers_until: '7d' is not a duration; use a Go duration, numbers with a "
                                  "unit h, m, s, ms, us or ns (168h, 24h, 1h30m, 90m, 0s); no days in Go: 7d is 168h"),
@@ -745,3 +719,52 @@ def test_normalize_options_names_the_option_and_the_rule(options, message):
     with pytest.raises(OpsError) as info:
         dc.normalize_options(options)
     assert info.value.message.startswith(message)
+
+
+def test_a_connection_that_cannot_be_made_loses_no_other_images_outcome():
+    """Parallel removals: one worker's client fails; what the others removed is still reported."""
+    import threading
+
+    api = FakeApi(dict(("sha256:%d" % n, {"RepoTags": ["app:%d" % n]}) for n in range(8)))
+    lock, made = threading.Lock(), []
+
+    def clone():
+        with lock:
+            made.append(1)
+            if len(made) == 2:
+                raise dc.OpsError("cannot reach the Docker daemon at unix:///x (refused)")
+        return api
+
+    removal = api.remove_image
+
+    def slow_removal(*args, **kwargs):  # every worker thread gets items, and its own client
+        time.sleep(0.05)
+        return removal(*args, **kwargs)
+
+    api.remove_image, api.clone, api.close = slow_removal, clone, lambda: None
+    plan = _plan_of(images=[_image_item("sha256:%d" % n, ["app:%d" % n]) for n in range(8)])
+    result = dc.execute_plan(plan, dc.normalize_options({}), api=api)
+    gone = [c[1] for c in api.calls if c[0] == "remove_image"]
+    assert gone and sorted(result["steps"][2]["removed"]) == sorted(gone)
+    assert result["changed"] is True
+    assert len(made) > 2 and len(result["errors"]) == 8 - len(gone) >= 1
+    assert all(e.startswith("image app:") and "cannot reach the Docker daemon" in e for e in result["errors"])
+
+
+def test_a_data_root_that_cannot_be_measured_mid_run_ends_nothing():
+    """The disk reading fails after the containers step: the run goes on and says so."""
+    api = FakeApi({"sha256:a": {"RepoTags": ["app:1"]}})
+    readings = iter([{"used_percent": 90, "used_bytes": 900, "free_bytes": 100, "total_bytes": 1000}])
+
+    def usage():
+        try:
+            return next(readings)
+        except StopIteration:
+            raise dc.OpsError("path /var/lib/docker does not exist; give a path on the filesystem to check")
+
+    plan = _plan_of(containers=[{"id": "c1", "name": "c1", "size_bytes": 1, "volumes": []}],
+                    images=[_image_item("sha256:a", ["app:1"])])
+    result = dc.execute_plan(plan, dc.normalize_options({"target_percent": 50}), api=api, usage=usage)
+    assert [c[1] for c in api.calls if c[0].startswith("remove_")] == ["c1", "sha256:a"]
+    assert result["warnings"] == ["the data root's usage could not be measured (path /var/lib/docker does not "
+                                  "exist; give a path on the filesystem to check); steps run on without the target"]

@@ -18,6 +18,7 @@ if _COLLECTIONS not in sys.path:
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import media  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.timestamps import iso_z  # noqa: E402
 
 MB = 10 ** 6
 T0 = datetime.datetime(2026, 1, 1, 6, 5, tzinfo=datetime.timezone.utc)
@@ -25,7 +26,7 @@ LIMITS = media.check_limits()  # the runbook's: 500MB, 100MB/week, 1000 records,
 
 
 def sample(days, size, path="/srv/media", files=100, **extra):
-    record = {"ts": media.format_ts(T0 + datetime.timedelta(days=days)), "path": path,
+    record = {"ts": iso_z(T0 + datetime.timedelta(days=days)), "path": path,
               "bytes": size, "files": files}
     record.update(extra)
     return record
@@ -93,17 +94,6 @@ def test_format_size_uses_decimal_units():
     assert media.format_size(47 * MB) == "47.0 MB"
     assert media.format_size(999) == "999 B"
     assert media.format_size(-3 * MB) == "-3.0 MB"
-
-
-# ---------------------------------------------------------------------------- timestamps
-
-
-def test_parse_ts_accepts_z_offsets_and_naive_utc():
-    assert media.parse_ts("2026-01-01T06:05:00Z") == T0
-    assert media.parse_ts("2026-01-01T09:05:00+03:00") == T0
-    assert media.parse_ts("2026-01-01T06:05:00") == T0
-    assert media.parse_ts("yesterday") is None
-    assert media.parse_ts(None) is None
 
 
 # ---------------------------------------------------------------------------- growth
@@ -295,7 +285,7 @@ def test_record_baseline_dry_run_writes_nothing(tmp_path):
 
 
 def _history(path, mount, used_by_day, total=100 * 10 ** 9):
-    write_jsonl(path, [{"ts": media.format_ts(media.utc_now() - datetime.timedelta(days=ago)),
+    write_jsonl(path, [{"ts": iso_z(media.utc_now() - datetime.timedelta(days=ago)),
                         "mount": mount, "used_bytes": used, "total_bytes": total}
                        for ago, used in used_by_day])
 

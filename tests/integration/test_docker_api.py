@@ -1,0 +1,74 @@
+# Copyright (c) runbook.ops contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one Docker client factory and its raw requests, against a real (isolated) engine:
+the engine's error answers arrive as the SDK's own exceptions, the client's timeout
+applies, another connection to the same engine sends nothing until used."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import docker
+import pytest
+import requests
+
+from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_api
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated engines need root")
+
+
+def test_an_error_answer_is_the_sdks_own_exception(isolated_engine):
+    api, where = docker_api.connect(isolated_engine.host, timeout=30)
+    try:
+        assert where == isolated_engine.host
+        with pytest.raises(docker.errors.NotFound):
+            docker_api.request_json(api, "GET", "/containers/%s/json" % ("0" * 64), params={"size": 1})
+        with pytest.raises(docker.errors.APIError) as refused:
+            docker_api.request_json(api, "POST", "/build/prune", params={"filters": "{not json"})
+        assert refused.value.status_code in (400, 500)
+        assert "Images" in docker_api.request_json(api, "GET", "/system/df")
+    finally:
+        api.close()
+
+
+def test_another_connection_sends_nothing_until_used_and_keeps_the_version(isolated_engine):
+    api, _where = docker_api.connect(isolated_engine.host, timeout=30)
+    other, _ = docker_api.connect(isolated_engine.host, version=api.api_version, check=False)
+    try:
+        assert other.api_version == api.api_version
+        assert other.version()["ApiVersion"]
+    finally:
+        other.close()
+        api.close()
+    # nothing listens: with check=False the client is made, the first call fails
+    silent, _ = docker_api.connect("unix:///nonexistent/docker.sock", version="1.41", check=False)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        silent.ping()
+    with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix:///nonexistent/docker.sock"):
+        docker_api.connect("/nonexistent/docker.sock", version="1.41")
+
+
+def test_the_clients_timeout_bounds_a_raw_request(tmp_path):
+    """An engine that accepts and never answers: the request ends at the client's timeout."""
+    path = str(tmp_path / "mute.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(2)), daemon=True).start()
+    api, _ = docker_api.connect(path, timeout=1, version="1.41", check=False)
+    try:
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            docker_api.request_json(api, "GET", "/system/df")
+    finally:
+        api.close()
+        server.close()
+
+
+def test_the_address_comes_from_the_argument_then_docker_host():
+    assert docker_api.engine_address(None, {}) == "unix:///var/run/docker.sock"
+    assert docker_api.engine_address(None, {"DOCKER_HOST": "tcp://10.0.0.1:2376"}) == "tcp://10.0.0.1:2376"
+    assert docker_api.engine_address("/run/user.sock", {"DOCKER_HOST": "tcp://x:1"}) == "unix:///run/user.sock"
