@@ -64,6 +64,7 @@ import shutil
 import tempfile
 import time
 
+from . import docker_api
 from .errors import OpsError
 from .hostkey import FINGERPRINT_LENGTH, UNSET, fingerprint, host_key, key_id, keyed_hash
 from .runner import run_command
@@ -740,26 +741,6 @@ def load_config(base, project_src, env=None, redact=lambda text: text):
                        % (" ".join(base[:2]), project_src))
 
 
-def connect_docker(docker_host=None):
-    """Return a low-level Docker API client (python3-docker 5.x or later) that answered."""
-    import docker  # pylint: disable=import-outside-toplevel
-    from docker.utils import kwargs_from_env  # pylint: disable=import-outside-toplevel
-
-    environment = dict(os.environ)
-    if docker_host:
-        environment["DOCKER_HOST"] = docker_host
-    where = environment.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        kwargs = kwargs_from_env(environment=environment)
-        client = docker.APIClient(version="auto", timeout=60, **kwargs)
-        client.ping()
-    except Exception as exc:  # the SDK raises DockerException, requests errors, OSError
-        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise OpsError("the Docker daemon at %s does not answer (%s); start it or set docker_host"
-                       % (where, reason))
-    return client
-
-
 def inspect_project(client, project):
     """Return the inspect dicts of all containers labelled with the compose project."""
     try:
@@ -1052,7 +1033,7 @@ def open_project(compose, project_src, files, env_files, project_name, profiles,
     env = {"DOCKER_HOST": docker_host} if docker_host else None
     config = load_config(base, project_src, env, project_redactor(project_src, files, env_files))
     project = config["name"]
-    client = connect_docker(docker_host)
+    client = docker_api.connect(docker_host, timeout=60)[0]
     containers = inspect_project(client, project)
     check_project_directory(containers, project_src, project)
     use_files = files_to_use("files", files, started_with(

@@ -35,6 +35,7 @@ from . import health_resources
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .state import read_json, write_json_atomic
+from .docker_api import connect
 from .timestamps import epoch_seconds, format_timestamp
 from .units import format_bytes, plural
 
@@ -329,21 +330,6 @@ def _seconds(value):
 
 # --------------------------------------------------------------------------- containers
 
-def docker_client(timeout=10):
-    """A Docker SDK client from the environment; ``OpsError`` when the engine is away."""
-    try:
-        import docker
-    except ImportError:
-        raise OpsError("the Docker SDK for Python is missing; install python3-docker")
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # the SDK raises many types; one clear message for all
-        raise OpsError("the Docker engine did not answer (%s); check `systemctl status "
-                       "docker`" % str(exc)[:200])
-    return client
-
-
 def describe_container(attrs):
     """Plain facts about one container from its inspect data (``container.attrs``)."""
     state = attrs.get("State") or {}
@@ -598,7 +584,7 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
         return results, baseline
     try:
         if client is None:
-            client = docker_client(timeout)
+            client = connect(timeout=timeout, high_level=True)[0]
         listing = [(p, [describe_container(a) for a in lister(client, p["name"])])
                    for p in projects]
     except OpsError as exc:
@@ -1230,8 +1216,8 @@ def report_containers(config, docker, since_hours, log_lines, now):
     rows, containers, logs = [], [], []
     projects = dict((p["name"], p) for p in config.get("compose_projects") or [])
     try:
-        client = docker if docker is not None else docker_client(
-            config.get("docker_timeout_seconds", 10))
+        client = docker if docker is not None else connect(
+            high_level=True, timeout=config.get("docker_timeout_seconds", 10))[0]
     except OpsError as exc:
         if projects or docker_installed():
             return [_row("containers", "docker", "unavailable", exc.message, "warning")], [], []

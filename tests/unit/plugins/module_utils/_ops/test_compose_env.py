@@ -599,7 +599,7 @@ def test_daemon_that_does_not_answer_is_a_clear_error(tmp_path):
     pytest.importorskip("docker")
     (tmp_path / "compose.yaml").write_text("services:\n  a:\n    image: x\n")
     host = "unix://%s/no-daemon.sock" % tmp_path
-    with pytest.raises(OpsError, match="the Docker daemon at %s does not answer" % host):
+    with pytest.raises(OpsError, match="cannot reach the Docker daemon at %s .*docker_host" % host):
         sync_compose_env(str(tmp_path), compose_command=[COMPOSE_BIN], docker_host=host)
 
 
