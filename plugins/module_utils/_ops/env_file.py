@@ -57,20 +57,22 @@ def parse_env_text(text, environ=None):
     return _Parser(environ or {}).parse(text[1:] if text.startswith(_BOM) else text)
 
 
-def read_env_file(path, environ=None):
-    """``parse_env_text`` of the file at ``path`` (UTF-8; undecodable bytes kept as surrogates).
+def read_env_file(path, environ=None, what="env file"):
+    """``parse_env_text`` of the file at ``path`` (UTF-8; undecodable bytes kept as surrogates,
+    so ``os.fsencode`` gives them back; no newline translation).
 
-    Raises ``OpsError`` in one line when the file cannot be read or parsed.
+    Raises ``OpsError`` in one line naming ``what`` and ``path`` when the file cannot be read
+    or parsed.
     """
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise OpsError("cannot read env file %s (%s)" % (path, exc.strerror or exc))
+        raise OpsError("cannot read %s %s (%s)" % (what, path, exc.strerror or exc)) from None
     try:
         return parse_env_text(data.decode("utf-8", "surrogateescape"), environ)
     except OpsError as exc:
-        raise OpsError("env file %s: %s" % (path, exc.message))
+        raise OpsError("%s %s: %s" % (what, path, exc.message)) from None
 
 
 def key_problem(key):
