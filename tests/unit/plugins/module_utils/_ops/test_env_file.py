@@ -142,3 +142,18 @@ def test_a_file_of_formatted_lines_reads_back_as_the_same_dict(values):
     is never interpolated from an earlier key."""
     text = "".join(format_env_line(k, v) + "\n" for k, v in values.items())
     assert parse_env_text(text) == values
+
+
+# --------------------------------------------------------------------------- users of the reader
+
+def test_compose_env_redaction_gets_values_as_compose_reads_them_and_as_written(tmp_path):
+    """compose_env.read_env_file_values: a multi-line and an escaped value as compose reads
+    them, each line as written, and nothing (no error) for a file that is not there."""
+    from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import read_env_file_values
+    path = tmp_path / ".env"
+    path.write_text('A="first\nsecond"\nB="q\\"uote"\nC=\'x\'\n', encoding="utf-8")
+    values = read_env_file_values(str(path))
+    assert {"first\nsecond", 'q"uote', "x", "'x'"} <= set(values)
+    assert read_env_file_values(str(tmp_path / "missing")) == []
+    path.write_text("A@B=broken-secret\n", encoding="utf-8")
+    assert "broken-secret" in read_env_file_values(str(path))
