@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """_ops/env_file.py against the real Docker Compose: what `docker compose config` reads from
 ``env_file:`` files is what the core's parser reads, for lines ``format_env_line`` writes and
-for the hand-written lines of the unit tests' rule table.
+for the hand-written lines of the unit tests' rule table; and the backup role's credentials
+file, written by its own task through ansible-playbook, reads back unchanged by both.
 
 `compose config` resolves the project without an engine (DOCKER_HOST points nowhere), in a
 clean environment, so nothing from this process is interpolated.
@@ -14,12 +15,16 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 
 import pytest
+import yaml
 
+from ansible_collections.runbook.ops.plugins.module_utils._ops import backup
 from ansible_collections.runbook.ops.plugins.module_utils._ops.env_file import format_env_line, parse_env_text
 
 COMPOSE_BIN = os.environ.get("RUNBOOK_OPS_COMPOSE_BIN") or ""
+_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _UNIT_TESTS = os.path.join(os.path.dirname(__file__), "..", "unit", "plugins", "module_utils", "_ops",
                            "test_env_file.py")
 
@@ -88,3 +93,25 @@ def test_compose_reads_every_env_file_as_the_core_does(tmp_path):
         directory = tmp_path / rule_id
         directory.mkdir()
         assert _compose_config(str(directory), ["OK=1\n" + text]).returncode != 0, rule_id
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the role's task makes the file owned by root")
+def test_the_backup_roles_credentials_file_reads_back_unchanged_by_restic_env_and_compose(tmp_path):
+    """roles/backup/tasks/configure.yml's own task, run by ansible-playbook (Ansible's templating,
+    the runbook.ops.env_line filter), then read by backup.read_env_file and by compose."""
+    with open(os.path.join(_REPO, "roles", "backup", "tasks", "configure.yml"), encoding="utf-8") as handle:
+        (task,) = [t for t in yaml.safe_load(handle) if t.get("name") == "Write the repository credentials (0600)"]
+    dest = tmp_path / "backup.env"
+    values = {"V%02d" % i: v for i, v in enumerate(TRICKY_VALUES)}
+    playbook = tmp_path / "write.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]),
+                        encoding="utf-8")
+    (tmp_path / "vars.json").write_text(json.dumps({"backup_repository_env": values, "backup_env_file": str(dest)}),
+                                        encoding="utf-8")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook),
+                           "-e", "@%s" % (tmp_path / "vars.json")], cwd=_REPO, capture_output=True, text=True,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert oct(dest.stat().st_mode & 0o777) == "0o600"
+    assert backup.read_env_file(str(dest)) == values
+    assert _compose_environments(str(tmp_path), [dest.read_text(encoding="utf-8")]) == [values]
