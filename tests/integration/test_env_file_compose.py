@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -39,6 +40,14 @@ TRICKY_VALUES = [
     "\\n literal", "\\$x", "\\0123", "line1\nline2", "\nlead", "trail\n", "cr\rlf\r\n",
     "  lead and trail  ", "\ttab\t", "=:{}[]", "ünïcødé ✓ 秘密", "' \" # $ \\ mixed $$ ${X:-y} \\\\",
 ]
+
+PIECES = list("ab '\"#$\\\n\r\t{}=:- ") + ["${A}", "$$", " #", "\\'", '\\"', "\\0123", "\\n", "é", "秘", "\u2028", "\x85"]
+
+
+def _random_values(count, seed=20):
+    """Seeded values built from the pieces that matter to the rules (the same every run)."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 16))) for _ in range(count)]
 
 
 def _unit_tables():
@@ -79,11 +88,12 @@ def _compose_environments(directory, env_files):
 
 
 def test_compose_reads_every_env_file_as_the_core_does(tmp_path):
-    written = "".join(format_env_line("V%02d" % i, v) + "\n" for i, v in enumerate(TRICKY_VALUES))
+    values = TRICKY_VALUES + _random_values(300)
+    written = "".join(format_env_line("V%03d" % i, v) + "\n" for i, v in enumerate(values))
     rules, refused = _unit_tables()
     texts = [written] + [text for _id, text, _expected in rules]
     environments = _compose_environments(str(tmp_path), texts)
-    assert environments[0] == {"V%02d" % i: v for i, v in enumerate(TRICKY_VALUES)}
+    assert environments[0] == {"V%03d" % i: v for i, v in enumerate(values)}
     assert environments[0] == parse_env_text(written)
     differs = {rule_id: (environment, parse_env_text(text))
                for (rule_id, text, _expected), environment in zip(rules, environments[1:])
