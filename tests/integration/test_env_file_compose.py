@@ -47,7 +47,7 @@ PIECES = list("ab '\"#$\\\n\r\t{}=:- ") + ["${A}", "$$", " #", "\\'", '\\"', "\\
 def _random_values(count, seed=20):
     """Seeded values built from the pieces that matter to the rules (the same every run)."""
     rng = random.Random(seed)
-    return ["".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 16))) for _ in range(count)]
+    return ["".join(rng.choice(PIECES) for _piece in range(rng.randrange(0, 16))) for _value in range(count)]
 
 
 def _unit_tables():
