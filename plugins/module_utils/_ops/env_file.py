@@ -12,7 +12,8 @@ A port of compose-go's ``dotenv/parser.go`` (compose-go v2, Docker Compose v2.40
 - ``'single'`` quotes are literal (only ``\\'`` stands for a quote) and may span lines;
 - ``"double"`` quotes take the escapes ``\\n \\t \\r \\\\ \\" \\$`` (and ``\\a \\b \\f \\v``, ``\\0NNN``
   octal), may span lines, and are interpolated after the escapes;
-- after a closing quote the rest of the line is read as the next statement (a ``#`` comment).
+- after a closing quote the rest of the line is read as the next statement (a ``#`` comment);
+- a last line without ``=`` nor line break is compose-go's empty key ``""`` holding that line.
 
 Interpolation, as compose-go's ``template`` package: ``$$`` is ``$``; ``$NAME`` and ``${NAME}``
 are ``environ``'s value, else the value of an earlier key of the file, else empty;
@@ -20,6 +21,8 @@ are ``environ``'s value, else the value of an earlier key of the file, else empt
 ``${NAME:?message}`` and ``${NAME?message}`` as in the shell; a ``$`` before anything else is kept.
 
 ``format_env_line`` writes one line that every reader above gives back exactly.
+tests/integration/test_env_file_compose.py compares all of this with ``docker compose config``
+(v2.40.3: no difference found).
 Error messages name the line, never a value: values are secrets.
 """
 
