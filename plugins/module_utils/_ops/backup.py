@@ -39,7 +39,7 @@ import re
 import shutil
 import time
 
-from . import restore_plan, timestamps
+from . import env_file, restore_plan, timestamps
 from .errors import OpsError
 from .mounts import unescape_mount
 from .restic_filter import invalid_patterns
@@ -218,33 +218,16 @@ def restic_env(config):
 
 
 def read_env_file(path):
-    """Parse ``KEY=VALUE`` lines (``#`` comments, optional ``export``); values are secrets.
+    """The ``env_file`` values (secrets), read as Docker Compose reads an env file
+    (``env_file.read_env_file``); the role writes each line with ``runbook.ops.env_line``
+    (``env_file.format_env_line``), so every value arrives as written.
 
-    One pair of matching quotes around a value is removed (the role writes ``KEY='value'``),
-    nothing else: a secret that ends in a quote keeps it.
+    A last line without ``=`` (compose-go reads it as an empty key) is left out: no
+    environment holds an empty name. Raises ``OpsError`` in one line when the file cannot
+    be read or parsed.
     """
-    values = {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line or line.startswith("#") or "=" not in line:
-                    continue
-                key, value = line.split("=", 1)
-                key = key.strip()
-                if key.startswith("export "):
-                    key = key[len("export "):].strip()
-                values[key] = _unquote(value.strip())
-    except OSError as exc:
-        raise OpsError("cannot read restic env file %s (%s)" % (path, exc.strerror))
-    return values
-
-
-def _unquote(value):
-    """``value`` without one pair of matching surrounding quotes."""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
+    values = env_file.read_env_file(path, what="restic env file")
+    return {key: value for key, value in values.items() if key}
 
 
 def restic_argv(config, *args):

@@ -65,6 +65,7 @@ import tempfile
 import time
 
 from . import docker_api
+from .env_file import read_env_file
 from .errors import OpsError
 from .hostkey import FINGERPRINT_LENGTH, UNSET, fingerprint, host_key, key_id, keyed_hash
 from .runner import run_command
@@ -207,8 +208,13 @@ def make_redactor(values):
 
 
 def read_env_file_values(path):
-    """Return the values of a ``KEY=VALUE`` file (for redaction only; best effort)."""
-    values = []
+    """Return the values of a ``KEY=VALUE`` file (for redaction only; best effort): as compose
+    reads them (``env_file.read_env_file``: quotes, escapes, multi-line values) and, line by
+    line, as written (compose quotes a line of a file it cannot read)."""
+    try:
+        values = [v for v in read_env_file(path).values() if v]
+    except OpsError:
+        values = []
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:

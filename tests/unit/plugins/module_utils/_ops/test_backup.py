@@ -1175,11 +1175,15 @@ _ROLE_TASKS = os.path.join(os.path.dirname(os.path.dirname(_MODULE_UTILS)), "rol
 
 
 def _role_env_file(values):
-    """The credentials file as roles/backup/tasks/configure.yml writes it (its template)."""
+    """The credentials file as roles/backup/tasks/configure.yml writes it (its template,
+    with the collection's filters)."""
+    from ansible_collections.runbook.ops.plugins.filter.env_line import FilterModule
     with open(_ROLE_TASKS, encoding="utf-8") as handle:
         tasks = yaml.safe_load(handle)
     (task,) = [t for t in tasks if t.get("name") == "Write the repository credentials (0600)"]
-    template = jinja2.Environment(trim_blocks=True).from_string(task["ansible.builtin.copy"]["content"])
+    environment = jinja2.Environment(trim_blocks=True)
+    environment.filters.update(("runbook.ops." + name, f) for name, f in FilterModule().filters().items())
+    template = environment.from_string(task["ansible.builtin.copy"]["content"])
     return template.render(backup_repository_env=values)
 
 
