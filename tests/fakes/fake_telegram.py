@@ -15,6 +15,7 @@ Run it in a container: ``python3 fake_telegram.py --port 8081 --expect-token-fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import threading
@@ -156,6 +157,20 @@ class FakeTelegram:
     def __exit__(self, *exc_info):
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+@contextlib.contextmanager
+def telegram_runtime(tmp_path, token, host_label="web1"):
+    """A runbook-ops runtime (state under ``tmp_path``) whose alerts go to a ``FakeTelegram``
+    for ``token``: yields ``(runtime, fake)``."""
+    from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import merge_runtime
+
+    (tmp_path / "token").write_text(token)
+    with FakeTelegram(token) as fake:
+        yield merge_runtime({
+            "host_label": host_label, "state_dir": str(tmp_path / "state"),
+            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
+                      "telegram_token_file": str(tmp_path / "token")}}), fake
 
 
 def main(argv=None) -> int:

@@ -16,13 +16,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fakes"))
 
-from fake_telegram import FakeTelegram  # noqa: E402
+from fake_telegram import telegram_runtime  # noqa: E402
 from images import build_busybox_image  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
     health, health_resources)
-from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import (  # noqa: E402
-    merge_runtime)
 
 TOKEN = "8080:container-memory-token"
 MIB = 1 << 20
@@ -83,12 +81,7 @@ def test_container_memory_against_its_limit_pages_and_matches_docker_stats(
             health_resources.read_container_stats_raw(client, containers[0].id))
         assert raw[1] == 32 * MIB and abs(raw[0] - hog["usage_bytes"]) < 2 * MIB
 
-        (tmp_path / "token").write_text(TOKEN)
-        with FakeTelegram(TOKEN) as fake:
-            runtime = merge_runtime({
-                "host_label": "web1", "state_dir": str(tmp_path / "state"),
-                "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
-                          "telegram_token_file": str(tmp_path / "token")}})
+        with telegram_runtime(tmp_path, TOKEN) as (runtime, fake):
             quiet = dict(config, resource_checks=True, memory_warning_percent=99,
                          memory_critical_percent=100, swap_warning_percent=99,
                          swap_critical_percent=100, cpu_warning_percent=99.9)

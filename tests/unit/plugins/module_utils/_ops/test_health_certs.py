@@ -31,7 +31,7 @@ _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
-from fake_telegram import FakeTelegram  # noqa: E402
+from fake_telegram import telegram_runtime  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
     health, health_certs)
@@ -236,12 +236,7 @@ def test_a_certificate_alert_goes_out_daily_not_hourly(serve, pki, tmp_path):
     config = health.validate_config({"resource_checks": False, "certificates": [
         {"host": "127.0.0.1", "port": server.port, "server_name": "app.test",
          "ca_file": pki["ca_file"]}]})
-    (tmp_path / "token").write_text(TOKEN)
-    with FakeTelegram(TOKEN) as fake:
-        runtime = merge_runtime({
-            "host_label": "web1", "state_dir": str(tmp_path / "state"),
-            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
-                      "telegram_token_file": str(tmp_path / "token")}})
+    with telegram_runtime(tmp_path, TOKEN) as (runtime, fake):
         start = NOW.timestamp() + 60
         counts = []
         for minute in (0, 5, 65, 125, 24 * 60 + 5):

@@ -20,7 +20,7 @@ _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
-from fake_telegram import FakeTelegram  # noqa: E402
+from fake_telegram import telegram_runtime  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
     health, health_commands)
@@ -127,12 +127,7 @@ def test_a_command_alert_follows_the_debounce_cooldown_and_recovery(tmp_path):
     config = health.validate_config({"resource_checks": False, "cooldown_seconds": 3600,
                                      "commands": [{"name": "queue", "command": command,
                                                    "warn_above": 1000}]})
-    (tmp_path / "token").write_text(TOKEN)
-    with FakeTelegram(TOKEN) as fake:
-        runtime = merge_runtime({
-            "host_label": "web1", "state_dir": str(tmp_path / "state"),
-            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
-                      "telegram_token_file": str(tmp_path / "token")}})
+    with telegram_runtime(tmp_path, TOKEN) as (runtime, fake):
         counts = []
         for minute, depth in ((0, 1500), (5, 1800), (10, 2500), (15, 12)):
             flag.write_text("%d\n" % depth)

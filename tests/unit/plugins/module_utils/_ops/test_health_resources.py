@@ -25,7 +25,7 @@ _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
-from fake_telegram import FakeTelegram  # noqa: E402
+from fake_telegram import telegram_runtime  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
     health, health_resources)
@@ -163,12 +163,7 @@ def test_memory_alert_after_two_runs_then_recovery_through_the_bot_api(tmp_path)
     high, low = _meminfo_file(tmp_path, 93, name="high"), _meminfo_file(tmp_path, 40, name="low")
     stat = tmp_path / "stat"
     stat.write_text(kernel_stat([100, 0, 100, 800, 0, 0, 0, 0, 0, 0], 1_699_000_000))
-    (tmp_path / "token").write_text(TOKEN)
-    with FakeTelegram(TOKEN) as fake:
-        runtime = merge_runtime({
-            "host_label": "web1", "state_dir": str(tmp_path / "state"),
-            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "-1001",
-                      "telegram_token_file": str(tmp_path / "token")}})
+    with telegram_runtime(tmp_path, TOKEN) as (runtime, fake):
         for minute, meminfo in ((0, high), (5, high), (10, high), (15, low)):
             health.run_health_check(config, runtime, now=1_700_000_000 + minute * 60,
                                     meminfo_path=meminfo, stat_path=str(stat))
@@ -193,34 +188,28 @@ def test_cpu_busy_for_the_whole_window_warns_one_busy_interval_does_not(tmp_path
     config = health.validate_config({"failures_before_alert": 2})
     meminfo = _meminfo_file(tmp_path, 10)
     runtime = merge_runtime({"host_label": "web1", "state_dir": str(tmp_path / "state")})
-    sent, seen = [], []
-    busy = idle = 0
-    for minute, percent in ((0, 0), (5, 95), (10, 95), (15, 95), (20, 10)):
-        busy += 30000 * percent // 100  # 2 CPUs at 100 ticks/s over 5 minutes: 60000 ticks
-        idle += 30000 * (100 - percent) // 100 + 30000
-        summary = health.run_health_check(
-            config, runtime, now=1_700_000_000 + minute * 60, meminfo_path=meminfo,
-            stat_path=_stat_at(tmp_path, busy, idle),
-            notify=lambda rt, key, level, text, now=None: sent.append((key, level, text)) or {
-                "sent": True})
-        cpu = [r for r in summary["results"] if r["key"] == "cpu:busy"][0]
-        seen.append((cpu["level"], cpu["status"]))
-    assert seen == [("ok", "measuring"), ("ok", "48% busy"), ("ok", "48% busy"),
-                    ("ok", "48% busy"), ("ok", "5% busy")]  # two CPUs, one of them busy
-    busy = idle = 0
-    seen, sent = [], []
-    state = tmp_path / "state" / "health.json"
-    state.unlink()
-    for minute, percent in ((0, 0), (5, 95), (10, 95), (15, 95), (20, 10)):
-        busy += 60000 * percent // 100
-        idle += 60000 * (100 - percent) // 100
-        summary = health.run_health_check(
-            config, runtime, now=1_700_000_000 + minute * 60, meminfo_path=meminfo,
-            stat_path=_stat_at(tmp_path, busy, idle),
-            notify=lambda rt, key, level, text, now=None: sent.append((key, level, text)) or {
-                "sent": True})
-        cpu = [r for r in summary["results"] if r["key"] == "cpu:busy"][0]
-        seen.append((cpu["level"], cpu["status"]))
+    sent = []
+
+    def run(percents, one_cpu_idle):
+        """Each run's CPU verdict; 2 CPUs at 100 ticks/s over 5 minutes: 60000 ticks, of which
+        ``percents`` are busy (of one CPU only when ``one_cpu_idle``)."""
+        seen, busy, idle, share = [], 0, 0, 30000 if one_cpu_idle else 60000
+        for minute, percent in zip((0, 5, 10, 15, 20), percents):
+            busy += share * percent // 100
+            idle += share * (100 - percent) // 100 + (60000 - share)
+            summary = health.run_health_check(
+                config, runtime, now=1_700_000_000 + minute * 60, meminfo_path=meminfo,
+                stat_path=_stat_at(tmp_path, busy, idle),
+                notify=lambda rt, key, level, text, now=None: sent.append((key, level, text)) or {
+                    "sent": True})
+            cpu = [r for r in summary["results"] if r["key"] == "cpu:busy"][0]
+            seen.append((cpu["level"], cpu["status"]))
+        return seen
+
+    assert run((0, 95, 95, 95, 10), one_cpu_idle=True) == [
+        ("ok", "measuring"), ("ok", "48% busy"), ("ok", "48% busy"), ("ok", "48% busy"), ("ok", "5% busy")]
+    (tmp_path / "state" / "health.json").unlink()
+    seen = run((0, 95, 95, 95, 10), one_cpu_idle=False)
     assert seen == [("ok", "measuring"), ("warning", "95% busy"), ("warning", "95% busy"),
                     ("warning", "95% busy"), ("ok", "10% busy")]
     assert sent == [
