@@ -700,12 +700,27 @@ def _plan_images(state, remaining, options, cutoff):
     if options["images"] == "none":
         return _step("images", False, [])
     images = state["df"].get("Images") or []
-    by_id = {}
-    for img in state.get("images_all") or []:
-        by_id[img["Id"]] = img
+    by_id = dict((img["Id"], img) for img in state.get("images_all") or [])
     for img in images:
         by_id.setdefault(img["Id"], img)
     used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
+    chosen, younger = _unused_images(images, used, options, cutoff)
+    chosen -= _held_parents(by_id, chosen, used)
+    depth = dict((img_id, len(_ancestors(by_id, img_id))) for img_id in chosen)
+    items = [_image_item(img, depth[img["Id"]], state.get("sized", True))
+             for img in sorted((i for i in images if i["Id"] in chosen),
+                               key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"]))]
+    estimate = None
+    if all(item["size_bytes"] is not None for item in items):
+        estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
+    step = _step("images", True, items, estimate)
+    step["younger"] = younger
+    return step
+
+
+def _unused_images(images, used, options, cutoff):
+    """``(ids, younger)``: the listed images the mode takes that no remaining container uses,
+    without the keep label and old enough; how many only their age kept."""
     chosen, younger = set(), 0
     for img in images:
         if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
@@ -716,38 +731,33 @@ def _plan_images(state, remaining, options, cutoff):
             chosen.add(img["Id"])
         else:
             younger += 1
-    # what stays keeps its whole parent chain
-    held = set()
-    for img_id in list(by_id) + list(used):
-        if img_id in chosen:
-            continue
-        parent = (by_id.get(img_id) or {}).get("ParentId")
-        while parent and parent not in held:
-            held.add(parent)
-            parent = (by_id.get(parent) or {}).get("ParentId")
-    chosen -= held
-    depth = {}
-    for img_id in chosen:
-        n, parent = 0, by_id[img_id].get("ParentId")
-        while parent:
-            n += 1
-            parent = (by_id.get(parent) or {}).get("ParentId")
-        depth[img_id] = n
-    items = []
-    for img in sorted((i for i in images if i["Id"] in chosen),
-                      key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"])):
-        shared = img.get("SharedSize")
-        alone = (None if not state.get("sized", True) or shared is None or shared < 0
-                 else max((img.get("Size") or 0) - shared, 0))  # alone: its own layers
-        items.append({"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
-                      "tags": _image_names(img), "digests": _image_digests(img),
-                      "depth": depth[img["Id"]], "size_bytes": alone})
-    estimate = None
-    if all(item["size_bytes"] is not None for item in items):
-        estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    step = _step("images", True, items, estimate)
-    step["younger"] = younger
-    return step
+    return chosen, younger
+
+
+def _ancestors(by_id, img_id):
+    """The parent chain of an image, nearest first (``ParentId`` of locally built images)."""
+    chain, parent = [], (by_id.get(img_id) or {}).get("ParentId")
+    while parent and parent not in chain:
+        chain.append(parent)
+        parent = (by_id.get(parent) or {}).get("ParentId")
+    return chain
+
+
+def _held_parents(by_id, chosen, used):
+    """Every ancestor of an image that stays (known, or in use): it stays too."""
+    return set(parent for img_id in list(by_id) + list(used) if img_id not in chosen
+               for parent in _ancestors(by_id, img_id))
+
+
+def _image_item(img, depth, sized):
+    """One planned image; ``size_bytes`` is what only it holds (its size less the part
+    shared with other images), ``None`` when the inventory did not size it."""
+    shared = img.get("SharedSize")
+    alone = (None if not sized or shared is None or shared < 0
+             else max((img.get("Size") or 0) - shared, 0))
+    return {"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
+            "tags": _image_names(img), "digests": _image_digests(img),
+            "depth": depth, "size_bytes": alone}
 
 
 def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
@@ -761,38 +771,43 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
     for ctr in containers:
         for name in _volume_names(ctr):
             users.setdefault(name, []).append(ctr)
-    grace = volume_grace_seconds(options)
     items, kept, younger = [], [], 0
     for vol in volumes:
-        name = vol.get("Name")
         if _has_label(vol.get("Labels"), options["keep_label"]):
             continue
         if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
             continue
-        holders = users.get(name) or []
+        holders = users.get(vol.get("Name")) or []
         if not _old_enough(vol.get("CreatedAt"), cutoff):
             younger += 0 if holders else 1
             continue
-        if holders and all(ctr["Id"] in gone for ctr in holders):
-            kept.append({"kind": "volume", "id": name, "name": name, "reason": (
-                "data of %s, which this run removes; a later run may remove it"
-                % ", ".join(sorted(_container_name(c) for c in holders)))})
-        if holders:
-            continue
-        record = removed_volumes.get(name) or {}
-        removed_at = record.get("removed_at")
-        if isinstance(removed_at, (int, float)) and removed_at > now - grace:
-            kept.append({"kind": "volume", "id": name, "name": name, "reason": (
-                "data of %s, which a cleanup removed %s ago; kept for %s after that"
-                % (record.get("container") or "a container", _ago(now - removed_at),
-                   volume_grace_text(options)))})
-            continue
-        items.append({"id": name, "name": name, "anonymous": is_anonymous_volume(vol),
-                      "mountpoint": vol.get("Mountpoint"),
-                      "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
+        reason = _kept_volume_reason(vol.get("Name"), holders, gone, removed_volumes, options, now)
+        if reason:
+            kept.append({"kind": "volume", "id": vol["Name"], "name": vol["Name"], "reason": reason})
+        if not holders and not reason:
+            items.append({"id": vol["Name"], "name": vol["Name"], "anonymous": is_anonymous_volume(vol),
+                          "mountpoint": vol.get("Mountpoint"),
+                          "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
     step = _step("volumes", True, items)
     step["kept"], step["younger"] = kept, younger
     return step
+
+
+def _kept_volume_reason(name, holders, gone, removed_volumes, options, now):
+    """Why an old, unlabelled volume stays although it looks unused, or ``""``: its only
+    containers go in this run, or a cleanup removed its container within the grace time."""
+    if holders:
+        if all(ctr["Id"] in gone for ctr in holders):
+            return ("data of %s, which this run removes; a later run may remove it"
+                    % ", ".join(sorted(_container_name(c) for c in holders)))
+        return ""
+    record = removed_volumes.get(name) or {}
+    removed_at = record.get("removed_at")
+    if isinstance(removed_at, (int, float)) and removed_at > now - volume_grace_seconds(options):
+        return ("data of %s, which a cleanup removed %s ago; kept for %s after that"
+                % (record.get("container") or "a container", _ago(now - removed_at),
+                   volume_grace_text(options)))
+    return ""
 
 
 def volume_grace_seconds(options):
