@@ -380,27 +380,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
 from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import (
-    run_docker_cleanup,
+    OPTIONS, run_docker_cleanup,
 )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            builder_cache=dict(type="bool", default=True),
-            images=dict(type="str", default="unused", choices=["none", "dangling", "unused"]),
-            until=dict(type="str", default="168h"),
-            containers=dict(type="bool", default=False),
-            containers_until=dict(type="str", default="168h"),
-            volumes=dict(type="str", default="none", choices=["none", "anonymous", "all"]),
-            networks=dict(type="bool", default=False),
-            keep_label=dict(type="str", default="runbook.ops.keep"),
-            target_percent=dict(type="float"),
-            docker_host=dict(type="str"),
-            state_dir=dict(type="path", default="/var/lib/runbook-ops"),
-        ),
-        supports_check_mode=True,
-    )
+    argument_spec = dict((name, dict(spec)) for name, spec in OPTIONS.items())
+    argument_spec["state_dir"]["default"] = "/var/lib/runbook-ops"  # the module remembers removals there
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     result = run_core(module, run_docker_cleanup, dict(module.params),
                       check_mode=module.check_mode)
     for warning in result.pop("warnings", []):

@@ -68,19 +68,24 @@ from .timestamps import epoch_seconds
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
 IMAGE_MODES = ("none", "dangling", "unused")
 VOLUME_MODES = ("none", "anonymous", "all")
-DEFAULT_OPTIONS = {
-    "builder_cache": True,
-    "images": "unused",
-    "until": "168h",
-    "containers": False,
-    "containers_until": "168h",
-    "volumes": "none",
-    "networks": False,
-    "keep_label": "runbook.ops.keep",
-    "target_percent": None,
-    "docker_host": None,
-    "state_dir": None,
+# The options, declared once (argument-spec style): the module's argument_spec is built
+# from this table, normalize_options checks against it, and a unit test holds the role's
+# docker_cleanup_<name> variables in meta/argument_specs.yml to it (name, type, default,
+# choices).
+OPTIONS = {
+    "builder_cache": {"type": "bool", "default": True},
+    "images": {"type": "str", "default": "unused", "choices": list(IMAGE_MODES)},
+    "until": {"type": "str", "default": "168h"},
+    "containers": {"type": "bool", "default": False},
+    "containers_until": {"type": "str", "default": "168h"},
+    "volumes": {"type": "str", "default": "none", "choices": list(VOLUME_MODES)},
+    "networks": {"type": "bool", "default": False},
+    "keep_label": {"type": "str", "default": "runbook.ops.keep"},
+    "target_percent": {"type": "float"},
+    "docker_host": {"type": "str"},
+    "state_dir": {"type": "path"},
 }
+DEFAULT_OPTIONS = dict((name, spec.get("default")) for name, spec in OPTIONS.items())
 # Stopped containers stay at least this long after they stopped, whatever
 # ``containers_until`` says: one that exited 0 (or never started) for an hour, one that
 # crashed (exit code not 0, killed for memory, or dead) for a day, so a database that
@@ -145,14 +150,11 @@ def normalize_options(options) -> dict:
     for key, value in (options or {}).items():
         if value is not None:
             opts[key] = value
-    for key in ("builder_cache", "containers", "networks"):
-        if not isinstance(opts[key], bool):
+    for key, spec in OPTIONS.items():
+        if spec["type"] == "bool" and not isinstance(opts[key], bool):
             raise OpsError("%s: %r is not a boolean; use true or false" % (key, opts[key]))
-    if opts["images"] not in IMAGE_MODES:
-        raise OpsError("images: %r is not one of %s" % (opts["images"], ", ".join(IMAGE_MODES)))
-    if opts["volumes"] not in VOLUME_MODES:
-        raise OpsError("volumes: %r is not one of %s"
-                       % (opts["volumes"], ", ".join(VOLUME_MODES)))
+        if spec.get("choices") and opts[key] not in spec["choices"]:
+            raise OpsError("%s: %r is not one of %s" % (key, opts[key], ", ".join(spec["choices"])))
     opts["until_seconds"] = parse_duration(opts["until"])
     opts["containers_until_seconds"] = parse_duration(opts["containers_until"],
                                                       "containers_until")
