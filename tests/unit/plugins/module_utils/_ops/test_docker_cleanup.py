@@ -290,8 +290,6 @@ def test_normalize_options_rejects_bad_values(options, match):
         dc.normalize_options(options)
 
 
-
-
 def _usage_sequence(values, size=1000):
     """A fake ``usage`` callable returning successive percentages of a ``size`` disk."""
     it = iter(values)
