@@ -36,7 +36,7 @@ def test_an_error_answer_is_the_sdks_own_exception(isolated_engine):
 
 def test_another_connection_sends_nothing_until_used_and_keeps_the_version(isolated_engine):
     api, _where = docker_api.connect(isolated_engine.host, timeout=30)
-    other, _ = docker_api.connect(isolated_engine.host, version=api.api_version, check=False)
+    other = docker_api.connect(isolated_engine.host, version=api.api_version, check=False)[0]
     try:
         assert other.api_version == api.api_version
         assert other.version()["ApiVersion"]
@@ -44,7 +44,7 @@ def test_another_connection_sends_nothing_until_used_and_keeps_the_version(isola
         other.close()
         api.close()
     # nothing listens: with check=False the client is made, the first call fails
-    silent, _ = docker_api.connect("unix:///nonexistent/docker.sock", version="1.41", check=False)
+    silent = docker_api.connect("unix:///nonexistent/docker.sock", version="1.41", check=False)[0]
     with pytest.raises(requests.exceptions.ConnectionError):
         silent.ping()
     with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix:///nonexistent/docker.sock"):
@@ -58,8 +58,8 @@ def test_the_clients_timeout_bounds_a_raw_request(tmp_path):
     server.bind(path)
     server.listen(4)
     held = []
-    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(2)), daemon=True).start()
-    api, _ = docker_api.connect(path, timeout=1, version="1.41", check=False)
+    threading.Thread(target=lambda: held.extend(server.accept() for attempt in range(2)), daemon=True).start()
+    api = docker_api.connect(path, timeout=1, version="1.41", check=False)[0]
     try:
         with pytest.raises(requests.exceptions.ReadTimeout):
             docker_api.request_json(api, "GET", "/system/df")

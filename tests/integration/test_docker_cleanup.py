@@ -24,7 +24,7 @@ _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import (  # noqa: E402
-    connect, run_docker_cleanup)
+    run_docker_cleanup)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="isolated engines need root")
 
