@@ -187,26 +187,12 @@ growth:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
-from ansible_collections.runbook.ops.plugins.module_utils._ops.media import evaluate_gate
+from ansible_collections.runbook.ops.plugins.module_utils._ops.media import GATE_OPTIONS, evaluate_gate
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            media_path=dict(type="path", required=True),
-            size_limit=dict(type="str", default="500MB"),
-            growth_limit_per_week=dict(type="str", default="100MB"),
-            baseline_file=dict(type="path", default="/var/lib/runbook-ops/media-baseline.jsonl"),
-            record_count=dict(type="int"),
-            record_count_command=dict(type="raw"),
-            record_count_timeout=dict(type="int", default=120),
-            record_limit=dict(type="int", default=1000),
-            chdir=dict(type="path"),
-            disk_path=dict(type="path", default="/"),
-            disk_limit_percent=dict(type="int", default=70),
-            disk_trend_days=dict(type="int", default=90),
-            disk_history_file=dict(type="path", default="/var/lib/runbook-ops/disk-history.jsonl"),
-        ),
+        argument_spec=dict((name, dict(spec)) for name, spec in GATE_OPTIONS.items()),
         supports_check_mode=True,
     )
     params = dict(module.params)

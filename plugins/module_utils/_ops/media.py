@@ -48,6 +48,24 @@ DEFAULT_RECORD_LIMIT = 1000
 DEFAULT_DISK_PATH = "/"
 DEFAULT_DISK_LIMIT_PERCENT = 70
 DEFAULT_DISK_TREND_DAYS = 90
+# The gate's options, declared once (argument-spec style): the media_cleanup_gate module's
+# argument_spec is built from this table, and a unit test holds the media_cleanup role's
+# media_cleanup_<name> variables to it.
+GATE_OPTIONS = {
+    "media_path": {"type": "path", "required": True},
+    "size_limit": {"type": "str", "default": DEFAULT_SIZE_LIMIT},
+    "growth_limit_per_week": {"type": "str", "default": DEFAULT_GROWTH_LIMIT_PER_WEEK},
+    "baseline_file": {"type": "path", "default": DEFAULT_BASELINE_FILE},
+    "record_count": {"type": "int"},
+    "record_count_command": {"type": "raw"},
+    "record_count_timeout": {"type": "int", "default": 120},
+    "record_limit": {"type": "int", "default": DEFAULT_RECORD_LIMIT},
+    "chdir": {"type": "path"},
+    "disk_path": {"type": "path", "default": DEFAULT_DISK_PATH},
+    "disk_limit_percent": {"type": "int", "default": DEFAULT_DISK_LIMIT_PERCENT},
+    "disk_trend_days": {"type": "int", "default": DEFAULT_DISK_TREND_DAYS},
+    "disk_history_file": {"type": "path", "default": DEFAULT_DISK_HISTORY_FILE},
+}
 GROWTH_WINDOW_DAYS = 28
 MIN_GROWTH_SPAN_SECONDS = 86400
 WEEK_SECONDS = 7 * 86400
@@ -450,7 +468,8 @@ def evaluate_gate(media_path, size_limit=DEFAULT_SIZE_LIMIT,
                   disk_path=DEFAULT_DISK_PATH, disk_limit_percent=DEFAULT_DISK_LIMIT_PERCENT,
                   disk_trend_days=DEFAULT_DISK_TREND_DAYS,
                   disk_history_file=DEFAULT_DISK_HISTORY_FILE, chdir=None,
-                  record_count_timeout=120, measure_timeout=None):
+                  record_count_timeout=GATE_OPTIONS["record_count_timeout"]["default"],
+                  measure_timeout=None):
     """Measure, read the baselines and history, and return ``decide_gate``'s result.
 
     Read-only. ``record_count`` wins over ``record_count_command``; with neither the
