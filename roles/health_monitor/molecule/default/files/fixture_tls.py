@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) runbook.ops contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A TLS server for the health monitor's certificate check: accepts handshakes on

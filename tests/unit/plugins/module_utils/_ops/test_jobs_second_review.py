@@ -211,6 +211,7 @@ def _cron_commands():
 
     env = jinja2.Environment(undefined=_Any)
     env.filters["comment"] = lambda text: "# %s" % (text,)
+    env.filters["bool"] = lambda value: str(value).lower() in ("1", "true", "yes", "on")
     found = []
     for path in sorted(glob.glob(os.path.join(_REPO, "roles", "*", "templates", "etc",
                                               "cron.d", "*.j2"))):
