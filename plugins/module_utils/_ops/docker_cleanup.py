@@ -558,7 +558,10 @@ def stopped_since(container, details):
     if not details:
         return None
     state = details.get("State") or {}
-    stamps = [epoch_seconds(state.get("FinishedAt")), epoch_seconds(state.get("StartedAt")),
+    finished = state.get("FinishedAt")
+    if finished and not str(finished).startswith("0001-") and epoch_seconds(finished) is None:
+        return None  # a stop time there but unreadable: unknown, so the container stays
+    stamps = [epoch_seconds(finished), epoch_seconds(state.get("StartedAt")),
               epoch_seconds(details.get("Created") or container.get("Created"))]
     stamps = [stamp for stamp in stamps if stamp is not None]
     return max(stamps) if stamps else None
@@ -708,7 +711,7 @@ def _plan_images(state, remaining, options, cutoff):
     used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
     chosen, younger = _unused_images(images, used, options, cutoff)
     chosen -= _held_parents(by_id, chosen, used)
-    depth = dict((img_id, len(_ancestors(by_id, img_id))) for img_id in chosen)
+    depth = _depths(by_id, chosen)
     items = [_image_item(img, depth[img["Id"]], state.get("sized", True))
              for img in sorted((i for i in images if i["Id"] in chosen),
                                key=lambda i: (-depth[i["Id"]], i.get("Created") or 0, i["Id"]))]
@@ -737,18 +740,45 @@ def _unused_images(images, used, options, cutoff):
 
 
 def _ancestors(by_id, img_id):
-    """The parent chain of an image, nearest first (``ParentId`` of locally built images)."""
-    chain, parent = [], (by_id.get(img_id) or {}).get("ParentId")
-    while parent and parent not in chain:
+    """The parent chain of an image, nearest first (``ParentId`` of locally built images);
+    a cycle ends it."""
+    chain, seen, parent = [], set(), (by_id.get(img_id) or {}).get("ParentId")
+    while parent and parent not in seen:
         chain.append(parent)
+        seen.add(parent)
         parent = (by_id.get(parent) or {}).get("ParentId")
     return chain
 
 
+def _depths(by_id, ids):
+    """``{id: len(_ancestors(id))}`` with each chain walked once (legacy builds nest
+    thousands of intermediate images); a cycle ends a chain."""
+    depth = {}
+    for img_id in ids:
+        path, on_path, node = [], set(), img_id
+        while node and node not in depth and node not in on_path:
+            on_path.add(node)
+            path.append(node)
+            node = (by_id.get(node) or {}).get("ParentId")
+        below = depth[node] if node in depth else -1
+        for member in reversed(path):
+            below += 1
+            depth[member] = below
+    return dict((img_id, depth[img_id]) for img_id in ids)
+
+
 def _held_parents(by_id, chosen, used):
-    """Every ancestor of an image that stays (known, or in use): it stays too."""
-    return set(parent for img_id in list(by_id) + list(used) if img_id not in chosen
-               for parent in _ancestors(by_id, img_id))
+    """Every ancestor of an image that stays (known, or in use): it stays too. A walk stops
+    at a parent already held, so each chain is walked once."""
+    held = set()
+    for img_id in list(by_id) + list(used):
+        if img_id in chosen:
+            continue
+        parent = (by_id.get(img_id) or {}).get("ParentId")
+        while parent and parent not in held:
+            held.add(parent)
+            parent = (by_id.get(parent) or {}).get("ParentId")
+    return held
 
 
 def _image_item(img, depth, sized):
@@ -775,7 +805,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
             users.setdefault(name, []).append(ctr)
     items, kept, younger = [], [], 0
     for vol in volumes:
-        if _has_label(vol.get("Labels"), options["keep_label"]):
+        if not vol.get("Name") or _has_label(vol.get("Labels"), options["keep_label"]):
             continue
         if options["volumes"] == "anonymous" and not is_anonymous_volume(vol):
             continue

@@ -766,3 +766,28 @@ def test_a_data_root_that_cannot_be_measured_mid_run_ends_nothing():
     assert [c[1] for c in api.calls if c[0].startswith("remove_")] == ["c1", "sha256:a"]
     assert result["warnings"] == ["the data root's usage could not be measured (path /var/lib/docker does not "
                                   "exist; give a path on the filesystem to check); steps run on without the target"]
+
+
+def test_a_stop_time_that_cannot_be_read_keeps_the_container():
+    """FinishedAt present but impossible: the stop time is unknown (the container stays),
+    never the older StartedAt."""
+    details = {"Created": "2020-01-01T00:00:00Z", "State": {
+        "Status": "exited", "StartedAt": "2020-01-01T00:00:01Z", "FinishedAt": "2026-02-30T00:00:00Z"}}
+    assert dc.stopped_since({"Created": 1}, details) is None
+
+
+def test_parent_chains_count_ancestors_once_and_end_at_a_cycle():
+    by_id = dict(("c%d" % n, {"Id": "c%d" % n, "ParentId": "c%d" % (n - 1) if n else ""}) for n in range(2000))
+    by_id["loop-a"], by_id["loop-b"] = {"Id": "loop-a", "ParentId": "loop-b"}, {"Id": "loop-b", "ParentId": "loop-a"}
+    depths = dc._depths(by_id, list(by_id))
+    assert [depths["c%d" % n] for n in (0, 1, 1999)] == [0, 1, 1999]
+    assert sorted([depths["loop-a"], depths["loop-b"]]) == [0, 1]
+    assert dc._held_parents(by_id, {"c1999"}, set()) == set("c%d" % n for n in range(1998)) | {"loop-a", "loop-b"}
+
+
+def test_a_volume_without_a_name_is_never_planned():
+    opts = dc.normalize_options({"volumes": "all", "until": "0s"})
+    step = dc._plan_volumes([{"Labels": None, "CreatedAt": "2020-01-01T00:00:00Z"},
+                             {"Name": "old", "Labels": None, "CreatedAt": "2020-01-01T00:00:00Z"}],
+                            [], set(), opts, None, {}, 1.8e9)
+    assert [item["name"] for item in step["planned"]] == ["old"]
