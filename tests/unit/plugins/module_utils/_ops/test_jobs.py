@@ -138,7 +138,7 @@ def test_dead_man_pings_start_then_success_or_fail(host, fake):
     jobs.run_job(host.runtime, "pinged", ["true"])
     jobs.run_job(host.runtime, "pinged", ["false"])
     assert [r["ping"] for r in fake.requests if "ping" in r] == [
-        "abc-123/start", "abc-123", "abc-123/start", "abc-123/fail"]
+        "abc-123/start", "abc-123", "abc-123/start", "abc-123/fail"], host.log("pinged")
 
 
 def test_failed_ping_is_logged_without_url_and_does_not_fail_the_job(host):
