@@ -19,6 +19,9 @@ each host's summary says which step fixed it and the downtime, the third fails w
 runbook's escalation text, and Telegram (a fake on loopback, through the real
 ``runbook-ops alert``) gets two warnings and one critical message. Bad input (an unknown
 service, a directory without a compose project) is one line before anything restarts.
+
+Every service stops within 1 s (``stop_grace_period``): httpd as PID 1 ignores SIGTERM, and
+each recreate would wait compose's 10 s default.
 """
 
 from __future__ import annotations
@@ -55,10 +58,12 @@ CRASH = """\
 services:
   web:
     image: %(image)s
+    stop_grace_period: 1s
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     ports: ["127.0.0.1:%(port)d:8080"]
   worker:
     image: %(image)s
+    stop_grace_period: 1s
     env_file: .env
 """
 
@@ -66,6 +71,7 @@ DEPENDENCY = """\
 services:
   db:
     image: %(image)s
+    stop_grace_period: 1s
     command: ["sh", "-c", "if test -f /www/ready; then cp /www/ready /shared/ready; fi; exec httpd -f -p 8080 -h /www"]
     volumes: ["shared:/shared"]
     healthcheck:
@@ -74,6 +80,7 @@ services:
       retries: 1
   web:
     image: %(image)s
+    stop_grace_period: 1s
     command: ["sh", "-c", "test -f /shared/ready && exec httpd -f -p 8080 -h /www"]
     volumes: ["shared:/shared"]
     ports: ["127.0.0.1:%(port)d:8080"]
@@ -87,11 +94,13 @@ DOWN = """\
 services:
   web:
     image: %(image)s
+    stop_grace_period: 1s
     command: ["sh", "-c", "test -f /config/enabled && exec httpd -f -p 8080 -h /www"]
     volumes: ["./config:/config"]
     ports: ["127.0.0.1:%(port)d:8080"]
   migrate:
     image: %(image)s
+    stop_grace_period: 1s
     command: ["true"]
 """
 
@@ -289,9 +298,25 @@ def host_cli(tmp_path):
         yield cli, fake
 
 
-def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cli, tmp_path):
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB tmpfs filled to 99%: a disk above the runbook's 95%."""
+    path = tmp_path / "full"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    try:
+        (path / "fill").write_bytes(b"x" * (1024 * 1024 - 16 * 1024))
+        yield str(path)
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cli, full_disk,
+                                                        tmp_path):
     cli, fake = host_cli
-    inventory = write_inventory(tmp_path, engine, outages, cli)
+    # the host that stays down also has a full disk: space is freed first, and said so
+    inventory = write_inventory(tmp_path, engine, outages, cli,
+                                extra={"down": {"service_down_disk_paths": [full_disk]}})
     before = {host: project.containers() for host, project in outages.items()}
 
     # --check: diagnoses, lists every step it would take, changes nothing
@@ -304,9 +329,11 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
         assert project.containers() == before[host], host
         result = result_of(ran, host, "Take the outage procedure's steps until health is back")
         assert not result["changed"] and not result["escalate"] and not result["recovered"]
-        assert [s["id"] for s in result["steps"]] == ["restart_services", "restart_project"]
-        assert all(line.split()[4] == "would" for line in summary
-                   if line.startswith(("restart the failing", "restart the whole"))), summary
+        assert [s["id"] for s in result["steps"]] == (["free_resources"] if host == "down" else []) + [
+            "restart_services", "restart_project"]
+        assert all(line[37:44].strip() == "would" for line in summary
+                   if line.startswith(("free disk", "restart the failing", "restart the whole"))
+                   and "not needed" not in line), summary
     assert not (tmp_path / "reports").exists()
     check = result_of(ran, "crash", "Take the outage procedure's steps until health is back")
     assert check["steps"][0]["restart"] == ["web"] and check["steps"][0]["recreate"] == ["worker"]
@@ -345,7 +372,10 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
 
     down = outages["down"]
     assert results["down"]["escalate"] and not results["down"]["recovered"]
-    assert [s["id"] for s in results["down"]["steps"]] == ["restart_services", "restart_project"]
+    assert [s["id"] for s in results["down"]["steps"]] == [
+        "free_resources", "restart_services", "restart_project"]
+    assert results["down"]["steps"][0]["note"].startswith(
+        "because disk %s at 99%% (above 95%%): freed 0 B (emergency disk steps 1-2: " % full_disk)
     assert down.containers()["web"][1] == "exited"
     failed = ran["down"][-1]
     assert failed[0] == "Fail the hosts still down after their steps (escalate)" and failed[1]["failed"]
