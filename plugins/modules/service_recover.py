@@ -44,6 +44,7 @@ attributes:
     description: Diagnoses and lists what each step would do; nothing is restarted, written or removed, and nothing is waited for.
   diff_mode:
     support: none
+    description: Restarts have no before and after to show; RV(steps) says what each step did.
   idempotent:
     support: full
     description: On a healthy project it changes nothing.

@@ -292,8 +292,8 @@ def host_cli(tmp_path):
             "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
             "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
                       "telegram_token_file": str(host / "telegram.token")}}))
-        cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (host / "runbook-ops",
-                                                                  host / "runtime.json"))
+        cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (
+            host / "runbook-ops", host / "runtime.json"))
         cli.chmod(0o755)
         yield cli, fake
 

@@ -65,6 +65,8 @@ DEFAULTS = {
 }
 COMPOSE_TIMEOUT_SECONDS = 600
 POLL_SECONDS = 2.0
+CONTAINER_FIELDS = ("name", "id", "state", "health", "exit_code", "oom_killed", "restart_count")
+DISK_FIELDS = ("path", "mount", "used_percent", "free_bytes", "total_bytes")
 ESCALATION = ("escalate now (runbook P1: no progress for 15 min goes to L2, the tech lead): read "
               "the evidence file, look for the root cause in the logs (exit code 137 is out of "
               "memory), and if a deployment caused it, roll back (runbook: Rollback Deployment)")
@@ -186,8 +188,7 @@ def judge_services(containers, project, selected, required):
             "level": worst["level"], "problem": worst["problem"], "missing": False,
             # a health check still starting: not a failure, not up yet either
             "settling": any(i["state"] == "running" and i["health"] == "starting" for i in infos),
-            "containers": [{k: i[k] for k in ("name", "id", "state", "health", "exit_code",
-                                               "oom_killed", "restart_count")} for i in infos]}
+            "containers": [{k: i[k] for k in CONTAINER_FIELDS} for i in infos]}
     return states
 
 
@@ -222,8 +223,7 @@ def measure_resources(disk_paths, docker_root=None, meminfo_path="/proc/meminfo"
             continue
         if usage["mount"] not in seen:
             seen.add(usage["mount"])
-            disks.append({k: usage[k] for k in ("path", "mount", "used_percent", "free_bytes",
-                                                 "total_bytes")})
+            disks.append({k: usage[k] for k in DISK_FIELDS})
     try:
         memory = health.read_memory(meminfo_path)
     except OSError:
@@ -240,8 +240,8 @@ def describe_resources(resources):
     parts = []
     memory = resources.get("memory")
     if memory:
-        parts.append("memory %s available of %s" % (format_bytes(memory["available_bytes"]),
-                                                   format_bytes(memory["total_bytes"])))
+        parts.append("memory %s available of %s" % (
+            format_bytes(memory["available_bytes"]), format_bytes(memory["total_bytes"])))
     for disk in resources.get("disks") or ():
         parts.append("disk %s %d%% (%s free)" % (disk["mount"], disk["used_percent"],
                                                  format_bytes(disk["free_bytes"])))
@@ -380,9 +380,9 @@ def run_service_step(actions, base, env, project_src, redact, check_mode):
         words.append("%s %s" % ("would restart" if check_mode else "restarted",
                                 ", ".join(actions["restart"])))
     if actions["recreate"]:
-        words.append("%s %s (environment drifted from .env or no container: a restart "
-                     "would keep the old one)" % ("would recreate" if check_mode else "recreated",
-                                                 ", ".join(actions["recreate"])))
+        words.append("%s %s (environment drifted from .env or no container: a restart would keep "
+                     "the old one)" % ("would recreate" if check_mode else "recreated",
+                                       ", ".join(actions["recreate"])))
     if not words:
         return "nothing to restart: no container failed (name the endpoint's services in services)", None
     if check_mode:
