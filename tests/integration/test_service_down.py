@@ -429,13 +429,14 @@ def test_bad_input_is_one_line_before_anything_restarts(engine, tmp_path):
         assert not (tmp_path / "reports").exists()
 
         rc, ran, _err = run_playbook(inventory, "-l", "unknown", "-e", json.dumps(
-            {"service_down_project_dir": "relative/dir", "service_down_wait_seconds": "soon"}))
+            {"service_down_project_dir": "relative/dir", "service_down_wait_seconds": "soon",
+             "service_down_budget_minutes": 0.5}))
         assert rc != 0
         name, result = ran["unknown"][-1]
         assert name == "Check the inputs before anything else"
         assert result["msg"] == ('service_down_project_dir: "relative/dir" is not an absolute path; set it '
                                  "to the compose project's directory, e.g. /opt/shop; "
-                                 "service_down_wait_seconds: not a whole number of 0 or more")
+                                 'service_down_wait_seconds: "soon" is not a whole number of seconds (0 or more)')
     finally:
         subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=project.dir,
                        capture_output=True, env=dict(os.environ, **engine.env), timeout=120,
