@@ -135,6 +135,20 @@ def resource_problems(resources, disk_crit_percent, memory_min_bytes):
     return problems
 
 
+def escalation_text(project, done, problems, budget_seconds, resources_critical):
+    """What a host still down says: after which steps (or that the budget ran out before
+    the last), what is still failing, and the runbook's escalation advice."""
+    reachable = len(STEP_ORDER) - (0 if resources_critical else 1)
+    taken = ", ".join(STEP_TITLES[s] for s in done) or "no step"
+    if len(done) < reachable:
+        when = "after %s min, the budget (steps taken: %s)" % (
+            "%g" % (budget_seconds / 60.0), taken)
+    else:
+        when = "after its steps (%s)" % taken
+    return "%s is still down %s: %s — %s" % (project, when, "; ".join(problems) or "unknown",
+                                             ESCALATION)
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -541,21 +555,13 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         result["warnings"].append("check mode: health does not change, so every step a real run "
                                   "could take is listed; a real run stops as soon as health is back")
     else:
-        out_of_time = len(done) < len(STEP_ORDER) - (0 if problems_now else 1)
         result["escalate"] = True
-        taken = ", ".join(STEP_TITLES[s] for s in done)
-        result["escalation"] = "%s is still down %s: %s — %s" % (
-            project, ("after %s min, the budget (steps taken: %s)" % (_minutes(budget_seconds), taken))
-            if out_of_time else "after its steps (%s)" % taken,
-            "; ".join(observation["problems"]) or "unknown", ESCALATION)
+        result["escalation"] = escalation_text(project, done, observation["problems"],
+                                               budget_seconds, bool(problems_now))
     if not check_mode and result["report_file"] and not result["report_error"]:
         write_private(result["report_file"], "\n== steps\n" + "".join(
             "%s: %s\n" % (s["title"], s["note"]) for s in result["steps"]))
     return _finish(result, observation, started, clock)
-
-
-def _minutes(seconds):
-    return ("%g" % (seconds / 60.0))
 
 
 def _finish(result, observation, started, clock):

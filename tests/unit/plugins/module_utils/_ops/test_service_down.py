@@ -179,3 +179,19 @@ def test_a_wait_ends_after_two_healthy_checks_in_a_row():
     result = sd.wait_until_healthy(observe, 60, sleep=lambda s: now.__setitem__(0, now[0] + s),
                                    clock=lambda: now[0], poll=2)
     assert result["healthy"] and seen == [False, True, False, True, True] and now[0] == 8
+
+
+@pytest.mark.parametrize("done, critical, expected", [
+    pytest.param(["restart_services", "restart_project"], False,
+                 "shop is still down after its steps (restart the failing services, restart the whole "
+                 "project): web: exited — escalate now", id="out-of-steps"),
+    pytest.param(["restart_services"], False,
+                 "shop is still down after 0.5 min, the budget (steps taken: restart the failing "
+                 "services): web: exited — escalate now", id="out-of-time"),
+    pytest.param(["free_resources", "restart_services"], True,
+                 "shop is still down after 0.5 min, the budget (steps taken: free disk space first, "
+                 "restart the failing services): web: exited — escalate now", id="out-of-time-after-freeing"),
+])
+def test_the_escalation_says_after_what_and_why(done, critical, expected):
+    text = sd.escalation_text("shop", done, ["web: exited"], 30, critical)
+    assert text.startswith(expected) and "runbook P1: no progress for 15 min goes to L2" in text
