@@ -105,10 +105,15 @@ services:
 """
 
 
+def build_image(engine):
+    """The busybox image every project runs: httpd's /www/health and db's /www/ready."""
+    build_busybox_image(engine, IMAGE, extra_files={"/www/health": "healthy\n",
+                                                    "/www/ready": "ready\n"})
+
+
 @pytest.fixture(scope="module")
 def engine(isolated_engine):
-    build_busybox_image(isolated_engine, IMAGE, extra_files={
-        "/www/health": "healthy\n", "/www/ready": "ready\n"})
+    build_image(isolated_engine)
     return isolated_engine
 
 
