@@ -455,7 +455,8 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
 
     Keys: ``changed``, ``check_mode``, ``project``, ``healthy_before``, ``recovered``,
     ``escalate``, ``fixed_by`` (the step id that brought health back, or None),
-    ``downtime_seconds``, ``downtime`` (``41 s``, ``12 min``) and ``down_since``/``down_since_source`` (when recovered),
+    ``downtime_seconds``, ``downtime`` (``41 s``, ``12 min``) and
+    ``down_since``/``down_since_source`` (when recovered),
     ``problems`` (what failed at first), ``steps`` (``{"id", "title", "ran", "note",
     "error", "healthy_after", "problems_after"}`` per step of ``STEP_ORDER``), ``services``
     and ``endpoints`` (the last observation), ``resources``, ``resource_problems``,
@@ -551,10 +552,7 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         result.update(recovered=True, fixed_by=done[-1], downtime_seconds=round(now - since),
                       downtime=health.format_duration(now - since), down_since=since,
                       down_since_source=source)
-    elif check_mode:
-        result["warnings"].append("check mode: health does not change, so every step a real run "
-                                  "could take is listed; a real run stops as soon as health is back")
-    else:
+    elif not check_mode:  # check mode lists every step a real run could take
         result["escalate"] = True
         result["escalation"] = escalation_text(project, done, observation["problems"],
                                                budget_seconds, bool(problems_now))
