@@ -393,6 +393,7 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
         assert result["report_file"].startswith(str(tmp_path / "reports" / host / "service-down-"))
         text = open(result["report_file"]).read()
         assert "== docker ps -a" in text and "== docker logs --tail 200 " in text
+        assert text.splitlines()[-1].startswith("ESCALATE: " if host == "down" else "recovered by ")
         assert oct(os.stat(result["report_file"]).st_mode & 0o777) == "0o600"
     assert OLD_SECRET not in json.dumps(results) and NEW_SECRET not in json.dumps(results)
 

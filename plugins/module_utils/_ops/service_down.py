@@ -557,8 +557,11 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         result["escalation"] = escalation_text(project, done, observation["problems"],
                                                budget_seconds, bool(problems_now))
     if not check_mode and result["report_file"] and not result["report_error"]:
+        outcome = ("recovered by %s, down for %s (since %s)" % (
+            STEP_TITLES[result["fixed_by"]], result["downtime"], result["down_since_source"])
+            if result["recovered"] else "ESCALATE: %s" % result["escalation"])
         write_private(result["report_file"], "\n== steps\n" + "".join(
-            "%s: %s\n" % (s["title"], s["note"]) for s in result["steps"]))
+            "%s: %s\n" % (s["title"], s["note"]) for s in result["steps"]) + "\n== outcome\n" + outcome + "\n")
     return _finish(result, observation, started, clock)
 
 
