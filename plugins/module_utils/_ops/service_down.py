@@ -42,7 +42,8 @@ from .disk import filesystem_usage
 from .errors import OpsError
 from .runner import run_command
 from .state import read_json
-from .units import format_bytes, format_timestamp, plural
+from .timestamps import format_timestamp
+from .units import format_bytes, plural
 
 STEP_TITLES = {
     "free_resources": "free disk space first",
