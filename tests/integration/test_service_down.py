@@ -279,24 +279,21 @@ def summary_of(ran, host):
 
 @pytest.fixture
 def host_cli(tmp_path):
-    """The runbook-ops CLI as the base role installs it, with a runtime pointing at a fake
-    Telegram on loopback; yields (cli path, fake)."""
+    """The runbook-ops CLI as the base role installs it, with a runtime whose alerts go to a
+    fake Telegram on loopback; yields (cli path, fake)."""
     sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
-    from fake_telegram import FakeTelegram
+    from fake_telegram import telegram_runtime
     from host_layout import install_host_cli
 
     host = tmp_path / "host"
     host.mkdir()
     install_host_cli(host)
-    (host / "telegram.token").write_text(TOKEN)
-    (host / "telegram.token").chmod(0o600)
     cli = host / "runbook-ops-here"
-    with FakeTelegram(TOKEN) as fake:
-        (host / "runtime.json").write_text(json.dumps({
-            "host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
-            "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
-            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
-                      "telegram_token_file": str(host / "telegram.token")}}))
+    with telegram_runtime(host, TOKEN) as (runtime, fake):
+        (host / "token").chmod(0o600)
+        runtime.update(log_dir=str(host / "log"), lock_dir=str(host / "lock"),
+                       fallback_state_dir=str(host / "fallback"))
+        (host / "runtime.json").write_text(json.dumps(runtime))
         cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (
             host / "runbook-ops", host / "runtime.json"))
         cli.chmod(0o755)
