@@ -25,8 +25,12 @@ description:
     service whose containers hold another environment than compose resolves from C(.env) now, as
     M(runbook.ops.compose_env_sync) compares it, or that has no container, is recreated with
     C(up -d --force-recreate --no-deps) instead: a restart keeps a stale secret), waiting up to
-    O(wait_seconds); then C(docker compose up -d --force-recreate) of the whole project (never
-    C(down -v): volumes stay), waiting up to O(stack_wait_seconds) for the containers' health checks."
+    O(wait_seconds); then C(docker compose up -d --force-recreate) of the whole project, or of
+    O(services) when given (never C(down -v): volumes stay), waiting up to O(stack_wait_seconds) for the
+    containers' health checks; when every container runs, only endpoints fail and no O(services) are
+    given, that step is not run and the project escalates."
+  - A project without any container on the host (a wrong directory or project name) is refused before
+    anything starts.
   - A wait ends early once two checks in a row find everything up (no health check still starting).
   - A project still down after the last step, or after O(budget_minutes), is reported with
     RV(escalate) and the runbook's escalation advice in RV(escalation); the module itself does not fail,

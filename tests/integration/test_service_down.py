@@ -409,17 +409,21 @@ def test_bad_input_is_one_line_before_anything_restarts(engine, tmp_path):
                       {"config/enabled": "yes\n"})
     empty = tmp_path / "empty"
     empty.mkdir()
+    # a project never started here (a wrong directory or name): nothing may be created
+    absent = Project(engine, tmp_path / ("sdabsent%d" % os.getpid()), DOWN, 18000 + os.getpid() % 500 * 4 + 1,
+                     {"config/enabled": "yes\n"})
     try:
         project.compose("up", "-d")
         project.kill("web")
         before = project.containers()
-        inventory = write_inventory(tmp_path, engine, {"unknown": project, "empty": project},
+        inventory = write_inventory(tmp_path, engine, {"unknown": project, "empty": project,
+                                                       "absent": absent},
                                     tmp_path / "no-cli", extra={
                                         "unknown": {"service_down_services": ["web", "nope"]},
                                         "empty": {"service_down_project_dir": str(empty)}})
         rc, ran, err = run_playbook(inventory)
         assert rc != 0 and "Traceback" not in err
-        for host in ("unknown", "empty"):
+        for host in ("unknown", "empty", "absent"):
             name, result = ran[host][-1]
             assert name == "Stop on bad input, in the playbook's words (nothing was restarted)"
             assert "\n" not in result["msg"]
@@ -428,7 +432,9 @@ def test_bad_input_is_one_line_before_anything_restarts(engine, tmp_path):
             "unknown: unknown service nope in compose project %s; known: migrate, web" % project.name)
         assert ran["empty"][-1][1]["msg"].startswith(
             "empty: docker compose could not resolve the project in %s" % empty)
-        assert project.containers() == before
+        assert ran["absent"][-1][1]["msg"].startswith(
+            "absent: project %s has no containers on this host: a wrong project directory or name" % absent.name)
+        assert project.containers() == before and absent.containers() == {}
         assert not (tmp_path / "reports").exists()
 
         rc, ran, _err = run_playbook(inventory, "-l", "unknown", "-e", json.dumps(

@@ -302,8 +302,10 @@ def wait_until_healthy(observe, seconds, sleep=time.sleep, clock=time.monotonic,
         snapshot = observe()
         up = snapshot["healthy"] and not snapshot["settling"]
         streak = streak + 1 if up else 0
-        if streak >= 2 or clock() >= deadline:
+        if streak >= 2:
             return snapshot
+        if clock() >= deadline:  # a health check still starting at the end is not "back"
+            return dict(snapshot, healthy=up)
         sleep(max(0.0, min(poll, deadline - clock())))
 
 
@@ -413,13 +415,15 @@ def run_service_step(actions, base, env, project_src, redact, check_mode):
     return "; ".join(words), "; ".join(e for e in errors if e) or None
 
 
-def run_project_step(base, env, project_src, redact, check_mode):
-    """``up -d --force-recreate`` of the whole project (never ``down -v``)."""
+def run_project_step(base, env, project_src, redact, check_mode, named=()):
+    """``up -d --force-recreate`` of the whole project, or of the ``named`` services only
+    when the user chose some (never ``down -v``, never ``-V``: volumes are kept)."""
+    command = "up -d --force-recreate" + "".join(" " + name for name in named)
     if check_mode:
-        return "would run `docker compose up -d --force-recreate` (volumes kept)", None
-    return ("ran `docker compose up -d --force-recreate` (volumes kept)",
-            _compose(base, ["up", "-d", "--force-recreate"], env, project_src, redact,
-                     "up -d --force-recreate"))
+        return "would run `docker compose %s` (volumes kept)" % command, None
+    return ("ran `docker compose %s` (volumes kept)" % command,
+            _compose(base, ["up", "-d", "--force-recreate"] + list(named), env, project_src, redact,
+                     command))
 
 
 def run_free_step(problems, docker_host, state_dir, until, check_mode, cleanup=None):
@@ -482,6 +486,10 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
     named = sorted(set(services or ()))
     observer = Observer(client, project, selected, named, endpoints)
     first = observer.observe()
+    if all(first["services"][name]["missing"] for name in first["services"]):
+        raise OpsError("project %s has no containers on this host: a wrong project directory or "
+                       "name, or a project taken down on purpose; nothing was started (bring it up "
+                       "by hand with `docker compose up -d` if it should run)" % project)
     drifted = env_drift(config, observer.containers, client, selected)
     docker_root = None
     try:
@@ -534,13 +542,28 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
             record.update(actions)
             result["changed"] |= bool(actions["restart"] or actions["recreate"]) and not check_mode
             waited = wait_seconds if actions["restart"] or actions["recreate"] else 0
+        elif not observation["failing"] and not named:
+            # every container runs and only endpoints fail: the services behind them are
+            # unknown, and recreating the whole stack (database included) is not a guess to make
+            done.pop()
+            record.update(ran=False, note="not run: every container of %s runs while endpoints "
+                          "fail; name the services behind them in service_down_services to let "
+                          "this step recreate them" % project)
+            result["steps"].append(record)
+            step = "escalate"
+            break
         else:
             record["note"], record["error"] = run_project_step(base, env, project_src, redact,
-                                                               check_mode)
+                                                               check_mode, named)
             result["changed"] |= not check_mode
             waited = stack_wait_seconds
         if not check_mode:
-            observation = wait_until_healthy(observer.observe, waited, sleep=sleep, poll=poll)
+            try:
+                observation = wait_until_healthy(observer.observe, waited, sleep=sleep, poll=poll)
+            except OpsError as exc:  # the engine stopped answering after a step: escalate
+                record["error"] = "could not check the project afterwards: %s" % exc.message
+                observation = dict(observation, healthy=False,
+                                   problems=observation["problems"] + [record["error"]])
         record["healthy_after"] = None if check_mode else observation["healthy"]
         record["problems_after"] = [] if check_mode else observation["problems"]
         if record["error"]:

@@ -181,6 +181,24 @@ def test_a_wait_ends_after_two_healthy_checks_in_a_row():
     assert result["healthy"] and seen == [False, True, False, True, True] and now[0] == 8
 
 
+def test_a_health_check_still_starting_when_the_wait_ends_is_not_back():
+    now = [0.0]
+
+    def observe():
+        return {"healthy": True, "settling": True}
+
+    result = sd.wait_until_healthy(observe, 10, sleep=lambda s: now.__setitem__(0, now[0] + s),
+                                   clock=lambda: now[0], poll=2)
+    assert result["healthy"] is False and now[0] >= 10
+
+
+def test_the_project_step_recreates_only_the_named_services():
+    assert sd.run_project_step([], None, "/srv/shop", str, True, ["web", "worker"]) == (
+        "would run `docker compose up -d --force-recreate web worker` (volumes kept)", None)
+    assert sd.run_project_step([], None, "/srv/shop", str, True)[0] == (
+        "would run `docker compose up -d --force-recreate` (volumes kept)")
+
+
 @pytest.mark.parametrize("done, critical, expected", [
     pytest.param(["restart_services", "restart_project"], False,
                  "shop is still down after its steps (restart the failing services, restart the whole "
