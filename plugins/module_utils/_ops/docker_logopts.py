@@ -66,6 +66,9 @@ _FACILITIES = ("kern user mail daemon auth syslog lpr news uucp cron authpriv ft
                "local0 local1 local2 local3 local4 local5 local6 local7").split()
 # A size both go-units parsers read (Docker 20.10's regular expression, 26's suffix parser).
 _SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ?(?:([kKmMgGtTpP])(?:[iI][bB]|[bB])?|[bB])?$")
+# Docker 20.10's own regular expression (go-units before v0.5.0), which also takes 10mi and 10i:
+# Docker 26's suffix parser refuses those.
+_SIZE_RE_2010 = re.compile(r"^([0-9]+(?:\.[0-9]+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _DURATION_RE = re.compile(r"^[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$")
 _HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
 INT64_MAX = 2 ** 63 - 1
@@ -138,6 +141,15 @@ def _bad(key, value, rule, refused_by="dockerd"):
     return "log-opts %s=%r must be %s" % (key, value, rule), refused_by
 
 
+def _bad_size(key, value, rule, refused_by="dockerd"):
+    """A size no supported engine reads is refused as ``refused_by`` does; one that Docker 20.10
+    reads and 26 refuses (``10mi``) is this check's own caution (``refused_by`` None)."""
+    match = _SIZE_RE_2010.match(value)
+    if match and match.group(1).count(".") <= 1:
+        return _bad(key, value, rule + " (Docker 20.10 reads it, 26 and later refuse it)", None)
+    return _bad(key, value, rule, refused_by)
+
+
 def _common_problem(opts):
     mode = opts.get("mode", "")
     if mode not in ("", "blocking", "non-blocking"):
@@ -147,7 +159,7 @@ def _common_problem(opts):
             return ("log-opts max-buffer-size needs mode non-blocking (mode is %s)"
                     % (repr(mode) if mode else "not set"), "dockerd")
         if docker_size(opts["max-buffer-size"], binary=True) is None:
-            return _bad("max-buffer-size", opts["max-buffer-size"], "a size such as 4m")
+            return _bad_size("max-buffer-size", opts["max-buffer-size"], "a size such as 4m")
     disabled = opts.get("cache-disabled", "")
     if disabled and not go_bool(disabled):
         return _bad("cache-disabled", disabled, "true or false")
@@ -162,7 +174,10 @@ def _file_size_problem(opts, _host_files):
     size = opts.get("max-size")
     if size is not None:
         parsed = docker_size(size, binary=False)
-        if parsed is None or parsed <= 0 or parsed > INT64_MAX:
+        if parsed is None:
+            return _bad_size("max-size", size, "a size above 0 such as 10m (one that rounds to whole "
+                             "bytes above 0)", "container")
+        if parsed <= 0 or parsed > INT64_MAX:
             return _bad("max-size", size, "a size above 0 such as 10m (one that rounds to whole "
                         "bytes above 0)", "container")
     files = opts.get("max-file")
@@ -317,7 +332,7 @@ def _fluentd_problem(opts, _host_files):
             return problem
     limit = opts.get("fluentd-buffer-limit", "")
     if limit and docker_size(limit, binary=True) is None:
-        return _bad("fluentd-buffer-limit", limit, "a size such as 8m")
+        return _bad_size("fluentd-buffer-limit", limit, "a size such as 8m")
     wait = opts.get("fluentd-retry-wait", "")
     if wait and not _DURATION_RE.match(wait):
         return _bad("fluentd-retry-wait", wait, "a duration such as 1s or 500ms")

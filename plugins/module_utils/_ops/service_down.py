@@ -331,9 +331,10 @@ def ps_table(client):
     return ["%-14s %-28s %-24s %-24s %-28s %s" % row for row in rows]
 
 
-def gather_evidence(client, observation, log_lines):
+def gather_evidence(client, observation, log_lines, redact=lambda text: text):
     """The evidence file's text: the failing checks, ``docker ps -a`` and the last
-    ``log_lines`` log lines of every container of each failing service."""
+    ``log_lines`` log lines of every container of each failing service, with the project's
+    secrets (``redact``: the values of its .env and environment entries) masked."""
     lines = ["== what failed"] + observation["problems"] + ["", "== docker ps -a"]
     lines += ps_table(client)
     for name in observation["failing"]:
@@ -345,15 +346,17 @@ def gather_evidence(client, observation, log_lines):
                 lines += raw.decode("utf-8", "replace").splitlines()
             except Exception as exc:  # noqa: BLE001 - removed meanwhile, a log driver without reads
                 lines.append("(logs not readable: %s)" % str(exc)[:200])
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines) + "\n")
 
 
-def write_private(path, text):
-    """Write ``text`` to a new file ``path`` (mode 0600, directory 0700); the error text
-    on failure (a full disk must not stop the procedure), else None."""
+def write_private(path, text, new=False):
+    """Append ``text`` to ``path`` (mode 0600, directory 0700); with ``new`` the file must not
+    exist yet (a run's first write never joins a file someone else made, whatever its mode).
+    The error text on failure (a full disk must not stop the procedure), else None."""
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if new else os.O_APPEND)
+        descriptor = os.open(path, flags, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
@@ -511,9 +514,9 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         return _finish(result, first, started, clock)
 
     result["report_file"] = report_path(report_dir, project, started)
-    evidence = gather_evidence(client, first, log_lines)
+    evidence = gather_evidence(client, first, log_lines, redact)
     if not check_mode:
-        result["report_error"] = write_private(result["report_file"], evidence)
+        result["report_error"] = write_private(result["report_file"], evidence, new=True)
         if result["report_error"]:
             result["warnings"].append("could not write the evidence file %s (%s)" % (
                 result["report_file"], result["report_error"]))

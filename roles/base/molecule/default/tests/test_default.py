@@ -235,8 +235,13 @@ def test_logrotate_config_validates_and_rotates(host):
     host.run("echo line >> /var/log/molecule-job.log")
     rotate = host.run("logrotate -f -s /tmp/logrotate.state /etc/logrotate.d/runbook-ops-molecule")
     assert rotate.rc == 0, rotate.stderr
+    # moved, not copied and truncated (no copytruncate): nothing written meanwhile is lost,
+    # and the wrapper opens the log afresh on its next run
     assert host.file("/var/log/molecule-job.log.1").exists
-    assert host.file("/var/log/molecule-job.log").size == 0
+    assert not host.file("/var/log/molecule-job.log").exists
+    ran = host.run(BIN + " run --job molecule-job -- true")
+    assert ran.rc == 0, ran.stderr
+    assert "job molecule-job finished" in host.file("/var/log/molecule-job.log").content_string
 
 
 def test_logrotate_validator_rejects_what_logrotate_d_lets_through(host):

@@ -459,3 +459,14 @@ def test_cli_reads_the_file_from_stdin_and_names_the_target(tmp_path, capsys, mo
     assert run("docker-daemon-json", "--config", "-", "--target", target, "--validate", "--dockerd", "/bin/false") == 0
     assert capsys.readouterr().out.strip() == "%s: ok" % target
     assert not [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("daemon-json-")]
+
+
+@pytest.mark.parametrize("opts", [{"max-size": "10mi"}, {"mode": "non-blocking", "max-buffer-size": "4Mi"}])
+def test_a_size_only_docker_20_10_reads_is_this_checks_caution(opts):
+    """go-units before v0.5.0 (Docker 20.10) takes 10mi, v0.5.0 (Docker 26) refuses it: refused,
+    but not as the engine's own refusal (the oracle test found 20.10 starting such a container)."""
+    from ansible_collections.runbook.ops.plugins.module_utils._ops import docker_logopts
+
+    text, refused_by = docker_logopts.log_options_problem("json-file", opts)
+    assert refused_by is None and text.endswith("(Docker 20.10 reads it, 26 and later refuse it)")
+    assert docker_logopts.log_options_problem("json-file", {"max-size": "10x"})[1] == "container"

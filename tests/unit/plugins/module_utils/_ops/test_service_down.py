@@ -158,8 +158,10 @@ def test_the_downtime_counts_from_the_monitors_first_failed_check(tmp_path):
 def test_the_evidence_file_is_private_and_a_full_disk_is_said_not_raised(tmp_path, tmpfs):
     path = sd.report_path(str(tmp_path / "reports"), "my shop", 1796180102)
     assert path == str(tmp_path / "reports" / "service-down-my_shop-20261202T025502Z.log")
-    assert sd.write_private(path, "first\n") is None
+    assert sd.write_private(path, "first\n", new=True) is None
     assert sd.write_private(path, "second\n") is None
+    assert open(path).read() == "first\nsecond\n"
+    assert sd.write_private(path, "a run's first write never joins an existing file\n", new=True) == "File exists"
     assert open(path).read() == "first\nsecond\n"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
