@@ -60,6 +60,7 @@ POLL_SECONDS = 0.5
 GROUP_SCAN_SECONDS = 0.1  # how often the stop looks for processes left in the group
 MAX_LINE_BYTES = 65536
 PING_TIMEOUT_SECONDS = 10.0
+PING_RETRY_PAUSES = (0.5, 1.0)  # between tries after a dropped connection or a 5xx
 # A lock holder is stuck once it has run this long past its own timeout: the timeout's
 # stop (KILL_GRACE + 2 x READ_GRACE) and the start ping (PING_TIMEOUT) fit well inside.
 STUCK_GRACE_SECONDS = 60.0
@@ -359,28 +360,57 @@ class JobLock:
 # --------------------------------------------------------------------------- the command
 
 def ping(url, log, what) -> bool:
-    """GET ``url`` (dead-man switch) within ``PING_TIMEOUT_SECONDS`` in all; failures are
-    logged without the URL and ignored: a ping never stops or fails a job."""
+    """GET ``url`` (dead-man switch) within ``PING_TIMEOUT_SECONDS`` in all; a dropped
+    connection or a 5xx is tried again (as ``curl --retry`` does) while time is left.
+    Failures are logged without the URL and ignored: a ping never stops or fails a job."""
     import http.client  # lazily: most jobs have no ping URL, and every cron run pays for imports
+
+    deadline = time.monotonic() + PING_TIMEOUT_SECONDS
+    for pause in PING_RETRY_PAUSES + (None,):
+        problem = _ping_once(url, deadline - time.monotonic())
+        transient = isinstance(problem, (ConnectionResetError, ConnectionAbortedError,
+                                         http.client.RemoteDisconnected)) \
+            or (isinstance(problem, int) and problem >= 500)
+        if problem is None or not transient or pause is None \
+                or time.monotonic() + pause >= deadline:
+            break
+        time.sleep(pause)
+    if problem is None:
+        return True
+    log.line("runbook-ops: dead-man ping (%s) failed: %s" % (what, _ping_problem_text(problem)))
+    return False
+
+
+def _ping_once(url, seconds):
+    """None when ``url`` answered 2xx/3xx within ``seconds``; else the HTTP status (int)
+    or the exception that ended the exchange."""
+    import http.client
     import urllib.error
 
     from .http_deadline import deadline_opener
 
     try:
-        with deadline_opener(PING_TIMEOUT_SECONDS) as opener:
-            with opener.open(url, timeout=PING_TIMEOUT_SECONDS) as response:
+        with deadline_opener(seconds) as opener:
+            with opener.open(url, timeout=seconds) as response:
                 response.read(256)
-        return True
+        return None
     except urllib.error.HTTPError as exc:
-        log.line("runbook-ops: dead-man ping (%s) failed: HTTP %d" % (what, exc.code))
-    except http.client.HTTPException as exc:  # it answers, but not in HTTP (wrong port)
-        log.line("runbook-ops: dead-man ping (%s) failed: not an HTTP answer (%s)"
-                 % (what, type(exc).__name__))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        log.line("runbook-ops: dead-man ping (%s) failed: %s"
-                 % (what, getattr(reason, "strerror", None) or reason))
-    return False
+        return exc.code
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None)
+        return reason if isinstance(reason, BaseException) else exc
+
+
+def _ping_problem_text(problem) -> str:
+    """One line for the log, never the URL."""
+    import http.client
+
+    if isinstance(problem, int):
+        return "HTTP %d" % problem
+    if isinstance(problem, http.client.HTTPException) \
+            and not isinstance(problem, http.client.RemoteDisconnected):
+        return "not an HTTP answer (%s)" % type(problem).__name__  # it answers, but not in HTTP
+    return str(getattr(problem, "strerror", None) or getattr(problem, "reason", None) or problem)
 
 
 class _Output:

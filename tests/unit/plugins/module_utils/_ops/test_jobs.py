@@ -9,8 +9,10 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -139,6 +141,31 @@ def test_dead_man_pings_start_then_success_or_fail(host, fake):
     jobs.run_job(host.runtime, "pinged", ["false"])
     assert [r["ping"] for r in fake.requests if "ping" in r] == [
         "abc-123/start", "abc-123", "abc-123/start", "abc-123/fail"], host.log("pinged")
+
+
+def test_a_ping_whose_connection_drops_once_is_sent_again(host, fake):
+    """A reset (a proxy restarting, a loaded endpoint) must not cost the job its ping: the
+    dead-man service would alert for a job that ran."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def reset_first_then_forward():
+        conn, _peer = listener.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # RST: "Connection reset by peer"
+        conn, _peer = listener.accept()
+        with conn, socket.create_connection(("127.0.0.1", int(fake.url.rsplit(":", 1)[1]))) as up:
+            up.sendall(conn.recv(65536))
+            conn.sendall(up.recv(65536))
+        listener.close()
+
+    threading.Thread(target=reset_first_then_forward, daemon=True).start()
+    lines = []
+
+    class Log:
+        line = staticmethod(lines.append)
+    assert jobs.ping("http://127.0.0.1:%d/ping/abc-123" % port, Log, "success") is True, lines
+    assert [r["ping"] for r in fake.requests] == ["abc-123"] and lines == []
 
 
 def test_failed_ping_is_logged_without_url_and_does_not_fail_the_job(host):
