@@ -65,8 +65,7 @@ def df_percent(host):
 def test_the_daily_cron_job_runs_the_check_through_the_wrapper(host):
     cron = host.file(CRON_FILE)
     assert cron.user == "root" and cron.mode == 0o644
-    # The cron module quotes environment values; cron strips the quotes.
-    assert 'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n' in cron.content_string
+    assert "\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" in cron.content_string
     assert cron_command(host) == (
         "/usr/local/bin/runbook-ops run --job disk-monitor --timeout 3600 -- "
         "/usr/local/bin/runbook-ops disk-check --config /etc/runbook-ops/disk-monitor.json")
