@@ -21,11 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compose_project import COMPOSE_BIN, ComposeProject
 from images import build_busybox_image
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _BIN = os.path.dirname(sys.executable)
-COMPOSE_BIN = os.environ.get("RUNBOOK_OPS_COMPOSE_BIN") or ""
 IMAGE = "runbook-ops-envsync:1"
 OLD_SECRET = "ai-proxy-OLD-7f3c9e1d2b"
 NEW_SECRET = "ai-proxy-NEW-4a8b6c0e5f"
@@ -82,31 +82,16 @@ def engine(isolated_engine):
     return isolated_engine
 
 
-class Project:
-    """A compose project in a temp directory on the isolated engine."""
+class Project(ComposeProject):
+    """The env-sync project, with ``env`` as its .env file."""
 
     def __init__(self, engine, directory, compose_yaml, env, files=None):
-        self.engine = engine
-        self.dir = str(directory)
-        self.name = os.path.basename(self.dir)
-        os.makedirs(self.dir)
-        with open(os.path.join(self.dir, "compose.yaml"), "w") as handle:
-            handle.write(compose_yaml % {"image": IMAGE})
-        for name, content in (files or {}).items():
-            with open(os.path.join(self.dir, name), "w") as handle:
-                handle.write(content)
+        super().__init__(engine, directory, compose_yaml, {"image": IMAGE}, files)
         self.write_env(env)
 
     def write_env(self, env):
-        with open(os.path.join(self.dir, ".env"), "w") as handle:
+        with open(os.path.join(self.dir, ".env"), "w", encoding="utf-8") as handle:
             handle.write("".join("%s=%s\n" % item for item in sorted(env.items())))
-
-    def compose(self, *args):
-        proc = subprocess.run([COMPOSE_BIN] + list(args), cwd=self.dir, capture_output=True,
-                              text=True, env=dict(os.environ, **self.engine.env), timeout=300,
-                              check=False)
-        assert proc.returncode == 0, proc.stderr
-        return proc
 
     def containers(self):
         """{service: (id, process env of the running container)} for running services."""

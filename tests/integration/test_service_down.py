@@ -35,11 +35,11 @@ import urllib.request
 
 import pytest
 
+from compose_project import COMPOSE_BIN, ComposeProject
 from images import build_busybox_image
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _BIN = os.path.dirname(sys.executable)
-COMPOSE_BIN = os.environ.get("RUNBOOK_OPS_COMPOSE_BIN") or ""
 IMAGE = "runbook-ops-servicedown:1"
 OLD_SECRET = "api-secret-OLD-3c9e1d"
 NEW_SECRET = "api-secret-NEW-8b6c0e"
@@ -117,29 +117,12 @@ def engine(isolated_engine):
     return isolated_engine
 
 
-class Project:
-    """A compose project in a directory of its own on the isolated engine."""
+class Project(ComposeProject):
+    """The service-down project: its health endpoint answers on ``port``."""
 
     def __init__(self, engine, directory, compose_yaml, port, files=None):
-        self.engine = engine
-        self.dir = str(directory)
-        self.name = os.path.basename(self.dir)
+        super().__init__(engine, directory, compose_yaml, {"image": IMAGE, "port": port}, files)
         self.port = port
-        os.makedirs(self.dir)
-        with open(os.path.join(self.dir, "compose.yaml"), "w") as handle:
-            handle.write(compose_yaml % {"image": IMAGE, "port": port})
-        for name, content in (files or {}).items():
-            path = os.path.join(self.dir, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as handle:
-                handle.write(content)
-
-    def compose(self, *args):
-        proc = subprocess.run([COMPOSE_BIN] + list(args), cwd=self.dir, capture_output=True,
-                              text=True, env=dict(os.environ, **self.engine.env), timeout=300,
-                              check=False)
-        assert proc.returncode == 0, proc.stderr
-        return proc
 
     def containers(self):
         """{service: (id, status, started at)} of the project's containers."""
