@@ -331,6 +331,9 @@ def _role_rules(role, values):
         problems.extend(_backup_rules(values))
     if role == "health_monitor":
         problems.extend(_health_monitor_rules(values))
+    if role == "media_cleanup":
+        problems.extend(_derived_job_name_problems(values, "media_cleanup_job_name", "-review",
+                                                   "the review reminder's cron file"))
     return problems
 
 
@@ -366,18 +369,22 @@ def _role_paths(role, values):
     return {"health_monitor_certificates": files} if files else {}
 
 
+def _derived_job_name_problems(values, variable, suffix, what):
+    """A job name that passes alone but not with the suffix of a second job or cron file."""
+    if variable not in values or job_name_reason(values[variable]):
+        return []
+    derived = values[variable] + suffix
+    reason = job_name_reason(derived)
+    return ["%s: %s is too long for %s %s (%s)" % (variable, show(values[variable]), what, derived, reason)] if reason else []
+
+
 def _backup_rules(values):
     problems = []
     if values.get("backup_engine") == "restic":
         for name in ("backup_repository", "backup_password"):
             if values.get(name) == "":
                 problems.append("%s: \"\" must be set when backup_engine is restic" % name)
-    if "backup_job_name" in values and not job_name_reason(values["backup_job_name"]):
-        freshness = "%s-freshness" % values["backup_job_name"]
-        if job_name_reason(freshness):
-            problems.append("backup_job_name: %s is too long for the freshness job %s (%s)"
-                            % (show(values["backup_job_name"]), freshness,
-                               job_name_reason(freshness)))
+    problems.extend(_derived_job_name_problems(values, "backup_job_name", "-freshness", "the freshness job"))
     sources = ("backup_paths", "backup_volumes", "backup_hooks", "backup_compose_project_dir")
     if all(name in values for name in sources) and not any(values[name] for name in sources):
         problems.append("backup_paths: [] leaves nothing to back up: set backup_paths, "

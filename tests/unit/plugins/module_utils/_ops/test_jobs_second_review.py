@@ -212,22 +212,32 @@ def _cron_commands():
     env = jinja2.Environment(undefined=_Any)
     env.filters["comment"] = lambda text: "# %s" % (text,)
     env.filters["bool"] = lambda value: str(value).lower() in ("1", "true", "yes", "on")
+    with open(os.path.join(_REPO, "roles", "job", "templates", "cron.j2"), encoding="utf-8") as handle:
+        cron = env.from_string(handle.read())
+    with open(os.path.join(_REPO, "roles", "job", "vars", "main.yml"), encoding="utf-8") as handle:
+        job_vars = yaml.safe_load(handle)
     found = []
-    for path in sorted(glob.glob(os.path.join(_REPO, "roles", "*", "templates", "etc",
-                                              "cron.d", "*.j2"))):
-        with open(path, encoding="utf-8") as handle:
-            text = env.from_string(handle.read()).render()
-        for line in text.splitlines():
-            if "runbook-ops run " in line and not line.startswith("#"):
-                found.append((os.path.relpath(path, _REPO), line.split(None, 6)[6]))
     for path in sorted(glob.glob(os.path.join(_REPO, "roles", "*", "tasks", "*.yml"))):
         with open(path, encoding="utf-8") as handle:
-            tasks = yaml.safe_load(handle) or []
-        for task in tasks:
-            job = (task.get("ansible.builtin.cron") or {}).get("job", "")
-            if "runbook-ops run " in job:
-                found.append((os.path.relpath(path, _REPO), env.from_string(job).render()))
+            for given in _job_includes(yaml.safe_load(handle) or []):
+                values = dict(job_vars, **given)
+                values = dict((key, env.from_string(value).render(**values) if isinstance(value, str) else value)
+                              for key, value in values.items())
+                for line in cron.render(**values).splitlines():
+                    if "runbook-ops run " in line and not line.startswith("#"):
+                        found.append((os.path.relpath(path, _REPO), line.split(None, 6)[6]))
+    assert len({where.split(os.sep)[1] for where, _c in found}) == 6, found  # the six job roles
     return found
+
+
+def _job_includes(tasks):
+    """The vars of each ``include_role: runbook.ops.job`` that installs a cron file."""
+    for task in tasks:
+        yield from _job_includes(task.get("block") or [])
+        include = task.get("ansible.builtin.include_role") or {}
+        given = task.get("vars") or {}
+        if include.get("name") == "runbook.ops.job" and given.get("job_state") != "absent":
+            yield given
 
 
 _CRON = _cron_commands()

@@ -147,6 +147,9 @@ def test_thresholds_must_be_in_order():
     ("backup_job_name", "b" * 95,
      "backup_job_name: %s is too long for the freshness job %s-freshness (is not a valid job name: use %s)"
      % ("b" * 95, "b" * 95, JOB_NAME_RULE)),
+    ("media_cleanup_job_name", "m" * 95,
+     "media_cleanup_job_name: %s is too long for the review reminder's cron file %s-review (is not a valid job name: use %s)"
+     % ("m" * 95, "m" * 95, JOB_NAME_RULE)),
     ("backup_paths", [], "backup_paths: [] leaves nothing to back up: set backup_paths, backup_volumes, "
      "backup_compose_project_dir or backup_hooks"),
 ])
@@ -196,7 +199,8 @@ def test_a_misspelt_variable_gets_the_closest_known_one():
 
 # --- drift: every role keeps its job names, timeouts and cron fields under the rules ------
 
-_TIMEOUT_VARIABLE = re.compile(r"--timeout\s+\{\{\s*(\w+)\s*\}\}")
+# what each job role passes to runbook.ops.job, which puts it on the cron line's --timeout
+_TIMEOUT_VARIABLE = re.compile(r"job_timeout_seconds:\s*\"\{\{\s*(\w+)\s*\}\}\"")
 
 
 def _role_texts(role):
@@ -208,13 +212,15 @@ def _role_texts(role):
 
 
 def _timeout_variables():
-    return sorted({(role, v) for role in JOB_ROLES for text in _role_texts(role)
-                   for v in _TIMEOUT_VARIABLE.findall(text)})
+    found = sorted({(role, v) for role in JOB_ROLES for text in _role_texts(role)
+                    for v in _TIMEOUT_VARIABLE.findall(text)})
+    assert {role for role, _v in found} == set(JOB_ROLES), found  # never an empty, silent test
+    return found
 
 
 def test_every_role_with_a_cron_job_runs_preflight_first_for_itself_and_base():
     with_jobs = {role for role in os.listdir(ROLES)
-                 if any("/usr/local/bin/runbook-ops run --job" in text for text in _role_texts(role))}
+                 if any(re.search(r"name: runbook\.ops\.job\n", text) for text in _role_texts(role))}
     assert with_jobs == set(JOB_ROLES)
     for role in JOB_ROLES:
         first = _load(role, "meta", "main.yml")["dependencies"][0]
