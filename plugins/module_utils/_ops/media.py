@@ -36,6 +36,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from .errors import OpsError
+from .options import check_config
 from .runner import run_command
 from .timestamps import iso_z, utc
 from .units import plural
@@ -545,7 +546,13 @@ def _check_timeout(config, key, where):
     return value
 
 
-BASELINE_CONFIG_KEYS = ("media_path", "baseline_file", "timeout_seconds")
+# The media-baseline job's options, declared once (argument-spec style): its config check
+# is built from this table, and a unit test holds the media_baseline role's variables to it.
+BASELINE_OPTIONS = {
+    "media_path": {"type": "path", "required": True},
+    "baseline_file": {"type": "path", "default": DEFAULT_BASELINE_FILE},
+    "timeout_seconds": {"type": "int"},
+}
 GATE_CONFIG_KEYS = ("media_path", "baseline_file", "size_limit", "growth_limit_per_week",
                     "record_count_command", "record_count_timeout", "record_limit", "chdir",
                     "disk_path", "disk_limit_percent", "disk_trend_days", "disk_history_file")
@@ -557,17 +564,13 @@ REPORT_ID_RE = re.compile(r"^mc-[0-9a-f]{12}$")
 
 
 def check_baseline_config(config, where="media-baseline config"):
-    """Return the media-baseline job config with defaults filled in; ``OpsError`` if bad.
-
-    Keys: ``media_path`` (required), ``baseline_file``, ``timeout_seconds``.
-    """
-    _check_keys(config, BASELINE_CONFIG_KEYS, where)
-    return {
-        "media_path": _require_path(config, "media_path", where),
-        "baseline_file": _require_path(dict({"baseline_file": DEFAULT_BASELINE_FILE}, **config),
-                                       "baseline_file", where),
-        "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
-    }
+    """Return the media-baseline job config with defaults filled in (``BASELINE_OPTIONS``);
+    ``OpsError`` if bad."""
+    config = check_config(BASELINE_OPTIONS, config, where, unknown="unknown setting(s) %s; allowed: %s")
+    for key in ("media_path", "baseline_file"):
+        _require_path(config, key, where)
+    _check_timeout(config, "timeout_seconds", where)
+    return config
 
 
 def check_gate_config(config, where="media-gate config"):

@@ -20,15 +20,18 @@ from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa:
 
 # domain table, role, its settings template, options the role does not expose (the base
 # runtime's state_dir; the gate's one-off record count and its command's time limit, which the
-# role sets from its own command timeout; the disk_check module's own), the role's spelling
-# of "unset" where its settings template turns it into null, and the role's names that are
-# not <role>_<option> (units in the name)
+# role sets from its own command timeout; the disk_check module's own), the role's value where
+# the core has none (its spelling of "unset", which its settings template turns into null, or
+# the wrapper's time limit, which media_baseline also gives the measurement), and the role's
+# names that are not <role>_<option>
 DOMAINS = [
     (docker_cleanup.OPTIONS, "docker_cleanup", "docker-cleanup.json.j2", {"state_dir"}, {"docker_host": ""}, {}),
     (media.GATE_OPTIONS, "media_cleanup", None, {"record_count", "record_count_timeout"},
      {"record_count_command": ""}, {}),
     (disk.OPTIONS, "disk_monitor", "disk-monitor.json.j2", {"fail_on", "host_label"},
      {"scan_timeout": 0, "history_file": ""}, {"scan_timeout": "scan_timeout_seconds"}),
+    (media.BASELINE_OPTIONS, "media_baseline", "media-baseline.json.j2", set(), {"timeout_seconds": 3600},
+     {"media_path": "path", "baseline_file": "file"}),
 ]
 
 
