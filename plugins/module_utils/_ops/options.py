@@ -67,7 +67,8 @@ def check_config(table, data, where="", unknown="unknown key(s) %s; known keys: 
     Keys starting with ``_`` (the managed-file comment) are dropped. Raises ``OpsError``,
     prefixed with ``where:`` when given, for data that is not a mapping, for keys the
     table does not know (``unknown`` % (the keys, the known keys)), a value of the wrong
-    type (``KEY must be WHAT, got VALUE``; ``None`` is unset) or not one of its choices.
+    type (``KEY must be WHAT, got VALUE``) or not one of its choices; ``None`` (JSON null)
+    is unset: the default.
     A whole number written as a float (``80.0``) is read as an int.
     """
     prefix = "%s: " % where if where else ""
@@ -79,7 +80,7 @@ def check_config(table, data, where="", unknown="unknown key(s) %s; known keys: 
     if strange:
         raise OpsError(prefix + unknown % (", ".join(strange), ", ".join(sorted(known))))
     config = copy.deepcopy(known)
-    config.update(data)
+    config.update((key, value) for key, value in data.items() if value is not None)
     for name in known:
         option, value = table[name], config[name]
         if value is None:

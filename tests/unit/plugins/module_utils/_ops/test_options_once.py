@@ -16,7 +16,7 @@ _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
-    disk, docker_cleanup, media)
+    disk, docker_cleanup, health, media)
 
 # domain table, role, its settings template, options the role does not expose (the base
 # runtime's state_dir; the gate's one-off record count and its command's time limit, which the
@@ -32,6 +32,8 @@ DOMAINS = [
      {"scan_timeout": 0, "history_file": ""}, {"scan_timeout": "scan_timeout_seconds"}),
     (media.BASELINE_OPTIONS, "media_baseline", "media-baseline.json.j2", set(), {"timeout_seconds": 3600},
      {"media_path": "path", "baseline_file": "file"}),
+    (health.OPTIONS, "health_monitor", "health-monitor.json.j2", set(), {},
+     {"resource_checks": "resources_enabled"}),
 ]
 
 
@@ -60,5 +62,6 @@ def test_the_role_declares_each_option_as_the_core_does(table, role, template, i
                          ids=[d[1] for d in DOMAINS if d[2]])
 def test_the_roles_settings_file_carries_every_option(table, role, template, internal, unset, renamed):
     text = _role(role, "templates", "etc", "runbook-ops", template)
+    text = text[text.rindex("{{ {"):]  # the settings, not the entries built before them
     keys = set(re.findall(r'^\s*"(\w+)":', text, re.M)) - {"_comment"}
     assert keys == set(table) - internal
