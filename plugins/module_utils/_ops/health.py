@@ -100,13 +100,10 @@ ENDPOINT_DEFAULTS = {
 
 # --------------------------------------------------------------------------- config
 
-def _positive_number(value, where, integer=False):
+def _positive_number(value, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise OpsError("%s must be a positive number, got %r; fix it in the health monitor "
                        "settings" % (where, value))
-    if integer and int(value) != value:
-        raise OpsError("%s must be a whole number, got %r" % (where, value))
-    return int(value) if integer else value
 
 
 def validate_endpoint(raw, index):
