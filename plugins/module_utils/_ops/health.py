@@ -88,13 +88,12 @@ THRESHOLD_PAIRS = (
     ("swap_warning_percent", "swap_critical_percent", 100),
     ("container_memory_warning_percent", "container_memory_critical_percent", 100),
 )
-ENDPOINT_DEFAULTS = {
-    "host_header": "",
-    "expected_status": 200,
-    "expected_text": "",
-    "timeout_seconds": 5,
-    "latency_limit_ms": 500,
-    "validate_certs": True,
+# One endpoint's settings; the role's health_monitor_<name> variables are their defaults.
+ENDPOINT_OPTIONS = {
+    "name": {"type": "str"}, "url": {"type": "str"}, "host_header": {"type": "str", "default": ""},
+    "expected_status": {"type": "int", "default": 200}, "expected_text": {"type": "str", "default": ""},
+    "timeout_seconds": {"type": "float", "default": 5}, "latency_limit_ms": {"type": "int", "default": 500},
+    "validate_certs": {"type": "bool", "default": True},
 }
 
 
@@ -111,31 +110,20 @@ def validate_endpoint(raw, index):
     where = "endpoints[%d]" % index
     if not isinstance(raw, dict):
         raise OpsError("%s must be a mapping with name and url, got %r" % (where, raw))
-    unknown = sorted(set(raw) - set(ENDPOINT_DEFAULTS) - {"name", "url"})
-    if unknown:
-        raise OpsError("%s has unknown keys %s; known keys: name, url, %s" % (
-            where, ", ".join(unknown), ", ".join(sorted(ENDPOINT_DEFAULTS))))
-    endpoint = dict(ENDPOINT_DEFAULTS)
-    endpoint.update(raw)
-    name = endpoint.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    endpoint = check_config(ENDPOINT_OPTIONS, raw, where, "has unknown keys %s; known keys: %s")
+    name = endpoint["name"]
+    if name is None or not _NAME_RE.match(name):
         raise OpsError("%s.name must be a short name of letters, digits, '.', '_' or '-', "
                        "got %r" % (where, name))
-    url = endpoint.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    url = endpoint["url"]
+    if url is None or not url.startswith(("http://", "https://")):
         raise OpsError("%s.url must start with http:// or https://, got %r" % (
-            where, display_url(url) if isinstance(url, str) else url))
-    status = endpoint["expected_status"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            where, display_url(url) if url else url))
+    if not 100 <= endpoint["expected_status"] <= 599:
         raise OpsError("%s.expected_status must be an HTTP status (100-599), got %r" % (
-            where, status))
-    for key in ("host_header", "expected_text"):
-        if not isinstance(endpoint[key], str):
-            raise OpsError("%s.%s must be a string, got %r" % (where, key, endpoint[key]))
+            where, endpoint["expected_status"]))
     _positive_number(endpoint["timeout_seconds"], where + ".timeout_seconds")
     _positive_number(endpoint["latency_limit_ms"], where + ".latency_limit_ms")
-    if not isinstance(endpoint["validate_certs"], bool):
-        raise OpsError("%s.validate_certs must be true or false" % where)
     return endpoint
 
 

@@ -34,6 +34,9 @@ DOMAINS = [
      {"media_path": "path", "baseline_file": "file"}),
     (health.OPTIONS, "health_monitor", "health-monitor.json.j2", set(), {},
      {"resource_checks": "resources_enabled"}),
+    # the role's defaults for each endpoint's own settings
+    (health.ENDPOINT_OPTIONS, "health_monitor", None, {"name", "url", "host_header", "expected_text", "validate_certs"},
+     {}, {}),
 ]
 
 
