@@ -46,10 +46,10 @@ def config_defaults(table):
 
 def _problem(option, value):
     """What ``value`` should be, or ``""`` when it fits the option's type."""
-    fits, what = _TYPES[option["type"]]
     if option.get("elements") in ("str", "path"):  # lists of names or paths: no empty ones
-        fits, what = (lambda items: isinstance(items, list) and all(isinstance(i, str) and i for i in items),
-                      "a list of %ss" % option["elements"])
+        fits = isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+        return "" if fits else "a list of %ss" % option["elements"]
+    fits, what = _TYPES[option["type"]]
     return "" if fits(value) else what
 
 
