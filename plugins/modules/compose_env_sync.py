@@ -295,28 +295,12 @@ failed_services:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
-from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import sync_compose_env
+from ansible_collections.runbook.ops.plugins.module_utils._ops.compose_env import OPTIONS, sync_compose_env
+from ansible_collections.runbook.ops.plugins.module_utils._ops.options import module_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            project_src=dict(type="path", required=True),
-            files=dict(type="list", elements="path"),
-            env_files=dict(type="list", elements="path"),
-            project_name=dict(type="str"),
-            services=dict(type="list", elements="str"),
-            profiles=dict(type="list", elements="str"),
-            consistent_keys=dict(type="list", elements="str", default=[], no_log=False),
-            on_inconsistent=dict(type="str", choices=["fail", "warn"], default="fail"),
-            force=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=120),
-            compose_command=dict(type="list", elements="str"),
-            docker_host=dict(type="str"),
-            state_dir=dict(type="path", default="/var/lib/runbook-ops"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=module_spec(OPTIONS), supports_check_mode=True)
     result = run_core(module, sync_compose_env, check_mode=module.check_mode, **module.params)
     for warning in result.pop("warnings"):
         module.warn(warning)

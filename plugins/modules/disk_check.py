@@ -278,29 +278,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
 from ansible_collections.runbook.ops.plugins.module_utils._ops.disk import (
-    check_disks,
-    should_fail,
+    DEFAULT_HISTORY_FILE, OPTIONS, check_disks, should_fail,
 )
+from ansible_collections.runbook.ops.plugins.module_utils._ops.options import module_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            paths=dict(type="list", elements="path", default=["/"]),
-            warn_percent=dict(type="int", default=70),
-            crit_percent=dict(type="int", default=85),
-            inode_warn_percent=dict(type="int", default=70),
-            inode_crit_percent=dict(type="int", default=85),
-            largest_under=dict(type="list", elements="path", default=[]),
-            largest_count=dict(type="int", default=20),
-            one_file_system=dict(type="bool", default=True),
-            scan_timeout=dict(type="float"),
-            fail_on=dict(type="str", choices=["never", "warning", "critical"], default="never"),
-            history_file=dict(type="path", default="/var/lib/runbook-ops/disk-history.jsonl"),
-            host_label=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    # the module reads the job's history unless told otherwise
+    argument_spec = module_spec(OPTIONS, history_file=DEFAULT_HISTORY_FILE)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     result = run_core(module, check_disks, **module.params)
     scan = result.get("scan") or {}
     if scan.get("partial"):

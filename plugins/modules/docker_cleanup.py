@@ -379,15 +379,14 @@ errors:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
-from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import (
-    OPTIONS, run_docker_cleanup,
-)
+from ansible_collections.runbook.ops.plugins.module_utils._ops.docker_cleanup import OPTIONS, run_docker_cleanup
+from ansible_collections.runbook.ops.plugins.module_utils._ops.options import module_spec
 
 
 def main():
-    argument_spec = dict((name, dict(spec)) for name, spec in OPTIONS.items())
-    argument_spec["state_dir"]["default"] = "/var/lib/runbook-ops"  # the module remembers removals there
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # the module remembers removals in the runtime's state directory
+    module = AnsibleModule(argument_spec=module_spec(OPTIONS, state_dir="/var/lib/runbook-ops"),
+                           supports_check_mode=True)
     result = run_core(module, run_docker_cleanup, dict(module.params),
                       check_mode=module.check_mode)
     for warning in result.pop("warnings", []):

@@ -188,13 +188,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.ops.plugins.module_utils._ansible import run_core
 from ansible_collections.runbook.ops.plugins.module_utils._ops.media import GATE_OPTIONS, evaluate_gate
+from ansible_collections.runbook.ops.plugins.module_utils._ops.options import module_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict((name, dict(spec)) for name, spec in GATE_OPTIONS.items()),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=module_spec(GATE_OPTIONS), supports_check_mode=True)
     params = dict(module.params)
     if params["record_count_command"] in ("", []):
         params["record_count_command"] = None

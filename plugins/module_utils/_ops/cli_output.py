@@ -8,6 +8,8 @@ import json
 import os
 import sys
 
+from .errors import OpsError
+
 
 def write_line(stream, text) -> bool:
     """Write ``text`` to ``stream`` and flush; False when the stream is gone.
@@ -53,3 +55,14 @@ def add_config_arguments(parser, default_config, what):
                             help="%s (default: %%(default)s)" % what)
     parser.add_argument("--validate", action="store_true", help="only check the config file")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def read_config(path):
+    """The JSON at ``path``; ``OpsError`` when it cannot be read or is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("config %s is not valid JSON: %s" % (path, exc))

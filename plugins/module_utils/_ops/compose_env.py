@@ -93,6 +93,23 @@ STATE_VERSION = 2
 #: Values shorter than this are not redacted from quoted compose output ("1", "yes").
 REDACT_MIN_LENGTH = 4
 UP_TIMEOUT_SECONDS = 900
+#: The options, declared once (argument-spec style): the compose_env_sync module's
+#: argument_spec is built from this table, and sync_compose_env takes its defaults from it.
+OPTIONS = {
+    "project_src": {"type": "path", "required": True},
+    "files": {"type": "list", "elements": "path"},
+    "env_files": {"type": "list", "elements": "path"},
+    "project_name": {"type": "str"},
+    "services": {"type": "list", "elements": "str"},
+    "profiles": {"type": "list", "elements": "str"},
+    "consistent_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
+    "on_inconsistent": {"type": "str", "choices": ["fail", "warn"], "default": "fail"},
+    "force": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 120},
+    "compose_command": {"type": "list", "elements": "str"},
+    "docker_host": {"type": "str"},
+    "state_dir": {"type": "path", "default": DEFAULT_STATE_DIR},
+}
 
 
 # --------------------------------------------------------------------------- values
@@ -1059,7 +1076,8 @@ def open_project(compose, project_src, files, env_files, project_name, profiles,
 
 
 def sync_compose_env(project_src, files=None, env_files=None, services=None, consistent_keys=None,
-                     on_inconsistent="fail", force=False, wait_timeout=120, compose_command=None,
+                     on_inconsistent="fail", force=False, wait_timeout=OPTIONS["wait_timeout"]["default"],
+                     compose_command=None,
                      docker_host=None, project_name=None, state_dir=DEFAULT_STATE_DIR,
                      check_mode=False, poll_interval=1.0, profiles=None):
     """Find services whose running containers hold a stale environment and recreate them.
@@ -1073,7 +1091,7 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
     files, inconsistent keys (unless ``on_inconsistent="warn"``), a scaled service with
     stopped containers, a failed ``up`` or a recreated service that does not come back.
     """
-    if on_inconsistent not in ("fail", "warn"):
+    if on_inconsistent not in OPTIONS["on_inconsistent"]["choices"]:
         raise OpsError("on_inconsistent must be fail or warn, not %r" % (on_inconsistent,))
     project_src = os.path.abspath(project_src)
     if not os.path.isdir(project_src):

@@ -28,6 +28,7 @@ import time
 
 from .errors import OpsError
 from .mounts import unescape_mount
+from .options import check_config, config_defaults
 from .state import read_jsonl
 from .timestamps import epoch_seconds, iso_z
 from .treewalk import walk_tree
@@ -384,72 +385,54 @@ def format_disk_message(host, filesystems, warn_percent, crit_percent,
 
 # ---------------------------------------------------------------------------- config
 
-CONFIG_DEFAULTS = {
-    "paths": ["/"],
-    "warn_percent": 70,
-    "crit_percent": 85,
-    "inode_warn_percent": 70,
-    "inode_crit_percent": 85,
-    "largest_under": [],
-    "largest_count": 20,
-    "one_file_system": True,
-    "scan_timeout": None,
-    "history_file": None,
-    "alert": True,
-    "alert_largest": 5,
-    "docker_usage": True,
-    "textfile_dir": "",
+# The options, declared once (argument-spec style, see ``options``): the disk_check module's
+# argument_spec and the disk-check job's config check are built from this table, and a unit
+# test holds the disk_monitor role's variables to it. The module alone fails on a status and
+# names the host; the job alone alerts, adds Docker's usage and writes metrics.
+OPTIONS = {
+    "paths": {"type": "list", "elements": "path", "default": ["/"]},
+    "warn_percent": {"type": "int", "default": 70},
+    "crit_percent": {"type": "int", "default": 85},
+    "inode_warn_percent": {"type": "int", "default": 70},
+    "inode_crit_percent": {"type": "int", "default": 85},
+    "largest_under": {"type": "list", "elements": "path", "default": []},
+    "largest_count": {"type": "int", "default": 20},
+    "one_file_system": {"type": "bool", "default": True},
+    "scan_timeout": {"type": "float"},
+    "history_file": {"type": "path"},
+    "fail_on": {"type": "str", "default": "never", "choices": list(FAIL_ON), "only": "module"},
+    "host_label": {"type": "str", "only": "module"},
+    "alert": {"type": "bool", "default": True, "only": "cli"},
+    "alert_largest": {"type": "int", "default": 5, "only": "cli"},
+    "docker_usage": {"type": "bool", "default": True, "only": "cli"},
+    "textfile_dir": {"type": "path", "default": "", "only": "cli"},
 }
+CONFIG_DEFAULTS = config_defaults(OPTIONS)
 
 
 def validate_config(data, source="<config>"):
     """Check a disk-check job config (``/etc/runbook-ops/disk-monitor.json``).
 
-    Returns the settings with defaults filled in (``CONFIG_DEFAULTS``; ``history_file``
-    ``None`` means ``<state_dir>/disk-history.jsonl``; ``textfile_dir`` ``""`` writes no
-    metrics). Keys starting with ``_`` (the managed-file comment) are ignored. Raises
-    ``OpsError`` naming the file and the key for unknown keys, wrong types and
-    impossible thresholds.
+    Returns the settings with defaults filled in (``OPTIONS``; ``history_file`` ``None``
+    means ``<state_dir>/disk-history.jsonl``; ``textfile_dir`` ``""`` writes no metrics).
+    Keys starting with ``_`` (the managed-file comment) are ignored. Raises ``OpsError``
+    naming the file and the key for unknown keys, wrong types and impossible thresholds.
     """
-    if not isinstance(data, dict):
-        raise OpsError("%s: the disk check config must be a JSON object" % source)
-    data = {key: value for key, value in data.items() if not str(key).startswith("_")}
-    unknown = sorted(set(data) - set(CONFIG_DEFAULTS))
-    if unknown:
-        raise OpsError("%s: unknown key(s) %s; known keys: %s" % (
-            source, ", ".join(unknown), ", ".join(sorted(CONFIG_DEFAULTS))))
-    config = dict(CONFIG_DEFAULTS)
-    config.update(data)
+    config = check_config(OPTIONS, data, source)
 
     def fail(key, wanted):
         raise OpsError("%s: %s must be %s, got %r" % (source, key, wanted, config[key]))
 
-    for key in ("paths", "largest_under"):
-        value = config[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            fail(key, "a list of paths")
     if not config["paths"]:
         fail("paths", "a non-empty list of paths")
-    for key in ("warn_percent", "crit_percent", "inode_warn_percent", "inode_crit_percent"):
-        if isinstance(config[key], bool) or not isinstance(config[key], (int, float)):
-            fail(key, "a number between 0 and 100")
-    for key in ("largest_count", "alert_largest"):
-        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 0:
-            fail(key, "a whole number")
-    if config["largest_count"] < 1:
-        fail("largest_count", "at least 1")
-    for key in ("one_file_system", "alert", "docker_usage"):
-        if not isinstance(config[key], bool):
-            fail(key, "true or false")
-    timeout = config["scan_timeout"]
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout <= 0):
+    for key, low in (("largest_count", 1), ("alert_largest", 0)):
+        if config[key] < low:
+            fail(key, "at least %d" % low)
+    if config["scan_timeout"] is not None and config["scan_timeout"] <= 0:
         fail("scan_timeout", "a positive number of seconds or null")
-    if config["history_file"] is not None and not (
-            isinstance(config["history_file"], str) and config["history_file"]):
+    if config["history_file"] == "":
         fail("history_file", "a path or null")
-    textfile_dir = config["textfile_dir"]
-    if not isinstance(textfile_dir, str) or (textfile_dir and not textfile_dir.startswith("/")):
+    if config["textfile_dir"] and not config["textfile_dir"].startswith("/"):
         fail("textfile_dir", "an absolute directory path or \"\" (no metrics)")
     try:
         validate_thresholds(config["warn_percent"], config["crit_percent"])

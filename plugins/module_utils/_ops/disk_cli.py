@@ -29,13 +29,11 @@ by ``scan_timeout``, 2 bad input or config.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from . import disk, disk_metrics, docker_usage
-from .cli_output import add_config_arguments, emit
-from .errors import OpsError
+from .cli_output import add_config_arguments, emit, read_config
 from .state import append_jsonl
 from .timestamps import iso_z
 
@@ -54,18 +52,6 @@ def add_parser(subparsers) -> None:
     add_config_arguments(check, DEFAULT_CONFIG_PATH, "disk check settings")
     check.add_argument("--no-alert", action="store_true", help="check and record, do not alert")
     check.set_defaults(func=disk_check_command)
-
-
-def load_config(path):
-    """Read and validate the JSON config at ``path`` (``OpsError`` when unusable)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
-    except ValueError as exc:
-        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
-    return disk.validate_config(data, path)
 
 
 def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=None):
@@ -134,7 +120,7 @@ def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=No
 
 def disk_check_command(args, runtime) -> int:
     """``disk-check``: run once, print, exit as documented in the module docstring."""
-    config = load_config(args.config)
+    config = disk.validate_config(read_config(args.config), args.config)
     if args.validate:
         emit(args, {"valid": True, "config": args.config},
              ["disk check config %s is valid: %d path(s), %d scan root(s)" % (

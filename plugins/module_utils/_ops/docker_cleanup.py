@@ -62,6 +62,7 @@ import time
 from . import docker_api
 from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
+from .options import check_config
 from .state import read_json, write_json_atomic
 from .timestamps import epoch_seconds
 
@@ -85,7 +86,6 @@ OPTIONS = {
     "docker_host": {"type": "str"},
     "state_dir": {"type": "path"},
 }
-DEFAULT_OPTIONS = dict((name, spec.get("default")) for name, spec in OPTIONS.items())
 # Stopped containers stay at least this long after they stopped, whatever
 # ``containers_until`` says: one that exited 0 (or never started) for an hour, one that
 # crashed (exit code not 0, killed for memory, or dead) for a day, so a database that
@@ -142,35 +142,18 @@ def parse_duration(text, name="until") -> float:
 
 def normalize_options(options) -> dict:
     """Defaults filled in, values checked; returns a new dict or raises ``OpsError``."""
-    opts = dict(DEFAULT_OPTIONS)
-    unknown = sorted(set(options or {}) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise OpsError("unknown option(s): %s; known: %s"
-                       % (", ".join(unknown), ", ".join(sorted(DEFAULT_OPTIONS))))
-    for key, value in (options or {}).items():
-        if value is not None:
-            opts[key] = value
-    for key, spec in OPTIONS.items():
-        if spec["type"] == "bool" and not isinstance(opts[key], bool):
-            raise OpsError("%s: %r is not a boolean; use true or false" % (key, opts[key]))
-        if spec.get("choices") and opts[key] not in spec["choices"]:
-            raise OpsError("%s: %r is not one of %s" % (key, opts[key], ", ".join(spec["choices"])))
+    opts = check_config(OPTIONS, options or {}, unknown="unknown option(s): %s; known: %s")
     opts["until_seconds"] = parse_duration(opts["until"])
     opts["containers_until_seconds"] = parse_duration(opts["containers_until"],
                                                       "containers_until")
-    if not isinstance(opts["keep_label"], str) or not opts["keep_label"].strip():
+    if not opts["keep_label"].strip():
         raise OpsError("keep_label: must be a non-empty label key such as runbook.ops.keep")
     if opts["target_percent"] is not None:
-        try:
-            target = float(opts["target_percent"])
-        except (TypeError, ValueError):
-            target = -1.0
-        if not 0 < target < 100 or isinstance(opts["target_percent"], bool):
+        if not 0 < opts["target_percent"] < 100:
             raise OpsError("target_percent: %r is not a percentage between 0 and 100 "
                            "(exclusive)" % (opts["target_percent"],))
-        opts["target_percent"] = target
-    if opts["state_dir"] is not None and not (isinstance(opts["state_dir"], str)
-                                              and opts["state_dir"].startswith("/")):
+        opts["target_percent"] = float(opts["target_percent"])
+    if opts["state_dir"] is not None and not opts["state_dir"].startswith("/"):
         raise OpsError("state_dir: %r is not an absolute path; use the runtime's state "
                        "directory such as /var/lib/runbook-ops" % (opts["state_dir"],))
     return opts

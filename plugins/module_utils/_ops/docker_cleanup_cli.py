@@ -17,10 +17,8 @@ Exit status: 0 ran (whatever it found to remove), 1 the engine refused some remo
 
 from __future__ import annotations
 
-import json
-
 from .docker_cleanup import normalize_options, run_docker_cleanup
-from .cli_output import add_config_arguments, emit
+from .cli_output import add_config_arguments, emit, read_config
 from .errors import OpsError
 from .units import format_bytes
 
@@ -44,13 +42,7 @@ def add_parser(subparsers) -> None:
 
 def load_config(path) -> dict:
     """The options in the JSON file at ``path``, checked (``OpsError`` when unusable)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
-    except ValueError as exc:
-        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
+    data = read_config(path)
     if not isinstance(data, dict):
         raise OpsError("config %s must hold a JSON object of docker_cleanup options" % path)
     options = dict((k, v) for k, v in data.items() if not k.startswith("_"))

@@ -34,6 +34,7 @@ import time
 from . import health_resources
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
+from .options import check_config
 from .state import read_json, write_json_atomic
 from .docker_api import connect
 from .timestamps import epoch_seconds, format_timestamp
@@ -46,33 +47,40 @@ BODY_READ_LIMIT = 65536
 LOG_ERROR_PATTERN = re.compile(r"error|exception|traceback|critical", re.IGNORECASE)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-CONFIG_DEFAULTS = {
-    "failures_before_alert": 2,
-    "cooldown_seconds": 3600,
-    "docker_timeout_seconds": 10,
+# The options, declared once (argument-spec style, see ``options``): the config check below
+# is built from this table, and a unit test holds the health_monitor role's variables to it.
+OPTIONS = {
+    "failures_before_alert": {"type": "int", "default": 2},
+    "cooldown_seconds": {"type": "int", "default": 3600},
+    "docker_timeout_seconds": {"type": "int", "default": 10},
     # A container restarted this many times within the window is a warning: a worker
     # OOM-killed every 10 minutes is caught even though it is running at every check.
-    "restart_window_seconds": 3600,
-    "restart_threshold": 2,
+    "restart_window_seconds": {"type": "int", "default": 3600},
+    "restart_threshold": {"type": "int", "default": 2},
     # Services whose containers run once and exit (migrations, seeders): exit 0 is ok
     # even when their restart policy is not "no". Each: "service" or "project/service".
-    "oneshot_services": [],
+    "oneshot_services": {"type": "list", "elements": "str", "default": []},
     # Host resources (health_resources.py): memory used = MemTotal - MemAvailable, as
     # `free` shows it; CPU busy above the threshold over every interval of the window.
-    "resource_checks": True,
-    "memory_warning_percent": 80,
-    "memory_critical_percent": 90,
-    "swap_warning_percent": 50,
-    "swap_critical_percent": 80,
-    "cpu_warning_percent": 80,
-    "cpu_window_seconds": 300,
+    "resource_checks": {"type": "bool", "default": True},
+    "memory_warning_percent": {"type": "int", "default": 80},
+    "memory_critical_percent": {"type": "int", "default": 90},
+    "swap_warning_percent": {"type": "int", "default": 50},
+    "swap_critical_percent": {"type": "int", "default": 80},
+    "cpu_warning_percent": {"type": "int", "default": 80},
+    "cpu_window_seconds": {"type": "int", "default": 300},
     # Each container of the Compose projects against its own memory limit.
-    "container_memory_warning_percent": 80,
-    "container_memory_critical_percent": 90,
+    "container_memory_warning_percent": {"type": "int", "default": 80},
+    "container_memory_critical_percent": {"type": "int", "default": 90},
     # TLS certificates (health_certs.py), checked once per interval.
-    "certificate_warning_days": 21,
-    "certificate_critical_days": 7,
-    "certificate_interval_seconds": 86400,
+    "certificate_warning_days": {"type": "int", "default": 21},
+    "certificate_critical_days": {"type": "int", "default": 7},
+    "certificate_interval_seconds": {"type": "int", "default": 86400},
+    # What is checked; each entry is checked by its own validator.
+    "endpoints": {"type": "list", "elements": "dict", "default": []},
+    "compose_projects": {"type": "list", "elements": "raw", "default": []},
+    "commands": {"type": "list", "elements": "dict", "default": []},
+    "certificates": {"type": "list", "elements": "dict", "default": []},
 }
 # Threshold pairs: (warning, critical, highest value allowed).
 THRESHOLD_PAIRS = (
@@ -80,25 +88,21 @@ THRESHOLD_PAIRS = (
     ("swap_warning_percent", "swap_critical_percent", 100),
     ("container_memory_warning_percent", "container_memory_critical_percent", 100),
 )
-ENDPOINT_DEFAULTS = {
-    "host_header": "",
-    "expected_status": 200,
-    "expected_text": "",
-    "timeout_seconds": 5,
-    "latency_limit_ms": 500,
-    "validate_certs": True,
+# One endpoint's settings; the role's health_monitor_<name> variables are their defaults.
+ENDPOINT_OPTIONS = {
+    "name": {"type": "str"}, "url": {"type": "str"}, "host_header": {"type": "str", "default": ""},
+    "expected_status": {"type": "int", "default": 200}, "expected_text": {"type": "str", "default": ""},
+    "timeout_seconds": {"type": "float", "default": 5}, "latency_limit_ms": {"type": "int", "default": 500},
+    "validate_certs": {"type": "bool", "default": True},
 }
 
 
 # --------------------------------------------------------------------------- config
 
-def _positive_number(value, where, integer=False):
+def _positive_number(value, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise OpsError("%s must be a positive number, got %r; fix it in the health monitor "
                        "settings" % (where, value))
-    if integer and int(value) != value:
-        raise OpsError("%s must be a whole number, got %r" % (where, value))
-    return int(value) if integer else value
 
 
 def validate_endpoint(raw, index):
@@ -106,31 +110,20 @@ def validate_endpoint(raw, index):
     where = "endpoints[%d]" % index
     if not isinstance(raw, dict):
         raise OpsError("%s must be a mapping with name and url, got %r" % (where, raw))
-    unknown = sorted(set(raw) - set(ENDPOINT_DEFAULTS) - {"name", "url"})
-    if unknown:
-        raise OpsError("%s has unknown keys %s; known keys: name, url, %s" % (
-            where, ", ".join(unknown), ", ".join(sorted(ENDPOINT_DEFAULTS))))
-    endpoint = dict(ENDPOINT_DEFAULTS)
-    endpoint.update(raw)
-    name = endpoint.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    endpoint = check_config(ENDPOINT_OPTIONS, raw, where, "has unknown keys %s; known keys: %s")
+    name = endpoint["name"]
+    if name is None or not _NAME_RE.match(name):
         raise OpsError("%s.name must be a short name of letters, digits, '.', '_' or '-', "
                        "got %r" % (where, name))
-    url = endpoint.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    url = endpoint["url"]
+    if url is None or not url.startswith(("http://", "https://")):
         raise OpsError("%s.url must start with http:// or https://, got %r" % (
-            where, display_url(url) if isinstance(url, str) else url))
-    status = endpoint["expected_status"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            where, display_url(url) if url else url))
+    if not 100 <= endpoint["expected_status"] <= 599:
         raise OpsError("%s.expected_status must be an HTTP status (100-599), got %r" % (
-            where, status))
-    for key in ("host_header", "expected_text"):
-        if not isinstance(endpoint[key], str):
-            raise OpsError("%s.%s must be a string, got %r" % (where, key, endpoint[key]))
+            where, endpoint["expected_status"]))
     _positive_number(endpoint["timeout_seconds"], where + ".timeout_seconds")
     _positive_number(endpoint["latency_limit_ms"], where + ".latency_limit_ms")
-    if not isinstance(endpoint["validate_certs"], bool):
-        raise OpsError("%s.validate_certs must be true or false" % where)
     return endpoint
 
 
@@ -157,49 +150,27 @@ def validate_config(data):
     Keys starting with ``_`` are comments (the role writes ``_managed``). Raises
     ``OpsError`` saying which key is wrong and what it should be.
     """
-    if not isinstance(data, dict):
-        raise OpsError("the health monitor config must be a JSON object")
-    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # comments
-    known = set(CONFIG_DEFAULTS) | {"endpoints", "compose_projects", "commands", "certificates"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise OpsError("unknown keys in the health monitor config: %s; known keys: %s" % (
-            ", ".join(unknown), ", ".join(sorted(known))))
-    config = dict(CONFIG_DEFAULTS)
-    config.update(data)
-    config["failures_before_alert"] = _positive_number(
-        config["failures_before_alert"], "failures_before_alert", integer=True)
-    if isinstance(config["cooldown_seconds"], bool) or not isinstance(
-            config["cooldown_seconds"], (int, float)) or config["cooldown_seconds"] < 0:
-        raise OpsError("cooldown_seconds must be 0 or more seconds, got %r" % (
-            config["cooldown_seconds"],))
-    _positive_number(config["docker_timeout_seconds"], "docker_timeout_seconds")
-    _positive_number(config["restart_window_seconds"], "restart_window_seconds")
-    config["restart_threshold"] = _positive_number(
-        config["restart_threshold"], "restart_threshold", integer=True)
-    oneshot = config["oneshot_services"]
-    if not isinstance(oneshot, list) or not all(
-            isinstance(item, str) and item.strip("/") for item in oneshot):
+    config = check_config(OPTIONS, data, unknown="unknown keys in the health monitor config: %s; known keys: %s")
+    for key in ("failures_before_alert", "docker_timeout_seconds", "restart_window_seconds",
+                "restart_threshold", "cpu_window_seconds", "certificate_interval_seconds",
+                "certificate_warning_days", "certificate_critical_days"):
+        _positive_number(config[key], key)
+    if config["cooldown_seconds"] < 0:
+        raise OpsError("cooldown_seconds must be 0 or more seconds, got %r" % (config["cooldown_seconds"],))
+    if not all(item.strip("/") for item in config["oneshot_services"]):
         raise OpsError("oneshot_services must be a list of service names (service or "
-                       "project/service), got %r" % (oneshot,))
+                       "project/service), got %r" % (config["oneshot_services"],))
     _validate_resources(config)
-    endpoints = data.get("endpoints") or []
-    projects = data.get("compose_projects") or []
-    commands = data.get("commands") or []
-    certificates = data.get("certificates") or []
-    if not all(isinstance(items, list) for items in (endpoints, projects, commands, certificates)):
-        raise OpsError("endpoints, compose_projects, commands and certificates must be lists")
-    config["endpoints"] = [validate_endpoint(e, i) for i, e in enumerate(endpoints)]
-    config["compose_projects"] = [validate_project(p, i) for i, p in enumerate(projects)]
-    config["commands"], config["certificates"] = [], []
-    if commands:  # the command and certificate code is imported only when configured
+    config["endpoints"] = [validate_endpoint(e, i) for i, e in enumerate(config["endpoints"])]
+    config["compose_projects"] = [validate_project(p, i) for i, p in enumerate(config["compose_projects"])]
+    if config["commands"]:  # the command and certificate code is imported only when configured
         from . import health_commands
         config["commands"] = [health_commands.validate_command(c, i)
-                              for i, c in enumerate(commands)]
-    if certificates:
+                              for i, c in enumerate(config["commands"])]
+    if config["certificates"]:
         from . import health_certs
         config["certificates"] = [health_certs.validate_certificate(c, i)
-                                  for i, c in enumerate(certificates)]
+                                  for i, c in enumerate(config["certificates"])]
     for kind, items in (("endpoint", config["endpoints"]),
                         ("compose project", config["compose_projects"]),
                         ("command", config["commands"]),
@@ -213,28 +184,18 @@ def validate_config(data):
 
 
 def _validate_resources(config):
-    """The resource and certificate settings: numbers in range, warnings below criticals."""
-    if not isinstance(config["resource_checks"], bool):
-        raise OpsError("resource_checks must be true or false, got %r" % (
-            config["resource_checks"],))
+    """The resource and certificate settings: percentages in range, warnings below criticals."""
     for warning, critical, top in THRESHOLD_PAIRS:
         for key in (warning, critical):
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value <= top:
+            if not 0 < config[key] <= top:
                 raise OpsError("%s must be a percentage above 0 and at most %d, got %r" % (
-                    key, top, value))
+                    key, top, config[key]))
         if not config[warning] < config[critical]:
             raise OpsError("%s (%s) must be below %s (%s)" % (
                 warning, config[warning], critical, config[critical]))
-    cpu = config["cpu_warning_percent"]
-    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not 0 < cpu < 100:
+    if not 0 < config["cpu_warning_percent"] < 100:
         raise OpsError("cpu_warning_percent must be a percentage between 0 and 100, got %r"
-                       % (cpu,))
-    _positive_number(config["cpu_window_seconds"], "cpu_window_seconds")
-    _positive_number(config["certificate_interval_seconds"], "certificate_interval_seconds")
-    for key in ("certificate_warning_days", "certificate_critical_days"):
-        config[key] = _positive_number(config[key], key, integer=True)
+                       % (config["cpu_warning_percent"],))
     if not config["certificate_critical_days"] < config["certificate_warning_days"]:
         raise OpsError("certificate_critical_days (%s) must be below certificate_warning_days "
                        "(%s)" % (config["certificate_critical_days"],
@@ -560,8 +521,8 @@ def list_project_containers(client, project):
 
 def check_compose_projects(projects, restart_baseline=None, client=None, timeout=10,
                            lister=list_project_containers, now=None,
-                           window_seconds=CONFIG_DEFAULTS["restart_window_seconds"],
-                           threshold=CONFIG_DEFAULTS["restart_threshold"],
+                           window_seconds=OPTIONS["restart_window_seconds"]["default"],
+                           threshold=OPTIONS["restart_threshold"]["default"],
                            oneshot_services=(), memory_levels=None,
                            stats_reader=health_resources.read_container_stats):
     """Judge every container of every project; return ``(results, new_baseline)``.

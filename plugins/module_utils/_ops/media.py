@@ -36,6 +36,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from .errors import OpsError
+from .options import check_config
 from .runner import run_command
 from .timestamps import iso_z, utc
 from .units import plural
@@ -56,7 +57,7 @@ GATE_OPTIONS = {
     "size_limit": {"type": "str", "default": DEFAULT_SIZE_LIMIT},
     "growth_limit_per_week": {"type": "str", "default": DEFAULT_GROWTH_LIMIT_PER_WEEK},
     "baseline_file": {"type": "path", "default": DEFAULT_BASELINE_FILE},
-    "record_count": {"type": "int"},
+    "record_count": {"type": "int", "only": "module"},
     "record_count_command": {"type": "raw"},
     "record_count_timeout": {"type": "int", "default": 120},
     "record_limit": {"type": "int", "default": DEFAULT_RECORD_LIMIT},
@@ -509,21 +510,11 @@ def summarize_gate(result):
 # ---------------------------------------------------------------------------- job configs
 
 
-def _require_path(config, key, where):
-    value = config.get(key)
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise OpsError("%s: %s must be an absolute path, not %r" % (where, key, value))
-    return value
-
-
-def _check_keys(config, allowed, where):
-    """Reject settings outside ``allowed``; keys starting with ``_`` are comments."""
-    if not isinstance(config, dict):
-        raise OpsError("%s: the config must be a JSON object" % where)
-    unknown = sorted(key for key in set(config) - set(allowed) if not key.startswith("_"))
-    if unknown:
-        raise OpsError("%s: unknown setting(s) %s; allowed: %s" % (
-            where, ", ".join(unknown), ", ".join(sorted(allowed))))
+def _require_paths(config, keys, where, unset=(None,)):
+    """Each of ``keys`` an absolute path unless unset (a value of ``unset``)."""
+    for key in keys:
+        if config[key] not in unset and not config[key].startswith("/"):
+            raise OpsError("%s: %s must be an absolute path, not %r" % (where, key, config[key]))
 
 
 def _check_command(value, key, where):
@@ -536,77 +527,69 @@ def _check_command(value, key, where):
 
 
 def _check_timeout(config, key, where):
-    value = config.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if config[key] is not None and config[key] <= 0:
         raise OpsError("%s: %s must be a whole number of seconds above 0, not %r"
-                       % (where, key, value))
-    return value
+                       % (where, key, config[key]))
 
 
-BASELINE_CONFIG_KEYS = ("media_path", "baseline_file", "timeout_seconds")
-GATE_CONFIG_KEYS = ("media_path", "baseline_file", "size_limit", "growth_limit_per_week",
-                    "record_count_command", "record_count_timeout", "record_limit", "chdir",
-                    "disk_path", "disk_limit_percent", "disk_trend_days", "disk_history_file")
-CLEANUP_CONFIG_KEYS = ("command", "chdir", "timeout_seconds", "media_path", "approved_report",
-                       "state_file")
-REMINDER_CONFIG_KEYS = ("state_file", "alert_key", "host", "job_name")
+_UNKNOWN = "unknown setting(s) %s; allowed: %s"
+# The jobs' options, declared once (argument-spec style): their config checks are built from
+# these tables, and a unit test holds the media_baseline role's variables to BASELINE_OPTIONS.
+BASELINE_OPTIONS = {
+    "media_path": {"type": "path", "required": True},
+    "baseline_file": {"type": "path", "default": DEFAULT_BASELINE_FILE},
+    "timeout_seconds": {"type": "int"},
+}
+# media-gate: the module's options but record_count; sizes may be numbers of bytes
+# (check_limits parses them), and the CLI puts the disk history in the runtime's state_dir.
+GATE_CONFIG_OPTIONS = dict(GATE_OPTIONS, size_limit=dict(GATE_OPTIONS["size_limit"], type="raw"),
+                           growth_limit_per_week=dict(GATE_OPTIONS["growth_limit_per_week"], type="raw"),
+                           disk_history_file={"type": "path"})
 DEFAULT_STATE_FILE = "/var/lib/runbook-ops/media-cleanup.json"
+CLEANUP_OPTIONS = {
+    "command": {"type": "raw"}, "chdir": {"type": "path"}, "timeout_seconds": {"type": "int"},
+    "media_path": {"type": "path"}, "approved_report": {"type": "raw"},
+    "state_file": {"type": "path", "default": DEFAULT_STATE_FILE},
+}
+REMINDER_OPTIONS = {
+    "state_file": {"type": "path", "default": DEFAULT_STATE_FILE},
+    "alert_key": {"type": "str", "default": "media-cleanup"}, "host": {"type": "str"}, "job_name": {"type": "str"},
+}
 REPORT_ID_RE = re.compile(r"^mc-[0-9a-f]{12}$")
 
 
 def check_baseline_config(config, where="media-baseline config"):
-    """Return the media-baseline job config with defaults filled in; ``OpsError`` if bad.
-
-    Keys: ``media_path`` (required), ``baseline_file``, ``timeout_seconds``.
-    """
-    _check_keys(config, BASELINE_CONFIG_KEYS, where)
-    return {
-        "media_path": _require_path(config, "media_path", where),
-        "baseline_file": _require_path(dict({"baseline_file": DEFAULT_BASELINE_FILE}, **config),
-                                       "baseline_file", where),
-        "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
-    }
+    """Return the media-baseline job config with defaults filled in (``BASELINE_OPTIONS``);
+    ``OpsError`` if bad."""
+    config = check_config(BASELINE_OPTIONS, config, where, _UNKNOWN)
+    _require_paths(config, ("media_path", "baseline_file"), where)
+    _check_timeout(config, "timeout_seconds", where)
+    return config
 
 
 def check_gate_config(config, where="media-gate config"):
-    """Return ``evaluate_gate`` keyword arguments from a media-gate config; ``OpsError`` if bad.
+    """Return ``evaluate_gate`` keyword arguments from a media-gate config
+    (``GATE_CONFIG_OPTIONS``); ``OpsError`` if bad.
 
     ``disk_history_file`` stays unset when not given: the CLI takes it from the runtime's
     ``state_dir``.
     """
-    _check_keys(config, GATE_CONFIG_KEYS, where)
-    config = dict((k, v) for k, v in config.items() if not k.startswith("_"))
-    merged = dict({
-        "baseline_file": DEFAULT_BASELINE_FILE,
-        "size_limit": DEFAULT_SIZE_LIMIT,
-        "growth_limit_per_week": DEFAULT_GROWTH_LIMIT_PER_WEEK,
-        "record_limit": DEFAULT_RECORD_LIMIT,
-        "disk_path": DEFAULT_DISK_PATH,
-        "disk_limit_percent": DEFAULT_DISK_LIMIT_PERCENT,
-        "disk_trend_days": DEFAULT_DISK_TREND_DAYS,
-    }, **config)
-    for key in ("media_path", "baseline_file", "disk_path"):
-        _require_path(merged, key, where)
-    if merged.get("disk_history_file") is not None:
-        _require_path(merged, "disk_history_file", where)
+    config = check_config(GATE_CONFIG_OPTIONS, config, where, _UNKNOWN)
+    _require_paths(config, ("media_path", "baseline_file", "disk_path", "disk_history_file", "chdir"), where)
     try:
-        check_limits(merged["size_limit"], merged["growth_limit_per_week"],
-                     merged["record_limit"], merged["disk_limit_percent"],
-                     merged["disk_trend_days"])
+        check_limits(config["size_limit"], config["growth_limit_per_week"],
+                     config["record_limit"], config["disk_limit_percent"],
+                     config["disk_trend_days"])
     except OpsError as exc:
         raise OpsError("%s: %s" % (where, exc.message))
-    if merged.get("record_count_command") is not None:
-        _check_command(merged["record_count_command"], "record_count_command", where)
-    if merged.get("chdir") is not None:
-        _require_path(merged, "chdir", where)
-    merged["record_count_timeout"] = _check_timeout(merged, "record_count_timeout", where) or 120
-    return merged
+    if config["record_count_command"] is not None:
+        _check_command(config["record_count_command"], "record_count_command", where)
+    _check_timeout(config, "record_count_timeout", where)
+    return config
 
 
 def check_cleanup_config(config, where="media-cleanup config"):
-    """Return the weekly cleanup job config checked; ``OpsError`` if bad.
+    """Return the weekly cleanup job config checked (``CLEANUP_OPTIONS``); ``OpsError`` if bad.
 
     Keys: ``command`` (string run with /bin/sh -c, or argv list; required), ``chdir``
     (the application's directory), ``timeout_seconds``, ``media_path`` (measured before
@@ -614,24 +597,18 @@ def check_cleanup_config(config, where="media-cleanup config"):
     approved for; required) and ``state_file`` (the activation state that must still
     name it, default ``/var/lib/runbook-ops/media-cleanup.json``).
     """
-    _check_keys(config, CLEANUP_CONFIG_KEYS, where)
-    approved = config.get("approved_report")
+    config = check_config(CLEANUP_OPTIONS, config, where, _UNKNOWN)
+    approved = config["approved_report"]
     if not isinstance(approved, str) or not REPORT_ID_RE.match(approved):
         raise OpsError("%s: approved_report must be the id of the approved dry-run report "
                        "(mc- and 12 hex digits), not %r; a job armed before approvals named a "
                        "report runs no more: run the media_cleanup role to review it again"
                        % (where, approved))
-    checked = {
-        "command": _check_command(config.get("command"), "command", where),
-        "chdir": _require_path(config, "chdir", where) if config.get("chdir") else None,
-        "timeout_seconds": _check_timeout(config, "timeout_seconds", where),
-        "media_path": _require_path(config, "media_path", where)
-        if config.get("media_path") else None,
-        "approved_report": approved,
-        "state_file": _require_path(dict({"state_file": DEFAULT_STATE_FILE}, **config),
-                                    "state_file", where),
-    }
-    return checked
+    _check_command(config["command"], "command", where)
+    _require_paths(config, ("chdir", "media_path"), where, (None, ""))
+    _require_paths(config, ("state_file",), where)
+    _check_timeout(config, "timeout_seconds", where)
+    return config
 
 
 def armed_refusal(config):
@@ -692,15 +669,12 @@ def check_reminder_config(config, where="media-cleanup-reminder config"):
     the report's own alert, so the cooldown is that key's), ``host`` (the inventory name the
     approval is given for) and ``job_name`` (the weekly job that was removed).
     """
-    _check_keys(config, REMINDER_CONFIG_KEYS, where)
-    checked = {"state_file": _require_path(dict({"state_file": DEFAULT_STATE_FILE}, **config),
-                                           "state_file", where)}
-    for key, default in (("alert_key", "media-cleanup"), ("host", None), ("job_name", None)):
-        value = config.get(key, default)
-        if not isinstance(value, str) or not value.strip():
-            raise OpsError("%s: %s must be a non-empty string, not %r" % (where, key, value))
-        checked[key] = value
-    return checked
+    config = check_config(REMINDER_OPTIONS, config, where, _UNKNOWN)
+    _require_paths(config, ("state_file",), where)
+    for key in ("alert_key", "host", "job_name"):
+        if not (config[key] or "").strip():
+            raise OpsError("%s: %s must be a non-empty string, not %r" % (where, key, config[key]))
+    return config
 
 
 def review_reminder(config):

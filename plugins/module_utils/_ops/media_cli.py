@@ -20,12 +20,11 @@ delivered), 2 bad input or config.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from .errors import OpsError
-from .cli_output import add_config_arguments, emit
+from .cli_output import add_config_arguments, emit, read_config
 from . import media
 from .units import plural
 
@@ -57,16 +56,6 @@ def add_parser(subparsers):
     reminder.set_defaults(func=cmd_media_cleanup_reminder)
 
 
-def _load_config(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except OSError as exc:
-        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
-    except ValueError as exc:
-        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
-
-
 def _say(text, stream=None):
     (stream or sys.stdout).write(text + "\n")
 
@@ -84,7 +73,7 @@ def _notify(runtime, level, text):
 
 def cmd_media_baseline(args, runtime):
     """Measure, append the baseline line, print it; 1 when partial or not written."""
-    config = media.check_baseline_config(_load_config(args.config), where=args.config)
+    config = media.check_baseline_config(read_config(args.config), where=args.config)
     if args.validate:
         _say("%s: ok" % args.config)
         return 0
@@ -106,7 +95,7 @@ def cmd_media_baseline(args, runtime):
 
 def cmd_media_gate(args, runtime):
     """Evaluate the gate, print it, alert warning when it fires (ok: recovery)."""
-    config = media.check_gate_config(_load_config(args.config), where=args.config)
+    config = media.check_gate_config(read_config(args.config), where=args.config)
     if args.validate:
         _say("%s: ok" % args.config)
         return 0
@@ -122,7 +111,7 @@ def cmd_media_gate(args, runtime):
 
 def cmd_media_cleanup(args, runtime):
     """Run the cleanup command once, print its output and the size change."""
-    config = media.check_cleanup_config(_load_config(args.config), where=args.config)
+    config = media.check_cleanup_config(read_config(args.config), where=args.config)
     if args.validate:
         _say("%s: ok" % args.config)
         return 0
@@ -146,7 +135,7 @@ def cmd_media_cleanup_reminder(args, runtime):
     """Repeat the waiting report's alert; 1 when it could not be delivered."""
     from .alerts import notify
 
-    config = media.check_reminder_config(_load_config(args.config), where=args.config)
+    config = media.check_reminder_config(read_config(args.config), where=args.config)
     if args.validate:
         _say("%s: ok" % args.config)
         return 0

@@ -250,8 +250,6 @@ RULES = {
     "disk_monitor_crit_percent": [_percent],
     "disk_monitor_inode_warn_percent": [_percent],
     "disk_monitor_inode_crit_percent": [_percent],
-    "disk_monitor_textfile_dir": [_absolute],
-    "disk_monitor_history_file": [_absolute],
     "disk_monitor_largest_count": [_at_least(0)],
     "disk_monitor_alert_largest": [_at_least(0)],
     "disk_monitor_scan_timeout_seconds": [_at_least(0)],

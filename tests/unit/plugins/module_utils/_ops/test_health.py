@@ -34,7 +34,7 @@ def _no_resource_checks(monkeypatch):
     """These tests count the alerts of endpoints and containers; the machine's own memory
     and CPU (2 shared cores) must not add any. The resource checks have their own tests
     (test_health_resources.py), on real /proc readings and kernel-format files."""
-    monkeypatch.setitem(health.CONFIG_DEFAULTS, "resource_checks", False)
+    monkeypatch.setitem(health.OPTIONS["resource_checks"], "default", False)
 
 
 class _AppHandler(BaseHTTPRequestHandler):
