@@ -261,8 +261,8 @@ def decide_step(kind, title, current_percent, target_percent, preview_all, engin
     """
     if not (preview_all or current_percent >= target_percent):
         return {"action": "below_target", "docker_failed": docker_failed,
-                "note": "skipped: usage %s%% is below the target %s%%" % (current_percent,
-                                                                        target_percent)}
+                "note": "skipped: usage %s%% is below the target %s%%" % (
+                    current_percent, target_percent)}
     if kind != "docker":
         return {"action": "run", "note": None, "docker_failed": docker_failed}
     if docker_failed and docker_failed != title:
@@ -571,8 +571,8 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
             after = filesystem_usage(settings["path"])
             new_used, new_percent = after["used_bytes"], after["used_percent"]
         if not counted:
-            record["note"] += "; on %s, not counted for %s" % (step_mount or "another host",
-                                                              before["mount"])
+            record["note"] += "; on %s, not counted for %s" % (
+                step_mount or "another host", before["mount"])
         if preview_all and beyond_target:
             record["note"] += "; a real run stops before this step (below the target)"
         record["after_percent"] = new_percent
