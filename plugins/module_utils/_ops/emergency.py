@@ -313,7 +313,7 @@ def find_old_files(paths, patterns, age, now=None):
 
 
 def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
-                   check_mode=False, run=None):
+                   check_mode=False):
     """The logs step: archived journal files older than ``journal_vacuum_time``
     (``journalctl --vacuum-time``, only where journalctl exists) and rotated or compressed
     logs (``LOG_PATTERNS``) under ``log_dir`` older than ``retention_days``. Check mode
@@ -324,8 +324,8 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
     one line when the vacuum failed or a file could not be removed (every other file is
     still removed).
     """
-    if run is None:
-        from .runner import run_command as run
+    from .runner import run_command
+
     journal, journal_state = [], " (journal vacuum off)"
     changed, problems = False, []
     if journal_vacuum:
@@ -335,7 +335,7 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
             if not check_mode:
                 argv = ["journalctl", "--vacuum-time=%s" % journal_vacuum_time]
                 try:
-                    vacuum = run(argv, timeout=600)
+                    vacuum = run_command(argv, timeout=600)
                     if vacuum.rc != 0:
                         tail = (vacuum.stderr or vacuum.stdout or "").strip().splitlines()[-1:]
                         problems.append("%s exited %d%s" % (" ".join(argv), vacuum.rc,
