@@ -327,7 +327,7 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
     from .runner import run_command
 
     journal, journal_state = [], " (journal vacuum off)"
-    changed, problems = False, []
+    changed, problems, vacuum_failed = False, [], False
     if journal_vacuum:
         if os.path.lexists(JOURNALCTL):
             journal_state = ""
@@ -336,12 +336,14 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
                 argv = ["journalctl", "--vacuum-time=%s" % journal_vacuum_time]
                 try:
                     vacuum = run_command(argv, timeout=600)
+                    vacuum_failed = vacuum.rc != 0
                     if vacuum.rc != 0:
                         tail = (vacuum.stderr or vacuum.stdout or "").strip().splitlines()[-1:]
                         problems.append("%s exited %d%s" % (" ".join(argv), vacuum.rc,
                                                             (": " + tail[0]) if tail else ""))
                     changed = bool(re.search(r"freed (?!0B)", vacuum.stderr or ""))
                 except OpsError as exc:
+                    vacuum_failed = True
                     problems.append(exc.message)
         else:
             journal_state = " (journal: no journalctl)"
@@ -364,7 +366,8 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
     note = "%d old log file%s, %d archived journal file%s%s" % (
         len(old), "" if len(old) == 1 else "s", len(journal), "" if len(journal) == 1 else "s",
         journal_state)
-    return {"estimated_bytes": sum(f["size"] for f in journal) + sum(f["size"] for f in old),
+    vacuumed = [] if vacuum_failed else journal  # a failed vacuum freed nothing we know of
+    return {"estimated_bytes": sum(f["size"] for f in vacuumed) + sum(f["size"] for f in old),
             "note": note, "changed": changed, "error": "; ".join(problems) or None}
 
 
@@ -504,13 +507,13 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
     host = host_label or socket.gethostname()
     preview_all = bool(settings["force"]) and bool(check_mode)
     if not (settings["force"] or before["used_percent"] >= crit):
-        return {"changed": False, "warnings": warnings, "summary": {
+        return printable({"changed": False, "warnings": warnings, "summary": {
             "host": host, "path": settings["path"], "mount": before["mount"], "active": False,
             "check_mode": bool(check_mode), "before_percent": before["used_percent"],
             "after_percent": before["used_percent"], "before_used_bytes": before["used_bytes"],
             "after_used_bytes": before["used_bytes"], "freed_bytes": 0, "estimated_bytes": 0,
             "steps": [], "failed_steps": [], "largest": [], "media_gate": None,
-            "escalate": False}}
+            "escalate": False}})
     engine = engine_presence(settings["docker_host"])
     total = before["used_bytes"] + before["free_bytes"]
     current_used, current_percent = before["used_bytes"], before["used_percent"]
@@ -547,9 +550,13 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
                     warnings.append("%d removal(s) or step(s) failed: %s" % (
                         len(result["errors"]), "; ".join(result["errors"][:5])))
         else:
-            logs = clean_old_logs(settings["log_dir"], settings["log_retention_days"],
-                                  settings["journal_vacuum"], settings["journal_vacuum_time"],
-                                  check_mode=check_mode)
+            try:
+                logs = clean_old_logs(settings["log_dir"], settings["log_retention_days"],
+                                      settings["journal_vacuum"], settings["journal_vacuum_time"],
+                                      check_mode=check_mode)
+            except Exception as exc:  # noqa: BLE001 - recorded, the procedure goes on
+                logs = {"changed": not check_mode, "estimated_bytes": 0,
+                        "error": _failure_text(exc, import_error_text)}
             changed = changed or logs["changed"]
             if logs["error"]:
                 record.update(ran=True, failed=True, note="failed: " + shorten(logs["error"]))
@@ -568,8 +575,13 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
             new_used = projected
             new_percent = int(math.ceil(projected * 100 / total)) if total > 0 else current_percent
         else:
-            after = filesystem_usage(settings["path"])
-            new_used, new_percent = after["used_bytes"], after["used_percent"]
+            try:
+                after = filesystem_usage(settings["path"])
+                new_used, new_percent = after["used_bytes"], after["used_percent"]
+            except Exception as exc:  # noqa: BLE001 - the summary still comes back
+                warnings.append("could not measure %s after %s: %s" % (
+                    settings["path"], step["title"], _failure_text(exc, import_error_text)))
+                new_used, new_percent = current_used, current_percent
         if not counted:
             record["note"] += "; on %s, not counted for %s" % (
                 step_mount or "another host", before["mount"])
@@ -578,7 +590,12 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
         record["after_percent"] = new_percent
         record["freed_bytes"] = None if check_mode else max(current_used - new_used, 0)
         current_used, current_percent = new_used, new_percent
-    largest, partial, gate = _largest(settings, docker_root, engine, warnings)
+    try:
+        largest, partial, gate = _largest(settings, docker_root, engine, warnings)
+    except Exception as exc:  # noqa: BLE001 - the summary still comes back
+        warnings.append("largest directories and media gate not available: %s"
+                        % _failure_text(exc, import_error_text))
+        largest, partial, gate = [], True, None
     failed = [r for r in records if r["failed"]]
     summary = {
         "host": host, "path": settings["path"], "mount": before["mount"], "active": True,
@@ -595,4 +612,17 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
         "largest": largest, "largest_partial": partial, "media_gate": gate,
         "escalate": current_percent > int(settings["escalate_percent"]),
     }
-    return {"changed": changed, "summary": summary, "warnings": warnings}
+    return printable({"changed": changed, "summary": summary, "warnings": warnings})
+
+
+def printable(value):
+    """``value`` with every string valid UTF-8: a file name that is not (read by Python as
+    surrogate escapes) would make the controller refuse the whole result, the summary of
+    what was already removed included; such bytes are shown as ``\\xff``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return dict((printable(key), printable(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [printable(item) for item in value]
+    return value

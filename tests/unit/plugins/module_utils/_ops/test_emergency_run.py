@@ -11,6 +11,7 @@ logs step removes real files. The Docker steps on real engines are the integrati
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -185,6 +186,23 @@ def test_a_log_that_cannot_be_removed_fails_the_step_and_the_others_still_go(dis
                             % (readonly / "stuck.log.1"))
     assert not (disk / "log" / "app.log.1").exists()
     assert summary["failed_steps"][-1] == "Journal and rotated logs: " + logs["note"]
+
+
+def test_a_file_name_that_is_not_utf8_never_costs_the_summary_of_what_was_removed(disk, tmpfs):
+    """The controller refuses a module result that is not valid UTF-8 (whole, summary
+    included): a stuck rotated log named in Latin-1 must come back escaped, while the
+    other old logs are gone."""
+    readonly = tmpfs("disk/log/ro", "size=64k")
+    stuck = os.path.join(os.fsencode(str(readonly)), b"caf\xe9.log.1")
+    with open(stuck, "wb") as handle:
+        handle.write(b"x" * 4 * KIB)
+    os.utime(stuck, (OLD, OLD))
+    subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
+    result = emergency.run_emergency_disk(settings(disk))
+    json.dumps(result, ensure_ascii=False).encode("utf-8")  # strict: no surrogate left
+    logs = result["summary"]["steps"][-1]
+    assert logs["failed"] and "caf\\xe9.log.1: Read-only file system" in logs["note"]
+    assert not (disk / "log" / "app.log.1").exists()
 
 
 def test_the_largest_directories_stop_two_levels_below_each_root_and_the_media_gate_answers(disk):
