@@ -21,7 +21,12 @@ def run_core(module, func, *args, **kwargs):
     except OpsError as exc:
         module.fail_json(msg=exc.message, **exc.details)
     except ImportError as exc:
-        from ansible.module_utils.basic import missing_required_lib
+        module.fail_json(msg=missing_library_text(exc), exception=traceback.format_exc())
 
-        name = getattr(exc, "name", None) or str(exc)
-        module.fail_json(msg=missing_required_lib(name), exception=traceback.format_exc())
+
+def missing_library_text(exc):
+    """Ansible's words for a library the host lacks (``missing_required_lib``), for an
+    ``ImportError`` raised by the core."""
+    from ansible.module_utils.basic import missing_required_lib
+
+    return missing_required_lib(getattr(exc, "name", None) or str(exc))

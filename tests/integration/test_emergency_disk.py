@@ -26,6 +26,10 @@ import pytest
 from images import build_busybox_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
+from fake_telegram import FakeTelegram  # noqa: E402
+from host_layout import install_host_cli  # noqa: E402
+
 PLAYBOOK = os.path.join(REPO, "playbooks", "emergency-disk.yml")
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
 MIB = 1024 * 1024
@@ -357,37 +361,41 @@ def test_a_percent_written_with_a_percent_sign_is_read_as_that_number(small_fs):
     assert "usage 0% is below the critical 85%: nothing to do" in summary, summary
 
 
+ALERT_TOKEN = "555:AAEmergency_secret_0123456789abcdefGH"
+
+
+def alerting_host(host, fake):
+    """The host's ``runbook-ops`` (as the base role installs it) sending to ``fake``; returns
+    the command the playbook's ``__ed_runbook_ops_cli`` names."""
+    host.mkdir()
+    install_host_cli(host)
+    (host / "telegram.token").write_text(ALERT_TOKEN)
+    (host / "telegram.token").chmod(0o600)
+    (host / "runtime.json").write_text(json.dumps({
+        "host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
+        "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
+        "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
+                  "telegram_token_file": str(host / "telegram.token")}}))
+    cli = host / "runbook-ops-here"
+    cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (host / "runbook-ops", host / "runtime.json"))
+    cli.chmod(0o755)
+    return cli
+
+
 def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
     """The Docker engine does not answer (a socket nobody listens on, as after dockerd died
     on a full disk). The logs step still runs, the summary and the alert - through the real
     ``runbook-ops alert`` to a fake Telegram on loopback - go out, the alert is critical and
     names the failed step, and only then the host fails."""
-    sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
-    from fake_telegram import FakeTelegram
-    from host_layout import install_host_cli
-
-    token = "555:AAEmergency_secret_0123456789abcdefGH"
     logs = tmp_path / "log"
     logs.mkdir()
     (logs / "old.log.1").write_text("rotated\n")
     os.utime(logs / "old.log.1", (0, 0))
-    host = tmp_path / "host"
-    host.mkdir()
-    install_host_cli(host)
-    (host / "telegram.token").write_text(token)
-    (host / "telegram.token").chmod(0o600)
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(tmp_path / "docker.sock"))
     sock.close()
-    cli = host / "runbook-ops-here"
-    with FakeTelegram(token) as fake:
-        (host / "runtime.json").write_text(json.dumps({
-            "host_label": "web1", "state_dir": str(host / "state"), "log_dir": str(host / "log"),
-            "lock_dir": str(host / "lock"), "fallback_state_dir": str(host / "fallback"),
-            "alert": {"telegram_api_url": fake.url, "telegram_chat_id": "42",
-                      "telegram_token_file": str(host / "telegram.token")}}))
-        cli.write_text('#!/bin/sh\nexec %s --runtime %s "$@"\n' % (host / "runbook-ops", host / "runtime.json"))
-        cli.chmod(0o755)
+    with FakeTelegram(ALERT_TOKEN) as fake:
+        cli = alerting_host(tmp_path / "host", fake)
         rc, out, err = run_playbook(["-e", json.dumps({
             "emergency_disk_path": str(tmp_path), "emergency_disk_force": True,
             "emergency_disk_docker_host": "unix://%s" % (tmp_path / "docker.sock"),
@@ -407,6 +415,24 @@ def test_a_failed_step_ends_red_after_a_critical_alert_that_names_it(tmp_path):
     assert len(texts) == 1, sent
     assert "CRITICAL" in texts[0] and "FAILED: Docker build cache" in texts[0], texts[0]
     assert "failed: cannot reach the Docker daemon" in texts[0]
+
+
+def test_a_procedure_that_stops_before_its_summary_alerts_critical_and_ends_red(tmp_path):
+    """The module fails (here: the path is gone from the host, which the settings check on
+    the controller cannot see): steps may already have removed data and there is no summary,
+    so the host still sends a critical alert saying so, and the recap is red."""
+    with FakeTelegram(ALERT_TOKEN) as fake:
+        cli = alerting_host(tmp_path / "host", fake)
+        rc, out, err = run_playbook(["-e", json.dumps({
+            "emergency_disk_path": str(tmp_path / "gone"), "emergency_disk_force": True,
+            "emergency_disk_journal_vacuum": False, "__ed_runbook_ops_cli": str(cli)})])
+        texts = [r["text"] for r in fake.requests if "text" in r]
+    ran = task_results(out)
+    assert rc != 0 and "Traceback" not in err
+    assert ran[-1][0] == "Fail the host (the procedure stopped before its summary)" and ran[-1][1]["failed"]
+    assert len(texts) == 1 and "CRITICAL" in texts[0], texts
+    assert "the emergency disk procedure stopped before its summary" in texts[0]
+    assert str(tmp_path / "gone") in texts[0]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
