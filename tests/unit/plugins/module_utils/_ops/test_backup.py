@@ -619,6 +619,13 @@ def test_archive_engine_encrypts_to_a_public_key(setup, tmp_path):
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     env = dict(os.environ, GNUPGHOME=str(home))
+    try:
+        _archive_round_trip(setup, tmp_path, env)
+    finally:  # the test's own gpg calls start an agent; leave no daemon behind
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False, capture_output=True)
+
+
+def _archive_round_trip(setup, tmp_path, env):
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "drill@example",
                     "default", "default", "never"], env=env, check=True, capture_output=True)
     pub = tmp_path / "pub.asc"
