@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from .errors import OpsError
+from .state import load_json
 
 
 def write_line(stream, text) -> bool:
@@ -59,10 +59,4 @@ def add_config_arguments(parser, default_config, what):
 
 def read_config(path):
     """The JSON at ``path``; ``OpsError`` when it cannot be read or is not JSON."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except OSError as exc:
-        raise OpsError("cannot read config %s: %s" % (path, exc.strerror or exc))
-    except ValueError as exc:
-        raise OpsError("config %s is not valid JSON: %s" % (path, exc))
+    return load_json(path, "config ")

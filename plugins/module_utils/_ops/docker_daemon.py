@@ -33,6 +33,7 @@ from .docker_logopts import (COMMON_LOG_OPTS, DEFAULT_DRIVER, LOG_DRIVER_OPTS,
                              RETIRED_DRIVERS, log_options_problem)
 from .errors import OpsError
 from .runner import run_command
+from .state import load_json
 
 DEFAULT_CONFIG_PATH = "/etc/docker/daemon.json"
 DOCKERD_CANDIDATES = ("/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd")
@@ -437,7 +438,7 @@ def validate_daemon_file(path, dockerd=None, target=None, plugin_driver=False, f
     ``dockerd_validate`` is ``"ok"``, ``"unsupported"`` (engine older than 23) or
     ``"no dockerd"``. Raises ``OpsError`` (one line) for the first problem found.
     """
-    config = _load(path)
+    config = load_json(path)
     where = path
     sources = dockerd_flag_sources(target or path) if flag_sources is None else flag_sources
     if not isinstance(config, dict):
@@ -459,16 +460,6 @@ def validate_daemon_file(path, dockerd=None, target=None, plugin_driver=False, f
         check_daemon_keys(config, where)
     return {"path": path, "log_driver": driver, "log_opts": opts, "dockerd": dockerd,
             "dockerd_validate": verdict, "flags": [s["source"] for s in sources]}
-
-
-def _load(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except OSError as exc:
-        raise OpsError("cannot read %s: %s" % (path, exc.strerror or exc))
-    except ValueError as exc:
-        raise OpsError("%s is not valid JSON: %s" % (path, exc))
 
 
 def _distinct(lists):

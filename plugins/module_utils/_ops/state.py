@@ -16,6 +16,8 @@ import json
 import os
 import tempfile
 
+from .errors import OpsError
+
 # Conditions of the filesystem, not of the code: report them, never raise them.
 _FULL_OR_READ_ONLY = frozenset((errno.ENOSPC, errno.EROFS, errno.EDQUOT))
 
@@ -34,6 +36,18 @@ def read_json(path, default=None):
     except ValueError:
         # A torn or hand-edited state file: start over rather than stop the job.
         return default
+
+
+def load_json(path, what=""):
+    """The JSON at ``path``, strictly: ``OpsError`` naming ``what`` (e.g. ``"config "``) and
+    the path when it cannot be read or is not JSON (a file a person wrote, unlike state)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise OpsError("cannot read %s%s: %s" % (what, path, exc.strerror or exc))
+    except ValueError as exc:
+        raise OpsError("%s%s is not valid JSON: %s" % (what, path, exc))
 
 
 def _fsync_directory(directory: str) -> None:
