@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 
 from collection_build import REPO, VENV_BIN, run_tool
 from readme import code_blocks, readme_section
+from tmpfs import mounted_tmpfs
 
 
 def awx_section_blocks():
@@ -66,13 +66,7 @@ def test_project_sync_requirements_name_this_collection(installed_collections):
 @pytest.fixture
 def quiet_disk(tmp_path):
     """A 1 MiB tmpfs at 69% with two rotated logs from 2001 (the logs step's work)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "disk") as mount:
         (mount / "data").write_bytes(b"\0" * 500 * 1024)
         logs = mount / "log"
         logs.mkdir()
@@ -80,8 +74,6 @@ def quiet_disk(tmp_path):
             (logs / name).write_bytes(b"\1" * 100 * 1024)
             os.utime(logs / name, (0, 1000000000))
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_ansible_runner_runs_the_readme_project_playbook_in_check_mode(installed_collections, quiet_disk,

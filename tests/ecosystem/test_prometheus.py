@@ -19,6 +19,7 @@ import pytest
 
 from collection_build import run_tool
 from host_layout import install_host_cli
+from tmpfs import mounted_tmpfs
 
 RULES = os.path.join("examples", "prometheus", "runbook-ops.rules.yml")
 RULE_TESTS = os.path.join("examples", "prometheus", "runbook-ops.rules.test.yml")
@@ -87,20 +88,12 @@ def samples(text, family):
 @pytest.fixture
 def filled(tmp_path):
     """A 1 MiB tmpfs at 69% whose directories have names that need escaping in labels."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "fs") as mount:
         for name in ('quote"back\\slash', "new\nline", "latin1-\udce9"):
             os.mkdir(os.path.join(str(mount), name))
         with open(os.path.join(str(mount), 'quote"back\\slash', "photo"), "wb") as handle:
             handle.write(b"\0" * 700 * 1024)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_node_exporter_reads_every_family_the_disk_check_writes(tmp_path, filled):

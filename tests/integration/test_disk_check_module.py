@@ -17,6 +17,8 @@ import sys
 
 import pytest
 
+from tmpfs import mounted_tmpfs
+
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 INTERPRETERS = [sys.executable, "/usr/bin/python3"]
@@ -69,18 +71,10 @@ def tree(tmp_path):
 @pytest.fixture
 def filled_tmpfs(tmp_path):
     """A 1 MiB tmpfs filled to 700 KiB: df says 69% (tmpfs has no reserved blocks)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "fs") as mount:
         with open(mount / "fill", "wb") as handle:
             handle.write(b"\0" * 700 * 1024)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS, ids=["venv-python", "system-python"])

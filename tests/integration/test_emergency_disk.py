@@ -24,6 +24,7 @@ import time
 import pytest
 
 from images import build_busybox_image
+from tmpfs import mounted_tmpfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
@@ -313,11 +314,8 @@ def task_results(out):
 @pytest.fixture
 def small_fs(tmp_path):
     """An empty 4 MiB tmpfs (usage 0%): a host far below any threshold."""
-    path = tmp_path / "fs"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], check=True)
-    yield str(path)
-    subprocess.run(["umount", str(path)], check=False)
+    with mounted_tmpfs(tmp_path / "fs", "size=4m") as path:
+        yield str(path)
 
 
 QUIET = ["-e", "emergency_disk_telegram=false", "-e", "emergency_disk_journal_vacuum=false"]
@@ -442,10 +440,7 @@ def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
     socket (dockerd gone). The failure is recorded as the step's note,
     the summary is printed with a FAILED line, and the host fails at the end - not
     mid-way with a raw task error and no summary."""
-    logs = tmp_path / "ro-log"
-    logs.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(logs)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "ro-log") as logs:
         (logs / "old.log.1").write_text("rotated\n")
         os.utime(logs / "old.log.1", (0, 0))
         subprocess.run(["mount", "-o", "remount,ro", str(logs)], check=True)
@@ -455,8 +450,6 @@ def test_a_logs_step_that_fails_is_reported_and_turns_the_recap_red(tmp_path):
             "emergency_disk_log_dir": str(logs), "emergency_disk_target_percent": 1,
             "emergency_disk_crit_percent": 99, "emergency_disk_escalate_percent": 99})])
         assert (logs / "old.log.1").exists()
-    finally:
-        subprocess.run(["umount", str(logs)], check=False)
     ran = task_results(out)
     summary = [r for name, r in ran if name == "Print the summary"][0]["msg"]
     assert rc != 0 and "Traceback" not in err

@@ -37,6 +37,7 @@ import pytest
 
 from compose_project import COMPOSE_BIN, ComposeProject
 from images import build_busybox_image
+from tmpfs import mounted_tmpfs
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _BIN = os.path.dirname(sys.executable)
@@ -286,14 +287,9 @@ def host_cli(tmp_path):
 @pytest.fixture
 def full_disk(tmp_path):
     """A 1 MiB tmpfs filled to 99%: a disk above the runbook's 95%."""
-    path = tmp_path / "full"
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "full") as path:
         (path / "fill").write_bytes(b"x" * (1024 * 1024 - 16 * 1024))
         yield str(path)
-    finally:
-        subprocess.run(["umount", str(path)], check=False)
 
 
 def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cli, full_disk,

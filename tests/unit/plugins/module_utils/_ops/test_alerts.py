@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tmpfs import mounted_tmpfs
+
 _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
@@ -262,21 +264,13 @@ def test_notify_result_never_contains_the_token(tmp_path):
 
 @pytest.fixture
 def full_state_dir(tmp_path):
-    directory = tmp_path / "full-state"
-    directory.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(directory)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "full-state", "size=64k") as directory:
         (directory / "locks").mkdir()
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % directory, "bs=4k"],
                        capture_output=True, check=False)
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler2" % directory, "bs=1"],
                        capture_output=True, check=False)
         yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def test_alert_arrives_when_the_state_disk_is_full(tmp_path, fake, full_state_dir):

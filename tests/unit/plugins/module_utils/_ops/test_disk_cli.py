@@ -16,6 +16,8 @@ import sys
 
 import pytest
 
+from tmpfs import mounted_tmpfs
+
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
@@ -53,18 +55,10 @@ def host(tmp_path, fake):
 
 @pytest.fixture
 def filled(tmp_path):
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "fs") as mount:
         (mount / "media").mkdir()
         (mount / "media" / "photo").write_bytes(b"\0" * 700 * 1024)
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _config(host, **settings):
@@ -141,16 +135,8 @@ def test_validate_config_fills_defaults():
 @pytest.fixture
 def brim(tmp_path):
     """A 1 MiB tmpfs that the test fills to 0 bytes free (``fill(mount)``)."""
-    mount = tmp_path / "brim"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "brim") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill_to_the_brim(mount):

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tmpfs import mounted_tmpfs
+
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
@@ -99,13 +101,7 @@ def test_write_textfile_replaces_the_file_atomically(tmp_path):
 
 
 def test_write_textfile_reports_a_full_disk_and_leaves_no_temp_file(tmp_path):
-    mount = tmp_path / "full"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-    try:
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as mount:
         assert disk_metrics.write_textfile(str(mount), "old 1\n") is None
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % mount, "bs=4k"],
                        capture_output=True, check=False)
@@ -113,8 +109,6 @@ def test_write_textfile_reports_a_full_disk_and_leaves_no_temp_file(tmp_path):
         assert problem == "cannot write %s/runbook_ops_disk.prom: No space left on device" % mount
         assert (mount / "runbook_ops_disk.prom").read_text() == "old 1\n"
         assert sorted(os.listdir(str(mount))) == ["filler", "runbook_ops_disk.prom"]
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_write_textfile_reports_a_directory_it_cannot_make(tmp_path):

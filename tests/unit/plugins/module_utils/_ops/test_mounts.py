@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from tmpfs import mounted_tmpfs
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 if os.path.join(_REPO, ".collections") not in sys.path:
@@ -38,11 +39,6 @@ def test_a_backslash_not_followed_by_three_octal_digits_stays():
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs")
 def test_a_mount_point_with_a_space_tab_and_backslash_is_found_as_named(tmp_path):
     """The disk check's filesystem and the restore's mount points read the real table."""
-    point = tmp_path / "photo uploads\tnew\\2026"
-    point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)], check=True)
-    try:
+    with mounted_tmpfs(tmp_path / "photo uploads\tnew\\2026") as point:
         assert str(point) in restore_plan.mount_points()
         assert disk.filesystem_usage(str(point))["mount"] == str(point)
-    finally:
-        subprocess.run(["umount", str(point)], check=False)

@@ -11,31 +11,21 @@ import sys
 
 import pytest
 
+from tmpfs import mounted_tmpfs
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), *[".."] * 5, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops.state import (  # noqa: E402
     append_jsonl, read_json, read_jsonl, write_json_atomic)
 
 
-def _mount_tmpfs(directory, options):
-    directory.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip("cannot mount tmpfs here: %s" % proc.stderr.strip())
-
-
 @pytest.fixture
 def full_dir(tmp_path):
     """A 64 KiB tmpfs filled to the last byte."""
-    directory = tmp_path / "full"
-    _mount_tmpfs(directory, "size=64k")
-    try:
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as directory:
         subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % directory, "bs=4k"],
                        capture_output=True, check=False)
         yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -71,13 +61,9 @@ def test_write_json_atomic_returns_false_on_full_disk_and_keeps_old_content(full
 
 
 def test_write_json_atomic_returns_false_on_read_only_filesystem(tmp_path):
-    directory = tmp_path / "ro"
-    _mount_tmpfs(directory, "size=64k,ro")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "size=64k,ro") as directory:
         assert write_json_atomic(directory / "state.json", {"v": 1}) is False
         assert append_jsonl(directory / "history.jsonl", {"v": 1}) is False
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def test_write_json_atomic_raises_for_other_errors(tmp_path):
