@@ -38,6 +38,7 @@ import pytest
 from compose_project import COMPOSE_BIN, ComposeProject
 from images import build_busybox_image
 from tmpfs import mounted_tmpfs
+from waiting import wait_for
 
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _BIN = os.path.dirname(sys.executable)
@@ -163,13 +164,6 @@ class Project(ComposeProject):
                 "timeout_seconds": 2}
 
 
-def wait_for(predicate, seconds=20):
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def outages(engine, tmp_path):
     """The three broken projects: {host: Project}."""
@@ -184,7 +178,7 @@ def outages(engine, tmp_path):
     try:
         for project in projects.values():
             project.compose("up", "-d")
-            wait_for(project.answers)
+            assert wait_for(project.answers, 20, 0.3), "timed out"
         # crash: web and worker killed; .env changed meanwhile (worker's secret is stale)
         with open(os.path.join(projects["crash"].dir, ".env"), "w") as handle:
             handle.write("API_SECRET=%s\n" % NEW_SECRET)
@@ -197,9 +191,9 @@ def outages(engine, tmp_path):
         # down: the config web needs is gone
         os.remove(os.path.join(projects["down"].dir, "config", "enabled"))
         projects["down"].kill("web")
-        wait_for(lambda: dependency.containers()["db"][1] == "running"
-                 and engine.api().inspect_container(dependency.containers()["db"][0])
-                 ["State"]["Health"]["Status"] == "unhealthy")
+        assert wait_for(lambda: dependency.containers()["db"][1] == "running"
+                        and engine.api().inspect_container(dependency.containers()["db"][0])
+                        ["State"]["Health"]["Status"] == "unhealthy", 20, 0.3), "timed out"
         yield projects
     finally:
         for project in projects.values():

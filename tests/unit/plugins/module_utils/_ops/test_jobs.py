@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from waiting import wait_for
+
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
@@ -377,20 +379,11 @@ def test_processes_the_command_left_in_its_group_are_stopped(host, tmp_path):
     assert "processes it started still hold its output; stopping them" in host.log("leaves")
 
 
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_run_skipped_behind_a_stuck_holder_alerts_once_then_recovers(host, fake):
     """A wrapper frozen past its own timeout (SIGSTOP) holds the lock; time is injected."""
     holder = host.cli("run", "--job", "frozen", "--timeout", "2", "--", "sleep", "30")
     lock = host.root / "run" / "lock" / "frozen.lock"
-    assert _wait_for(lambda: lock.exists() and '"timeout": 2' in lock.read_text())
+    assert wait_for(lambda: lock.exists() and '"timeout": 2' in lock.read_text())
     os.kill(holder.pid, signal.SIGSTOP)
     try:
         later = time.time() + 2 + jobs.STUCK_GRACE_SECONDS + 5
@@ -466,7 +459,7 @@ def test_a_lock_directory_another_user_owns_is_not_used_and_says_so_until_fixed(
 def _hold(path):
     """``flock`` ``path`` read-only in another process, as an older wrapper holds its lock."""
     holder = subprocess.Popen(["flock", "--no-fork", "-s", str(path), "sleep", "60"])
-    assert _wait_for(lambda: subprocess.run(["flock", "-n", str(path), "true"], check=False).returncode == 1)
+    assert wait_for(lambda: subprocess.run(["flock", "-n", str(path), "true"], check=False).returncode == 1)
     return holder
 
 
@@ -531,7 +524,7 @@ def test_a_clock_step_neither_invents_nor_hides_a_stuck_run(host, fake):
     jump (NTP fixing a dead RTC) do not make a fresh run stuck; the boot clock does."""
     holder = host.cli("run", "--job", "steady", "--timeout", "2", "--", "sleep", "30")
     lock = host.root / "run" / "lock" / "steady.lock"
-    assert _wait_for(lambda: lock.exists() and '"boot_id"' in lock.read_text())
+    assert wait_for(lambda: lock.exists() and '"boot_id"' in lock.read_text())
     note = json.loads(lock.read_text())
     assert note["pid"] == holder.pid and note["pid_start"] == jobs.process_start(holder.pid)
     try:
@@ -569,7 +562,7 @@ def test_a_stuck_note_whose_pid_no_longer_runs_points_at_the_lock_file(host, fak
 def test_a_run_that_waited_for_the_lock_counts_its_time_from_taking_it(host):
     first = host.cli("run", "--job", "queue", "--json", "--", "sleep", "2")
     lock = host.root / "run" / "lock" / "queue.lock"
-    assert _wait_for(lambda: lock.exists() and lock.read_text())
+    assert wait_for(lambda: lock.exists() and lock.read_text())
     second = host.cli("run", "--job", "queue", "--wait", "20", "--json", "--", "true")
     waited = json.loads(second.communicate(timeout=30)[0])
     first_record = json.loads(first.communicate(timeout=30)[0])
@@ -625,13 +618,13 @@ def test_a_signal_to_the_wrapper_stops_the_job_records_it_and_frees_the_lock(hos
     pid_file = host.root / "job.pid"
     wrapper = host.cli("run", "--job", "backup", "--timeout", "3600", "--", "sh", "-c",
                        "echo $$ > %s; exec sleep 120" % pid_file)
-    assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
     job = int(pid_file.read_text())
     wrapper.send_signal(signum)
     rc = wrapper.wait(timeout=60)
     wrapper.communicate()
     assert rc == 128 + signum
-    assert _wait_for(lambda: jobs.process_start(job) is None or _zombie(job), 5)
+    assert wait_for(lambda: jobs.process_start(job) is None or _zombie(job), 5)
     record = json.loads((host.root / "state" / "jobs" / "backup.json").read_text())
     assert record["rc"] == 128 + signum
     assert record["interrupted"] == signal.Signals(signum).name

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.abspath(os.path.join(
 
 from fake_telegram import FakeTelegram  # noqa: E402
 from host_layout import install_host_cli  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import jobs  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.runtime import merge_runtime  # noqa: E402
@@ -64,15 +65,6 @@ def _as_nobody(*argv, **kwargs):
     return subprocess.Popen(NOBODY + list(argv), **kwargs)
 
 
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_another_user_cannot_silence_a_job_by_holding_its_lock_in_run_lock(
         tmp_path, fake, sticky):
     """/run/lock is 1777: any local user (www-data after an RCE, a deploy user, an
@@ -87,7 +79,7 @@ def test_another_user_cannot_silence_a_job_by_holding_its_lock_in_run_lock(
         json.dumps({"pid": 1, "started": time.time()}), lock)], check=True)
     holder = _as_nobody("flock", lock, "sleep", "60")
     try:
-        assert _wait_for(lambda: subprocess.run(
+        assert wait_for(lambda: subprocess.run(
             ["flock", "-n", lock, "true"], check=False).returncode == 1), "nobody holds the lock"
         marker = tmp_path / "ran"
         proc = subprocess.run(argv + ["run", "--job", "health-monitor", "--timeout", "120",
@@ -131,7 +123,7 @@ def test_a_stuck_holder_alerts_even_when_the_syslog_pipe_is_gone(tmp_path, fake)
     holder = subprocess.Popen(["sh", "-c", "echo '%s' > %s; exec flock %s sleep 60"
                                % (json.dumps(note), lock, lock)])
     try:
-        assert _wait_for(lambda: subprocess.run(
+        assert wait_for(lambda: subprocess.run(
             ["flock", "-n", lock, "true"], check=False).returncode == 1)
         read_end, write_end = os.pipe()
         os.close(read_end)  # `logger: not found`, or logger gone

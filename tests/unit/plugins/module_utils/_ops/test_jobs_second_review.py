@@ -24,6 +24,8 @@ import jinja2
 import pytest
 import yaml
 
+from waiting import wait_for
+
 _REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
@@ -60,15 +62,6 @@ def _runtime(tmp_path, api_url, lock_dir=None, jobs_settings=None):
     runtime_file = tmp_path / "runtime.json"
     runtime_file.write_text(json.dumps(data))
     return [str(launcher), "--runtime", str(runtime_file)], merge_runtime(data)
-
-
-def _wait_for(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _running(pid) -> bool:
@@ -266,7 +259,7 @@ def test_every_cron_line_sends_what_the_wrapper_says_to_syslog(tmp_path, where, 
         subprocess.run(["/bin/sh", "-c", line], env={
             "PATH": "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" % shims},
             cwd=str(tmp_path), timeout=60, check=False)
-        assert _wait_for(lambda: any("runtime config" in m for m in syslog.messages()), 5), (
+        assert wait_for(lambda: any("runtime config" in m for m in syslog.messages()), 5), (
             "%s: the wrapper's error never reached syslog: %s" % (where, command))
 
 
@@ -303,7 +296,7 @@ def job_pid(tmp_path):
     pids = []
 
     def read():
-        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()), \
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()), \
             "the job did not start"
         pids.append(int(pid_file.read_text()))
         return pids[-1]
@@ -337,7 +330,7 @@ def test_sigterm_to_the_wrapper_stops_its_job_so_the_next_run_cannot_overlap_it(
     to the first: "never overlapping" is broken without a word."""
     _argv, pid, _rc = _terminated_run(tmp_path, fake, job_pid)
     window = jobs.KILL_GRACE_SECONDS + jobs.READ_GRACE_SECONDS + 3
-    assert _wait_for(lambda: not _running(pid), window), (
+    assert wait_for(lambda: not _running(pid), window), (
         "the job (pid %d) still runs %g s after its wrapper got SIGTERM, and its lock is free"
         % (pid, window))
 
@@ -370,7 +363,7 @@ def test_a_trickling_ping_endpoint_cannot_hold_the_lock_and_keep_the_job_from_st
             "health-monitor": {"ping_url": endpoint.url + "/ping/abc"}})
         thread, box = _in_thread(lambda: jobs.run_job(
             runtime, "health-monitor", ["touch", str(marker)], timeout=60, out=DEVNULL))
-        started = _wait_for(marker.exists, 10)
+        started = wait_for(marker.exists, 10)
     thread.join(10)
     assert started, ("the start ping still hangs 10 s into the run though "
                      "PING_TIMEOUT_SECONDS is 1: the lock is held and the job never starts")
@@ -444,7 +437,7 @@ def test_a_holder_whose_note_could_not_be_written_is_still_judged_stuck(tmp_path
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = lock_dir / "frozen.lock"
     try:
-        assert _wait_for(lambda: lock.exists() and subprocess.run(
+        assert wait_for(lambda: lock.exists() and subprocess.run(
             ["flock", "-n", str(lock), "true"], check=False).returncode == 1)
         os.kill(holder.pid, signal.SIGSTOP)
         later = time.time() + 2 + jobs.STUCK_GRACE_SECONDS + 5
