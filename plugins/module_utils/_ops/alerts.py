@@ -421,16 +421,6 @@ def _save_state(result, state_path, state) -> None:
         result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
 
 
-def stored_levels(state_dir) -> dict:
-    """``{key: level}`` of every key stored in ``<state_dir>/alerts.json`` (read unlocked:
-    a quick look that tells which keys may need a recovery, never a decision)."""
-    state = read_json(os.path.join(state_dir, "alerts.json"), {})
-    if not isinstance(state, dict):
-        return {}
-    return {key: entry.get("level", "ok") for key, entry in state.items()
-            if isinstance(entry, dict)}
-
-
 def _merge_entry(ours, theirs) -> dict:
     """One key's entry from two state files: the later level, the later sending per level."""
     ours = ours if isinstance(ours, dict) else {}

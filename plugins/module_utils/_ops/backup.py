@@ -479,11 +479,6 @@ def list_snapshots(config):
     return job_snapshots(_list_host_snapshots(config), config)
 
 
-def other_machines_snapshots(config):
-    """This job's snapshots under this host label made by another machine (a collision)."""
-    return job_snapshots(_list_host_snapshots(config), config, other_machines=True)
-
-
 def snapshot_size(config, snapshot_id):
     """Restore size in bytes of one snapshot (``restic stats --mode restore-size``)."""
     result = _restic(config, "stats", "--mode", "restore-size", "--json", snapshot_id,
