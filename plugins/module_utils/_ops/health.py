@@ -32,6 +32,7 @@ import re
 import time
 
 from . import health_resources
+from .cli_output import alert_outcome
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .options import check_config
@@ -887,22 +888,11 @@ def format_check_lines(summary):
         lines.append("%-8s %-30s %s" % (result["level"], result["name"], detail))
     for action in summary["alerts"]:
         lines.append("alert    %-30s %s -> %s" % (
-            action["key"], action["level"], _outcome_word(action.get("outcome"))))
+            action["key"], action["level"], alert_outcome(action.get("outcome"))))
     if not summary["state_saved"]:
         lines.append("warning: could not save health state (disk full?); "
                      "failure counts start over next run")
     return lines
-
-
-def _outcome_word(outcome):
-    """``sent``, ``NOT delivered: ...`` or why notify held it back (its result dict)."""
-    if not isinstance(outcome, dict):
-        return str(outcome)
-    if outcome.get("sent"):
-        return "sent"
-    if outcome.get("error"):
-        return "NOT delivered: %s" % outcome["error"]
-    return "not sent: %s" % outcome.get("reason", "")
 
 
 # --------------------------------------------------------------------------- report
