@@ -199,20 +199,19 @@ def _at_least(low):
     return lambda value: "" if value is not None and value >= low else "is below %s" % low
 
 
-def _duration(value):
-    try:
-        parse_duration(value)
-    except OpsError:
-        return "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)"
-    return ""
+def _parses(parse, rule):
+    """The rule that ``parse`` (raising ``OpsError``) accepts the value; ``rule`` when not."""
+    def problem(value):
+        try:
+            parse(value)
+        except OpsError:
+            return rule
+        return ""
+    return problem
 
 
-def _size(value):
-    try:
-        parse_size(value)
-    except OpsError:
-        return "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)"
-    return ""
+_duration = _parses(parse_duration, "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)")
+_size = _parses(parse_size, "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)")
 
 
 def _target_percent(value):
