@@ -36,7 +36,7 @@ from .cli_output import alert_outcome
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .options import check_config
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 from .docker_api import connect
 from .timestamps import epoch_seconds, format_timestamp
 from .units import format_bytes, plural
@@ -811,9 +811,7 @@ def run_health_check(config, runtime, notify=None, now=None, docker=None,
     now = time.time() if now is None else now
     host = runtime["host_label"]
     state_path = os.path.join(runtime.get("state_dir") or "/var/lib/runbook-ops", STATE_FILE)
-    saved = read_json(state_path, {})
-    if not isinstance(saved, dict):
-        saved = {}
+    saved = read_json_object(state_path)
     results, baseline = run_checks(config, saved.get("restart_baseline"),
                                    docker=docker, now=now)
     host_results, cpu_history = run_host_checks(config, saved.get("cpu"), now,
@@ -1094,8 +1092,7 @@ STALE_SECONDS = 3600
 
 def read_monitor_state(state_dir):
     """The health monitor's state (``health.json``), ``{}`` when missing or unreadable."""
-    saved = read_json(os.path.join(state_dir, STATE_FILE), {})
-    return saved if isinstance(saved, dict) else {}
+    return read_json_object(os.path.join(state_dir, STATE_FILE))
 
 
 def monitor_rows(config, saved, now):
