@@ -549,13 +549,10 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             client = connect(timeout=timeout, high_level=True)[0]
         listing = [(p, [describe_container(a) for a in lister(client, p["name"])])
                    for p in projects]
-    except OpsError as exc:
-        return [_result("compose:docker", "compose", "docker engine", "docker",
-                        "critical", exc.message)], dict(restart_baseline)
-    except Exception as exc:  # SDK/HTTP errors while listing
-        return [_result("compose:docker", "compose", "docker engine", "docker", "critical",
-                        "listing containers failed: %s" % str(exc)[:200])], dict(
-                            restart_baseline)
+    except Exception as exc:  # no engine (OpsError), or SDK/HTTP errors while listing
+        problem = exc.message if isinstance(exc, OpsError) else "listing containers failed: %s" % str(exc)[:200]
+        return [_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
+            restart_baseline)
     for project, infos in listing:
         name = project["name"]
         if not infos:
