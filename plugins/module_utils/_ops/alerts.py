@@ -30,7 +30,7 @@ import time
 import urllib.parse
 
 from .errors import OpsError
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 # A cooldown counts as passed this fraction early: alerts go out when a job ends, and a
@@ -357,7 +357,7 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
     alert = runtime["alert"]
     state_path = os.path.join(runtime["state_dir"], "alerts.json")
     with _state_lock(runtime["state_dir"]):
-        state = _read_state(state_path)
+        state = read_json_object(state_path)
         previous = state.get(key) if isinstance(state.get(key), dict) else {}
         should_send, reason = decide(previous, level, now, alert["cooldown_seconds"])
         result = {"key": key, "level": level, "previous": previous.get("level", "ok"),
@@ -387,7 +387,7 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
         result["error"] = "unexpected %s while sending: %s" % (
             type(exc).__name__, _redact(str(exc), token, alert["telegram_api_url"]))
     with _state_lock(runtime["state_dir"]):  # not delivered: take the claim back
-        state = _read_state(state_path)
+        state = read_json_object(state_path)
         state[key] = previous if level == "ok" else next_entry(previous, level, now, False)
         _save_state(result, state_path, state)
     return result
@@ -407,11 +407,6 @@ def _token(alert, result) -> str:
     return token
 
 
-def _read_state(state_path) -> dict:
-    state = read_json(state_path, {})
-    return state if isinstance(state, dict) else {}
-
-
 def _save_state(result, state_path, state) -> None:
     """Write ``state``; ``result["state_saved"]`` (and ``state_error``) say how it went."""
     try:
@@ -419,16 +414,6 @@ def _save_state(result, state_path, state) -> None:
     except OSError as exc:
         result["state_saved"] = False
         result["state_error"] = "cannot write %s: %s" % (state_path, exc.strerror or exc)
-
-
-def stored_levels(state_dir) -> dict:
-    """``{key: level}`` of every key stored in ``<state_dir>/alerts.json`` (read unlocked:
-    a quick look that tells which keys may need a recovery, never a decision)."""
-    state = read_json(os.path.join(state_dir, "alerts.json"), {})
-    if not isinstance(state, dict):
-        return {}
-    return {key: entry.get("level", "ok") for key, entry in state.items()
-            if isinstance(entry, dict)}
 
 
 def _merge_entry(ours, theirs) -> dict:
@@ -460,12 +445,8 @@ def merge_state(state_dir, from_dir) -> int:
     theirs_path = os.path.join(from_dir, "alerts.json")
     ours_path = os.path.join(state_dir, "alerts.json")
     with _state_lock(state_dir), _state_lock(from_dir):
-        theirs = read_json(theirs_path, {})
-        if not isinstance(theirs, dict):
-            theirs = {}
-        ours = read_json(ours_path, {})
-        if not isinstance(ours, dict):
-            ours = {}
+        theirs = read_json_object(theirs_path)
+        ours = read_json_object(ours_path)
         for key, entry in theirs.items():
             ours[key] = _merge_entry(ours.get(key), entry)
         if theirs and not write_json_atomic(ours_path, ours):

@@ -16,6 +16,7 @@ import os
 import sys
 
 from .alerts import LEVELS, notify, send_test
+from .cli_output import alert_outcome
 from .errors import OpsError
 
 
@@ -64,11 +65,6 @@ def _report(args, result, what) -> None:
     if args.json:
         _say(json.dumps(result, sort_keys=True))
         return
-    if result.get("sent"):
-        _say("%s sent" % what)
-    elif result.get("error"):
-        _say("%s NOT delivered: %s" % (what, result["error"]))
-    else:
-        _say("%s not sent: %s" % (what, result.get("reason", "")))
+    _say("%s %s" % (what, alert_outcome(result)))
     if result.get("state_saved") is False:
         _say("warning: alert state could not be saved (disk full or read-only?)")

@@ -341,16 +341,16 @@ def check_repository(config, state_dir=None, record=True):
                        "mounted, or a new repository; nothing was backed up. If the change is "
                        "intended, delete %s" % (known["id"][:8], path, found[:8], path))
     if not known and record:
-        record_repository(path, {"location": location, "id": found})
+        save_record(path, {"location": location, "id": found})
     return found
 
 
-def record_repository(path, content):
-    """Write the repository record (best effort: a full disk only means the next run
-    records it)."""
+def save_record(path, content, dir_mode=0o700):
+    """Write a record of the state directory (the repository's id, the newest snapshot's
+    size), best effort: a full disk only means the next run records it."""
     from .state import write_json_atomic
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(path), mode=dir_mode, exist_ok=True)
         write_json_atomic(path, content)
     except OSError:
         pass
@@ -477,11 +477,6 @@ def _list_host_snapshots(config):
 def list_snapshots(config):
     """This host's snapshots of this job, oldest first (``job_snapshots``)."""
     return job_snapshots(_list_host_snapshots(config), config)
-
-
-def other_machines_snapshots(config):
-    """This job's snapshots under this host label made by another machine (a collision)."""
-    return job_snapshots(_list_host_snapshots(config), config, other_machines=True)
 
 
 def snapshot_size(config, snapshot_id):
@@ -949,14 +944,8 @@ def _snapshot_size_path(state_dir, job):
 
 def remember_snapshot_size(state_dir, job, snapshot_id, size_bytes):
     """Record the newest snapshot's restore size for the freshness check (best effort)."""
-    from .state import write_json_atomic
-
-    path = _snapshot_size_path(state_dir, job)
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        write_json_atomic(path, {"snapshot_id": snapshot_id, "size_bytes": int(size_bytes)})
-    except OSError:
-        pass
+    save_record(_snapshot_size_path(state_dir, job),
+                {"snapshot_id": snapshot_id, "size_bytes": int(size_bytes)}, 0o755)
 
 
 def remembered_snapshot_size(state_dir, job, snapshot_id):

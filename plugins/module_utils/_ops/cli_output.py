@@ -60,3 +60,14 @@ def add_config_arguments(parser, default_config, what):
 def read_config(path):
     """The JSON at ``path``; ``OpsError`` when it cannot be read or is not JSON."""
     return load_json(path, "config ")
+
+
+def alert_outcome(outcome) -> str:
+    """``sent``, ``NOT delivered: ...`` or why notify held it back (its result dict)."""
+    if not isinstance(outcome, dict):
+        return str(outcome)
+    if outcome.get("sent"):
+        return "sent"
+    if outcome.get("error"):
+        return "NOT delivered: %s" % outcome["error"]
+    return "not sent: %s" % outcome.get("reason", "")

@@ -282,14 +282,15 @@ def _tls_problem(opts):
     return None
 
 
-def _pem_problem(key, path, kind):
+def _pem_problem(key, path, kind=None):
+    """The file at ``path`` cannot be read on this host, or holds no PEM ``kind`` (when given)."""
     try:
         with open(path, "rb") as handle:
             text = handle.read()
     except OSError as exc:
         return ("log-opts %s %s: cannot read it on this host (%s)" % (key, path, exc.strerror or exc),
                 "container")
-    if b"-----BEGIN " + kind.encode() not in text:
+    if kind and b"-----BEGIN " + kind.encode() not in text:
         return ("log-opts %s %s holds no PEM %s" % (key, path, kind.lower()), "container")
     return None
 
@@ -433,12 +434,7 @@ def _splunk_problem(opts, host_files):
     if "splunk-format" in opts and opts["splunk-format"] not in ("inline", "json", "raw"):
         return _bad("splunk-format", opts["splunk-format"], "inline, json or raw", "container")
     if "splunk-capath" in opts and host_files:
-        try:
-            with open(opts["splunk-capath"], "rb"):
-                pass
-        except OSError as exc:
-            return ("log-opts splunk-capath %s: cannot read it on this host (%s)" % (
-                opts["splunk-capath"], exc.strerror or exc), "container")
+        return _pem_problem("splunk-capath", opts["splunk-capath"])
     return None
 
 

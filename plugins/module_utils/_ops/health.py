@@ -32,10 +32,11 @@ import re
 import time
 
 from . import health_resources
+from .cli_output import alert_outcome
 from .errors import OpsError
 from .http_probe import ProbeError, http_get
 from .options import check_config
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 from .docker_api import connect
 from .timestamps import epoch_seconds, format_timestamp
 from .units import format_bytes, plural
@@ -548,13 +549,10 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             client = connect(timeout=timeout, high_level=True)[0]
         listing = [(p, [describe_container(a) for a in lister(client, p["name"])])
                    for p in projects]
-    except OpsError as exc:
-        return [_result("compose:docker", "compose", "docker engine", "docker",
-                        "critical", exc.message)], dict(restart_baseline)
-    except Exception as exc:  # SDK/HTTP errors while listing
-        return [_result("compose:docker", "compose", "docker engine", "docker", "critical",
-                        "listing containers failed: %s" % str(exc)[:200])], dict(
-                            restart_baseline)
+    except Exception as exc:  # no engine (OpsError), or SDK/HTTP errors while listing
+        problem = exc.message if isinstance(exc, OpsError) else "listing containers failed: %s" % str(exc)[:200]
+        return [_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
+            restart_baseline)
     for project, infos in listing:
         name = project["name"]
         if not infos:
@@ -810,9 +808,7 @@ def run_health_check(config, runtime, notify=None, now=None, docker=None,
     now = time.time() if now is None else now
     host = runtime["host_label"]
     state_path = os.path.join(runtime.get("state_dir") or "/var/lib/runbook-ops", STATE_FILE)
-    saved = read_json(state_path, {})
-    if not isinstance(saved, dict):
-        saved = {}
+    saved = read_json_object(state_path)
     results, baseline = run_checks(config, saved.get("restart_baseline"),
                                    docker=docker, now=now)
     host_results, cpu_history = run_host_checks(config, saved.get("cpu"), now,
@@ -887,22 +883,11 @@ def format_check_lines(summary):
         lines.append("%-8s %-30s %s" % (result["level"], result["name"], detail))
     for action in summary["alerts"]:
         lines.append("alert    %-30s %s -> %s" % (
-            action["key"], action["level"], _outcome_word(action.get("outcome"))))
+            action["key"], action["level"], alert_outcome(action.get("outcome"))))
     if not summary["state_saved"]:
         lines.append("warning: could not save health state (disk full?); "
                      "failure counts start over next run")
     return lines
-
-
-def _outcome_word(outcome):
-    """``sent``, ``NOT delivered: ...`` or why notify held it back (its result dict)."""
-    if not isinstance(outcome, dict):
-        return str(outcome)
-    if outcome.get("sent"):
-        return "sent"
-    if outcome.get("error"):
-        return "NOT delivered: %s" % outcome["error"]
-    return "not sent: %s" % outcome.get("reason", "")
 
 
 # --------------------------------------------------------------------------- report
@@ -1104,8 +1089,7 @@ STALE_SECONDS = 3600
 
 def read_monitor_state(state_dir):
     """The health monitor's state (``health.json``), ``{}`` when missing or unreadable."""
-    saved = read_json(os.path.join(state_dir, STATE_FILE), {})
-    return saved if isinstance(saved, dict) else {}
+    return read_json_object(os.path.join(state_dir, STATE_FILE))
 
 
 def monitor_rows(config, saved, now):

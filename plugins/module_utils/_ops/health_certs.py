@@ -24,6 +24,7 @@ import socket
 import time
 
 from .errors import OpsError
+from .units import show
 
 CERT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 CERT_DEFAULTS = {
@@ -39,8 +40,6 @@ DAY = 86400
 
 def certificate_problems(raw, where):
     """Why ``raw`` is not a valid certificate entry, one ``where.key: VALUE rule`` line each."""
-    from .health_commands import show_value
-
     if not isinstance(raw, dict):
         return ["%s: is not a mapping with host (and port, server_name, ca_file)" % where]
     known = set(CERT_DEFAULTS) | {"name", "host"}
@@ -48,23 +47,23 @@ def certificate_problems(raw, where):
                 for key in sorted(set(raw) - known)]
     host = raw.get("host")
     if not isinstance(host, str) or not host or any(c.isspace() for c in host) or "/" in host:
-        problems.append("%s.host: %s is not a host name or address" % (where, show_value(host)))
+        problems.append("%s.host: %s is not a host name or address" % (where, show(host)))
     port = raw.get("port", 443)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        problems.append("%s.port: %s is not a port (1-65535)" % (where, show_value(port)))
+        problems.append("%s.port: %s is not a port (1-65535)" % (where, show(port)))
     for key in ("server_name", "ca_file"):
         if not isinstance(raw.get(key, ""), str):
-            problems.append("%s.%s: %s is not a string" % (where, key, show_value(raw[key])))
+            problems.append("%s.%s: %s is not a string" % (where, key, show(raw[key])))
     if isinstance(raw.get("ca_file"), str) and raw["ca_file"] and not raw["ca_file"].startswith("/"):
-        problems.append("%s.ca_file: %s is not an absolute path" % (where, show_value(raw["ca_file"])))
+        problems.append("%s.ca_file: %s is not an absolute path" % (where, show(raw["ca_file"])))
     name = raw.get("name")
     if name is not None and (not isinstance(name, str) or not CERT_NAME_RE.match(name)):
         problems.append("%s.name: %s is not a short name of letters, digits, '.', ':', '_' or '-'"
-                        % (where, show_value(name)))
+                        % (where, show(name)))
     timeout = raw.get("timeout_seconds", 10)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         problems.append("%s.timeout_seconds: %s is not a number of seconds greater than 0"
-                        % (where, show_value(timeout)))
+                        % (where, show(timeout)))
     return problems
 
 

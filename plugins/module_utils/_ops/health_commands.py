@@ -18,10 +18,10 @@ command (a password given on a command line would land in alerts and logs).
 
 from __future__ import annotations
 
-import json
 import re
 
 from .errors import OpsError
+from .units import show
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 COMMAND_DEFAULTS = {
@@ -33,16 +33,6 @@ COMMAND_DEFAULTS = {
 }
 OUTPUT_LIMIT = 120
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
-
-
-def show_value(value):
-    """A value as the variable check shows it: plain words bare, the rest as JSON."""
-    if isinstance(value, str) and re.match(r"^[^\s'\",:{}\[\]#]+$", value):
-        return value
-    try:
-        return json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _number(value):
@@ -64,7 +54,7 @@ def command_problems(raw, where):
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         problems.append("%s.name: %s is not a short name of letters, digits, '.', '_' or '-'"
-                        % (where, show_value(name)))
+                        % (where, show(name)))
     command = raw.get("command")
     if isinstance(command, list):
         if not command or not all(isinstance(part, str) for part in command) or not command[0]:
@@ -74,21 +64,21 @@ def command_problems(raw, where):
                         % where)
     for key in ("warn_above", "crit_above"):
         if raw.get(key) is not None and not _number(raw[key]):
-            problems.append("%s.%s: %s is not a number" % (where, key, show_value(raw[key])))
+            problems.append("%s.%s: %s is not a number" % (where, key, show(raw[key])))
     warn, crit = raw.get("warn_above"), raw.get("crit_above")
     if _number(warn) and _number(crit) and not warn < crit:
         problems.append("%s.warn_above: %g is not below crit_above (%g)" % (where, warn, crit))
     expected = raw.get("expected_exit", 0)
     if not (isinstance(expected, int) and not isinstance(expected, bool) and 0 <= expected <= 255):
         problems.append("%s.expected_exit: %s is not an exit code (0-255)" % (
-            where, show_value(expected)))
+            where, show(expected)))
     if not isinstance(raw.get("expected_text", ""), str):
         problems.append("%s.expected_text: %s is not a string" % (
-            where, show_value(raw["expected_text"])))
+            where, show(raw["expected_text"])))
     timeout = raw.get("timeout_seconds", COMMAND_DEFAULTS["timeout_seconds"])
     if not _number(timeout) or timeout <= 0:
         problems.append("%s.timeout_seconds: %s is not a number of seconds greater than 0"
-                        % (where, show_value(timeout)))
+                        % (where, show(timeout)))
     return problems
 
 

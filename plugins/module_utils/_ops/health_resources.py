@@ -108,8 +108,15 @@ def _percent(part, whole):
     return round(100.0 * part / whole, 1) if whole else 0.0
 
 
-def _limit_words(level, warning, critical):
-    return "critical at %g%%" % critical if level == "critical" else "warning at %g%%" % warning
+def _used_result(names, used, warning, critical, status, detail, **figures):
+    """A health result for a used percentage: ``names`` is ``(key, kind, name, target)``;
+    the level by ``level_for`` (``figures["level"]`` when given), the problem names the limit."""
+    level = figures.pop("level", None) or level_for(used, warning, critical)
+    limit = "critical at %g%%" % critical if level == "critical" else "warning at %g%%" % warning
+    result = dict(zip(("key", "kind", "name", "target"), names), level=level, used_percent=used, **figures)
+    result.update(status=status, detail=detail,
+                  problem="" if level == "ok" else "%.0f%% used (%s), %s" % (used, limit, detail))
+    return result
 
 
 def memory_check(meminfo, warning, critical):
@@ -121,13 +128,9 @@ def memory_check(meminfo, warning, critical):
     total = meminfo["MemTotal"]
     available = meminfo.get("MemAvailable", meminfo.get("MemFree", 0))
     used = _percent(total - available, total)
-    level = level_for(used, warning, critical)
-    detail = "%s available of %s" % (format_bytes(available), format_bytes(total))
-    return {"key": "memory:ram", "kind": "memory", "name": "memory", "target": "ram",
-            "level": level, "used_percent": used, "available_bytes": available,
-            "total_bytes": total, "status": "%.0f%% used" % used, "detail": detail,
-            "problem": "" if level == "ok" else "%.0f%% used (%s), %s" % (
-                used, _limit_words(level, warning, critical), detail)}
+    return _used_result(("memory:ram", "memory", "memory", "ram"), used, warning, critical,
+                        "%.0f%% used" % used, "%s available of %s" % (format_bytes(available), format_bytes(total)),
+                        available_bytes=available, total_bytes=total)
 
 
 def swap_check(meminfo, warning, critical):
@@ -135,14 +138,11 @@ def swap_check(meminfo, warning, critical):
     total = meminfo.get("SwapTotal", 0)
     used_bytes = max(0, total - meminfo.get("SwapFree", 0))
     used = _percent(used_bytes, total)
-    level = level_for(used, warning, critical) if total else "ok"
     detail = ("%s used of %s" % (format_bytes(used_bytes), format_bytes(total)) if total
               else "no swap configured")
-    return {"key": "memory:swap", "kind": "memory", "name": "swap", "target": "swap",
-            "level": level, "used_percent": used, "used_bytes": used_bytes, "total_bytes": total,
-            "status": ("%.0f%% used" % used) if total else "none", "detail": detail,
-            "problem": "" if level == "ok" else "%.0f%% used (%s), %s" % (
-                used, _limit_words(level, warning, critical), detail)}
+    return _used_result(("memory:swap", "memory", "swap", "swap"), used, warning, critical,
+                        ("%.0f%% used" % used) if total else "none", detail,
+                        level=None if total else "ok", used_bytes=used_bytes, total_bytes=total)
 
 
 # --------------------------------------------------------------------------- CPU over time
@@ -239,13 +239,9 @@ def container_memory_check(key, name, usage, limit, warning, critical):
     """One container's memory against its limit as a health result (key
     ``container-memory:<project>/<service>``)."""
     used = _percent(usage, limit)
-    level = level_for(used, warning, critical)
-    detail = "%s of its %s limit" % (format_bytes(usage), format_bytes(limit))
-    return {"key": key, "kind": "container-memory", "name": "%s memory" % name,
-            "target": name, "level": level, "used_percent": used, "usage_bytes": usage,
-            "limit_bytes": limit, "status": "%.0f%% of limit" % used, "detail": detail,
-            "problem": "" if level == "ok" else "%.0f%% used (%s), %s" % (
-                used, _limit_words(level, warning, critical), detail)}
+    return _used_result((key, "container-memory", "%s memory" % name, name), used, warning, critical,
+                        "%.0f%% of limit" % used, "%s of its %s limit" % (format_bytes(usage), format_bytes(limit)),
+                        usage_bytes=usage, limit_bytes=limit)
 
 
 def read_container_stats(client, container_id):

@@ -34,6 +34,25 @@ def key_path(state_dir):
     return os.path.join(state_dir, KEY_FILE_NAME)
 
 
+def _install_key(path, key, place):
+    """Write ``key`` to a private (0600) temporary file beside ``path``, then ``place(temporary,
+    path)``: ``os.link`` never replaces a key, ``os.replace`` swaps it atomically."""
+    handle, temporary = tempfile.mkstemp(prefix=".fingerprint-", dir=os.path.dirname(path) or ".")
+    try:
+        os.write(handle, (key + "\n").encode("ascii"))
+        os.fsync(handle)
+        os.close(handle)
+        handle = None
+        place(temporary, path)
+    finally:
+        if handle is not None:
+            os.close(handle)
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:  # os.replace moved it
+            pass
+
+
 def create_key(path):
     """Create the key file with a new random key unless it exists; never replace one.
 
@@ -41,22 +60,11 @@ def create_key(path):
     never sees a partial key and two runs racing end up with the same key.
     Raises OSError when the directory cannot be written.
     """
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".fingerprint-", dir=directory)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
-        os.write(handle, (secrets.token_hex(KEY_BYTES) + "\n").encode("ascii"))
-        os.fsync(handle)
-        os.close(handle)
-        handle = None
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-    finally:
-        if handle is not None:
-            os.close(handle)
-        os.unlink(temporary)
+        _install_key(path, secrets.token_hex(KEY_BYTES), os.link)
+    except FileExistsError:
+        pass
 
 
 def _open_key(path):
@@ -158,20 +166,8 @@ def read_key(path, may_change=True):
 def replace_key(path):
     """Replace the key file by a new random key, atomically (a private temporary file
     renamed over it), owned by this user, mode 0600; return the new key."""
-    directory = os.path.dirname(path) or "."
     key = secrets.token_hex(KEY_BYTES)
-    handle, temporary = tempfile.mkstemp(prefix=".fingerprint-", dir=directory)
-    try:
-        os.write(handle, (key + "\n").encode("ascii"))
-        os.fsync(handle)
-        os.close(handle)
-        handle = None
-        os.replace(temporary, path)
-    except BaseException:
-        if handle is not None:
-            os.close(handle)
-        os.unlink(temporary)
-        raise
+    _install_key(path, key, os.replace)
     return key.encode("ascii")
 
 

@@ -38,6 +38,12 @@ def read_json(path, default=None):
         return default
 
 
+def read_json_object(path) -> dict:
+    """The JSON object stored in ``path``; ``{}`` when it is missing, corrupt or no object."""
+    data = read_json(path, {})
+    return data if isinstance(data, dict) else {}
+
+
 def load_json(path, what=""):
     """The JSON at ``path``, strictly: ``OpsError`` naming ``what`` (e.g. ``"config "``) and
     the path when it cannot be read or is not JSON (a file a person wrote, unlike state)."""

@@ -52,7 +52,7 @@ def epoch_seconds(value):
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, datetime.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
+        return utc(value).timestamp()
     parsed = parse(value)
     if parsed is None:
         return None
@@ -84,11 +84,9 @@ def utc(value):
 def iso_z(value):
     """``2026-01-16T03:00:12Z``: an epoch or a datetime (naive: UTC) in UTC, whole seconds;
     what the history files and media samples record."""
-    if isinstance(value, datetime.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
-    else:
-        moment = datetime.datetime.fromtimestamp(int(value), datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not isinstance(value, datetime.datetime):
+        value = datetime.datetime.fromtimestamp(int(value), datetime.timezone.utc)
+    return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_timestamp(value):

@@ -4,15 +4,19 @@
 
 - ``format_bytes``: sizes computed in powers of 1024 with IEC units (``1.5 GiB``), never
   ``GB`` for a GiB;
-- ``plural``: ``1 sample``, ``2 samples``.
+- ``plural``: ``1 sample``, ``2 samples``;
+- ``show``: a value in a message about settings, plain words bare, the rest as JSON.
 
 Times: ``timestamps.format_timestamp``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 
 IEC_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+_PLAIN = re.compile(r"^[^\s'\",:{}\[\]#]+$")
 
 
 def format_bytes(value):
@@ -37,3 +41,15 @@ def format_bytes(value):
 def plural(count, word, many=None):
     """``1 sample``, ``0 samples``, ``2 samples``; ``many`` for an irregular plural."""
     return "%d %s" % (count, word if count == 1 else (many or word + "s"))
+
+
+def show(value, secret=False) -> str:
+    """A value as a message shows it: plain words bare, the rest as JSON, secrets hidden."""
+    if secret and value not in ("", None):
+        return "(secret)"
+    if isinstance(value, str) and _PLAIN.match(value):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # pragma: no cover - default=str makes anything dumpable
+        return repr(value)

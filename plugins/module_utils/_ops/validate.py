@@ -29,29 +29,17 @@ from .health_certs import certificate_problems
 from .health_commands import command_problems
 from .media import parse_size
 from .runtime import job_name_reason, timeout_reason
+from .units import show
 
 BASE_ROLE = "base"
 BASE_PREFIX = "runbook_ops_"
 _TRUE = ("y", "yes", "on", "1", "true", "t", 1)
 _FALSE = ("n", "no", "off", "0", "false", "f", 0)
-_PLAIN = re.compile(r"^[^\s'\",:{}\[\]#]+$")
 
 
 def prefix(role) -> str:
     """The prefix of a role's public variables (``runbook_ops_`` for base)."""
     return BASE_PREFIX if role == BASE_ROLE else role + "_"
-
-
-def show(value, secret=False) -> str:
-    """A value as a message shows it: plain words bare, the rest as JSON, secrets hidden."""
-    if secret and value not in ("", None):
-        return "(secret)"
-    if isinstance(value, str) and _PLAIN.match(value):
-        return value
-    try:
-        return json.dumps(value, sort_keys=True, default=str)
-    except (TypeError, ValueError):  # pragma: no cover - default=str makes anything dumpable
-        return repr(value)
 
 
 # ------------------------------------------------------------------ argument-spec types
@@ -211,20 +199,19 @@ def _at_least(low):
     return lambda value: "" if value is not None and value >= low else "is below %s" % low
 
 
-def _duration(value):
-    try:
-        parse_duration(value)
-    except OpsError:
-        return "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)"
-    return ""
+def _parses(parse, rule):
+    """The rule that ``parse`` (raising ``OpsError``) accepts the value; ``rule`` when not."""
+    def problem(value):
+        try:
+            parse(value)
+        except OpsError:
+            return rule
+        return ""
+    return problem
 
 
-def _size(value):
-    try:
-        parse_size(value)
-    except OpsError:
-        return "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)"
-    return ""
+_duration = _parses(parse_duration, "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)")
+_size = _parses(parse_size, "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)")
 
 
 def _target_percent(value):
