@@ -3,8 +3,9 @@
 """The emergency procedure's report, written on the host: the summary table and the verdict.
 
 ``summary_lines(summary, crit_percent, media_path)`` is the table the playbook prints and
-sends to Telegram, one string per line (what ``playbooks/templates/emergency_disk_summary.j2``
-rendered before #21, line for line); ``verdict(summary, escalate_percent)`` the one line the
+sends to Telegram, one string per line (what the playbook's template rendered on the controller
+before #21, line for line: tests/unit/fixtures/emergency/emergency_disk_summary.j2 keeps it and
+test_emergency_report compares); ``verdict(summary, escalate_percent)`` the one line the
 playbook fails a host with ("" when a step failed nowhere and usage is not above the
 escalation threshold). Both are pure.
 """
