@@ -5,12 +5,13 @@
 
 The playbook passes every ``emergency_disk_*`` variable a host has and stops the host
 before its first step on any problem; the rules live in
-``plugins/module_utils/_ops/emergency.py``, next to the code that reads the values.
+``plugins/module_utils/_ops/emergency_settings.py`` (loaded alone: the filter runs in every
+host's worker), shared with the module ``runbook.ops.emergency_disk``.
 """
 
 from __future__ import annotations
 
-from ansible_collections.runbook.ops.plugins.module_utils._ops.emergency import (
+from ansible_collections.runbook.ops.plugins.module_utils._ops.emergency_settings import (
     check_emergency_settings,
 )
 

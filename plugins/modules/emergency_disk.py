@@ -35,6 +35,8 @@ description:
   - Every option is checked first by the playbook's rules (the C(runbook.ops.emergency_disk_settings)
     filter); a bad value fails the task before anything changes, with one line naming the
     playbook variable (C(emergency_disk_<option>)), its value and the rule.
+  - Also returns the summary table as the playbook prints and sends it (RV(lines)) and the line
+    it fails a host with (RV(verdict)), written on the host, and sets the fact C(emergency_disk_summary).
 author:
   - runbook.ops maintainers (@runbook-ops)
 requirements:
@@ -136,6 +138,14 @@ options:
   host_label:
     description: The host's name in RV(summary.host). Defaults to the host name.
     type: str
+  variables:
+    description:
+      - The playbook's C(emergency_disk_*) variables as the play has them, by their full names and
+        values as written (C(emergency_disk_crit_percent=85%)); the playbook passes every one it sees.
+      - Given, they are the settings (an unset one takes its default) and the other options but
+        O(host_label) must not be given; checked by the playbook's rules before anything changes,
+        a name the playbook does not know is a warning naming the closest known one.
+    type: dict
 seealso:
   - module: runbook.ops.docker_cleanup
   - module: runbook.ops.disk_check
@@ -155,7 +165,11 @@ EXAMPLES = r"""
     media_path: /var/lib/eatfit24/media
     host_label: "{{ inventory_hostname }}"
   register: emergency
-  failed_when: emergency.summary.escalate or emergency.summary.failed_steps | length > 0
+  failed_when: emergency.verdict != ""
+
+- name: Print the summary table
+  ansible.builtin.debug:
+    msg: "{{ emergency.lines }}"
 """
 
 RETURN = r"""
@@ -164,6 +178,32 @@ changed:
   returned: always
   type: bool
   sample: true
+lines:
+  description:
+    - The summary table, one line each, as the playbook C(runbook.ops.emergency_disk) prints it and
+      sends it to Telegram (joined by newlines).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "emergency-disk web1: / (mount /) [CHECK MODE: nothing changed, figures are estimates]"
+    - "usage 40% is below the critical 85%: nothing to do"
+verdict:
+  description:
+    - "Why the playbook fails the host, one line (C(<host>: N emergency step(s) failed: ...) and/or
+      C(<mount> is still at X% after the emergency cleanup (escalation threshold Y%): <advice>)), or
+      empty when no step failed and usage is not above O(escalate_percent)."
+  returned: always
+  type: str
+  sample: ""
+ansible_facts:
+  description: The fact the playbook's summary is known by afterwards.
+  returned: always
+  type: dict
+  contains:
+    emergency_disk_summary:
+      description: RV(summary).
+      type: dict
 summary:
   description: The run, as the playbook C(runbook.ops.emergency_disk) prints and judges it (C(emergency_disk_summary)).
   returned: always
@@ -282,21 +322,25 @@ from ansible_collections.runbook.ops.plugins.module_utils._ansible import (
     missing_library_text, run_core,
 )
 from ansible_collections.runbook.ops.plugins.module_utils._ops.emergency import (
-    RUN_OPTIONS, run_emergency_disk,
+    RUN_OPTIONS, run_emergency_disk, settings_from_variables,
 )
 
 
 def main():
     argument_spec = dict((name, dict(spec)) for name, spec in RUN_OPTIONS.items())
-    argument_spec["host_label"] = dict(type="str")
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    settings = dict(module.params)
-    host_label = settings.pop("host_label")
-    result = run_core(module, run_emergency_disk, settings, host_label=host_label,
+    argument_spec.update(host_label=dict(type="str"), variables=dict(type="dict"))
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[("variables", name) for name in RUN_OPTIONS])
+    settings = dict((name, module.params[name]) for name in RUN_OPTIONS)
+    if module.params["variables"] is not None:
+        settings, warnings = run_core(module, settings_from_variables, module.params["variables"])
+        for warning in warnings:
+            module.warn(warning)
+    result = run_core(module, run_emergency_disk, settings, host_label=module.params["host_label"],
                       check_mode=module.check_mode, import_error_text=missing_library_text)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(**result)
+    module.exit_json(ansible_facts={"emergency_disk_summary": result["summary"]}, **result)
 
 
 if __name__ == "__main__":

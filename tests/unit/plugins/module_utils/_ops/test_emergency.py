@@ -19,6 +19,7 @@ _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import emergency  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
 
 
 def check(**given):
@@ -124,3 +125,18 @@ def test_an_unknown_emergency_disk_variable_is_named_with_the_closest_known_one(
         "emergency_disk_crit_percent?",
         "emergency_disk_unitl is not a setting of emergency-disk.yml; did you mean emergency_disk_until?",
         "emergency_disk_xyz is not a setting of emergency-disk.yml"]
+
+
+def test_the_modules_variables_are_the_run_settings_checked_with_the_unknown_names_as_warnings():
+    """The playbook hands the module every emergency_disk_* variable as given: the module
+    runs with the checked values (not the playbook's own telegram), warns about unknown
+    names, and refuses a bad value with the same one line per problem."""
+    settings, warnings = emergency.settings_from_variables({
+        "emergency_disk_crit_percent": "90%", "emergency_disk_telegram": False,
+        "emergency_disk_unitl": "0s", "emergency_disk_hosts": "web"})
+    assert settings["crit_percent"] == 90 and settings["until"] == "168h"
+    assert set(settings) == set(emergency.RUN_SETTINGS)
+    assert warnings == ["emergency_disk_unitl is not a setting of emergency-disk.yml; did you mean emergency_disk_until?"]
+    with pytest.raises(OpsError) as caught:
+        emergency.settings_from_variables({"emergency_disk_until": "7d", "emergency_disk_force": "maybe"})
+    assert caught.value.message == "; ".join(check(until="7d", force="maybe")["problems"])
