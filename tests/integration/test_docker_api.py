@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one Docker client factory and its raw requests, against a real (isolated) engine:
 the engine's error answers arrive as the SDK's own exceptions, the client's timeout
-applies, another connection to the same engine sends nothing until used."""
+applies, another connection to the same engine sends nothing until used, and a client
+keeps its connection whatever the request path."""
 
 from __future__ import annotations
 
@@ -49,6 +50,51 @@ def test_another_connection_sends_nothing_until_used_and_keeps_the_version(isola
         silent.ping()
     with pytest.raises(OpsError, match="cannot reach the Docker daemon at unix:///nonexistent/docker.sock"):
         docker_api.connect("/nonexistent/docker.sock", version="1.41")
+
+
+def _counting_relay(path, target):
+    """A unix socket at ``path`` relaying to ``target``; returns the list of accepted connections."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(16)
+    accepted = []
+
+    def pipe(src, dst):
+        while True:
+            data = src.recv(65536)
+            if not data:
+                dst.shutdown(socket.SHUT_WR)
+                return
+            dst.sendall(data)
+
+    def serve():
+        while True:
+            conn = server.accept()[0]
+            accepted.append(conn)
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(target)
+            for src, dst in ((conn, engine), (engine, conn)):
+                threading.Thread(target=pipe, args=(src, dst), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return accepted
+
+
+def test_a_client_keeps_one_socket_connection_across_request_paths(isolated_engine, tmp_path):
+    """The SDK alone opens a connection (and a pool) per distinct URL on a unix socket: 300
+    image removals meant about 600 connections. A client of the factory reuses one."""
+    path = str(tmp_path / "relay.sock")
+    accepted = _counting_relay(path, isolated_engine.socket)
+    api = docker_api.connect(path, timeout=30)[0]
+    try:
+        for n in range(20):
+            assert api.images(name="reuse-%d" % n) == []
+            with pytest.raises(docker.errors.NotFound):
+                api.inspect_image("reuse-%d" % n)
+        assert isinstance(docker_api.request_json(api, "GET", "/containers/json"), list)
+        assert len(accepted) == 2  # the version lookup's, then one for all 41 calls
+    finally:
+        api.close()
 
 
 def test_the_clients_timeout_bounds_a_raw_request(tmp_path):

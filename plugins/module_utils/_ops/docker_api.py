@@ -58,6 +58,8 @@ def connect(docker_host=None, timeout=60, version="auto", high_level=False, chec
         # A unix socket takes no proxy, netrc or CA bundle from the environment; not looking
         # them up spares requests' scan of os.environ on every call.
         api.trust_env = not where.startswith("unix://")
+        if where.startswith("unix://"):
+            _one_socket_pool(api, where, timeout)
         if version != "auto" and check:
             api.ping()
     except Exception as exc:  # noqa: BLE001 - the SDK raises DockerException, requests errors, OSError
@@ -66,6 +68,30 @@ def connect(docker_host=None, timeout=60, version="auto", high_level=False, chec
         raise OpsError("cannot reach the Docker daemon at %s (%s); start it, or set docker_host / "
                        "DOCKER_HOST to where it listens" % (where, short_error(exc)), docker_host=where)
     return client, where
+
+
+def _one_socket_pool(api, where, timeout):
+    """Give ``api`` a unix-socket adapter that keeps its connections across request paths.
+
+    The SDK's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL, so
+    every distinct path (``DELETE /images/<each id>``) opens a new connection and pool:
+    about 550 for 275 image removals, 1.5-2 s of a cleanup's time. Requests go to the
+    socket by path, so one pool serves all; it is mounted through requests' public
+    ``Session.mount`` in place of the SDK's adapter (closed: it holds the version lookup's
+    connection).
+    """
+    from docker.transport import UnixHTTPAdapter  # pylint: disable=import-outside-toplevel
+
+    class OnePoolAdapter(UnixHTTPAdapter):
+        """The SDK's unix-socket adapter with one pool, whatever the URL."""
+
+        def get_connection(self, url, proxies=None):
+            return super().get_connection(api.base_url, proxies)
+
+    prefix = api.base_url.split("//", 1)[0] + "//"  # http+docker://
+    adapter = api.get_adapter(api.base_url)
+    api.mount(prefix, OnePoolAdapter("http+unix://" + where[len("unix://"):], timeout))
+    adapter.close()
 
 
 def request_json(api, method, path, params=None):
