@@ -75,10 +75,11 @@ def _one_socket_pool(api, where, timeout):
 
     The SDK's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL, so
     every distinct path (``DELETE /images/<each id>``) opens a new connection and pool:
-    about 550 for 275 image removals, 1.5-2 s of a cleanup's time. Requests go to the
-    socket by path, so one pool serves all; it is mounted through requests' public
-    ``Session.mount`` in place of the SDK's adapter (closed: it holds the version lookup's
-    connection).
+    about 550 for 275 image removals, a few tenths of a second of client and engine CPU.
+    Requests go to the socket by path, so one pool serves all. ``get_connection`` is the
+    hook requests documents for adapter subclasses; the adapter is mounted through
+    requests' public ``Session.mount`` in place of the SDK's (closed: it holds the version
+    lookup's connection).
     """
     from docker.transport import UnixHTTPAdapter  # pylint: disable=import-outside-toplevel
 
