@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Behaviour of runbook.ops.base (and .logrotate) inside the converged container.
 
-The fake Telegram Bot API from prepare.yml listens on 127.0.0.1:8081 in the container
-and records every request to /opt/fake-telegram/requests.jsonl.
+The fake Telegram Bot API (tests/fakes/fake_telegram.yml, imported by prepare.yml) listens on
+127.0.0.1:8081 in the container and records every request to /opt/fake-telegram/requests.jsonl.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "verifiers"))
 from common_checks import TELEGRAM, json_lines  # noqa: E402 pylint: disable=wrong-import-position
 
 TOKEN = "424242:MOLECULE_only_token_do_not_leak_0123"
-SYSLOG = "/opt/fake-telegram/syslog.jsonl"  # what reached /dev/log (fake syslog, prepare.yml)
+SYSLOG = "/opt/fake-syslog/syslog.jsonl"  # what reached /dev/log (tests/fakes/fake_syslog.yml)
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "/usr/local/bin/runbook-ops"
 KEY_FILE = "/var/lib/runbook-ops/fingerprint.key"
