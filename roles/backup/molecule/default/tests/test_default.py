@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import testinfra
@@ -20,11 +21,12 @@ testinfra_hosts = ["ansible://backup-instance"]
 
 PASSWORD = "Molecule-Backup-Password-do-not-leak-9876"
 CONFIG = "/etc/runbook-ops/backup.json"
-RECORD = "/opt/fake-telegram/requests.jsonl"
 DATA = ["/srv/app", "/srv/volumes/app_db/_data", "/opt/app"]
 RESTIC_ENV = "RESTIC_PASSWORD_FILE=/etc/runbook-ops/backup.password RESTIC_REPOSITORY=%s"
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 REPO_ROOT = os.path.abspath(os.path.join(PROJECT, "..", ".."))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "verifiers"))
+from common_checks import TELEGRAM, json_lines  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def _ok(host, command):
@@ -54,11 +56,6 @@ def _checksums(host, roots, prefix=""):
 
 def _quote(text):
     return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
-def _alerts(host):
-    content = host.file(RECORD).content_string if host.file(RECORD).exists else ""
-    return [json.loads(line) for line in content.splitlines() if line.strip()]
 
 
 def _derived_config(host, name, **changes):
@@ -286,7 +283,7 @@ def test_failing_hook_fails_the_backup_and_alerts(host):
                    % config)
     assert run.rc != 0
     assert len(_snapshots(host, "/srv/restic-repo")) == before
-    texts = [a["text"] for a in _alerts(host) if a.get("text")]
+    texts = [a["text"] for a in json_lines(host, TELEGRAM) if a.get("text")]
     assert any("backup-failhook" in t and "CRITICAL" in t and "hook pg_dump failed" in t
                for t in texts), texts
 
@@ -298,17 +295,17 @@ def test_stale_repository_raises_the_freshness_alert(host):
     _ok(host, "runbook-ops backup run --config %s --time '2026-01-01 03:00:00'" % config)
     _ok(host, "runbook-ops run --job backup-stale-freshness -- runbook-ops backup freshness "
               "--config %s" % config)
-    texts = [a["text"] for a in _alerts(host) if a.get("text")]
+    texts = [a["text"] for a in json_lines(host, TELEGRAM) if a.get("text")]
     assert any("backup-stale: newest backup is" in t and "CRITICAL" in t and "limit 25 h" in t
                for t in texts), texts
-    assert all(a.get("token_ok", True) for a in _alerts(host))
+    assert all(a.get("token_ok", True) for a in json_lines(host, TELEGRAM))
 
 
 def test_fresh_repository_sends_no_freshness_alert(host):
-    count = len(_alerts(host))
+    count = len(json_lines(host, TELEGRAM))
     _ok(host, "runbook-ops run --job backup-freshness -- runbook-ops backup freshness --config %s"
         % CONFIG)
-    assert len(_alerts(host)) == count
+    assert len(json_lines(host, TELEGRAM)) == count
 
 
 def test_password_never_in_logs_state_or_alerts(host):

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Behaviour of runbook.ops.base (and .logrotate) inside the converged container.
 
-The fake Telegram Bot API from prepare.yml listens on 127.0.0.1:8081 in the container
-and records every request to /opt/fake-telegram/requests.jsonl.
+The fake Telegram Bot API (tests/fakes/fake_telegram.yml, imported by prepare.yml) listens on
+127.0.0.1:8081 in the container and records every request to /opt/fake-telegram/requests.jsonl.
 """
 
 from __future__ import annotations
@@ -14,16 +14,19 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from shlex import quote
 
 import pytest
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5))
+sys.path.insert(0, os.path.join(REPO, "tests", "verifiers"))
+from common_checks import TELEGRAM, json_lines  # noqa: E402 pylint: disable=wrong-import-position
+
 TOKEN = "424242:MOLECULE_only_token_do_not_leak_0123"
-RECORD = "/opt/fake-telegram/requests.jsonl"
-SYSLOG = "/opt/fake-telegram/syslog.jsonl"  # what reached /dev/log (fake syslog, prepare.yml)
+SYSLOG = "/opt/fake-syslog/syslog.jsonl"  # what reached /dev/log (tests/fakes/fake_syslog.yml)
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPO = os.path.abspath(os.path.join(SCENARIO, "..", "..", "..", ".."))
 BIN = "/usr/local/bin/runbook-ops"
 KEY_FILE = "/var/lib/runbook-ops/fingerprint.key"
 # What compose_env_sync shows for a value on this host: the installed core under the host key.
@@ -37,22 +40,13 @@ def _unique(prefix):
     return "%s-%d" % (prefix, int(time.time() * 1000))
 
 
-def _records(host):
-    if not host.file(RECORD).exists:
-        return []
-    return [json.loads(line) for line in host.file(RECORD).content_string.splitlines() if line]
-
-
 def _messages(host, words):
-    return [r for r in _records(host) if "text" in r and words in r["text"]]
+    return [r for r in json_lines(host, TELEGRAM) if "text" in r and words in r["text"]]
 
 
 def _syslog(host, words=""):
     """Messages tagged runbook-ops that reached /dev/log and contain ``words``."""
-    if not host.file(SYSLOG).exists:
-        return []
-    records = [json.loads(line) for line in host.file(SYSLOG).content_string.splitlines() if line]
-    return [r["message"] for r in records if r["tag"] == "runbook-ops" and words in r["message"]]
+    return [r["message"] for r in json_lines(host, SYSLOG) if r["tag"] == "runbook-ops" and words in r["message"]]
 
 
 def _wait(predicate, seconds):
@@ -185,9 +179,9 @@ def test_timeout_kills_the_job_and_alerts(host):
 
 
 def test_dead_man_pings_start_and_success(host):
-    before = len(_records(host))
+    before = len(json_lines(host, TELEGRAM))
     assert host.run(BIN + " run --job pinged-job -- true").rc == 0
-    pings = [r["ping"] for r in _records(host)[before:] if "ping" in r]
+    pings = [r["ping"] for r in json_lines(host, TELEGRAM)[before:] if "ping" in r]
     assert pings == ["molecule-uuid/start", "molecule-uuid"]
 
 

@@ -11,15 +11,19 @@ Every check runs the command of the installed cron line (through the wrapper).
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5, "tests", "verifiers"))
+from common_checks import TELEGRAM, cron_command as cron_line, json_lines  # noqa: E402 pylint: disable=wrong-import-position
 
 JOB = "disk-monitor"
 FS = "/srv/diskmon"
 CRON_FILE = "/etc/cron.d/runbook-ops-%s" % JOB
 FALLBACK = "/run/runbook-ops-fulltest"  # fallback_state_dir for the full-disk runtime
-FAKE_RECORD = "/opt/fake-telegram/requests.jsonl"
 HISTORY = "/var/lib/runbook-ops/disk-history.jsonl"
 PROM = "/var/lib/node_exporter/textfile_collector/runbook_ops_disk.prom"
 FULL_RUNTIME = "/etc/runbook-ops/runtime-full.json"
@@ -27,17 +31,11 @@ WARN, CRIT, OK = "\u26a0\ufe0f", "\U0001f6a8", "\u2705"
 
 
 def messages(host):
-    record = host.file(FAKE_RECORD)
-    if not record.exists:
-        return []
-    return [json.loads(line)["text"] for line in record.content_string.splitlines()
-            if line.strip() and "text" in json.loads(line)]
+    return [record["text"] for record in json_lines(host, TELEGRAM) if "text" in record]
 
 
 def cron_command(host):
-    line = [text for text in host.file(CRON_FILE).content_string.splitlines()
-            if text.startswith("0 9 * * * ")][0]
-    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "").strip()
+    return cron_line(host, JOB, "0 9 * * * ")
 
 
 def fill_to(host, kib):
@@ -101,9 +99,7 @@ def test_a_second_run_inside_the_cooldown_sends_nothing(host):
 
 
 def test_the_day_has_one_history_sample(host):
-    lines = [json.loads(text) for text in host.file(HISTORY).content_string.splitlines()
-             if text.strip()]
-    mine = [sample for sample in lines if sample["mount"] == FS]
+    mine = [sample for sample in json_lines(host, HISTORY) if sample["mount"] == FS]
     assert len(mine) == 1 and mine[0]["used_bytes"] == 6144 * 1024
     assert set(mine[0]) == {"ts", "mount", "used_bytes", "total_bytes"}
 

@@ -11,14 +11,11 @@ import sys
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 5))
+sys.path.insert(0, os.path.join(REPO, "tests", "verifiers"))
+from common_checks import cron_command, refusal  # noqa: E402 pylint: disable=wrong-import-position
+
 JOB = "docker-cleanup"
 CRON = "0 3 * * 0 "
-
-
-def cron_command(host):
-    line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
-            if l.startswith(CRON)][0]
-    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
 
 
 def engine_tags(host):
@@ -36,7 +33,7 @@ def test_the_weekly_cron_job_runs_through_the_wrapper(host):
     lines = cron.content_string.splitlines()
     header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))]
     assert any("Ansible managed" in line for line in header)  # the `ansible_managed | comment` block
-    assert cron_command(host).startswith(
+    assert cron_command(host, JOB, CRON).startswith(
         "/usr/local/bin/runbook-ops run --job docker-cleanup --timeout 3600 -- "
         "/usr/local/bin/runbook-ops docker-cleanup --config /etc/runbook-ops/docker-cleanup.json")
 
@@ -50,14 +47,14 @@ def test_the_job_settings_are_the_module_options(host):
 
 def test_the_cron_line_removes_only_the_unused_image_and_logs_it(host):
     assert {"old:1", "used:1", "keep:1"} <= engine_tags(host)
-    run = host.run(cron_command(host))
+    run = host.run(cron_command(host, JOB, CRON))
     assert run.rc == 0, run.stdout + run.stderr
     tags = engine_tags(host)
     assert "old:1" not in tags
     assert {"used:1", "keep:1"} <= tags
     log = host.file("/var/log/%s.log" % JOB).content_string
     assert "images        1 removed" in log and "- old:1" in log
-    again = host.run(cron_command(host))
+    again = host.run(cron_command(host, JOB, CRON))
     assert again.rc == 0
     assert host.file("/var/log/%s.log" % JOB).content_string.count("images        0 removed") == 1
 
@@ -126,10 +123,6 @@ def test_a_real_docker_20_10_starts_on_the_file_each_phase_wrote(host, phase, tm
         engine.stop()
 
 
-def refusal(host, phase):
-    return json.loads(host.file("/var/tmp/evidence/%s.refusal" % phase).content_string)["msg"]
-
-
 def test_a_file_with_the_same_content_is_not_rewritten_and_nothing_restarts(host):
     data, restarts = evidence(host, "same")
     assert data == evidence(host, "journald")[0]
@@ -166,7 +159,7 @@ def test_a_plugin_driver_needs_the_opt_in_and_an_engine_that_has_it(host):
 
 
 def test_check_mode_meets_the_refusal_a_real_run_meets(host):
-    message = json.loads(host.file("/var/tmp/evidence/check.refusal").content_string)["msg"]
+    message = refusal(host, "check")
     assert "'max-size' is not an option of log-driver journald" in message
     data, restarts = evidence(host, "check")
     assert data == evidence(host, "journald")[0] and len(restarts) == 2

@@ -19,7 +19,7 @@ from shlex import quote
 CRON_FILE = "/etc/cron.d/runbook-ops-health-monitor"
 CONFIG = "/etc/runbook-ops/health-monitor.json"
 RECORD = "/var/tmp/telegram.jsonl"
-SYSLOG = "/var/tmp/syslog.jsonl"
+SYSLOG = "/opt/fake-syslog/syslog.jsonl"  # what reached /dev/log (tests/fakes/fake_syslog.yml)
 RUNTIME = "/etc/runbook-ops/runtime.json"
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
 
@@ -59,7 +59,7 @@ def _run_job(host):
 
 
 def _syslog(host, words=""):
-    """Messages tagged runbook-ops that reached /dev/log (the fake syslog of prepare.yml)."""
+    """Messages tagged runbook-ops that reached /dev/log (the fake syslog, tests/fakes/fake_syslog.yml)."""
     records = host.run("cat %s 2>/dev/null || true" % SYSLOG).stdout.splitlines()
     return [r["message"] for r in map(json.loads, filter(None, records))
             if r["tag"] == "runbook-ops" and words in r["message"]]

@@ -4,30 +4,24 @@
 
 from __future__ import annotations
 
-import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5, "tests", "verifiers"))
+from common_checks import TELEGRAM, cron_command, json_lines  # noqa: E402 pylint: disable=wrong-import-position
 
 JOB = "media-baseline"
+CRON = "5 9 1 * * "
 BASELINE = "/var/lib/runbook-ops/media-baseline.jsonl"
 MEDIA = "/srv/media/uploads"
-
-
-def samples(host):
-    return [json.loads(line) for line in host.file(BASELINE).content_string.splitlines()
-            if line.strip()]
 
 
 def du_bytes(host):
     return int(host.check_output("du -s -x -B1 %s" % MEDIA).split()[0])
 
 
-def cron_command(host):
-    line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
-            if l.startswith("5 9 1 * * ")][0]
-    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
-
-
 def test_the_first_sample_was_taken_once_as_du_counts(host):
-    first = samples(host)[0]
+    first = json_lines(host, BASELINE)[0]
     assert set(first) == {"ts", "path", "bytes", "files"}
     assert first["path"] == MEDIA
     assert first["files"] == 4  # the hard link is the same file
@@ -39,17 +33,17 @@ def test_the_monthly_cron_job_runs_through_the_wrapper(host):
     cron = host.file("/etc/cron.d/runbook-ops-%s" % JOB)
     assert cron.user == "root" and cron.mode == 0o644
     assert "Ansible managed" in "".join(cron.content_string.splitlines()[:3])
-    assert cron_command(host) .startswith(
+    assert cron_command(host, JOB, CRON) .startswith(
         "/usr/local/bin/runbook-ops run --job media-baseline --timeout 3600 -- "
         "/usr/local/bin/runbook-ops media-baseline --config /etc/runbook-ops/media-baseline.json")
 
 
 def test_the_cron_line_appends_a_sample_and_a_human_log_line(host):
-    before = len(samples(host))
+    before = len(json_lines(host, BASELINE))
     host.run("head -c 50000 /dev/urandom > %s/2026/01/meal-9.jpg" % MEDIA)
-    run = host.run(cron_command(host))
+    run = host.run(cron_command(host, JOB, CRON))
     assert run.rc == 0, run.stdout + run.stderr
-    after = samples(host)
+    after = json_lines(host, BASELINE)
     assert len(after) == before + 1
     assert after[-1]["files"] == 5 and after[-1]["bytes"] == du_bytes(host)
     log = host.file("/var/log/%s.log" % JOB).content_string
@@ -73,12 +67,11 @@ def test_a_failed_measurement_alerts_the_team(host):
     host.run("cp /etc/runbook-ops/%s.json /tmp/good.json" % JOB)
     host.run("sed -i 's#%s#/srv/media/missing#' /etc/runbook-ops/%s.json" % (MEDIA, JOB))
     try:
-        run = host.run(cron_command(host))
+        run = host.run(cron_command(host, JOB, CRON))
         assert run.rc == 1
     finally:
         host.run("cp /tmp/good.json /etc/runbook-ops/%s.json" % JOB)
-    messages = [json.loads(line) for line in
-                host.file("/opt/fake-telegram/requests.jsonl").content_string.splitlines()]
+    messages = json_lines(host, TELEGRAM)
     assert any("media-baseline" in m["text"] and "does not exist" in m["text"]
                for m in messages)
 

@@ -5,23 +5,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5, "tests", "verifiers"))
+from common_checks import cron_command, evidence, json_lines, refusal  # noqa: E402 pylint: disable=wrong-import-position
 
 JOB = "meal-photos-cleanup"
 OLD = ["/srv/media/uploads/2025/old-%d.jpg" % n for n in (1, 2, 3)]  # 200 days
 MID = ["/srv/media/uploads/2025/mid-%d.jpg" % n for n in (1, 2)]  # 30 days
 NEW = ["/srv/media/uploads/2026/new-%d.jpg" % n for n in (1, 2)]
 REPORT = "/var/lib/runbook-ops/media-cleanup-dry-run.txt"
-
-
-def evidence(host, phase):
-    return json.loads(host.file("/var/tmp/evidence/%s.json" % phase).content_string)
-
-
-def refusal(host, phase):
-    return json.loads(host.file("/var/tmp/evidence/%s.refusal" % phase).content_string)["msg"]
+CALLS = "/var/lib/fake-app/calls.jsonl"  # every call of the stand-in application (prepare.yml)
 
 
 def cleanup_calls(calls, dry_run):
@@ -172,8 +170,7 @@ def test_approving_the_new_report_runs_it_once_and_arms_it_again(host):
 
 
 def test_the_idempotence_run_deleted_nothing_more(host):
-    calls = [json.loads(line) for line in
-             host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
+    calls = json_lines(host, CALLS)
     assert len([c for c in cleanup_calls(calls, False) if "--status" in c["argv"]]) == 2
     # the gate, the settings change, the upgrade, and each approval (it checks its report holds)
     assert len(cleanup_calls(calls, True)) == 5
@@ -217,17 +214,10 @@ def test_the_weekly_logrotate_matches_the_runbook(host):
     assert host.run("logrotate -d /etc/logrotate.d/%s" % JOB).rc == 0
 
 
-def cron_command(host):
-    line = [l for l in host.file("/etc/cron.d/runbook-ops-%s" % JOB).content_string.splitlines()
-            if l.startswith("0 4 ")][0]
-    return line.split(" root ", 1)[1].replace("2>&1 | logger -t runbook-ops", "")
-
-
 def test_the_cron_line_runs_the_weekly_cleanup_and_logs_it(host):
-    run = host.run(cron_command(host))
+    run = host.run(cron_command(host, JOB, "0 4 "))
     assert run.rc == 0, run.stdout + run.stderr
-    calls = [json.loads(l) for l in
-             host.file("/var/lib/fake-app/calls.jsonl").content_string.splitlines()]
+    calls = json_lines(host, CALLS)
     assert calls[-1]["argv"] == ["cleanup_old_meal_photos", "--days", "9"]
     assert calls[-1]["cwd"] == "/opt/app"
     log = host.file("/var/log/%s.log" % JOB).content_string
@@ -242,10 +232,10 @@ def test_the_weekly_job_deletes_nothing_once_its_report_is_no_longer_the_active_
     host.run("cat > /tmp/state-reviewed.json <<'EOF'\n%s\nEOF" % json.dumps(state))
     config["state_file"] = "/tmp/state-reviewed.json"
     host.run("cat > /tmp/job-left-behind.json <<'EOF'\n%s\nEOF" % json.dumps(config))
-    before = host.file("/var/lib/fake-app/calls.jsonl").content_string
+    before = host.file(CALLS).content_string
     run = host.run("runbook-ops media-cleanup --config /tmp/job-left-behind.json")
     assert run.rc == 1 and "media cleanup NOT run" in run.stdout
-    assert host.file("/var/lib/fake-app/calls.jsonl").content_string == before
+    assert host.file(CALLS).content_string == before
 
 
 @pytest.mark.parametrize("setting, value", [("command", ""), ("chdir", "relative"),

@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5, "tests", "verifiers"))
+from common_checks import evidence  # noqa: E402 pylint: disable=wrong-import-position
 
 JOB = "meal-photos-cleanup"
-
-
-def evidence(host, phase):
-    return json.loads(host.file("/var/tmp/evidence/%s.json" % phase).content_string)
 
 
 def text(host, name):
