@@ -4,8 +4,8 @@
 
 Twenty containers from the offline test image (``RUNBOOK_OPS_TEST_IMAGE``, no network)
 play Debian servers, reached through the ``community.docker.docker`` connection plugin
-with the tuning a fleet user wants: 25 forks, pipelining, facts limited to what the
-playbooks use (emergency-disk gathers none, provision only pkg_mgr and service_mgr).
+with the tuning a fleet user wants: 25 forks, pipelining, no fact gathering (neither
+playbook gathers facts).
 One run of ``emergency_disk.yml --check`` (forced, with a 1% target so every step is
 previewed on every host) and one of ``provision.yml`` go across all of them; every host
 must succeed. A second ``provision.yml`` on every fifth host must change nothing. The containers are named
