@@ -325,6 +325,10 @@ def settings_from_variables(given):
     """The playbook's ``emergency_disk_*`` variables as given (``check_emergency_settings``)
     -> ``(run settings by short name, warnings)``; raises ``OpsError`` with one line per
     problem, joined by ``; ``, before anything changes."""
+    short = sorted(name for name in given if not str(name).startswith(PREFIX))
+    if short:
+        raise OpsError("; ".join("variables: %r is not an %s* name; use %s%s" % (name, PREFIX, PREFIX, name)
+                                 for name in short))
     checked = check_emergency_settings(given)
     if checked["problems"]:
         raise OpsError("; ".join(checked["problems"]))
@@ -464,10 +468,20 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
 
 
 def _result(settings, changed, warnings, summary):
-    """The run's result: the summary with its printed ``lines`` and the ``verdict``."""
+    """The run's result: the summary with its printed ``lines`` and the ``verdict``. The
+    cleanup has already run: a table that cannot be built (a bug) still returns the summary
+    of what was removed, with a one-line table and a verdict from its facts."""
+    try:
+        lines = summary_lines(summary, settings["crit_percent"], settings["media_path"])
+        why = verdict(summary, settings["escalate_percent"])
+    except Exception as exc:  # noqa: BLE001 - the summary must reach the controller whatever failed here
+        lines = ["%s: the summary table could not be built (%s: %s); the result's summary holds the run"
+                 % (summary.get("host"), type(exc).__name__, exc)]
+        problems = list(summary.get("failed_steps") or ()) + (
+            ["still above the escalation threshold"] if summary.get("escalate") else [])
+        why = "%s: %s" % (summary.get("host"), "; ".join(problems)) if problems else ""
     return printable({"changed": changed, "summary": summary, "warnings": warnings,
-                      "lines": summary_lines(summary, settings["crit_percent"], settings["media_path"]),
-                      "verdict": verdict(summary, settings["escalate_percent"])})
+                      "lines": lines, "verdict": why})
 
 
 def printable(value):

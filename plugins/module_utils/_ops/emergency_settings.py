@@ -20,6 +20,7 @@ every host's worker on the controller loads, compiles this file alone.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 
 from .errors import OpsError
@@ -84,7 +85,7 @@ def _number(value, minimum, integer):
         number = int(str(value).strip()) if integer else float(value)
     except (TypeError, ValueError):
         return None
-    return number if number >= minimum else None
+    return number if math.isfinite(number) and number >= minimum else None
 
 
 def _abs_path(value, empty_ok=False):

@@ -80,6 +80,7 @@ def test_a_percent_string_is_accepted_exactly_when_it_is_digits_and_an_optional_
                                     "days, 0 or more"),
     ({"largest_count": 0}, "emergency_disk_largest_count: 0 is not a whole number, 1 or more"),
     ({"scan_timeout": "soon"}, "emergency_disk_scan_timeout: 'soon' is not a number of seconds above 0"),
+    ({"scan_timeout": "inf"}, "emergency_disk_scan_timeout: 'inf' is not a number of seconds above 0"),
     ({"media_size_limit": "5 parsecs"}, "emergency_disk_media_size_limit: unknown unit 'parsecs' in "
                                         "'5 parsecs'; use B, kB/KB, MB, GB, TB (powers of 1000) or KiB, "
                                         "MiB, GiB, TiB (powers of 1024)"),
@@ -92,7 +93,7 @@ def test_a_percent_string_is_accepted_exactly_when_it_is_digits_and_an_optional_
     ({"target_percent": "75%", "escalate_percent": 72, "crit_percent": 90},
      "emergency_disk_target_percent: 75 must be at most emergency_disk_escalate_percent (72)"),
 ], ids=["days", "beyond-go", "bool", "vacuum-time", "relative-path", "days-count", "largest-0",
-        "timeout", "size", "docker-host", "target-at-crit", "target-over-escalate"])
+        "timeout", "timeout-inf", "size", "docker-host", "target-at-crit", "target-over-escalate"])
 def test_each_bad_value_is_one_line_naming_variable_value_and_rule(given, problem):
     assert check(**given)["problems"] == [problem]
 
@@ -140,3 +141,24 @@ def test_the_modules_variables_are_the_run_settings_checked_with_the_unknown_nam
     with pytest.raises(OpsError) as caught:
         emergency.settings_from_variables({"emergency_disk_until": "7d", "emergency_disk_force": "maybe"})
     assert caught.value.message == "; ".join(check(until="7d", force="maybe")["problems"])
+
+
+def test_a_short_name_in_the_modules_variables_is_refused_not_ignored():
+    """``variables: {path: /data, force: true}`` (the module's other options are short names)
+    would otherwise run on / with every default: refused before anything changes."""
+    with pytest.raises(OpsError) as caught:
+        emergency.settings_from_variables({"path": "/data", "force": True, "emergency_disk_crit_percent": 90})
+    assert caught.value.message == ("variables: 'force' is not an emergency_disk_* name; use emergency_disk_force; "
+                                    "variables: 'path' is not an emergency_disk_* name; use emergency_disk_path")
+
+
+def test_a_table_that_cannot_be_built_still_returns_the_summary_and_fails_the_host():
+    """The table is built after the cleanup ran: a bug there must not lose the record of
+    what was removed, nor the verdict (a failed step still fails the host)."""
+    settings = emergency.check_run_settings({})
+    summary = {"host": "web1", "failed_steps": ["Docker images: engine gone"], "escalate": False}
+    result = emergency._result(settings, True, [], summary)  # pylint: disable=protected-access
+    assert result["summary"] == summary
+    assert result["lines"][0].startswith("web1: the summary table could not be built (KeyError: ")
+    assert result["verdict"] == "web1: Docker images: engine gone"
+    assert emergency._result(settings, False, [], dict(summary, failed_steps=[]))["verdict"] == ""  # pylint: disable=protected-access
