@@ -106,8 +106,8 @@ def measure(names, workloads, sizes, tmp, connection=None, repeat=1):
             print("provision.yml first run on %d hosts (untimed setup): %.1f s" % (sizes[-1], seconds), flush=True)
         rows = results[name] = []
         for size in sizes:
-            runs = [timed_run(playbook, inventories[size], extra_vars, check) for _ in range(repeat)]
-            if any(len(recap) != size for *_, recap in runs):
+            runs = [timed_run(playbook, inventories[size], extra_vars, check) for _run in range(repeat)]
+            if any(len(run[3]) != size for run in runs):
                 raise SystemExit("%s: not %d hosts in the recap" % (name, size))
             seconds, cpu, tasks = min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
             rows.append((size, seconds, cpu, tasks))
