@@ -45,7 +45,8 @@ second run on 2 hosts, 155 s and 17 s on 1): re-measure on a quieter machine bef
 
 Every emergency workload costs 0.59-0.70 s of controller CPU per extra host: below the 0.73 s
 baseline, but not yet at the 0.25 s goal. At 8 host-tasks per host that is 73-88 ms per extra
-host-task: going further takes fewer tasks per host or less controller work per task. 50 hosts were not run: the machine was saturated by other runs (load 40-60).
+host-task: going further takes fewer tasks per host or less controller work per task.
+50 hosts were not run: the machine was saturated by other runs (load 40-60).
 Mitogen for Ansible was measured with the same script: benchmarks/mitogen.md.
 """
 
