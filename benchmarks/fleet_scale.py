@@ -35,13 +35,12 @@ between runs at that load: 2.16-3.95 s for the same forced preview):
 | check | 20 | 73.7 | 15.45 | 0.773 | 160 | 96.6 | 0.702 |
 | run | 1 | 63.3 | 3.95 | 3.950 | 8 | 493.8 | - |
 | run | 20 | 100.4 | 16.22 | 0.811 | 160 | 101.4 | 0.646 |
-| provision-again | 1 | 155.2 | 16.87 | 16.870 | 103 | 163.8 | - |
-| provision-again | 2 | 996.0 | 50.97 | 25.484 | 206 | 247.4 | 34.1 (?) |
+| provision-again | 1 | 173.3 | 16.45 | 16.450 | 103 | 159.7 | - |
 
-provision-again comes from a trial run with ``--sizes 1,2`` (load 30-47); the 20-host run did not
-finish before the deadline (its untimed first provision.yml on 20 hosts alone took over 25 minutes
-at load 50-60). The 2-host figure is an outlier not explained yet (996 s and 51 s of CPU for the
-second run on 2 hosts, 155 s and 17 s on 1): re-measure on a quieter machine before drawing on it.
+provision-again on 20 hosts did not finish before the deadline: the untimed first provision.yml
+on 20 hosts alone took 2050 s at load 40-60. A trial run with ``--sizes 1,2`` (load 30-47) gave
+155.2 s / 16.87 s CPU on 1 host and 996.0 s / 50.97 s CPU / 206 host-tasks on 2 hosts (34 s per
+extra host): an outlier not explained yet; re-measure on a quieter machine before drawing on it.
 
 Every emergency workload costs 0.59-0.70 s of controller CPU per extra host: below the 0.73 s
 baseline, but not yet at the 0.25 s goal. At 8 host-tasks per host that is 73-88 ms per extra
