@@ -38,11 +38,11 @@ def old_template():
 def render_template(summary, crit, media_path):
     """The old template, as the playbook's ``lookup('template') | trim | split('\\n')``."""
     text = old_template().render(emergency_disk_summary=summary, __ed_crit=crit, __ed_media_path=media_path,
-                           __ed_advice=emergency_report.ADVICE)
+                                 __ed_advice=emergency_report.ADVICE)
     return text.strip().split("\n")
 
 
-TEXT = st.text(alphabet=st.sampled_from("ab /.:%-…"), min_size=1, max_size=70)
+TEXT = st.text(alphabet=st.sampled_from("ab /.:%-…é{}|_0\t"), min_size=1, max_size=70)
 SIZE = st.one_of(st.none(), st.integers(0, 2 ** 42))
 STEP = st.fixed_dictionaries({
     "title": TEXT, "ran": st.booleans(), "estimated_bytes": st.integers(0, 2 ** 40), "freed_bytes": SIZE,
