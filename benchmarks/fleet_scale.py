@@ -21,31 +21,33 @@ Host-tasks are ok+changed+skipped+failed summed over the recap. "CPU per extra h
 (cpu_N - cpu_1) / (N - 1), compared with the #21 baseline of 0.73 s and its goal of 0.25 s.
 The containers are removed at the end, always.
 
-Measured 2026-12-02 (Debian 12, 2 cores, dockerd 20.10, ansible-core 2.19.14, Python 3.11),
-``--sizes 1,20``, one run per size, the machine shared with other engineers' Molecule and
-benchmark runs (load average 33-39 during the emergency figures, 40-60 during provision.yml;
-wall times are several times an idle machine's, and a 1-host CPU figure varies by up to 2x
-between runs at that load: 2.16-3.95 s for the same forced preview):
+Measured 2026-12-02 12:50 UTC after the #21 changes (Debian 12, 2 cores, dockerd 20.10,
+ansible-core 2.19.14, Python 3.11), ``--sizes 1,20,50 --repeat 2`` (the least of two), the
+hosts' own work on the same two cores (load average 9-20 during the runs, mostly the 50
+containers themselves):
 
-| workload | hosts | wall (s) | controller CPU (s) | CPU per host (s) | host-tasks | CPU per host-task (ms) | CPU per extra host (s) |
-|---|---:|---:|---:|---:|---:|---:|---:|
-| check-forced | 1 | 21.8 | 2.16 | 2.160 | 8 | 270.0 | - |
-| check-forced | 20 | 60.4 | 13.27 | 0.664 | 160 | 82.9 | 0.585 |
-| check | 1 | 16.5 | 2.12 | 2.120 | 8 | 265.0 | - |
-| check | 20 | 73.7 | 15.45 | 0.773 | 160 | 96.6 | 0.702 |
-| run | 1 | 63.3 | 3.95 | 3.950 | 8 | 493.8 | - |
-| run | 20 | 100.4 | 16.22 | 0.811 | 160 | 101.4 | 0.646 |
-| provision-again | 1 | 173.3 | 16.45 | 16.450 | 103 | 159.7 | - |
+| workload | hosts | wall (s) | controller CPU (s) | CPU per host-task (ms) | CPU per extra host (s) |
+|---|---:|---:|---:|---:|---:|
+| check-forced | 1 | 1.6 | 1.31 | 437 | - |
+| check-forced | 20 | 7.8 | 4.91 | 82 | 0.190 |
+| check-forced | 50 | 20.3 | 12.96 | 86 | 0.238 |
+| check | 1 | 1.7 | 1.38 | 460 | - |
+| check | 20 | 9.0 | 5.79 | 97 | 0.232 |
+| check | 50 | 17.0 | 10.93 | 73 | 0.195 |
+| run | 1 | 1.4 | 1.14 | 380 | - |
+| run | 20 | 6.7 | 4.40 | 73 | 0.172 |
+| run | 50 | 17.1 | 10.92 | 73 | 0.200 |
 
-provision-again on 20 hosts did not finish before the deadline: the untimed first provision.yml
-on 20 hosts alone took 2050 s at load 40-60. A trial run with ``--sizes 1,2`` (load 30-47) gave
-155.2 s / 16.87 s CPU on 1 host and 996.0 s / 50.97 s CPU / 206 host-tasks on 2 hosts (34 s per
-extra host): an outlier not explained yet; re-measure on a quieter machine before drawing on it.
+Every emergency workload costs the controller 0.17-0.24 s of CPU per extra host: at or below
+the 0.25 s goal, against the 0.73 s baseline (3-4x less). A healthy host runs three tasks
+(the settings check, skipped; the module; the table) and ends on a meta task the controller
+judges itself. Before the last step (six tasks per host) the same run gave 0.24-0.33 s;
+before #21 item 1 (a dozen tasks), 0.59-0.70 s under load.
 
-Every emergency workload costs 0.59-0.70 s of controller CPU per extra host: below the 0.73 s
-baseline, but not yet at the 0.25 s goal. At 8 host-tasks per host that is 73-88 ms per extra
-host-task: going further takes fewer tasks per host or less controller work per task.
-50 hosts were not run: the machine was saturated by other runs (load 40-60).
+The second provision.yml was measured at 1 host only (173.3 s wall, 16.45 s CPU, 103
+host-tasks, load 40-60, before item 2 cut it to 90 host-tasks): the untimed first run on 20
+hosts took 2050 s at that load, and the 20/50-host runs did not fit a session shared with
+the test suite. ``--only provision-again --sizes 1,20,50`` measures it on a quiet machine.
 Mitogen for Ansible was measured with the same script: benchmarks/mitogen.md.
 """
 
