@@ -44,10 +44,19 @@ the 0.25 s goal, against the 0.73 s baseline (3-4x less). A healthy host runs th
 judges itself. Before the last step (six tasks per host) the same run gave 0.24-0.33 s;
 before #21 item 1 (a dozen tasks), 0.59-0.70 s under load.
 
-The second provision.yml was measured at 1 host only (173.3 s wall, 16.45 s CPU, 103
-host-tasks, load 40-60, before item 2 cut it to 90 host-tasks): the untimed first run on 20
-hosts took 2050 s at that load, and the 20/50-host runs did not fit a session shared with
-the test suite. ``--only provision-again --sizes 1,20,50`` measures it on a quiet machine.
+A second provision.yml, ``--only provision-again --sizes 1,20`` at 13:10-13:28 UTC beside a
+full CI run (load average 12-26; the untimed first run on 20 hosts took 473.7 s):
+
+| workload | hosts | wall (s) | controller CPU (s) | host-tasks | CPU per host-task (ms) | CPU per extra host (s) |
+|---|---:|---:|---:|---:|---:|---:|
+| provision-again | 1 | 65.1 | 10.15 | 90 | 113 | - |
+| provision-again | 20 | 353.7 | 138.56 | 1800 | 77 | 6.76 |
+
+Twenty hosts take 5.4x one host (the issue measured 10.8x before item 2 cut provision from 103
+to 90 host-tasks and turned pipelining on for the docker connection): about 75 ms of controller
+CPU per host-task, so provision's cost is its number of tasks. 50 hosts of provision did not fit
+the session.
+
 Mitogen for Ansible was measured with the same script: benchmarks/mitogen.md.
 """
 
