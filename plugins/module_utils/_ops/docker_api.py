@@ -71,27 +71,63 @@ def connect(docker_host=None, timeout=60, version="auto", high_level=False, chec
 
 
 def _one_socket_pool(api, where, timeout):
-    """Give ``api`` a unix-socket adapter that keeps its connections across request paths.
+    """Mount on ``api`` a unix-socket adapter that keeps its connections across request paths.
 
-    The SDK's ``UnixHTTPAdapter`` keys its connection pools by the whole request URL, so
-    every distinct path (``DELETE /images/<each id>``) opens a new connection and pool:
-    about 550 for 275 image removals, a few tenths of a second of client and engine CPU.
-    Requests go to the socket by path, so one pool serves all. ``get_connection`` is the
-    hook requests documents for adapter subclasses; the adapter is mounted through
-    requests' public ``Session.mount`` in place of the SDK's (closed: it holds the version
+    The SDK's adapter keys its connection pools by the whole request URL, so every distinct
+    path (``DELETE /images/<each id>``) opens a connection and a pool: about 550 for 275
+    image removals, a few tenths of a second of client and engine CPU. This one is built
+    from public parts: requests' ``HTTPAdapter`` answering one urllib3 pool from the hooks
+    requests documents for subclasses (``get_connection_with_tls_context``; before 2.32.2
+    ``get_connection``), the pool's ``ConnectionCls`` opening the socket. requests'
+    ``Session.mount`` puts it in place of the SDK's, which is closed (it holds the version
     lookup's connection).
     """
-    from docker.transport import UnixHTTPAdapter  # pylint: disable=import-outside-toplevel
+    import socket  # pylint: disable=import-outside-toplevel
 
-    class OnePoolAdapter(UnixHTTPAdapter):
-        """The SDK's unix-socket adapter with one pool, whatever the URL."""
+    import requests.adapters  # pylint: disable=import-outside-toplevel
+    import urllib3  # pylint: disable=import-outside-toplevel
+
+    class SocketConnection(urllib3.connection.HTTPConnection):
+        """An HTTP connection to the engine's unix socket."""
+
+        def __init__(self, *args, socket_path, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.socket_path = socket_path
+
+        def connect(self):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            sock.connect(self.socket_path)
+            self.sock = sock
+
+    class SocketPool(urllib3.HTTPConnectionPool):
+        """urllib3's pool of ``SocketConnection``s."""
+
+        ConnectionCls = SocketConnection
+
+    class OnePoolAdapter(requests.adapters.HTTPAdapter):
+        """One pool for every request path; paths go to the socket as they are."""
+
+        def __init__(self):
+            super().__init__()
+            self.pool = SocketPool("localhost", timeout=timeout, maxsize=10, socket_path=where[len("unix://"):])
+
+        def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+            return self.pool
 
         def get_connection(self, url, proxies=None):
-            return super().get_connection(api.base_url, proxies)
+            return self.pool
+
+        def request_url(self, request, proxies):
+            return request.path_url
+
+        def close(self):
+            self.pool.close()
+            super().close()
 
     prefix = api.base_url.split("//", 1)[0] + "//"  # http+docker://
     adapter = api.get_adapter(api.base_url)
-    api.mount(prefix, OnePoolAdapter("http+unix://" + where[len("unix://"):], timeout))
+    api.mount(prefix, OnePoolAdapter())
     adapter.close()
 
 
