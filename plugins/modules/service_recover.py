@@ -27,8 +27,7 @@ description:
     C(up -d --force-recreate --no-deps) instead: a restart keeps a stale secret), waiting up to
     O(wait_seconds); then C(docker compose up -d --force-recreate) of the whole project, or of
     O(services) when given (never C(down -v): volumes stay), waiting up to O(stack_wait_seconds) for the
-    containers' health checks; when every container runs, only endpoints fail and no O(services) are
-    given, that step is not run and the project escalates."
+    containers' health checks (also when every container runs and only endpoints fail: a hung app)."
   - A project without any container on the host (a wrong directory or project name) is refused before
     anything starts.
   - A wait ends early once two checks in a row find everything up (no health check still starting).

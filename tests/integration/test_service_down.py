@@ -12,12 +12,15 @@ inventory host per project (all local), so one run takes three paths:
 * ``dependency``: db lost the file it hands to web through a shared volume (a change in its
   container's own layer that a restart keeps) and web exited: restarting the failing
   services does not help, recreating the project does (its volume and data stay);
-* ``down``: web needs a config file that is gone: nothing helps, the host escalates.
+* ``down``: web needs a config file that is gone: nothing helps, the host escalates;
+* ``hung``: every container runs but web answers wrongly (a change in its own layer that
+  a restart keeps): no service failed, so the project step recreates the stack (the
+  runbook's "restart the whole stack") and health is back.
 
 --check first (nothing may change, every step is listed as "would"), then the real run:
-each host's summary says which step fixed it and the downtime, the third fails with the
+each host's summary says which step fixed it and the downtime, ``down`` fails with the
 runbook's escalation text, and Telegram (a fake on loopback, through the real
-``runbook-ops alert``) gets two warnings and one critical message. Bad input (an unknown
+``runbook-ops alert``) gets three warnings and one critical message. Bad input (an unknown
 service, a directory without a compose project) is one line before anything restarts.
 
 Every service stops within 1 s (``stop_grace_period``): httpd as PID 1 ignores SIGTERM, and
@@ -90,6 +93,15 @@ services:
       db: {condition: service_healthy}
 volumes:
   shared: {}
+"""
+
+HUNG = """\
+services:
+  web:
+    image: %(image)s
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["127.0.0.1:%(port)d:8080"]
 """
 
 DOWN = """\
@@ -166,7 +178,7 @@ class Project(ComposeProject):
 
 @pytest.fixture
 def outages(engine, tmp_path):
-    """The three broken projects: {host: Project}."""
+    """The four broken projects: {host: Project}."""
     base = 18000 + (os.getpid() % 500) * 4
     projects = {
         "crash": Project(engine, tmp_path / ("sdcrash%d" % os.getpid()), CRASH, base,
@@ -174,6 +186,7 @@ def outages(engine, tmp_path):
         "dependency": Project(engine, tmp_path / ("sddep%d" % os.getpid()), DEPENDENCY, base + 1),
         "down": Project(engine, tmp_path / ("sddown%d" % os.getpid()), DOWN, base + 2,
                         {"config/enabled": "yes\n"}),
+        "hung": Project(engine, tmp_path / ("sdhung%d" % os.getpid()), HUNG, base + 3),
     }
     try:
         for project in projects.values():
@@ -191,6 +204,9 @@ def outages(engine, tmp_path):
         # down: the config web needs is gone
         os.remove(os.path.join(projects["down"].dir, "config", "enabled"))
         projects["down"].kill("web")
+        # hung: web runs but answers wrongly until its container is recreated
+        projects["hung"].exec("web", "rm", "/www/health")
+        assert wait_for(lambda: not projects["hung"].answers(), 10, 0.3), "still answers"
         assert wait_for(lambda: dependency.containers()["db"][1] == "running"
                         and engine.api().inspect_container(dependency.containers()["db"][0])
                         ["State"]["Health"]["Status"] == "unhealthy", 20, 0.3), "timed out"
@@ -356,7 +372,14 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
     assert failed[0] == "Fail the hosts still down after their steps (escalate)" and failed[1]["failed"]
     assert "escalate now (runbook P1: no progress for 15 min goes to L2" in failed[1]["msg"]
     assert "evidence: %s" % results["down"]["report_file"] in failed[1]["msg"]
-    assert not any(result.get("failed") for _task, result in ran["crash"] + ran["dependency"])
+    assert not any(result.get("failed") for _task, result in ran["crash"] + ran["dependency"] + ran["hung"])
+
+    hung = outages["hung"]
+    assert results["hung"]["recovered"] and results["hung"]["fixed_by"] == "restart_project"
+    steps = results["hung"]["steps"]
+    assert [s["id"] for s in steps] == ["restart_services", "restart_project"]
+    assert steps[0]["restart"] == [] and steps[0]["recreate"] == [] and steps[1]["healthy_after"]
+    assert hung.containers()["web"][0] != before["hung"]["web"][0], "web is recreated"
 
     # the evidence: docker ps -a and the failing services' last log lines, on the host
     for host, result in results.items():
@@ -369,10 +392,10 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
 
     # Telegram: a warning per recovered host, a critical one for the escalation
     texts = sorted(r["text"] for r in fake.requests if "text" in r)
-    assert len(texts) == 3, fake.requests
+    assert len(texts) == 4, fake.requests
     critical = [t for t in texts if "CRITICAL" in t]
     assert len(critical) == 1 and "ESCALATE: " in critical[0] and down.name in critical[0]
-    assert sum("RECOVERED by" in t for t in texts) == 2
+    assert sum("RECOVERED by" in t for t in texts) == 3
 
 
 def test_bad_input_is_one_line_before_anything_restarts(engine, tmp_path):

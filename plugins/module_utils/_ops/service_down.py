@@ -333,11 +333,12 @@ def ps_table(client):
 
 def gather_evidence(client, observation, log_lines, redact=lambda text: text):
     """The evidence file's text: the failing checks, ``docker ps -a`` and the last
-    ``log_lines`` log lines of every container of each failing service, with the project's
+    ``log_lines`` log lines of every container of each failing service (of every service when
+    none failed and only endpoints do: a hung app's logs hold the cause), with the project's
     secrets (``redact``: the values of its .env and environment entries) masked."""
     lines = ["== what failed"] + observation["problems"] + ["", "== docker ps -a"]
     lines += ps_table(client)
-    for name in observation["failing"]:
+    for name in observation["failing"] or sorted(observation["services"]):
         for container in observation["services"][name]["containers"]:
             lines += ["", "== docker logs --tail %d %s (%s)" % (log_lines, container["name"], name)]
             try:
@@ -545,17 +546,7 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
             record.update(actions)
             result["changed"] |= bool(actions["restart"] or actions["recreate"]) and not check_mode
             waited = wait_seconds if actions["restart"] or actions["recreate"] else 0
-        elif not observation["failing"] and not named:
-            # every container runs and only endpoints fail: the services behind them are
-            # unknown, and recreating the whole stack (database included) is not a guess to make
-            done.pop()
-            record.update(ran=False, note="not run: every container of %s runs while endpoints "
-                          "fail; name the services behind them in service_down_services to let "
-                          "this step recreate them" % project)
-            result["steps"].append(record)
-            step = "escalate"
-            break
-        else:
+        else:  # the runbook's "restart the whole stack", also when every container runs (a hung app)
             record["note"], record["error"] = run_project_step(base, env, project_src, redact,
                                                                check_mode, named)
             result["changed"] |= not check_mode
