@@ -97,6 +97,16 @@ def test_a_client_keeps_one_socket_connection_across_request_paths(isolated_engi
         api.close()
 
 
+def test_a_socket_address_without_its_leading_slash_reaches_the_same_socket(isolated_engine):
+    """``unix://var/run/docker.sock`` is ``/var/run/docker.sock`` to the SDK; the one-pool
+    adapter goes to the same socket, not to a path relative to the working directory."""
+    api = docker_api.connect("unix://" + isolated_engine.socket.lstrip("/"), timeout=30)[0]
+    try:
+        assert isinstance(api.images(), list)
+    finally:
+        api.close()
+
+
 def test_the_clients_timeout_bounds_a_raw_request(tmp_path):
     """An engine that accepts and never answers: the request ends at the client's timeout."""
     path = str(tmp_path / "mute.sock")

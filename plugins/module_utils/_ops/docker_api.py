@@ -80,7 +80,7 @@ def _one_socket_pool(api, where, timeout):
     requests documents for subclasses (``get_connection_with_tls_context``; before 2.32.2
     ``get_connection``), the pool's ``ConnectionCls`` opening the socket. requests'
     ``Session.mount`` puts it in place of the SDK's, which is closed (it holds the version
-    lookup's connection).
+    lookup's connection). A client used after its ``close()`` fails ("Pool is closed").
     """
     import socket  # pylint: disable=import-outside-toplevel
 
@@ -100,8 +100,8 @@ def _one_socket_pool(api, where, timeout):
             sock.connect(self.socket_path)
             self.sock = sock
 
-    class SocketPool(urllib3.HTTPConnectionPool):
-        """urllib3's pool of ``SocketConnection``s."""
+    class UnixHTTPConnectionPool(urllib3.HTTPConnectionPool):
+        """urllib3's pool of ``SocketConnection``s (named as the SDK's, for the same error texts)."""
 
         ConnectionCls = SocketConnection
 
@@ -110,7 +110,7 @@ def _one_socket_pool(api, where, timeout):
 
         def __init__(self):
             super().__init__()
-            self.pool = SocketPool("localhost", timeout=timeout, maxsize=10, socket_path=where[len("unix://"):])
+            self.pool = UnixHTTPConnectionPool("localhost", timeout=timeout, maxsize=10, socket_path=path)
 
         def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
             return self.pool
@@ -125,6 +125,7 @@ def _one_socket_pool(api, where, timeout):
             self.pool.close()
             super().close()
 
+    path = "/" + where[len("unix://"):].lstrip("/")  # unix://var/run/x.sock is /var/run/x.sock, as for the SDK
     prefix = api.base_url.split("//", 1)[0] + "//"  # http+docker://
     adapter = api.get_adapter(api.base_url)
     api.mount(prefix, OnePoolAdapter())
