@@ -16,7 +16,8 @@ description:
     a restart loop, unhealthy, or no container at all is a failure; a one-shot run that exited 0 is not).
     A healthy project is only reported."
   - "Then keeps the evidence before anything changes: the failing checks, C(docker ps -a) and the
-    last O(log_lines) log lines of every container of each failing service, in
+    last O(log_lines) log lines of every container of each failing service (of every service when
+    only endpoints fail), in
     C(<report_dir>/service-down-<project>-<UTC time>.log) (mode 0600)."
   - "Then takes the steps in order, re-checking after each and stopping as soon as health is back:
     when a disk is above O(disk_crit_percent) or memory available is below O(memory_min_bytes), the
@@ -27,7 +28,9 @@ description:
     C(up -d --force-recreate --no-deps) instead: a restart keeps a stale secret), waiting up to
     O(wait_seconds); then C(docker compose up -d --force-recreate) of the whole project, or of
     O(services) when given (never C(down -v): volumes stay), waiting up to O(stack_wait_seconds) for the
-    containers' health checks (also when every container runs and only endpoints fail: a hung app)."
+    containers' health checks; also when every container runs and only endpoints fail (a hung app), if
+    each failing endpoint is a loopback URL on a port the project publishes and no one-off container
+    (a migration) runs, else the project escalates untouched."
   - A project without any container on the host (a wrong directory or project name) is refused before
     anything starts.
   - A wait ends early once two checks in a row find everything up (no health check still starting).

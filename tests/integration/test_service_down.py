@@ -14,8 +14,9 @@ inventory host per project (all local), so one run takes three paths:
   services does not help, recreating the project does (its volume and data stay);
 * ``down``: web needs a config file that is gone: nothing helps, the host escalates;
 * ``hung``: every container runs but web answers wrongly (a change in its own layer that
-  a restart keeps): no service failed, so the project step recreates the stack (the
-  runbook's "restart the whole stack") and health is back.
+  a restart keeps): no service failed, the endpoint is on a port the project publishes and
+  no one-off container runs, so the project step recreates the stack (the runbook's
+  "restart the whole stack"), keeping db's volume, and health is back.
 
 --check first (nothing may change, every step is listed as "would"), then the real run:
 each host's summary says which step fixed it and the downtime, ``down`` fails with the
@@ -102,6 +103,13 @@ services:
     stop_grace_period: 1s
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     ports: ["127.0.0.1:%(port)d:8080"]
+  db:
+    image: %(image)s
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    volumes: ["data:/data"]
+volumes:
+  data: {}
 """
 
 DOWN = """\
@@ -205,6 +213,7 @@ def outages(engine, tmp_path):
         os.remove(os.path.join(projects["down"].dir, "config", "enabled"))
         projects["down"].kill("web")
         # hung: web runs but answers wrongly until its container is recreated
+        projects["hung"].exec("db", "sh", "-c", "echo kept > /data/rows")
         projects["hung"].exec("web", "rm", "/www/health")
         assert wait_for(lambda: not projects["hung"].answers(), 10, 0.3), "still answers"
         assert wait_for(lambda: dependency.containers()["db"][1] == "running"
@@ -380,6 +389,9 @@ def test_three_outages_take_exactly_the_step_each_needs(engine, outages, host_cl
     assert [s["id"] for s in steps] == ["restart_services", "restart_project"]
     assert steps[0]["restart"] == [] and steps[0]["recreate"] == [] and steps[1]["healthy_after"]
     assert hung.containers()["web"][0] != before["hung"]["web"][0], "web is recreated"
+    assert hung.containers()["db"][0] != before["hung"]["db"][0], "the whole stack is recreated"
+    assert hung.exec("db", "cat", "/data/rows") == "kept\n", "volumes are kept"
+    assert "== docker logs --tail 200 " in open(results["hung"]["report_file"]).read()
 
     # the evidence: docker ps -a and the failing services' last log lines, on the host
     for host, result in results.items():

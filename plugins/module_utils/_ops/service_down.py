@@ -10,7 +10,8 @@ Control flow of ``recover_service``::
          judged per service (health.judge_container; no container is a failure)
       -> resources: memory (/proc/meminfo), disks (the given paths and Docker's data root), load
       -> healthy: report, nothing else
-      -> evidence: `docker ps -a` and the last N log lines of every failing service into
+      -> evidence: `docker ps -a` and the last N log lines of every failing service (every service when
+         only endpoints fail) into
          <report_dir>/service-down-<project>-<UTC time>.log (before anything is recreated)
       -> next_step() until healthy or escalated:
            free_resources   (only when disk > 95% or memory < 100 MiB: the emergency disk
@@ -36,6 +37,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.parse
 
 from . import compose_env, health
 from .disk import filesystem_usage
@@ -119,6 +121,40 @@ def next_step(healthy, done, elapsed_seconds, budget_seconds, resources_critical
             continue
         return step
     return "escalate"
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def hung_stack_blockers(containers, project, endpoints, endpoints_down):
+    """Why the project step must not recreate a stack none of whose containers failed
+    (only endpoints do: a hung app, where the runbook restarts the whole stack); empty: go.
+
+    ``containers``: the project's inspect dicts; ``endpoints``: ``{"name", "url"}`` dicts;
+    ``endpoints_down``: the failing endpoints' names. Blockers: a one-off container of the
+    project still runs (a migration, ``docker compose run``: recreating the database under
+    it could leave it half applied), or a failing endpoint is not a loopback URL on a port
+    this project's running containers publish (another project, a proxy, DNS or a typo:
+    recreating would be a guess)."""
+    published, oneoff = set(), []
+    for attrs in containers:
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(compose_env.LABEL_PROJECT) != project or (attrs.get("State") or {}).get("Status") != "running":
+            continue
+        if labels.get(compose_env.LABEL_ONEOFF) == "True":
+            oneoff.append((attrs.get("Name") or "?").lstrip("/"))
+            continue
+        for bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+            published.update(str(b.get("HostPort")) for b in bindings or ())
+    blockers = ["a one-off container of %s runs (%s)" % (project, ", ".join(sorted(oneoff)))] if oneoff else []
+    for endpoint in endpoints:
+        if endpoint["name"] not in endpoints_down:
+            continue
+        url = urllib.parse.urlsplit(endpoint["url"])
+        port = str(url.port or (443 if url.scheme == "https" else 80))
+        if url.hostname not in LOOPBACK_HOSTS or port not in published:
+            blockers.append("endpoint %s is not on a loopback port %s publishes" % (endpoint["name"], project))
+    return blockers
 
 
 def resource_problems(resources, disk_crit_percent, memory_min_bytes):
@@ -546,7 +582,16 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
             record.update(actions)
             result["changed"] |= bool(actions["restart"] or actions["recreate"]) and not check_mode
             waited = wait_seconds if actions["restart"] or actions["recreate"] else 0
-        else:  # the runbook's "restart the whole stack", also when every container runs (a hung app)
+        else:  # the runbook's "restart the whole stack", also for a hung app on this project's port
+            blockers = [] if observation["failing"] or named else hung_stack_blockers(
+                observer.containers, project, endpoints, observation["endpoints_down"])
+            if blockers:
+                done.pop()
+                record.update(ran=False, note="not run: every container runs while endpoints fail, and %s; name "
+                              "the services behind them in services to recreate those" % "; ".join(blockers))
+                result["steps"].append(record)
+                step = "escalate"
+                break
             record["note"], record["error"] = run_project_step(base, env, project_src, redact,
                                                                check_mode, named)
             result["changed"] |= not check_mode

@@ -215,3 +215,42 @@ def test_the_project_step_recreates_only_the_named_services():
 def test_the_escalation_says_after_what_and_why(done, critical, expected):
     text = sd.escalation_text("shop", done, ["web: exited"], 30, critical)
     assert text.startswith(expected) and "runbook P1: no progress for 15 min goes to L2" in text
+
+
+def published(attrs, *ports):
+    """``attrs`` publishing each of ``ports`` on 127.0.0.1, as inspect shows it."""
+    attrs["NetworkSettings"] = {"Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(p)} for p in ports],
+                                          "9000/tcp": None}}
+    return attrs
+
+
+WEB = {"name": "web", "url": "http://127.0.0.1:18514/health"}
+
+
+@pytest.mark.parametrize("containers, endpoints, down, expected", [
+    pytest.param([published(container("web"), 18514), container("db")], [WEB], ["web"], [],
+                 id="hung-app-on-its-own-port"),
+    pytest.param([published(container("web"), 18514)], [dict(WEB, url="http://localhost:18514/")], ["web"], [],
+                 id="localhost"),
+    pytest.param([published(container("web"), 18514), published(container("migrate", oneoff=True))],
+                 [WEB], ["web"], ["a one-off container of shop runs (shop-migrate-1)"], id="migration-running"),
+    pytest.param([published(container("web"), 18514), container("migrate", "exited", oneoff=True)],
+                 [WEB], ["web"], [], id="migration-done"),
+    pytest.param([published(container("web"), 18514)], [dict(WEB, url="http://127.0.0.1:18999/health")], ["web"],
+                 ["endpoint web is not on a loopback port shop publishes"], id="another-port"),
+    pytest.param([published(container("web", project="other"), 18514)], [WEB], ["web"],
+                 ["endpoint web is not on a loopback port shop publishes"], id="another-project"),
+    pytest.param([published(container("web", "exited", 1), 18514)], [WEB], ["web"],
+                 ["endpoint web is not on a loopback port shop publishes"], id="publisher-not-running"),
+    pytest.param([published(container("web"), 443)], [dict(WEB, url="https://shop.example.com/health")], ["web"],
+                 ["endpoint web is not on a loopback port shop publishes"], id="through-dns-or-a-proxy"),
+    pytest.param([published(container("web"), 80)], [dict(WEB, url="http://127.0.0.1/health")], ["web"], [],
+                 id="default-port"),
+    pytest.param([published(container("web"), 18514)], [WEB, {"name": "api", "url": "http://10.0.0.5:8000/"}],
+                 ["web"], [], id="only-failing-endpoints-count"),
+])
+def test_a_hung_stack_is_recreated_only_when_its_endpoint_is_its_own_and_nothing_runs_once(
+        containers, endpoints, down, expected):
+    """The runbook restarts the whole stack when the app hangs; not on a guess (an endpoint
+    this project does not serve) and not under a running one-off (a migration)."""
+    assert sd.hung_stack_blockers(containers, "shop", endpoints, down) == expected
