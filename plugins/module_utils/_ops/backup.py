@@ -101,10 +101,8 @@ _ARCHIVE_DEFAULTS = {
 # --------------------------------------------------------------------------- config
 
 def load_config(path):
-    """Read and validate the job config at ``path``; return the completed dict.
-
-    Raises ``OpsError`` when the file is missing, not JSON, or a value is wrong.
-    """
+    """Read and validate the job config at ``path``; return the completed dict (``OpsError``
+    when the file is missing, not JSON, or a value is wrong)."""
     try:
         with open(path, encoding="utf-8") as handle:
             raw = json.load(handle)
@@ -126,12 +124,8 @@ def validate_config(raw):
         raise OpsError("unknown backup config keys: %s" % ", ".join(unknown))
     config = json.loads(json.dumps(_DEFAULTS))
     config.update(json.loads(json.dumps(raw)))
-    retention = dict(_DEFAULTS["retention"])
-    retention.update(config["retention"] or {})
-    config["retention"] = retention
-    archive = dict(_ARCHIVE_DEFAULTS)
-    archive.update(config["archive"] or {})
-    config["archive"] = archive
+    retention = config["retention"] = dict(_DEFAULTS["retention"], **(config["retention"] or {}))
+    archive = config["archive"] = dict(_ARCHIVE_DEFAULTS, **(config["archive"] or {}))
 
     if config["engine"] not in ("restic", "archive"):
         raise OpsError("engine must be 'restic' or 'archive', not %r" % config["engine"])
@@ -204,10 +198,8 @@ def _valid_subset(value):
 # --------------------------------------------------------------------------- restic basics
 
 def restic_env(config):
-    """The environment restic needs: repository and password file, plus ``env_file`` lines.
-
-    ``env_file`` (0600, ``KEY=VALUE`` lines) carries S3/B2/rest-server credentials.
-    """
+    """The environment restic needs: repository and password file, plus the lines of
+    ``env_file`` (0600, ``KEY=VALUE`` lines: S3/B2/rest-server credentials)."""
     env = {
         "RESTIC_REPOSITORY": config["repository"],
         "RESTIC_PASSWORD_FILE": config["password_file"],
@@ -218,14 +210,9 @@ def restic_env(config):
 
 
 def read_env_file(path):
-    """The ``env_file`` values (secrets), read as Docker Compose reads an env file
-    (``env_file.read_env_file``); the role writes each line with ``runbook.ops.env_line``
-    (``env_file.format_env_line``), so every value arrives as written.
-
-    A last line without ``=`` (compose-go reads it as an empty key) is left out: no
-    environment holds an empty name. Raises ``OpsError`` in one line when the file cannot
-    be read or parsed.
-    """
+    """The ``env_file`` values (secrets), read as Docker Compose reads an env file; the role
+    writes each line with ``runbook.ops.env_line``, so every value arrives as written. A last
+    line without ``=`` (an empty key to compose-go) is left out: no environment holds one."""
     values = env_file.read_env_file(path, what="restic env file")
     return {key: value for key, value in values.items() if key}
 
@@ -274,6 +261,13 @@ def _fail_text(result):
     return " | ".join(lines[-3:]) if lines else "exit status %d" % result.rc
 
 
+def _checked(result, what):
+    """``result`` of a command that succeeded; else ``OpsError`` "``what`` failed: ..."."""
+    if not result.ok:
+        raise OpsError("%s failed: %s" % (what, _fail_text(result)))
+    return result
+
+
 def repository_id(config):
     """The repository's id (``restic cat config``); ``None`` when there is no repository
     at the location. Raises ``OpsError`` when it cannot be opened for another reason."""
@@ -302,9 +296,7 @@ def ensure_repository(config, dry_run=False):
         return "exists"
     if dry_run:
         return "would-create"
-    init = _restic(config, "init", timeout=300)
-    if not init.ok:
-        raise OpsError("restic init failed: %s" % _fail_text(init))
+    _checked(_restic(config, "init", timeout=300), "restic init")
     return "created"
 
 
@@ -357,10 +349,8 @@ def save_record(path, content, dir_mode=0o700):
 
 
 def parse_restic_time(text):
-    """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime.
-
-    The datetime keeps the UTC offset restic recorded: retention buckets days by it.
-    """
+    """RFC 3339 with nanoseconds (``2026-01-01T03:00:00.123456789Z``) -> aware datetime,
+    with the UTC offset restic recorded: retention buckets days by it."""
     parsed = timestamps.parse(text)
     if parsed is None:
         raise OpsError("unexpected snapshot time %r from restic" % text)
@@ -368,28 +358,23 @@ def parse_restic_time(text):
 
 
 def parse_snapshots(stdout):
-    """``restic snapshots --json`` output -> list of snapshots, oldest first.
-
-    Each: ``{"id", "short_id", "time" (aware datetime), "time_ns" (the nanoseconds below
-    the microsecond, for order), "paths", "tags", "hostname"}``.
-    """
+    """``restic snapshots --json`` output -> list of snapshots, oldest first, each ``{"id",
+    "short_id", "time" (aware datetime), "time_ns" (the nanoseconds below the microsecond,
+    for order), "paths", "tags", "hostname"}``."""
     try:
         data = json.loads(stdout or "[]") or []
     except ValueError:
         raise OpsError("restic snapshots --json did not return JSON")
-    snapshots = []
-    for item in data:
-        snapshots.append({
-            "id": item["id"],
-            "short_id": item.get("short_id", item["id"][:8]),
-            "time": parse_restic_time(item["time"]),
-            "time_ns": timestamps.epoch_ns(item["time"]) % 1000,
-            "paths": list(item.get("paths") or []),
-            "tags": list(item.get("tags") or []),
-            "hostname": item.get("hostname", ""),
-        })
-    snapshots.sort(key=lambda snap: (snap["time"], snap["time_ns"]))
-    return snapshots
+    snapshots = [{
+        "id": item["id"],
+        "short_id": item.get("short_id", item["id"][:8]),
+        "time": parse_restic_time(item["time"]),
+        "time_ns": timestamps.epoch_ns(item["time"]) % 1000,
+        "paths": list(item.get("paths") or []),
+        "tags": list(item.get("tags") or []),
+        "hostname": item.get("hostname", ""),
+    } for item in data]
+    return sorted(snapshots, key=lambda snap: (snap["time"], snap["time_ns"]))
 
 
 def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
@@ -465,10 +450,8 @@ def _refuse_double_legacy_claim(snapshots, config):
 
 
 def _list_host_snapshots(config):
-    result = _restic(config, "snapshots", "--json", "--host", config["host_label"],
-                     "--tag", SNAPSHOT_TAG, timeout=600)
-    if not result.ok:
-        raise OpsError("restic snapshots failed: %s" % _fail_text(result))
+    result = _checked(_restic(config, "snapshots", "--json", "--host", config["host_label"],
+                              "--tag", SNAPSHOT_TAG, timeout=600), "restic snapshots")
     snapshots = parse_snapshots(result.stdout)
     _refuse_double_legacy_claim(snapshots, config)
     return snapshots
@@ -481,10 +464,8 @@ def list_snapshots(config):
 
 def snapshot_size(config, snapshot_id):
     """Restore size in bytes of one snapshot (``restic stats --mode restore-size``)."""
-    result = _restic(config, "stats", "--mode", "restore-size", "--json", snapshot_id,
-                     timeout=1800)
-    if not result.ok:
-        raise OpsError("restic stats failed: %s" % _fail_text(result))
+    result = _checked(_restic(config, "stats", "--mode", "restore-size", "--json", snapshot_id,
+                              timeout=1800), "restic stats")
     return int(json.loads(result.stdout)["total_size"])
 
 
@@ -526,7 +507,7 @@ def compose_files(config):
     names = list(names) + [compose.get("env_file", ".env")]
     found = []
     for name in names:
-        path = name if name.startswith("/") else os.path.join(project, name)
+        path = os.path.join(project, name)  # an absolute name stays as it is
         if os.path.isfile(path) and path not in found:
             found.append(path)
     return found
@@ -534,10 +515,8 @@ def compose_files(config):
 
 def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
     """What a backup reads: ``{"paths": [...], "tags": [...], "volumes": {name: dir}}``.
-
-    Missing paths raise ``OpsError``: restic 0.14 only warns about them and would
-    make a snapshot that silently lacks the data.
-    """
+    Missing paths raise ``OpsError``: restic 0.14 only warns about them and would make a
+    snapshot that silently lacks the data."""
     paths = []
     missing = []
     for path in config["paths"]:
@@ -568,9 +547,8 @@ def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
     for path in compose_files(config):
         if path not in paths:
             paths.append(path)
-    if config["dump_dir"] and config["hooks"]:
-        if config["dump_dir"] not in paths:
-            paths.append(os.path.abspath(config["dump_dir"]))
+    if config["dump_dir"] and config["hooks"] and config["dump_dir"] not in paths:
+        paths.append(os.path.abspath(config["dump_dir"]))
     return {"paths": paths, "tags": tags, "volumes": volumes}
 
 
@@ -773,11 +751,6 @@ def _restic_version_text(config):
     return _VERSIONS[binary]
 
 
-def restic_keeps_oldest(config):
-    """Whether this host's restic keeps the oldest snapshot of an unfilled rule (0.16+)."""
-    return keeps_oldest(_restic_version_text(config))
-
-
 def size_drop(previous_bytes, current_bytes, drop_percent):
     """``None`` when fine, else a dict saying how much smaller the new snapshot is."""
     if not previous_bytes or current_bytes is None:
@@ -791,19 +764,16 @@ def size_drop(previous_bytes, current_bytes, drop_percent):
 
 def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint,
                state_dir=None):
-    """Hooks, backup, size comparison, retention. Return a result dict.
-
-    ``result["ok"]`` is False when the backup failed; then nothing was pruned.
-    ``result["size_drop"]`` is set when the snapshot is far smaller than the previous one.
-    Raises ``OpsError`` for bad config and failed hooks.
-    """
+    """Hooks, backup, size comparison, retention; returns a result dict. ``result["ok"]`` is
+    False when the backup failed; then nothing was pruned. ``result["size_drop"]`` is set when
+    the snapshot is far smaller than the previous one. Raises ``OpsError`` for bad config
+    and failed hooks."""
     if config["engine"] == "archive":
         return run_archive(config, dry_run=dry_run, mountpoint_of=mountpoint_of)
     sources = plan_sources(config, mountpoint_of=mountpoint_of)
-    result = {"engine": "restic", "ok": False, "paths": sources["paths"],
-              "tags": sources["tags"], "dry_run": dry_run}
-    result["repository"] = "exists"
-    result["repository_id"] = check_repository(config, state_dir, record=not dry_run)[:8]
+    result = {"engine": "restic", "ok": False, "paths": sources["paths"], "tags": sources["tags"],
+              "dry_run": dry_run, "repository": "exists",
+              "repository_id": check_repository(config, state_dir, record=not dry_run)[:8]}
     if config["legacy_snapshots"]:
         _list_host_snapshots(config)  # refuses a second job adopting them, before the hooks
     result["hooks"] = run_hooks(config, dry_run=dry_run)
@@ -874,8 +844,8 @@ def run_forget(config, snapshots=None, now=None, current_bytes=None):
     """
     if snapshots is None:
         snapshots = list_snapshots(config)
-    plan = plan_retention(snapshots, retention_policy(config),
-                          keep_oldest=restic_keeps_oldest(config), floor=retention_floor(now))
+    plan = plan_retention(snapshots, retention_policy(config), floor=retention_floor(now),
+                          keep_oldest=keeps_oldest(_restic_version_text(config)))
     owned = {snap["id"] for snap in snapshots}
     if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
         raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
@@ -890,9 +860,8 @@ def run_forget(config, snapshots=None, now=None, current_bytes=None):
                                    % (snapshot_id[:8], drop["drop_percent"]),
                         "larger": dict(drop, compared_with=snapshot_id[:8])}
     if plan["remove"]:
-        forget = _restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600)
-        if not forget.ok:
-            raise OpsError("restic forget --prune failed: %s" % _fail_text(forget))
+        _checked(_restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600),
+                 "restic forget --prune")
     return {"kept": plan["keep"], "removed": plan["remove"]}
 
 
@@ -910,10 +879,8 @@ def run_check(config):
 
 
 def freshness(snapshot_times, max_age_hours, now=None):
-    """Judge the newest of ``snapshot_times`` (aware datetimes).
-
-    Returns ``{"ok", "newest", "age_hours", "max_age_hours"}``; no snapshot is not ok.
-    """
+    """Judge the newest of ``snapshot_times`` (aware datetimes): ``{"ok", "newest",
+    "age_hours", "max_age_hours"}``; no snapshot is not ok."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not snapshot_times:
         return {"ok": False, "newest": None, "age_hours": None, "max_age_hours": max_age_hours}
@@ -1036,8 +1003,7 @@ def compose_argv(config, action):
     compose = config["compose"]
     argv = ["docker", "compose", "--project-directory", compose["project_dir"]]
     for name in compose.get("files") or []:
-        argv += ["-f", name if name.startswith("/") else
-                 os.path.join(compose["project_dir"], name)]
+        argv += ["-f", os.path.join(compose["project_dir"], name)]  # an absolute name stays
     argv += ["stop"] if action == "stop" else ["up", "-d"]
     return argv + list(compose.get("services") or [])
 
@@ -1045,9 +1011,7 @@ def compose_argv(config, action):
 def snapshot_nodes(config, snapshot_id):
     """``{path: {"type", "size", "mtime_ns", "ctime_ns", "inode", "hardlinked"?}}`` of a
     snapshot (``restic ls --json``; ``inode`` and so ``hardlinked`` from restic 0.17)."""
-    listing = _restic(config, "ls", "--json", snapshot_id, timeout=3600)
-    if not listing.ok:
-        raise OpsError("restic ls failed: %s" % _fail_text(listing))
+    listing = _checked(_restic(config, "ls", "--json", snapshot_id, timeout=3600), "restic ls")
     nodes = {}
     for line in listing.stdout.splitlines():
         try:
@@ -1070,17 +1034,10 @@ def snapshot_nodes(config, snapshot_id):
     return nodes
 
 
-def snapshot_file_paths(config, snapshot_id):
-    """Every path in a snapshot."""
-    return set(snapshot_nodes(config, snapshot_id))
-
-
 def plan_in_place(config, plan):
-    """What an in-place restore of ``plan`` does to the live tree, and where moves go.
-
-    ``restore_plan.plan_in_place`` over the snapshot's listing and the job's excludes,
-    plus ``quarantine`` (directories) and each move's destination. Reads only.
-    """
+    """What an in-place restore of ``plan`` does to the live tree (``restore_plan.plan_in_place``
+    over the snapshot's listing and the job's excludes), plus ``quarantine`` (directories)
+    and each move's destination. Reads only."""
     nodes = snapshot_nodes(config, plan["snapshot"])
     roots = next(step["paths"] for step in plan["steps"] if step["action"] == "move_aside")
     fs_plan = restore_plan.plan_in_place(roots, nodes, config["excludes"])
@@ -1160,9 +1117,7 @@ def run_restore(config, plan, dry_run=False):
 def _run_restore_step(config, plan, step, state, result):
     action = step["action"]
     if action in ("compose_stop", "compose_start", "volume_create"):
-        outcome = run_command(step["argv"], timeout=900)
-        if not outcome.ok:
-            raise OpsError("%s failed: %s" % (" ".join(step["argv"][:4]), _fail_text(outcome)))
+        _checked(run_command(step["argv"], timeout=900), " ".join(step["argv"][:4]))
         if action != "volume_create":
             state["stopped"] = action == "compose_stop"
     elif action == "move_aside":
@@ -1194,9 +1149,7 @@ def _run_restore_step(config, plan, step, state, result):
             os.makedirs(target, mode=0o700, exist_ok=True)
             check_free_space([{"path": _existing_parent(target),
                                "bytes": snapshot_size(config, plan["snapshot"])}])
-        restored = _restic(config, *argv, timeout=12 * 3600)
-        if not restored.ok:
-            raise OpsError("restic restore failed: %s" % _fail_text(restored))
+        _checked(_restic(config, *argv, timeout=12 * 3600), "restic restore")
     elif action == "health":
         if not wait_healthy(step["url"], step["timeout_seconds"]):
             result["ok"] = False
@@ -1309,21 +1262,17 @@ def _tar_compress_flag(compression):
 
 
 def verify_archive(config, path, expected_sha256=None):
-    """Checksum, size and listing of one archive; ``{"ok", "error"?, ...}``.
-
-    Encrypted files are decrypted for listing when the host has the secret key
-    (``gpg --decrypt`` succeeds); otherwise their packet structure is checked with
-    ``gpg --list-packets`` and the listing was done before encryption.
-    """
+    """Checksum, size and listing of one archive; ``{"ok", "error"?, ...}``. An encrypted
+    file's packet structure is checked (``gpg --list-packets``): its listing was done before
+    encryption."""
     archive = config["archive"]
-    result = {"ok": False, "path": path, "size_bytes": os.path.getsize(path)}
-    actual = sha256_file(path)
-    result["sha256"] = actual
+    result = {"ok": False, "path": path, "size_bytes": os.path.getsize(path),
+              "sha256": sha256_file(path)}
     sidecar = path + ".sha256"
     if expected_sha256 is None and os.path.isfile(sidecar):
         with open(sidecar, encoding="utf-8") as handle:
             expected_sha256 = handle.read().split()[0]
-    if expected_sha256 and expected_sha256 != actual:
+    if expected_sha256 and expected_sha256 != result["sha256"]:
         result["error"] = "checksum mismatch for %s" % path
         return result
     if result["size_bytes"] < int(archive["min_size_bytes"]):
@@ -1365,8 +1314,7 @@ def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoi
     final = os.path.join(archive["dir"], archive_name(
         config["host_label"], archive["compression"], encrypted, today))
     result = {"engine": "archive", "ok": False, "paths": sources["paths"], "file": final,
-              "dry_run": dry_run}
-    result["hooks"] = run_hooks(config, dry_run=dry_run)
+              "dry_run": dry_run, "hooks": run_hooks(config, dry_run=dry_run)}
     if dry_run:
         result["ok"] = True
         return result
@@ -1407,13 +1355,11 @@ def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoi
         result["error"] = verified["error"]
         return result
     result["ok"] = True
-    removed = []
-    for path in plan_archive_retention(list_archives(config), int(archive["retention_days"]),
-                                       today):
+    result["removed"] = plan_archive_retention(list_archives(config),
+                                               int(archive["retention_days"]), today)
+    for path in result["removed"]:
         _remove_quietly(path)
         _remove_quietly(path + ".sha256")
-        removed.append(path)
-    result["removed"] = removed
     return result
 
 

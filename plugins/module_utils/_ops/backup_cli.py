@@ -31,6 +31,7 @@ results as JSON. Nothing printed contains the password or the repository locatio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -130,15 +131,11 @@ def _init(args, config, runtime) -> int:
 
 
 def _run(args, config, runtime) -> int:
-    lock = None
-    if not args.dry_run and os.environ.get(LOCKED_JOB_ENV) != config["job"]:
-        lock = _job_lock(config, runtime, "backup run")  # run by hand, not by the wrapper
-    try:
+    with contextlib.ExitStack() as held:
+        if not args.dry_run and os.environ.get(LOCKED_JOB_ENV) != config["job"]:  # run by hand, not by the wrapper
+            held.callback(_job_lock(config, runtime, "backup run").close)
         result = backup.run_backup(config, when=args.when, dry_run=args.dry_run,
                                    state_dir=runtime["state_dir"])
-    finally:
-        if lock is not None:
-            lock.close()
     job = config["job"]
     if result.get("size_drop"):
         drop = result["size_drop"]
@@ -229,12 +226,9 @@ def _freshness(args, config, runtime) -> int:
                 "is the backup cron job running?" % (
                     config["job"], result["age_hours"], result["max_age_hours"],
                     format_timestamp(result["newest"])))
-    result["level"] = level
-    result["detail"] = text
-    alert = _notify(runtime, key, level, text)
-    result["alert"] = alert
+    result.update(level=level, detail=text, alert=_notify(runtime, key, level, text))
     emit(args, result, text)
-    return 1 if alert.get("error") else 0
+    return 1 if result["alert"].get("error") else 0
 
 
 def first_run_pending(config, state_dir, config_path, now=None):
@@ -282,13 +276,10 @@ def _restore(args, config, runtime) -> int:
                        "what it would do")
     if args.in_place and args.target:
         raise OpsError("--in-place and --target exclude each other")
-    lock = (_job_lock(config, runtime, "backup restore --in-place")
-            if args.in_place and not args.dry_run else None)
-    try:
+    with contextlib.ExitStack() as held:
+        if args.in_place and not args.dry_run:
+            held.callback(_job_lock(config, runtime, "backup restore --in-place").close)
         return _restore_locked(args, config)
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def _job_lock(config, runtime, what):

@@ -67,6 +67,14 @@ def _lstat(path):
         return None
 
 
+def _listdir(path):
+    """The names in a live directory; unreadable, it stops the plan before anything changed."""
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        raise OpsError("cannot read %s (%s); nothing was changed" % (path, exc.strerror))
+
+
 class _Planner:
     """One walk over the restored roots; fills the plan's lists."""
 
@@ -119,10 +127,7 @@ class _Planner:
             self.displace(path, st, parent_dev, parent_path, _conflict_reason(wanted, live, st))
 
     def descend(self, path, st):
-        try:
-            names = set(os.listdir(path))
-        except OSError as exc:
-            raise OpsError("cannot read %s (%s); nothing was changed" % (path, exc.strerror))
+        names = set(_listdir(path))
         for name in sorted(names | self.children.get(path, set())):
             child = os.path.join(path, name)
             if self.excluded(child):
@@ -211,11 +216,7 @@ class _Planner:
         entries and mount points found are recorded, as they stay.
         """
         clean, moves = True, []
-        try:
-            names = sorted(os.listdir(path))
-        except OSError as exc:
-            raise OpsError("cannot read %s (%s); nothing was changed" % (path, exc.strerror))
-        for name in names:
+        for name in sorted(_listdir(path)):
             child = os.path.join(path, name)
             if self.excluded(child):
                 self.plan["excluded"].append(child)

@@ -519,7 +519,7 @@ def test_hook_dump_lands_in_the_snapshot(setup, tmp_path):
         {"name": "dump", "command": "echo dumped > \"$RUNBOOK_OPS_DUMP_DIR/db.dump\""}]))
     assert backup.run_backup(config)["ok"]
     snapshot = backup.resolve_snapshot(config)
-    assert dump_dir + "/db.dump" in backup.snapshot_file_paths(config, snapshot["id"])
+    assert dump_dir + "/db.dump" in backup.snapshot_nodes(config, snapshot["id"])
 
 
 @needs_restic

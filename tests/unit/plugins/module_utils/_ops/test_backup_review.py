@@ -182,7 +182,7 @@ def test_two_jobs_with_hooks_never_lose_each_others_dump(env):
 
     assert results["db"]["ok"]
     snap = backup.list_snapshots(first)[-1]
-    dumps = [path for path in backup.snapshot_file_paths(first, snap["id"]) if path.endswith(".dump")]
+    dumps = [path for path in backup.snapshot_nodes(first, snap["id"]) if path.endswith(".dump")]
     assert first["dump_dir"] + "/backup-db.dump" in dumps, \
         "backup-db reported ok with a snapshot holding %s" % (dumps or "no dump")
 
@@ -251,7 +251,7 @@ def test_the_quarantine_is_not_in_the_next_backup_when_a_backup_path_is_a_mount_
     assert moved["quarantine"][0].startswith(str(fs) + "/")
     assert backup.run_backup(config)["ok"]
     newest = backup.list_snapshots(config)[-1]
-    carried = [path for path in backup.snapshot_file_paths(config, newest["id"])
+    carried = [path for path in backup.snapshot_nodes(config, newest["id"])
                if "runbook-ops-quarantine" in path]
     assert not carried
 
