@@ -124,6 +124,9 @@ def validate_config(raw):
         raise OpsError("unknown backup config keys: %s" % ", ".join(unknown))
     config = json.loads(json.dumps(_DEFAULTS))
     config.update(json.loads(json.dumps(raw)))
+    for key in ("retention", "archive"):
+        if not isinstance(config[key] or {}, dict):
+            raise OpsError("%s must be a JSON object of settings, not %r" % (key, config[key]))
     retention = config["retention"] = dict(_DEFAULTS["retention"], **(config["retention"] or {}))
     archive = config["archive"] = dict(_ARCHIVE_DEFAULTS, **(config["archive"] or {}))
 

@@ -102,9 +102,12 @@ def setup(tmp_path, monkeypatch, tmpfs):
     ({"repository": "/r", "paths": ["/x"], "job": "backup.daily"},
      "job 'backup.daily' is not a valid job name: use letters, digits, '_' and '-' (not first), "
      "at most 100 characters (no dot: Debian's cron silently ignores /etc/cron.d files with one)"),
+    ({"repository": "/r", "paths": ["/x"], "retention": [["keep_daily", 2]]},
+     "retention must be a JSON object of settings"),
+    ({"repository": "/r", "paths": ["/x"], "archive": "daily"}, "archive must be a JSON object of settings"),
 ], ids=["no-repo", "relative-path", "unknown-key", "bad-engine", "no-sources",
         "negative-keep", "bad-subset", "bad-volume", "hook-without-command", "bad-exclude",
-        "legacy-not-bool", "dot-in-job-name"])
+        "legacy-not-bool", "dot-in-job-name", "retention-not-an-object", "archive-not-an-object"])
 def test_validate_config_rejects_bad_input_with_a_fix(raw, message):
     with pytest.raises(OpsError) as info:
         backup.validate_config(raw)
