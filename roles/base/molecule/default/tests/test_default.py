@@ -22,10 +22,9 @@ import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5))
 sys.path.insert(0, os.path.join(REPO, "tests", "verifiers"))
-from common_checks import TELEGRAM, json_lines  # noqa: E402 pylint: disable=wrong-import-position
+from common_checks import TELEGRAM, json_lines, syslog as _syslog, wait_until as _wait  # noqa: E402 pylint: disable=wrong-import-position
 
 TOKEN = "424242:MOLECULE_only_token_do_not_leak_0123"
-SYSLOG = "/opt/fake-syslog/syslog.jsonl"  # what reached /dev/log (tests/fakes/fake_syslog.yml)
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "/usr/local/bin/runbook-ops"
 KEY_FILE = "/var/lib/runbook-ops/fingerprint.key"
@@ -42,20 +41,6 @@ def _unique(prefix):
 
 def _messages(host, words):
     return [r for r in json_lines(host, TELEGRAM) if "text" in r and words in r["text"]]
-
-
-def _syslog(host, words=""):
-    """Messages tagged runbook-ops that reached /dev/log and contain ``words``."""
-    return [r["message"] for r in json_lines(host, SYSLOG) if r["tag"] == "runbook-ops" and words in r["message"]]
-
-
-def _wait(predicate, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(1)
-    return False
 
 
 def test_cli_is_installed_from_the_collection_core(host):

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
+import sys
 from shlex import quote
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
+sys.path.insert(0, os.path.join(REPO, "tests", "verifiers"))
+from common_checks import TELEGRAM, json_lines, syslog as _syslog, wait_until  # noqa: E402 pylint: disable=wrong-import-position
 
 CRON_FILE = "/etc/cron.d/runbook-ops-health-monitor"
 CONFIG = "/etc/runbook-ops/health-monitor.json"
-RECORD = "/var/tmp/telegram.jsonl"
-SYSLOG = "/opt/fake-syslog/syslog.jsonl"  # what reached /dev/log (tests/fakes/fake_syslog.yml)
 RUNTIME = "/etc/runbook-ops/runtime.json"
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 5)
 
 
 def _name(host):
@@ -58,22 +59,18 @@ def _run_job(host):
     return result
 
 
-def _syslog(host, words=""):
-    """Messages tagged runbook-ops that reached /dev/log (the fake syslog, tests/fakes/fake_syslog.yml)."""
-    records = host.run("cat %s 2>/dev/null || true" % SYSLOG).stdout.splitlines()
-    return [r["message"] for r in map(json.loads, filter(None, records))
-            if r["tag"] == "runbook-ops" and words in r["message"]]
-
-
 def _messages(host, needle=""):
-    result = host.run("cat %s 2>/dev/null || true" % RECORD)
-    texts = []
-    for line in result.stdout.splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("status") == 200 and needle in record.get("text", ""):
-                texts.append(record["text"])
-    return texts
+    """Texts the fake Telegram Bot API took (answered 200) that contain ``needle``."""
+    return [r["text"] for r in json_lines(host, TELEGRAM) if r.get("status") == 200 and needle in r.get("text", "")]
+
+
+def _playbook(host, play, *extra):
+    """``ansible-playbook play`` against this instance alone, over the Docker connection."""
+    return subprocess.run(
+        ["ansible-playbook", play, "-i", _name(host) + ",", "-c", "community.docker.docker",
+         "-e", "ansible_python_interpreter=/usr/bin/python3", *extra],
+        capture_output=True, text=True, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg")),
+        cwd=REPO, timeout=300, check=False)
 
 
 def _fixture(host, action, name="app"):
@@ -181,12 +178,7 @@ def test_health_check_playbook_reports_what_is_broken(host):
     """The morning check against this instance: a table, a summary, and a failed host."""
     _fixture(host, "stop")
     try:
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-        done = subprocess.run(
-            ["ansible-playbook", os.path.join(REPO, "playbooks", "health_check.yml"),
-             "-i", _name(host) + ",", "-c", "community.docker.docker",
-             "-e", "ansible_python_interpreter=/usr/bin/python3"],
-            capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+        done = _playbook(host, os.path.join(REPO, "playbooks", "health_check.yml"))
     finally:
         _fixture(host, "start")
     out = done.stdout
@@ -228,9 +220,7 @@ def test_a_runtime_config_the_wrapper_cannot_read_lands_in_syslog(host):
         _run_job(host)
     finally:
         host.run(restore)
-    deadline = time.time() + 10
-    while not _syslog(host, "error: runtime config") and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: _syslog(host, "error: runtime config"), 10, interval=0.2)
     assert _syslog(host, "error: runtime config") == [
         "runbook-ops: job health-monitor: error: runtime config %s: not valid JSON (Expecting "
         "value: line 1 column 11 (char 10)); fix the file or re-run the runbook.ops.base role"
@@ -263,14 +253,8 @@ def test_on_a_read_only_state_dir_the_monitor_still_counts_and_alerts(host):
 
 
 def test_a_dot_in_the_job_name_is_refused_before_anything_changes(host):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    play = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "converge.yml")
-    done = subprocess.run(
-        ["ansible-playbook", play, "-i", _name(host) + ",", "-c", "community.docker.docker",
-         "-e", "ansible_python_interpreter=/usr/bin/python3",
-         "-e", "health_monitor_job_name=health.monitor"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300, check=False)
+    play = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "converge.yml")
+    done = _playbook(host, play, "-e", "health_monitor_job_name=health.monitor")
     out = done.stdout + done.stderr
     assert done.returncode == 2, out[-3000:]
     assert ("health_monitor_job_name: health.monitor is not a valid job name: use letters, "

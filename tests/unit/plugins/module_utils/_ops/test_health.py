@@ -8,9 +8,6 @@ import json
 import os
 import socket
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,6 +15,7 @@ _REPO = os.path.join(os.path.dirname(__file__), *[".."] * 5)
 sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
+from fake_app import FakeApp  # noqa: E402
 from fake_telegram import FakeTelegram  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import health  # noqa: E402
@@ -37,42 +35,12 @@ def _no_resource_checks(monkeypatch):
     monkeypatch.setitem(health.OPTIONS["resource_checks"], "default", False)
 
 
-class _AppHandler(BaseHTTPRequestHandler):
-    """``/health/``: 200 ``{"status": "healthy"}`` for Host app.example, else 404;
-    ``/slow``: the same after 300 ms; ``/redirect``: 302."""
-
-    def log_message(self, format, *args):  # noqa: A002
-        return
-
-    def do_GET(self):  # noqa: N802
-        host = (self.headers.get("Host") or "").split(":")[0]
-        if self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "/health/")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if self.path == "/slow":
-            time.sleep(0.3)
-        if host != "app.example":
-            body, status = b"unknown site", 404
-        else:
-            body, status = b'{"status": "healthy"}', 200
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
 def app_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _AppHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield "http://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """``/health/``: 200 ``{"status": "healthy"}`` for Host app.example, else 404;
+    ``/slow``: the same after 300 ms; ``/redirect``: 302 (tests/fakes/fake_app.py)."""
+    with FakeApp(slow_ms=300) as app:
+        yield app.url
 
 
 @pytest.fixture

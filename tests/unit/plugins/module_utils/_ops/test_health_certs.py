@@ -15,9 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-import ssl
 import sys
-import threading
 
 import pytest
 from cryptography import x509
@@ -32,6 +30,7 @@ sys.path.insert(0, os.path.join(_REPO, ".collections"))
 sys.path.insert(0, os.path.join(_REPO, "tests", "fakes"))
 
 from fake_telegram import telegram_runtime  # noqa: E402
+from fake_tls import FakeTLS  # noqa: E402
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import (  # noqa: E402
     health, health_certs)
@@ -80,42 +79,15 @@ def pki(tmp_path_factory):
             "ca_file": str(ca_file)}
 
 
-class TLSServer:
-    """Accepts TLS connections on 127.0.0.1 with one certificate; counts them (a client that
-    rejects the certificate ends the handshake before the server sees it complete)."""
-
-    def __init__(self, directory, certificate, key):
-        self.handshakes = 0
-        cert_file, key_file = directory / "server.pem", directory / "server.key"
-        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(str(cert_file), str(key_file))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            self.handshakes += 1
-            conn.settimeout(5)
-            try:
-                with self.context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1)
-            except (OSError, ssl.SSLError):
-                conn.close()
-
-    def close(self):
-        self.sock.close()
+def _tls_server(directory, certificate, key):
+    """A started FakeTLS (tests/fakes/fake_tls.py) presenting ``certificate``; it counts its
+    handshakes (a client that rejects the certificate ends one before the server sees it complete)."""
+    cert_file, key_file = directory / "server.pem", directory / "server.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return FakeTLS(cert_file, key_file).start()
 
 
 @pytest.fixture
@@ -138,7 +110,7 @@ def serve(pki, tmp_path):
                                 not_after, names, not_before=not_before)
         directory = tmp_path / ("server%d" % len(servers))
         directory.mkdir()
-        server = TLSServer(directory, cert, key)
+        server = _tls_server(directory, cert, key)
         servers.append(server)
         return server
 
