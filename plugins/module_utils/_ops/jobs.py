@@ -12,9 +12,9 @@ may hold -> ``flock`` them, noting pid, boot and start in ours -> dead-man ping
 ``<ping_url>/start`` -> run the command in its own process group, each output line
 appended to the log with a UTC timestamp -> stop the group on ``--timeout`` -> record
 ``{started, finished, rc, seconds, last_success}`` in ``<state_dir>/jobs/NAME.json`` (and,
-with ``textfile_dir`` set, ``runbook_ops_job_NAME.prom`` there: ``job_metrics.py``) ->
-release the lock -> alert ``job:NAME`` (critical with the output tail on failure, recovery on success) ->
-ping ``<ping_url>`` or ``<ping_url>/fail``.
+with ``textfile_dir`` set, ``<textfile_dir>/runbook_ops_job_NAME.prom``: ``job_metrics.py``)
+-> release the lock -> alert ``job:NAME`` (critical with the output tail on failure,
+recovery on success) -> ping ``<ping_url>`` or ``<ping_url>/fail``.
 
 A run that finds the lock held logs that it skipped; when the holder has outlived its
 own timeout (plus ``STUCK_GRACE_SECONDS``, measured on the boot clock, so a clock step
@@ -769,8 +769,9 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
     The record is ``{"job", "started", "finished", "rc", "seconds", "timed_out",
     "skipped", "state_dir", "state_saved", "alert"}`` and ``last_success`` when known
     (``state_error`` when the record could not be saved, ``metrics_error`` when the
-    metrics could not be written: both alert ``runbook-ops:storage``), or for a run that found the lock held ``{"job", "skipped":
-    True, "stuck", "holder", "lock", "rc"}`` (``alert`` when stuck). ``clock`` gives
+    metrics could not be written: both alert ``runbook-ops:storage``), or for a run that
+    found the lock held ``{"job", "skipped": True, "stuck", "holder", "lock", "rc"}``
+    (``alert`` when stuck). ``clock`` gives
     the wall time and ``boot_clock`` the seconds since boot (tests inject them). Raises
     ``OpsError`` for a bad name, an empty command, a bad timeout or no usable lock
     file (after alerting ``lock:NAME``); a failing command is a result, not an exception.
