@@ -1,6 +1,6 @@
 """Prometheus beyond the textfile: the shipped alerting rules pass ``promtool check rules``
-and their unit tests, and Debian's node_exporter reads the textfile the disk check writes
-(scraped on loopback, ``node_textfile_scrape_error`` 0, every family parsed).
+and their unit tests, and Debian's node_exporter reads the textfiles the disk check and the
+cron wrapper write (scraped on loopback, ``node_textfile_scrape_error`` 0, every family parsed).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ RULE_TESTS = os.path.join("examples", "prometheus", "runbook-ops.rules.test.yml"
 
 def test_shipped_rules_pass_promtool_check(installed_collection):
     out = run_tool(["promtool", "check", "rules", RULES], cwd=installed_collection)
-    assert "SUCCESS: 7 rules found" in out
+    assert "SUCCESS: 13 rules found" in out
 
 
 def test_shipped_rules_pass_their_unit_tests(installed_collection):
@@ -141,3 +141,40 @@ def test_node_exporter_flags_a_textfile_it_cannot_parse(tmp_path):
     textfile.mkdir()
     (textfile / "runbook_ops_disk.prom").write_text('runbook_ops_disk_used_percent{mount="/"} 69 x y\n')
     assert samples(scrape(textfile), "node_textfile_scrape_error") == {"": 1.0}
+
+
+def test_node_exporter_reads_the_job_metrics_the_wrapper_writes(tmp_path):
+    """Real runs through `runbook-ops run` with runtime.json's textfile_dir: a backup that
+    succeeds and then fails (its last success is kept), and a disk-monitor run."""
+    launcher = install_host_cli(tmp_path / "host")
+    textfile = tmp_path / "textfile"
+    runtime = tmp_path / "runtime.json"
+    runtime.write_text(json.dumps({"host_label": "web1", "state_dir": str(tmp_path / "state"),
+                                   "log_dir": str(tmp_path / "log"), "lock_dir": str(tmp_path / "locks"),
+                                   "fallback_state_dir": str(tmp_path / "fallback"),
+                                   "textfile_dir": str(textfile)}))
+
+    def run(job, *command):
+        return subprocess.run([launcher, "--runtime", runtime, "run", "--job", job, "--timeout", "60", "--"]
+                              + list(command), capture_output=True, text=True, timeout=120, check=False)
+
+    before = time.time()
+    assert run("backup", "sh", "-c", "sleep 1.1").returncode == 0  # the next run starts a second later
+    assert run("backup", "sh", "-c", "echo restic: boom; exit 3").returncode == 1
+    assert run("disk-monitor", "true").returncode == 0
+    assert sorted(os.listdir(str(textfile))) == ["runbook_ops_job_backup.prom", "runbook_ops_job_disk-monitor.prom"]
+    for name in os.listdir(str(textfile)):
+        with open(textfile / name, "rb") as handle:
+            checked = subprocess.run(["promtool", "check", "metrics"], stdin=handle, capture_output=True, text=True,
+                                     check=False)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    metrics = scrape(textfile)
+    assert samples(metrics, "node_textfile_scrape_error") == {"": 0.0}
+    backup, disk = '{runbook_job="backup"}', '{runbook_job="disk-monitor"}'
+    assert samples(metrics, "runbook_ops_job_last_exit_code") == {backup: 3.0, disk: 0.0}
+    success = samples(metrics, "runbook_ops_job_last_success_timestamp_seconds")
+    last_run = samples(metrics, "runbook_ops_job_last_run_timestamp_seconds")
+    assert set(success) == set(last_run) == {backup, disk}
+    assert int(before) <= success[backup] < last_run[backup] <= time.time()  # kept from the first run
+    assert samples(metrics, "runbook_ops_job_duration_seconds")[disk] < 60

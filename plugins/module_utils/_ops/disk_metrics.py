@@ -37,7 +37,7 @@ def _format_value(value) -> str:
     return repr(float(value))
 
 
-def _family(name, kind, help_text, samples):
+def family(name, kind, help_text, samples):
     """Lines of one metric family; ``samples`` is ``[(labels_dict, value)]``."""
     lines = ["# HELP %s %s" % (name, help_text), "# TYPE %s %s" % (name, kind)]
     for labels, value in samples:
@@ -74,38 +74,38 @@ def format_disk_metrics(result, config, now) -> str:
     ]
     lines = []
     for suffix, help_text, key in per_mount:
-        lines += _family("runbook_ops_disk_" + suffix, "gauge", help_text,
-                         [({"mount": fs["mount"]}, fs[key]) for fs in filesystems])
+        lines += family("runbook_ops_disk_" + suffix, "gauge", help_text,
+                        [({"mount": fs["mount"]}, fs[key]) for fs in filesystems])
     inodes = [({"mount": fs["mount"]}, fs["inodes_used_percent"]) for fs in filesystems
               if fs.get("inodes_used_percent") is not None]
     if inodes:
-        lines += _family("runbook_ops_disk_inodes_used_percent", "gauge",
-                         "Used inodes in percent (df -i's IUse%).", inodes)
-    lines += _family("runbook_ops_disk_status", "gauge",
-                     "Result of the check: 0 ok, 1 warning, 2 critical.",
-                     [({"mount": fs["mount"]}, STATUS_CODES[fs["status"]]) for fs in filesystems])
-    lines += _family("runbook_ops_disk_threshold_percent", "gauge",
-                     "Used-space thresholds of the check.",
-                     [({"level": "warning"}, config["warn_percent"]),
-                      ({"level": "critical"}, config["crit_percent"])])
+        lines += family("runbook_ops_disk_inodes_used_percent", "gauge",
+                        "Used inodes in percent (df -i's IUse%).", inodes)
+    lines += family("runbook_ops_disk_status", "gauge",
+                    "Result of the check: 0 ok, 1 warning, 2 critical.",
+                    [({"mount": fs["mount"]}, STATUS_CODES[fs["status"]]) for fs in filesystems])
+    lines += family("runbook_ops_disk_threshold_percent", "gauge",
+                    "Used-space thresholds of the check.",
+                    [({"level": "warning"}, config["warn_percent"]),
+                     ({"level": "critical"}, config["crit_percent"])])
     largest = result.get("largest") or []
     if largest:
-        lines += _family("runbook_ops_disk_largest_dir_bytes", "gauge",
-                         "Largest directories under the scan roots, as du -x counts them.",
-                         [({"path": row["path"]}, row["bytes"]) for row in largest])
+        lines += family("runbook_ops_disk_largest_dir_bytes", "gauge",
+                        "Largest directories under the scan roots, as du -x counts them.",
+                        [({"path": row["path"]}, row["bytes"]) for row in largest])
     trend = result.get("trend") or {}
     if trend:
-        lines += _family("runbook_ops_disk_growth_bytes_per_day", "gauge",
-                         "Growth fitted over the daily samples of the history.",
-                         [({"mount": mount}, trend[mount]["growth_bytes_per_day"])
-                          for mount in sorted(trend)])
+        lines += family("runbook_ops_disk_growth_bytes_per_day", "gauge",
+                        "Growth fitted over the daily samples of the history.",
+                        [({"mount": mount}, trend[mount]["growth_bytes_per_day"])
+                         for mount in sorted(trend)])
     if "scan" in result:
-        lines += _family("runbook_ops_disk_scan_partial", "gauge",
-                         "1 when the directory scan stopped at scan_timeout.",
-                         [({}, bool(result["scan"].get("partial")))])
-    lines += _family("runbook_ops_disk_last_run_timestamp_seconds", "gauge",
-                     "When runbook-ops disk-check last ran (seconds since the epoch).",
-                     [({}, float(now))])
+        lines += family("runbook_ops_disk_scan_partial", "gauge",
+                        "1 when the directory scan stopped at scan_timeout.",
+                        [({}, bool(result["scan"].get("partial")))])
+    lines += family("runbook_ops_disk_last_run_timestamp_seconds", "gauge",
+                    "When runbook-ops disk-check last ran (seconds since the epoch).",
+                    [({}, float(now))])
     return "\n".join(lines) + "\n"
 
 

@@ -11,9 +11,10 @@ writable: its lines go to stderr, which the cron line sends to syslog) -> open
 may hold -> ``flock`` them, noting pid, boot and start in ours -> dead-man ping
 ``<ping_url>/start`` -> run the command in its own process group, each output line
 appended to the log with a UTC timestamp -> stop the group on ``--timeout`` -> record
-``{started, finished, rc, seconds}`` in ``<state_dir>/jobs/NAME.json`` -> release the lock
--> alert ``job:NAME`` (critical with the output tail on failure, recovery on success) ->
-ping ``<ping_url>`` or ``<ping_url>/fail``.
+``{started, finished, rc, seconds, last_success}`` in ``<state_dir>/jobs/NAME.json`` (and,
+with ``textfile_dir`` set, ``<textfile_dir>/runbook_ops_job_NAME.prom``: ``job_metrics.py``)
+-> release the lock -> alert ``job:NAME`` (critical with the output tail on failure,
+recovery on success) -> ping ``<ping_url>`` or ``<ping_url>/fail``.
 
 A run that finds the lock held logs that it skipped; when the holder has outlived its
 own timeout (plus ``STUCK_GRACE_SECONDS``, measured on the boot clock, so a clock step
@@ -66,8 +67,10 @@ PING_RETRY_PAUSES = (0.5, 1.0)  # between tries after a dropped connection or a 
 STUCK_GRACE_SECONDS = 60.0
 TIMEOUT_RC = 124
 # What a run leaves in <state_dir>/jobs/<job>.json: the schema the morning check reads
-# (health.describe_job); started and finished as timestamps.iso_z.
-JOB_RECORD_KEYS = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted", "last_error")
+# (health.describe_job); started, finished and last_success (the start of the last run
+# that exited 0, kept through failed runs) as timestamps.iso_z.
+JOB_RECORD_KEYS = ("job", "started", "finished", "rc", "seconds", "timed_out", "interrupted", "last_error",
+                   "last_success")
 NOT_FOUND_RC = 127
 STORAGE_KEY = "runbook-ops:storage"
 LOCKS_KEY = "runbook-ops:locks"
@@ -764,9 +767,11 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
     """Run one cron job under its lock; returns the run's record.
 
     The record is ``{"job", "started", "finished", "rc", "seconds", "timed_out",
-    "skipped", "state_dir", "state_saved", "alert"}`` (``state_error`` when the record
-    could not be saved), or for a run that found the lock held ``{"job", "skipped":
-    True, "stuck", "holder", "lock", "rc"}`` (``alert`` when stuck). ``clock`` gives
+    "skipped", "state_dir", "state_saved", "alert"}`` and ``last_success`` when known
+    (``state_error`` when the record could not be saved, ``metrics_error`` when the
+    metrics could not be written: both alert ``runbook-ops:storage``), or for a run that
+    found the lock held ``{"job", "skipped": True, "stuck", "holder", "lock", "rc"}``
+    (``alert`` when stuck). ``clock`` gives
     the wall time and ``boot_clock`` the seconds since boot (tests inject them). Raises
     ``OpsError`` for a bad name, an empty command, a bad timeout or no usable lock
     file (after alerting ``lock:NAME``); a failing command is a result, not an exception.
@@ -785,7 +790,7 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
     try:
         if not state_problem:
             merge_fallback_state(runtime, log)
-        problems = [p for p in (state_problem, log.problem) if p]
+        problems = [p for p in (state_problem, log.problem, textfile_problem(runtime)) if p]
         if problems:
             report_storage(runtime, name, problems, log)
         else:
@@ -808,7 +813,7 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
                                            ping_url, state_problem, interrupt)
         finally:
             lock.close()
-        late = [p for p in (record.get("state_error"), log.problem)
+        late = [p for p in (record.get("state_error"), record.get("metrics_error"), log.problem)
                 if p and p not in problems]
         if late:
             report_storage(runtime, name, late, log)
@@ -897,7 +902,27 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
         record["interrupted"] = interrupt.name
     if rc:
         record["last_error"] = last_error_line(tail)
-    path = os.path.join(runtime["state_dir"], "jobs", name + ".json")
+    _record_run(runtime, record)
+    return record, tail
+
+
+def last_success(previous):
+    """When the last run that exited 0 started, from the job's record before this run
+    (its ``last_success``; a record of an older wrapper: its own start when it succeeded);
+    ``None`` when no record tells."""
+    if not isinstance(previous, dict):
+        return None
+    return previous.get("last_success") or (previous.get("started") if previous.get("rc") == 0 else None)
+
+
+def _record_run(runtime, record) -> None:
+    """Save ``record`` in ``<state_dir>/jobs/NAME.json`` (``state_error`` when it cannot be)
+    with its ``last_success``; then, with ``textfile_dir`` set, the job's metrics
+    (``metrics_error`` when they cannot be written; the old file stays then)."""
+    path = os.path.join(runtime["state_dir"], "jobs", record["job"] + ".json")
+    success = record["started"] if record["rc"] == 0 else last_success(read_json(path))
+    if success:
+        record["last_success"] = success
     try:
         record["state_saved"] = write_json_atomic(path, {k: record[k] for k in JOB_RECORD_KEYS if k in record})
         reason = "" if record["state_saved"] else "disk full or read-only"
@@ -906,7 +931,21 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
         reason = exc.strerror or str(exc)
     if reason:
         record["state_error"] = "cannot record the run in %s (%s)" % (path, reason)
-    return record, tail
+    if runtime.get("textfile_dir"):
+        from .job_metrics import write_job_metrics  # lazily: most hosts have no textfile directory
+
+        problem = write_job_metrics(runtime["textfile_dir"], record)
+        if problem:
+            record["metrics_error"] = "%s (the metrics of job %s are stale)" % (problem, record["job"])
+
+
+def textfile_problem(runtime) -> str:
+    """Why the metrics directory (``textfile_dir``) cannot be written; ``""`` when it can
+    or none is set. Checked before the run, so a lasting problem is not recovered at the
+    start of every run and alerted again at its end."""
+    directory = runtime.get("textfile_dir")
+    problem = probe_writable(directory) if directory else ""
+    return "cannot write the metrics directory %s (%s)" % (directory, problem) if problem else ""
 
 
 ERROR_LINE = re.compile(r"error|fail|fatal|denied|refus|cannot|can't|unable|timed out|"

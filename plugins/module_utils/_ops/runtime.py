@@ -97,6 +97,8 @@ def default_runtime() -> dict:
         # State while state_dir cannot be written (lost at reboot, which is when a
         # read-only root usually comes back writable).
         "fallback_state_dir": "/run/runbook-ops",
+        # node_exporter's textfile collector directory for the jobs' metrics ("": none).
+        "textfile_dir": "",
         "alert": {
             "telegram_api_url": DEFAULT_TELEGRAM_API_URL,
             "telegram_chat_id": "",
@@ -147,6 +149,10 @@ def merge_runtime(data, path="<runtime>") -> dict:
         runtime["state_dir"] = os.environ[STATE_DIR_ENV]
     for key in ("host_label", "state_dir", "log_dir", "lock_dir", "fallback_state_dir"):
         _check_string(path, key, runtime[key], allow_empty=False)
+    _check_string(path, "textfile_dir", runtime["textfile_dir"])
+    if runtime["textfile_dir"] and not runtime["textfile_dir"].startswith("/"):
+        _fail(path, "textfile_dir must be an absolute directory path or \"\" (no metrics), got %r"
+              % (runtime["textfile_dir"],))
     alert = runtime["alert"]
     _check_url(path, "alert.telegram_api_url", alert["telegram_api_url"])
     if isinstance(alert["telegram_chat_id"], int) and not isinstance(alert["telegram_chat_id"], bool):

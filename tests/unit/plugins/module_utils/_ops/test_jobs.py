@@ -89,8 +89,8 @@ def test_success_is_logged_with_timestamps_and_recorded_in_state(host, fake):
     assert [line[21:] for line in lines[1:3]] == ["one", "two"]
     assert "job hello started" in lines[0] and "finished (rc 0" in lines[-1]
     state = json.loads((host.root / "state" / "jobs" / "hello.json").read_text())
-    assert set(state) == {"job", "started", "finished", "rc", "seconds", "timed_out"}
-    assert state["rc"] == 0
+    assert set(state) == {"job", "started", "finished", "rc", "seconds", "timed_out", "last_success"}
+    assert state["rc"] == 0 and state["last_success"] == state["started"]
     assert fake.requests == []  # success after success: nothing to say
 
 
@@ -641,3 +641,72 @@ def _zombie(pid) -> bool:
     except OSError:
         return True
     return data[data.rindex(b")") + 2:].split()[0] == b"Z"
+
+
+# --------------------------------------------------------------------------- metrics
+
+def _prom(path):
+    """{family: value} of a job's textfile (one sample per family)."""
+    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+            for line in path.read_text().splitlines() if not line.startswith("#")}
+
+
+def test_a_failed_run_keeps_the_last_success_in_record_and_metrics(host, fake):
+    textfile = host.root / "textfile"
+    runtime = dict(host.runtime, textfile_dir=str(textfile))
+    prom = textfile / "runbook_ops_job_nightly.prom"
+    day = 1768532400.0  # 2026-01-16T03:00:00Z
+    first = jobs.run_job(runtime, "nightly", ["true"], clock=lambda: day)
+    assert first["last_success"] == "2026-01-16T03:00:00Z"
+    assert _prom(prom)["runbook_ops_job_last_success_timestamp_seconds"] == day
+    for later in (day + 86400, day + 2 * 86400):  # two failed nights
+        failed = jobs.run_job(runtime, "nightly", ["sh", "-c", "exit 3"], clock=lambda: later)
+        assert failed["rc"] == 3 and failed["last_success"] == "2026-01-16T03:00:00Z"
+        metrics = _prom(prom)
+        assert metrics["runbook_ops_job_last_success_timestamp_seconds"] == day
+        assert metrics["runbook_ops_job_last_run_timestamp_seconds"] == later
+        assert metrics["runbook_ops_job_last_exit_code"] == 3
+        assert "runbook_ops_job_duration_seconds" in metrics  # finished - started: the clock is injected
+    record = json.loads((host.root / "state" / "jobs" / "nightly.json").read_text())
+    assert record["last_success"] == "2026-01-16T03:00:00Z" and record["rc"] == 3
+    assert os.listdir(str(textfile)) == ["runbook_ops_job_nightly.prom"]  # no temp or probe file left
+
+
+def test_a_job_that_never_succeeded_has_no_last_success_sample(host, fake):
+    runtime = dict(host.runtime, textfile_dir=str(host.root / "textfile"))
+    record = jobs.run_job(runtime, "broken", ["false"])
+    assert "last_success" not in record
+    metrics = _prom(host.root / "textfile" / "runbook_ops_job_broken.prom")
+    assert metrics["runbook_ops_job_last_exit_code"] == 1
+    assert 0 <= metrics["runbook_ops_job_duration_seconds"] == record["seconds"] < 30
+    assert "runbook_ops_job_last_success_timestamp_seconds" not in metrics
+
+
+@pytest.mark.parametrize("previous, expected", [
+    (None, None),
+    ({"rc": 0, "started": "2026-01-15T03:00:00Z"}, "2026-01-15T03:00:00Z"),  # an older wrapper's record
+    ({"rc": 1, "started": "2026-01-15T03:00:00Z"}, None),
+    ({"rc": 1, "started": "2026-01-15T03:00:00Z", "last_success": "2026-01-14T03:00:00Z"},
+     "2026-01-14T03:00:00Z"),
+], ids=["no-record", "old-success", "old-failure", "kept"])
+def test_last_success_comes_from_the_previous_record(previous, expected):
+    assert jobs.last_success(previous) == expected
+
+
+def test_metrics_that_cannot_be_written_are_logged_and_alerted_and_the_job_still_counts(host, fake):
+    """The directory is fine when the run starts and gone when it ends (the job's command
+    replaces it with a file): the run is recorded, the problem logged and alerted once."""
+    textfile = host.root / "textfile"
+    runtime = dict(host.runtime, textfile_dir=str(textfile))
+    record = jobs.run_job(runtime, "metered", ["sh", "-c", "rm -rf %s && touch %s" % (textfile, textfile)])
+    assert record["rc"] == 0 and record["state_saved"] is True
+    problem = "cannot write %s/runbook_ops_job_metered.prom: File exists" % textfile  # makedirs
+    assert record["metrics_error"] == problem + " (the metrics of job metered are stale)"
+    assert "runbook-ops: " + problem in host.log("metered")
+    assert len(fake.messages) == 1 and problem in fake.messages[0]["text"]
+    assert fake.messages[0]["text"].startswith("🚨 web1 CRITICAL: job metered: ")
+    # A lasting problem is found before the run: no recovery at its start, no new alert.
+    again = jobs.run_job(runtime, "metered", ["true"])
+    assert again["rc"] == 0 and again["metrics_error"].startswith(problem)
+    assert "cannot write the metrics directory %s" % textfile in host.log("metered")
+    assert len(fake.messages) == 1, [m["text"] for m in fake.messages]

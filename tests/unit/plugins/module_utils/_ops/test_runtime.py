@@ -26,6 +26,7 @@ def test_missing_file_gives_the_documented_defaults(tmp_path):
         "log_dir": "/var/log",
         "lock_dir": "/run/runbook-ops/locks",  # root-only, never the 1777 /run/lock
         "fallback_state_dir": "/run/runbook-ops",
+        "textfile_dir": "",  # no metrics
         "alert": {"telegram_api_url": "https://api.telegram.org", "telegram_chat_id": "",
                   "telegram_token_file": "/etc/runbook-ops/telegram.token",
                   "cooldown_seconds": 86400},
@@ -58,9 +59,11 @@ def test_file_values_override_defaults_and_comments_are_ignored(tmp_path):
     ('{"alert": {"telegram_api_url": "ftp://x"}}', "telegram_api_url"),
     ('{"jobs": {"a/b": {}}}', "job name"),
     ('{"jobs": {"backup": {"ping_url": "hc-ping.com/x"}}}', "jobs.backup.ping_url"),
+    ('{"textfile_dir": "var/lib/node-exporter"}', "textfile_dir must be an absolute directory path"),
+    ('{"textfile_dir": null}', "textfile_dir must be a string"),
     ('{"state_dir": ""}', "state_dir"),
 ], ids=["torn", "list", "negative-cooldown", "string-cooldown", "bad-url", "bad-job-name",
-        "bad-ping-url", "empty-state-dir"])
+        "bad-ping-url", "relative-textfile-dir", "null-textfile-dir", "empty-state-dir"])
 def test_bad_runtime_files_raise_ops_error_naming_file_and_problem(tmp_path, content, words):
     path = tmp_path / "runtime.json"
     path.write_text(content)

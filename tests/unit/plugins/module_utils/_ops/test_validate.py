@@ -111,6 +111,8 @@ def test_thresholds_must_be_in_order():
     ("docker_cleanup_target_percent", "", 'docker_cleanup_target_percent: "" is not a number'),
     ("docker_cleanup_target_percent", 100,
      "docker_cleanup_target_percent: 100 is not a percentage between 0 and 100 (exclusive); leave it unset to run every step"),
+    ("runbook_ops_textfile_dir", "var/lib/prometheus/node-exporter",
+     "runbook_ops_textfile_dir: var/lib/prometheus/node-exporter is not an absolute path"),
     ("runbook_ops_job_ping_urls", {"a.b": "http://x"},
      "runbook_ops_job_ping_urls: key a.b is not a valid job name: use %s (no dot: Debian's cron silently "
      "ignores /etc/cron.d files with one)" % JOB_NAME_RULE),
