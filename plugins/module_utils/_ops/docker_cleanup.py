@@ -342,7 +342,7 @@ def share_among_listed(images, image_layers):
     for img in images:
         layers = image_layers.get(img["Id"])
         if layers:
-            chains[img["Id"]] = list(zip(_chain_ids(layers), (size for _d, size in layers)))
+            chains[img["Id"]] = _layer_chains(layers)
             for chain, _size in chains[img["Id"]]:
                 holders[chain] = holders.get(chain, 0) + 1
     for img in images:
@@ -396,8 +396,7 @@ def _has_label(labels, key):
 
 
 def _image_names(img):
-    tags = [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
-    return tags
+    return [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
 
 
 def _image_digests(img):
@@ -412,15 +411,16 @@ def is_anonymous_volume(volume) -> bool:
     return bool(_HEX64.match(volume.get("Name") or "")) and COMPOSE_VOLUME_LABEL not in labels
 
 
-def _chain_ids(layers):
-    """Chain ids of a bottom-up diff-id list (a layer's identity includes its parents)."""
+def _layer_chains(layers):
+    """``[(chain id, size), ...]`` of a bottom-up ``[[diff_id, size], ...]`` list (a layer's
+    identity includes its parents)."""
     import hashlib
 
     chain, out = None, []
-    for diff, _size in layers:
+    for diff, size in layers:
         chain = diff if chain is None else "sha256:" + hashlib.sha256(
             (chain + " " + diff).encode()).hexdigest()
-        out.append(chain)
+        out.append((chain, size))
     return out
 
 
@@ -446,7 +446,7 @@ def estimate_image_bytes(images, removed_ids, image_layers):
         if not layers:
             unknown_shared.add(img["Id"])
             continue
-        for chain, (_diff, size) in zip(_chain_ids(layers), layers):
+        for chain, size in _layer_chains(layers):
             holders.setdefault(chain, set()).add(img["Id"])
             sizes[chain] = size
     for chain, ids in holders.items():
@@ -500,9 +500,8 @@ def _plan_build_cache(records, options, cutoff):
     """What ``POST /build/prune?all=1&filters={"until":[...]}`` removes; with no listing
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
-        step = _step("builder_cache", options["builder_cache"], [])
-        step["engine_decides"], step["cutoff"] = bool(options["builder_cache"]), cutoff
-        return step
+        return _step("builder_cache", options["builder_cache"], [],
+                     engine_decides=bool(options["builder_cache"]), cutoff=cutoff)
     chosen, younger = {}, 0
     for rec in records if options["builder_cache"] else ():
         if rec.get("InUse"):
@@ -529,9 +528,7 @@ def _plan_build_cache(records, options, cutoff):
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    step = _step("builder_cache", options["builder_cache"], items)
-    step["younger"], step["cutoff"] = younger, cutoff
-    return step
+    return _step("builder_cache", options["builder_cache"], items, younger=younger, cutoff=cutoff)
 
 
 def stopped_since(container, details):
@@ -611,9 +608,7 @@ def _plan_containers(containers, details, options, now, refs):
             continue
         kept.append(_kept_container(ctr["Id"], name, ctr, info, reason))
     items, shared = _keep_volume_holders(items, containers, details)
-    step = _step("containers", options["containers"], items)
-    step["kept"] = kept + shared
-    return step
+    return _step("containers", options["containers"], items, kept=kept + shared)
 
 
 def volumes_from_reason(ctr, containers, refs):
@@ -701,9 +696,7 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    step = _step("images", True, items, estimate)
-    step["younger"] = younger
-    return step
+    return _step("images", True, items, estimate, younger=younger)
 
 
 def _unused_images(images, used, options, cutoff):
@@ -803,9 +796,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
             items.append({"id": vol["Name"], "name": vol["Name"], "anonymous": is_anonymous_volume(vol),
                           "mountpoint": vol.get("Mountpoint"),
                           "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
-    step = _step("volumes", True, items)
-    step["kept"], step["younger"] = kept, younger
-    return step
+    return _step("volumes", True, items, kept=kept, younger=younger)
 
 
 def _kept_volume_reason(name, holders, gone, removed_volumes, options, now):
@@ -861,9 +852,7 @@ def _plan_networks(networks, remaining, options, cutoff):
             younger += 1
             continue
         items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    step = _step("networks", True, items)
-    step["younger"] = younger
-    return step
+    return _step("networks", True, items, younger=younger)
 
 
 def _record_parents(rec):
@@ -873,12 +862,15 @@ def _record_parents(rec):
     return parents
 
 
-def _step(name, enabled, items, estimate=None):
-    """A planned step; ``estimated_bytes`` sums the sized items unless given."""
+def _step(name, enabled, items, estimate=None, **extra):
+    """A planned step; ``estimated_bytes`` sums the sized items unless given; ``extra``
+    keys (``kept``, ``younger``, ...) replace or add to the defaults."""
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
-    return {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
+    step = {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
             "younger": 0, "estimated_bytes": int(estimate)}
+    step.update(extra)
+    return step
 
 
 # --- disk usage ---------------------------------------------------------------------------
@@ -933,10 +925,38 @@ def _api_error_text(exc):
 
 
 def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=None):
-    """What a step runner returns: ids/names removed, bytes freed by the engine's or
-    the plan's figures, per-item errors, items kept at run time, tags that moved."""
+    """What a step runner returns (and each item's removal, merged by ``_merged``):
+    ids/names removed, bytes freed by the engine's or the plan's figures, per-item errors,
+    items kept at run time, tags that moved."""
     return {"removed": list(removed), "freed": int(freed), "errors": list(errors),
             "kept": list(kept), "moved_tags": list(moved_tags), "planned": planned}
+
+
+def _merged(outcomes):
+    """One ``_outcome`` of the items' outcomes, in their order."""
+    total = _outcome()
+    for outcome in outcomes:
+        for key in ("removed", "freed", "errors", "kept", "moved_tags"):
+            total[key] += outcome[key]
+    return total
+
+
+def _item_failed(kind, item, exc, moved_tags=()):
+    """The outcome of an item whose removal failed: one error line, ``image <name>: <why>``."""
+    return _outcome(errors=["%s %s: %s" % (kind, item["name"], _api_error_text(exc))],
+                    moved_tags=moved_tags)
+
+
+def _each(step, kind, remove):
+    """``remove(item)``'s outcomes for the planned items, merged; an item whose removal
+    raises is ``_item_failed`` and the rest go on."""
+    outcomes = []
+    for item in step["planned"]:
+        try:
+            outcomes.append(remove(item))
+        except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
+            outcomes.append(_item_failed(kind, item, exc))
+    return _merged(outcomes)
 
 
 def engine_until(step, options, clock):
@@ -980,32 +1000,25 @@ def _run_containers(api, step, options, clock):
     (one created since the plan too), is ``kept``. One gone meanwhile is skipped."""
     import docker
 
-    removed, freed, errors, kept = [], 0, [], []
-    if step["planned"]:  # containers created since the plan may name one in --volumes-from
-        current = api.containers(all=True)
-        refs = volumes_from_references(api, current)
-    for item in step["planned"]:
+    if not step["planned"]:
+        return _outcome()
+    current = api.containers(all=True)  # those created since the plan may name one in --volumes-from
+    refs = volumes_from_references(api, current)
+
+    def remove(item):
         try:
             data = api.inspect_container(item["id"])
-            reason = _changed_since_plan(data, options, clock())
-            if reason is not None:
-                reason = "started or stopped since the plan: " + reason
-            else:
-                reason = volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
-                                             current, refs)
+            reason = (_changed_since_plan(data, options, clock())
+                      or volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
+                                             current, refs))
             if reason is None:
                 api.remove_container(item["id"], v=False, force=False)
         except docker.errors.NotFound:
-            continue
-        except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
-            errors.append("container %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
+            return _outcome()
         if reason is not None:
-            kept.append(_kept_container(item["id"], item["name"], {}, data, reason))
-            continue
-        removed.append(item["id"])
-        freed += item["size_bytes"] or 0
-    return _outcome(removed, freed, errors, kept)
+            return _outcome(kept=[_kept_container(item["id"], item["name"], {}, data, reason)])
+        return _outcome([item["id"]], item["size_bytes"] or 0)
+    return _each(step, "container", remove)
 
 
 def _changed_since_plan(data, options, now):
@@ -1014,8 +1027,10 @@ def _changed_since_plan(data, options, now):
     state = data.get("State") or {}
     status = state.get("Status")
     if status not in STOPPED_STATES or state.get("Running") or state.get("Restarting"):
-        return "%s now" % (status or "running")
-    return stopped_container_verdict(status, data, options, now)
+        reason = "%s now" % (status or "running")
+    else:
+        reason = stopped_container_verdict(status, data, options, now)
+    return None if reason is None else "started or stopped since the plan: " + reason
 
 
 def single_reference(tags, digests) -> bool:
@@ -1044,15 +1059,14 @@ def _remove_image(api, item):
     only deletes with ``force``, which skips that check for stopped containers, so that
     is done here first (the engine still refuses running containers and child images).
 
-    Returns ``{"removed": bool, "error", "kept", "moved"}``.
+    Returns the image's ``_outcome``.
     """
     import docker
 
-    out = {"removed": False, "error": None, "kept": None, "moved": []}
+    gone = _outcome([item["id"]], item["size_bytes"] or 0)
     try:
         now = api.inspect_image(item["id"])
-        tags = [t for t in now.get("RepoTags") or [] if t and t != "<none>:<none>"]
-        digests = _image_digests(now)
+        tags, digests = _image_names(now), _image_digests(now)
         gained = [ref for ref in tags + digests
                   if ref not in item["tags"] + item.get("digests", [])]
         force = not single_reference(tags, digests)
@@ -1060,35 +1074,36 @@ def _remove_image(api, item):
         if force and not gained:  # the check the engine skips with force
             users = api.containers(all=True, filters={"ancestor": item["id"]})
     except docker.errors.NotFound:
-        out["removed"] = True  # gone already: a parent pruned with its child
-        return out
+        return gone  # gone already: a parent pruned with its child
     except Exception as exc:  # noqa: BLE001 - not checked, not removed; the rest goes on
-        out["error"] = "image %s: %s" % (item["name"], _api_error_text(exc))
-        return out
-    out["moved"] = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
+        return _item_failed("image", item, exc)
+    moved = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
     if gained or users:
         reason = ("named %s since the plan" % ", ".join(gained) if gained else
                   "used by container %s since the plan" % _container_name(users[0]))
-        out["kept"] = {"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}
-        return out
+        return _outcome(kept=[{"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}],
+                        moved_tags=moved)
+    gone["moved_tags"] = moved
     try:
         api.remove_image(item["id"], force=force, noprune=False)
-        out["removed"] = True
-    except Exception as exc:  # noqa: BLE001 - decided below
-        error = exc
-    else:
-        if force:
-            out["error"] = _users_after_forced_removal(api, item)
-        return out
+    except Exception as exc:  # noqa: BLE001 - unless it is gone after all (a parent prune raced us)
+        return gone if _image_gone(api, item["id"]) else _item_failed("image", item, exc, moved)
+    error = _users_after_forced_removal(api, item) if force else None
+    gone["errors"] = [error] if error else []
+    return gone
+
+
+def _image_gone(api, image_id):
+    """Whether the engine answers that ``image_id`` does not exist (any other answer: no)."""
+    import docker
+
     try:
-        api.inspect_image(item["id"])
-    except docker.errors.NotFound:  # gone after all (a parent prune raced us)
-        out["removed"] = True
-        return out
-    except Exception:  # noqa: BLE001 - report the removal's error
+        api.inspect_image(image_id)
+    except docker.errors.NotFound:
+        return True
+    except Exception:  # noqa: BLE001 - not known to be gone
         pass
-    out["error"] = "image %s: %s" % (item["name"], _api_error_text(error))
-    return out
+    return False
 
 
 def _users_after_forced_removal(api, item):
@@ -1124,44 +1139,26 @@ def _run_images(api, step, _options, _clock):
     The engine does the heavy part (layer directories); a few connections keep both it
     and this process busy, which is what keeps the module close to ``image prune``.
     """
-    removed, errors, kept, moved = [], [], [], []
-    levels = {}
+    levels, outcomes = {}, []
     for item in step["planned"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
     clone = getattr(api, "clone", None)
     for depth in sorted(levels, reverse=True):
         items = levels[depth]
         if clone is None or len(items) < 2:
-            outcomes = [_remove_image(api, item) for item in items]
+            outcomes += [_remove_image(api, item) for item in items]
         else:
-            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS, _image_failed)
-        for item, outcome in zip(items, outcomes):
-            moved.extend(outcome["moved"])
-            if outcome["removed"]:
-                removed.append(item["id"])
-            elif outcome["kept"]:
-                kept.append(outcome["kept"])
-            if outcome["error"]:
-                errors.append(outcome["error"])
-    if len(removed) == len(step["planned"]):
-        freed = step["estimated_bytes"]
-    else:
-        gone = set(removed)
-        freed = sum(i["size_bytes"] or 0 for i in step["planned"] if i["id"] in gone)
-    return _outcome(removed, freed, errors, kept, moved)
+            outcomes += _parallel(clone, _remove_image, items, IMAGE_WORKERS, "image")
+    outcome = _merged(outcomes)
+    if len(outcome["removed"]) == len(step["planned"]):
+        outcome["freed"] = step["estimated_bytes"]  # shared layers too (see estimate_image_bytes)
+    return outcome
 
 
-def _image_failed(item, exc):
-    """The outcome of an image whose removal raised outside the engine's answers."""
-    return {"removed": False, "error": "image %s: %s" % (item.get("name") or item["id"][:19],
-                                                         _api_error_text(exc)),
-            "kept": None, "moved": []}
-
-
-def _parallel(clone, func, items, workers, failed):
+def _parallel(clone, func, items, workers, kind):
     """``[func(client, item) for item in items]`` on ``workers`` threads, one client each;
     an item whose call raises (its thread's client could not be made, say) gets
-    ``failed(item, exc)``, so the others' outcomes are never lost to it."""
+    ``_item_failed(kind, item, exc)``, so the others' outcomes are never lost to it."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1178,7 +1175,7 @@ def _parallel(clone, func, items, workers, failed):
                     clients.append(client)
             return func(client, item)
         except Exception as exc:  # noqa: BLE001 - one item's failure, reported as its outcome
-            return failed(item, exc)
+            return _item_failed(kind, item, exc)
 
     try:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
@@ -1189,28 +1186,17 @@ def _parallel(clone, func, items, workers, failed):
 
 
 def _run_volumes(api, step, _options, _clock):
-    removed, freed, errors = [], 0, []
-    for item in step["planned"]:
-        try:
-            api.remove_volume(item["name"], force=False)
-        except Exception as exc:  # noqa: BLE001
-            errors.append("volume %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
-        removed.append(item["name"])
-        freed += item["size_bytes"] or 0
-    return _outcome(removed, freed, errors)
+    def remove(item):
+        api.remove_volume(item["name"], force=False)
+        return _outcome([item["name"]], item["size_bytes"] or 0)
+    return _each(step, "volume", remove)
 
 
 def _run_networks(api, step, _options, _clock):
-    removed, errors = [], []
-    for item in step["planned"]:
-        try:
-            api.remove_network(item["id"])
-        except Exception as exc:  # noqa: BLE001
-            errors.append("network %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
-        removed.append(item["name"])
-    return _outcome(removed, 0, errors)
+    def remove(item):
+        api.remove_network(item["id"])
+        return _outcome([item["name"]])
+    return _each(step, "network", remove)
 
 
 _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
@@ -1218,9 +1204,8 @@ _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
 
 
 def _removed_names(step):
-    if step["name"] in ("volumes", "networks"):
-        return [item["name"] for item in step["planned"]]
-    return [item["id"] for item in step["planned"]]
+    key = "name" if step["name"] in ("volumes", "networks") else "id"
+    return [item[key] for item in step["planned"]]
 
 
 def _safe_usage(usage, warnings):
@@ -1258,31 +1243,27 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     def clock():
         return time.time() + offset
 
-    target = options.get("target_percent")
-    warnings = []
+    def reached():
+        return target is not None and current is not None and current < target
+
+    target, warnings = options.get("target_percent"), []
     measure = _safe_usage(usage, warnings)
     fs = measure()
-    before = fs["used_percent"] if fs else None
+    before = current = fs["used_percent"] if fs else None
     used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
     if target is not None and before is None:
         warnings.append("target_percent ignored: the engine's data root cannot be measured "
                         "from here (remote engine); every enabled step runs")
         target = None
-    current = before
-    reached = target is not None and current is not None and current < target
-    steps, total_freed, errors = [], 0, []
+    steps = []
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
                   "planned": planned["planned"], "estimated_bytes": planned["estimated_bytes"],
                   "reclaimed_bytes": 0, "skipped": None, "younger": planned.get("younger", 0),
-                  "errors": [], "kept": [],
-                  "moved_tags": []}
+                  "errors": [], "kept": [], "moved_tags": []}
         steps.append(result)
-        if not planned["enabled"]:
-            result["skipped"] = "disabled"
-            continue
-        if reached:
-            result["skipped"] = "target reached"
+        if not planned["enabled"] or reached():
+            result["skipped"] = "target reached" if planned["enabled"] else "disabled"
             continue
         result["kept"] = list(planned.get("kept") or [])
         if check_mode:
@@ -1291,44 +1272,39 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             used -= planned["estimated_bytes"]
             if current is not None and total:
                 current = ceil_percent(max(used, 0), total)
+            continue
+        try:
+            outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
+        except Exception as exc:  # noqa: BLE001 - one line for the step, the rest goes on
+            outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
+        fs_now = measure() if fs else None
+        if not outcome["removed"]:
+            result["reclaimed_bytes"] = 0  # another writer's noise is not ours
+        elif fs_now:
+            result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
         else:
-            try:
-                outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
-            except Exception as exc:  # noqa: BLE001 - one line for the step, the rest goes on
-                outcome = _outcome(errors=["%s: the step failed: %s"
-                                           % (planned["name"], _api_error_text(exc))])
-            fs_now = measure() if fs else None
-            if not outcome["removed"]:
-                result["reclaimed_bytes"] = 0  # another writer's noise is not ours
-            elif fs_now:
-                result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
-            else:
-                result["reclaimed_bytes"] = outcome["freed"]
-            if outcome["planned"] is not None:
-                result["planned"] = outcome["planned"]
-            result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
-            result["kept"] += outcome["kept"]
-            result["moved_tags"] = outcome["moved_tags"]
-            errors.extend(outcome["errors"])
-            if fs_now:
-                fs, current = fs_now, fs_now["used_percent"]
-        total_freed += result["reclaimed_bytes"]
-        if target is not None and current is not None and current < target:
-            reached = True
+            result["reclaimed_bytes"] = outcome["freed"]
+        if outcome["planned"] is not None:
+            result["planned"] = outcome["planned"]
+        result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
+        result["kept"] += outcome["kept"]
+        result["moved_tags"] = outcome["moved_tags"]
+        if fs_now:
+            fs, current = fs_now, fs_now["used_percent"]
     return {
         "changed": any(s["removed"] for s in steps),
         "check_mode": bool(check_mode),
         "steps": steps,
-        "reclaimed_bytes": total_freed,
+        "reclaimed_bytes": sum(s["reclaimed_bytes"] for s in steps),
         "estimated_bytes": plan["estimated_bytes"],
         "usage_before_percent": before,
         "usage_after_percent": current,
         "target_percent": options.get("target_percent"),
-        "target_reached": bool(reached) if target is not None else None,
+        "target_reached": reached() if target is not None else None,
         "until": options.get("until"),
         "kept": [entry for s in steps for entry in s["kept"]],
         "moved_tags": [entry for s in steps for entry in s["moved_tags"]],
-        "errors": errors,
+        "errors": [error for s in steps for error in s["errors"]],
         "warnings": warnings,
     }
 
