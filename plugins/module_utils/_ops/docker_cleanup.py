@@ -183,29 +183,19 @@ def api_at_least(api_version, wanted) -> bool:
 
 
 def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
-    """Everything the planner needs, as plain JSON-able data, in one inventory.
+    """Everything the planner needs, as plain JSON-able data, in one inventory (the
+    requests: see the module docstring).
 
     ``options`` as returned by ``normalize_options``: only what an enabled step needs is
     asked for. Sizes are asked for only where the run reports them (check mode, or an
     engine whose data root cannot be measured from here: a real run on a local engine
-    measures what each step frees instead). Keys:
-
-    ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``, ``ID``, ``SystemTime``);
-    ``clock_offset`` (the engine's clock minus this host's, in seconds, at ``/info``);
-    ``data_root_local``
-    (the data root when it is measurable here, else ``None``); ``sized``; ``df`` shaped
-    like ``/system/df``: ``Containers`` (``/containers/json?all=1``, always), ``Images``
-    and ``LayersSize`` (images step; ``/system/df?type=image`` on API 1.42+, else
-    ``/images/json`` whose ``SharedSize`` is -1), ``Volumes`` (volumes step;
-    ``/volumes``, no sizes), ``BuildCache`` (build cache step; ``type=build-cache`` on
-    1.42+; ``None`` when not listed: a real run on API 1.41 lets ``/build/prune``
-    decide, since only the full ``/system/df``, which sizes every volume, lists it
-    there; check mode on 1.41 pays for that one full ``/system/df`` and takes every
-    list from it); ``images_all`` (``/images/json?all=1``, when an image has a parent);
-    ``image_layers`` (``{image_id: [[diff_id, size], ...]}`` when sized, for images whose
-    shared part matters); ``container_details`` (``{id: {"Created", "State", "SizeRw"}}``
-    from inspecting each stopped container the containers step may remove: the list
-    carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
+    measures what each step frees instead). Keys: ``info``; ``clock_offset`` (the engine's
+    clock minus this host's, in seconds, at ``/info``); ``data_root_local`` (``None`` when
+    not measurable here); ``sized``; ``df`` shaped like ``/system/df``, ``None`` for what
+    is not listed; ``images_all``; ``image_layers`` (``{image_id: [[diff_id, size], ...]}``
+    when sized, where the shared part matters); ``container_details``
+    (``inspect_stopped``: the list carries no ``FinishedAt``); ``volumes_from``;
+    ``networks``.
     """
     info = api.info()
     engine_time = epoch_seconds(info.get("SystemTime"))
@@ -213,7 +203,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
     typed = api_at_least(api.api_version, TYPED_DF_API)
-    full = not typed and options["builder_cache"] and check_mode
+    full = not typed and options["builder_cache"] and check_mode  # 1.41: one full /system/df, every list from it
     source = {}
     if typed:
         types = [kind for kind, on in (("image", options["images"] != "none"),
@@ -234,18 +224,10 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     if options["volumes"] != "none":
         df["Volumes"] = (source.get("Volumes") if full else api.volumes().get("Volumes")) or []
     state = {
-        "info": {"DockerRootDir": info.get("DockerRootDir"),
-                 "ServerVersion": info.get("ServerVersion"),
-                 "ApiVersion": api.api_version, "ID": info.get("ID"),
-                 "SystemTime": info.get("SystemTime")},
-        "clock_offset": clock_offset,
-        "data_root_local": root,
-        "sized": sized,
-        "df": df,
-        "images_all": None,
-        "image_layers": {},
-        "container_details": {},
-        "networks": None,
+        "info": {"DockerRootDir": info.get("DockerRootDir"), "ServerVersion": info.get("ServerVersion"),
+                 "ApiVersion": api.api_version, "ID": info.get("ID"), "SystemTime": info.get("SystemTime")},
+        "clock_offset": clock_offset, "data_root_local": root, "sized": sized, "df": df,
+        "images_all": None, "image_layers": {}, "container_details": {}, "networks": None,
     }
     images = df["Images"] or []
     if any(img.get("ParentId") for img in images):
@@ -256,10 +238,8 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
                 state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
         share_among_listed(images, state["image_layers"])
     if options["containers"]:
-        state["container_details"] = inspect_stopped(api, df["Containers"],
-                                                     options["keep_label"], sized)
-        state["volumes_from"] = volumes_from_references(api, df["Containers"],
-                                                        state["container_details"])
+        state["container_details"] = inspect_stopped(api, df["Containers"], options["keep_label"], sized)
+        state["volumes_from"] = volumes_from_references(api, df["Containers"], state["container_details"])
     if options["networks"]:
         state["networks"] = api.networks()
     return state
@@ -472,10 +452,8 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     [{"kind", "id", "name", "reason"}], "estimated_bytes"}`` in execution order
     (``size_bytes`` is ``None`` where the inventory did not size the item). Later steps
     see earlier ones done: an image used only by a container the containers step removes
-    is unused by then. Volumes are the exception: one that a container removed in this
-    run references stays for this run (``kept``), and one whose container an earlier run
-    removed (``state["removed_volumes"]``) stays for ``containers_until`` (at least
-    ``CONTAINER_MIN_AGE``) after that, so a container and its data never go together.
+    is unused by then. Volumes are the exception (``_plan_volumes``): a container and its
+    data never go together.
     """
     offset = engine_clock_offset(state)
     now = time.time() + offset if now is None else now
@@ -513,16 +491,12 @@ def _plan_build_cache(records, options, cutoff):
             continue
         chosen[rec["ID"]] = rec
     # a record stays while a record built on it stays
-    changed = True
-    while changed:
-        changed = False
-        for rec in records:
-            if rec["ID"] in chosen:
-                continue
-            for parent in _record_parents(rec):
-                if parent in chosen:
-                    del chosen[parent]
-                    changed = True
+    staying = [rec for rec in records if rec["ID"] not in chosen]
+    while staying:
+        rec = staying.pop()
+        for parent in list(rec.get("Parents") or []) + [rec.get("Parent")]:
+            if parent in chosen:
+                staying.append(chosen.pop(parent))
     items = [{"id": rec["ID"], "name": rec.get("Description") or rec.get("Type") or "",
               "type": rec.get("Type"), "shared": bool(rec.get("Shared")),
               "record_bytes": int(rec.get("Size") or 0),
@@ -594,8 +568,7 @@ def _plan_containers(containers, details, options, now, refs):
     items, kept = [], []
     details = details or {}
     for ctr in containers if options["containers"] else ():
-        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"),
-                                                                options["keep_label"]):
+        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), options["keep_label"]):
             continue
         name = _container_name(ctr)
         info = details.get(ctr["Id"])
@@ -628,16 +601,14 @@ def _kept_container(cid, name, ctr, details, reason):
 
 
 def _volume_names(ctr):
-    return [m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume"
-            and m.get("Name")]
+    return [m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
 
 
 def _keep_volume_holders(items, containers, details):
     """Planned containers holding an anonymous volume that a staying container mounts too
     (``--volumes-from``: a data-only container, whose volume the list shows on both)
     stay, until no more do: ``(items, kept)``."""
-    anonymous = dict((c["Id"], set(v for v in _volume_names(c) if _HEX64.match(v)))
-                     for c in containers)
+    anonymous = dict((c["Id"], set(v for v in _volume_names(c) if _HEX64.match(v))) for c in containers)
     going = dict((item["id"], item) for item in items)
     kept, changed = [], True
     while changed:
@@ -715,20 +686,10 @@ def _unused_images(images, used, options, cutoff):
     return chosen, younger
 
 
-def _ancestors(by_id, img_id):
-    """The parent chain of an image, nearest first (``ParentId`` of locally built images);
-    a cycle ends it."""
-    chain, seen, parent = [], set(), (by_id.get(img_id) or {}).get("ParentId")
-    while parent and parent not in seen:
-        chain.append(parent)
-        seen.add(parent)
-        parent = (by_id.get(parent) or {}).get("ParentId")
-    return chain
-
-
 def _depths(by_id, ids):
-    """``{id: len(_ancestors(id))}`` with each chain walked once (legacy builds nest
-    thousands of intermediate images); a cycle ends a chain."""
+    """``{id: how many ancestors}`` (the ``ParentId`` chain of locally built images), with
+    each chain walked once (legacy builds nest thousands of intermediate images); a cycle
+    ends a chain."""
     depth = {}
     for img_id in ids:
         path, on_path, node = [], set(), img_id
@@ -855,13 +816,6 @@ def _plan_networks(networks, remaining, options, cutoff):
     return _step("networks", True, items, younger=younger)
 
 
-def _record_parents(rec):
-    parents = list(rec.get("Parents") or [])
-    if rec.get("Parent"):
-        parents.append(rec["Parent"])
-    return parents
-
-
 def _step(name, enabled, items, estimate=None, **extra):
     """A planned step; ``estimated_bytes`` sums the sized items unless given; ``extra``
     keys (``kept``, ``younger``, ...) replace or add to the defaults."""
@@ -942,7 +896,7 @@ def _merged(outcomes):
 
 
 def _item_failed(kind, item, exc, moved_tags=()):
-    """The outcome of an item whose removal failed: one error line, ``image <name>: <why>``."""
+    """The outcome of an item whose removal failed: one error line, ``<kind> <name>: <why>``."""
     return _outcome(errors=["%s %s: %s" % (kind, item["name"], _api_error_text(exc))],
                     moved_tags=moved_tags)
 
@@ -1063,7 +1017,7 @@ def _remove_image(api, item):
     """
     import docker
 
-    gone = _outcome([item["id"]], item["size_bytes"] or 0)
+    size = item["size_bytes"] or 0
     try:
         now = api.inspect_image(item["id"])
         tags, digests = _image_names(now), _image_digests(now)
@@ -1074,7 +1028,7 @@ def _remove_image(api, item):
         if force and not gained:  # the check the engine skips with force
             users = api.containers(all=True, filters={"ancestor": item["id"]})
     except docker.errors.NotFound:
-        return gone  # gone already: a parent pruned with its child
+        return _outcome([item["id"]], size)  # gone already: a parent pruned with its child
     except Exception as exc:  # noqa: BLE001 - not checked, not removed; the rest goes on
         return _item_failed("image", item, exc)
     moved = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
@@ -1083,27 +1037,18 @@ def _remove_image(api, item):
                   "used by container %s since the plan" % _container_name(users[0]))
         return _outcome(kept=[{"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}],
                         moved_tags=moved)
-    gone["moved_tags"] = moved
     try:
         api.remove_image(item["id"], force=force, noprune=False)
-    except Exception as exc:  # noqa: BLE001 - unless it is gone after all (a parent prune raced us)
-        return gone if _image_gone(api, item["id"]) else _item_failed("image", item, exc, moved)
+    except Exception as exc:  # noqa: BLE001 - decided below
+        try:
+            api.inspect_image(item["id"])
+        except docker.errors.NotFound:  # gone after all (a parent prune raced us)
+            return _outcome([item["id"]], size, moved_tags=moved)
+        except Exception:  # noqa: BLE001 - report the removal's error
+            pass
+        return _item_failed("image", item, exc, moved)
     error = _users_after_forced_removal(api, item) if force else None
-    gone["errors"] = [error] if error else []
-    return gone
-
-
-def _image_gone(api, image_id):
-    """Whether the engine answers that ``image_id`` does not exist (any other answer: no)."""
-    import docker
-
-    try:
-        api.inspect_image(image_id)
-    except docker.errors.NotFound:
-        return True
-    except Exception:  # noqa: BLE001 - not known to be gone
-        pass
-    return False
+    return _outcome([item["id"]], size, [error] if error else [], moved_tags=moved)
 
 
 def _users_after_forced_removal(api, item):
@@ -1226,17 +1171,14 @@ def _safe_usage(usage, warnings):
 
 
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
-    """Run (or, in check mode, report) the planned steps in order.
+    """Run (or, in check mode, report) the planned steps in order; returns the result dict.
 
-    ``usage`` is a callable returning the data root's file system usage
-    (``disk.filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
-    run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
-    measures (other writers on that file system count too), else the engine's or the
-    plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
-    after the one that brings usage (df's Use%) below it (check mode: by the estimates).
-    A step whose runner raises (the engine stopped answering, a ``/build/prune`` past
-    the client's timeout) gets one error line, and the next steps still run.
-    Returns the result dict (see ``run_docker_cleanup``).
+    ``usage`` returns the data root's file system usage (``disk.filesystem_usage``), read
+    before the run and after each step, or is ``None`` when it cannot be measured. A step's
+    ``reclaimed_bytes`` is the drop in used bytes it measures (other writers on that file
+    system count too), else the engine's or the plan's figures; in check mode, the estimate.
+    With ``target_percent`` the steps stop after the one that brings usage (df's Use%) below
+    it (check mode: by the estimates).
     """
     offset = plan.get("clock_offset") or 0.0
 
@@ -1275,7 +1217,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             continue
         try:
             outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
-        except Exception as exc:  # noqa: BLE001 - one line for the step, the rest goes on
+        except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
             outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
         fs_now = measure() if fs else None
         if not outcome["removed"]:
@@ -1362,18 +1304,9 @@ def _clock_warning(offset):
 
 
 def run_docker_cleanup(options, check_mode=False) -> dict:
-    """Plan and (unless ``check_mode``) run the cleanup; returns plain data.
-
-    Result keys: ``changed``, ``check_mode``, ``steps`` (per step ``name``, ``enabled``,
-    ``removed`` (ids; names for volumes and networks), ``items`` (what was planned, with
-    ``size_bytes``, ``None`` where not sized), ``estimated_bytes``, ``reclaimed_bytes``,
-    ``skipped`` (``None``, ``"disabled"`` or ``"target reached"``), ``errors``, ``kept``
-    (what a rule kept that would otherwise go: ``{"kind", "id", "name", "reason"}``),
-    ``moved_tags`` (``{"tag", "planned_image", "image"}``)), ``reclaimed_bytes``,
-    ``estimated_bytes``, ``usage_before_percent``, ``usage_after_percent`` (``None`` for
-    a remote engine), ``target_percent``, ``target_reached``, ``kept``, ``moved_tags``
-    (all steps'), ``data_root``, ``data_root_measured``, ``docker_host``,
-    ``server_version``, ``api_version``, ``errors``, ``warnings``.
+    """Plan and (unless ``check_mode``) run the cleanup; returns plain data: the keys the
+    module's ``RETURN`` documents (plugins/modules/docker_cleanup.py), with ``changed``,
+    ``check_mode``, ``target_percent`` and ``warnings``.
     Raises ``OpsError`` for bad options or an unreachable daemon (nothing removed then).
     """
     opts = normalize_options(options)
@@ -1398,10 +1331,8 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
     if record and not check_mode:
         notes += remember_removed_volumes(record, state["removed_volumes"], plan, result, opts,
                                           time.time() + plan["clock_offset"])
-    result["warnings"] = notes + result["warnings"]
-    result["data_root"] = state["info"].get("DockerRootDir")
-    result["data_root_measured"] = root is not None
-    result["docker_host"] = host
-    result["server_version"] = state["info"].get("ServerVersion")
-    result["api_version"] = state["info"].get("ApiVersion")
+    info = state["info"]
+    result.update(warnings=notes + result["warnings"], data_root=info.get("DockerRootDir"),
+                  data_root_measured=root is not None, docker_host=host,
+                  server_version=info.get("ServerVersion"), api_version=info.get("ApiVersion"))
     return result
