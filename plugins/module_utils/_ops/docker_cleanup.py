@@ -1185,7 +1185,7 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     def clock():
         return time.time() + offset
 
-    def reached():
+    def reached():  # usage below target_percent: the remaining steps are skipped
         return target is not None and current is not None and current < target
 
     target, warnings = options.get("target_percent"), []
