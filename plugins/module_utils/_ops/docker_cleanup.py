@@ -183,29 +183,19 @@ def api_at_least(api_version, wanted) -> bool:
 
 
 def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
-    """Everything the planner needs, as plain JSON-able data, in one inventory.
+    """Everything the planner needs, as plain JSON-able data, in one inventory (the
+    requests: see the module docstring).
 
     ``options`` as returned by ``normalize_options``: only what an enabled step needs is
     asked for. Sizes are asked for only where the run reports them (check mode, or an
     engine whose data root cannot be measured from here: a real run on a local engine
-    measures what each step frees instead). Keys:
-
-    ``info`` (``DockerRootDir``, ``ServerVersion``, ``ApiVersion``, ``ID``, ``SystemTime``);
-    ``clock_offset`` (the engine's clock minus this host's, in seconds, at ``/info``);
-    ``data_root_local``
-    (the data root when it is measurable here, else ``None``); ``sized``; ``df`` shaped
-    like ``/system/df``: ``Containers`` (``/containers/json?all=1``, always), ``Images``
-    and ``LayersSize`` (images step; ``/system/df?type=image`` on API 1.42+, else
-    ``/images/json`` whose ``SharedSize`` is -1), ``Volumes`` (volumes step;
-    ``/volumes``, no sizes), ``BuildCache`` (build cache step; ``type=build-cache`` on
-    1.42+; ``None`` when not listed: a real run on API 1.41 lets ``/build/prune``
-    decide, since only the full ``/system/df``, which sizes every volume, lists it
-    there; check mode on 1.41 pays for that one full ``/system/df`` and takes every
-    list from it); ``images_all`` (``/images/json?all=1``, when an image has a parent);
-    ``image_layers`` (``{image_id: [[diff_id, size], ...]}`` when sized, for images whose
-    shared part matters); ``container_details`` (``{id: {"Created", "State", "SizeRw"}}``
-    from inspecting each stopped container the containers step may remove: the list
-    carries no ``FinishedAt``); ``networks`` (``/networks``, networks step).
+    measures what each step frees instead). Keys: ``info``; ``clock_offset`` (the engine's
+    clock minus this host's, in seconds, at ``/info``); ``data_root_local`` (``None`` when
+    not measurable here); ``sized``; ``df`` shaped like ``/system/df``, ``None`` for what
+    is not listed; ``images_all``; ``image_layers`` (``{image_id: [[diff_id, size], ...]}``
+    when sized, where the shared part matters); ``container_details``
+    (``inspect_stopped``: the list carries no ``FinishedAt``); ``volumes_from``;
+    ``networks``.
     """
     info = api.info()
     engine_time = epoch_seconds(info.get("SystemTime"))
@@ -213,7 +203,7 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     root = local_data_root(docker_host, info.get("DockerRootDir"))
     sized = bool(check_mode) or root is None
     typed = api_at_least(api.api_version, TYPED_DF_API)
-    full = not typed and options["builder_cache"] and check_mode
+    full = not typed and options["builder_cache"] and check_mode  # 1.41: one full /system/df, every list from it
     source = {}
     if typed:
         types = [kind for kind, on in (("image", options["images"] != "none"),
@@ -234,18 +224,10 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
     if options["volumes"] != "none":
         df["Volumes"] = (source.get("Volumes") if full else api.volumes().get("Volumes")) or []
     state = {
-        "info": {"DockerRootDir": info.get("DockerRootDir"),
-                 "ServerVersion": info.get("ServerVersion"),
-                 "ApiVersion": api.api_version, "ID": info.get("ID"),
-                 "SystemTime": info.get("SystemTime")},
-        "clock_offset": clock_offset,
-        "data_root_local": root,
-        "sized": sized,
-        "df": df,
-        "images_all": None,
-        "image_layers": {},
-        "container_details": {},
-        "networks": None,
+        "info": {"DockerRootDir": info.get("DockerRootDir"), "ServerVersion": info.get("ServerVersion"),
+                 "ApiVersion": api.api_version, "ID": info.get("ID"), "SystemTime": info.get("SystemTime")},
+        "clock_offset": clock_offset, "data_root_local": root, "sized": sized, "df": df,
+        "images_all": None, "image_layers": {}, "container_details": {}, "networks": None,
     }
     images = df["Images"] or []
     if any(img.get("ParentId") for img in images):
@@ -256,10 +238,8 @@ def collect_state(api, options, docker_host=None, check_mode=False) -> dict:
                 state["image_layers"][img["Id"]] = image_layer_sizes(api, img["Id"])
         share_among_listed(images, state["image_layers"])
     if options["containers"]:
-        state["container_details"] = inspect_stopped(api, df["Containers"],
-                                                     options["keep_label"], sized)
-        state["volumes_from"] = volumes_from_references(api, df["Containers"],
-                                                        state["container_details"])
+        state["container_details"] = inspect_stopped(api, df["Containers"], options["keep_label"], sized)
+        state["volumes_from"] = volumes_from_references(api, df["Containers"], state["container_details"])
     if options["networks"]:
         state["networks"] = api.networks()
     return state
@@ -342,7 +322,7 @@ def share_among_listed(images, image_layers):
     for img in images:
         layers = image_layers.get(img["Id"])
         if layers:
-            chains[img["Id"]] = list(zip(_chain_ids(layers), (size for _d, size in layers)))
+            chains[img["Id"]] = _layer_chains(layers)
             for chain, _size in chains[img["Id"]]:
                 holders[chain] = holders.get(chain, 0) + 1
     for img in images:
@@ -396,8 +376,7 @@ def _has_label(labels, key):
 
 
 def _image_names(img):
-    tags = [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
-    return tags
+    return [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
 
 
 def _image_digests(img):
@@ -412,15 +391,16 @@ def is_anonymous_volume(volume) -> bool:
     return bool(_HEX64.match(volume.get("Name") or "")) and COMPOSE_VOLUME_LABEL not in labels
 
 
-def _chain_ids(layers):
-    """Chain ids of a bottom-up diff-id list (a layer's identity includes its parents)."""
+def _layer_chains(layers):
+    """``[(chain id, size), ...]`` of a bottom-up ``[[diff_id, size], ...]`` list (a layer's
+    identity includes its parents)."""
     import hashlib
 
     chain, out = None, []
-    for diff, _size in layers:
+    for diff, size in layers:
         chain = diff if chain is None else "sha256:" + hashlib.sha256(
             (chain + " " + diff).encode()).hexdigest()
-        out.append(chain)
+        out.append((chain, size))
     return out
 
 
@@ -446,7 +426,7 @@ def estimate_image_bytes(images, removed_ids, image_layers):
         if not layers:
             unknown_shared.add(img["Id"])
             continue
-        for chain, (_diff, size) in zip(_chain_ids(layers), layers):
+        for chain, size in _layer_chains(layers):
             holders.setdefault(chain, set()).add(img["Id"])
             sizes[chain] = size
     for chain, ids in holders.items():
@@ -472,10 +452,8 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     [{"kind", "id", "name", "reason"}], "estimated_bytes"}`` in execution order
     (``size_bytes`` is ``None`` where the inventory did not size the item). Later steps
     see earlier ones done: an image used only by a container the containers step removes
-    is unused by then. Volumes are the exception: one that a container removed in this
-    run references stays for this run (``kept``), and one whose container an earlier run
-    removed (``state["removed_volumes"]``) stays for ``containers_until`` (at least
-    ``CONTAINER_MIN_AGE``) after that, so a container and its data never go together.
+    is unused by then. Volumes are the exception (``_plan_volumes``): a container and its
+    data never go together.
     """
     offset = engine_clock_offset(state)
     now = time.time() + offset if now is None else now
@@ -500,9 +478,8 @@ def _plan_build_cache(records, options, cutoff):
     """What ``POST /build/prune?all=1&filters={"until":[...]}`` removes; with no listing
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
-        step = _step("builder_cache", options["builder_cache"], [])
-        step["engine_decides"], step["cutoff"] = bool(options["builder_cache"]), cutoff
-        return step
+        return _step("builder_cache", options["builder_cache"], [],
+                     engine_decides=bool(options["builder_cache"]), cutoff=cutoff)
     chosen, younger = {}, 0
     for rec in records if options["builder_cache"] else ():
         if rec.get("InUse"):
@@ -514,24 +491,18 @@ def _plan_build_cache(records, options, cutoff):
             continue
         chosen[rec["ID"]] = rec
     # a record stays while a record built on it stays
-    changed = True
-    while changed:
-        changed = False
-        for rec in records:
-            if rec["ID"] in chosen:
-                continue
-            for parent in _record_parents(rec):
-                if parent in chosen:
-                    del chosen[parent]
-                    changed = True
+    staying = [rec for rec in records if rec["ID"] not in chosen]
+    while staying:
+        rec = staying.pop()
+        for parent in list(rec.get("Parents") or []) + [rec.get("Parent")]:
+            if parent in chosen:
+                staying.append(chosen.pop(parent))
     items = [{"id": rec["ID"], "name": rec.get("Description") or rec.get("Type") or "",
               "type": rec.get("Type"), "shared": bool(rec.get("Shared")),
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    step = _step("builder_cache", options["builder_cache"], items)
-    step["younger"], step["cutoff"] = younger, cutoff
-    return step
+    return _step("builder_cache", options["builder_cache"], items, younger=younger, cutoff=cutoff)
 
 
 def stopped_since(container, details):
@@ -597,8 +568,7 @@ def _plan_containers(containers, details, options, now, refs):
     items, kept = [], []
     details = details or {}
     for ctr in containers if options["containers"] else ():
-        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"),
-                                                                options["keep_label"]):
+        if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), options["keep_label"]):
             continue
         name = _container_name(ctr)
         info = details.get(ctr["Id"])
@@ -611,9 +581,7 @@ def _plan_containers(containers, details, options, now, refs):
             continue
         kept.append(_kept_container(ctr["Id"], name, ctr, info, reason))
     items, shared = _keep_volume_holders(items, containers, details)
-    step = _step("containers", options["containers"], items)
-    step["kept"] = kept + shared
-    return step
+    return _step("containers", options["containers"], items, kept=kept + shared)
 
 
 def volumes_from_reason(ctr, containers, refs):
@@ -633,16 +601,14 @@ def _kept_container(cid, name, ctr, details, reason):
 
 
 def _volume_names(ctr):
-    return [m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume"
-            and m.get("Name")]
+    return [m["Name"] for m in ctr.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
 
 
 def _keep_volume_holders(items, containers, details):
     """Planned containers holding an anonymous volume that a staying container mounts too
     (``--volumes-from``: a data-only container, whose volume the list shows on both)
     stay, until no more do: ``(items, kept)``."""
-    anonymous = dict((c["Id"], set(v for v in _volume_names(c) if _HEX64.match(v)))
-                     for c in containers)
+    anonymous = dict((c["Id"], set(v for v in _volume_names(c) if _HEX64.match(v))) for c in containers)
     going = dict((item["id"], item) for item in items)
     kept, changed = [], True
     while changed:
@@ -701,9 +667,7 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    step = _step("images", True, items, estimate)
-    step["younger"] = younger
-    return step
+    return _step("images", True, items, estimate, younger=younger)
 
 
 def _unused_images(images, used, options, cutoff):
@@ -722,20 +686,10 @@ def _unused_images(images, used, options, cutoff):
     return chosen, younger
 
 
-def _ancestors(by_id, img_id):
-    """The parent chain of an image, nearest first (``ParentId`` of locally built images);
-    a cycle ends it."""
-    chain, seen, parent = [], set(), (by_id.get(img_id) or {}).get("ParentId")
-    while parent and parent not in seen:
-        chain.append(parent)
-        seen.add(parent)
-        parent = (by_id.get(parent) or {}).get("ParentId")
-    return chain
-
-
 def _depths(by_id, ids):
-    """``{id: len(_ancestors(id))}`` with each chain walked once (legacy builds nest
-    thousands of intermediate images); a cycle ends a chain."""
+    """``{id: how many ancestors}`` (the ``ParentId`` chain of locally built images), with
+    each chain walked once (legacy builds nest thousands of intermediate images); a cycle
+    ends a chain."""
     depth = {}
     for img_id in ids:
         path, on_path, node = [], set(), img_id
@@ -803,9 +757,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
             items.append({"id": vol["Name"], "name": vol["Name"], "anonymous": is_anonymous_volume(vol),
                           "mountpoint": vol.get("Mountpoint"),
                           "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
-    step = _step("volumes", True, items)
-    step["kept"], step["younger"] = kept, younger
-    return step
+    return _step("volumes", True, items, kept=kept, younger=younger)
 
 
 def _kept_volume_reason(name, holders, gone, removed_volumes, options, now):
@@ -861,24 +813,18 @@ def _plan_networks(networks, remaining, options, cutoff):
             younger += 1
             continue
         items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    step = _step("networks", True, items)
-    step["younger"] = younger
-    return step
+    return _step("networks", True, items, younger=younger)
 
 
-def _record_parents(rec):
-    parents = list(rec.get("Parents") or [])
-    if rec.get("Parent"):
-        parents.append(rec["Parent"])
-    return parents
-
-
-def _step(name, enabled, items, estimate=None):
-    """A planned step; ``estimated_bytes`` sums the sized items unless given."""
+def _step(name, enabled, items, estimate=None, **extra):
+    """A planned step; ``estimated_bytes`` sums the sized items unless given; ``extra``
+    keys (``kept``, ``younger``, ...) replace or add to the defaults."""
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
-    return {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
+    step = {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
             "younger": 0, "estimated_bytes": int(estimate)}
+    step.update(extra)
+    return step
 
 
 # --- disk usage ---------------------------------------------------------------------------
@@ -933,10 +879,38 @@ def _api_error_text(exc):
 
 
 def _outcome(removed=(), freed=0, errors=(), kept=(), moved_tags=(), planned=None):
-    """What a step runner returns: ids/names removed, bytes freed by the engine's or
-    the plan's figures, per-item errors, items kept at run time, tags that moved."""
+    """What a step runner returns (and each item's removal, merged by ``_merged``):
+    ids/names removed, bytes freed by the engine's or the plan's figures, per-item errors,
+    items kept at run time, tags that moved."""
     return {"removed": list(removed), "freed": int(freed), "errors": list(errors),
             "kept": list(kept), "moved_tags": list(moved_tags), "planned": planned}
+
+
+def _merged(outcomes):
+    """One ``_outcome`` of the items' outcomes, in their order."""
+    total = _outcome()
+    for outcome in outcomes:
+        for key in ("removed", "freed", "errors", "kept", "moved_tags"):
+            total[key] += outcome[key]
+    return total
+
+
+def _item_failed(kind, item, exc, moved_tags=()):
+    """The outcome of an item whose removal failed: one error line, ``<kind> <name>: <why>``."""
+    return _outcome(errors=["%s %s: %s" % (kind, item["name"], _api_error_text(exc))],
+                    moved_tags=moved_tags)
+
+
+def _each(step, kind, remove):
+    """``remove(item)``'s outcomes for the planned items, merged; an item whose removal
+    raises is ``_item_failed`` and the rest go on."""
+    outcomes = []
+    for item in step["planned"]:
+        try:
+            outcomes.append(remove(item))
+        except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
+            outcomes.append(_item_failed(kind, item, exc))
+    return _merged(outcomes)
 
 
 def engine_until(step, options, clock):
@@ -980,32 +954,25 @@ def _run_containers(api, step, options, clock):
     (one created since the plan too), is ``kept``. One gone meanwhile is skipped."""
     import docker
 
-    removed, freed, errors, kept = [], 0, [], []
-    if step["planned"]:  # containers created since the plan may name one in --volumes-from
-        current = api.containers(all=True)
-        refs = volumes_from_references(api, current)
-    for item in step["planned"]:
+    if not step["planned"]:
+        return _outcome()
+    current = api.containers(all=True)  # those created since the plan may name one in --volumes-from
+    refs = volumes_from_references(api, current)
+
+    def remove(item):
         try:
             data = api.inspect_container(item["id"])
-            reason = _changed_since_plan(data, options, clock())
-            if reason is not None:
-                reason = "started or stopped since the plan: " + reason
-            else:
-                reason = volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
-                                             current, refs)
+            reason = (_changed_since_plan(data, options, clock())
+                      or volumes_from_reason({"Id": item["id"], "Names": [data.get("Name") or ""]},
+                                             current, refs))
             if reason is None:
                 api.remove_container(item["id"], v=False, force=False)
         except docker.errors.NotFound:
-            continue
-        except Exception as exc:  # noqa: BLE001 - reported per item, the rest goes on
-            errors.append("container %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
+            return _outcome()
         if reason is not None:
-            kept.append(_kept_container(item["id"], item["name"], {}, data, reason))
-            continue
-        removed.append(item["id"])
-        freed += item["size_bytes"] or 0
-    return _outcome(removed, freed, errors, kept)
+            return _outcome(kept=[_kept_container(item["id"], item["name"], {}, data, reason)])
+        return _outcome([item["id"]], item["size_bytes"] or 0)
+    return _each(step, "container", remove)
 
 
 def _changed_since_plan(data, options, now):
@@ -1014,8 +981,10 @@ def _changed_since_plan(data, options, now):
     state = data.get("State") or {}
     status = state.get("Status")
     if status not in STOPPED_STATES or state.get("Running") or state.get("Restarting"):
-        return "%s now" % (status or "running")
-    return stopped_container_verdict(status, data, options, now)
+        reason = "%s now" % (status or "running")
+    else:
+        reason = stopped_container_verdict(status, data, options, now)
+    return None if reason is None else "started or stopped since the plan: " + reason
 
 
 def single_reference(tags, digests) -> bool:
@@ -1044,15 +1013,14 @@ def _remove_image(api, item):
     only deletes with ``force``, which skips that check for stopped containers, so that
     is done here first (the engine still refuses running containers and child images).
 
-    Returns ``{"removed": bool, "error", "kept", "moved"}``.
+    Returns the image's ``_outcome``.
     """
     import docker
 
-    out = {"removed": False, "error": None, "kept": None, "moved": []}
+    size = item["size_bytes"] or 0
     try:
         now = api.inspect_image(item["id"])
-        tags = [t for t in now.get("RepoTags") or [] if t and t != "<none>:<none>"]
-        digests = _image_digests(now)
+        tags, digests = _image_names(now), _image_digests(now)
         gained = [ref for ref in tags + digests
                   if ref not in item["tags"] + item.get("digests", [])]
         force = not single_reference(tags, digests)
@@ -1060,35 +1028,27 @@ def _remove_image(api, item):
         if force and not gained:  # the check the engine skips with force
             users = api.containers(all=True, filters={"ancestor": item["id"]})
     except docker.errors.NotFound:
-        out["removed"] = True  # gone already: a parent pruned with its child
-        return out
+        return _outcome([item["id"]], size)  # gone already: a parent pruned with its child
     except Exception as exc:  # noqa: BLE001 - not checked, not removed; the rest goes on
-        out["error"] = "image %s: %s" % (item["name"], _api_error_text(exc))
-        return out
-    out["moved"] = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
+        return _item_failed("image", item, exc)
+    moved = [_moved_tag(api, tag, item["id"]) for tag in item["tags"] if tag not in tags]
     if gained or users:
         reason = ("named %s since the plan" % ", ".join(gained) if gained else
                   "used by container %s since the plan" % _container_name(users[0]))
-        out["kept"] = {"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}
-        return out
+        return _outcome(kept=[{"kind": "image", "id": item["id"], "name": item["name"], "reason": reason}],
+                        moved_tags=moved)
     try:
         api.remove_image(item["id"], force=force, noprune=False)
-        out["removed"] = True
     except Exception as exc:  # noqa: BLE001 - decided below
-        error = exc
-    else:
-        if force:
-            out["error"] = _users_after_forced_removal(api, item)
-        return out
-    try:
-        api.inspect_image(item["id"])
-    except docker.errors.NotFound:  # gone after all (a parent prune raced us)
-        out["removed"] = True
-        return out
-    except Exception:  # noqa: BLE001 - report the removal's error
-        pass
-    out["error"] = "image %s: %s" % (item["name"], _api_error_text(error))
-    return out
+        try:
+            api.inspect_image(item["id"])
+        except docker.errors.NotFound:  # gone after all (a parent prune raced us)
+            return _outcome([item["id"]], size, moved_tags=moved)
+        except Exception:  # noqa: BLE001 - report the removal's error
+            pass
+        return _item_failed("image", item, exc, moved)
+    error = _users_after_forced_removal(api, item) if force else None
+    return _outcome([item["id"]], size, [error] if error else [], moved_tags=moved)
 
 
 def _users_after_forced_removal(api, item):
@@ -1124,44 +1084,26 @@ def _run_images(api, step, _options, _clock):
     The engine does the heavy part (layer directories); a few connections keep both it
     and this process busy, which is what keeps the module close to ``image prune``.
     """
-    removed, errors, kept, moved = [], [], [], []
-    levels = {}
+    levels, outcomes = {}, []
     for item in step["planned"]:
         levels.setdefault(item.get("depth", 0), []).append(item)
     clone = getattr(api, "clone", None)
     for depth in sorted(levels, reverse=True):
         items = levels[depth]
         if clone is None or len(items) < 2:
-            outcomes = [_remove_image(api, item) for item in items]
+            outcomes += [_remove_image(api, item) for item in items]
         else:
-            outcomes = _parallel(clone, _remove_image, items, IMAGE_WORKERS, _image_failed)
-        for item, outcome in zip(items, outcomes):
-            moved.extend(outcome["moved"])
-            if outcome["removed"]:
-                removed.append(item["id"])
-            elif outcome["kept"]:
-                kept.append(outcome["kept"])
-            if outcome["error"]:
-                errors.append(outcome["error"])
-    if len(removed) == len(step["planned"]):
-        freed = step["estimated_bytes"]
-    else:
-        gone = set(removed)
-        freed = sum(i["size_bytes"] or 0 for i in step["planned"] if i["id"] in gone)
-    return _outcome(removed, freed, errors, kept, moved)
+            outcomes += _parallel(clone, _remove_image, items, IMAGE_WORKERS, "image")
+    outcome = _merged(outcomes)
+    if len(outcome["removed"]) == len(step["planned"]):
+        outcome["freed"] = step["estimated_bytes"]  # shared layers too (see estimate_image_bytes)
+    return outcome
 
 
-def _image_failed(item, exc):
-    """The outcome of an image whose removal raised outside the engine's answers."""
-    return {"removed": False, "error": "image %s: %s" % (item.get("name") or item["id"][:19],
-                                                         _api_error_text(exc)),
-            "kept": None, "moved": []}
-
-
-def _parallel(clone, func, items, workers, failed):
+def _parallel(clone, func, items, workers, kind):
     """``[func(client, item) for item in items]`` on ``workers`` threads, one client each;
     an item whose call raises (its thread's client could not be made, say) gets
-    ``failed(item, exc)``, so the others' outcomes are never lost to it."""
+    ``_item_failed(kind, item, exc)``, so the others' outcomes are never lost to it."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -1178,7 +1120,7 @@ def _parallel(clone, func, items, workers, failed):
                     clients.append(client)
             return func(client, item)
         except Exception as exc:  # noqa: BLE001 - one item's failure, reported as its outcome
-            return failed(item, exc)
+            return _item_failed(kind, item, exc)
 
     try:
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
@@ -1189,28 +1131,17 @@ def _parallel(clone, func, items, workers, failed):
 
 
 def _run_volumes(api, step, _options, _clock):
-    removed, freed, errors = [], 0, []
-    for item in step["planned"]:
-        try:
-            api.remove_volume(item["name"], force=False)
-        except Exception as exc:  # noqa: BLE001
-            errors.append("volume %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
-        removed.append(item["name"])
-        freed += item["size_bytes"] or 0
-    return _outcome(removed, freed, errors)
+    def remove(item):
+        api.remove_volume(item["name"], force=False)
+        return _outcome([item["name"]], item["size_bytes"] or 0)
+    return _each(step, "volume", remove)
 
 
 def _run_networks(api, step, _options, _clock):
-    removed, errors = [], []
-    for item in step["planned"]:
-        try:
-            api.remove_network(item["id"])
-        except Exception as exc:  # noqa: BLE001
-            errors.append("network %s: %s" % (item["name"], _api_error_text(exc)))
-            continue
-        removed.append(item["name"])
-    return _outcome(removed, 0, errors)
+    def remove(item):
+        api.remove_network(item["id"])
+        return _outcome([item["name"]])
+    return _each(step, "network", remove)
 
 
 _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
@@ -1218,9 +1149,8 @@ _RUNNERS = {"builder_cache": _run_builder_cache, "containers": _run_containers,
 
 
 def _removed_names(step):
-    if step["name"] in ("volumes", "networks"):
-        return [item["name"] for item in step["planned"]]
-    return [item["id"] for item in step["planned"]]
+    key = "name" if step["name"] in ("volumes", "networks") else "id"
+    return [item[key] for item in step["planned"]]
 
 
 def _safe_usage(usage, warnings):
@@ -1241,48 +1171,41 @@ def _safe_usage(usage, warnings):
 
 
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
-    """Run (or, in check mode, report) the planned steps in order.
+    """Run (or, in check mode, report) the planned steps in order; returns the result dict.
 
-    ``usage`` is a callable returning the data root's file system usage
-    (``disk.filesystem_usage``), or ``None`` when it cannot be measured; it is read before the
-    run and after each step. A step's ``reclaimed_bytes`` is the drop in used bytes it
-    measures (other writers on that file system count too), else the engine's or the
-    plan's figures; in check mode, the estimate. With ``target_percent`` the steps stop
-    after the one that brings usage (df's Use%) below it (check mode: by the estimates).
-    A step whose runner raises (the engine stopped answering, a ``/build/prune`` past
-    the client's timeout) gets one error line, and the next steps still run.
-    Returns the result dict (see ``run_docker_cleanup``).
+    ``usage`` returns the data root's file system usage (``disk.filesystem_usage``), read
+    before the run and after each step, or is ``None`` when it cannot be measured. A step's
+    ``reclaimed_bytes`` is the drop in used bytes it measures (other writers on that file
+    system count too), else the engine's or the plan's figures; in check mode, the estimate.
+    With ``target_percent`` the steps stop after the one that brings usage (df's Use%) below
+    it (check mode: by the estimates).
     """
     offset = plan.get("clock_offset") or 0.0
 
     def clock():
         return time.time() + offset
 
-    target = options.get("target_percent")
-    warnings = []
+    def reached():  # usage below target_percent: the remaining steps are skipped
+        return target is not None and current is not None and current < target
+
+    target, warnings = options.get("target_percent"), []
     measure = _safe_usage(usage, warnings)
     fs = measure()
-    before = fs["used_percent"] if fs else None
+    before = current = fs["used_percent"] if fs else None
     used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
     if target is not None and before is None:
         warnings.append("target_percent ignored: the engine's data root cannot be measured "
                         "from here (remote engine); every enabled step runs")
         target = None
-    current = before
-    reached = target is not None and current is not None and current < target
-    steps, total_freed, errors = [], 0, []
+    steps = []
     for planned in plan["steps"]:
         result = {"name": planned["name"], "enabled": planned["enabled"], "removed": [],
                   "planned": planned["planned"], "estimated_bytes": planned["estimated_bytes"],
                   "reclaimed_bytes": 0, "skipped": None, "younger": planned.get("younger", 0),
-                  "errors": [], "kept": [],
-                  "moved_tags": []}
+                  "errors": [], "kept": [], "moved_tags": []}
         steps.append(result)
-        if not planned["enabled"]:
-            result["skipped"] = "disabled"
-            continue
-        if reached:
-            result["skipped"] = "target reached"
+        if not planned["enabled"] or reached():
+            result["skipped"] = "target reached" if planned["enabled"] else "disabled"
             continue
         result["kept"] = list(planned.get("kept") or [])
         if check_mode:
@@ -1291,44 +1214,39 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
             used -= planned["estimated_bytes"]
             if current is not None and total:
                 current = ceil_percent(max(used, 0), total)
+            continue
+        try:
+            outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
+        except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
+            outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
+        fs_now = measure() if fs else None
+        if not outcome["removed"]:
+            result["reclaimed_bytes"] = 0  # another writer's noise is not ours
+        elif fs_now:
+            result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
         else:
-            try:
-                outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
-            except Exception as exc:  # noqa: BLE001 - one line for the step, the rest goes on
-                outcome = _outcome(errors=["%s: the step failed: %s"
-                                           % (planned["name"], _api_error_text(exc))])
-            fs_now = measure() if fs else None
-            if not outcome["removed"]:
-                result["reclaimed_bytes"] = 0  # another writer's noise is not ours
-            elif fs_now:
-                result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
-            else:
-                result["reclaimed_bytes"] = outcome["freed"]
-            if outcome["planned"] is not None:
-                result["planned"] = outcome["planned"]
-            result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
-            result["kept"] += outcome["kept"]
-            result["moved_tags"] = outcome["moved_tags"]
-            errors.extend(outcome["errors"])
-            if fs_now:
-                fs, current = fs_now, fs_now["used_percent"]
-        total_freed += result["reclaimed_bytes"]
-        if target is not None and current is not None and current < target:
-            reached = True
+            result["reclaimed_bytes"] = outcome["freed"]
+        if outcome["planned"] is not None:
+            result["planned"] = outcome["planned"]
+        result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
+        result["kept"] += outcome["kept"]
+        result["moved_tags"] = outcome["moved_tags"]
+        if fs_now:
+            fs, current = fs_now, fs_now["used_percent"]
     return {
         "changed": any(s["removed"] for s in steps),
         "check_mode": bool(check_mode),
         "steps": steps,
-        "reclaimed_bytes": total_freed,
+        "reclaimed_bytes": sum(s["reclaimed_bytes"] for s in steps),
         "estimated_bytes": plan["estimated_bytes"],
         "usage_before_percent": before,
         "usage_after_percent": current,
         "target_percent": options.get("target_percent"),
-        "target_reached": bool(reached) if target is not None else None,
+        "target_reached": reached() if target is not None else None,
         "until": options.get("until"),
         "kept": [entry for s in steps for entry in s["kept"]],
         "moved_tags": [entry for s in steps for entry in s["moved_tags"]],
-        "errors": errors,
+        "errors": [error for s in steps for error in s["errors"]],
         "warnings": warnings,
     }
 
@@ -1386,18 +1304,9 @@ def _clock_warning(offset):
 
 
 def run_docker_cleanup(options, check_mode=False) -> dict:
-    """Plan and (unless ``check_mode``) run the cleanup; returns plain data.
-
-    Result keys: ``changed``, ``check_mode``, ``steps`` (per step ``name``, ``enabled``,
-    ``removed`` (ids; names for volumes and networks), ``items`` (what was planned, with
-    ``size_bytes``, ``None`` where not sized), ``estimated_bytes``, ``reclaimed_bytes``,
-    ``skipped`` (``None``, ``"disabled"`` or ``"target reached"``), ``errors``, ``kept``
-    (what a rule kept that would otherwise go: ``{"kind", "id", "name", "reason"}``),
-    ``moved_tags`` (``{"tag", "planned_image", "image"}``)), ``reclaimed_bytes``,
-    ``estimated_bytes``, ``usage_before_percent``, ``usage_after_percent`` (``None`` for
-    a remote engine), ``target_percent``, ``target_reached``, ``kept``, ``moved_tags``
-    (all steps'), ``data_root``, ``data_root_measured``, ``docker_host``,
-    ``server_version``, ``api_version``, ``errors``, ``warnings``.
+    """Plan and (unless ``check_mode``) run the cleanup; returns plain data: the keys the
+    module's ``RETURN`` documents (plugins/modules/docker_cleanup.py), with ``changed``,
+    ``check_mode``, ``target_percent`` and ``warnings``.
     Raises ``OpsError`` for bad options or an unreachable daemon (nothing removed then).
     """
     opts = normalize_options(options)
@@ -1422,10 +1331,8 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
     if record and not check_mode:
         notes += remember_removed_volumes(record, state["removed_volumes"], plan, result, opts,
                                           time.time() + plan["clock_offset"])
-    result["warnings"] = notes + result["warnings"]
-    result["data_root"] = state["info"].get("DockerRootDir")
-    result["data_root_measured"] = root is not None
-    result["docker_host"] = host
-    result["server_version"] = state["info"].get("ServerVersion")
-    result["api_version"] = state["info"].get("ApiVersion")
+    info = state["info"]
+    result.update(warnings=notes + result["warnings"], data_root=info.get("DockerRootDir"),
+                  data_root_measured=root is not None, docker_host=host,
+                  server_version=info.get("ServerVersion"), api_version=info.get("ApiVersion"))
     return result

@@ -58,13 +58,6 @@ def _percent(value):
     return "%d%%" % value if float(value).is_integer() else "%.1f%%" % value
 
 
-def younger_note(step, result) -> str:
-    """``, 3 younger than 168h left`` for what only its age kept (``""`` for none)."""
-    if not step.get("younger"):
-        return ""
-    return ", %d younger than %s left" % (step["younger"], result.get("until"))
-
-
 def format_result(result) -> list:
     """Human lines for the job's log."""
     pct = ""
@@ -79,23 +72,19 @@ def format_result(result) -> list:
         if step["skipped"]:
             lines.append("  %-13s skipped (%s)" % (step["name"], step["skipped"]))
             continue
+        younger = ", %d younger than %s left" % (step["younger"], result.get("until")) if step.get("younger") else ""
         lines.append("  %-13s %d removed, %s%s" % (
-            step["name"], len(step["removed"]), format_bytes(step["reclaimed_bytes"]),
-            younger_note(step, result)))
+            step["name"], len(step["removed"]), format_bytes(step["reclaimed_bytes"]), younger))
         removed = set(step["removed"])
         for item in step["planned"]:
             if item["id"] in removed or item["name"] in removed:
                 lines.append("    - %s%s" % (item["name"] or item["id"], (
                     "" if item["size_bytes"] is None else " " + format_bytes(item["size_bytes"]))))
-    for kept in result.get("kept") or []:
-        lines.append("  kept %s %s: %s" % (kept["kind"], kept["name"], kept["reason"]))
-    for moved in result.get("moved_tags") or []:
-        lines.append("  tag %s moved to %s since the plan: left alone" % (
-            moved["tag"], (moved["image"] or "no image")[:19]))
-    for error in result["errors"]:
-        lines.append("  not removed: %s" % error)
-    for warning in result["warnings"]:
-        lines.append("  warning: %s" % warning)
+    lines += ["  kept %s %s: %s" % (kept["kind"], kept["name"], kept["reason"]) for kept in result.get("kept") or []]
+    lines += ["  tag %s moved to %s since the plan: left alone" % (moved["tag"], (moved["image"] or "no image")[:19])
+              for moved in result.get("moved_tags") or []]
+    lines += ["  not removed: %s" % error for error in result["errors"]]
+    lines += ["  warning: %s" % warning for warning in result["warnings"]]
     return lines
 
 
