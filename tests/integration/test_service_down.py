@@ -458,3 +458,56 @@ def test_bad_input_is_one_line_before_anything_restarts(engine, tmp_path):
         subprocess.run([COMPOSE_BIN, "down", "--timeout", "0"], cwd=project.dir,
                        capture_output=True, env=dict(os.environ, **engine.env), timeout=120,
                        check=False)
+
+
+def test_a_hung_looking_outage_is_not_recreated_on_a_guess(engine, host_cli, tmp_path):
+    """Every container runs and only the endpoint fails, but recreating the stack would be a
+    guess (``foreign``: the endpoint is on a port the project does not publish) or would cut
+    a migration off mid-write (``migrating``: a ``docker compose run`` container of the
+    project runs): each host escalates and no container of either project is touched."""
+    cli, fake = host_cli
+    base = 18000 + (os.getpid() % 500) * 4 + 2000
+    projects = {"foreign": Project(engine, tmp_path / ("sdfor%d" % os.getpid()), HUNG, base),
+                "migrating": Project(engine, tmp_path / ("sdmig%d" % os.getpid()), HUNG, base + 1)}
+    try:
+        for project in projects.values():
+            project.compose("up", "-d")
+            assert wait_for(project.answers, 20, 0.3), "timed out"
+        projects["migrating"].exec("web", "rm", "/www/health")
+        projects["migrating"].compose("run", "-d", "--no-deps", "db", "sleep", "300")
+        foreign = dict(projects["foreign"].endpoint(), url="http://127.0.0.1:%d/health" % (base + 2))
+
+        def ids(project):
+            api = engine.api()
+            try:
+                return sorted(c["Id"] for c in api.containers(all=True, filters={
+                    "label": "com.docker.compose.project=%s" % project.name}))
+            finally:
+                api.close()
+
+        before = {host: ids(project) for host, project in projects.items()}
+        assert len(before["migrating"]) == 3, "web, db and the one-off run"
+        inventory = write_inventory(tmp_path, engine, projects, cli,
+                                    extra={"foreign": {"service_down_endpoints": [foreign]}})
+        rc, ran, _err = run_playbook(inventory)
+        assert rc != 0
+        for host, project in projects.items():
+            result = result_of(ran, host, "Take the outage procedure's steps until health is back")
+            print("\n".join(summary_of(ran, host)))
+            assert result["escalate"] and not result["recovered"] and not result["changed"], host
+            step = result["steps"][-1]
+            assert step["id"] == "restart_project" and not step["ran"], step
+            assert step["note"].startswith("not run: every container runs while endpoints fail, and "), step
+            assert ids(project) == before[host], "nothing recreated on %s" % host
+            assert ", without recreating the stack (" in result["escalation"]
+            assert any(line.startswith("restart the whole project") and line[37:44].strip() == "not run"
+                       for line in summary_of(ran, host))
+        assert "not on a loopback port %s publishes" % projects["foreign"].name in result_of(
+            ran, "foreign", "Take the outage procedure's steps until health is back")["steps"][-1]["note"]
+        assert "a one-off container of %s runs" % projects["migrating"].name in result_of(
+            ran, "migrating", "Take the outage procedure's steps until health is back")["steps"][-1]["note"]
+        assert sum("CRITICAL" in r.get("text", "") for r in fake.requests) == 2
+    finally:
+        for project in projects.values():
+            subprocess.run([COMPOSE_BIN, "down", "--volumes", "--timeout", "0", "--remove-orphans"], cwd=project.dir,
+                           capture_output=True, env=dict(os.environ, **engine.env), timeout=120, check=False)

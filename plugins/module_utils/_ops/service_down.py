@@ -172,12 +172,15 @@ def resource_problems(resources, disk_crit_percent, memory_min_bytes):
     return problems
 
 
-def escalation_text(project, done, problems, budget_seconds, resources_critical):
+def escalation_text(project, done, problems, budget_seconds, resources_critical, refused=None):
     """What a host still down says: after which steps (or that the budget ran out before
-    the last), what is still failing, and the runbook's escalation advice."""
+    the last, or why the stack was not recreated: ``refused``), what is still failing, and
+    the runbook's escalation advice."""
     reachable = len(STEP_ORDER) - (0 if resources_critical else 1)
     taken = ", ".join(STEP_TITLES[s] for s in done) or "no step"
-    if len(done) < reachable:
+    if refused:
+        when = "after %s, without recreating the stack (%s)" % (taken, refused)
+    elif len(done) < reachable:
         when = "after %s min, the budget (steps taken: %s)" % (
             "%g" % (budget_seconds / 60.0), taken)
     else:
@@ -558,7 +561,7 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
             result["warnings"].append("could not write the evidence file %s (%s)" % (
                 result["report_file"], result["report_error"]))
 
-    observation, done = first, []
+    observation, done, refused = first, [], None
     budget_seconds = budget_minutes * 60
     while True:
         step = next_step(observation["healthy"], done, clock() - started, budget_seconds,
@@ -587,8 +590,10 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
                 observer.containers, project, endpoints, observation["endpoints_down"])
             if blockers:
                 done.pop()
-                record.update(ran=False, note="not run: every container runs while endpoints fail, and %s; name "
-                              "the services behind them in services to recreate those" % "; ".join(blockers))
+                refused = "; ".join(blockers)
+                record.update(ran=False, healthy_after=None, problems_after=[],
+                              note="not run: every container runs while endpoints fail, and %s; name "
+                              "the services behind them in services to recreate those" % refused)
                 result["steps"].append(record)
                 step = "escalate"
                 break
@@ -618,7 +623,7 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
     elif not check_mode:  # check mode lists every step a real run could take
         result["escalate"] = True
         result["escalation"] = escalation_text(project, done, observation["problems"],
-                                               budget_seconds, bool(problems_now))
+                                               budget_seconds, bool(problems_now), refused)
     if not check_mode and result["report_file"] and not result["report_error"]:
         outcome = ("recovered by %s, down for %s (since %s)" % (
             STEP_TITLES[result["fixed_by"]], result["downtime"], result["down_since_source"])

@@ -217,6 +217,13 @@ def test_the_escalation_says_after_what_and_why(done, critical, expected):
     assert text.startswith(expected) and "runbook P1: no progress for 15 min goes to L2" in text
 
 
+def test_an_escalation_without_recreating_the_stack_says_why():
+    text = sd.escalation_text("shop", ["restart_services"], ["endpoint web: HTTP 404"], 30, False,
+                              refused="a one-off container of shop runs (shop-db-run-1)")
+    assert text.startswith("shop is still down after restart the failing services, without recreating the stack "
+                           "(a one-off container of shop runs (shop-db-run-1)): endpoint web: HTTP 404 — escalate now")
+
+
 def published(attrs, *ports):
     """``attrs`` publishing each of ``ports`` on 127.0.0.1, as inspect shows it."""
     attrs["NetworkSettings"] = {"Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(p)} for p in ports],
