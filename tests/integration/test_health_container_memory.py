@@ -50,6 +50,25 @@ def _docker_stats_percent(engine, name):
     return float(out.strip().rstrip("%"))
 
 
+def _memory_matching_docker_stats(engine, config, client, attempts=3):
+    """The monitor's container-memory results, once they agree with ``docker stats`` within 1 point.
+
+    The two are read a moment apart and the kernel's cgroup counters drift by a few hundred KiB
+    between reads, so a reading is taken again (at most ``attempts`` times); a different formula
+    (cache counted, another limit) differs on every reading and still fails.
+    """
+    for attempt in range(attempts):
+        results, _baseline = health.run_checks(config, docker=client)
+        memory = {r["key"]: r for r in results if r["kind"] == "container-memory"}
+        gaps = {key: abs(row["used_percent"] - _docker_stats_percent(engine, "shop-%s-1" % key.rsplit("/", 1)[1]))
+                for key, row in memory.items()}
+        if all(gap < 1.0 for gap in gaps.values()) or attempt == attempts - 1:
+            break
+        time.sleep(1)
+    assert all(gap < 1.0 for gap in gaps.values()), (gaps, memory)
+    return memory
+
+
 def test_container_memory_against_its_limit_pages_and_matches_docker_stats(
         isolated_engine, tmp_path):
     build_busybox_image(isolated_engine, "memhog:1")
@@ -66,13 +85,10 @@ def test_container_memory_against_its_limit_pages_and_matches_docker_stats(
         for container in containers:
             _wait_ready(container)
         config = health.validate_config({"compose_projects": ["shop"]})
-        results, _baseline = health.run_checks(config, docker=client)
-        memory = {r["key"]: r for r in results if r["kind"] == "container-memory"}
+        memory = _memory_matching_docker_stats(isolated_engine, config, client)
         assert set(memory) == {"container-memory:shop/hog", "container-memory:shop/web"}
         hog, web = memory["container-memory:shop/hog"], memory["container-memory:shop/web"]
         assert hog["limit_bytes"] == 32 * MIB and web["limit_bytes"] == 64 * MIB
-        assert abs(hog["used_percent"] - _docker_stats_percent(isolated_engine, "shop-hog-1")) < 1.0
-        assert abs(web["used_percent"] - _docker_stats_percent(isolated_engine, "shop-web-1")) < 1.0
         assert hog["level"] == "critical" and hog["used_percent"] >= 90, hog
         assert hog["problem"].startswith("%.0f%% used (critical at 90%%), " % hog["used_percent"])
         assert web["level"] == "ok"
