@@ -323,3 +323,15 @@ def test_timeout_ends_the_run_when_a_setsid_grandchild_holds_the_pipe(host):
         assert len(_messages(host, "job %s timed out after 1 s" % job)) == 1
     finally:
         host.run("pkill -f '^%s$'" % marker)
+
+
+def test_a_removed_job_takes_its_metrics_file_and_only_its_own(host):
+    """runbook_ops_textfile_dir set: a run writes the job's .prom and its last-run record;
+    removing a second cron file of the job keeps both, removing the job removes both (else the
+    morning check keeps its last run and RunbookOpsJobStale fires, for ever)."""
+    kept = ["runbook_ops_job_molecule-metrics.prom", "molecule-metrics.json"]
+    for evidence in ("/var/tmp/metrics-job.ran", "/var/tmp/metrics-job.second-removed"):
+        assert set(kept) <= set(host.file(evidence).content_string.split()), evidence
+    assert not host.file("/var/lib/node_exporter/textfile_collector/" + kept[0]).exists
+    assert not host.file("/var/lib/runbook-ops/jobs/" + kept[1]).exists
+    assert not host.file("/etc/cron.d/runbook-ops-molecule-metrics").exists
