@@ -39,6 +39,7 @@ import urllib.request
 
 import pytest
 
+from ansible_collections.runbook.ops.plugins.module_utils._ops import service_down
 from compose_project import COMPOSE_BIN, ComposeProject
 from images import build_busybox_image
 from tmpfs import mounted_tmpfs
@@ -124,6 +125,19 @@ services:
     image: %(image)s
     stop_grace_period: 1s
     command: ["true"]
+"""
+
+# web and worker, worker from an image of its own that nothing else uses
+KEPT = """\
+services:
+  web:
+    image: %(image)s
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["127.0.0.1:%(port)d:8080"]
+  worker:
+    image: runbook-ops-sdworker:1
+    stop_grace_period: 1s
 """
 
 
@@ -511,3 +525,34 @@ def test_a_hung_looking_outage_is_not_recreated_on_a_guess(engine, host_cli, tmp
         for project in projects.values():
             subprocess.run([COMPOSE_BIN, "down", "--volumes", "--timeout", "0", "--remove-orphans"], cwd=project.dir,
                            capture_output=True, env=dict(os.environ, **engine.env), timeout=120, check=False)
+
+
+def test_freeing_space_keeps_the_images_the_recreate_needs(isolated_engine_factory, full_disk,
+                                                           tmp_path):
+    """A full disk, and a service whose container is gone (removed by hand in the night):
+    the free step removes an image nothing needs but not the service's own, although no
+    container uses it and it is older than the cutoff, so the service step recreates the
+    service from the engine, which has no registry to pull it from again."""
+    engine = isolated_engine_factory("sdkeep")
+    build_image(engine)
+    worker_image = build_busybox_image(engine, "runbook-ops-sdworker:1", filler_bytes=4096)
+    junk_image = build_busybox_image(engine, "runbook-ops-sdjunk:1", filler_bytes=4096)
+    project = Project(engine, tmp_path / ("sdkeep%d" % os.getpid()), KEPT,
+                      18000 + (os.getpid() % 500) * 4 + 3000)
+    project.compose("up", "-d")
+    assert wait_for(project.answers, 20, 0.3), "timed out"
+    project.compose("rm", "--stop", "--force", "worker")
+    assert "worker" not in project.containers()
+
+    result = service_down.recover_service(
+        project.dir, endpoints=[project.endpoint()], disk_paths=[full_disk], cleanup_until="0s",
+        wait_seconds=WAIT, stack_wait_seconds=STACK_WAIT, report_dir=str(tmp_path / "reports"),
+        state_dir=str(tmp_path / "state"), compose_command=[COMPOSE_BIN], docker_host=engine.host)
+
+    assert [s["id"] for s in result["steps"]] == ["free_resources", "restart_services"], result["steps"]
+    assert "the project's own images kept" in result["steps"][0]["note"]
+    images = set(image["Id"] for image in engine.api().images(all=True))
+    assert worker_image in images, "the free step removed the image worker is recreated from"
+    assert junk_image not in images, "the free step frees what nothing needs"
+    assert result["recovered"] and result["fixed_by"] == "restart_services", result["steps"]
+    assert result["steps"][1]["recreate"] == ["worker"] and project.containers()["worker"][1] == "running"

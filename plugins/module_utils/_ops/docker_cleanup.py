@@ -649,8 +649,9 @@ def _size_or_none(value):
 
 
 def _plan_images(state, remaining, options, cutoff):
-    """Images no remaining container uses, old enough, not kept; parents of anything
-    that stays stay too; deeper images first (a parent goes after its children)."""
+    """Images no remaining container uses (nor ``state["held_images"]`` holds), old
+    enough, not kept; parents of anything that stays stay too; deeper images first (a
+    parent goes after its children)."""
     if options["images"] == "none":
         return _step("images", False, [])
     images = state["df"].get("Images") or []
@@ -658,6 +659,7 @@ def _plan_images(state, remaining, options, cutoff):
     for img in images:
         by_id.setdefault(img["Id"], img)
     used = set(c.get("ImageID") for c in remaining if c.get("ImageID"))
+    used.update(state.get("held_images") or ())
     chosen, younger = _unused_images(images, used, options, cutoff)
     chosen -= _held_parents(by_id, chosen, used)
     depth = _depths(by_id, chosen)
@@ -1303,10 +1305,12 @@ def _clock_warning(offset):
             "clock" % (_ago(abs(offset)), "ahead of" if offset > 0 else "behind")]
 
 
-def run_docker_cleanup(options, check_mode=False) -> dict:
+def run_docker_cleanup(options, check_mode=False, held_images=()) -> dict:
     """Plan and (unless ``check_mode``) run the cleanup; returns plain data: the keys the
     module's ``RETURN`` documents (plugins/modules/docker_cleanup.py), with ``changed``,
-    ``check_mode``, ``target_percent`` and ``warnings``.
+    ``check_mode``, ``target_percent`` and ``warnings``. ``held_images``: image ids kept
+    as if a container used them (and so their parents), for a caller about to create
+    containers from them (service_down).
     Raises ``OpsError`` for bad options or an unreachable daemon (nothing removed then).
     """
     opts = normalize_options(options)
@@ -1320,6 +1324,7 @@ def run_docker_cleanup(options, check_mode=False) -> dict:
         record = (removed_volumes_path(opts["state_dir"], state["info"].get("ID"))
                   if opts["state_dir"] else None)
         state["removed_volumes"] = load_removed_volumes(record)
+        state["held_images"] = list(held_images)
         plan = plan_cleanup_steps(state, opts)
         root = state["data_root_local"]
         notes = _clock_warning(plan["clock_offset"])

@@ -15,7 +15,8 @@ Control flow of ``recover_service``::
          <report_dir>/service-down-<project>-<UTC time>.log (before anything is recreated)
       -> next_step() until healthy or escalated:
            free_resources   (only when disk > 95% or memory < 100 MiB: the emergency disk
-                             procedure's non-destructive steps, build cache and unused images)
+                             procedure's non-destructive steps, build cache and unused images,
+                             never the images of the project's services)
            restart_services (`compose restart` of the failing services; `up -d --force-recreate
                              --no-deps` of those whose environment drifted from .env or that
                              have no container) -> wait_seconds -> observe
@@ -45,7 +46,7 @@ from .errors import OpsError
 from .runner import run_command
 from .state import read_json
 from .timestamps import format_timestamp
-from .units import format_bytes, plural
+from .units import format_bytes
 
 STEP_TITLES = {
     "free_resources": "free disk space first",
@@ -289,21 +290,6 @@ def measure_resources(disk_paths, docker_root=None, meminfo_path="/proc/meminfo"
     return {"memory": memory, "disks": disks, "load": load, "cpus": os.cpu_count() or 1}
 
 
-def describe_resources(resources):
-    """``memory 1.2 GiB available of 3.8 GiB; disk / 40%; load 0.52 (2 CPUs)``."""
-    parts = []
-    memory = resources.get("memory")
-    if memory:
-        parts.append("memory %s available of %s" % (
-            format_bytes(memory["available_bytes"]), format_bytes(memory["total_bytes"])))
-    for disk in resources.get("disks") or ():
-        parts.append("disk %s %d%% (%s free)" % (disk["mount"], disk["used_percent"],
-                                                 format_bytes(disk["free_bytes"])))
-    if resources.get("load"):
-        parts.append("load %.2f (%s)" % (resources["load"][0], plural(resources["cpus"], "CPU")))
-    return "; ".join(parts)
-
-
 class Observer:
     """Looks at the project's containers and the endpoints; ``observe()`` returns a
     snapshot ``{"healthy", "settling", "services", "endpoints", "failing", "problems"}``."""
@@ -469,21 +455,38 @@ def run_project_step(base, env, project_src, redact, check_mode, named=()):
                      command))
 
 
-def run_free_step(problems, docker_host, state_dir, until, check_mode, cleanup=None):
+def project_images(client, config):
+    """The ids of the images the project's services are created from (``image:``, or
+    compose's ``<project>-<service>`` for a built one), where present on the engine: a
+    service without a container (removed, or never started) needs its image for the
+    recreate, and an engine cut off from its registry could not pull it again."""
+    held = set()
+    for name, service in sorted((config.get("services") or {}).items()):
+        for ref in [service.get("image")] if service.get("image") else [
+                "%s-%s" % (config["name"], name), "%s_%s" % (config["name"], name)]:
+            try:
+                held.add(client.inspect_image(ref)["Id"])
+            except Exception:  # noqa: BLE001 - not on the engine (yet): nothing to keep
+                continue
+    return sorted(held)
+
+
+def run_free_step(problems, docker_host, state_dir, until, check_mode, held_images):
     """The emergency disk procedure's first, non-destructive steps: Docker build cache
-    and images no container uses older than ``until`` (``docker_cleanup``)."""
-    if cleanup is None:
-        from .docker_cleanup import run_docker_cleanup as cleanup
+    and images no container uses older than ``until`` (``docker_cleanup``), never the
+    project's own images (``held_images``)."""
+    from .docker_cleanup import run_docker_cleanup
     try:
-        result = cleanup({"builder_cache": True, "images": "unused", "until": until,
-                          "containers": False, "volumes": "none", "networks": False,
-                          "docker_host": docker_host, "state_dir": state_dir},
-                         check_mode=check_mode)
+        result = run_docker_cleanup({"builder_cache": True, "images": "unused", "until": until,
+                                     "containers": False, "volumes": "none", "networks": False,
+                                     "docker_host": docker_host, "state_dir": state_dir},
+                                    check_mode=check_mode, held_images=held_images)
     except OpsError as exc:
         return "because %s: cleanup failed" % "; ".join(problems), exc.message, 0
     freed = result["estimated_bytes"] if check_mode else result["reclaimed_bytes"]
-    note = "because %s: %s %s (emergency disk steps 1-2: build cache, images unused for %s)" % (
-        "; ".join(problems), "would free" if check_mode else "freed", format_bytes(freed), until)
+    note = ("because %s: %s %s (emergency disk steps 1-2: build cache, images unused for %s; "
+            "the project's own images kept)" % (
+                "; ".join(problems), "would free" if check_mode else "freed", format_bytes(freed), until))
     return note, "; ".join(result.get("errors") or ()) or None, freed
 
 
@@ -572,7 +575,8 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         record = {"id": step, "title": STEP_TITLES[step], "ran": True, "error": None}
         if step == "free_resources":
             record["note"], record["error"], freed = run_free_step(
-                problems_now, docker_host, state_dir, cleanup_until, check_mode)
+                problems_now, docker_host, state_dir, cleanup_until, check_mode,
+                project_images(client, config))
             result["changed"] |= bool(freed) and not check_mode
             waited = 0
         elif step == "restart_services":

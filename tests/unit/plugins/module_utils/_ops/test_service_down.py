@@ -115,7 +115,8 @@ def test_a_nearly_full_disk_and_low_memory_are_reasons_to_free_space(tmpfs, tmp_
     problems = sd.resource_problems(resources, 95, 100 * MIB)
     assert problems[0] == "disk %s at 99%% (above 95%%)" % disk
     assert problems[-1] == "memory: 50.0 MiB available (below 100.0 MiB)"
-    assert "memory 50.0 MiB available of 1.0 GiB" in sd.describe_resources(resources)
+    assert resources["memory"]["available_bytes"] == 50 * MIB
+    assert resources["memory"]["total_bytes"] == 1024 * MIB
     assert sd.resource_problems(resources, 99, 10 * MIB) == []
 
 
