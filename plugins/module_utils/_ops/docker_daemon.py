@@ -74,13 +74,6 @@ UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system"
              "/usr/lib/systemd/system")
 
 
-def log_opts_allowed(driver):
-    """The ``log-opts`` keys ``driver`` takes (sorted), or ``None`` for an unknown driver."""
-    if driver not in LOG_DRIVER_OPTS:
-        return None
-    return sorted(set(LOG_DRIVER_OPTS[driver]) | set(COMMON_LOG_OPTS))
-
-
 # ---------------------------------------------------------------------------- the file
 
 

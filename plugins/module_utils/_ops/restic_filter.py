@@ -13,7 +13,8 @@ restic's own rules, not shell globbing. Ported from restic's ``internal/filter``
   a relative one (``*.tmp``, ``cache/tmp``) matches any run of components;
 - ``!pattern`` takes back what earlier patterns matched;
 - a backup never walks into an excluded directory, so a path is excluded when it
-  or one of its parents, from the backup root down, matches (``is_excluded``).
+  or one of its parents, from the backup root down, matches (restore_plan's walk stops
+  there).
 """
 
 from __future__ import annotations
@@ -333,21 +334,6 @@ def list_matches(parsed, path):
             if matched and not has_negated:
                 break
     return matched
-
-
-def is_excluded(parsed, path, root):
-    """Whether a backup of ``root`` left ``path`` out: it or a parent from ``root`` down matches."""
-    if not parsed:
-        return False
-    current = root
-    if list_matches(parsed, current):
-        return True
-    rest = path[len(root):].strip("/")
-    for name in rest.split("/") if rest else []:
-        current = current.rstrip("/") + "/" + name
-        if list_matches(parsed, current):
-            return True
-    return False
 
 
 def escape_path(path):
