@@ -22,7 +22,8 @@ description:
   - "Then takes the steps in order, re-checking after each and stopping as soon as health is back:
     when a disk is above O(disk_crit_percent) or memory available is below O(memory_min_bytes), the
     emergency disk procedure's non-destructive steps (Docker build cache, images no container uses
-    older than O(cleanup_until), never an image a service of the project is created from) first;
+    older than O(cleanup_until), never an image a service of the project is created from, and nothing
+    when a service is built again at every start, C(pull_policy: build)) first;
     then C(docker compose restart) of the failing services (a
     service whose containers hold another environment than compose resolves from C(.env) now, as
     M(runbook.ops.compose_env_sync) compares it, or that has no container, is recreated with

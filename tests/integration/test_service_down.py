@@ -127,7 +127,8 @@ services:
     command: ["true"]
 """
 
-# web and worker, worker from an image of its own that nothing else uses
+# web; worker from an image of its own that nothing else uses; builder built on the host
+# (compose names its image <project>-builder)
 KEPT = """\
 services:
   web:
@@ -137,6 +138,9 @@ services:
     ports: ["127.0.0.1:%(port)d:8080"]
   worker:
     image: runbook-ops-sdworker:1
+    stop_grace_period: 1s
+  builder:
+    build: ./builder
     stop_grace_period: 1s
 """
 
@@ -529,20 +533,22 @@ def test_a_hung_looking_outage_is_not_recreated_on_a_guess(engine, host_cli, tmp
 
 def test_freeing_space_keeps_the_images_the_recreate_needs(isolated_engine_factory, full_disk,
                                                            tmp_path):
-    """A full disk, and a service whose container is gone (removed by hand in the night):
-    the free step removes an image nothing needs but not the service's own, although no
-    container uses it and it is older than the cutoff, so the service step recreates the
-    service from the engine, which has no registry to pull it from again."""
+    """A full disk, and two services whose containers are gone (removed by hand in the
+    night), one from a named image, one built on the host: the free step removes an image
+    nothing needs but not theirs, although no container uses them and they are older than
+    the cutoff, so the service step recreates both from the engine, which has no registry
+    to pull them from again."""
     engine = isolated_engine_factory("sdkeep")
     build_image(engine)
     worker_image = build_busybox_image(engine, "runbook-ops-sdworker:1", filler_bytes=4096)
     junk_image = build_busybox_image(engine, "runbook-ops-sdjunk:1", filler_bytes=4096)
     project = Project(engine, tmp_path / ("sdkeep%d" % os.getpid()), KEPT,
-                      18000 + (os.getpid() % 500) * 4 + 3000)
+                      18000 + (os.getpid() % 500) * 4 + 3000, {"builder/Dockerfile": "FROM scratch\n"})
+    built_image = build_busybox_image(engine, "%s-builder:latest" % project.name, filler_bytes=4096)
     project.compose("up", "-d")
     assert wait_for(project.answers, 20, 0.3), "timed out"
-    project.compose("rm", "--stop", "--force", "worker")
-    assert "worker" not in project.containers()
+    project.compose("rm", "--stop", "--force", "worker", "builder")
+    assert set(project.containers()) == {"web"}
 
     result = service_down.recover_service(
         project.dir, endpoints=[project.endpoint()], disk_paths=[full_disk], cleanup_until="0s",
@@ -550,9 +556,11 @@ def test_freeing_space_keeps_the_images_the_recreate_needs(isolated_engine_facto
         state_dir=str(tmp_path / "state"), compose_command=[COMPOSE_BIN], docker_host=engine.host)
 
     assert [s["id"] for s in result["steps"]] == ["free_resources", "restart_services"], result["steps"]
-    assert "the project's own images kept" in result["steps"][0]["note"]
+    assert "kept the 3 images the project's services are created from" in result["steps"][0]["note"]
     images = set(image["Id"] for image in engine.api().images(all=True))
     assert worker_image in images, "the free step removed the image worker is recreated from"
+    assert built_image in images, "the free step removed the image builder is recreated from"
     assert junk_image not in images, "the free step frees what nothing needs"
     assert result["recovered"] and result["fixed_by"] == "restart_services", result["steps"]
-    assert result["steps"][1]["recreate"] == ["worker"] and project.containers()["worker"][1] == "running"
+    assert result["steps"][1]["recreate"] == ["builder", "worker"], result["steps"][1]
+    assert project.containers()["worker"][1] == project.containers()["builder"][1] == "running"

@@ -42,11 +42,12 @@ import urllib.parse
 
 from . import compose_env, health
 from .disk import filesystem_usage
+from .docker_api import short_error
 from .errors import OpsError
 from .runner import run_command
 from .state import read_json
 from .timestamps import format_timestamp
-from .units import format_bytes
+from .units import format_bytes, plural
 
 STEP_TITLES = {
     "free_resources": "free disk space first",
@@ -459,34 +460,49 @@ def project_images(client, config):
     """The ids of the images the project's services are created from (``image:``, or
     compose's ``<project>-<service>`` for a built one), where present on the engine: a
     service without a container (removed, or never started) needs its image for the
-    recreate, and an engine cut off from its registry could not pull it again."""
+    recreate, and an engine cut off from its registry could not pull it again. Raises
+    ``OpsError`` when the engine does not say whether an image is there."""
+    from docker.errors import NotFound  # pylint: disable=import-outside-toplevel
+
     held = set()
-    for name, service in sorted((config.get("services") or {}).items()):
+    for name, service in sorted(config["services"].items()):
         for ref in [service.get("image")] if service.get("image") else [
                 "%s-%s" % (config["name"], name), "%s_%s" % (config["name"], name)]:
             try:
                 held.add(client.inspect_image(ref)["Id"])
-            except Exception:  # noqa: BLE001 - not on the engine (yet): nothing to keep
+            except NotFound:
                 continue
+            except Exception as exc:  # noqa: BLE001 - a timeout, an engine error: keep everything
+                raise OpsError("the engine did not say whether the image %s of service %s is "
+                                   "here (%s); no image was removed" % (ref, name, short_error(exc)))
     return sorted(held)
 
 
-def run_free_step(problems, docker_host, state_dir, until, check_mode, held_images):
+def run_free_step(problems, client, config, cleanup_options, check_mode):
     """The emergency disk procedure's first, non-destructive steps: Docker build cache
-    and images no container uses older than ``until`` (``docker_cleanup``), never the
-    project's own images (``held_images``)."""
+    and images no container uses older than ``cleanup_options["until"]``
+    (``docker_cleanup``), never those the project's services are created from; nothing
+    for a project that builds a service again at every start (its base image and the
+    build cache are what that build needs). Returns ``(note, error, bytes freed)``."""
+    because = "because %s" % "; ".join(problems)
+    rebuilt = [name for name, service in sorted(config["services"].items())
+               if service.get("build") and service.get("pull_policy") == "build"]
+    if rebuilt:
+        return ("%s: nothing removed: %s built again at every start (pull_policy: build), from "
+                "a base image and build cache that must stay" % (because, ", ".join(rebuilt)), None, 0)
     from .docker_cleanup import run_docker_cleanup
     try:
-        result = run_docker_cleanup({"builder_cache": True, "images": "unused", "until": until,
-                                     "containers": False, "volumes": "none", "networks": False,
-                                     "docker_host": docker_host, "state_dir": state_dir},
-                                    check_mode=check_mode, held_images=held_images)
+        held = project_images(client, config)
+        result = run_docker_cleanup(dict(cleanup_options, builder_cache=True, images="unused", containers=False,
+                                         volumes="none", networks=False),
+                                    check_mode=check_mode, held_images=held)
     except OpsError as exc:
-        return "because %s: cleanup failed" % "; ".join(problems), exc.message, 0
+        return "%s: nothing removed" % because, exc.message, 0
     freed = result["estimated_bytes"] if check_mode else result["reclaimed_bytes"]
-    note = ("because %s: %s %s (emergency disk steps 1-2: build cache, images unused for %s; "
-            "the project's own images kept)" % (
-                "; ".join(problems), "would free" if check_mode else "freed", format_bytes(freed), until))
+    note = ("%s: %s %s (emergency disk steps 1-2: build cache, images unused for %s; kept the %s "
+            "the project's services are created from)" % (
+                because, "would free" if check_mode else "freed", format_bytes(freed),
+                cleanup_options["until"], plural(len(held), "image")))
     return note, "; ".join(result.get("errors") or ()) or None, freed
 
 
@@ -575,8 +591,8 @@ def recover_service(project_src, endpoints=None, services=None, files=None, proj
         record = {"id": step, "title": STEP_TITLES[step], "ran": True, "error": None}
         if step == "free_resources":
             record["note"], record["error"], freed = run_free_step(
-                problems_now, docker_host, state_dir, cleanup_until, check_mode,
-                project_images(client, config))
+                problems_now, client, config, {"until": cleanup_until, "docker_host": docker_host,
+                                               "state_dir": state_dir}, check_mode)
             result["changed"] |= bool(freed) and not check_mode
             waited = 0
         elif step == "restart_services":

@@ -262,3 +262,49 @@ def test_a_hung_stack_is_recreated_only_when_its_endpoint_is_its_own_and_nothing
     """The runbook restarts the whole stack when the app hangs; not on a guess (an endpoint
     this project does not serve) and not under a running one-off (a migration)."""
     assert sd.hung_stack_blockers(containers, "shop", endpoints, down) == expected
+
+
+class _Engine:
+    """inspect_image over a fixed set of references; ``fail`` raises that error for any other
+    (an engine timing out under a full disk), else the SDK's ImageNotFound."""
+
+    def __init__(self, images, fail=None):
+        self.images, self.fail = images, fail
+
+    def inspect_image(self, ref):
+        if ref in self.images:
+            return {"Id": self.images[ref]}
+        if self.fail:
+            raise self.fail
+        import docker.errors
+        raise docker.errors.ImageNotFound("No such image: %s" % ref)
+
+
+def test_the_free_step_holds_every_image_a_service_is_created_from():
+    config = {"name": "shop", "services": {"web": {"image": "app:1"}, "built": {"build": {"context": "."}},
+                                           "old": {"build": {"context": "."}}, "gone": {"image": "gone:1"}}}
+    engine = _Engine({"app:1": "sha256:a", "shop-built": "sha256:b", "shop_old": "sha256:c"})
+    assert sd.project_images(engine, config) == ["sha256:a", "sha256:b", "sha256:c"]
+
+
+def test_an_engine_that_does_not_answer_about_an_image_removes_nothing():
+    import requests
+    config = {"name": "shop", "services": {"web": {"image": "app:1"}, "worker": {"image": "worker:1"}}}
+    engine = _Engine({"app:1": "sha256:a"}, fail=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(OpsError, match=r"^the engine did not say whether the image worker:1 of service worker "
+                                       r"is here \(read timed out\); no image was removed$"):
+        sd.project_images(engine, config)
+    note, error, freed = sd.run_free_step(["disk / at 99% (above 95%)"], engine, config,
+                                          {"until": "168h", "docker_host": "unix:///nonexistent.sock"}, False)
+    assert (note, freed) == ("because disk / at 99% (above 95%): nothing removed", 0)
+    assert error.startswith("the engine did not say whether the image worker:1")
+
+
+def test_a_project_that_builds_at_every_start_keeps_its_build_cache_and_images():
+    config = {"name": "shop", "services": {"web": {"build": {"context": "."}, "pull_policy": "build"},
+                                           "db": {"image": "postgres:16"}}}
+    note, error, freed = sd.run_free_step(["disk / at 99% (above 95%)"], None, config,
+                                          {"until": "168h", "docker_host": "unix:///nonexistent.sock"}, False)
+    assert (error, freed) == (None, 0)
+    assert note == ("because disk / at 99% (above 95%): nothing removed: web built again at every start "
+                    "(pull_policy: build), from a base image and build cache that must stay")
