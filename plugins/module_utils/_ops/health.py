@@ -38,6 +38,7 @@ from .http_probe import ProbeError, http_get
 from .options import check_config
 from .state import read_json_object, write_json_atomic
 from .docker_api import connect
+from .health_resources import check_result, number_text
 from .timestamps import epoch_seconds, format_timestamp
 from .units import format_bytes, plural
 
@@ -242,35 +243,25 @@ def check_endpoint(endpoint, clock=time.monotonic):
     or without the expected text; ``warning`` when it answers right but slower than the
     latency limit; ``ok`` otherwise.
     """
-    result = {
-        "key": "endpoint:" + endpoint["name"],
-        "kind": "endpoint",
-        "name": endpoint["name"],
-        "target": display_url(endpoint["url"]),
-        "level": "ok",
-        "problem": "",
-        "status": None,
-        "latency_ms": None,
-    }
+    result = check_result("endpoint:" + endpoint["name"], "endpoint", endpoint["name"],
+                          display_url(endpoint["url"]), status=None, latency_ms=None)
     headers = {"Host": endpoint["host_header"]} if endpoint.get("host_header") else {}
     timeout = endpoint["timeout_seconds"]
     started = clock()
+    failure = None
     try:
         result["status"], body = http_get(endpoint["url"], headers=headers, timeout=timeout,
                                           read_limit=BODY_READ_LIMIT,
                                           verify_tls=endpoint["validate_certs"])
     except ProbeError as exc:
-        result["latency_ms"] = round((clock() - started) * 1000.0, 1)
-        result["level"] = "critical"
-        if exc.reason == "timeout":
-            result["problem"] = "no answer within %s s" % _seconds(timeout)
-        else:
-            result["problem"] = exc.reason
-        return result
-    latency_ms = round((clock() - started) * 1000.0, 1)
-    result["latency_ms"] = latency_ms
+        failure = exc
+    latency_ms = result["latency_ms"] = round((clock() - started) * 1000.0, 1)
     expected = endpoint["expected_status"]
-    if result["status"] != expected:
+    if failure is not None:
+        result["level"] = "critical"
+        result["problem"] = ("no answer within %s s" % number_text(timeout) if failure.reason == "timeout"
+                             else failure.reason)
+    elif result["status"] != expected:
         result["level"] = "critical"
         result["problem"] = "HTTP %s, expected %s" % (result["status"], expected)
         if endpoint.get("host_header"):
@@ -284,10 +275,6 @@ def check_endpoint(endpoint, clock=time.monotonic):
         result["problem"] = "slow: %d ms (limit %d ms)" % (
             round(latency_ms), endpoint["latency_limit_ms"])
     return result
-
-
-def _seconds(value):
-    return ("%g" % value) if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- containers
@@ -551,13 +538,13 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
                    for p in projects]
     except Exception as exc:  # no engine (OpsError), or SDK/HTTP errors while listing
         problem = exc.message if isinstance(exc, OpsError) else "listing containers failed: %s" % str(exc)[:200]
-        return [_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
+        return [check_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
             restart_baseline)
     for project, infos in listing:
         name = project["name"]
         if not infos:
-            results.append(_result("compose:" + name, "compose", name, name, "critical",
-                                   "no containers: project %s is not up" % name))
+            results.append(check_result("compose:" + name, "compose", name, name, "critical",
+                                        "no containers: project %s is not up" % name))
             continue
         seen = set()
         for info in sorted(infos, key=lambda i: (i["service"], i["number"], i["name"])):
@@ -571,20 +558,18 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             recent = sum(item[1] for item in history)
             level, problem = judge_container(info, recent, window_seconds, threshold, history,
                                              oneshot_services, project["services"])
-            result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
-                             info["name"], level, problem)
-            result.update({k: info[k] for k in (
-                "state", "health", "restart_count", "exit_code", "oom_killed")})
-            result["recent_restarts"] = recent
+            result = check_result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]), info["name"],
+                                  level, problem, recent_restarts=recent,
+                                  **{k: info[k] for k in ("state", "health", "restart_count", "exit_code", "oom_killed")})
             results.append(result)
             if memory_levels:
                 results.extend(container_memory_results(client, info, key, result["name"],
                                                         memory_levels, stats_reader))
         for service in project["services"]:
             if service not in seen:
-                results.append(_result("compose:%s/%s" % (name, service), "compose",
-                                       "%s/%s" % (name, service), service, "critical",
-                                       "no container for service %s" % service))
+                results.append(check_result("compose:%s/%s" % (name, service), "compose",
+                                            "%s/%s" % (name, service), service, "critical",
+                                            "no container for service %s" % service))
     return results, baseline
 
 
@@ -603,11 +588,6 @@ def container_memory_results(client, info, key, name, memory_levels, stats_reade
     return [health_resources.container_memory_check(
         "container-memory:" + key.split(":", 1)[1], name, figures[0], figures[1],
         memory_levels[0], memory_levels[1])]
-
-
-def _result(key, kind, name, target, level, problem):
-    return {"key": key, "kind": kind, "name": name, "target": target, "level": level,
-            "problem": problem}
 
 
 # --------------------------------------------------------------------------- failures
@@ -725,8 +705,8 @@ def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMI
     try:
         meminfo = health_resources.read_meminfo(meminfo_path)
     except (OSError, ValueError) as exc:
-        results.append(_result("memory:ram", "memory", "memory", "ram", "warning",
-                               "cannot read %s: %s" % (meminfo_path, exc)))
+        results.append(check_result("memory:ram", "memory", "memory", "ram", "warning",
+                                    "cannot read %s: %s" % (meminfo_path, exc)))
     else:
         results.append(health_resources.memory_check(
             meminfo, config["memory_warning_percent"], config["memory_critical_percent"]))
@@ -735,8 +715,8 @@ def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMI
     try:
         reading = health_resources.read_proc_stat(stat_path)
     except (OSError, ValueError) as exc:
-        results.append(_result("cpu:busy", "cpu", "cpu", "cpu", "warning",
-                               "cannot read %s: %s" % (stat_path, exc)))
+        results.append(check_result("cpu:busy", "cpu", "cpu", "cpu", "warning",
+                                    "cannot read %s: %s" % (stat_path, exc)))
         return results, cpu_history if isinstance(cpu_history, dict) else {}
     history = health_resources.update_cpu_history(cpu_history, reading, now,
                                                   config["cpu_window_seconds"])
