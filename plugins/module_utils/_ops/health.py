@@ -637,7 +637,11 @@ def track_failures(previous, results, now, failures_before_alert):
     """
     checks = {}
     actions = []
-    for result in results:
+    seen = set(r["key"] for r in results)
+    # checks that vanished from the config or the engine recover like checks that are ok
+    gone = [{"key": key, "level": "ok", "name": before.get("name", key)}
+            for key, before in previous.items() if key not in seen]
+    for result in list(results) + gone:
         key = result["key"]
         before = previous.get(key) or {}
         if result["level"] == "ok":
@@ -659,13 +663,6 @@ def track_failures(previous, results, now, failures_before_alert):
             actions.append({"key": key, "level": result["level"],
                             "text": alert_text(result, entry["since"], now)})
         checks[key] = entry
-    # checks that vanished from the config or the engine: recover the alerted ones
-    seen = set(r["key"] for r in results)
-    for key, before in previous.items():
-        if key not in seen and before.get("alerted"):
-            actions.append({"key": key, "level": "ok",
-                            "text": recovery_text(before.get("name", key),
-                                                  before.get("since", now), now)})
     return checks, actions
 
 
@@ -674,10 +671,7 @@ def track_failures(previous, results, now, failures_before_alert):
 def run_checks(config, restart_baseline=None, docker=None, now=None):
     """The endpoint and container checks of ``config`` once (each limited container's
     memory too, with ``resource_checks``); return ``(results, restart_baseline)``."""
-    results = []
-    if config["endpoints"]:
-        for endpoint in config["endpoints"]:
-            results.append(check_endpoint(endpoint))
+    results = [check_endpoint(endpoint) for endpoint in config["endpoints"]]
     memory_levels = ((config["container_memory_warning_percent"],
                       config["container_memory_critical_percent"])
                      if config.get("resource_checks", True) else None)
@@ -743,19 +737,13 @@ def run_certificate_checks(config, cached, now):
     if not config.get("certificates"):
         return results, cache
     from . import health_certs
+    days = (config["certificate_warning_days"], config["certificate_critical_days"])
     for entry in config["certificates"]:
         before = cached.get(entry["name"])
-        if health_certs.certificate_due(before, entry, now,
-                                        config["certificate_interval_seconds"]):
-            result = health_certs.check_certificate(
-                entry, now, config["certificate_warning_days"],
-                config["certificate_critical_days"])
-            result["fresh"] = True
-        else:
-            result = health_certs.refresh_cached(before, now, config["certificate_warning_days"],
-                                                 config["certificate_critical_days"])
-            result["fresh"] = False
-        results.append(result)
+        fresh = health_certs.certificate_due(before, entry, now, config["certificate_interval_seconds"])
+        result = (health_certs.check_certificate(entry, now, *days) if fresh
+                  else health_certs.refresh_cached(before, now, *days))
+        results.append(dict(result, fresh=fresh))
         cache[entry["name"]] = dict(result, fresh=False)
     return results, cache
 
@@ -847,11 +835,9 @@ def format_check_lines(summary):
     lines = []
     for result in summary["results"]:
         detail = result["problem"]
-        if result["kind"] == "endpoint":
-            status = "HTTP %s" % result["status"] if result["status"] is not None else "-"
-            latency = ("%d ms" % round(result["latency_ms"])
-                       if result["latency_ms"] is not None else "-")
-            detail = ("%s (%s)" % (detail, latency)) if detail else "%s in %s" % (status, latency)
+        if result["kind"] == "endpoint":  # no problem: it answered, with a status
+            status, detail = result_status(result)
+            detail = detail if result["problem"] else "%s in %s" % (status, detail)
         elif result["kind"] == "compose":
             if not detail:
                 detail = result.get("state", "")
@@ -874,10 +860,7 @@ def format_check_lines(summary):
 
 def worst_level(levels):
     """The most severe of ``levels`` (``ok`` for none)."""
-    worst = 0
-    for level in levels:
-        worst = max(worst, LEVELS.index(level) if level in LEVELS else 0)
-    return LEVELS[worst]
+    return LEVELS[max((LEVELS.index(level) for level in levels if level in LEVELS), default=0)]
 
 
 def read_memory(meminfo_path="/proc/meminfo"):
@@ -1016,13 +999,8 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
     """
     now = time.time() if now is None else now
     rows, containers, logs = report_containers(config, docker, since_hours, log_lines, now)
-    endpoints = []
-    if config.get("endpoints"):
-        for endpoint in config["endpoints"]:
-            result = check_endpoint(endpoint)
-            endpoints.append(result)
-            status, detail = result_status(result)
-            rows.append(_row("endpoint", endpoint["name"], status, detail, result["level"]))
+    endpoints = [check_endpoint(endpoint) for endpoint in config.get("endpoints") or []]
+    rows.extend(_row("endpoint", result["name"], *result_status(result), result["level"]) for result in endpoints)
     warning = (config["memory_warning_percent"] if memory_warning_percent is None
                else memory_warning_percent)
     critical = (config["memory_critical_percent"] if memory_critical_percent is None
@@ -1035,8 +1013,7 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
     if config.get("resource_checks", True):
         swap = health_resources.swap_check(values, config["swap_warning_percent"],
                                            config["swap_critical_percent"])
-        rows.append(_row("memory", "swap", swap["status"], swap["problem"] or swap["detail"],
-                         swap["level"]))
+        rows.append(_row("memory", "swap", *result_status(swap), swap["level"]))
     monitor = read_monitor_state(runtime.get("state_dir") or "/var/lib/runbook-ops")
     rows.extend(monitor_rows(config, monitor, now))
     if backup is None:
@@ -1091,8 +1068,7 @@ def monitor_rows(config, saved, now):
         if result is None or stale:
             rows.append(_row(section, name, "unknown", age, "warning"))
             return
-        status, detail = result_status(result)
-        rows.append(_row(section, name, status, detail, result["level"]))
+        rows.append(_row(section, name, *result_status(result), result["level"]))
 
     if config.get("resource_checks", True):
         cpu = by_key.get("cpu:busy")
@@ -1121,12 +1097,9 @@ def _certificate_rows(config, saved, now):
             rows.append(_row("cert", entry["name"], "unknown",
                              "not checked yet by the health monitor", "warning"))
             continue
-        result = before if before.get("level") != "ok" else health_certs.refresh_cached(
+        result = health_certs.refresh_cached(
             before, now, config["certificate_warning_days"], config["certificate_critical_days"])
-        if before.get("level") != "ok" and before.get("not_after") is not None:
-            result = dict(before, days_left=health_certs.days_left(before["not_after"], now))
-        status, detail = health_certs.describe_certificate(result)
-        rows.append(_row("cert", entry["name"], status, detail, result["level"]))
+        rows.append(_row("cert", entry["name"], *health_certs.describe_certificate(result), result["level"]))
     return rows
 
 
@@ -1179,8 +1152,7 @@ def report_containers(config, docker, since_hours, log_lines, now):
                     (config["container_memory_warning_percent"],
                      config["container_memory_critical_percent"]),
                     health_resources.read_container_stats):
-                rows.append(_row("memory", info["name"], memory["status"],
-                                 memory["problem"] or memory["detail"], memory["level"]))
+                rows.append(_row("memory", info["name"], *result_status(memory), memory["level"]))
         errors = _log_errors(container, since_hours, now, log_lines)
         errors["container"] = info["name"]
         logs.append(errors)
