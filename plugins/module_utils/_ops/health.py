@@ -886,11 +886,15 @@ def count_log_errors(text, last=5, width=240):
 
 
 def container_log_errors(container, since_seconds, now=None, last=5):
-    """Error lines of one container's logs over the last ``since_seconds``."""
+    """Error lines of one container's logs over the last ``since_seconds``; ``{"count":
+    None, "last": [], "error"}`` when they cannot be read."""
     now = time.time() if now is None else now
-    raw = container.logs(stdout=True, stderr=True, since=int(now - since_seconds),
-                         timestamps=False)
-    return count_log_errors(raw.decode("utf-8", "replace"), last=last)
+    try:
+        raw = container.logs(stdout=True, stderr=True, since=int(now - since_seconds),
+                             timestamps=False)
+        return count_log_errors(raw.decode("utf-8", "replace"), last=last)
+    except Exception as exc:
+        return {"count": None, "last": [], "error": str(exc)[:200]}
 
 
 def read_jobs(state_dir):
@@ -1153,7 +1157,7 @@ def report_containers(config, docker, since_hours, log_lines, now):
                      config["container_memory_critical_percent"]),
                     health_resources.read_container_stats):
                 rows.append(_row("memory", info["name"], *result_status(memory), memory["level"]))
-        errors = _log_errors(container, since_hours, now, log_lines)
+        errors = container_log_errors(container, since_hours * 3600, now, log_lines)
         errors["container"] = info["name"]
         logs.append(errors)
         if errors["count"]:
@@ -1165,13 +1169,6 @@ def report_containers(config, docker, since_hours, log_lines, now):
                          % ", ".join(ignored[:10]) + (", ..." if len(ignored) > 10 else ""),
                          "ok"))
     return rows, containers, logs
-
-
-def _log_errors(container, since_hours, now, log_lines):
-    try:
-        return container_log_errors(container, since_hours * 3600, now, log_lines)
-    except Exception as exc:
-        return {"count": None, "last": [], "error": str(exc)[:200]}
 
 
 def docker_installed(socket_path="/var/run/docker.sock"):
