@@ -187,21 +187,20 @@ def validate_config(data):
 
 def _validate_resources(config):
     """The resource and certificate settings: percentages in range, warnings below criticals."""
+    def below(low, high):
+        if not config[low] < config[high]:
+            raise OpsError("%s (%s) must be below %s (%s)" % (low, config[low], high, config[high]))
+
     for warning, critical, top in THRESHOLD_PAIRS:
         for key in (warning, critical):
             if not 0 < config[key] <= top:
                 raise OpsError("%s must be a percentage above 0 and at most %d, got %r" % (
                     key, top, config[key]))
-        if not config[warning] < config[critical]:
-            raise OpsError("%s (%s) must be below %s (%s)" % (
-                warning, config[warning], critical, config[critical]))
+        below(warning, critical)
     if not 0 < config["cpu_warning_percent"] < 100:
         raise OpsError("cpu_warning_percent must be a percentage between 0 and 100, got %r"
                        % (config["cpu_warning_percent"],))
-    if not config["certificate_critical_days"] < config["certificate_warning_days"]:
-        raise OpsError("certificate_critical_days (%s) must be below certificate_warning_days "
-                       "(%s)" % (config["certificate_critical_days"],
-                                 config["certificate_warning_days"]))
+    below("certificate_critical_days", "certificate_warning_days")
 
 
 def load_config(path):
@@ -585,9 +584,8 @@ def container_memory_results(client, info, key, name, memory_levels, stats_reade
         return []
     if figures is None:
         return []
-    return [health_resources.container_memory_check(
-        "container-memory:" + key.split(":", 1)[1], name, figures[0], figures[1],
-        memory_levels[0], memory_levels[1])]
+    return [health_resources.container_memory_check("container-memory:" + key.split(":", 1)[1], name,
+                                                    *figures, *memory_levels)]
 
 
 # --------------------------------------------------------------------------- failures
