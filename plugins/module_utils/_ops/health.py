@@ -302,14 +302,6 @@ def describe_container(attrs):
     }
 
 
-def named_oneshot(info, oneshot_services=()):
-    """Whether ``oneshot_services`` names the container's ``service`` or
-    ``project/service``."""
-    names = set(oneshot_services or ())
-    return bool(info["service"]) and (
-        info["service"] in names or "%s/%s" % (info["project"], info["service"]) in names)
-
-
 def finished_oneshot(info, oneshot_services=(), required=()):
     """Whether the container is a one-shot run that is done: exited with 0 (not OOM
     killed), and its service is named in ``oneshot_services`` or has Compose's default
@@ -318,7 +310,8 @@ def finished_oneshot(info, oneshot_services=(), required=()):
     """
     if info["state"] != "exited" or info["exit_code"] or info["oom_killed"]:
         return False
-    if named_oneshot(info, oneshot_services):
+    names = set(oneshot_services or ())
+    if info["service"] and (info["service"] in names or "%s/%s" % (info["project"], info["service"]) in names):
         return True
     return info.get("restart_policy", "no") in ("", "no") and info["service"] not in required
 
@@ -1016,14 +1009,15 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
         swap = health_resources.swap_check(values, config["swap_warning_percent"],
                                            config["swap_critical_percent"])
         rows.append(_row("memory", "swap", *result_status(swap), swap["level"]))
-    monitor = read_monitor_state(runtime.get("state_dir") or "/var/lib/runbook-ops")
+    state_dir = runtime.get("state_dir") or "/var/lib/runbook-ops"
+    monitor = read_json_object(os.path.join(state_dir, STATE_FILE))  # the health monitor's state
     rows.extend(monitor_rows(config, monitor, now))
     if backup is None:
         backup = read_backup_freshness()
     rows.append(_row("backup", "newest", "age %s" % (
         format_duration(backup["age_hours"] * 3600) if backup.get("age_hours") is not None
         else "unknown"), backup["detail"], backup["level"]))
-    jobs = read_jobs(runtime.get("state_dir") or "/var/lib/runbook-ops")
+    jobs = read_jobs(state_dir)
     for job in jobs:
         rows.append(_row("job", job["name"], job["result"], job_detail(job), job["level"]))
     counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
@@ -1044,11 +1038,6 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
 
 # A monitor result older than this is stale in the morning check: the job stopped running.
 STALE_SECONDS = 3600
-
-
-def read_monitor_state(state_dir):
-    """The health monitor's state (``health.json``), ``{}`` when missing or unreadable."""
-    return read_json_object(os.path.join(state_dir, STATE_FILE))
 
 
 def monitor_rows(config, saved, now):
