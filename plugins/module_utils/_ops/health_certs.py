@@ -266,7 +266,8 @@ def certificate_due(cached, entry, now, interval_seconds):
     """Whether the certificate must be checked in this run: never checked, checked
     against other settings, last result not ok, or the last check ``interval_seconds``
     ago or more (or in the future: the clock went back)."""
-    if not isinstance(cached, dict) or cached.get("signature") != signature(entry) or cached.get("level") != "ok":
+    if (not isinstance(cached, dict) or cached.get("signature") != signature(entry)
+            or cached.get("level") != "ok"):
         return True
     checked = cached.get("checked_at")
     if not isinstance(checked, (int, float)) or checked > now:
