@@ -38,6 +38,7 @@ from .http_probe import ProbeError, http_get
 from .options import check_config
 from .state import read_json_object, write_json_atomic
 from .docker_api import connect
+from .health_resources import check_result, number_text
 from .timestamps import epoch_seconds, format_timestamp
 from .units import format_bytes, plural
 
@@ -186,21 +187,20 @@ def validate_config(data):
 
 def _validate_resources(config):
     """The resource and certificate settings: percentages in range, warnings below criticals."""
+    def below(low, high):
+        if not config[low] < config[high]:
+            raise OpsError("%s (%s) must be below %s (%s)" % (low, config[low], high, config[high]))
+
     for warning, critical, top in THRESHOLD_PAIRS:
         for key in (warning, critical):
             if not 0 < config[key] <= top:
                 raise OpsError("%s must be a percentage above 0 and at most %d, got %r" % (
                     key, top, config[key]))
-        if not config[warning] < config[critical]:
-            raise OpsError("%s (%s) must be below %s (%s)" % (
-                warning, config[warning], critical, config[critical]))
+        below(warning, critical)
     if not 0 < config["cpu_warning_percent"] < 100:
         raise OpsError("cpu_warning_percent must be a percentage between 0 and 100, got %r"
                        % (config["cpu_warning_percent"],))
-    if not config["certificate_critical_days"] < config["certificate_warning_days"]:
-        raise OpsError("certificate_critical_days (%s) must be below certificate_warning_days "
-                       "(%s)" % (config["certificate_critical_days"],
-                                 config["certificate_warning_days"]))
+    below("certificate_critical_days", "certificate_warning_days")
 
 
 def load_config(path):
@@ -242,35 +242,25 @@ def check_endpoint(endpoint, clock=time.monotonic):
     or without the expected text; ``warning`` when it answers right but slower than the
     latency limit; ``ok`` otherwise.
     """
-    result = {
-        "key": "endpoint:" + endpoint["name"],
-        "kind": "endpoint",
-        "name": endpoint["name"],
-        "target": display_url(endpoint["url"]),
-        "level": "ok",
-        "problem": "",
-        "status": None,
-        "latency_ms": None,
-    }
+    result = check_result("endpoint:" + endpoint["name"], "endpoint", endpoint["name"],
+                          display_url(endpoint["url"]), status=None, latency_ms=None)
     headers = {"Host": endpoint["host_header"]} if endpoint.get("host_header") else {}
     timeout = endpoint["timeout_seconds"]
     started = clock()
+    failure = None
     try:
         result["status"], body = http_get(endpoint["url"], headers=headers, timeout=timeout,
                                           read_limit=BODY_READ_LIMIT,
                                           verify_tls=endpoint["validate_certs"])
     except ProbeError as exc:
-        result["latency_ms"] = round((clock() - started) * 1000.0, 1)
-        result["level"] = "critical"
-        if exc.reason == "timeout":
-            result["problem"] = "no answer within %s s" % _seconds(timeout)
-        else:
-            result["problem"] = exc.reason
-        return result
-    latency_ms = round((clock() - started) * 1000.0, 1)
-    result["latency_ms"] = latency_ms
+        failure = exc
+    latency_ms = result["latency_ms"] = round((clock() - started) * 1000.0, 1)
     expected = endpoint["expected_status"]
-    if result["status"] != expected:
+    if failure is not None:
+        result["level"] = "critical"
+        result["problem"] = ("no answer within %s s" % number_text(timeout) if failure.reason == "timeout"
+                             else failure.reason)
+    elif result["status"] != expected:
         result["level"] = "critical"
         result["problem"] = "HTTP %s, expected %s" % (result["status"], expected)
         if endpoint.get("host_header"):
@@ -284,10 +274,6 @@ def check_endpoint(endpoint, clock=time.monotonic):
         result["problem"] = "slow: %d ms (limit %d ms)" % (
             round(latency_ms), endpoint["latency_limit_ms"])
     return result
-
-
-def _seconds(value):
-    return ("%g" % value) if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- containers
@@ -316,14 +302,6 @@ def describe_container(attrs):
     }
 
 
-def named_oneshot(info, oneshot_services=()):
-    """Whether ``oneshot_services`` names the container's ``service`` or
-    ``project/service``."""
-    names = set(oneshot_services or ())
-    return bool(info["service"]) and (
-        info["service"] in names or "%s/%s" % (info["project"], info["service"]) in names)
-
-
 def finished_oneshot(info, oneshot_services=(), required=()):
     """Whether the container is a one-shot run that is done: exited with 0 (not OOM
     killed), and its service is named in ``oneshot_services`` or has Compose's default
@@ -332,7 +310,8 @@ def finished_oneshot(info, oneshot_services=(), required=()):
     """
     if info["state"] != "exited" or info["exit_code"] or info["oom_killed"]:
         return False
-    if named_oneshot(info, oneshot_services):
+    names = set(oneshot_services or ())
+    if info["service"] and (info["service"] in names or "%s/%s" % (info["project"], info["service"]) in names):
         return True
     return info.get("restart_policy", "no") in ("", "no") and info["service"] not in required
 
@@ -551,13 +530,13 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
                    for p in projects]
     except Exception as exc:  # no engine (OpsError), or SDK/HTTP errors while listing
         problem = exc.message if isinstance(exc, OpsError) else "listing containers failed: %s" % str(exc)[:200]
-        return [_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
+        return [check_result("compose:docker", "compose", "docker engine", "docker", "critical", problem)], dict(
             restart_baseline)
     for project, infos in listing:
         name = project["name"]
         if not infos:
-            results.append(_result("compose:" + name, "compose", name, name, "critical",
-                                   "no containers: project %s is not up" % name))
+            results.append(check_result("compose:" + name, "compose", name, name, "critical",
+                                        "no containers: project %s is not up" % name))
             continue
         seen = set()
         for info in sorted(infos, key=lambda i: (i["service"], i["number"], i["name"])):
@@ -571,20 +550,18 @@ def check_compose_projects(projects, restart_baseline=None, client=None, timeout
             recent = sum(item[1] for item in history)
             level, problem = judge_container(info, recent, window_seconds, threshold, history,
                                              oneshot_services, project["services"])
-            result = _result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]),
-                             info["name"], level, problem)
-            result.update({k: info[k] for k in (
-                "state", "health", "restart_count", "exit_code", "oom_killed")})
-            result["recent_restarts"] = recent
+            result = check_result(key, "compose", "%s/%s" % (name, info["service"] or info["name"]), info["name"],
+                                  level, problem, recent_restarts=recent,
+                                  **{k: info[k] for k in ("state", "health", "restart_count", "exit_code", "oom_killed")})
             results.append(result)
             if memory_levels:
                 results.extend(container_memory_results(client, info, key, result["name"],
                                                         memory_levels, stats_reader))
         for service in project["services"]:
             if service not in seen:
-                results.append(_result("compose:%s/%s" % (name, service), "compose",
-                                       "%s/%s" % (name, service), service, "critical",
-                                       "no container for service %s" % service))
+                results.append(check_result("compose:%s/%s" % (name, service), "compose",
+                                            "%s/%s" % (name, service), service, "critical",
+                                            "no container for service %s" % service))
     return results, baseline
 
 
@@ -600,14 +577,8 @@ def container_memory_results(client, info, key, name, memory_levels, stats_reade
         return []
     if figures is None:
         return []
-    return [health_resources.container_memory_check(
-        "container-memory:" + key.split(":", 1)[1], name, figures[0], figures[1],
-        memory_levels[0], memory_levels[1])]
-
-
-def _result(key, kind, name, target, level, problem):
-    return {"key": key, "kind": kind, "name": name, "target": target, "level": level,
-            "problem": problem}
+    return [health_resources.container_memory_check("container-memory:" + key.split(":", 1)[1], name,
+                                                    *figures, *memory_levels)]
 
 
 # --------------------------------------------------------------------------- failures
@@ -657,7 +628,11 @@ def track_failures(previous, results, now, failures_before_alert):
     """
     checks = {}
     actions = []
-    for result in results:
+    seen = set(r["key"] for r in results)
+    # checks that vanished from the config or the engine recover like checks that are ok
+    gone = [{"key": key, "level": "ok", "name": before.get("name", key)}
+            for key, before in previous.items() if key not in seen]
+    for result in list(results) + gone:
         key = result["key"]
         before = previous.get(key) or {}
         if result["level"] == "ok":
@@ -679,13 +654,6 @@ def track_failures(previous, results, now, failures_before_alert):
             actions.append({"key": key, "level": result["level"],
                             "text": alert_text(result, entry["since"], now)})
         checks[key] = entry
-    # checks that vanished from the config or the engine: recover the alerted ones
-    seen = set(r["key"] for r in results)
-    for key, before in previous.items():
-        if key not in seen and before.get("alerted"):
-            actions.append({"key": key, "level": "ok",
-                            "text": recovery_text(before.get("name", key),
-                                                  before.get("since", now), now)})
     return checks, actions
 
 
@@ -694,10 +662,7 @@ def track_failures(previous, results, now, failures_before_alert):
 def run_checks(config, restart_baseline=None, docker=None, now=None):
     """The endpoint and container checks of ``config`` once (each limited container's
     memory too, with ``resource_checks``); return ``(results, restart_baseline)``."""
-    results = []
-    if config["endpoints"]:
-        for endpoint in config["endpoints"]:
-            results.append(check_endpoint(endpoint))
+    results = [check_endpoint(endpoint) for endpoint in config["endpoints"]]
     memory_levels = ((config["container_memory_warning_percent"],
                       config["container_memory_critical_percent"])
                      if config.get("resource_checks", True) else None)
@@ -725,8 +690,8 @@ def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMI
     try:
         meminfo = health_resources.read_meminfo(meminfo_path)
     except (OSError, ValueError) as exc:
-        results.append(_result("memory:ram", "memory", "memory", "ram", "warning",
-                               "cannot read %s: %s" % (meminfo_path, exc)))
+        results.append(check_result("memory:ram", "memory", "memory", "ram", "warning",
+                                    "cannot read %s: %s" % (meminfo_path, exc)))
     else:
         results.append(health_resources.memory_check(
             meminfo, config["memory_warning_percent"], config["memory_critical_percent"]))
@@ -735,8 +700,8 @@ def run_host_checks(config, cpu_history, now, meminfo_path=health_resources.MEMI
     try:
         reading = health_resources.read_proc_stat(stat_path)
     except (OSError, ValueError) as exc:
-        results.append(_result("cpu:busy", "cpu", "cpu", "cpu", "warning",
-                               "cannot read %s: %s" % (stat_path, exc)))
+        results.append(check_result("cpu:busy", "cpu", "cpu", "cpu", "warning",
+                                    "cannot read %s: %s" % (stat_path, exc)))
         return results, cpu_history if isinstance(cpu_history, dict) else {}
     history = health_resources.update_cpu_history(cpu_history, reading, now,
                                                   config["cpu_window_seconds"])
@@ -763,19 +728,13 @@ def run_certificate_checks(config, cached, now):
     if not config.get("certificates"):
         return results, cache
     from . import health_certs
+    days = (config["certificate_warning_days"], config["certificate_critical_days"])
     for entry in config["certificates"]:
         before = cached.get(entry["name"])
-        if health_certs.certificate_due(before, entry, now,
-                                        config["certificate_interval_seconds"]):
-            result = health_certs.check_certificate(
-                entry, now, config["certificate_warning_days"],
-                config["certificate_critical_days"])
-            result["fresh"] = True
-        else:
-            result = health_certs.refresh_cached(before, now, config["certificate_warning_days"],
-                                                 config["certificate_critical_days"])
-            result["fresh"] = False
-        results.append(result)
+        fresh = health_certs.certificate_due(before, entry, now, config["certificate_interval_seconds"])
+        result = (health_certs.check_certificate(entry, now, *days) if fresh
+                  else health_certs.refresh_cached(before, now, *days))
+        results.append(dict(result, fresh=fresh))
         cache[entry["name"]] = dict(result, fresh=False)
     return results, cache
 
@@ -867,11 +826,9 @@ def format_check_lines(summary):
     lines = []
     for result in summary["results"]:
         detail = result["problem"]
-        if result["kind"] == "endpoint":
-            status = "HTTP %s" % result["status"] if result["status"] is not None else "-"
-            latency = ("%d ms" % round(result["latency_ms"])
-                       if result["latency_ms"] is not None else "-")
-            detail = ("%s (%s)" % (detail, latency)) if detail else "%s in %s" % (status, latency)
+        if result["kind"] == "endpoint":  # no problem: it answered, with a status
+            status, detail = result_status(result)
+            detail = detail if result["problem"] else "%s in %s" % (status, detail)
         elif result["kind"] == "compose":
             if not detail:
                 detail = result.get("state", "")
@@ -894,10 +851,7 @@ def format_check_lines(summary):
 
 def worst_level(levels):
     """The most severe of ``levels`` (``ok`` for none)."""
-    worst = 0
-    for level in levels:
-        worst = max(worst, LEVELS.index(level) if level in LEVELS else 0)
-    return LEVELS[worst]
+    return LEVELS[max((LEVELS.index(level) for level in levels if level in LEVELS), default=0)]
 
 
 def read_memory(meminfo_path="/proc/meminfo"):
@@ -923,11 +877,15 @@ def count_log_errors(text, last=5, width=240):
 
 
 def container_log_errors(container, since_seconds, now=None, last=5):
-    """Error lines of one container's logs over the last ``since_seconds``."""
+    """Error lines of one container's logs over the last ``since_seconds``; ``{"count":
+    None, "last": [], "error"}`` when they cannot be read."""
     now = time.time() if now is None else now
-    raw = container.logs(stdout=True, stderr=True, since=int(now - since_seconds),
-                         timestamps=False)
-    return count_log_errors(raw.decode("utf-8", "replace"), last=last)
+    try:
+        raw = container.logs(stdout=True, stderr=True, since=int(now - since_seconds),
+                             timestamps=False)
+        return count_log_errors(raw.decode("utf-8", "replace"), last=last)
+    except Exception as exc:
+        return {"count": None, "last": [], "error": str(exc)[:200]}
 
 
 def read_jobs(state_dir):
@@ -1036,13 +994,8 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
     """
     now = time.time() if now is None else now
     rows, containers, logs = report_containers(config, docker, since_hours, log_lines, now)
-    endpoints = []
-    if config.get("endpoints"):
-        for endpoint in config["endpoints"]:
-            result = check_endpoint(endpoint)
-            endpoints.append(result)
-            status, detail = result_status(result)
-            rows.append(_row("endpoint", endpoint["name"], status, detail, result["level"]))
+    endpoints = [check_endpoint(endpoint) for endpoint in config.get("endpoints") or []]
+    rows.extend(_row("endpoint", result["name"], *result_status(result), result["level"]) for result in endpoints)
     warning = (config["memory_warning_percent"] if memory_warning_percent is None
                else memory_warning_percent)
     critical = (config["memory_critical_percent"] if memory_critical_percent is None
@@ -1055,16 +1008,16 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
     if config.get("resource_checks", True):
         swap = health_resources.swap_check(values, config["swap_warning_percent"],
                                            config["swap_critical_percent"])
-        rows.append(_row("memory", "swap", swap["status"], swap["problem"] or swap["detail"],
-                         swap["level"]))
-    monitor = read_monitor_state(runtime.get("state_dir") or "/var/lib/runbook-ops")
+        rows.append(_row("memory", "swap", *result_status(swap), swap["level"]))
+    state_dir = runtime.get("state_dir") or "/var/lib/runbook-ops"
+    monitor = read_json_object(os.path.join(state_dir, STATE_FILE))  # the health monitor's state
     rows.extend(monitor_rows(config, monitor, now))
     if backup is None:
         backup = read_backup_freshness()
     rows.append(_row("backup", "newest", "age %s" % (
         format_duration(backup["age_hours"] * 3600) if backup.get("age_hours") is not None
         else "unknown"), backup["detail"], backup["level"]))
-    jobs = read_jobs(runtime.get("state_dir") or "/var/lib/runbook-ops")
+    jobs = read_jobs(state_dir)
     for job in jobs:
         rows.append(_row("job", job["name"], job["result"], job_detail(job), job["level"]))
     counts = {level: sum(1 for r in rows if r["level"] == level) for level in LEVELS}
@@ -1087,11 +1040,6 @@ def build_report(config, runtime, since_hours=24, log_lines=5, memory_warning_pe
 STALE_SECONDS = 3600
 
 
-def read_monitor_state(state_dir):
-    """The health monitor's state (``health.json``), ``{}`` when missing or unreadable."""
-    return read_json_object(os.path.join(state_dir, STATE_FILE))
-
-
 def monitor_rows(config, saved, now):
     """The morning check's rows for what only the monitor measures: CPU over its window,
     each command's and each certificate's last result (days left counted as of ``now``).
@@ -1111,8 +1059,7 @@ def monitor_rows(config, saved, now):
         if result is None or stale:
             rows.append(_row(section, name, "unknown", age, "warning"))
             return
-        status, detail = result_status(result)
-        rows.append(_row(section, name, status, detail, result["level"]))
+        rows.append(_row(section, name, *result_status(result), result["level"]))
 
     if config.get("resource_checks", True):
         cpu = by_key.get("cpu:busy")
@@ -1141,12 +1088,9 @@ def _certificate_rows(config, saved, now):
             rows.append(_row("cert", entry["name"], "unknown",
                              "not checked yet by the health monitor", "warning"))
             continue
-        result = before if before.get("level") != "ok" else health_certs.refresh_cached(
+        result = health_certs.refresh_cached(
             before, now, config["certificate_warning_days"], config["certificate_critical_days"])
-        if before.get("level") != "ok" and before.get("not_after") is not None:
-            result = dict(before, days_left=health_certs.days_left(before["not_after"], now))
-        status, detail = health_certs.describe_certificate(result)
-        rows.append(_row("cert", entry["name"], status, detail, result["level"]))
+        rows.append(_row("cert", entry["name"], *health_certs.describe_certificate(result), result["level"]))
     return rows
 
 
@@ -1199,9 +1143,8 @@ def report_containers(config, docker, since_hours, log_lines, now):
                     (config["container_memory_warning_percent"],
                      config["container_memory_critical_percent"]),
                     health_resources.read_container_stats):
-                rows.append(_row("memory", info["name"], memory["status"],
-                                 memory["problem"] or memory["detail"], memory["level"]))
-        errors = _log_errors(container, since_hours, now, log_lines)
+                rows.append(_row("memory", info["name"], *result_status(memory), memory["level"]))
+        errors = container_log_errors(container, since_hours * 3600, now, log_lines)
         errors["container"] = info["name"]
         logs.append(errors)
         if errors["count"]:
@@ -1213,13 +1156,6 @@ def report_containers(config, docker, since_hours, log_lines, now):
                          % ", ".join(ignored[:10]) + (", ..." if len(ignored) > 10 else ""),
                          "ok"))
     return rows, containers, logs
-
-
-def _log_errors(container, since_hours, now, log_lines):
-    try:
-        return container_log_errors(container, since_hours * 3600, now, log_lines)
-    except Exception as exc:
-        return {"count": None, "last": [], "error": str(exc)[:200]}
 
 
 def docker_installed(socket_path="/var/run/docker.sock"):

@@ -19,12 +19,13 @@ handshakes in a row and a renewed certificate clears the alert at the next run.
 
 from __future__ import annotations
 
+import operator
 import re
 import socket
 import time
 
-from .errors import OpsError
-from .units import show
+from .health_resources import check_result, checked_entry, level_for
+from .units import plural, show
 
 CERT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 CERT_DEFAULTS = {
@@ -70,11 +71,7 @@ def certificate_problems(raw, where):
 def validate_certificate(raw, index):
     """One ``certificates`` entry with defaults filled in (``name`` defaults to the SNI
     name, or the host, with ``:PORT`` unless 443); ``OpsError`` listing its problems."""
-    problems = certificate_problems(raw, "certificates[%d]" % index)
-    if problems:
-        raise OpsError("; ".join(problems))
-    entry = dict(CERT_DEFAULTS)
-    entry.update(raw)
+    entry = checked_entry(certificate_problems(raw, "certificates[%d]" % index), CERT_DEFAULTS, raw)
     if not entry.get("name"):
         entry["name"] = (entry["server_name"] or entry["host"]) + (
             "" if entry["port"] == 443 else ":%d" % entry["port"])
@@ -199,12 +196,8 @@ def days_left(not_after, now):
 
 def expiry_words(days):
     if days < 0:
-        return "expired %s ago" % _days(-days)
-    return "expires in %s" % _days(days)
-
-
-def _days(days):
-    return "1 day" if days == 1 else "%d days" % days
+        return "expired %s ago" % plural(-days, "day")
+    return "expires in %s" % plural(days, "day")
 
 
 def check_certificate(entry, now=None, warning_days=21, critical_days=7):
@@ -222,10 +215,9 @@ def check_certificate(entry, now=None, warning_days=21, critical_days=7):
     server_name = entry["server_name"] or entry["host"]
     target = "%s:%d" % (entry["host"], entry["port"]) + (
         "" if server_name == entry["host"] else " (SNI %s)" % server_name)
-    result = {"key": "certificate:" + entry["name"], "kind": "certificate",
-              "name": entry["name"], "target": target, "level": "ok", "problem": "",
-              "not_after": None, "days_left": None, "verified": False, "checked_at": now,
-              "signature": signature(entry)}
+    result = check_result("certificate:" + entry["name"], "certificate", entry["name"], target,
+                          not_after=None, days_left=None, verified=False, checked_at=now,
+                          signature=signature(entry))
     distrust = ""
     try:
         der = _handshake(entry, verify=True)
@@ -263,12 +255,10 @@ def judge_certificate(result, distrust, warning_days, critical_days):
         result.update(level="critical", problem="%s (%s)" % (distrust, expiry))
     elif days is None:
         result.update(level="critical", problem="cannot read the certificate's expiry")
-    elif days <= critical_days:
-        result.update(level="critical", problem="certificate %s (critical at %d days)" % (
-            expiry, critical_days))
-    elif days <= warning_days:
-        result.update(level="warning", problem="certificate %s (warning at %d days)" % (
-            expiry, warning_days))
+    else:
+        level, limit = level_for(days, warning_days, critical_days, operator.le)
+        if limit is not None:
+            result.update(level=level, problem="certificate %s (%s at %d days)" % (expiry, level, limit))
     return result
 
 
@@ -276,9 +266,8 @@ def certificate_due(cached, entry, now, interval_seconds):
     """Whether the certificate must be checked in this run: never checked, checked
     against other settings, last result not ok, or the last check ``interval_seconds``
     ago or more (or in the future: the clock went back)."""
-    if not isinstance(cached, dict) or cached.get("signature") != signature(entry):
-        return True
-    if cached.get("level") != "ok":
+    if (not isinstance(cached, dict) or cached.get("signature") != signature(entry)
+            or cached.get("level") != "ok"):
         return True
     checked = cached.get("checked_at")
     if not isinstance(checked, (int, float)) or checked > now:
@@ -287,18 +276,19 @@ def certificate_due(cached, entry, now, interval_seconds):
 
 
 def refresh_cached(cached, now, warning_days, critical_days):
-    """A cached ok result as of ``now``: days left counted again from its ``notAfter``
-    and judged again, so a certificate that crosses ``warning_days`` between two daily
+    """A cached result as of ``now``: days left counted again from its ``notAfter``; an ok
+    one judged again, so a certificate that crosses ``warning_days`` between two daily
     checks is a warning at once (and, no longer ok, checked again at the next run)."""
     result = dict(cached)
     if result.get("not_after") is not None:
         result["days_left"] = days_left(result["not_after"], now)
-        result.update(level="ok", problem="")
-        judge_certificate(result, "", warning_days, critical_days)
+        if cached.get("level") == "ok":
+            result.update(level="ok", problem="")
+            judge_certificate(result, "", warning_days, critical_days)
     return result
 
 
-def describe_certificate(result, now=None):
+def describe_certificate(result):
     """``(status, detail)`` of a certificate result for the job log and the morning check."""
     days = result.get("days_left")
     status = ("%d days left" % days if days is not None and days >= 0 else

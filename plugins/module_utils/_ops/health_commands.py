@@ -18,9 +18,11 @@ command (a password given on a command line would land in alerts and logs).
 
 from __future__ import annotations
 
+import operator
 import re
 
 from .errors import OpsError
+from .health_resources import check_result, checked_entry, level_for, number_text
 from .units import show
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -84,12 +86,7 @@ def command_problems(raw, where):
 
 def validate_command(raw, index):
     """One ``commands`` entry with defaults filled in; ``OpsError`` listing its problems."""
-    problems = command_problems(raw, "commands[%d]" % index)
-    if problems:
-        raise OpsError("; ".join(problems))
-    check = dict(COMMAND_DEFAULTS)
-    check.update(raw)
-    return check
+    return checked_entry(command_problems(raw, "commands[%d]" % index), COMMAND_DEFAULTS, raw)
 
 
 def command_argv(check):
@@ -121,15 +118,10 @@ def judge_output(check, rc, stdout, stderr, timed_out):
         return "critical", "output is not a number: %r" % text[:OUTPUT_LIMIT], None
     value = float(text)
     value = int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
-    if check["crit_above"] is not None and value > check["crit_above"]:
-        return "critical", "%s, above %g" % (_show(value), check["crit_above"]), value
-    if check["warn_above"] is not None and value > check["warn_above"]:
-        return "warning", "%s, above %g" % (_show(value), check["warn_above"]), value
-    return "ok", "", value
-
-
-def _show(value):
-    return ("%g" % value) if isinstance(value, float) else str(value)
+    level, limit = level_for(value, check["warn_above"], check["crit_above"], operator.gt)
+    if limit is None:
+        return "ok", "", value
+    return level, "%s, above %g" % (number_text(value), limit), value
 
 
 def run_check_command(check, runner=None):
@@ -141,9 +133,8 @@ def run_check_command(check, runner=None):
     """
     if runner is None:
         from .runner import run_command as runner
-    result = {"key": "command:" + check["name"], "kind": "command", "name": check["name"],
-              "target": "command", "level": "ok", "problem": "", "rc": None, "value": None,
-              "seconds": None, "timed_out": False}
+    result = check_result("command:" + check["name"], "command", check["name"], "command",
+                          rc=None, value=None, seconds=None, timed_out=False)
     try:
         done = runner(command_argv(check), timeout=check["timeout_seconds"], kill_group=True)
     except OpsError as exc:
@@ -161,7 +152,7 @@ def describe_command_result(result):
     if result.get("timed_out"):
         status = "timed out"
     elif result.get("value") is not None:
-        status = "value %s" % _show(result["value"])
+        status = "value %s" % number_text(result["value"])
     elif result.get("rc") is not None:
         status = "exit %s" % result["rc"]
     else:

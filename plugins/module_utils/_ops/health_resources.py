@@ -16,11 +16,17 @@
   limit (``HostConfig.Memory``); containers without a limit are not judged.
 
 Functions take text or plain data and return plain data; readers take a path, so a test
-can pass a file written in the kernel's format.
+can pass a file written in the kernel's format. The pieces every health check shares are
+here too: its result (``check_result``), its level against a warning and a critical
+threshold (``level_for``), numbers in its messages (``number_text``) and its config entry
+(``checked_entry``).
 """
 
 from __future__ import annotations
 
+import operator
+
+from .errors import OpsError
 from .units import format_bytes
 
 MEMINFO_PATH = "/proc/meminfo"
@@ -93,16 +99,40 @@ def read_proc_stat(path=STAT_PATH):
     return parse_proc_stat(_read(path))
 
 
+# --------------------------------------------------------------------------- shared by every check
+
+def check_result(key, kind, name, target, level="ok", problem="", **figures):
+    """A health result: ``{"key", "kind", "name", "target", "level", "problem"}`` and the
+    check's own ``figures``."""
+    return dict(key=key, kind=kind, name=name, target=target, level=level, problem=problem, **figures)
+
+
+def level_for(value, warning, critical, crossed=operator.ge):
+    """``(level, limit)``: ``("critical", critical)`` when ``crossed(value, critical)``, else
+    ``("warning", warning)`` when ``crossed(value, warning)``, else ``("ok", None)``; a
+    ``None`` threshold is never crossed (default: at or above)."""
+    for level, limit in (("critical", critical), ("warning", warning)):
+        if limit is not None and crossed(value, limit):
+            return level, limit
+    return "ok", None
+
+
+def number_text(value):
+    """A number in a message: ``%g`` for a float, an int as it is."""
+    return ("%g" % value) if isinstance(value, float) else str(value)
+
+
+def checked_entry(problems, defaults, raw):
+    """A config entry: ``raw`` over its ``defaults``; ``OpsError`` listing ``problems`` when
+    there are any."""
+    if problems:
+        raise OpsError("; ".join(problems))
+    entry = dict(defaults)
+    entry.update(raw)
+    return entry
+
+
 # --------------------------------------------------------------------------- levels
-
-def level_for(value, warning, critical):
-    """``critical`` at or above ``critical``, ``warning`` at or above ``warning``."""
-    if value >= critical:
-        return "critical"
-    if value >= warning:
-        return "warning"
-    return "ok"
-
 
 def _percent(part, whole):
     return round(100.0 * part / whole, 1) if whole else 0.0
@@ -111,12 +141,11 @@ def _percent(part, whole):
 def _used_result(names, used, warning, critical, status, detail, **figures):
     """A health result for a used percentage: ``names`` is ``(key, kind, name, target)``;
     the level by ``level_for`` (``figures["level"]`` when given), the problem names the limit."""
-    level = figures.pop("level", None) or level_for(used, warning, critical)
-    limit = "critical at %g%%" % critical if level == "critical" else "warning at %g%%" % warning
-    result = dict(zip(("key", "kind", "name", "target"), names), level=level, used_percent=used, **figures)
-    result.update(status=status, detail=detail,
-                  problem="" if level == "ok" else "%.0f%% used (%s), %s" % (used, limit, detail))
-    return result
+    level, limit = level_for(used, warning, critical)
+    level = figures.pop("level", None) or level
+    problem = "" if level == "ok" else "%.0f%% used (%s at %g%%), %s" % (used, level, limit, detail)
+    return check_result(*names, level=level, problem=problem, used_percent=used, status=status, detail=detail,
+                        **figures)
 
 
 def memory_check(meminfo, warning, critical):
@@ -187,9 +216,8 @@ def judge_cpu(history, threshold, window_seconds):
     now = samples[-1][0]
     edge = now - window_seconds + window_seconds / float(CPU_WINDOW_SLACK_DIVISOR)
     anchors = [index for index, item in enumerate(samples[:-1]) if item[0] <= edge]
-    result = {"key": "cpu:busy", "kind": "cpu", "name": "cpu", "target": "cpu",
-              "level": "ok", "problem": "", "busy_percent": None, "measured_seconds": 0,
-              "sustained": False}
+    result = check_result("cpu:busy", "cpu", "cpu", "cpu", busy_percent=None, measured_seconds=0,
+                          sustained=False)
     if not anchors:
         measured = now - samples[0][0]
         result.update(status="measuring", measured_seconds=round(measured),
@@ -228,10 +256,9 @@ def container_memory_usage(stats):
     if not isinstance(usage, int) or not isinstance(limit, int) or not limit:
         return None
     inner = memory.get("stats") or {}
-    if "total_inactive_file" in inner and inner["total_inactive_file"] < usage:
-        return usage - inner["total_inactive_file"], limit
-    if inner.get("inactive_file", usage) < usage:
-        return usage - inner["inactive_file"], limit
+    for name in ("total_inactive_file", "inactive_file"):
+        if inner.get(name, usage) < usage:
+            return usage - inner[name], limit
     return usage, limit
 
 
