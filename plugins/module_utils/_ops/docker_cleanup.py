@@ -63,7 +63,7 @@ from . import docker_api
 from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
 from .options import check_config
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 from .timestamps import epoch_seconds
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
@@ -526,14 +526,14 @@ def crashed(status, state) -> bool:
     return status == "dead" or bool(state.get("OOMKilled")) or (state.get("ExitCode") or 0) != 0
 
 
-def container_min_age(status, state, options):
-    """``(seconds, floor)``: how long ago a stopped container must have stopped to go, and
-    the floor when that is what decides (``None`` when ``containers_until`` does):
-    ``containers_until``, raised to ``CONTAINER_MIN_AGE``, or to
-    ``CRASHED_CONTAINER_MIN_AGE`` after a crash. ``0s`` cannot switch the floor off."""
-    floor = CRASHED_CONTAINER_MIN_AGE if crashed(status, state) else CONTAINER_MIN_AGE
+def containers_until(options, floor=CONTAINER_MIN_AGE):
+    """``(seconds, text, floored)``: ``containers_until`` raised to ``floor`` (``0s`` cannot
+    switch it off), as seconds and as text (``24h``), and whether the floor decides: how long
+    a stopped container must have been stopped to go, and its volumes stay after it went."""
     wanted = options["containers_until_seconds"]
-    return (wanted, None) if wanted >= floor else (floor, floor)
+    if wanted >= floor:
+        return wanted, options["containers_until"], False
+    return floor, _ago(floor).replace(" ", ""), True
 
 
 def stopped_container_verdict(status, details, options, now, container=None):
@@ -544,7 +544,8 @@ def stopped_container_verdict(status, details, options, now, container=None):
     stopped = stopped_since(container or {}, details)
     if stopped is None:
         return "not removed: its stop time is unknown (inspect failed)"
-    need, floor = container_min_age(status, state, options)
+    floor = CRASHED_CONTAINER_MIN_AGE if crashed(status, state) else CONTAINER_MIN_AGE
+    need, need_text, floored = containers_until(options, floor)
     if stopped < now - need:
         return None
     if epoch_seconds(state.get("StartedAt")) is None:
@@ -553,11 +554,10 @@ def stopped_container_verdict(status, details, options, now, container=None):
         what = "%s %s ago (exit %s%s)" % (
             "died" if status == "dead" else "exited", _ago(now - stopped),
             state.get("ExitCode"), ", out of memory" if state.get("OOMKilled") else "")
-    if floor is None:
-        return "%s, younger than %s" % (what, options["containers_until"])
+    if not floored:
+        return "%s, younger than %s" % (what, need_text)
     return "%s, younger than %s (the minimum %s)" % (
-        what, _ago(floor).replace(" ", ""), "after a crash" if floor == CRASHED_CONTAINER_MIN_AGE
-        else "for a stopped container")
+        what, need_text, "after a crash" if floor == CRASHED_CONTAINER_MIN_AGE else "for a stopped container")
 
 
 def _plan_containers(containers, details, options, now, refs):
@@ -734,7 +734,7 @@ def _image_item(img, depth, sized):
 def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
     """Volumes no container references, counting the containers this run removes: their
     volumes are ``kept`` until a later run, and (``removed_volumes``, from the state file)
-    for ``volume_grace_seconds`` after the run that removed their container (a crashed
+    for ``containers_until`` after the run that removed their container (a crashed
     database and its data never go together)."""
     if options["volumes"] == "none":
         return _step("volumes", False, [])
@@ -743,6 +743,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
         for name in _volume_names(ctr):
             users.setdefault(name, []).append(ctr)
     items, kept, younger = [], [], 0
+    recent = recent_removals(removed_volumes, options, now)
     for vol in volumes:
         if not vol.get("Name") or _has_label(vol.get("Labels"), options["keep_label"]):
             continue
@@ -752,7 +753,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
         if not _old_enough(vol.get("CreatedAt"), cutoff):
             younger += 0 if holders else 1
             continue
-        reason = _kept_volume_reason(vol.get("Name"), holders, gone, removed_volumes, options, now)
+        reason = _kept_volume_reason(vol.get("Name"), holders, gone, recent, options, now)
         if reason:
             kept.append({"kind": "volume", "id": vol["Name"], "name": vol["Name"], "reason": reason})
         if not holders and not reason:
@@ -762,33 +763,29 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
     return _step("volumes", True, items, kept=kept, younger=younger)
 
 
-def _kept_volume_reason(name, holders, gone, removed_volumes, options, now):
+def _kept_volume_reason(name, holders, gone, recent, options, now):
     """Why an old, unlabelled volume stays although it looks unused, or ``""``: its only
-    containers go in this run, or a cleanup removed its container within the grace time."""
+    containers go in this run, or a cleanup removed its container within the grace time
+    (``recent``, see ``recent_removals``)."""
     if holders:
         if all(ctr["Id"] in gone for ctr in holders):
             return ("data of %s, which this run removes; a later run may remove it"
                     % ", ".join(sorted(_container_name(c) for c in holders)))
         return ""
-    record = removed_volumes.get(name) or {}
-    removed_at = record.get("removed_at")
-    if isinstance(removed_at, (int, float)) and removed_at > now - volume_grace_seconds(options):
+    record = recent.get(name)
+    if record:
         return ("data of %s, which a cleanup removed %s ago; kept for %s after that"
-                % (record.get("container") or "a container", _ago(now - removed_at),
-                   volume_grace_text(options)))
+                % (record.get("container") or "a container", _ago(now - record["removed_at"]),
+                   containers_until(options)[1]))
     return ""
 
 
-def volume_grace_seconds(options):
-    """How long the volumes of a removed container stay after its removal:
-    ``containers_until``, at least ``CONTAINER_MIN_AGE``."""
-    return max(options["containers_until_seconds"], CONTAINER_MIN_AGE)
-
-
-def volume_grace_text(options):
-    if options["containers_until_seconds"] >= CONTAINER_MIN_AGE:
-        return options["containers_until"]
-    return _ago(CONTAINER_MIN_AGE).replace(" ", "")
+def recent_removals(records, options, now):
+    """The records (``load_removed_volumes``) of volumes whose container a cleanup removed
+    less than ``containers_until`` (at least ``CONTAINER_MIN_AGE``) before ``now``."""
+    grace = containers_until(options)[0]
+    return dict((name, entry) for name, entry in records.items()
+                if isinstance((entry or {}).get("removed_at"), (int, float)) and entry["removed_at"] > now - grace)
 
 
 def _plan_networks(networks, remaining, options, cutoff):
@@ -1263,22 +1260,18 @@ def removed_volumes_path(state_dir, engine_id):
 
 def load_removed_volumes(path) -> dict:
     """``{volume: {"container", "removed_at"}}`` from the file (``{}`` when missing or torn)."""
-    data = read_json(path, {}) if path else {}
-    volumes = data.get("volumes") if isinstance(data, dict) else None
+    volumes = read_json_object(path).get("volumes") if path else None
     return dict((name, entry) for name, entry in (volumes or {}).items()
                 if isinstance(entry, dict)) if isinstance(volumes, dict) else {}
 
 
 def remember_removed_volumes(path, known, plan, result, options, now) -> list:
     """Record the volumes of the containers this run removed (with when), dropping
-    records older than ``volume_grace_seconds``; returns warnings (a state directory that
+    records older than ``recent_removals`` keeps; returns warnings (a state directory that
     cannot be written costs the protection after this run, never the run)."""
     step = next(s for s in plan["steps"] if s["name"] == "containers")
     removed = set(next(s for s in result["steps"] if s["name"] == "containers")["removed"])
-    grace = volume_grace_seconds(options)
-    fresh = dict((name, entry) for name, entry in known.items()
-                 if isinstance(entry.get("removed_at"), (int, float))
-                 and entry["removed_at"] > now - grace)
+    fresh = recent_removals(known, options, now)
     added = dict((volume, {"container": item["name"], "removed_at": round(now, 3)})
                  for item in step["planned"] if item["id"] in removed
                  for volume in item.get("volumes") or [])
