@@ -67,19 +67,17 @@ from .state import read_json_object, write_json_atomic
 from .timestamps import epoch_seconds
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
-IMAGE_MODES = ("none", "dangling", "unused")
-VOLUME_MODES = ("none", "anonymous", "all")
 # The options, declared once (argument-spec style): the module's argument_spec is built
 # from this table, normalize_options checks against it, and a unit test holds the role's
 # docker_cleanup_<name> variables in meta/argument_specs.yml to it (name, type, default,
 # choices).
 OPTIONS = {
     "builder_cache": {"type": "bool", "default": True},
-    "images": {"type": "str", "default": "unused", "choices": list(IMAGE_MODES)},
+    "images": {"type": "str", "default": "unused", "choices": ["none", "dangling", "unused"]},
     "until": {"type": "str", "default": "168h"},
     "containers": {"type": "bool", "default": False},
     "containers_until": {"type": "str", "default": "168h"},
-    "volumes": {"type": "str", "default": "none", "choices": list(VOLUME_MODES)},
+    "volumes": {"type": "str", "default": "none", "choices": ["none", "anonymous", "all"]},
     "networks": {"type": "bool", "default": False},
     "keep_label": {"type": "str", "default": "runbook.ops.keep"},
     "target_percent": {"type": "float"},
@@ -290,23 +288,6 @@ def volumes_from_references(api, containers, details=None) -> dict:
     return refs
 
 
-def volumes_from_users(ctr, containers, refs) -> list:
-    """Names of the other containers whose ``--volumes-from`` names ``ctr``: by its name
-    (with or without the leading ``/``) or by its ID or an ID prefix, as the engine
-    resolves them (erring towards a match: a kept container costs only disk)."""
-    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
-    users = []
-    for other in containers:
-        if other["Id"] == ctr["Id"]:
-            continue
-        for ref in refs.get(other["Id"]) or []:
-            target = str(ref).split(":", 1)[0].strip()
-            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
-                users.append(_container_name(other))
-                break
-    return sorted(users)
-
-
 def share_among_listed(images, image_layers):
     """Set each image's ``SharedSize`` to the bytes of its layers that another *listed*
     image holds too, wherever its layers are known.
@@ -375,12 +356,10 @@ def _has_label(labels, key):
     return bool(labels) and key in labels
 
 
-def _image_names(img):
-    return [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
-
-
-def _image_digests(img):
-    return [d for d in (img.get("RepoDigests") or []) if d and not d.startswith("<none>")]
+def _image_refs(img):
+    """``(tags, digests)`` of an image, without the engine's ``<none>`` placeholders."""
+    return ([t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"],
+            [d for d in (img.get("RepoDigests") or []) if d and not d.startswith("<none>")])
 
 
 def is_anonymous_volume(volume) -> bool:
@@ -415,18 +394,13 @@ def estimate_image_bytes(images, removed_ids, image_layers):
     total = 0
     holders = {}
     sizes = {}
-    unknown_shared = set()
     for img in images:
         shared = max(img.get("SharedSize") or 0, 0)
         if img["Id"] in removed:
             total += max((img.get("Size") or 0) - shared, 0)
         if shared <= 0:
             continue
-        layers = image_layers.get(img["Id"])
-        if not layers:
-            unknown_shared.add(img["Id"])
-            continue
-        for chain, size in _layer_chains(layers):
+        for chain, size in _layer_chains(image_layers.get(img["Id"]) or []):
             holders.setdefault(chain, set()).add(img["Id"])
             sizes[chain] = size
     for chain, ids in holders.items():
@@ -585,12 +559,24 @@ def _plan_containers(containers, details, options, now, refs):
 
 
 def volumes_from_reason(ctr, containers, refs):
-    """Why a data container stays (``None``: no container names it in ``--volumes-from``)."""
-    users = volumes_from_users(ctr, containers, refs)
+    """Why a data container stays: the other containers whose ``--volumes-from`` (``refs``)
+    names ``ctr``, by its name (with or without the leading ``/``) or by its ID or an ID
+    prefix, as the engine resolves them (erring towards a match: a kept container costs
+    only disk); ``None`` when none does."""
+    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
+    users = []
+    for other in containers:
+        if other["Id"] == ctr["Id"]:
+            continue
+        for ref in refs.get(other["Id"]) or []:
+            target = str(ref).split(":", 1)[0].strip()
+            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
+                users.append(_container_name(other))
+                break
     if not users:
         return None
     return "a data container: %s %s its volumes (--volumes-from)" % (
-        ", ".join(users), "takes" if len(users) == 1 else "take")
+        ", ".join(sorted(users)), "takes" if len(users) == 1 else "take")
 
 
 def _kept_container(cid, name, ctr, details, reason):
@@ -679,7 +665,7 @@ def _unused_images(images, used, options, cutoff):
     for img in images:
         if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
             continue
-        if options["images"] == "dangling" and (_image_names(img) or _image_digests(img)):
+        if options["images"] == "dangling" and any(_image_refs(img)):
             continue
         if _old_enough(img.get("Created"), cutoff):
             chosen.add(img["Id"])
@@ -726,9 +712,9 @@ def _image_item(img, depth, sized):
     shared = img.get("SharedSize")
     alone = (None if not sized or shared is None or shared < 0
              else max((img.get("Size") or 0) - shared, 0))
-    return {"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
-            "tags": _image_names(img), "digests": _image_digests(img),
-            "depth": depth, "size_bytes": alone}
+    tags, digests = _image_refs(img)
+    return {"id": img["Id"], "name": ", ".join(tags) or "<none>", "tags": tags,
+            "digests": digests, "depth": depth, "size_bytes": alone}
 
 
 def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
@@ -1019,7 +1005,7 @@ def _remove_image(api, item):
     size = item["size_bytes"] or 0
     try:
         now = api.inspect_image(item["id"])
-        tags, digests = _image_names(now), _image_digests(now)
+        tags, digests = _image_refs(now)
         gained = [ref for ref in tags + digests
                   if ref not in item["tags"] + item.get("digests", [])]
         force = not single_reference(tags, digests)
