@@ -435,27 +435,30 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     cutoff = now - until if until > 0 else None
     df = state["df"]
     containers = df.get("Containers") or []
-    steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
-    steps.append(_plan_containers(containers, state.get("container_details"), options, now,
-                                  state.get("volumes_from") or {}))
+
+    def planned(name, planner, *args):  # a disabled step plans nothing
+        return planner(*args) if options[name] not in (False, "none") else _step(name, [], enabled=False)
+
+    steps = [planned("builder_cache", _plan_build_cache, df.get("BuildCache"), cutoff),
+             planned("containers", _plan_containers, containers, state.get("container_details"), options, now,
+                     state.get("volumes_from") or {})]
     gone = set(item["id"] for item in steps[-1]["planned"])
     remaining = [c for c in containers if c["Id"] not in gone]
-    steps.append(_plan_images(state, remaining, options, cutoff))
-    steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff,
-                               state.get("removed_volumes") or {}, now))
-    steps.append(_plan_networks(state.get("networks"), remaining, options, cutoff))
+    steps += [planned("images", _plan_images, state, remaining, options, cutoff),
+              planned("volumes", _plan_volumes, df.get("Volumes") or [], containers, gone, options, cutoff,
+                      state.get("removed_volumes") or {}, now),
+              planned("networks", _plan_networks, state.get("networks"), remaining, options, cutoff)]
     return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps),
             "clock_offset": offset}
 
 
-def _plan_build_cache(records, options, cutoff):
+def _plan_build_cache(records, cutoff):
     """What ``POST /build/prune?all=1&filters={"until":[...]}`` removes; with no listing
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
-        return _step("builder_cache", options["builder_cache"], [],
-                     engine_decides=bool(options["builder_cache"]), cutoff=cutoff)
+        return _step("builder_cache", [], engine_decides=True, cutoff=cutoff)
     chosen, younger = {}, 0
-    for rec in records if options["builder_cache"] else ():
+    for rec in records:
         if rec.get("InUse"):
             continue
         # BuildKit keeps a record last used after the cutoff (one never used goes)
@@ -476,7 +479,7 @@ def _plan_build_cache(records, options, cutoff):
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    return _step("builder_cache", options["builder_cache"], items, younger=younger, cutoff=cutoff)
+    return _step("builder_cache", items, younger=younger, cutoff=cutoff)
 
 
 def stopped_since(container, details):
@@ -541,7 +544,7 @@ def _plan_containers(containers, details, options, now, refs):
     others are ``kept`` with what happened to them and when."""
     items, kept = [], []
     details = details or {}
-    for ctr in containers if options["containers"] else ():
+    for ctr in containers:
         if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), options["keep_label"]):
             continue
         name = _container_name(ctr)
@@ -555,7 +558,7 @@ def _plan_containers(containers, details, options, now, refs):
             continue
         kept.append(_kept_container(ctr["Id"], name, ctr, info, reason))
     items, shared = _keep_volume_holders(items, containers, details)
-    return _step("containers", options["containers"], items, kept=kept + shared)
+    return _step("containers", items, kept=kept + shared)
 
 
 def volumes_from_reason(ctr, containers, refs):
@@ -638,8 +641,6 @@ def _plan_images(state, remaining, options, cutoff):
     """Images no remaining container uses (nor ``state["held_images"]`` holds), old
     enough, not kept; parents of anything that stays stay too; deeper images first (a
     parent goes after its children)."""
-    if options["images"] == "none":
-        return _step("images", False, [])
     images = state["df"].get("Images") or []
     by_id = dict((img["Id"], img) for img in state.get("images_all") or [])
     for img in images:
@@ -655,23 +656,16 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    return _step("images", True, items, estimate, younger=younger)
+    return _step("images", items, estimate, younger=younger)
 
 
 def _unused_images(images, used, options, cutoff):
     """``(ids, younger)``: the listed images the mode takes that no remaining container uses,
     without the keep label and old enough; how many only their age kept."""
-    chosen, younger = set(), 0
-    for img in images:
-        if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
-            continue
-        if options["images"] == "dangling" and any(_image_refs(img)):
-            continue
-        if _old_enough(img.get("Created"), cutoff):
-            chosen.add(img["Id"])
-        else:
-            younger += 1
-    return chosen, younger
+    dangling = options["images"] == "dangling"
+    old, younger = _by_age(images, options, cutoff, "Created",
+                           lambda img: img["Id"] not in used and not (dangling and any(_image_refs(img))))
+    return set(img["Id"] for img in old), younger
 
 
 def _depths(by_id, ids):
@@ -722,8 +716,6 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
     volumes are ``kept`` until a later run, and (``removed_volumes``, from the state file)
     for ``containers_until`` after the run that removed their container (a crashed
     database and its data never go together)."""
-    if options["volumes"] == "none":
-        return _step("volumes", False, [])
     users = {}
     for ctr in containers:
         for name in _volume_names(ctr):
@@ -746,7 +738,7 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
             items.append({"id": vol["Name"], "name": vol["Name"], "anonymous": is_anonymous_volume(vol),
                           "mountpoint": vol.get("Mountpoint"),
                           "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
-    return _step("volumes", True, items, kept=kept, younger=younger)
+    return _step("volumes", items, kept=kept, younger=younger)
 
 
 def _kept_volume_reason(name, holders, gone, recent, options, now):
@@ -776,8 +768,6 @@ def recent_removals(records, options, now):
 
 def _plan_networks(networks, remaining, options, cutoff):
     """User-defined networks no remaining container (running or stopped) is attached to."""
-    if not options["networks"]:
-        return _step("networks", False, [])
     attached = set()
     for ctr in remaining:
         nets = ((ctr.get("NetworkSettings") or {}).get("Networks") or {})
@@ -785,28 +775,31 @@ def _plan_networks(networks, remaining, options, cutoff):
             attached.add(net_name)
             if net and net.get("NetworkID"):
                 attached.add(net["NetworkID"])
-    items, younger = [], 0
-    for net in networks or []:
+
+    def unused(net):  # user-defined, not swarm's, attached to no remaining container
         name = net.get("Name")
-        if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
-            continue
-        if name in attached or net.get("Id") in attached or net.get("Containers"):
-            continue
-        if _has_label(net.get("Labels"), options["keep_label"]):
-            continue
-        if not _old_enough(net.get("Created"), cutoff):
-            younger += 1
-            continue
-        items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    return _step("networks", True, items, younger=younger)
+        return not (name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm"
+                    or name in attached or net.get("Id") in attached or net.get("Containers"))
+    old, younger = _by_age(networks or [], options, cutoff, "Created", unused)
+    items = [{"id": net["Id"], "name": net.get("Name"), "size_bytes": 0} for net in old]
+    return _step("networks", items, younger=younger)
 
 
-def _step(name, enabled, items, estimate=None, **extra):
-    """A planned step; ``estimated_bytes`` sums the sized items unless given; ``extra``
-    keys (``kept``, ``younger``, ...) replace or add to the defaults."""
+def _by_age(objects, options, cutoff, created, wanted):
+    """``(old, younger)``: the ``objects`` that ``wanted`` takes and that carry no keep label,
+    created (``created`` key) at or before ``cutoff`` (``_old_enough``); how many of them
+    only their age kept."""
+    candidates = [obj for obj in objects if wanted(obj) and not _has_label(obj.get("Labels"), options["keep_label"])]
+    old = [obj for obj in candidates if _old_enough(obj.get(created), cutoff)]
+    return old, len(candidates) - len(old)
+
+
+def _step(name, items, estimate=None, **extra):
+    """An enabled planned step; ``estimated_bytes`` sums the sized items unless given;
+    ``extra`` keys (``enabled``, ``kept``, ``younger``, ...) replace or add to the defaults."""
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
-    step = {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
+    step = {"name": name, "enabled": True, "planned": items, "kept": [],
             "younger": 0, "estimated_bytes": int(estimate)}
     step.update(extra)
     return step
