@@ -1131,23 +1131,6 @@ def _removed_names(step):
     return [item[key] for item in step["planned"]]
 
 
-def _safe_usage(usage, warnings):
-    """``usage`` that answers ``None`` (and says so once in ``warnings``) when the data root
-    cannot be measured any more, so a failed reading never ends a run mid-way (the removed
-    volumes' record is written after it)."""
-    def measure():
-        if usage is None:
-            return None
-        try:
-            return usage()
-        except (OSError, OpsError) as exc:
-            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
-            if note not in warnings:
-                warnings.append(note)
-            return None
-    return measure
-
-
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order; returns the result dict.
 
@@ -1166,8 +1149,21 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     def reached():  # usage below target_percent: the remaining steps are skipped
         return target is not None and current is not None and current < target
 
+    def measure():
+        """``usage()``, or ``None`` (said once in ``warnings``) when the data root cannot be
+        measured any more, so a failed reading never ends a run mid-way (the removed
+        volumes' record is written after it)."""
+        if usage is None:
+            return None
+        try:
+            return usage()
+        except (OSError, OpsError) as exc:
+            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
+            if note not in warnings:
+                warnings.append(note)
+            return None
+
     target, warnings = options.get("target_percent"), []
-    measure = _safe_usage(usage, warnings)
     fs = measure()
     before = current = fs["used_percent"] if fs else None
     used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
@@ -1185,30 +1181,25 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         if not planned["enabled"] or reached():
             result["skipped"] = "target reached" if planned["enabled"] else "disabled"
             continue
-        result["kept"] = list(planned.get("kept") or [])
-        if check_mode:
-            result["removed"] = _removed_names(planned)
-            result["reclaimed_bytes"] = planned["estimated_bytes"]
+        fs_now = None
+        if check_mode:  # the plan's items and estimate; nothing is called
+            outcome = _outcome(_removed_names(planned), planned["estimated_bytes"])
             used -= planned["estimated_bytes"]
             if current is not None and total:
                 current = ceil_percent(max(used, 0), total)
-            continue
-        try:
-            outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
-        except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
-            outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
-        fs_now = measure() if fs else None
-        if not outcome["removed"]:
-            result["reclaimed_bytes"] = 0  # another writer's noise is not ours
-        elif fs_now:
-            result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
         else:
-            result["reclaimed_bytes"] = outcome["freed"]
-        if outcome["planned"] is not None:
-            result["planned"] = outcome["planned"]
-        result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
-        result["kept"] += outcome["kept"]
-        result["moved_tags"] = outcome["moved_tags"]
+            try:
+                outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
+            except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
+                outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
+            fs_now = measure() if fs else None
+        if not outcome["removed"] and not check_mode:
+            outcome["freed"] = 0  # another writer's noise is not ours
+        elif fs_now:
+            outcome["freed"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
+        result.update(removed=outcome["removed"], reclaimed_bytes=outcome["freed"], errors=outcome["errors"],
+                      kept=list(planned.get("kept") or []) + outcome["kept"], moved_tags=outcome["moved_tags"],
+                      planned=planned["planned"] if outcome["planned"] is None else outcome["planned"])
         if fs_now:
             fs, current = fs_now, fs_now["used_percent"]
     return {
