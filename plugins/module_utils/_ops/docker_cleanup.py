@@ -494,8 +494,7 @@ def stopped_since(container, details):
         return None  # a stop time there but unreadable: unknown, so the container stays
     stamps = [epoch_seconds(finished), epoch_seconds(state.get("StartedAt")),
               epoch_seconds(details.get("Created") or container.get("Created"))]
-    stamps = [stamp for stamp in stamps if stamp is not None]
-    return max(stamps) if stamps else None
+    return max((stamp for stamp in stamps if stamp is not None), default=None)
 
 
 def crashed(status, state) -> bool:
@@ -1032,16 +1031,15 @@ def _remove_image(api, item):
 def _users_after_forced_removal(api, item):
     """After a forced removal: an error naming the containers that use the removed image
     (created between the check and the removal, which ``force`` let through), else ``None``."""
+    removed = "image %s: removed (several names need force), but " % item["name"]
     try:
         users = [c for c in api.containers(all=True) if c.get("ImageID") == item["id"]]
     except Exception as exc:  # noqa: BLE001 - say that it could not be checked
-        return ("image %s: removed (several names need force), but the containers created "
-                "meanwhile could not be listed: %s" % (item["name"], _api_error_text(exc)))
+        return removed + "the containers created meanwhile could not be listed: %s" % _api_error_text(exc)
     if not users:
         return None
-    return ("image %s: removed (several names need force), but container %s, created since "
-            "the check, uses it: it cannot be recreated from that image"
-            % (item["name"], ", ".join(sorted(_container_name(c) for c in users))))
+    return removed + ("container %s, created since the check, uses it: it cannot be recreated from that image"
+                      % ", ".join(sorted(_container_name(c) for c in users)))
 
 
 def _moved_tag(api, tag, planned_id):
