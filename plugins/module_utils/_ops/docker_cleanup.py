@@ -437,7 +437,7 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     containers = df.get("Containers") or []
 
     def planned(name, planner, *args):  # a disabled step plans nothing
-        return planner(*args) if options[name] not in (False, "none") else _step(name, [], enabled=False)
+        return planner(*args) if options[name] and options[name] != "none" else _step(name, [], enabled=False)
 
     steps = [planned("builder_cache", _plan_build_cache, df.get("BuildCache"), cutoff),
              planned("containers", _plan_containers, containers, state.get("container_details"), options, now,
