@@ -63,23 +63,21 @@ from . import docker_api
 from .disk import ceil_percent, filesystem_usage
 from .errors import OpsError
 from .options import check_config
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 from .timestamps import epoch_seconds
 
 STEP_ORDER = ("builder_cache", "containers", "images", "volumes", "networks")
-IMAGE_MODES = ("none", "dangling", "unused")
-VOLUME_MODES = ("none", "anonymous", "all")
 # The options, declared once (argument-spec style): the module's argument_spec is built
 # from this table, normalize_options checks against it, and a unit test holds the role's
 # docker_cleanup_<name> variables in meta/argument_specs.yml to it (name, type, default,
 # choices).
 OPTIONS = {
     "builder_cache": {"type": "bool", "default": True},
-    "images": {"type": "str", "default": "unused", "choices": list(IMAGE_MODES)},
+    "images": {"type": "str", "default": "unused", "choices": ["none", "dangling", "unused"]},
     "until": {"type": "str", "default": "168h"},
     "containers": {"type": "bool", "default": False},
     "containers_until": {"type": "str", "default": "168h"},
-    "volumes": {"type": "str", "default": "none", "choices": list(VOLUME_MODES)},
+    "volumes": {"type": "str", "default": "none", "choices": ["none", "anonymous", "all"]},
     "networks": {"type": "bool", "default": False},
     "keep_label": {"type": "str", "default": "runbook.ops.keep"},
     "target_percent": {"type": "float"},
@@ -290,23 +288,6 @@ def volumes_from_references(api, containers, details=None) -> dict:
     return refs
 
 
-def volumes_from_users(ctr, containers, refs) -> list:
-    """Names of the other containers whose ``--volumes-from`` names ``ctr``: by its name
-    (with or without the leading ``/``) or by its ID or an ID prefix, as the engine
-    resolves them (erring towards a match: a kept container costs only disk)."""
-    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
-    users = []
-    for other in containers:
-        if other["Id"] == ctr["Id"]:
-            continue
-        for ref in refs.get(other["Id"]) or []:
-            target = str(ref).split(":", 1)[0].strip()
-            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
-                users.append(_container_name(other))
-                break
-    return sorted(users)
-
-
 def share_among_listed(images, image_layers):
     """Set each image's ``SharedSize`` to the bytes of its layers that another *listed*
     image holds too, wherever its layers are known.
@@ -375,12 +356,10 @@ def _has_label(labels, key):
     return bool(labels) and key in labels
 
 
-def _image_names(img):
-    return [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
-
-
-def _image_digests(img):
-    return [d for d in (img.get("RepoDigests") or []) if d and not d.startswith("<none>")]
+def _image_refs(img):
+    """``(tags, digests)`` of an image, without the engine's ``<none>`` placeholders."""
+    return ([t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"],
+            [d for d in (img.get("RepoDigests") or []) if d and not d.startswith("<none>")])
 
 
 def is_anonymous_volume(volume) -> bool:
@@ -415,18 +394,13 @@ def estimate_image_bytes(images, removed_ids, image_layers):
     total = 0
     holders = {}
     sizes = {}
-    unknown_shared = set()
     for img in images:
         shared = max(img.get("SharedSize") or 0, 0)
         if img["Id"] in removed:
             total += max((img.get("Size") or 0) - shared, 0)
         if shared <= 0:
             continue
-        layers = image_layers.get(img["Id"])
-        if not layers:
-            unknown_shared.add(img["Id"])
-            continue
-        for chain, size in _layer_chains(layers):
+        for chain, size in _layer_chains(image_layers.get(img["Id"]) or []):
             holders.setdefault(chain, set()).add(img["Id"])
             sizes[chain] = size
     for chain, ids in holders.items():
@@ -461,27 +435,30 @@ def plan_cleanup_steps(state, options, now=None) -> dict:
     cutoff = now - until if until > 0 else None
     df = state["df"]
     containers = df.get("Containers") or []
-    steps = [_plan_build_cache(df.get("BuildCache"), options, cutoff)]
-    steps.append(_plan_containers(containers, state.get("container_details"), options, now,
-                                  state.get("volumes_from") or {}))
+
+    def planned(name, planner, *args):  # a disabled step plans nothing
+        return planner(*args) if options[name] and options[name] != "none" else _step(name, [], enabled=False)
+
+    steps = [planned("builder_cache", _plan_build_cache, df.get("BuildCache"), cutoff),
+             planned("containers", _plan_containers, containers, state.get("container_details"), options, now,
+                     state.get("volumes_from") or {})]
     gone = set(item["id"] for item in steps[-1]["planned"])
     remaining = [c for c in containers if c["Id"] not in gone]
-    steps.append(_plan_images(state, remaining, options, cutoff))
-    steps.append(_plan_volumes(df.get("Volumes") or [], containers, gone, options, cutoff,
-                               state.get("removed_volumes") or {}, now))
-    steps.append(_plan_networks(state.get("networks"), remaining, options, cutoff))
+    steps += [planned("images", _plan_images, state, remaining, options, cutoff),
+              planned("volumes", _plan_volumes, df.get("Volumes") or [], containers, gone, options, cutoff,
+                      state.get("removed_volumes") or {}, now),
+              planned("networks", _plan_networks, state.get("networks"), remaining, options, cutoff)]
     return {"steps": steps, "estimated_bytes": sum(s["estimated_bytes"] for s in steps),
             "clock_offset": offset}
 
 
-def _plan_build_cache(records, options, cutoff):
+def _plan_build_cache(records, cutoff):
     """What ``POST /build/prune?all=1&filters={"until":[...]}`` removes; with no listing
     (``records`` is ``None``) the step has no items and the engine decides."""
     if records is None:
-        return _step("builder_cache", options["builder_cache"], [],
-                     engine_decides=bool(options["builder_cache"]), cutoff=cutoff)
+        return _step("builder_cache", [], engine_decides=True, cutoff=cutoff)
     chosen, younger = {}, 0
-    for rec in records if options["builder_cache"] else ():
+    for rec in records:
         if rec.get("InUse"):
             continue
         # BuildKit keeps a record last used after the cutoff (one never used goes)
@@ -502,7 +479,7 @@ def _plan_build_cache(records, options, cutoff):
               "record_bytes": int(rec.get("Size") or 0),
               "size_bytes": 0 if rec.get("Shared") else int(rec.get("Size") or 0)}
              for rec in records if rec["ID"] in chosen]
-    return _step("builder_cache", options["builder_cache"], items, younger=younger, cutoff=cutoff)
+    return _step("builder_cache", items, younger=younger, cutoff=cutoff)
 
 
 def stopped_since(container, details):
@@ -517,8 +494,7 @@ def stopped_since(container, details):
         return None  # a stop time there but unreadable: unknown, so the container stays
     stamps = [epoch_seconds(finished), epoch_seconds(state.get("StartedAt")),
               epoch_seconds(details.get("Created") or container.get("Created"))]
-    stamps = [stamp for stamp in stamps if stamp is not None]
-    return max(stamps) if stamps else None
+    return max((stamp for stamp in stamps if stamp is not None), default=None)
 
 
 def crashed(status, state) -> bool:
@@ -526,14 +502,14 @@ def crashed(status, state) -> bool:
     return status == "dead" or bool(state.get("OOMKilled")) or (state.get("ExitCode") or 0) != 0
 
 
-def container_min_age(status, state, options):
-    """``(seconds, floor)``: how long ago a stopped container must have stopped to go, and
-    the floor when that is what decides (``None`` when ``containers_until`` does):
-    ``containers_until``, raised to ``CONTAINER_MIN_AGE``, or to
-    ``CRASHED_CONTAINER_MIN_AGE`` after a crash. ``0s`` cannot switch the floor off."""
-    floor = CRASHED_CONTAINER_MIN_AGE if crashed(status, state) else CONTAINER_MIN_AGE
+def containers_until(options, floor=CONTAINER_MIN_AGE):
+    """``(seconds, text, floored)``: ``containers_until`` raised to ``floor`` (``0s`` cannot
+    switch it off), as seconds and as text (``24h``), and whether the floor decides: how long
+    a stopped container must have been stopped to go, and its volumes stay after it went."""
     wanted = options["containers_until_seconds"]
-    return (wanted, None) if wanted >= floor else (floor, floor)
+    if wanted >= floor:
+        return wanted, options["containers_until"], False
+    return floor, _ago(floor).replace(" ", ""), True
 
 
 def stopped_container_verdict(status, details, options, now, container=None):
@@ -544,7 +520,8 @@ def stopped_container_verdict(status, details, options, now, container=None):
     stopped = stopped_since(container or {}, details)
     if stopped is None:
         return "not removed: its stop time is unknown (inspect failed)"
-    need, floor = container_min_age(status, state, options)
+    floor = CRASHED_CONTAINER_MIN_AGE if crashed(status, state) else CONTAINER_MIN_AGE
+    need, need_text, floored = containers_until(options, floor)
     if stopped < now - need:
         return None
     if epoch_seconds(state.get("StartedAt")) is None:
@@ -553,11 +530,10 @@ def stopped_container_verdict(status, details, options, now, container=None):
         what = "%s %s ago (exit %s%s)" % (
             "died" if status == "dead" else "exited", _ago(now - stopped),
             state.get("ExitCode"), ", out of memory" if state.get("OOMKilled") else "")
-    if floor is None:
-        return "%s, younger than %s" % (what, options["containers_until"])
+    if not floored:
+        return "%s, younger than %s" % (what, need_text)
     return "%s, younger than %s (the minimum %s)" % (
-        what, _ago(floor).replace(" ", ""), "after a crash" if floor == CRASHED_CONTAINER_MIN_AGE
-        else "for a stopped container")
+        what, need_text, "after a crash" if floor == CRASHED_CONTAINER_MIN_AGE else "for a stopped container")
 
 
 def _plan_containers(containers, details, options, now, refs):
@@ -567,7 +543,7 @@ def _plan_containers(containers, details, options, now, refs):
     others are ``kept`` with what happened to them and when."""
     items, kept = [], []
     details = details or {}
-    for ctr in containers if options["containers"] else ():
+    for ctr in containers:
         if ctr.get("State") not in STOPPED_STATES or _has_label(ctr.get("Labels"), options["keep_label"]):
             continue
         name = _container_name(ctr)
@@ -581,16 +557,28 @@ def _plan_containers(containers, details, options, now, refs):
             continue
         kept.append(_kept_container(ctr["Id"], name, ctr, info, reason))
     items, shared = _keep_volume_holders(items, containers, details)
-    return _step("containers", options["containers"], items, kept=kept + shared)
+    return _step("containers", items, kept=kept + shared)
 
 
 def volumes_from_reason(ctr, containers, refs):
-    """Why a data container stays (``None``: no container names it in ``--volumes-from``)."""
-    users = volumes_from_users(ctr, containers, refs)
+    """Why a data container stays: the other containers whose ``--volumes-from`` (``refs``)
+    names ``ctr``, by its name (with or without the leading ``/``) or by its ID or an ID
+    prefix, as the engine resolves them (erring towards a match: a kept container costs
+    only disk); ``None`` when none does."""
+    names = set(n.lstrip("/") for n in ctr.get("Names") or [])
+    users = []
+    for other in containers:
+        if other["Id"] == ctr["Id"]:
+            continue
+        for ref in refs.get(other["Id"]) or []:
+            target = str(ref).split(":", 1)[0].strip()
+            if target and (target.lstrip("/") in names or ctr["Id"].startswith(target)):
+                users.append(_container_name(other))
+                break
     if not users:
         return None
     return "a data container: %s %s its volumes (--volumes-from)" % (
-        ", ".join(users), "takes" if len(users) == 1 else "take")
+        ", ".join(sorted(users)), "takes" if len(users) == 1 else "take")
 
 
 def _kept_container(cid, name, ctr, details, reason):
@@ -652,8 +640,6 @@ def _plan_images(state, remaining, options, cutoff):
     """Images no remaining container uses (nor ``state["held_images"]`` holds), old
     enough, not kept; parents of anything that stays stay too; deeper images first (a
     parent goes after its children)."""
-    if options["images"] == "none":
-        return _step("images", False, [])
     images = state["df"].get("Images") or []
     by_id = dict((img["Id"], img) for img in state.get("images_all") or [])
     for img in images:
@@ -669,23 +655,16 @@ def _plan_images(state, remaining, options, cutoff):
     estimate = None
     if all(item["size_bytes"] is not None for item in items):
         estimate = estimate_image_bytes(images, chosen, state.get("image_layers") or {})
-    return _step("images", True, items, estimate, younger=younger)
+    return _step("images", items, estimate, younger=younger)
 
 
 def _unused_images(images, used, options, cutoff):
     """``(ids, younger)``: the listed images the mode takes that no remaining container uses,
     without the keep label and old enough; how many only their age kept."""
-    chosen, younger = set(), 0
-    for img in images:
-        if img["Id"] in used or _has_label(img.get("Labels"), options["keep_label"]):
-            continue
-        if options["images"] == "dangling" and (_image_names(img) or _image_digests(img)):
-            continue
-        if _old_enough(img.get("Created"), cutoff):
-            chosen.add(img["Id"])
-        else:
-            younger += 1
-    return chosen, younger
+    dangling = options["images"] == "dangling"
+    old, younger = _by_age(images, options, cutoff, "Created",
+                           lambda img: img["Id"] not in used and not (dangling and any(_image_refs(img))))
+    return set(img["Id"] for img in old), younger
 
 
 def _depths(by_id, ids):
@@ -726,23 +705,22 @@ def _image_item(img, depth, sized):
     shared = img.get("SharedSize")
     alone = (None if not sized or shared is None or shared < 0
              else max((img.get("Size") or 0) - shared, 0))
-    return {"id": img["Id"], "name": ", ".join(_image_names(img)) or "<none>",
-            "tags": _image_names(img), "digests": _image_digests(img),
-            "depth": depth, "size_bytes": alone}
+    tags, digests = _image_refs(img)
+    return {"id": img["Id"], "name": ", ".join(tags) or "<none>", "tags": tags,
+            "digests": digests, "depth": depth, "size_bytes": alone}
 
 
 def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, now):
     """Volumes no container references, counting the containers this run removes: their
     volumes are ``kept`` until a later run, and (``removed_volumes``, from the state file)
-    for ``volume_grace_seconds`` after the run that removed their container (a crashed
+    for ``containers_until`` after the run that removed their container (a crashed
     database and its data never go together)."""
-    if options["volumes"] == "none":
-        return _step("volumes", False, [])
     users = {}
     for ctr in containers:
         for name in _volume_names(ctr):
             users.setdefault(name, []).append(ctr)
     items, kept, younger = [], [], 0
+    recent = recent_removals(removed_volumes, options, now)
     for vol in volumes:
         if not vol.get("Name") or _has_label(vol.get("Labels"), options["keep_label"]):
             continue
@@ -752,49 +730,43 @@ def _plan_volumes(volumes, containers, gone, options, cutoff, removed_volumes, n
         if not _old_enough(vol.get("CreatedAt"), cutoff):
             younger += 0 if holders else 1
             continue
-        reason = _kept_volume_reason(vol.get("Name"), holders, gone, removed_volumes, options, now)
+        reason = _kept_volume_reason(vol.get("Name"), holders, gone, recent, options, now)
         if reason:
             kept.append({"kind": "volume", "id": vol["Name"], "name": vol["Name"], "reason": reason})
         if not holders and not reason:
             items.append({"id": vol["Name"], "name": vol["Name"], "anonymous": is_anonymous_volume(vol),
                           "mountpoint": vol.get("Mountpoint"),
                           "size_bytes": _size_or_none((vol.get("UsageData") or {}).get("Size"))})
-    return _step("volumes", True, items, kept=kept, younger=younger)
+    return _step("volumes", items, kept=kept, younger=younger)
 
 
-def _kept_volume_reason(name, holders, gone, removed_volumes, options, now):
+def _kept_volume_reason(name, holders, gone, recent, options, now):
     """Why an old, unlabelled volume stays although it looks unused, or ``""``: its only
-    containers go in this run, or a cleanup removed its container within the grace time."""
+    containers go in this run, or a cleanup removed its container within the grace time
+    (``recent``, see ``recent_removals``)."""
     if holders:
         if all(ctr["Id"] in gone for ctr in holders):
             return ("data of %s, which this run removes; a later run may remove it"
                     % ", ".join(sorted(_container_name(c) for c in holders)))
         return ""
-    record = removed_volumes.get(name) or {}
-    removed_at = record.get("removed_at")
-    if isinstance(removed_at, (int, float)) and removed_at > now - volume_grace_seconds(options):
+    record = recent.get(name)
+    if record:
         return ("data of %s, which a cleanup removed %s ago; kept for %s after that"
-                % (record.get("container") or "a container", _ago(now - removed_at),
-                   volume_grace_text(options)))
+                % (record.get("container") or "a container", _ago(now - record["removed_at"]),
+                   containers_until(options)[1]))
     return ""
 
 
-def volume_grace_seconds(options):
-    """How long the volumes of a removed container stay after its removal:
-    ``containers_until``, at least ``CONTAINER_MIN_AGE``."""
-    return max(options["containers_until_seconds"], CONTAINER_MIN_AGE)
-
-
-def volume_grace_text(options):
-    if options["containers_until_seconds"] >= CONTAINER_MIN_AGE:
-        return options["containers_until"]
-    return _ago(CONTAINER_MIN_AGE).replace(" ", "")
+def recent_removals(records, options, now):
+    """The records (``load_removed_volumes``) of volumes whose container a cleanup removed
+    less than ``containers_until`` (at least ``CONTAINER_MIN_AGE``) before ``now``."""
+    grace = containers_until(options)[0]
+    return dict((name, entry) for name, entry in records.items()
+                if isinstance((entry or {}).get("removed_at"), (int, float)) and entry["removed_at"] > now - grace)
 
 
 def _plan_networks(networks, remaining, options, cutoff):
     """User-defined networks no remaining container (running or stopped) is attached to."""
-    if not options["networks"]:
-        return _step("networks", False, [])
     attached = set()
     for ctr in remaining:
         nets = ((ctr.get("NetworkSettings") or {}).get("Networks") or {})
@@ -802,28 +774,31 @@ def _plan_networks(networks, remaining, options, cutoff):
             attached.add(net_name)
             if net and net.get("NetworkID"):
                 attached.add(net["NetworkID"])
-    items, younger = [], 0
-    for net in networks or []:
+
+    def unused(net):  # user-defined, not swarm's, attached to no remaining container
         name = net.get("Name")
-        if name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm":
-            continue
-        if name in attached or net.get("Id") in attached or net.get("Containers"):
-            continue
-        if _has_label(net.get("Labels"), options["keep_label"]):
-            continue
-        if not _old_enough(net.get("Created"), cutoff):
-            younger += 1
-            continue
-        items.append({"id": net["Id"], "name": name, "size_bytes": 0})
-    return _step("networks", True, items, younger=younger)
+        return not (name in BUILTIN_NETWORKS or net.get("Ingress") or net.get("Scope") == "swarm"
+                    or name in attached or net.get("Id") in attached or net.get("Containers"))
+    old, younger = _by_age(networks or [], options, cutoff, "Created", unused)
+    items = [{"id": net["Id"], "name": net.get("Name"), "size_bytes": 0} for net in old]
+    return _step("networks", items, younger=younger)
 
 
-def _step(name, enabled, items, estimate=None, **extra):
-    """A planned step; ``estimated_bytes`` sums the sized items unless given; ``extra``
-    keys (``kept``, ``younger``, ...) replace or add to the defaults."""
+def _by_age(objects, options, cutoff, created, wanted):
+    """``(old, younger)``: the ``objects`` that ``wanted`` takes and that carry no keep label,
+    created (``created`` key) at or before ``cutoff`` (``_old_enough``); how many of them
+    only their age kept."""
+    candidates = [obj for obj in objects if wanted(obj) and not _has_label(obj.get("Labels"), options["keep_label"])]
+    old = [obj for obj in candidates if _old_enough(obj.get(created), cutoff)]
+    return old, len(candidates) - len(old)
+
+
+def _step(name, items, estimate=None, **extra):
+    """An enabled planned step; ``estimated_bytes`` sums the sized items unless given;
+    ``extra`` keys (``enabled``, ``kept``, ``younger``, ...) replace or add to the defaults."""
     if estimate is None:
         estimate = sum(i["size_bytes"] for i in items if i["size_bytes"] is not None)
-    step = {"name": name, "enabled": bool(enabled), "planned": items, "kept": [],
+    step = {"name": name, "enabled": True, "planned": items, "kept": [],
             "younger": 0, "estimated_bytes": int(estimate)}
     step.update(extra)
     return step
@@ -1022,7 +997,7 @@ def _remove_image(api, item):
     size = item["size_bytes"] or 0
     try:
         now = api.inspect_image(item["id"])
-        tags, digests = _image_names(now), _image_digests(now)
+        tags, digests = _image_refs(now)
         gained = [ref for ref in tags + digests
                   if ref not in item["tags"] + item.get("digests", [])]
         force = not single_reference(tags, digests)
@@ -1056,16 +1031,15 @@ def _remove_image(api, item):
 def _users_after_forced_removal(api, item):
     """After a forced removal: an error naming the containers that use the removed image
     (created between the check and the removal, which ``force`` let through), else ``None``."""
+    removed = "image %s: removed (several names need force), but " % item["name"]
     try:
         users = [c for c in api.containers(all=True) if c.get("ImageID") == item["id"]]
     except Exception as exc:  # noqa: BLE001 - say that it could not be checked
-        return ("image %s: removed (several names need force), but the containers created "
-                "meanwhile could not be listed: %s" % (item["name"], _api_error_text(exc)))
+        return removed + "the containers created meanwhile could not be listed: %s" % _api_error_text(exc)
     if not users:
         return None
-    return ("image %s: removed (several names need force), but container %s, created since "
-            "the check, uses it: it cannot be recreated from that image"
-            % (item["name"], ", ".join(sorted(_container_name(c) for c in users))))
+    return removed + ("container %s, created since the check, uses it: it cannot be recreated from that image"
+                      % ", ".join(sorted(_container_name(c) for c in users)))
 
 
 def _moved_tag(api, tag, planned_id):
@@ -1155,23 +1129,6 @@ def _removed_names(step):
     return [item[key] for item in step["planned"]]
 
 
-def _safe_usage(usage, warnings):
-    """``usage`` that answers ``None`` (and says so once in ``warnings``) when the data root
-    cannot be measured any more, so a failed reading never ends a run mid-way (the removed
-    volumes' record is written after it)."""
-    def measure():
-        if usage is None:
-            return None
-        try:
-            return usage()
-        except (OSError, OpsError) as exc:
-            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
-            if note not in warnings:
-                warnings.append(note)
-            return None
-    return measure
-
-
 def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     """Run (or, in check mode, report) the planned steps in order; returns the result dict.
 
@@ -1190,8 +1147,21 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
     def reached():  # usage below target_percent: the remaining steps are skipped
         return target is not None and current is not None and current < target
 
+    def measure():
+        """``usage()``, or ``None`` (said once in ``warnings``) when the data root cannot be
+        measured any more, so a failed reading never ends a run mid-way (the removed
+        volumes' record is written after it)."""
+        if usage is None:
+            return None
+        try:
+            return usage()
+        except (OSError, OpsError) as exc:
+            note = "the data root's usage could not be measured (%s); steps run on without the target" % exc
+            if note not in warnings:
+                warnings.append(note)
+            return None
+
     target, warnings = options.get("target_percent"), []
-    measure = _safe_usage(usage, warnings)
     fs = measure()
     before = current = fs["used_percent"] if fs else None
     used, total = (fs["used_bytes"], fs["used_bytes"] + fs["free_bytes"]) if fs else (0, 0)
@@ -1209,30 +1179,25 @@ def execute_plan(plan, options, *, api=None, usage=None, check_mode=False):
         if not planned["enabled"] or reached():
             result["skipped"] = "target reached" if planned["enabled"] else "disabled"
             continue
-        result["kept"] = list(planned.get("kept") or [])
-        if check_mode:
-            result["removed"] = _removed_names(planned)
-            result["reclaimed_bytes"] = planned["estimated_bytes"]
+        fs_now = None
+        if check_mode:  # the plan's items and estimate; nothing is called
+            outcome = _outcome(_removed_names(planned), planned["estimated_bytes"])
             used -= planned["estimated_bytes"]
             if current is not None and total:
                 current = ceil_percent(max(used, 0), total)
-            continue
-        try:
-            outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
-        except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
-            outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
-        fs_now = measure() if fs else None
-        if not outcome["removed"]:
-            result["reclaimed_bytes"] = 0  # another writer's noise is not ours
-        elif fs_now:
-            result["reclaimed_bytes"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
         else:
-            result["reclaimed_bytes"] = outcome["freed"]
-        if outcome["planned"] is not None:
-            result["planned"] = outcome["planned"]
-        result["removed"], result["errors"] = outcome["removed"], outcome["errors"]
-        result["kept"] += outcome["kept"]
-        result["moved_tags"] = outcome["moved_tags"]
+            try:
+                outcome = _RUNNERS[planned["name"]](api, planned, options, clock)
+            except Exception as exc:  # noqa: BLE001 - the engine stopped answering, a /build/prune timed out: one line, the rest goes on
+                outcome = _outcome(errors=["%s: the step failed: %s" % (planned["name"], _api_error_text(exc))])
+            fs_now = measure() if fs else None
+        if not outcome["removed"] and not check_mode:
+            outcome["freed"] = 0  # another writer's noise is not ours
+        elif fs_now:
+            outcome["freed"] = max(fs["used_bytes"] - fs_now["used_bytes"], 0)
+        result.update(removed=outcome["removed"], reclaimed_bytes=outcome["freed"], errors=outcome["errors"],
+                      kept=list(planned.get("kept") or []) + outcome["kept"], moved_tags=outcome["moved_tags"],
+                      planned=planned["planned"] if outcome["planned"] is None else outcome["planned"])
         if fs_now:
             fs, current = fs_now, fs_now["used_percent"]
     return {
@@ -1263,22 +1228,18 @@ def removed_volumes_path(state_dir, engine_id):
 
 def load_removed_volumes(path) -> dict:
     """``{volume: {"container", "removed_at"}}`` from the file (``{}`` when missing or torn)."""
-    data = read_json(path, {}) if path else {}
-    volumes = data.get("volumes") if isinstance(data, dict) else None
+    volumes = read_json_object(path).get("volumes") if path else None
     return dict((name, entry) for name, entry in (volumes or {}).items()
                 if isinstance(entry, dict)) if isinstance(volumes, dict) else {}
 
 
 def remember_removed_volumes(path, known, plan, result, options, now) -> list:
     """Record the volumes of the containers this run removed (with when), dropping
-    records older than ``volume_grace_seconds``; returns warnings (a state directory that
+    records older than ``recent_removals`` keeps; returns warnings (a state directory that
     cannot be written costs the protection after this run, never the run)."""
     step = next(s for s in plan["steps"] if s["name"] == "containers")
     removed = set(next(s for s in result["steps"] if s["name"] == "containers")["removed"])
-    grace = volume_grace_seconds(options)
-    fresh = dict((name, entry) for name, entry in known.items()
-                 if isinstance(entry.get("removed_at"), (int, float))
-                 and entry["removed_at"] > now - grace)
+    fresh = recent_removals(known, options, now)
     added = dict((volume, {"container": item["name"], "removed_at": round(now, 3)})
                  for item in step["planned"] if item["id"] in removed
                  for volume in item.get("volumes") or [])

@@ -41,16 +41,15 @@ def add_parser(subparsers) -> None:
 
 
 def load_config(path) -> dict:
-    """The options in the JSON file at ``path``, checked (``OpsError`` when unusable)."""
+    """The options in the JSON file at ``path`` (comments too), checked (``OpsError`` when unusable)."""
     data = read_config(path)
     if not isinstance(data, dict):
         raise OpsError("config %s must hold a JSON object of docker_cleanup options" % path)
-    options = dict((k, v) for k, v in data.items() if not k.startswith("_"))
     try:
-        normalize_options(options)
+        normalize_options(data)  # keys starting with "_" (comments) are left out there
     except OpsError as exc:
         raise OpsError("config %s: %s" % (path, exc.message))
-    return options
+    return data
 
 
 def _percent(value):
