@@ -493,20 +493,16 @@ def parse_volume_inspect(stdout):
 
 
 def compose_files(config):
-    """The compose project's files to back up: ``.env`` and the compose files that exist."""
+    """The compose project's files to back up: ``.env`` and the compose files that exist
+    (``plan_sources`` drops a name given twice)."""
     compose = config["compose"] or {}
     if not compose:
         return []
-    project = compose["project_dir"]
     names = compose.get("files") or ["compose.yaml", "compose.yml", "docker-compose.yml",
                                      "docker-compose.yaml"]
-    names = list(names) + [compose.get("env_file", ".env")]
-    found = []
-    for name in names:
-        path = os.path.join(project, name)  # an absolute name stays as it is
-        if os.path.isfile(path) and path not in found:
-            found.append(path)
-    return found
+    paths = [os.path.join(compose["project_dir"], name)  # an absolute name stays as it is
+             for name in list(names) + [compose.get("env_file", ".env")]]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
@@ -551,15 +547,11 @@ def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
 def fstab_mount_points(fstab=FSTAB):
     """The mount points ``fstab`` lists (not swap, not ``/``); empty when unreadable."""
     points = []
-    try:
-        with open(fstab, encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split("#", 1)[0].split()
-                if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
-                        and fields[2] != "swap":
-                    points.append(os.path.normpath(unescape_mount(fields[1])))
-    except OSError:
-        pass
+    for line in restore_plan.mount_table(fstab):
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
+                and fields[2] != "swap":
+            points.append(os.path.normpath(unescape_mount(fields[1])))
     return points
 
 
@@ -1140,8 +1132,7 @@ def _run_restore_step(config, plan, step, state, result):
         else:
             check_restore_target(target)
             os.makedirs(target, mode=0o700, exist_ok=True)
-            check_free_space([{"path": _existing_parent(target),
-                               "bytes": snapshot_size(config, plan["snapshot"])}])
+            check_free_space([{"path": target, "bytes": snapshot_size(config, plan["snapshot"])}])
         _checked(_restic(config, *argv, timeout=12 * 3600), "restic restore")
     elif action == "health":
         if not wait_healthy(step["url"], step["timeout_seconds"]):
@@ -1154,12 +1145,6 @@ def check_restore_target(target):
     """Refuse a restore target that is not empty (a real run and its preview alike)."""
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise OpsError("restore target %s is not empty; pick a new directory" % target)
-
-
-def _existing_parent(path):
-    while not os.path.exists(path) and path != os.path.dirname(path):
-        path = os.path.dirname(path)
-    return path
 
 
 def check_free_space(space):

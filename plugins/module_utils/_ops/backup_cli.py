@@ -206,9 +206,9 @@ def _freshness(args, config, runtime) -> int:
     key = "backup:%s:freshness" % config["job"]
     try:
         result = backup.check_freshness(config, state_dir=runtime["state_dir"])
-    except OpsError as exc:
-        result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
-                  "max_age_hours": config["freshness_max_age_hours"], "size_bytes": None}
+    except OpsError as exc:  # the result of having no backup, and why
+        result = dict(backup.freshness([], config["freshness_max_age_hours"]), size_bytes=None,
+                      error=exc.message)
     level = "ok" if result["ok"] else "critical"
     if result["ok"]:
         text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])
