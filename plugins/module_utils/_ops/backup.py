@@ -1246,27 +1246,24 @@ def verify_archive(config, path, expected_sha256=None):
             expected_sha256 = handle.read().split()[0]
     if expected_sha256 and expected_sha256 != result["sha256"]:
         result["error"] = "checksum mismatch for %s" % path
-        return result
-    if result["size_bytes"] < int(archive["min_size_bytes"]):
+    elif result["size_bytes"] < int(archive["min_size_bytes"]):
         result["error"] = "%s is only %d bytes (minimum %d)" % (
             path, result["size_bytes"], int(archive["min_size_bytes"]))
-        return result
-    compress = _tar_compress_flag(archive["compression"])
-    if path.endswith(".gpg"):
+    elif path.endswith(".gpg"):
         packets = run_command(["gpg", "--batch", "--list-packets", path], timeout=600)
         if "encrypted data packet" not in (packets.stdout + packets.stderr).lower() and \
                 ":pubkey enc packet" not in packets.stdout:
             result["error"] = "%s is not a GPG-encrypted file" % path
-            return result
-        result["listed"] = False
+        else:
+            result["listed"] = False
     else:
+        compress = _tar_compress_flag(archive["compression"])
         listing = run_command(["tar", "-t", "-f", path] + compress, timeout=6 * 3600)
         if not listing.ok:
             result["error"] = "tar cannot list %s: %s" % (path, _fail_text(listing))
-            return result
-        result["listed"] = True
-        result["entries"] = len(listing.stdout.splitlines())
-    result["ok"] = True
+        else:
+            result.update(listed=True, entries=len(listing.stdout.splitlines()))
+    result["ok"] = "error" not in result
     return result
 
 
@@ -1288,11 +1285,8 @@ def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoi
     tar = run_command(["tar", "-c", "-f", plain] + _tar_compress_flag(archive["compression"])
                       + ["--absolute-names"] + sources["paths"],
                       timeout=config["backup_timeout_seconds"])
-    if not tar.ok:
-        _remove_quietly(plain)
-        result["error"] = "tar failed: %s" % _fail_text(tar)
-        return result
-    check = verify_archive(dict(config, archive=dict(archive, min_size_bytes=0)), plain)
+    check = verify_archive(dict(config, archive=dict(archive, min_size_bytes=0)), plain) \
+        if tar.ok else {"error": "tar failed: %s" % _fail_text(tar)}
     if not check.get("ok"):
         _remove_quietly(plain)
         result["error"] = check.get("error")
