@@ -768,8 +768,7 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     _restic(config, "unlock", timeout=300)
     backup = _restic_locked(config, *backup_argv(config, sources, when),
                             timeout=config["backup_timeout_seconds"])
-    summary = parse_backup_summary(backup.stdout)
-    result["summary"] = summary
+    summary = result["summary"] = parse_backup_summary(backup.stdout)
     result["seconds"] = round(backup.seconds, 1)
     if not backup.ok:
         reason = _fail_text(backup)

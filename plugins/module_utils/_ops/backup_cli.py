@@ -260,9 +260,8 @@ def _snapshots(args, config, runtime) -> int:
         items = [{"file": path} for path in backup.list_archives(config)]
         emit(args, items, "\n".join(item["file"] for item in items) or "no archives")
         return 0
-    snaps = backup.list_snapshots(config)
     items = [{"id": s["short_id"], "time": s["time"].isoformat(), "paths": s["paths"],
-              "tags": s["tags"]} for s in snaps]
+              "tags": s["tags"]} for s in backup.list_snapshots(config)]
     emit(args, items, "\n".join("%s  %s  %s" % (i["id"], i["time"], " ".join(i["paths"]))
                                 for i in items) or "no snapshots")
     return 0
