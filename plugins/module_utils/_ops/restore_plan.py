@@ -301,7 +301,7 @@ def mount_table(path):
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             yield from handle
     except OSError:
-        return
+        pass
 
 
 def mount_points(mountinfo="/proc/self/mountinfo"):
