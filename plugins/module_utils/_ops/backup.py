@@ -32,6 +32,7 @@ and restic forgets exactly the chosen ids.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -226,7 +227,9 @@ def restic_argv(config, *args):
 
 
 def _restic(config, *args, timeout=None):
-    _require_password_file(config)
+    if not os.path.isfile(config["password_file"]):
+        raise OpsError("password file %s is missing; run the runbook.ops.backup role"
+                       % config["password_file"])
     return run_command(restic_argv(config, *args), env=restic_env(config), timeout=timeout)
 
 
@@ -248,12 +251,6 @@ def _restic_locked(config, *args, timeout=None, sleep=time.sleep):
         if not is_lock_failure(result) or time.monotonic() >= deadline:
             return result
         sleep(max(0.0, min(LOCK_RETRY_SECONDS, deadline - time.monotonic())))
-
-
-def _require_password_file(config):
-    path = config["password_file"]
-    if not os.path.isfile(path):
-        raise OpsError("password file %s is missing; run the runbook.ops.backup role" % path)
 
 
 def _fail_text(result):
@@ -402,10 +399,6 @@ def machine_tag(state_dir, machine_id_file="/etc/machine-id"):
     return MACHINE_TAG_PREFIX + fingerprint(key, "machine-id:" + machine_id)
 
 
-def _machine_of(snapshot):
-    return next((tag for tag in snapshot["tags"] if tag.startswith(MACHINE_TAG_PREFIX)), None)
-
-
 def job_tag(config):
     """``job:NAME``: the tag that tells this job's snapshots from other jobs'."""
     return JOB_TAG_PREFIX + config["job"]
@@ -431,7 +424,7 @@ def job_snapshots(snapshots, config, other_machines=False):
     for snap in snapshots:
         if snap["hostname"] != config["host_label"] or not belongs_to_job(snap, config):
             continue
-        machine = _machine_of(snap)
+        machine = next((tag for tag in snap["tags"] if tag.startswith(MACHINE_TAG_PREFIX)), None)
         foreign = bool(mine and machine and machine != mine)
         if foreign == other_machines:
             found.append(snap)
@@ -500,20 +493,16 @@ def parse_volume_inspect(stdout):
 
 
 def compose_files(config):
-    """The compose project's files to back up: ``.env`` and the compose files that exist."""
+    """The compose project's files to back up: ``.env`` and the compose files that exist
+    (``plan_sources`` drops a name given twice)."""
     compose = config["compose"] or {}
     if not compose:
         return []
-    project = compose["project_dir"]
     names = compose.get("files") or ["compose.yaml", "compose.yml", "docker-compose.yml",
                                      "docker-compose.yaml"]
-    names = list(names) + [compose.get("env_file", ".env")]
-    found = []
-    for name in names:
-        path = os.path.join(project, name)  # an absolute name stays as it is
-        if os.path.isfile(path) and path not in found:
-            found.append(path)
-    return found
+    paths = [os.path.join(compose["project_dir"], name)  # an absolute name stays as it is
+             for name in list(names) + [compose.get("env_file", ".env")]]
+    return [path for path in paths if os.path.isfile(path)]
 
 
 def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
@@ -558,15 +547,11 @@ def plan_sources(config, mountpoint_of=volume_mountpoint, fstab=FSTAB):
 def fstab_mount_points(fstab=FSTAB):
     """The mount points ``fstab`` lists (not swap, not ``/``); empty when unreadable."""
     points = []
-    try:
-        with open(fstab, encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split("#", 1)[0].split()
-                if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
-                        and fields[2] != "swap":
-                    points.append(os.path.normpath(unescape_mount(fields[1])))
-    except OSError:
-        pass
+    for line in restore_plan.mount_table(fstab):
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 3 and fields[1].startswith("/") and fields[1] != "/" \
+                and fields[2] != "swap":
+            points.append(os.path.normpath(unescape_mount(fields[1])))
     return points
 
 
@@ -744,14 +729,9 @@ def forget_argv(snapshot_ids):
     return ["forget", "--prune"] + list(snapshot_ids)
 
 
-_VERSIONS = {}
-
-
-def _restic_version_text(config):
-    binary = config["restic_bin"]
-    if binary not in _VERSIONS:
-        _VERSIONS[binary] = run_command([binary, "version"], timeout=60).stdout
-    return _VERSIONS[binary]
+@functools.lru_cache(maxsize=None)
+def _restic_version_text(binary):
+    return run_command([binary, "version"], timeout=60).stdout
 
 
 def size_drop(previous_bytes, current_bytes, drop_percent):
@@ -788,8 +768,7 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
     _restic(config, "unlock", timeout=300)
     backup = _restic_locked(config, *backup_argv(config, sources, when),
                             timeout=config["backup_timeout_seconds"])
-    summary = parse_backup_summary(backup.stdout)
-    result["summary"] = summary
+    summary = result["summary"] = parse_backup_summary(backup.stdout)
     result["seconds"] = round(backup.seconds, 1)
     if not backup.ok:
         reason = _fail_text(backup)
@@ -821,7 +800,7 @@ def run_backup(config, when=None, dry_run=False, mountpoint_of=volume_mountpoint
                                        % result["size_drop"]["drop_percent"]}
         return result
     try:
-        result["forget"] = run_forget(config, snapshots, current_bytes=result.get("size_bytes"))
+        result["forget"] = run_forget(config, snapshots, result["size_bytes"])
     except OpsError as exc:
         result["forget"] = {"error": exc.message}
     if result["forget"].get("larger"):
@@ -836,32 +815,29 @@ def retention_floor(now=None):
     return {"newer_than": now - datetime.timedelta(hours=FLOOR_HOURS), "last": FLOOR_LAST}
 
 
-def run_forget(config, snapshots=None, now=None, current_bytes=None):
+def run_forget(config, snapshots, current_bytes):
     """Apply retention to this job's snapshots only. Call only after a successful backup.
 
     The snapshots to forget are chosen by ``plan_retention`` (restic's rules, restic's
-    version, and ``retention_floor``) over ``snapshots`` (default: ``list_snapshots``)
+    version, and ``retention_floor``) over ``snapshots`` (the job's, ``job_snapshots``)
     and passed to ``restic forget --prune`` by id, so a snapshot of another job, host or
     tool is never in reach. Returns ``{"kept", "removed"}``; raises ``OpsError`` when
     restic fails.
     """
-    if snapshots is None:
-        snapshots = list_snapshots(config)
-    plan = plan_retention(snapshots, retention_policy(config), floor=retention_floor(now),
-                          keep_oldest=keeps_oldest(_restic_version_text(config)))
+    plan = plan_retention(snapshots, retention_policy(config), floor=retention_floor(),
+                          keep_oldest=keeps_oldest(_restic_version_text(config["restic_bin"])))
     owned = {snap["id"] for snap in snapshots}
     if not set(plan["remove"]) <= owned or (snapshots and snapshots[-1]["id"] not in plan["keep"]):
         raise OpsError("retention plan would remove a snapshot it does not own or the newest; "
                        "nothing was forgotten")
-    if plan["remove"] and current_bytes is not None:
-        for snapshot_id in plan["remove"]:
-            drop = size_drop(snapshot_size(config, snapshot_id), current_bytes,
-                             config["size_drop_percent"])
-            if drop:  # the data went missing runs ago: this may be the last good snapshot
-                return {"skipped": "snapshot %s, due to be forgotten, is %.0f%% larger than "
-                                   "the new one; nothing was forgotten"
-                                   % (snapshot_id[:8], drop["drop_percent"]),
-                        "larger": dict(drop, compared_with=snapshot_id[:8])}
+    for snapshot_id in plan["remove"]:
+        drop = size_drop(snapshot_size(config, snapshot_id), current_bytes,
+                         config["size_drop_percent"])
+        if drop:  # the data went missing runs ago: this may be the last good snapshot
+            return {"skipped": "snapshot %s, due to be forgotten, is %.0f%% larger than "
+                               "the new one; nothing was forgotten"
+                               % (snapshot_id[:8], drop["drop_percent"]),
+                    "larger": dict(drop, compared_with=snapshot_id[:8])}
     if plan["remove"]:
         _checked(_restic_locked(config, *forget_argv(plan["remove"]), timeout=6 * 3600),
                  "restic forget --prune")
@@ -869,9 +845,13 @@ def run_forget(config, snapshots=None, now=None, current_bytes=None):
 
 
 def run_check(config):
-    """``restic check --read-data-subset``; ``{"ok", "subset", "error"?}``."""
+    """``restic check --read-data-subset`` (archive engine: ``verify_archive`` of the newest
+    file); ``{"ok", "subset", "error"?}``."""
     if config["engine"] == "archive":
-        return verify_latest_archive(config)
+        archives = list_archives(config)
+        if not archives:
+            return {"ok": False, "error": "no archive files in %s" % config["archive"]["dir"]}
+        return verify_archive(config, archives[-1])
     subset = str(config["check_read_data_subset"])
     _restic(config, "unlock", timeout=300)
     check = _restic(config, "check", "--read-data-subset", subset, timeout=12 * 3600)
@@ -1024,8 +1004,8 @@ def snapshot_nodes(config, snapshot_id):
         if node.get("struct_type") == "node" and node.get("path"):
             nodes[node["path"]] = {
                 "type": node.get("type", ""), "size": node.get("size", 0),
-                "mtime_ns": timestamps.epoch_ns(node["mtime"]) if node.get("mtime") else None,
-                "ctime_ns": timestamps.epoch_ns(node["ctime"]) if node.get("ctime") else None,
+                "mtime_ns": timestamps.epoch_ns(node.get("mtime")),
+                "ctime_ns": timestamps.epoch_ns(node.get("ctime")),
                 "inode": node.get("inode")}
     by_inode = {}
     for node in nodes.values():  # restic 0.17+ lists inodes: names sharing one are linked
@@ -1037,16 +1017,20 @@ def snapshot_nodes(config, snapshot_id):
     return nodes
 
 
-def plan_in_place(config, plan):
+def plan_in_place(config, plan, result):
     """What an in-place restore of ``plan`` does to the live tree (``restore_plan.plan_in_place``
     over the snapshot's listing and the job's excludes), plus ``quarantine`` (directories)
-    and each move's destination. Reads only."""
+    and each move's destination; its summary goes into ``result`` (``summarize_in_place``)
+    and a filesystem without the space refuses it (``check_free_space``). Reads only."""
     nodes = snapshot_nodes(config, plan["snapshot"])
     roots = next(step["paths"] for step in plan["steps"] if step["action"] == "move_aside")
     fs_plan = restore_plan.plan_in_place(roots, nodes, config["excludes"])
     placed = restore_plan.quarantine_moves(
         fs_plan["moves"], restore_plan.quarantine_name(config["job"], plan["short_id"]))
-    return dict(fs_plan, moves=placed["moves"], quarantine=placed["dirs"])
+    fs_plan = dict(fs_plan, moves=placed["moves"], quarantine=placed["dirs"])
+    result.update(summarize_in_place(fs_plan))
+    check_free_space(fs_plan["space"])
+    return fs_plan
 
 
 def summarize_in_place(fs_plan):
@@ -1098,9 +1082,7 @@ def run_restore(config, plan, dry_run=False):
     if dry_run:
         done.extend(step["action"] for step in plan["steps"])
         if plan["in_place"]:
-            fs_plan = plan_in_place(config, plan)
-            result.update(summarize_in_place(fs_plan))
-            check_free_space(fs_plan["space"])
+            plan_in_place(config, plan, result)
         else:
             check_restore_target(plan["target"])
         return result
@@ -1124,9 +1106,7 @@ def _run_restore_step(config, plan, step, state, result):
         if action != "volume_create":
             state["stopped"] = action == "compose_stop"
     elif action == "move_aside":
-        fs_plan = state["fs_plan"] = plan_in_place(config, plan)
-        result.update(summarize_in_place(fs_plan))
-        check_free_space(fs_plan["space"])
+        fs_plan = state["fs_plan"] = plan_in_place(config, plan, result)
         header = {"snapshot": plan["snapshot"], "job": config["job"],
                   "host": config["host_label"], "snapshot_time": plan["time"],
                   "restored_at": datetime.datetime.now().isoformat(timespec="seconds")}
@@ -1141,7 +1121,8 @@ def _run_restore_step(config, plan, step, state, result):
     elif action == "restore":
         target = step["target"]
         argv = ["restore", plan["snapshot"], "--target", target, "--verify"]
-        if restic_version_at_least(config, (0, 15)):
+        version = restic_version(_restic_version_text(config["restic_bin"]))
+        if version is not None and version >= (0, 15):
             argv.append("--sparse")
         if target == "/":
             for pattern in state["fs_plan"]["restore_excludes"]:
@@ -1150,8 +1131,7 @@ def _run_restore_step(config, plan, step, state, result):
         else:
             check_restore_target(target)
             os.makedirs(target, mode=0o700, exist_ok=True)
-            check_free_space([{"path": _existing_parent(target),
-                               "bytes": snapshot_size(config, plan["snapshot"])}])
+            check_free_space([{"path": target, "bytes": snapshot_size(config, plan["snapshot"])}])
         _checked(_restic(config, *argv, timeout=12 * 3600), "restic restore")
     elif action == "health":
         if not wait_healthy(step["url"], step["timeout_seconds"]):
@@ -1164,12 +1144,6 @@ def check_restore_target(target):
     """Refuse a restore target that is not empty (a real run and its preview alike)."""
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise OpsError("restore target %s is not empty; pick a new directory" % target)
-
-
-def _existing_parent(path):
-    while not os.path.exists(path) and path != os.path.dirname(path):
-        path = os.path.dirname(path)
-    return path
 
 
 def check_free_space(space):
@@ -1185,12 +1159,6 @@ def check_free_space(space):
             raise OpsError("not enough free space for the restore on the filesystem of %s: "
                            "it needs %d MiB, %d MiB are free; free space first"
                            % (entry["path"], -(-entry["bytes"] // 2 ** 20), free // 2 ** 20))
-
-
-def restic_version_at_least(config, wanted):
-    """Whether this host's restic is ``wanted`` (``(major, minor)``) or newer."""
-    version = restic_version(_restic_version_text(config))
-    return version is not None and version >= wanted
 
 
 def _restore_failure(config, state, exc, done):
@@ -1277,35 +1245,25 @@ def verify_archive(config, path, expected_sha256=None):
             expected_sha256 = handle.read().split()[0]
     if expected_sha256 and expected_sha256 != result["sha256"]:
         result["error"] = "checksum mismatch for %s" % path
-        return result
-    if result["size_bytes"] < int(archive["min_size_bytes"]):
+    elif result["size_bytes"] < int(archive["min_size_bytes"]):
         result["error"] = "%s is only %d bytes (minimum %d)" % (
             path, result["size_bytes"], int(archive["min_size_bytes"]))
-        return result
-    compress = _tar_compress_flag(archive["compression"])
-    if path.endswith(".gpg"):
+    elif path.endswith(".gpg"):
         packets = run_command(["gpg", "--batch", "--list-packets", path], timeout=600)
         if "encrypted data packet" not in (packets.stdout + packets.stderr).lower() and \
                 ":pubkey enc packet" not in packets.stdout:
             result["error"] = "%s is not a GPG-encrypted file" % path
-            return result
-        result["listed"] = False
+        else:
+            result["listed"] = False
     else:
+        compress = _tar_compress_flag(archive["compression"])
         listing = run_command(["tar", "-t", "-f", path] + compress, timeout=6 * 3600)
         if not listing.ok:
             result["error"] = "tar cannot list %s: %s" % (path, _fail_text(listing))
-            return result
-        result["listed"] = True
-        result["entries"] = len(listing.stdout.splitlines())
-    result["ok"] = True
+        else:
+            result.update(listed=True, entries=len(listing.stdout.splitlines()))
+    result["ok"] = "error" not in result
     return result
-
-
-def verify_latest_archive(config):
-    archives = list_archives(config)
-    if not archives:
-        return {"ok": False, "error": "no archive files in %s" % config["archive"]["dir"]}
-    return verify_archive(config, archives[-1])
 
 
 def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoint):
@@ -1326,11 +1284,8 @@ def run_archive(config, dry_run=False, today=None, mountpoint_of=volume_mountpoi
     tar = run_command(["tar", "-c", "-f", plain] + _tar_compress_flag(archive["compression"])
                       + ["--absolute-names"] + sources["paths"],
                       timeout=config["backup_timeout_seconds"])
-    if not tar.ok:
-        _remove_quietly(plain)
-        result["error"] = "tar failed: %s" % _fail_text(tar)
-        return result
-    check = verify_archive(dict(config, archive=dict(archive, min_size_bytes=0)), plain)
+    check = verify_archive(dict(config, archive=dict(archive, min_size_bytes=0)), plain) \
+        if tar.ok else {"error": "tar failed: %s" % _fail_text(tar)}
     if not check.get("ok"):
         _remove_quietly(plain)
         result["error"] = check.get("error")

@@ -206,9 +206,9 @@ def _freshness(args, config, runtime) -> int:
     key = "backup:%s:freshness" % config["job"]
     try:
         result = backup.check_freshness(config, state_dir=runtime["state_dir"])
-    except OpsError as exc:
-        result = {"ok": False, "newest": None, "age_hours": None, "error": exc.message,
-                  "max_age_hours": config["freshness_max_age_hours"], "size_bytes": None}
+    except OpsError as exc:  # the result of having no backup, and why
+        result = dict(backup.freshness([], config["freshness_max_age_hours"]), size_bytes=None,
+                      error=exc.message)
     level = "ok" if result["ok"] else "critical"
     if result["ok"]:
         text = "backup %s: newest backup is %.1f h old" % (config["job"], result["age_hours"])
@@ -260,9 +260,8 @@ def _snapshots(args, config, runtime) -> int:
         items = [{"file": path} for path in backup.list_archives(config)]
         emit(args, items, "\n".join(item["file"] for item in items) or "no archives")
         return 0
-    snaps = backup.list_snapshots(config)
     items = [{"id": s["short_id"], "time": s["time"].isoformat(), "paths": s["paths"],
-              "tags": s["tags"]} for s in snaps]
+              "tags": s["tags"]} for s in backup.list_snapshots(config)]
     emit(args, items, "\n".join("%s  %s  %s" % (i["id"], i["time"], " ".join(i["paths"]))
                                 for i in items) or "no snapshots")
     return 0

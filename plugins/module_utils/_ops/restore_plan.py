@@ -294,18 +294,20 @@ def plan_in_place(roots, nodes, excludes, mounts=None):
 
 # --------------------------------------------------------------------------- quarantine
 
-def mount_points(mountinfo="/proc/self/mountinfo"):
-    """The mount points of this process's mount table (empty when unreadable)."""
-    points = set()
+def mount_table(path):
+    """The lines of a mount table (``/proc/self/mountinfo``, ``/etc/fstab``); they end where
+    the file cannot be read (none when it cannot be opened)."""
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split(" ")
-                if len(fields) > 4:
-                    points.add(unescape_mount(fields[4]))
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            yield from handle
     except OSError:
         pass
-    return points
+
+
+def mount_points(mountinfo="/proc/self/mountinfo"):
+    """The mount points of this process's mount table (empty when unreadable)."""
+    fields = (line.split(" ") for line in mount_table(mountinfo))
+    return {unescape_mount(entry[4]) for entry in fields if len(entry) > 4}
 
 
 def filesystem_top(path, mounts):
