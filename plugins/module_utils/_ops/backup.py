@@ -638,9 +638,9 @@ def claim_dump_dir(config):
         problem = "it is the dump_dir of job %s" % owner
     if not problem and os.path.isdir(directory):
         for current, dirs, files in os.walk(directory):
-            owner = _dump_owner(current) if DUMP_OWNER_FILE in files else None
-            if current != directory and owner and owner != job:
-                problem = "%s, below it, is the dump_dir of job %s" % (current, owner)
+            below = _dump_owner(current) if DUMP_OWNER_FILE in files else None
+            if current != directory and below and below != job:
+                problem = "%s, below it, is the dump_dir of job %s" % (current, below)
                 break
     mounted = sorted(point for point in restore_plan.mount_points()
                      if point.startswith(os.path.realpath(directory) + "/"))
@@ -1021,7 +1021,8 @@ def plan_in_place(config, plan, result):
     """What an in-place restore of ``plan`` does to the live tree (``restore_plan.plan_in_place``
     over the snapshot's listing and the job's excludes), plus ``quarantine`` (directories)
     and each move's destination; its summary goes into ``result`` (``summarize_in_place``)
-    and a filesystem without the space refuses it (``check_free_space``). Reads only."""
+    and a filesystem without the space refuses it (``check_free_space``). Changes nothing on
+    disk."""
     nodes = snapshot_nodes(config, plan["snapshot"])
     roots = next(step["paths"] for step in plan["steps"] if step["action"] == "move_aside")
     fs_plan = restore_plan.plan_in_place(roots, nodes, config["excludes"])

@@ -295,8 +295,8 @@ def plan_in_place(roots, nodes, excludes, mounts=None):
 # --------------------------------------------------------------------------- quarantine
 
 def mount_table(path):
-    """The lines of a mount table (``/proc/self/mountinfo``, ``/etc/fstab``); they end where
-    the file cannot be read (none when it cannot be opened)."""
+    """The lines of ``/etc/fstab``; they end where the file cannot be read (none when it
+    cannot be opened: a host or container without one)."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             yield from handle
@@ -305,8 +305,15 @@ def mount_table(path):
 
 
 def mount_points(mountinfo="/proc/self/mountinfo"):
-    """The mount points of this process's mount table (empty when unreadable)."""
-    fields = (line.split(" ") for line in mount_table(mountinfo))
+    """The mount points of this process's mount table. Raises ``OpsError`` when it cannot be
+    read whole: the walks that must stop at mount points (a restore, emptying a dump
+    directory) would otherwise go on as if nothing were mounted."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as handle:
+            fields = [line.split(" ") for line in handle]
+    except OSError as exc:
+        raise OpsError("cannot read the mount table %s (%s): nothing was deleted, moved or restored"
+                       % (mountinfo, exc.strerror or exc))
     return {unescape_mount(entry[4]) for entry in fields if len(entry) > 4}
 
 

@@ -881,6 +881,20 @@ def test_a_dump_dir_of_another_job_is_refused_before_anything_is_deleted(setup):
         assert (shared / "backup-db.dump").read_text() == "rows\n"
 
 
+@needs_restic
+def test_an_old_claim_of_the_same_job_below_does_not_stand_in_for_the_dump_dirs_own(setup):
+    """A directory below the dump dir that the same job once claimed (its dump_dir moved up a
+    level) is no claim of the dump dir itself: the job claims it, and another job is refused."""
+    dumps = setup["tmp"] / "dumps"
+    (dumps / "old").mkdir(parents=True)
+    (dumps / "old" / backup.DUMP_OWNER_FILE).write_text("backup-db\n")
+    backup.claim_dump_dir(backup.validate_config(dict(setup["raw"], job="backup-db", dump_dir=str(dumps))))
+    assert (dumps / backup.DUMP_OWNER_FILE).read_text() == "backup-db\n"
+    other = backup.validate_config(dict(setup["raw"], job="backup-redis", dump_dir=str(dumps)))
+    with pytest.raises(OpsError, match="is shared: it is the dump_dir of job backup-db;"):
+        backup.claim_dump_dir(other)
+
+
 def _job_lock_is_held(jobs, runtime, name):
     """Whether another open file description holds the job's lock (flock)."""
     probe = jobs.JobLock(runtime, name, runtime["state_dir"])

@@ -18,6 +18,7 @@ if os.path.join(_REPO, ".collections") not in sys.path:
     sys.path.insert(0, os.path.join(_REPO, ".collections"))
 
 from ansible_collections.runbook.ops.plugins.module_utils._ops import disk, restore_plan  # noqa: E402
+from ansible_collections.runbook.ops.plugins.module_utils._ops.errors import OpsError  # noqa: E402
 from ansible_collections.runbook.ops.plugins.module_utils._ops.mounts import unescape_mount  # noqa: E402
 
 
@@ -42,3 +43,12 @@ def test_a_mount_point_with_a_space_tab_and_backslash_is_found_as_named(tmp_path
     with mounted_tmpfs(tmp_path / "photo uploads\tnew\\2026") as point:
         assert str(point) in restore_plan.mount_points()
         assert disk.filesystem_usage(str(point))["mount"] == str(point)
+
+
+@pytest.mark.parametrize("table", ["missing", "."])
+def test_a_mount_table_that_cannot_be_read_stops_the_walks_that_need_it(tmp_path, table):
+    """Restores and the emptying of a dump directory stop at mount points: without the table
+    they refuse rather than go on as if nothing were mounted."""
+    path = str(tmp_path / table)
+    with pytest.raises(OpsError, match="^cannot read the mount table %s " % path):
+        restore_plan.mount_points(path)
