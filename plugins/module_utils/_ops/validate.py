@@ -176,12 +176,9 @@ def _cron_rule(field):
     return lambda value: cron_field.problem(field, value if isinstance(value, str) else None)
 
 
-def _job_name(value):
-    return job_name_reason(value)
-
-
-def _timeout(value):
-    return timeout_reason(value)
+def _rule(holds, why):
+    """The rule that ``holds(value)`` is true; ``why`` when not."""
+    return lambda value: "" if holds(value) else why
 
 
 def _absolute(value):
@@ -191,12 +188,11 @@ def _absolute(value):
     return "holds %s, which is not an absolute path" % show(bad[0]) if bad else ""
 
 
-def _percent(value):
-    return "" if value is not None and 0 <= value <= 100 else "is not a percentage (0-100)"
+_percent = _rule(lambda value: value is not None and 0 <= value <= 100, "is not a percentage (0-100)")
 
 
 def _at_least(low):
-    return lambda value: "" if value is not None and value >= low else "is below %s" % low
+    return _rule(lambda value: value is not None and value >= low, "is below %s" % low)
 
 
 def _parses(parse, rule):
@@ -212,18 +208,10 @@ def _parses(parse, rule):
 
 _duration = _parses(parse_duration, "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)")
 _size = _parses(parse_size, "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)")
-
-
-def _target_percent(value):
-    return "" if 0 < value < 100 else "is not a percentage between 0 and 100 (exclusive); leave it unset to run every step"
-
-
-def _read_data_subset(value):
-    return "" if valid_read_data_subset(value) else "is not a restic subset (e.g. 5%, 1/10 or 500M)"
-
-
-def _not_empty(value):
-    return "" if value else "is empty; give at least one"
+_target_percent = _rule(lambda value: 0 < value < 100,
+                        "is not a percentage between 0 and 100 (exclusive); leave it unset to run every step")
+_read_data_subset = _rule(valid_read_data_subset, "is not a restic subset (e.g. 5%, 1/10 or 500M)")
+_not_empty = _rule(bool, "is empty; give at least one")
 
 
 _CRON = re.compile(r"_cron_(minute|hour|day|month|weekday)$")
@@ -240,11 +228,11 @@ RULES = {
     "disk_monitor_largest_count": [_at_least(0)],
     "disk_monitor_alert_largest": [_at_least(0)],
     "disk_monitor_scan_timeout_seconds": [_at_least(0)],
-    "disk_monitor_timeout_seconds": [_timeout],
+    "disk_monitor_timeout_seconds": [timeout_reason],
     "docker_cleanup_until": [_duration],
     "docker_cleanup_target_percent": [_target_percent],
-    "docker_cleanup_timeout_seconds": [_timeout],
-    "health_monitor_job_timeout_seconds": [_timeout],
+    "docker_cleanup_timeout_seconds": [timeout_reason],
+    "health_monitor_job_timeout_seconds": [timeout_reason],
     "health_monitor_memory_warning_percent": [_percent],
     "health_monitor_memory_critical_percent": [_percent],
     "health_monitor_swap_warning_percent": [_percent],
@@ -253,17 +241,17 @@ RULES = {
     "health_monitor_cpu_window_seconds": [_at_least(1)],
     "health_monitor_container_memory_warning_percent": [_percent],
     "health_monitor_container_memory_critical_percent": [_percent],
-    "health_monitor_command_timeout_seconds": [_timeout],
+    "health_monitor_command_timeout_seconds": [timeout_reason],
     "health_monitor_certificate_warning_days": [_at_least(1)],
     "health_monitor_certificate_critical_days": [_at_least(1)],
     "health_monitor_certificate_interval_seconds": [_at_least(300)],
-    "media_baseline_timeout_seconds": [_timeout],
-    "media_cleanup_command_timeout_seconds": [_timeout],
+    "media_baseline_timeout_seconds": [timeout_reason],
+    "media_cleanup_command_timeout_seconds": [timeout_reason],
     "media_cleanup_size_limit": [_size],
     "media_cleanup_growth_limit_per_week": [_size],
     "media_cleanup_disk_limit_percent": [_percent],
-    "backup_timeout_seconds": [_timeout],
-    "backup_check_timeout_seconds": [_timeout],
+    "backup_timeout_seconds": [timeout_reason],
+    "backup_check_timeout_seconds": [timeout_reason],
     "backup_check_read_data_subset": [_read_data_subset],
     "backup_freshness_max_age_hours": [_at_least(1)],
     "backup_size_drop_percent": [_percent, _at_least(1)],
@@ -295,7 +283,7 @@ def _rules_for(name, spec):
     if cron:
         rules.append(_cron_rule(cron.group(1)))
     if name.endswith("_job_name"):
-        rules.append(_job_name)
+        rules.append(job_name_reason)
     if "path" in (spec.get("type"), spec.get("elements")) and _absolute not in rules:
         rules.append(_absolute)
     return rules
@@ -327,13 +315,12 @@ def _health_monitor_rules(values):
     ``health_certs``: what the host's config check refuses), and commands that cannot
     all finish before the wrapper stops the run."""
     problems = []
+    for variable, entry_problems in (("health_monitor_commands", command_problems),
+                                     ("health_monitor_certificates", certificate_problems)):
+        for index, entry in enumerate(values.get(variable) or []):
+            item = {k: v for k, v in entry.items() if v is not None} if isinstance(entry, dict) else entry
+            problems.extend(entry_problems(item, "%s[%d]" % (variable, index)))
     commands = values.get("health_monitor_commands") or []
-    for index, check in enumerate(commands):
-        item = {k: v for k, v in check.items() if v is not None} if isinstance(check, dict) else check
-        problems.extend(command_problems(item, "health_monitor_commands[%d]" % index))
-    for index, cert in enumerate(values.get("health_monitor_certificates") or []):
-        item = {k: v for k, v in cert.items() if v is not None} if isinstance(cert, dict) else cert
-        problems.extend(certificate_problems(item, "health_monitor_certificates[%d]" % index))
     default = values.get("health_monitor_command_timeout_seconds")
     limit = values.get("health_monitor_job_timeout_seconds")
     if commands and not problems and isinstance(default, (int, float)) and isinstance(limit, int):
