@@ -426,12 +426,8 @@ def changed_files(files, digests, containers, recorded, signatures=None, keyed=T
             return sorted(label for label in files
                           if stored.get(label) != (signatures or {}).get(label))
     created = min(parse_docker_time(c.get("Created")) for c in containers)
-    result = []
-    for label, path in files.items():
-        mtime = file_mtime(path)
-        if mtime is None or mtime > created:
-            result.append(label)
-    return sorted(result)
+    mtimes = {label: file_mtime(path) for label, path in files.items()}
+    return sorted(label for label, mtime in mtimes.items() if mtime is None or mtime > created)
 
 
 # --------------------------------------------------------------------------- state
@@ -1001,17 +997,14 @@ def select_services(config, services):
     return sorted(set(services))
 
 
-def _public(plan, recreated, diff=None):
-    result = {
+def _public(plan, recreated):
+    return {
         "drifted": plan["drifted"],
         "inconsistent": plan["inconsistent"],
         "recreated": recreated,
         "fingerprints": plan["fingerprints"],
         "not_running": plan["not_running"],
     }
-    if diff is not None:
-        result["diff"] = diff
-    return result
 
 
 def _inconsistency_message(plan, config, hmac_key):
@@ -1115,19 +1108,17 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
     except OpsError as exc:
         raise OpsError(exc.message, **refused)
     warnings += scale_warnings
-    result = dict(_public(plan, list(to_recreate), diff), project=project, state_file=path,
+    result = dict(_public(plan, list(to_recreate)), diff=diff, project=project, state_file=path,
                   changed=bool(to_recreate), warnings=warnings)
     if check_mode:
         return result
-    if not to_recreate:
-        _write_state(path, project, project_src, plan, state, warnings)
-        return result
 
-    after = recreate(client, base, env, project_src, config, plan, replicas, redact,
-                     wait_timeout, poll_interval, selected, consistent_keys, hmac_key)
+    after = plan
+    if to_recreate:
+        after = recreate(client, base, env, project_src, config, plan, replicas, redact,
+                         wait_timeout, poll_interval, selected, consistent_keys, hmac_key)
+        result.update(fingerprints=after["fingerprints"], not_running=after["not_running"])
     _write_state(path, project, project_src, after, state, warnings)
-    result["fingerprints"] = after["fingerprints"]
-    result["not_running"] = after["not_running"]
     return result
 
 
