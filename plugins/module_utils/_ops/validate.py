@@ -45,22 +45,19 @@ def prefix(role) -> str:
 # ------------------------------------------------------------------ argument-spec types
 # As ansible.module_utils.common.validation's check_type_* convert (conversions included).
 
+def _kept(kind, convert):
+    """``convert``, for a value that is not of type ``kind`` already (kept as it is)."""
+    return lambda value: value if isinstance(value, kind) else convert(value)
+
+
 def _to_int(value):
-    if isinstance(value, int):
-        return value
     number = Decimal(value)  # as ansible-core: "5", 5.0, " 7 ", "1e3" are whole numbers
     if number != int(number):
         raise ValueError
     return int(number)
 
 
-def _to_float(value):
-    return value if isinstance(value, float) else float(value)
-
-
 def _to_bool(value):
-    if isinstance(value, bool):
-        return value
     if isinstance(value, str):
         value = value.lower().strip()
     elif not isinstance(value, (int, float)):
@@ -73,8 +70,6 @@ def _to_bool(value):
 
 
 def _to_list(value):
-    if isinstance(value, list):
-        return value
     if isinstance(value, str):
         return value.split(",")
     if isinstance(value, (int, float)):
@@ -83,8 +78,6 @@ def _to_list(value):
 
 
 def _to_dict(value):
-    if isinstance(value, dict):
-        return value
     if isinstance(value, str) and value.startswith("{"):
         try:
             loaded = json.loads(value)
@@ -97,12 +90,9 @@ def _to_dict(value):
     raise ValueError
 
 
-def _to_str(value):
-    return value if isinstance(value, str) else str(value)
-
-
-_CONVERT = {"str": _to_str, "path": _to_str, "int": _to_int, "float": _to_float,
-            "bool": _to_bool, "list": _to_list, "dict": _to_dict, "raw": lambda value: value}
+_CONVERT = {"str": _kept(str, str), "path": _kept(str, str), "int": _kept(int, _to_int),
+            "float": _kept(float, float), "bool": _kept(bool, _to_bool), "list": _kept(list, _to_list),
+            "dict": _kept(dict, _to_dict), "raw": lambda value: value}
 _WHAT = {"int": "a whole number", "float": "a number", "bool": "true or false",
          "list": "a list", "dict": "a mapping (dict)", "str": "a string", "path": "a path"}
 
