@@ -54,6 +54,7 @@ Rules (also in the module documentation):
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
@@ -69,7 +70,7 @@ from .env_file import read_env_file
 from .errors import OpsError
 from .hostkey import FINGERPRINT_LENGTH, UNSET, fingerprint, host_key, key_id, keyed_hash
 from .runner import run_command
-from .state import read_json, write_json_atomic
+from .state import read_json_object, write_json_atomic
 from .timestamps import epoch_seconds
 
 LABEL_PROJECT = "com.docker.compose.project"
@@ -180,6 +181,11 @@ def compare_environment(desired, actual, image_env):
     return {"added": sorted(added), "removed": sorted(removed), "changed": sorted(changed)}
 
 
+def environments(config):
+    """Return ``{service: desired_environment(service)}`` for every service of ``config``."""
+    return {name: desired_environment(service) for name, service in (config.get("services") or {}).items()}
+
+
 def find_inconsistent(config, keys):
     """Return ``{key: [services]}`` for keys whose resolved values differ between the
     services of ``config`` that define them (a key declared without a value counts as a
@@ -187,22 +193,14 @@ def find_inconsistent(config, keys):
     services share; all services defining the key when no value has a majority.
     """
     result = {}
-    services = config.get("services") or {}
+    envs = environments(config) if keys else {}
     for key in keys or ():
-        values = {}
-        for name, service in services.items():
-            env = desired_environment(service)
-            if key in env:
-                values[name] = env[key]
-        if len(set(values.values())) < 2:
+        values = {name: env[key] for name, env in envs.items() if key in env}
+        ranked = collections.Counter(values.values()).most_common(2)
+        if len(ranked) < 2:
             continue
-        counts = {}
-        for value in values.values():
-            counts[value] = counts.get(value, 0) + 1
-        ranked = sorted(counts.values(), reverse=True)
-        if ranked[0] > ranked[1]:
-            majority = next(v for v, n in counts.items() if n == ranked[0])
-            result[key] = sorted(n for n, v in values.items() if v != majority)
+        if ranked[0][1] > ranked[1][1]:
+            result[key] = sorted(n for n, v in values.items() if v != ranked[0][0])
         else:
             result[key] = sorted(values)
     return result
@@ -428,12 +426,8 @@ def changed_files(files, digests, containers, recorded, signatures=None, keyed=T
             return sorted(label for label in files
                           if stored.get(label) != (signatures or {}).get(label))
     created = min(parse_docker_time(c.get("Created")) for c in containers)
-    result = []
-    for label, path in files.items():
-        mtime = file_mtime(path)
-        if mtime is None or mtime > created:
-            result.append(label)
-    return sorted(result)
+    mtimes = {label: file_mtime(path) for label, path in files.items()}
+    return sorted(label for label, mtime in mtimes.items() if mtime is None or mtime > created)
 
 
 # --------------------------------------------------------------------------- state
@@ -447,10 +441,8 @@ def state_path(state_dir, project):
 
 def load_state(path):
     """Return a project's state (``{"services": {...}}``), empty when absent or unreadable."""
-    data = read_json(path, default={})
-    if not isinstance(data, dict) or data.get("version") not in (1, STATE_VERSION):
-        return {}
-    return data
+    data = read_json_object(path)
+    return data if data.get("version") in (1, STATE_VERSION) else {}
 
 
 def comparable_records(state, hmac_key):
@@ -492,15 +484,25 @@ def build_state(project, project_src, analysis, previous=None):
 # --------------------------------------------------------------------------- analysis
 
 
+def _labels(info):
+    return (info.get("Config") or {}).get("Labels") or {}
+
+
+def _service_of(info, project):
+    """The compose service of a container of ``project``; None for a one-off container
+    (``docker compose run``) or a container of another project."""
+    labels = _labels(info)
+    if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_ONEOFF) == "True":
+        return None
+    return labels.get(LABEL_SERVICE)
+
+
 def group_containers(containers, project):
     """Return ``{service: [inspect, ...]}`` of a project's active, non one-off containers,
     and the sorted names of services whose containers are all inactive."""
     active, inactive = {}, set()
     for info in containers:
-        labels = (info.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_ONEOFF) == "True":
-            continue
-        service = labels.get(LABEL_SERVICE)
+        service = _service_of(info, project)
         if not service:
             continue
         if ((info.get("State") or {}).get("Status")) in ACTIVE_STATES:
@@ -708,9 +710,8 @@ def _probe_escaping(compose, env):
         path = os.path.join(directory, "compose.yaml")
         with open(path, "w") as handle:
             handle.write(_PROBE_COMPOSE)
-        result = run_command(list(compose) + ["--project-directory", directory, "--project-name",
-                                              "runbook-ops-probe", "-f", path, "config", "--format",
-                                              "json"], env=dict(env), cwd=directory, timeout=60)
+        result = run_command(compose_base(compose, directory, [path], project_name="runbook-ops-probe")
+                             + ["config", "--format", "json"], env=dict(env), cwd=directory, timeout=60)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     try:
@@ -776,8 +777,6 @@ def inspect_project(client, project):
                 if type(exc).__name__ != "NotFound":
                     raise
         return result
-    except OpsError:
-        raise
     except Exception as exc:
         raise OpsError("listing the containers of compose project %s failed (%s); check the "
                        "Docker daemon" % (project, type(exc).__name__))
@@ -816,21 +815,19 @@ def wait_for_services(client, project, services, timeout, poll_interval=1.0):
         failed, waiting = {}, {}
         containers = inspect_project(client, project)
         for name in sorted(pending):
-            group = [c for c in containers
-                     if ((c.get("Config") or {}).get("Labels") or {}).get(LABEL_SERVICE) == name
-                     and ((c.get("Config") or {}).get("Labels") or {}).get(LABEL_ONEOFF) != "True"]
+            group = [c for c in containers if _service_of(c, project) == name]
             if not group:
                 waiting[name] = ("missing", None, None)
                 continue
             states = [describe_container(c) for c in group]
             bad = [s for s in states if s[0] in ("exited", "dead", "removing") or s[1] == "unhealthy"]
+            not_ready = [s for s in states if not (s[0] == "running" and s[1] in (None, "healthy"))]
             if bad:
                 failed[name] = bad[0]
-            elif all(s[0] == "running" and s[1] in (None, "healthy") for s in states):
-                pending.discard(name)
+            elif not_ready:
+                waiting[name] = not_ready[0]
             else:
-                waiting[name] = next(s for s in states
-                                     if not (s[0] == "running" and s[1] in (None, "healthy")))
+                pending.discard(name)
         if failed or (waiting and time.monotonic() >= deadline):
             problems = dict(failed) if failed else dict(waiting)
             raise OpsError(
@@ -850,10 +847,6 @@ def wait_for_services(client, project, services, timeout, poll_interval=1.0):
 # --------------------------------------------------------------------------- what was started
 
 
-def _labels(info):
-    return (info.get("Config") or {}).get("Labels") or {}
-
-
 def _same_path(first, second):
     return (os.path.abspath(first) == os.path.abspath(second)
             or os.path.realpath(first) == os.path.realpath(second))
@@ -871,9 +864,8 @@ def check_project_directory(containers, project_src, project):
     """Refuse when containers of the project were started from another directory: a project
     of the same name elsewhere (``/srv/app`` and ``/opt/app`` are both ``app``), which a
     recreate would give this directory's configuration, dropping its volumes."""
-    others = sorted({_labels(c).get(LABEL_WORKING_DIR) for c in containers
-                     if _labels(c).get(LABEL_WORKING_DIR)
-                     and not _same_path(_labels(c)[LABEL_WORKING_DIR], project_src)})
+    started = (_labels(c).get(LABEL_WORKING_DIR) for c in containers)
+    others = sorted({path for path in started if path and not _same_path(path, project_src)})
     if others:
         raise OpsError("compose project %s has containers started from %s, not from project_src %s: "
                        "a project of the same name in another directory; set project_name to the "
@@ -953,10 +945,8 @@ def count_containers(config, containers, services):
     project = config.get("name")
     running, stopped = {}, []
     for info in containers:
-        labels = _labels(info)
-        name = labels.get(LABEL_SERVICE)
-        if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_ONEOFF) == "True" \
-                or name not in services:
+        name = _service_of(info, project)
+        if name not in services:
             continue
         status, _health, code = describe_container(info)
         if status in ACTIVE_STATES:
@@ -1007,29 +997,22 @@ def select_services(config, services):
     return sorted(set(services))
 
 
-def _public(plan, recreated, diff=None):
-    result = {
+def _public(plan, recreated):
+    return {
         "drifted": plan["drifted"],
         "inconsistent": plan["inconsistent"],
         "recreated": recreated,
         "fingerprints": plan["fingerprints"],
         "not_running": plan["not_running"],
     }
-    if diff is not None:
-        result["diff"] = diff
-    return result
 
 
 def _inconsistency_message(plan, config, hmac_key):
-    parts = []
-    services = config.get("services") or {}
-    for key in sorted(plan["inconsistent"]):
-        defining = sorted(n for n, s in services.items() if key in desired_environment(s))
-        parts.append("%s differs in %s; fingerprints: %s" % (
-            key, ", ".join(plan["inconsistent"][key]), ", ".join(
-                "%s %s" % (n, fingerprint(hmac_key, desired_environment(services[n]).get(key)))
-                for n in defining)))
-    return "; ".join(parts)
+    envs = environments(config)
+    return "; ".join("%s differs in %s; fingerprints: %s" % (
+        key, ", ".join(plan["inconsistent"][key]), ", ".join(
+            "%s %s" % (n, fingerprint(hmac_key, envs[n].get(key))) for n in sorted(envs) if key in envs[n]))
+        for key in sorted(plan["inconsistent"]))
 
 
 def project_redactor(project_src, files, env_files, config=None):
@@ -1039,8 +1022,7 @@ def project_redactor(project_src, files, env_files, config=None):
     values = [v for p in (env_files or [".env"]) for v in read_env_file_values(
         os.path.join(project_src, p))]
     values += compose_environment_values(compose_files_to_scan(project_src, files))
-    for service in ((config or {}).get("services") or {}).values():
-        values += [v for v in desired_environment(service).values() if v]
+    values += [v for env in environments(config or {}).values() for v in env.values() if v]
     return make_redactor(values)
 
 
@@ -1112,33 +1094,31 @@ def sync_compose_env(project_src, files=None, env_files=None, services=None, con
     warnings += plan["warnings"]
     diff = build_diff(plan, state)
 
+    refused = dict(changed=False, project=project, **_public(plan, []))
     if plan["inconsistent"]:
         message = "inconsistent keys in compose project %s: %s; make them equal in .env / the " \
                   "compose file" % (project, _inconsistency_message(plan, config, hmac_key))
         if on_inconsistent == "fail":
-            raise OpsError(message + " (nothing was recreated)", changed=False, project=project,
-                           **_public(plan, []))
+            raise OpsError(message + " (nothing was recreated)", **refused)
         warnings.append(message)
 
     to_recreate = plan["to_recreate"]
     try:
         replicas, scale_warnings = replicas_to_keep(config, containers, to_recreate)
     except OpsError as exc:
-        raise OpsError(exc.message, changed=False, project=project, **_public(plan, []))
+        raise OpsError(exc.message, **refused)
     warnings += scale_warnings
-    result = dict(_public(plan, list(to_recreate), diff), project=project, state_file=path,
+    result = dict(_public(plan, list(to_recreate)), diff=diff, project=project, state_file=path,
                   changed=bool(to_recreate), warnings=warnings)
     if check_mode:
         return result
-    if not to_recreate:
-        _write_state(path, project, project_src, plan, state, warnings)
-        return result
 
-    after = recreate(client, base, env, project_src, config, plan, replicas, redact,
-                     wait_timeout, poll_interval, selected, consistent_keys, hmac_key)
+    after = plan
+    if to_recreate:
+        after = recreate(client, base, env, project_src, config, plan, replicas, redact,
+                         wait_timeout, poll_interval, selected, consistent_keys, hmac_key)
+        result.update(fingerprints=after["fingerprints"], not_running=after["not_running"])
     _write_state(path, project, project_src, after, state, warnings)
-    result["fingerprints"] = after["fingerprints"]
-    result["not_running"] = after["not_running"]
     return result
 
 

@@ -24,9 +24,10 @@ import socket
 import stat
 import time
 
-from .emergency_report import summary_lines, verdict
+from .emergency_report import shorten, summary_lines, verdict
 from .emergency_settings import PREFIX, SETTINGS, check_emergency_settings
 from .errors import OpsError
+from .units import plural
 
 
 # The steps, in the runbook's order. Titles name the settings they read (``{until}``).
@@ -61,17 +62,6 @@ DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 _REMOTE_ENGINE = re.compile(r"(tcp|ssh|http|https)://")
 _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-NOTE_LENGTH = 200
-
-
-def shorten(text, length=NOTE_LENGTH, leeway=5):
-    """``text`` cut as Jinja's ``truncate(length)`` cuts it (the playbook's notes did):
-    unchanged up to ``length + leeway`` characters, else cut at a word before
-    ``length - 3`` and ended with ``...``."""
-    text = str(text)
-    if len(text) <= length + leeway:
-        return text
-    return text[:length - 3].rsplit(" ", 1)[0] + "..."
 
 
 def engine_presence(docker_host, socket_exists=os.path.lexists):
@@ -98,23 +88,18 @@ def decide_step(kind, title, current_percent, target_percent, preview_all, engin
     ``docker_failed`` the title of the Docker step that failed ("" if none), returned
     updated. Pure: the order of the procedure lives here and in ``STEPS``.
     """
+    action, note = "run", None
     if not (preview_all or current_percent >= target_percent):
-        return {"action": "below_target", "docker_failed": docker_failed,
-                "note": "skipped: usage %s%% is below the target %s%%" % (
-                    current_percent, target_percent)}
-    if kind != "docker":
-        return {"action": "run", "note": None, "docker_failed": docker_failed}
-    if docker_failed and docker_failed != title:
-        return {"action": "skip", "docker_failed": docker_failed,
-                "note": "skipped: the Docker engine failed in " + docker_failed}
-    if engine == "absent":
-        return {"action": "skip", "note": "skipped: no Docker engine on this host",
-                "docker_failed": docker_failed}
-    if engine == "configured_missing":
-        return {"action": "fail", "docker_failed": title,
-                "note": "failed: no Docker engine at %s (emergency_disk_docker_host): no "
-                        "socket there" % docker_host}
-    return {"action": "run", "note": None, "docker_failed": docker_failed}
+        action, note = "below_target", "skipped: usage %s%% is below the target %s%%" % (
+            current_percent, target_percent)
+    elif kind == "docker" and docker_failed and docker_failed != title:
+        action, note = "skip", "skipped: the Docker engine failed in " + docker_failed
+    elif kind == "docker" and engine == "absent":
+        action, note = "skip", "skipped: no Docker engine on this host"
+    elif kind == "docker" and engine == "configured_missing":
+        action, docker_failed = "fail", title
+        note = "failed: no Docker engine at %s (emergency_disk_docker_host): no socket there" % docker_host
+    return {"action": action, "note": note, "docker_failed": docker_failed}
 
 
 def age_seconds(age):
@@ -202,11 +187,10 @@ def clean_old_logs(log_dir, retention_days, journal_vacuum, journal_vacuum_time,
     if not_removed:
         problems.append("could not remove %d of %d old log files: %s" % (
             len(not_removed), len(old), "; ".join(not_removed)))
-    note = "%d old log file%s, %d archived journal file%s%s" % (
-        len(old), "" if len(old) == 1 else "s", len(journal), "" if len(journal) == 1 else "s",
-        journal_state)
+    note = "%s, %s%s" % (plural(len(old), "old log file"), plural(len(journal), "archived journal file"),
+                         journal_state)
     vacuumed = [] if vacuum_failed else journal  # a failed vacuum freed nothing we know of
-    return {"estimated_bytes": sum(f["size"] for f in vacuumed) + sum(f["size"] for f in old),
+    return {"estimated_bytes": sum(f["size"] for f in vacuumed + old),
             "note": note, "changed": changed, "error": "; ".join(problems) or None}
 
 
@@ -250,12 +234,11 @@ def _steps(settings):
 
 
 def _docker_options(step, settings, preview_all):
-    options = dict(step["options"], containers_until=settings["containers_until"],
-                   networks=False, keep_label=settings["keep_label"],
-                   state_dir=settings["state_dir"],
-                   target_percent=None if preview_all else float(settings["target_percent"]),
-                   docker_host=settings["docker_host"] or None)
-    return options
+    return dict(step["options"], containers_until=settings["containers_until"],
+                networks=False, keep_label=settings["keep_label"],
+                state_dir=settings["state_dir"],
+                target_percent=None if preview_all else float(settings["target_percent"]),
+                docker_host=settings["docker_host"] or None)
 
 
 def _mount_of(path):
@@ -273,14 +256,10 @@ def _largest(settings, docker_root, engine, warnings):
 
     candidates = [settings["media_path"], settings["log_dir"],
                   docker_root or (DEFAULT_DATA_ROOT if engine == "present" else "")]
-    roots = []
-    for path in candidates:
-        if path and path not in roots:
-            roots.append(path)
     dirs = []
-    for path in roots:
+    for path in candidates:
         try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):
+            if path and path not in dirs and stat.S_ISDIR(os.lstat(path).st_mode):
                 dirs.append(path)
         except OSError:
             continue
@@ -375,18 +354,15 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
                                engine, docker_failed, settings["docker_host"])
         record = {"id": step["id"], "title": step["title"], "ran": False, "failed": False,
                   "estimated_bytes": 0, "freed_bytes": 0, "after_percent": current_percent,
-                  "note": "skipped: usage %s%% is below the target %s%%" % (current_percent, target),
-                  "kept": [], "moved_tags": []}
+                  "note": decision["note"], "kept": [], "moved_tags": []}
         records.append(record)
         if decision["action"] == "below_target":
             continue
         beyond_target = current_percent < target
         docker_failed = decision["docker_failed"]
-        if decision["action"] == "skip":
-            record["note"] = decision["note"]
-        elif decision["action"] == "fail":
-            record.update(ran=True, failed=True, note=decision["note"])
-        elif step["kind"] == "docker":
+        if decision["action"] == "fail":
+            record.update(ran=True, failed=True)
+        elif decision["action"] == "run" and step["kind"] == "docker":
             try:
                 result = cleanup(_docker_options(step, settings, preview_all), check_mode=check_mode)
             except Exception as exc:  # noqa: BLE001 - recorded, the procedure goes on
@@ -401,7 +377,7 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
                 if result["errors"]:
                     warnings.append("%d removal(s) or step(s) failed: %s" % (
                         len(result["errors"]), "; ".join(result["errors"][:5])))
-        else:
+        elif decision["action"] == "run":
             try:
                 logs = clean_old_logs(settings["log_dir"], settings["log_retention_days"],
                                       settings["journal_vacuum"], settings["journal_vacuum_time"],
@@ -422,10 +398,9 @@ def run_emergency_disk(settings, host_label=None, check_mode=False, cleanup=None
         if check_mode and record["estimated_bytes"] > 0 and step_dir:
             step_mount = _mount_of(step_dir)
             counted = step_mount == before["mount"]
-        projected = max(current_used - (record["estimated_bytes"] if counted else 0), 0)
         if check_mode:
-            new_used = projected
-            new_percent = int(math.ceil(projected * 100 / total)) if total > 0 else current_percent
+            new_used = max(current_used - (record["estimated_bytes"] if counted else 0), 0)
+            new_percent = int(math.ceil(new_used * 100 / total)) if total > 0 else current_percent
         else:
             try:
                 after = filesystem_usage(settings["path"])

@@ -12,29 +12,34 @@ escalation threshold). Both are pure.
 
 from __future__ import annotations
 
-from .units import format_bytes
+from .units import format_bytes, plural
 
 ADVICE = ("expand the disk or move media to S3; above 90% consider stopping non-essential "
           "services \u2014 a human decision (runbook: Escalation Paths, Disk Space Emergency)")
 ROW = "%-40s %12s %12s %6s  %s"
 KEPT_KINDS = (("container", "stopped container"), ("volume", "volume"), ("image", "image"))
 ELLIPSIS = "\u2026"
+NOTE_LENGTH = 200
 
 
 def _size(value):
-    if value is None:
-        return "-"
-    return "0 B" if int(value) == 0 else format_bytes(int(value))
+    return "-" if value is None else format_bytes(int(value))
 
 
-def _title(title, length=40, leeway=5):
-    """Jinja's ``truncate(length, true, '…')``."""
-    return title if len(title) <= length + leeway else title[:length - 1] + ELLIPSIS
+def shorten(text, length=NOTE_LENGTH, killwords=False, end="...", leeway=5):
+    """``text`` cut as Jinja's ``truncate(length, killwords, end)`` cuts it (the playbook's
+    notes and table did): unchanged up to ``length + leeway`` characters, else cut before
+    ``length - len(end)`` (at a word unless ``killwords``) and ended with ``end``."""
+    text = str(text)
+    if len(text) <= length + leeway:
+        return text
+    head = text[:length - len(end)]
+    return (head if killwords else head.rsplit(" ", 1)[0]) + end
 
 
 def _step_row(step):
     ran = step["ran"]
-    return ROW % (_title(step["title"]), _size(step["estimated_bytes"]) if ran else "-",
+    return ROW % (shorten(step["title"], 40, True, ELLIPSIS), _size(step["estimated_bytes"]) if ran else "-",
                   _size(step["freed_bytes"]) if ran else "-",
                   ("%s%%" % step["after_percent"]) if ran else "-", step["note"])
 
@@ -45,7 +50,7 @@ def _kept_lines(steps):
     for kind, label in KEPT_KINDS:
         entries = [e for e in kept if e.get("kind") == kind]
         if entries:
-            lines.append("kept %d %s%s: %s" % (len(entries), label, "s" if len(entries) > 1 else "", "; ".join(
+            lines.append("kept %s: %s" % (plural(len(entries), label), "; ".join(
                 "%s %s" % (e["name"] if len(e["name"]) < 64 else e["name"][:12] + ELLIPSIS, e["reason"])
                 for e in entries)))
     for moved in [m for step in steps for m in step.get("moved_tags") or []]:

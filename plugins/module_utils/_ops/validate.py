@@ -45,22 +45,19 @@ def prefix(role) -> str:
 # ------------------------------------------------------------------ argument-spec types
 # As ansible.module_utils.common.validation's check_type_* convert (conversions included).
 
+def _kept(kind, convert):
+    """``convert``, for a value that is not of type ``kind`` already (kept as it is)."""
+    return lambda value: value if isinstance(value, kind) else convert(value)
+
+
 def _to_int(value):
-    if isinstance(value, int):
-        return value
     number = Decimal(value)  # as ansible-core: "5", 5.0, " 7 ", "1e3" are whole numbers
     if number != int(number):
         raise ValueError
     return int(number)
 
 
-def _to_float(value):
-    return value if isinstance(value, float) else float(value)
-
-
 def _to_bool(value):
-    if isinstance(value, bool):
-        return value
     if isinstance(value, str):
         value = value.lower().strip()
     elif not isinstance(value, (int, float)):
@@ -73,8 +70,6 @@ def _to_bool(value):
 
 
 def _to_list(value):
-    if isinstance(value, list):
-        return value
     if isinstance(value, str):
         return value.split(",")
     if isinstance(value, (int, float)):
@@ -83,8 +78,6 @@ def _to_list(value):
 
 
 def _to_dict(value):
-    if isinstance(value, dict):
-        return value
     if isinstance(value, str) and value.startswith("{"):
         try:
             loaded = json.loads(value)
@@ -97,12 +90,9 @@ def _to_dict(value):
     raise ValueError
 
 
-def _to_str(value):
-    return value if isinstance(value, str) else str(value)
-
-
-_CONVERT = {"str": _to_str, "path": _to_str, "int": _to_int, "float": _to_float,
-            "bool": _to_bool, "list": _to_list, "dict": _to_dict, "raw": lambda value: value}
+_CONVERT = {"str": _kept(str, str), "path": _kept(str, str), "int": _kept(int, _to_int),
+            "float": _kept(float, float), "bool": _kept(bool, _to_bool), "list": _kept(list, _to_list),
+            "dict": _kept(dict, _to_dict), "raw": lambda value: value}
 _WHAT = {"int": "a whole number", "float": "a number", "bool": "true or false",
          "list": "a list", "dict": "a mapping (dict)", "str": "a string", "path": "a path"}
 
@@ -176,12 +166,9 @@ def _cron_rule(field):
     return lambda value: cron_field.problem(field, value if isinstance(value, str) else None)
 
 
-def _job_name(value):
-    return job_name_reason(value)
-
-
-def _timeout(value):
-    return timeout_reason(value)
+def _rule(holds, why):
+    """The rule that ``holds(value)`` is true; ``why`` when not."""
+    return lambda value: "" if holds(value) else why
 
 
 def _absolute(value):
@@ -191,12 +178,11 @@ def _absolute(value):
     return "holds %s, which is not an absolute path" % show(bad[0]) if bad else ""
 
 
-def _percent(value):
-    return "" if value is not None and 0 <= value <= 100 else "is not a percentage (0-100)"
+_percent = _rule(lambda value: value is not None and 0 <= value <= 100, "is not a percentage (0-100)")
 
 
 def _at_least(low):
-    return lambda value: "" if value is not None and value >= low else "is below %s" % low
+    return _rule(lambda value: value is not None and value >= low, "is below %s" % low)
 
 
 def _parses(parse, rule):
@@ -212,18 +198,10 @@ def _parses(parse, rule):
 
 _duration = _parses(parse_duration, "is not a duration (a Go duration such as 168h, 24h, 90m or 0s)")
 _size = _parses(parse_size, "is not a size (a number of bytes or e.g. 500MB, 1.5GiB)")
-
-
-def _target_percent(value):
-    return "" if 0 < value < 100 else "is not a percentage between 0 and 100 (exclusive); leave it unset to run every step"
-
-
-def _read_data_subset(value):
-    return "" if valid_read_data_subset(value) else "is not a restic subset (e.g. 5%, 1/10 or 500M)"
-
-
-def _not_empty(value):
-    return "" if value else "is empty; give at least one"
+_target_percent = _rule(lambda value: 0 < value < 100,
+                        "is not a percentage between 0 and 100 (exclusive); leave it unset to run every step")
+_read_data_subset = _rule(valid_read_data_subset, "is not a restic subset (e.g. 5%, 1/10 or 500M)")
+_not_empty = _rule(bool, "is empty; give at least one")
 
 
 _CRON = re.compile(r"_cron_(minute|hour|day|month|weekday)$")
@@ -240,11 +218,11 @@ RULES = {
     "disk_monitor_largest_count": [_at_least(0)],
     "disk_monitor_alert_largest": [_at_least(0)],
     "disk_monitor_scan_timeout_seconds": [_at_least(0)],
-    "disk_monitor_timeout_seconds": [_timeout],
+    "disk_monitor_timeout_seconds": [timeout_reason],
     "docker_cleanup_until": [_duration],
     "docker_cleanup_target_percent": [_target_percent],
-    "docker_cleanup_timeout_seconds": [_timeout],
-    "health_monitor_job_timeout_seconds": [_timeout],
+    "docker_cleanup_timeout_seconds": [timeout_reason],
+    "health_monitor_job_timeout_seconds": [timeout_reason],
     "health_monitor_memory_warning_percent": [_percent],
     "health_monitor_memory_critical_percent": [_percent],
     "health_monitor_swap_warning_percent": [_percent],
@@ -253,17 +231,17 @@ RULES = {
     "health_monitor_cpu_window_seconds": [_at_least(1)],
     "health_monitor_container_memory_warning_percent": [_percent],
     "health_monitor_container_memory_critical_percent": [_percent],
-    "health_monitor_command_timeout_seconds": [_timeout],
+    "health_monitor_command_timeout_seconds": [timeout_reason],
     "health_monitor_certificate_warning_days": [_at_least(1)],
     "health_monitor_certificate_critical_days": [_at_least(1)],
     "health_monitor_certificate_interval_seconds": [_at_least(300)],
-    "media_baseline_timeout_seconds": [_timeout],
-    "media_cleanup_command_timeout_seconds": [_timeout],
+    "media_baseline_timeout_seconds": [timeout_reason],
+    "media_cleanup_command_timeout_seconds": [timeout_reason],
     "media_cleanup_size_limit": [_size],
     "media_cleanup_growth_limit_per_week": [_size],
     "media_cleanup_disk_limit_percent": [_percent],
-    "backup_timeout_seconds": [_timeout],
-    "backup_check_timeout_seconds": [_timeout],
+    "backup_timeout_seconds": [timeout_reason],
+    "backup_check_timeout_seconds": [timeout_reason],
     "backup_check_read_data_subset": [_read_data_subset],
     "backup_freshness_max_age_hours": [_at_least(1)],
     "backup_size_drop_percent": [_percent, _at_least(1)],
@@ -295,7 +273,7 @@ def _rules_for(name, spec):
     if cron:
         rules.append(_cron_rule(cron.group(1)))
     if name.endswith("_job_name"):
-        rules.append(_job_name)
+        rules.append(job_name_reason)
     if "path" in (spec.get("type"), spec.get("elements")) and _absolute not in rules:
         rules.append(_absolute)
     return rules
@@ -327,13 +305,12 @@ def _health_monitor_rules(values):
     ``health_certs``: what the host's config check refuses), and commands that cannot
     all finish before the wrapper stops the run."""
     problems = []
+    for variable, entry_problems in (("health_monitor_commands", command_problems),
+                                     ("health_monitor_certificates", certificate_problems)):
+        for index, entry in enumerate(values.get(variable) or []):
+            item = {k: v for k, v in entry.items() if v is not None} if isinstance(entry, dict) else entry
+            problems.extend(entry_problems(item, "%s[%d]" % (variable, index)))
     commands = values.get("health_monitor_commands") or []
-    for index, check in enumerate(commands):
-        item = {k: v for k, v in check.items() if v is not None} if isinstance(check, dict) else check
-        problems.extend(command_problems(item, "health_monitor_commands[%d]" % index))
-    for index, cert in enumerate(values.get("health_monitor_certificates") or []):
-        item = {k: v for k, v in cert.items() if v is not None} if isinstance(cert, dict) else cert
-        problems.extend(certificate_problems(item, "health_monitor_certificates[%d]" % index))
     default = values.get("health_monitor_command_timeout_seconds")
     limit = values.get("health_monitor_job_timeout_seconds")
     if commands and not problems and isinstance(default, (int, float)) and isinstance(limit, int):
