@@ -61,13 +61,18 @@ pytestmark = [
                               "source scripts/dev-env.sh"),
 ]
 
-CRASH = """\
-services:
+# httpd serving /www/health on the project's published port
+WEB = """\
   web:
     image: %(image)s
     stop_grace_period: 1s
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     ports: ["127.0.0.1:%(port)d:8080"]
+"""
+
+CRASH = """\
+services:
+""" + WEB + """\
   worker:
     image: %(image)s
     stop_grace_period: 1s
@@ -99,11 +104,7 @@ volumes:
 
 HUNG = """\
 services:
-  web:
-    image: %(image)s
-    stop_grace_period: 1s
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    ports: ["127.0.0.1:%(port)d:8080"]
+""" + WEB + """\
   db:
     image: %(image)s
     stop_grace_period: 1s
@@ -131,11 +132,7 @@ services:
 # (compose names its image <project>-builder)
 KEPT = """\
 services:
-  web:
-    image: %(image)s
-    stop_grace_period: 1s
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    ports: ["127.0.0.1:%(port)d:8080"]
+""" + WEB + """\
   worker:
     image: runbook-ops-sdworker:1
     stop_grace_period: 1s
