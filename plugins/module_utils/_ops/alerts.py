@@ -348,17 +348,15 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
         result = {"key": key, "level": level, "previous": previous.get("level", "ok"),
                   "sent": False, "reason": reason, "configured": True}
         token = _token(alert, result) if should_send else ""
-        if not token:
-            if level == "ok" and (previous.get("level", "ok") == "ok" or should_send):
-                # Nothing changed (no write on every quiet run), or a recovery that could
-                # not go out keeps the old level so the next ok run retries it.
-                result["state_saved"] = True
-                return result
-            state[key] = next_entry(previous, level, now, False)
-            _save_state(result, state_path, state)
+        if not token and level == "ok" and (previous.get("level", "ok") == "ok" or should_send):
+            # Nothing changed (no write on every quiet run), or a recovery that could
+            # not go out keeps the old level so the next ok run retries it.
+            result["state_saved"] = True
             return result
-        state[key] = next_entry(previous, level, now, True)  # claimed while it is sent
+        state[key] = next_entry(previous, level, now, bool(token))  # with a token: claimed while it is sent
         _save_state(result, state_path, state)
+        if not token:
+            return result
     try:
         outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
                        format_alert(level, runtime["host_label"], text, subject))

@@ -29,10 +29,8 @@ def read_json(path, default=None):
     try:
         with open(path, "r", encoding="utf-8") as handle:
             return json.load(handle)
-    except FileNotFoundError:
-        return default
-    except ValueError:
-        # A torn or hand-edited state file: start over rather than stop the job.
+    except (FileNotFoundError, ValueError):
+        # Missing, or a torn or hand-edited state file: start over rather than stop the job.
         return default
 
 
