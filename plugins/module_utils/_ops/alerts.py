@@ -22,15 +22,15 @@ raised here name the API host, never the URL (the token is in its path) nor the 
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import fcntl
 import json
 import os
 import time
 import urllib.parse
 
 from .errors import OpsError
-from .state import read_json_object, write_json_atomic
+from .state import flock_until, read_json_object, write_json_atomic
 
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 # A cooldown counts as passed this fraction early: alerts go out when a job ends, and a
@@ -205,39 +205,6 @@ def send_telegram(api_url, token, chat_id, text, *, timeout=10.0, attempts=4,
                    % (host, attempt, problem))
 
 
-class _StateLock:
-    """An advisory lock beside the state file; proceeds unlocked if it cannot be had.
-
-    Opened without following a symbolic link and without leaking into child processes.
-    """
-
-    def __init__(self, path, wait_seconds=120.0):
-        self.path = path
-        self.wait_seconds = wait_seconds
-        self.fd = None
-
-    def __enter__(self):
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-                              | os.O_NONBLOCK, 0o644)
-        except OSError:
-            return self
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    return self
-                time.sleep(0.1)
-
-    def __exit__(self, *exc_info):
-        if self.fd is not None:
-            os.close(self.fd)
-
-
 # A name no job can have (job names have no dot), so the alert state never waits on a job
 # named "alerts". Wrappers before this one locked <state_dir>/locks/alerts.lock: during an
 # upgrade an old and a new wrapper may write alerts.json at once, each write atomic, so
@@ -245,8 +212,26 @@ class _StateLock:
 STATE_LOCK_NAME = ".alerts.lock"
 
 
-def _state_lock(state_dir):
-    return _StateLock(os.path.join(state_dir, "locks", STATE_LOCK_NAME))
+@contextlib.contextmanager
+def _state_lock(state_dir, wait_seconds=120.0):
+    """An advisory lock beside the state file; proceeds unlocked if it cannot be had.
+
+    Opened without following a symbolic link and without leaking into child processes.
+    """
+    path = os.path.join(state_dir, "locks", STATE_LOCK_NAME)
+    fd = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK, 0o644)
+        flock_until(fd, time.monotonic() + wait_seconds)
+    except OSError:
+        pass  # unlocked
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _sent_times(previous) -> dict:
@@ -363,17 +348,15 @@ def notify(runtime, key, level, text, *, now=None, send=None, subject="") -> dic
         result = {"key": key, "level": level, "previous": previous.get("level", "ok"),
                   "sent": False, "reason": reason, "configured": True}
         token = _token(alert, result) if should_send else ""
-        if not token:
-            if level == "ok" and (previous.get("level", "ok") == "ok" or should_send):
-                # Nothing changed (no write on every quiet run), or a recovery that could
-                # not go out keeps the old level so the next ok run retries it.
-                result["state_saved"] = True
-                return result
-            state[key] = next_entry(previous, level, now, False)
-            _save_state(result, state_path, state)
+        if not token and level == "ok" and (previous.get("level", "ok") == "ok" or should_send):
+            # Nothing changed (no write on every quiet run), or a recovery that could
+            # not go out keeps the old level so the next ok run retries it.
+            result["state_saved"] = True
             return result
-        state[key] = next_entry(previous, level, now, True)  # claimed while it is sent
+        state[key] = next_entry(previous, level, now, bool(token))  # with a token: claimed while it is sent
         _save_state(result, state_path, state)
+        if not token:
+            return result
     try:
         outcome = send(alert["telegram_api_url"], token, alert["telegram_chat_id"],
                        format_alert(level, runtime["host_label"], text, subject))

@@ -74,11 +74,11 @@ def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=No
         scan_timeout=config["scan_timeout"], history_file=history_file,
         host_label=runtime.get("host_label"), now=now)
     samples = []
-    seen = set()
+    firsts = {}  # mount -> its first filesystem entry
     for fs in result["filesystems"]:
-        if fs["mount"] in seen:
+        if fs["mount"] in firsts:
             continue
-        seen.add(fs["mount"])
+        firsts[fs["mount"]] = fs
         sample = disk.history_sample(fs, now=now)
         recorded = False
         history = disk.read_history(history_file, fs["mount"])
@@ -92,10 +92,9 @@ def run_disk_check(config, runtime, alert=True, now=None, notify=None, docker=No
             from .alerts import notify
         docker = docker or docker_usage.docker_usage
         asked = False
-        for mount in [s["mount"] for s in samples]:
-            mine = [fs for fs in result["filesystems"] if fs["mount"] == mount][:1]
+        for mount, fs in firsts.items():
             level, text = disk.format_disk_detail(
-                mine, config["warn_percent"], config["crit_percent"],
+                [fs], config["warn_percent"], config["crit_percent"],
                 config["inode_warn_percent"], config["inode_crit_percent"])
             if level != "ok" and result["largest"] and config["alert_largest"]:
                 text += "\nLargest directories:\n" + "\n".join(

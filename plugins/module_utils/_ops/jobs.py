@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import errno
-import fcntl
 import json
 import os
 import re
@@ -50,7 +49,7 @@ from .private_dir import open_private_file, private_dir_problem
 from .runner import start_process
 from .runtime import (DEFAULT_LOCK_DIR, LOCKED_JOB_ENV, STATE_DIR_ENV, job_name_problem,
                       job_settings, timeout_problem)
-from .state import read_json, write_json_atomic
+from .state import flock_until, read_json, write_json_atomic
 from .timestamps import iso_z
 
 TAIL_LINES = 20
@@ -87,33 +86,24 @@ def _seconds(value) -> str:
     return "%g" % float(value)
 
 
-def check_job_name(name) -> str:
-    """Return ``name`` if it is a valid job name; raise ``OpsError`` with the rule otherwise."""
-    problem = job_name_problem(name, "--job")
-    if problem:
-        raise OpsError(problem)
-    return name
-
-
 def probe_writable(directory) -> str:
     """``""`` when a file can be created and written in ``directory``, else the reason."""
     probe = os.path.join(directory, ".write-probe-%d" % os.getpid())
+    fd = None
     try:
         os.makedirs(directory, exist_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    try:
         os.write(fd, b"x")
         return ""
     except OSError as exc:
         return exc.strerror or str(exc)
     finally:
-        os.close(fd)
-        try:
-            os.unlink(probe)
-        except OSError:
-            pass
+        if fd is not None:
+            os.close(fd)
+            try:
+                os.unlink(probe)
+            except OSError:
+                pass
 
 
 class JobLog:
@@ -245,45 +235,27 @@ def inferred_note(fd, now, boot_now, timeout):
     return note
 
 
-def holder_elapsed(note, now, boot_now):
-    """Seconds the holder has held the lock; None when its note cannot tell.
-
-    A note with a boot id is judged on the boot clock (immune to clock steps), and only
-    when it was written in this boot; an older wrapper's note by the wall clock.
-    """
-    try:
-        if note.get("boot_id"):
-            if note["boot_id"] != boot_id():
-                return None
-            return boot_now - float(note["started_boot"])
-        return now - float(note["started"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def holder_overdue(note, now, boot_now) -> float:
-    """Seconds the lock holder has run past its timeout plus grace; 0 if it has not."""
+    """Seconds the lock holder has run past its timeout plus grace; 0 if it has not.
+
+    How long it has held the lock: a note with a boot id is judged on the boot clock
+    (immune to clock steps), and only when it was written in this boot; an older
+    wrapper's note by the wall clock. A note that cannot tell is never judged stuck.
+    """
     try:
         timeout = float(note["timeout"])
     except (KeyError, TypeError, ValueError):
         return 0.0  # no timeout (or an unreadable note): never judged stuck
-    elapsed = holder_elapsed(note, now, boot_now)
-    if elapsed is None:
+    try:
+        if note.get("boot_id"):
+            if note["boot_id"] != boot_id():
+                return 0.0
+            elapsed = boot_now - float(note["started_boot"])
+        else:
+            elapsed = now - float(note["started"])
+    except (KeyError, TypeError, ValueError):
         return 0.0
     return max(0.0, elapsed - timeout - STUCK_GRACE_SECONDS)
-
-
-def _flock(fd, deadline) -> bool:
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
 
 
 class JobLock:
@@ -337,7 +309,7 @@ class JobLock:
         first one another process still holds after ``wait_seconds``."""
         deadline = time.monotonic() + max(0.0, float(wait_seconds or 0))
         for fd, path in self.held:
-            if not _flock(fd, deadline):
+            if not flock_until(fd, deadline):
                 return read_lock_note(fd), path, fd
         return None
 
@@ -587,7 +559,7 @@ def _stop_group(proc, output, log) -> None:
                  "setsid?) still holds its output; stopped reading it")
 
 
-def _run_streaming(argv, log, tail, timeout, env=None, interrupt=None):
+def _run_streaming(argv, log, tail, timeout, env, interrupt):
     """Run ``argv``, stream its output into ``log`` and ``tail``; returns ``(rc, timed_out)``.
 
     The run ends when the command has exited and its output is closed. After
@@ -597,7 +569,6 @@ def _run_streaming(argv, log, tail, timeout, env=None, interrupt=None):
     has those processes stopped the same way, so nothing holds the lock forever. The
     command is reaped last, after every signal to its group.
     """
-    interrupt = interrupt or Interrupt()
     if interrupt.signum:
         log.line("runbook-ops: interrupted by %s before the command started" % interrupt.name)
         interrupt.stopped = True
@@ -706,9 +677,11 @@ def merge_fallback_state(runtime, log) -> None:
 
 # --------------------------------------------------------------------------- alerts
 
-def _alert_outcome(log, result, failed=True) -> None:
-    """Log what became of an alert; one that should have gone out and did not (not
-    delivered, Telegram not configured) also goes to stderr, so to syslog."""
+def _alert(runtime, key, level, text, log) -> dict:
+    """``notify`` of ``key``, and log what became of the alert; one that should have gone
+    out and did not (not delivered, Telegram not configured) also goes to stderr, so to
+    syslog. A recovery (``ok``) is sent only when its alert went out."""
+    result = notify(runtime, key, level, text)
     if result.get("sent"):
         log.line("runbook-ops: alert %s %s sent (%s)" % (result["key"], result["level"],
                                                          result["reason"]))
@@ -718,14 +691,8 @@ def _alert_outcome(log, result, failed=True) -> None:
     elif result.get("configured") is False:
         log.line("runbook-ops: alert %s %s not sent: %s" % (
             result["key"], result["level"], result["reason"]), syslog=True)
-    elif failed:
+    elif level != "ok":
         log.line("runbook-ops: alert %s not sent: %s" % (result["key"], result["reason"]))
-
-
-def _recover(runtime, key, text, log) -> dict:
-    """The recovery of ``key`` (sent only when its alert went out)."""
-    result = notify(runtime, key, "ok", text)
-    _alert_outcome(log, result, failed=False)
     return result
 
 
@@ -741,23 +708,21 @@ def report_storage(runtime, name, problems, log) -> dict:
                  "errors: check `findmnt /` and `dmesg`.")
     for problem in problems:
         log.line("runbook-ops: " + problem)
-    result = notify(runtime, STORAGE_KEY, "critical", text)
-    _alert_outcome(log, result)
-    return result
+    return _alert(runtime, STORAGE_KEY, "critical", text, log)
 
 
 def report_lock_dir(runtime, name, lock, log) -> None:
     """Alert ``runbook-ops:locks`` when the lock directory was not private (else recover)."""
     directory = runtime["lock_dir"]
     if not lock.problems:
-        _recover(runtime, LOCKS_KEY, "the lock directory %s is private again" % directory, log)
+        _alert(runtime, LOCKS_KEY, "ok", "the lock directory %s is private again" % directory, log)
         return
     text = ("job %s: the lock directory %s cannot be used: %s. The job's lock is taken in %s "
             "instead. Only root may own or write it: if you did not make it so, another user "
             "may be trying to hold the jobs' locks or to make root write through a link "
             "there." % (name, directory, lock.problems[0], os.path.dirname(lock.path)))
     log.line("runbook-ops: lock directory %s cannot be used: %s" % (directory, lock.problems[0]))
-    _alert_outcome(log, notify(runtime, LOCKS_KEY, "critical", text))
+    _alert(runtime, LOCKS_KEY, "critical", text, log)
 
 
 # --------------------------------------------------------------------------- the run
@@ -777,7 +742,9 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
     file (after alerting ``lock:NAME``); a failing command is a result, not an exception.
     """
     out = out or sys.stdout
-    check_job_name(name)
+    problem = job_name_problem(name, "--job")
+    if problem:
+        raise OpsError(problem)
     argv = list(argv)
     if not argv:
         raise OpsError("no command given; use: runbook-ops run --job %s -- COMMAND [ARGS...]"
@@ -794,8 +761,8 @@ def run_job(runtime, name, argv, *, timeout=None, wait_seconds=0.0, out=None,
         if problems:
             report_storage(runtime, name, problems, log)
         else:
-            _recover(runtime, STORAGE_KEY, "the state directory %s and the job logs are "
-                     "writable again" % runtime["state_dir"], log)
+            _alert(runtime, STORAGE_KEY, "ok", "the state directory %s and the job logs are "
+                   "writable again" % runtime["state_dir"], log)
         lock = _open_lock(runtime, name, main_state_dir, log)
         try:
             report_lock_dir(runtime, name, lock, log)
@@ -834,12 +801,12 @@ def _open_lock(runtime, name, main_state_dir, log):
         return JobLock(runtime, name, main_state_dir)
     except OpsError as exc:
         log.line("runbook-ops: " + exc.message)
-        _alert_outcome(log, notify(runtime, "lock:" + name, "critical",
-                                   "job %s did not run: %s" % (name, exc.message)))
+        _alert(runtime, "lock:" + name, "critical",
+               "job %s did not run: %s" % (name, exc.message), log)
         raise
 
 
-def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict:
+def _skipped(runtime, name, held, log, out, now, boot_now, timeout) -> dict:
     """A run that found the lock held: alert when the holder is overdue, then log it.
 
     A holder whose note is empty or unreadable is found through ``/proc/locks``
@@ -868,15 +835,14 @@ def _skipped(runtime, name, held, log, out, now, boot_now, timeout=None) -> dict
                 "end it." % (name, iso_z(since) if isinstance(since, (int, float))
                              else "at an unknown time", pid, overdue, limit, lock_path, look))
         record.update(stuck=True, rc=1)
-        record["alert"] = notify(runtime, "lock:" + name, "critical", text)
-        _alert_outcome(log, record["alert"])
+        record["alert"] = _alert(runtime, "lock:" + name, "critical", text, log)
     log.line("runbook-ops: " + message)
     write_line(out, message + "\n")
     return record
 
 
 def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_problem,
-                interrupt=None):
+                interrupt):
     """Ping, run, record; returns ``(record, tail)``. Runs while the lock is held."""
     tail = collections.deque(maxlen=TAIL_LINES)
     log.line("runbook-ops: job %s started (pid %d): %s"
@@ -887,7 +853,6 @@ def _run_locked(runtime, name, argv, timeout, log, started, ping_url, state_prob
     env[LOCKED_JOB_ENV] = name  # the command need not (and cannot) take this lock itself
     if state_problem:
         env[STATE_DIR_ENV] = runtime["state_dir"]
-    interrupt = interrupt or Interrupt()
     rc, timed_out = _run_streaming(argv, log, tail, timeout, env, interrupt)
     finished = time.time()
     seconds = round(finished - started, 3)
@@ -965,16 +930,13 @@ def last_error_line(tail) -> str:
 
 def _report_result(runtime, name, record, tail, timeout, log) -> None:
     """Alert ``job:NAME`` on failure (recovery on success); recover ``lock:NAME``."""
-    failed = record["rc"] != 0
-    if failed:
+    level, text = "ok", "job %s succeeds again" % name
+    if record["rc"] != 0:
         what = (("timed out after %s s" % _seconds(timeout)) if record["timed_out"]
                 else ("failed with exit status %d" % record["rc"]))
-        text = with_tail("critical", runtime["host_label"], "job %s %s (%.0f s).\nLast output:"
+        level = "critical"
+        text = with_tail(level, runtime["host_label"], "job %s %s (%.0f s).\nLast output:"
                          % (name, what, record["seconds"]), list(tail) or ["(no output)"])
-        result = notify(runtime, "job:" + name, "critical", text)
-        _alert_outcome(log, result, failed)
-    else:
-        result = _recover(runtime, "job:" + name, "job %s succeeds again" % name, log)
-    record["alert"] = result
-    _recover(runtime, "lock:" + name, "job %s: the stuck run has ended, later runs are no "
-             "longer skipped" % name, log)
+    record["alert"] = _alert(runtime, "job:" + name, level, text, log)
+    _alert(runtime, "lock:" + name, "ok", "job %s: the stuck run has ended, later runs are no "
+           "longer skipped" % name, log)

@@ -38,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from .errors import OpsError
 from .options import check_config
 from .runner import run_command
+from .state import append_jsonl, read_json, read_jsonl
 from .timestamps import iso_z, utc
 from .units import plural
 
@@ -192,8 +193,6 @@ def record_baseline(media_path, baseline_file=DEFAULT_BASELINE_FILE, now=None, t
     is ``growth_per_week`` over the baselines including the new sample. ``written`` is
     False in ``dry_run`` and when the append failed (full disk): the caller reports it.
     """
-    from .state import append_jsonl
-
     measurement = measure_media(media_path, timeout=timeout)
     sample = make_baseline_sample(measurement, now=now)
     written = False
@@ -221,8 +220,6 @@ def read_baselines(baseline_file, media_path=None):
     ``bytes`` are skipped; with ``media_path`` only that directory's samples are kept
     (the file can hold several directories, or an old path after a move).
     """
-    from .state import read_jsonl
-
     if not os.path.exists(baseline_file):
         return []
     wanted = os.path.abspath(media_path) if media_path else None
@@ -619,8 +616,6 @@ def armed_refusal(config):
     a settings change sends the cleanup back to review; this check keeps a job that is
     still there (a play that stopped half-way, a copied cron file) from deleting anything.
     """
-    from .state import read_json
-
     state = read_json(config["state_file"])
     if not isinstance(state, dict):
         return "no activation state in %s (disarmed or unreadable)" % config["state_file"]
@@ -684,8 +679,6 @@ def review_reminder(config):
     weekly cleanup, a settings change (or a changed dry-run) took it back to review and the
     job was removed. Returns ``{"key", "text", "report_id"}`` for ``alerts.notify``.
     """
-    from .state import read_json
-
     state = read_json(config["state_file"])
     if not isinstance(state, dict) or state.get("state") != "reviewed" or not state.get("disarmed_at"):
         return None

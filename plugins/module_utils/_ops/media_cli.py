@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import OpsError
 from .cli_output import add_config_arguments, emit, read_config
 from . import media
 from .units import plural
@@ -33,50 +32,37 @@ ALERT_KEY = "media-cleanup"
 
 def add_parser(subparsers):
     """Register the media subcommands on the ``runbook-ops`` argparse ``subparsers``."""
-    baseline = subparsers.add_parser(
-        "media-baseline", help="record the media directory's size and file count")
-    add_config_arguments(baseline, None, "the job's settings")
-    baseline.set_defaults(func=cmd_media_baseline)
-
-    gate = subparsers.add_parser(
-        "media-gate", help="evaluate the photo-cleanup activation triggers")
-    add_config_arguments(gate, None, "the job's settings")
-    gate.add_argument("--no-alert", action="store_true",
-                      help="print the result without alerting")
-    gate.set_defaults(func=cmd_media_gate)
-
-    cleanup = subparsers.add_parser(
-        "media-cleanup", help="run the application's media cleanup command once")
-    add_config_arguments(cleanup, None, "the job's settings")
-    cleanup.set_defaults(func=cmd_media_cleanup)
-
-    reminder = subparsers.add_parser(
-        "media-cleanup-reminder", help="remind the team that a disarmed media cleanup waits for approval")
-    add_config_arguments(reminder, None, "the job's settings")
-    reminder.set_defaults(func=cmd_media_cleanup_reminder)
+    for name, text, check, command in (
+            ("media-baseline", "record the media directory's size and file count",
+             media.check_baseline_config, cmd_media_baseline),
+            ("media-gate", "evaluate the photo-cleanup activation triggers",
+             media.check_gate_config, cmd_media_gate),
+            ("media-cleanup", "run the application's media cleanup command once",
+             media.check_cleanup_config, cmd_media_cleanup),
+            ("media-cleanup-reminder", "remind the team that a disarmed media cleanup waits for approval",
+             media.check_reminder_config, cmd_media_cleanup_reminder)):
+        parser = subparsers.add_parser(name, help=text)
+        add_config_arguments(parser, None, "the job's settings")
+        if command is cmd_media_gate:
+            parser.add_argument("--no-alert", action="store_true",
+                                help="print the result without alerting")
+        parser.set_defaults(func=_with_config(check, command))
 
 
-def _say(text, stream=None):
-    (stream or sys.stdout).write(text + "\n")
+def _with_config(check, command):
+    """The subcommand: ``command(args, runtime, config)`` with the job's config read and
+    checked by ``check``; with ``--validate`` only the check, and ``FILE: ok``."""
+    def run(args, runtime):
+        config = check(read_config(args.config), where=args.config)
+        if args.validate:
+            sys.stdout.write("%s: ok\n" % args.config)
+            return 0
+        return command(args, runtime, config)
+    return run
 
 
-def _notify(runtime, level, text):
-    """Send through the runtime's alerts; never let a delivery problem fail the job."""
-    from .alerts import notify
-
-    try:
-        return notify(runtime, ALERT_KEY, level, text)
-    except OpsError as exc:
-        _say("alert not delivered: %s" % exc.message, sys.stderr)
-        return None
-
-
-def cmd_media_baseline(args, runtime):
+def cmd_media_baseline(args, runtime, config):
     """Measure, append the baseline line, print it; 1 when partial or not written."""
-    config = media.check_baseline_config(read_config(args.config), where=args.config)
-    if args.validate:
-        _say("%s: ok" % args.config)
-        return 0
     result = media.record_baseline(config["media_path"], config["baseline_file"],
                                    timeout=config["timeout_seconds"])
     sample, growth = result["sample"], result["growth"]
@@ -93,28 +79,22 @@ def cmd_media_baseline(args, runtime):
     return 1 if result["partial"] or not result["written"] else 0
 
 
-def cmd_media_gate(args, runtime):
+def cmd_media_gate(args, runtime, config):
     """Evaluate the gate, print it, alert warning when it fires (ok: recovery)."""
-    config = media.check_gate_config(read_config(args.config), where=args.config)
-    if args.validate:
-        _say("%s: ok" % args.config)
-        return 0
+    from .alerts import notify
+
     if not config.get("disk_history_file"):
         config["disk_history_file"] = os.path.join(runtime["state_dir"], "disk-history.jsonl")
     result = media.evaluate_gate(**config)
     text = media.summarize_gate(result)
     if not args.no_alert:
-        _notify(runtime, "warning" if result["activate"] else "ok", text)
+        notify(runtime, ALERT_KEY, "warning" if result["activate"] else "ok", text)
     emit(args, result, text)
     return 0
 
 
-def cmd_media_cleanup(args, runtime):
+def cmd_media_cleanup(args, runtime, config):
     """Run the cleanup command once, print its output and the size change."""
-    config = media.check_cleanup_config(read_config(args.config), where=args.config)
-    if args.validate:
-        _say("%s: ok" % args.config)
-        return 0
     result = media.run_cleanup(config)
     if result["refused"]:
         emit(args, result, "media cleanup NOT run: %s" % result["refused"])
@@ -131,14 +111,10 @@ def cmd_media_cleanup(args, runtime):
     return 0 if result["rc"] == 0 and not result["timed_out"] else 1
 
 
-def cmd_media_cleanup_reminder(args, runtime):
+def cmd_media_cleanup_reminder(args, runtime, config):
     """Repeat the waiting report's alert; 1 when it could not be delivered."""
     from .alerts import notify
 
-    config = media.check_reminder_config(read_config(args.config), where=args.config)
-    if args.validate:
-        _say("%s: ok" % args.config)
-        return 0
     due = media.review_reminder(config)
     if due is None:
         emit(args, {"reminded": False}, "nothing to remind: the media cleanup is not waiting in review "

@@ -12,9 +12,11 @@ a path that is a directory) is a bug or a misconfiguration and is raised.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import tempfile
+import time
 
 from .errors import OpsError
 
@@ -22,19 +24,13 @@ from .errors import OpsError
 _FULL_OR_READ_ONLY = frozenset((errno.ENOSPC, errno.EROFS, errno.EDQUOT))
 
 
-def _is_full_or_read_only(exc: OSError) -> bool:
-    return exc.errno in _FULL_OR_READ_ONLY
-
-
 def read_json(path, default=None):
     """Return the JSON value stored in ``path``; ``default`` if it is missing or corrupt."""
     try:
         with open(path, "r", encoding="utf-8") as handle:
             return json.load(handle)
-    except FileNotFoundError:
-        return default
-    except ValueError:
-        # A torn or hand-edited state file: start over rather than stop the job.
+    except (FileNotFoundError, ValueError):
+        # Missing, or a torn or hand-edited state file: start over rather than stop the job.
         return default
 
 
@@ -114,7 +110,7 @@ def write_json_atomic(path, data, mode: int = 0o644) -> bool:
         replace_file_atomic(path, payload, mode)
         return True
     except OSError as exc:
-        if _is_full_or_read_only(exc):
+        if exc.errno in _FULL_OR_READ_ONLY:
             return False
         raise
 
@@ -141,9 +137,25 @@ def append_jsonl(path, record) -> bool:
             os.fsync(handle.fileno())
         return True
     except OSError as exc:
-        if _is_full_or_read_only(exc):
+        if exc.errno in _FULL_OR_READ_ONLY:
             return False
         raise
+
+
+def flock_until(fd, deadline) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, trying every 0.1 s: True once held, False
+    when another process still holds it at ``deadline`` (``time.monotonic``). Any other
+    error raises ``OSError``."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def read_jsonl(path) -> list:

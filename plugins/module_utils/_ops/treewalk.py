@@ -90,12 +90,7 @@ class WalkResult:
 
     def path_of(self, index: int) -> str:
         """The full path of directory number ``index``."""
-        parts = []
-        while index > 0:
-            parts.append(self.names[index])
-            index = self.parents[index]
-        parts.append(self.root)
-        return os.path.join(*reversed(parts)) if len(parts) > 1 else self.root
+        return _path_of(self.root, self.names, self.parents, index)
 
     def largest(self, count: int):
         """The ``count`` biggest directories as ``[{"path", "bytes"}]``, biggest first.
@@ -114,6 +109,16 @@ class WalkResult:
         rows = [(sizes[i], os.fsencode(self.path_of(i))) for i in chosen]
         rows.sort(reverse=True)
         return [{"path": os.fsdecode(path), "bytes": size} for size, path in rows[:count]]
+
+
+def _path_of(root, names, parents, index) -> str:
+    """The full path of directory number ``index`` under ``root`` (lists as in ``WalkResult``)."""
+    parts = []
+    while index > 0:
+        parts.append(names[index])
+        index = parents[index]
+    parts.append(root)
+    return os.path.join(*reversed(parts)) if len(parts) > 1 else root
 
 
 def default_workers() -> int:
@@ -301,13 +306,7 @@ def _share(stack, names, parents, task, donate):
         given = listing[cut:]
         frame[1] = listing[:cut]
         key = task[4] + tuple(f[2] - 1 + f[3] for f in stack[:depth])
-        parts = []
-        index = frame[4]
-        while index > 0:
-            parts.append(names[index])
-            index = parents[index]
-        parts.append(task[1])
-        path = os.path.join(*reversed(parts)) if len(parts) > 1 else task[1]
+        path = _path_of(task[1], names, parents, frame[4])
         donate(("slice", path, given, frame[3] + cut, key), frame[4])
         return
 
