@@ -307,7 +307,6 @@ def _gelf_problem(opts, _host_files):
         return problem
     udp = match.group(1) == "udp"
     for key in sorted(opts):
-        value = opts[key]
         if key.startswith("gelf-compression") and not udp:
             return ("log-opts %s: compression is only supported on UDP (gelf-address is %s)"
                     % (key, address), "dockerd")

@@ -474,7 +474,7 @@ def project_images(client, config):
                 continue
             except Exception as exc:  # noqa: BLE001 - a timeout, an engine error: keep everything
                 raise OpsError("the engine did not say whether the image %s of service %s is "
-                                   "here (%s); no image was removed" % (ref, name, short_error(exc)))
+                               "here (%s); no image was removed" % (ref, name, short_error(exc)))
     return sorted(held)
 
 
