@@ -13,7 +13,8 @@ records with parents, and networks. Stopped containers have their own age
 (``containers_until``) with a floor no option switches off: an hour after a clean stop,
 a day after a crash (exit code not 0, killed for memory, dead); one holding an anonymous
 volume a staying container mounts too (``--volumes-from``) stays; volumes of containers
-an earlier run removed (the state file) stay for ``containers_until``, at least an hour.
+an earlier run removed (the state file) stay for ``containers_until``, at least an hour;
+images a caller holds (``held_images``: service_down's recreate) stay with their parents.
 """
 
 from __future__ import annotations
@@ -148,10 +149,14 @@ def engine_states(draw):
     refs = dict((c["Id"], draw(st.lists(st.sampled_from(
         ["ctr-%d" % i for i in range(len(ctrs))] + ["ctr-0:ro", "/ctr-1", "c2", "other"]),
         max_size=2))) for c in ctrs)
+    # images a caller is about to create containers from (service_down's held_images)
+    ids = [img["Id"] for img in all_images]
+    held = draw(st.lists(st.sampled_from(ids), max_size=2)) if ids else []
     return {"df": {"Images": listed, "Containers": ctrs, "Volumes": vols,
                    "BuildCache": draw(build_cache())},
             "images_all": all_images, "image_layers": {}, "container_details": details,
-            "networks": networks, "removed_volumes": removed, "volumes_from": refs}
+            "networks": networks, "removed_volumes": removed, "volumes_from": refs,
+            "held_images": held}
 
 
 option_sets = st.fixed_dictionaries({
@@ -249,7 +254,7 @@ def model(state, options):
     remaining = [c for c in df["Containers"] if c["Id"] not in go["containers"]]
 
     if options["images"] != "none":
-        used = set(c["ImageID"] for c in remaining)
+        used = set(c["ImageID"] for c in remaining) | set(state.get("held_images") or ())
         listed = set(img["Id"] for img in df["Images"])
         parent_of = dict((img["Id"], img["ParentId"]) for img in state["images_all"])
         going = set(img["Id"] for img in df["Images"]
@@ -360,6 +365,10 @@ def test_plan_never_touches_what_is_in_use_kept_or_named(state, options):
             assert when_stopped(details) < NOW - HOUR
             if details["State"]["ExitCode"] or details["State"]["OOMKilled"] or ctr["State"] == "dead":
                 assert when_stopped(details) < NOW - DAY
+    for image in state.get("held_images") or ():  # held by the caller, and its parent chain
+        while image:
+            assert image not in plan["images"]
+            image = by_id[image]["ParentId"]
     for kind, things, key in (("images", df["Images"], "Id"), ("volumes", df["Volumes"], "Name")):
         for thing in things:
             if kept_label(thing):
